@@ -1,0 +1,35 @@
+# The README's two commands. Both are complete on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo install lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first: the pinned CPU wheel lies on disk; any other torch pulls multi-GB CUDA builds.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --upgrade pip >/dev/null
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dl,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: $(STAMP) lint
+	$(VENV)/bin/python -m pytest -n 2 -q
+
+demo: $(STAMP)
+	$(VENV)/bin/ect demo
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""CLI commands: compare (registered onto electrode_ct.cli.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: cracks (registered onto electrode_ct.cli.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: filters (registered onto electrode_ct.cli.app)."""

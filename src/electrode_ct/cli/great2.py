@@ -1,0 +1,1 @@
+"""CLI commands: great2 (registered onto electrode_ct.cli.app)."""

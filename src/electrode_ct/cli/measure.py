@@ -1,0 +1,1 @@
+"""CLI commands: measure (registered onto electrode_ct.cli.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: metrics (registered onto electrode_ct.cli.app)."""

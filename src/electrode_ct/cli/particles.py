@@ -1,0 +1,1 @@
+"""CLI commands: particles (registered onto electrode_ct.cli.app)."""

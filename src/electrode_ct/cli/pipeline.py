@@ -1,0 +1,1 @@
+"""CLI commands: pipeline (registered onto electrode_ct.cli.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: segment_classical (registered onto electrode_ct.cli.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: segment_cnn (registered onto electrode_ct.cli.app)."""

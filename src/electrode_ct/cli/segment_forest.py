@@ -1,0 +1,1 @@
+"""CLI commands: segment_forest (registered onto electrode_ct.cli.app)."""

@@ -1,0 +1,1 @@
+"""CLI commands: synth (registered onto electrode_ct.cli.app)."""
