@@ -1,0 +1,1 @@
+"""Semantic (phase) segmentation: thresholds, watershed, k-means, random forest, CNN."""

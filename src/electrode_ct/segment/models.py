@@ -1,0 +1,158 @@
+"""Saved segmentation models: one archive format, one loader per model kind.
+
+A model file (any name the user chooses) is a zip archive holding ``model.json`` — at
+least ``{"kind": ..., "format_version": ..., "package_version": ...,
+"class_values": [...], "class_names": [...]}`` — plus the kind's payload files (e.g. a
+pickled forest, a torch state dict). :func:`load_model` reads the header and dispatches on
+``kind``, so ``ect segment predict`` serves every kind.
+
+Model files may contain pickled objects: load only models you made or trust.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from electrode_ct.errors import ModelError
+from electrode_ct.io._atomic import atomic_path
+from electrode_ct.volume import Volume
+
+MODEL_FORMAT_VERSION = 1
+
+
+@dataclass
+class Prediction:
+    """The result of a model prediction.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        Class values (the model's ``class_values``), shape (z, y, x), uint8.
+    probabilities : numpy.ndarray or None
+        Per-class probabilities, shape (K, z, y, x), float32, in ``class_values`` order.
+    uncertainty : numpy.ndarray or None
+        Normalised entropy of the probabilities in [0, 1], shape (z, y, x), float32.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
+
+
+class SegmentationModel(Protocol):
+    """What every model kind provides."""
+
+    kind: str
+    class_values: list[int]
+    class_names: list[str]
+
+    def predict(self, volume: Volume, *, probabilities: bool = False,
+                uncertainty: bool = False, **options: Any) -> Prediction:
+        """Segment a volume."""
+        ...
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model archive."""
+        ...
+
+
+_LOADERS: dict[str, Callable[[dict[str, Any], zipfile.ZipFile, Path], Any]] = {}
+
+
+def register_kind(kind: str, loader: Callable[[dict[str, Any], zipfile.ZipFile, Path], Any]) -> None:
+    """Register ``loader(header, archive, path) -> model`` for a model kind."""
+    _LOADERS[kind] = loader
+
+
+def write_archive(path: str | os.PathLike[str], header: dict[str, Any],
+                  files: dict[str, bytes]) -> Path:
+    """Write a model archive atomically: ``model.json`` plus payload files."""
+    from electrode_ct import __version__
+
+    head = {"format_version": MODEL_FORMAT_VERSION, "package_version": __version__, **header}
+    if "kind" not in head:
+        raise ValueError("model header needs a 'kind'")
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("model.json", json.dumps(head, indent=2))
+            for name, payload in files.items():
+                zf.writestr(name, payload)
+    return Path(path)
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``model.json`` header of a model archive.
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, not a model archive or of a newer format.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"{p}: no such model file")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            head = json.loads(zf.read("model.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ModelError(f"{p}: not an electrode-ct model file (expected a model archive "
+                         "written by 'ect segment train-*')") from exc
+    if int(head.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise ModelError(f"{p}: model format {head.get('format_version')} is newer than this "
+                         f"electrode-ct understands ({MODEL_FORMAT_VERSION}); upgrade electrode-ct")
+    return head
+
+
+def read_member(zf: zipfile.ZipFile, name: str) -> io.BytesIO:
+    """A payload file of an open archive as a binary stream."""
+    return io.BytesIO(zf.read(name))
+
+
+def load_model(path: str | os.PathLike[str], *, kind: str | None = None) -> Any:
+    """Load a model of any registered kind.
+
+    Parameters
+    ----------
+    path : path-like
+        Model archive.
+    kind : str, optional
+        Expected kind; a model of another kind is a :class:`ModelError`.
+    """
+    head = read_header(path)
+    found = head.get("kind")
+    if kind is not None and found != kind:
+        raise ModelError(f"{path}: is a {found!r} model, expected a {kind!r} model")
+    if found not in _LOADERS:
+        _import_kinds()
+    if found not in _LOADERS:
+        raise ModelError(f"{path}: unknown model kind {found!r}; known: {sorted(_LOADERS)}")
+    with zipfile.ZipFile(path) as zf:
+        return _LOADERS[found](head, zf, Path(path))
+
+
+def _import_kinds() -> None:
+    """Import the modules that register model kinds (the CNN one needs torch)."""
+    import importlib
+
+    for mod in ("electrode_ct.segment.forest", "electrode_ct.segment.cnn"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            continue
+
+
+def entropy(prob: np.ndarray) -> np.ndarray:
+    """Normalised entropy (0 = certain, 1 = uniform) over axis 0 of a probability array."""
+    k = prob.shape[0]
+    p = np.clip(prob.astype(np.float32), 1e-7, 1.0)
+    h = -(p * np.log(p)).sum(axis=0)
+    return (h / np.log(k)).astype(np.float32) if k > 1 else np.zeros(prob.shape[1:], np.float32)
