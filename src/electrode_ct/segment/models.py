@@ -65,10 +65,11 @@ class SegmentationModel(Protocol):
         ...
 
 
-_LOADERS: dict[str, Callable[[dict[str, Any], zipfile.ZipFile, Path], Any]] = {}
+Loader = Callable[[dict[str, Any], zipfile.ZipFile, Path], Any]
+_LOADERS: dict[str, Loader] = {}
 
 
-def register_kind(kind: str, loader: Callable[[dict[str, Any], zipfile.ZipFile, Path], Any]) -> None:
+def register_kind(kind: str, loader: Loader) -> None:
     """Register ``loader(header, archive, path) -> model`` for a model kind."""
     _LOADERS[kind] = loader
 
