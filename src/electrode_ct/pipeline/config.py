@@ -1,0 +1,355 @@
+"""The pipeline configuration: a pydantic model validated from YAML.
+
+Every key is documented here and in ``docs/pipeline.md``; unknown keys are errors that
+name the key and list the allowed ones. ``ect config init --preset nano|micro|operando``
+writes a commented template (:func:`template`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from electrode_ct.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(_Strict):
+    """What to analyse."""
+
+    grey: list[str] = Field(..., description="Grey volume(s); several paths = operando states.")
+    voxel_size: float | list[float] | None = Field(
+        None, description="µm, one value or Z Y X; default: from the file.")
+    phases: list[str] | None = Field(
+        None, description="Existing phase segmentation(s); the segment step is then skipped.")
+    class_map: dict[str, int] | None = Field(
+        None, description="Class map of the given phases (name -> value) if the file has none.")
+    reference: str | None = Field(
+        None, description="Reference phase labels for segmentation quality.")
+    reference_ignore: int | None = Field(None, description="Reference value to ignore.")
+    crop: dict[str, list[int]] | None = Field(
+        None, description="Region of interest, e.g. {z: [0, 100], y: [0, 200], x: [0, 200]}.")
+
+    @field_validator("grey", "phases", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (str, os.PathLike)) else v
+
+
+class FilterStep(_Strict):
+    """Denoising before segmentation."""
+
+    enabled: bool = False
+    method: Literal["gaussian", "median", "nlm", "unsharp", "normalise"] = "gaussian"
+    sigma: float = 1.0
+    sigma_um: float | None = None
+    size: int = 3
+
+
+class SegmentStep(_Strict):
+    """Semantic segmentation into phases."""
+
+    enabled: bool = True
+    method: Literal["threshold", "watershed", "kmeans", "forest", "cnn"] = "threshold"
+    threshold_method: Literal[
+        "manual", "otsu", "multiotsu", "triangle", "li", "hysteresis", "fraction"
+    ] = "multiotsu"
+    classes: int = 3
+    thresholds: list[float] | None = None
+    fractions: list[float] | None = None
+    low: float | None = None
+    high: float | None = None
+    scribbles: str | None = Field(None, description="Training labels for method=forest.")
+    class_names: list[str] | None = None
+    trees: int = 100
+    model: str | None = Field(None, description="A trained model file (forest or cnn).")
+    two_d: bool = False
+    cleanup_min_island_um3: float = 0.0
+
+
+class ParticlesStep(_Strict):
+    """Particle instance segmentation of one phase."""
+
+    enabled: bool = True
+    phase: str = "active"
+    method: Literal["distance", "triplanar", "boundary"] = "distance"
+    heal_cracks_um: float = 0.0
+    h: float | None = None
+    min_volume_um3: float = 0.0
+    remove_border: bool = False
+
+
+class MeasureStep(_Strict):
+    """Per-particle morphology and grey-level tables (GREAT2 radial layers)."""
+
+    enabled: bool = True
+    properties: Literal["basic", "all"] = "all"
+    radial: bool = True
+    exclude_layers: int = 5
+
+
+class TrackStep(_Strict):
+    """Operando: register states and propagate particle ids (needs several grey inputs)."""
+
+    enabled: bool = True
+    reference: int = 0
+
+
+class CracksStep(_Strict):
+    """Per-particle crack/flaw classification."""
+
+    enabled: bool = False
+    method: Literal["features", "cnn"] = "features"
+    model: str | None = None
+    threshold: float = 0.4
+
+
+class MetricsStep(_Strict):
+    """Microstructure metrics of the phase volume."""
+
+    enabled: bool = True
+    phase: str = "pore"
+    tortuosity: list[Literal["x", "y", "z"]] = ["x", "y", "z"]
+    surface_method: Literal["face", "marching_cubes", "gradient"] = "marching_cubes"
+    tol: float = 1e-6
+
+
+class StatsStep(_Strict):
+    """Population statistics over particle tables."""
+
+    enabled: bool = True
+    by: str | None = Field(None, description="COLUMN:NBINS, e.g. volume_um3:4.")
+    position: str | None = Field(None, description="AXIS:NBINS, e.g. z:4.")
+    collector: Literal["z0", "z1"] = "z0"
+    reference: int = 0
+    roi: bool = True
+
+
+class ReportStep(_Strict):
+    """The self-contained HTML report."""
+
+    enabled: bool = True
+    title: str = "electrode-ct report"
+
+
+class Steps(_Strict):
+    """Which steps run, with their parameters (each optional)."""
+
+    filter: FilterStep = FilterStep()
+    segment: SegmentStep = SegmentStep()
+    particles: ParticlesStep = ParticlesStep()
+    track: TrackStep = TrackStep()
+    measure: MeasureStep = MeasureStep()
+    cracks: CracksStep = CracksStep()
+    metrics: MetricsStep = MetricsStep()
+    stats: StatsStep = StatsStep()
+    report: ReportStep = ReportStep()
+
+
+class PipelineConfig(_Strict):
+    """A whole run: inputs, output folder, seed and steps."""
+
+    input: InputConfig
+    output: str = "ect-out"
+    seed: int = 0
+    volume_format: Literal["tiff", "ome-zarr"] = "tiff"
+    steps: Steps = Steps()
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    errors = exc.errors()
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    err = extra[0] if extra else errors[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        model: Any = PipelineConfig
+        for part in err["loc"][:-1]:
+            field = model.model_fields.get(str(part))
+            ann = field.annotation if field else None
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if model is None:
+                break
+        allowed = ", ".join(model.model_fields) if model else "?"
+        return f"{source}: unknown config key {loc!r}; allowed here: {allowed}"
+    if err["type"] == "missing":
+        return f"{source}: missing required config key {loc!r}"
+    return f"{source}: config key {loc!r}: {err['msg']} (got {err.get('input')!r})"
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
+    """Validate a configuration mapping.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the offending key (unknown keys list the allowed ones).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys at the top level")
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+    check_prerequisites(cfg, source=source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    """Read and validate a YAML config file; relative input paths are resolved from its folder."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    cfg = parse_config(data, source=str(p))
+    base = p.parent
+    return _resolve_paths(cfg, base)
+
+
+def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    def fix(v: str | None) -> str | None:
+        if v is None:
+            return None
+        q = Path(v)
+        return str(q if q.is_absolute() else base / q)
+
+    cfg.input.grey = [fix(g) for g in cfg.input.grey]  # type: ignore[misc]
+    if cfg.input.phases:
+        cfg.input.phases = [fix(g) for g in cfg.input.phases]  # type: ignore[misc]
+    cfg.input.reference = fix(cfg.input.reference)
+    cfg.steps.segment.scribbles = fix(cfg.steps.segment.scribbles)
+    cfg.steps.segment.model = fix(cfg.steps.segment.model)
+    cfg.steps.cracks.model = fix(cfg.steps.cracks.model)
+    cfg.output = fix(cfg.output) or cfg.output
+    return cfg
+
+
+def check_prerequisites(cfg: PipelineConfig, *, source: str = "config") -> None:
+    """Refuse step combinations whose prerequisite is disabled.
+
+    Raises
+    ------
+    ConfigError
+        Naming the step and the missing prerequisite.
+    """
+    s = cfg.steps
+    has_phases = s.segment.enabled or bool(cfg.input.phases)
+    if s.particles.enabled and not has_phases:
+        raise ConfigError(f"{source}: steps.particles needs phases: enable steps.segment "
+                          "or give input.phases")
+    if s.metrics.enabled and not has_phases:
+        raise ConfigError(f"{source}: steps.metrics needs phases: enable steps.segment "
+                          "or give input.phases")
+    if s.measure.enabled and not s.particles.enabled:
+        raise ConfigError(f"{source}: steps.measure needs steps.particles enabled")
+    if s.cracks.enabled and not s.particles.enabled:
+        raise ConfigError(f"{source}: steps.cracks needs steps.particles enabled")
+    if s.stats.enabled and not s.measure.enabled:
+        raise ConfigError(f"{source}: steps.stats needs steps.measure enabled")
+    if s.segment.enabled and s.segment.method == "forest" and not (
+        s.segment.scribbles or s.segment.model
+    ):
+        raise ConfigError(f"{source}: steps.segment.method 'forest' needs steps.segment.scribbles "
+                          "(training labels) or steps.segment.model")
+    if s.segment.enabled and s.segment.method == "cnn" and not s.segment.model:
+        raise ConfigError(f"{source}: steps.segment.method 'cnn' needs steps.segment.model")
+    if s.segment.enabled and s.segment.method == "watershed" and (
+        s.segment.low is None or s.segment.high is None
+    ):
+        raise ConfigError(f"{source}: steps.segment.method 'watershed' needs low and high")
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "micro": {
+        "comment": "Lab micro-CT (0.3–1 µm voxels): particles resolved, CBD ~ pore.",
+        "segment": {"method": "threshold", "threshold_method": "otsu", "classes": 2},
+        "particles": {"phase": "active", "heal_cracks_um": 0.0},
+        "metrics": {"phase": "pore"},
+        "cracks": False,
+    },
+    "nano": {
+        "comment": "Nano-CT (16–130 nm voxels): pore, CBD and active are three grey levels.",
+        "segment": {"method": "threshold", "threshold_method": "multiotsu", "classes": 3},
+        "particles": {"phase": "active", "heal_cracks_um": 0.2},
+        "metrics": {"phase": "pore"},
+        "cracks": True,
+    },
+    "operando": {
+        "comment": "Operando series: the same region at several states of charge.",
+        "segment": {"method": "threshold", "threshold_method": "otsu", "classes": 2},
+        "particles": {"phase": "active", "heal_cracks_um": 0.5},
+        "metrics": {"phase": "pore"},
+        "cracks": True,
+    },
+}
+
+
+def template(preset: str = "micro") -> str:
+    """A commented YAML template for a preset (``nano``, ``micro`` or ``operando``)."""
+    if preset not in _PRESETS:
+        raise ConfigError(f"--preset: unknown preset {preset!r}; choose nano, micro or operando")
+    p = _PRESETS[preset]
+    grey = ("  grey: [state0.tif, state1.tif, state2.tif]   # one path per state of charge"
+            if preset == "operando" else
+            "  grey: scan.tif            # file, folder of slices, glob, file.h5::/dataset, .zarr")
+    seg, par, met = p["segment"], p["particles"], p["metrics"]
+    return f"""# electrode-ct pipeline configuration ({preset} preset)
+# {p['comment']}
+# Run with:  ect run this.yaml      (unknown keys are errors; see docs/pipeline.md)
+input:
+{grey}
+  voxel_size: null          # µm, one value or [z, y, x]; null = from the file
+  phases: null              # existing phase segmentation(s): skips steps.segment
+  reference: null           # reference labels: segmentation quality in the report
+output: ect-out             # output folder (relative to this file)
+seed: 0
+volume_format: tiff         # tiff | ome-zarr
+steps:
+  filter:
+    enabled: false
+    method: gaussian        # gaussian | median | nlm | unsharp | normalise
+    sigma: 1.0              # voxels
+  segment:
+    enabled: true
+    method: {seg['method']}       # threshold | watershed | kmeans | forest | cnn
+    threshold_method: {seg['threshold_method']}
+    classes: {seg['classes']}
+    scribbles: null         # training labels for method: forest (0 = unlabelled, 1..K)
+    model: null             # a trained forest/cnn model file
+  particles:
+    enabled: true
+    phase: {par['phase']}
+    heal_cracks_um: {par['heal_cracks_um']}   # close cracks up to this width (µm)
+    min_volume_um3: 0.0
+  track:
+    enabled: {str(preset == 'operando').lower()}   # operando: same particle ids in every state
+  measure:
+    enabled: true
+    properties: all         # basic | all
+    radial: true            # GREAT2 radial grey-level layers
+    exclude_layers: 5
+  cracks:
+    enabled: {str(p['cracks']).lower()}
+    method: features        # features | cnn
+  metrics:
+    enabled: true
+    phase: {met['phase']}
+    tortuosity: [x, y, z]
+    surface_method: marching_cubes   # face | marching_cubes | gradient
+  stats:
+    enabled: true
+    by: null                # e.g. volume_um3:4
+    position: null          # e.g. z:4
+    collector: z0           # z0 | z1
+  report:
+    enabled: true
+"""
