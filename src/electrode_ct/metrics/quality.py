@@ -1,0 +1,213 @@
+"""Segmentation-quality yardsticks: interface voxels, per-phase grey statistics, SNR/CNR,
+and volume fractions against a reference value from another technique."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from electrode_ct.errors import InputError, ShapeError
+from electrode_ct.metrics.compare import _as_int_labels
+from electrode_ct.volume import resolve_phase
+
+
+def _names(values: np.ndarray, class_map: Mapping[str, int] | None) -> list[str]:
+    names = {int(v): k for k, v in (class_map or {}).items()}
+    return [names.get(int(v), str(int(v))) for v in values]
+
+
+def _checked_labels(labels: Any) -> np.ndarray:
+    lab = _as_int_labels(labels, "labels")
+    if lab.size == 0:
+        raise InputError("labels: the label image is empty")
+    return lab
+
+
+def interface_percentage(
+    labels: np.ndarray, *, class_map: Mapping[str, int] | None = None
+) -> dict[str, float]:
+    """Percentage of voxels lying on the interface between each pair of phases.
+
+    A voxel of phase a is on the a–b interface when one of its face neighbours (6 in
+    3-D, 4 in 2-D) is of phase b; the a–b percentage counts such voxels of a and of b,
+    as a % of all voxels. Interface voxels carry the partial-volume grey levels that
+    make segmentations disagree.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer phase codes, 2-D or 3-D.
+    class_map : mapping, optional
+        name -> value; names are used in the keys.
+
+    Returns
+    -------
+    dict
+        ``"a-b"`` -> percentage (0–100), for each pair of present values a < b, plus
+        ``"any"``: % of voxels with a face neighbour of another phase.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> interface_percentage(np.array([[0, 0, 1, 1]]))
+    {'0-1': 50.0, 'any': 50.0}
+    """
+    lab = _checked_labels(labels)
+    values = np.unique(lab)
+    keys = _names(values, class_map)
+    # for each voxel, the set of neighbouring phases as a bit mask over ``values``
+    idx = np.searchsorted(values, lab).astype(np.int64)
+    if values.size > 62:
+        raise InputError(f"labels: {values.size} distinct values; interfaces need <= 62 phases")
+    bits = np.zeros(lab.shape, np.int64)
+    for ax in range(lab.ndim):  # face neighbours along each axis, both directions
+        a = [slice(None)] * lab.ndim
+        b = [slice(None)] * lab.ndim
+        a[ax], b[ax] = slice(None, -1), slice(1, None)
+        ia, ib = idx[tuple(a)], idx[tuple(b)]
+        differ = ia != ib
+        bits[tuple(a)] |= np.where(differ, np.left_shift(1, ib), 0)
+        bits[tuple(b)] |= np.where(differ, np.left_shift(1, ia), 0)
+    total = lab.size
+    out: dict[str, float] = {}
+    for i, j in combinations(range(values.size), 2):
+        on = ((idx == i) & ((bits >> j) & 1).astype(bool)) | \
+             ((idx == j) & ((bits >> i) & 1).astype(bool))
+        out[f"{keys[i]}-{keys[j]}"] = 100.0 * float(np.count_nonzero(on)) / total
+    out["any"] = 100.0 * float(np.count_nonzero(bits)) / total
+    return out
+
+
+def phase_statistics(
+    image: np.ndarray, labels: np.ndarray, *, class_map: Mapping[str, int] | None = None
+) -> dict[str, dict[str, float]]:
+    """Grey-level mean, standard deviation and SNR of each phase.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Grey image (any units).
+    labels : numpy.ndarray
+        Integer phase codes of the same shape.
+    class_map : mapping, optional
+        name -> value; names are used as keys.
+
+    Returns
+    -------
+    dict
+        phase -> ``{"n_voxels", "mean", "std", "snr"}``; ``std`` is the population σ
+        (grey levels), ``snr = mean / std`` (inf for a noise-free phase).
+    """
+    img = np.asarray(image)
+    lab = _checked_labels(labels)
+    if img.shape != lab.shape:
+        raise ShapeError(f"image {img.shape} and labels {lab.shape} differ in shape")
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        raise InputError("image: NaN or infinite values; fill or mask them first")
+    values, inv = np.unique(lab.ravel(), return_inverse=True)
+    g = img.ravel().astype(np.float64)
+    n = np.bincount(inv, minlength=values.size).astype(np.float64)
+    mean = np.bincount(inv, weights=g, minlength=values.size) / n
+    var = np.bincount(inv, weights=(g - mean[inv]) ** 2, minlength=values.size) / n
+    sd = np.sqrt(var)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.inf)
+    return {k: {"n_voxels": int(n[i]), "mean": float(mean[i]), "std": float(sd[i]),
+                "snr": float(snr[i])} for i, k in enumerate(_names(values, class_map))}
+
+
+def image_quality(
+    image: np.ndarray, labels: np.ndarray, *, class_map: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """Per-phase statistics and contrast between each pair of phases.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Grey image.
+    labels : numpy.ndarray
+        Integer phase codes of the same shape.
+    class_map : mapping, optional
+        name -> value.
+
+    Returns
+    -------
+    dict
+        ``phases``: see :func:`phase_statistics`; ``pairs``: ``"a-b"`` ->
+        ``{"contrast": |μa − μb|, "cnr": |μa − μb| / sqrt((σa² + σb²) / 2),
+        "snr": |μa − μb| / σa}`` (grey levels; CNR uses the pooled σ, SNR the σ of the
+        first, darker-coded phase a, e.g. pore as background).
+    """
+    stats = phase_statistics(image, labels, class_map=class_map)
+    pairs: dict[str, dict[str, float]] = {}
+    for (ka, a), (kb, b) in combinations(stats.items(), 2):
+        contrast = abs(a["mean"] - b["mean"])
+        pooled = float(np.sqrt((a["std"] ** 2 + b["std"] ** 2) / 2.0))
+        pairs[f"{ka}-{kb}"] = {
+            "contrast": contrast,
+            "cnr": contrast / pooled if pooled > 0 else float("inf"),
+            "snr": contrast / a["std"] if a["std"] > 0 else float("inf"),
+        }
+    return {"phases": stats, "pairs": pairs}
+
+
+def fraction_vs_reference(
+    segs: Sequence[np.ndarray],
+    *,
+    phase: str | int,
+    reference: float,
+    class_map: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Volume fraction of one phase against a value measured by another technique.
+
+    Parameters
+    ----------
+    segs : sequence of numpy.ndarray
+        One or more segmentations (e.g. one per user) of the same or different volumes.
+    phase : str or int
+        Phase name (looked up in ``class_map``) or code.
+    reference : float
+        Reference volume fraction as a fraction in (0, 1] (e.g. 0.508 for 50.8 % active
+        material from FIB-SEM).
+    class_map : mapping, optional
+        name -> value.
+
+    Returns
+    -------
+    dict
+        ``reference``, ``phase``, ``per_segmentation`` (list of ``{"volume_fraction",
+        "absolute_difference", "relative_difference_percent"}``), ``mean`` (the same for
+        the mean fraction of all segmentations, plus ``std``: sample σ, ddof = 1, NaN
+        for one segmentation). Absolute difference = fraction − reference (fraction
+        units: −0.02 = 2 percentage points lower); relative = 100 · difference / reference.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = fraction_vs_reference([np.array([0, 2, 2, 2])], phase=2, reference=0.5)
+    >>> r["per_segmentation"][0]["absolute_difference"]
+    0.25
+    """
+    if isinstance(segs, np.ndarray):
+        segs = [segs]
+    if len(segs) == 0:
+        raise InputError("fraction_vs_reference: need at least one segmentation")
+    ref = float(reference)
+    if not np.isfinite(ref) or not 0 < ref <= 1:
+        raise InputError(f"reference: expected a volume fraction in (0, 1], got {reference!r} "
+                         "(write 50.8 % as 0.508)")
+    value = resolve_phase(phase, class_map, where="phase")
+    fr = np.array([float(np.count_nonzero(_checked_labels(s) == value)) / np.size(s)
+                   for s in segs])
+
+    def entry(f: float) -> dict[str, float]:
+        return {"volume_fraction": f, "absolute_difference": f - ref,
+                "relative_difference_percent": 100.0 * (f - ref) / ref}
+
+    mean = entry(float(fr.mean()))
+    mean["std"] = float(fr.std(ddof=1)) if fr.size > 1 else float("nan")
+    return {"phase": str(phase), "reference": ref,
+            "per_segmentation": [entry(float(f)) for f in fr], "mean": mean}
