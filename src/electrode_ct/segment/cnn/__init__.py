@@ -1,0 +1,32 @@
+"""CNN segmentation trained on one or a few labelled slices (SegmentPy-style; needs torch).
+
+Importing this package does not import torch; the modules below do:
+
+- :mod:`.nets` — LRCS-Net-like encoder–decoder and U-Net, built by name.
+- :mod:`.train` — patch-based training, augmentation, early stopping, search.
+- :mod:`.predict` — tiled, blended, slice-wise or tri-planar prediction.
+- :mod:`.model` — the ``cnn`` model kind (save/load via the model archive registry).
+- :mod:`.perturb`, :mod:`.ensemble` — perturbed ground truth and ensemble uncertainty.
+- :mod:`.boundary` — foreground/boundary/background targets from particle labels.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from electrode_ct.segment.models import register_kind
+
+
+def _lazy_loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> Any:
+    """Load a ``cnn`` model, importing torch only now."""
+    from electrode_ct.segment.cnn._torch import require_torch
+
+    require_torch()
+    from electrode_ct.segment.cnn import model
+
+    return model._loader(header, archive, path)
+
+
+register_kind("cnn", _lazy_loader)

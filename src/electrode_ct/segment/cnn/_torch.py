@@ -1,0 +1,56 @@
+"""Lazy access to torch and the compute device (torch is the optional ``dl`` extra)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from electrode_ct.errors import DependencyError, InputError
+
+DEFAULT_THREADS = 2
+"""Torch intra-op threads used unless the caller sets another number."""
+
+
+def require_torch() -> Any:
+    """Import and return :mod:`torch`.
+
+    Raises
+    ------
+    DependencyError
+        When torch is not installed (hint: install the ``dl`` extra).
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        raise DependencyError(
+            "CNN segmentation needs PyTorch, which is not installed; install the 'dl' extra: "
+            "pip install 'electrode-ct[dl]'"
+        ) from exc
+    return torch
+
+
+def resolve_device(name: str | None = "cpu") -> Any:
+    """The torch device for ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises
+    ------
+    InputError
+        For an unknown device name, or ``cuda`` when no CUDA device is available.
+    """
+    torch = require_torch()
+    text = (name or "cpu").strip().lower()
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"--device {name}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}); use --device cpu"
+            )
+        return torch.device(text)
+    raise InputError(f"--device {name!r}: expected 'cpu' or 'cuda'")
+
+
+def set_threads(n: int | None = DEFAULT_THREADS) -> None:
+    """Set torch's intra-op thread count (``None`` leaves it unchanged)."""
+    if n is not None:
+        require_torch().set_num_threads(max(1, int(n)))

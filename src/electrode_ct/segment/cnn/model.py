@@ -1,0 +1,195 @@
+"""The ``cnn`` model kind: a trained network plus everything needed to apply it.
+
+Saved through the archive registry of :mod:`electrode_ct.segment.models`: ``model.json``
+holds the architecture and its sizes, training hyper-parameters, normalisation, class
+values and names; ``state_dict.pt`` holds the weights (loaded with ``weights_only``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from electrode_ct.errors import InputError, ModelError
+from electrode_ct.segment.cnn._torch import require_torch, resolve_device, set_threads
+from electrode_ct.segment.cnn.nets import build_net
+from electrode_ct.segment.cnn.normalise import normalise
+from electrode_ct.segment.cnn.predict import predict_volume
+from electrode_ct.segment.models import (
+    Prediction,
+    entropy,
+    load_model,
+    read_member,
+    register_kind,
+    write_archive,
+)
+from electrode_ct.volume import Volume
+
+torch = require_torch()
+
+KIND = "cnn"
+
+
+class CNNModel:
+    """A trained 2-D segmentation network.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The network (built by :func:`~electrode_ct.segment.cnn.nets.build_net`).
+    arch : dict
+        ``{"name": ..., "channels": ..., "depth": ..., "kernel": ...}``.
+    class_values : list of int
+        Label values 1..K written for the network's outputs 0..K-1.
+    class_names : list of str
+        Names of the classes.
+    normalisation : dict
+        ``{"mode": "image"|"slice"|"fixed", "train_center": ..., "train_scale": ...}``.
+    training : dict, optional
+        Hyper-parameters and training summary (stored, not used to predict).
+    prediction : dict, optional
+        Default prediction mode: ``{"mode": "auto"|"slice"|"triplanar", "axis": 0}``.
+    """
+
+    kind = KIND
+
+    def __init__(self, net: Any, *, arch: dict[str, Any], class_values: list[int],
+                 class_names: list[str], normalisation: dict[str, Any],
+                 training: dict[str, Any] | None = None,
+                 prediction: dict[str, Any] | None = None) -> None:
+        self.net = net
+        self.arch = dict(arch)
+        self.class_values = [int(v) for v in class_values]
+        self.class_names = [str(n) for n in class_names]
+        self.normalisation = dict(normalisation)
+        self.training = dict(training or {})
+        self.prediction = {"mode": "auto", "axis": 0, **(prediction or {})}
+
+    # -- inference --------------------------------------------------------------------
+    def normalise(self, data: np.ndarray) -> np.ndarray:
+        """Apply the model's input normalisation to grey values (any shape)."""
+        n = self.normalisation
+        stats = None
+        if n.get("train_center") is not None:
+            stats = (float(n["train_center"]), float(n["train_scale"]))
+        return normalise(data, mode=n.get("mode", "image"), stats=stats)
+
+    def predict_proba(self, data: np.ndarray, *, mode: str | None = None, axis: int | None = None,
+                      tile: int = 512, overlap: int = 32, batch_size: int = 2,
+                      device: str = "cpu", transforms: int = 1, threads: int | None = 2,
+                      progress: Any = None) -> np.ndarray:
+        """Class probabilities (K, z, y, x) of a grey volume (z, y, x) or image (y, x).
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            Grey values; a 2-D image is treated as one slice.
+        mode : {"auto", "slice", "triplanar"}, optional
+            ``auto`` (default from the model): tri-planar for volumes with >= 8 voxels on
+            every axis unless the model was trained as 2-D slices, else slice-wise.
+        axis : int, optional
+            Slicing axis for slice-wise prediction (0 = z).
+        tile, overlap, batch_size : int
+            Tiling (pixels) and tiles per forward pass.
+        device : {"cpu", "cuda"}
+            Compute device.
+        transforms : int
+            Test-time augmentation transforms averaged (1–8).
+        threads : int, optional
+            Torch CPU threads.
+        progress : callable, optional
+            Wraps the plane iterator.
+        """
+        set_threads(threads)
+        arr = np.asarray(data)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise InputError(f"image: expected 2-D or 3-D grey values, got shape {arr.shape}")
+        mode = mode or self.prediction.get("mode", "auto")
+        axis = self.prediction.get("axis", 0) if axis is None else axis
+        if mode == "auto":
+            mode = "triplanar" if min(arr.shape) >= 8 else "slice"
+        dev = resolve_device(device)
+        self.net.to(dev).eval()
+        return predict_volume(self.net, self.normalise(arr), mode=mode, axis=axis,
+                              tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
+                              transforms=transforms, progress=progress)
+
+    def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
+                uncertainty: bool = False, **options: Any) -> Prediction:
+        """Segment a volume.
+
+        Parameters
+        ----------
+        volume : Volume or numpy.ndarray
+            Grey values (z, y, x) or a 2-D image.
+        probabilities : bool
+            Return the per-class probabilities (K, z, y, x).
+        uncertainty : bool
+            Return the normalised entropy of the probabilities (0 certain – 1 uniform).
+        **options
+            Passed to :meth:`predict_proba` (mode, axis, tile, overlap, batch_size, device,
+            transforms, threads, progress).
+
+        Returns
+        -------
+        Prediction
+            Labels (class values, uint8, (z, y, x)) and optionally probabilities/entropy.
+        """
+        data = volume.numpy() if isinstance(volume, Volume) else np.asarray(volume)
+        prob = self.predict_proba(data, **options)
+        lut = np.asarray(self.class_values, dtype=np.uint8)
+        labels = lut[prob.argmax(axis=0)]
+        return Prediction(labels=labels, probabilities=prob if probabilities else None,
+                          uncertainty=entropy(prob) if uncertainty else None)
+
+    # -- persistence ------------------------------------------------------------------
+    def header(self) -> dict[str, Any]:
+        """The ``model.json`` content."""
+        return {"kind": KIND, "arch": self.arch, "class_values": self.class_values,
+                "class_names": self.class_names, "normalisation": self.normalisation,
+                "training": self.training, "prediction": self.prediction,
+                "torch_version": torch.__version__}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model archive (atomically)."""
+        buf = io.BytesIO()
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        torch.save(state, buf)
+        return write_archive(path, self.header(), {"state_dict.pt": buf.getvalue()})
+
+
+def net_from_arch(arch: dict[str, Any], n_classes: int) -> Any:
+    """Build the network described by an ``arch`` record."""
+    return build_net(arch["name"], n_classes=n_classes, channels=arch.get("channels"),
+                     depth=arch.get("depth"), kernel=arch.get("kernel"))
+
+
+def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNNModel:
+    try:
+        arch = header["arch"]
+        values = header["class_values"]
+        net = net_from_arch(arch, len(values))
+        state = torch.load(read_member(archive, "state_dict.pt"), map_location="cpu",
+                           weights_only=True)
+        net.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{path}: damaged cnn model ({type(exc).__name__}: {exc})") from exc
+    net.eval()
+    return CNNModel(net, arch=arch, class_values=values, class_names=header["class_names"],
+                    normalisation=header.get("normalisation", {"mode": "image"}),
+                    training=header.get("training"), prediction=header.get("prediction"))
+
+
+def load_cnn(path: str | os.PathLike[str]) -> CNNModel:
+    """Load a ``cnn`` model; a model file of another kind is a :class:`ModelError`."""
+    return load_model(path, kind=KIND)
+
+
+register_kind(KIND, _loader)
