@@ -15,6 +15,8 @@ from electrode_ct.errors import InputError
 MULTI_VALUE_OPTIONS: set[str] = {
     "--voxel-size", "--shape", "--thresholds", "--fractions", "--chunks", "--sigmas",
     "--scales", "--size", "--origin",
+    # filters / classical segmentation (issue 4)
+    "--sigma", "--radius", "--center", "--low", "--high", "--input-voxel-size",
 }
 """Options that accept several space-separated numbers. Commands may add to this set."""
 
