@@ -1,0 +1,26 @@
+"""Particle instance segmentation (crack-healing watershed), cleanup and COCO export."""
+
+from electrode_ct.particles.cleanup import (
+    border_labels,
+    fill_holes,
+    mahalanobis_outliers,
+    relabel_sequential,
+    remove_border,
+    remove_islands,
+    remove_small,
+    truncated_labels,
+)
+from electrode_ct.particles.separate import heal_cracks, separate_particles
+
+__all__ = [
+    "border_labels",
+    "fill_holes",
+    "heal_cracks",
+    "mahalanobis_outliers",
+    "relabel_sequential",
+    "remove_border",
+    "remove_islands",
+    "remove_small",
+    "separate_particles",
+    "truncated_labels",
+]

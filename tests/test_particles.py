@@ -1,0 +1,135 @@
+"""Particle separation: touching spheres split, cracked spheres kept whole, cleanup rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from electrode_ct.errors import InputError, ShapeError
+from electrode_ct.metrics.instances import match_instances
+from electrode_ct.particles import (
+    border_labels,
+    fill_holes,
+    heal_cracks,
+    mahalanobis_outliers,
+    relabel_sequential,
+    remove_border,
+    remove_islands,
+    remove_small,
+    separate_particles,
+    truncated_labels,
+)
+from electrode_ct.particles.phantom import cracked_packing
+from electrode_ct.volume import Volume
+
+
+def spheres(shape, centres, r):
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    out = np.zeros(shape, np.uint8)
+    for i, (cz, cy, cx) in enumerate(centres, start=1):
+        out[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r] = i
+    return out
+
+
+def test_touching_spheres_separated():
+    truth = spheres((24, 24, 44), [(12, 12, 11), (12, 12, 29)], 9)  # overlap of 1 voxel
+    phases = (truth > 0).astype(np.uint8) * 2
+    lab = separate_particles(phases, phase=2)
+    assert lab.dtype == np.uint32 and lab.max() == 2
+    m = match_instances(lab, truth)
+    assert m["ap"] > 0.9 and m["splits"] == 0 and m["merges"] == 0
+
+
+def test_cracked_sphere_kept_whole_only_with_healing():
+    truth = spheres((32, 32, 32), [(16, 16, 16)], 12).astype(np.uint32)
+    z = np.arange(32)[:, None, None]
+    truth[np.broadcast_to((z == 15) | (z == 16), truth.shape)] = 0  # 2-voxel crack through it
+    vol = Volume(truth.astype(np.uint8), spacing=0.5, metadata={"class_map": {"active": 1}})
+    broken = separate_particles(vol, phase="active")
+    assert broken.max() == 2  # the problem: the crack looks like pore
+    healed = separate_particles(vol, phase="active", heal_cracks_um=1.0)  # 2 voxels of 0.5 µm
+    assert healed.max() == 1
+    assert np.array_equal(healed > 0, truth > 0)  # labels cut back to the original mask
+
+
+def test_healing_keeps_touching_neighbours_and_cracks_in_packing():
+    ph = cracked_packing((64, 64, 64), n_particles=30, noise=0.1, seed=3)
+    assert len(ph.cracked) == round(0.3 * ph.truth.max())
+    lab = separate_particles(ph.volume(), phase="active", heal_cracks_um=2.0)
+    m = match_instances(lab, ph.truth)
+    assert m["n_pred"] == m["n_ref"]
+    assert m["ap50"] >= 0.95 and m["splits"] == 0 and m["merges"] == 0
+    plain = match_instances(separate_particles(ph.volume(), phase="active"), ph.truth)
+    assert plain["splits"] >= 1
+
+
+def test_heal_cracks_closes_only_narrow_gaps():
+    mask = np.zeros((5, 5, 30), bool)
+    mask[:, :, :10] = True
+    mask[:, :, 12:20] = True  # 2-voxel gap
+    mask[:, :, 24:] = True  # 4-voxel gap
+    healed = heal_cracks(mask, width_um=2.0)
+    assert healed[:, :, 10:12].all() and not healed[:, :, 20:24].any()
+    assert (healed >= mask).all()
+
+
+def test_boundary_and_triplanar_methods():
+    truth = spheres((24, 24, 44), [(12, 12, 11), (12, 12, 29)], 9)
+    mask = truth > 0
+    bnd = np.zeros(mask.shape, np.float32)
+    bnd[:, :, 19:21] = 1.0  # a learned boundary between the two
+    lab = separate_particles(mask.astype(np.uint8), phase=1, method="boundary", boundary=bnd)
+    assert lab.max() == 2 and match_instances(lab, truth)["ap50"] == 1.0
+    # tri-planar: slice-wise 2-D instance labels along the three axes (here: the truth)
+    tri = separate_particles(mask.astype(np.uint8), phase=1, method="triplanar",
+                             planes=[truth, truth, truth])
+    assert tri.max() == 2 and match_instances(tri, truth)["ap50"] == 1.0
+    with pytest.raises(InputError, match="boundary"):
+        separate_particles(mask.astype(np.uint8), phase=1, method="boundary")
+    with pytest.raises(ShapeError):
+        separate_particles(mask.astype(np.uint8), phase=1, method="boundary", boundary=bnd[1:])
+
+
+def test_bad_input_and_min_volume():
+    phases = np.zeros((10, 10, 10), np.uint8)
+    phases[2:5, 2:5, 2:5] = 2
+    with pytest.raises(InputError, match="no voxels"):
+        separate_particles(phases, phase=1)
+    with pytest.raises(InputError, match="phase"):
+        separate_particles(phases)
+    with pytest.raises(InputError, match="method"):
+        separate_particles(phases, phase=2, method="magic")
+    lab, info = separate_particles(phases, phase=2, min_volume_um3=100, return_info=True)
+    assert lab.max() == 0 and info["n_particles"] == 0 and info["n_removed_small"] == 1
+
+
+def test_cleanup_functions():
+    lab = np.zeros((12, 12, 12), np.uint32)
+    lab[1:6, 1:6, 1:6] = 4
+    lab[3, 3, 3] = 0  # enclosed hole
+    lab[0:4, 8:12, 8:12] = 9  # on the border (z=0, y/x=end): section 16 of max 16
+    lab[8:11, 0:1, 5:7] = 2  # thin sliver on y=0
+    lab[7, 7, 7] = 4  # an island of label 4
+    filled = fill_holes(lab)
+    assert filled[3, 3, 3] == 4 and filled[0, 0, 0] == 0
+    assert np.array_equal(border_labels(lab), [2, 9])
+    assert 4 not in truncated_labels(lab) and 9 in truncated_labels(lab)
+    assert remove_islands(lab)[7, 7, 7] == 0 and remove_islands(lab)[2, 2, 2] == 4
+    out, n = remove_small(lab, min_volume_um3=7, spacing=1)
+    assert n == 1 and 2 not in out
+    assert set(np.unique(remove_border(lab))) == {0, 4}
+    seq = relabel_sequential(lab)
+    assert seq.dtype == np.uint32 and set(np.unique(seq)) == {0, 1, 2, 3}
+
+
+def test_mahalanobis_flags_slice_artefact():
+    rng = np.random.default_rng(0)
+    n = 200
+    table = pd.DataFrame({
+        "sphericity": rng.normal(0.9, 0.02, n), "elongation": rng.normal(1.1, 0.03, n),
+        "flatness": rng.normal(1.1, 0.03, n), "volume_um3": rng.lognormal(5, 0.2, n),
+    })
+    table.loc[7, ["sphericity", "flatness"]] = [0.4, 6.0]  # a flat slice-like artefact
+    flags = mahalanobis_outliers(table)
+    assert flags[7] and flags.sum() <= 3
