@@ -10,18 +10,44 @@ from electrode_ct.cli._argv import parse_ints
 from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
 from electrode_ct.cli.app import app
 
+SHAPE_HELP = "Raw files: array shape Z Y X (or Y X) in voxels."
+DTYPE_HELP = "Raw files: sample type, e.g. uint8, uint16, float32."
+BYTE_ORDER_HELP = "Raw files: byte order, little (default) or big."
+HEADER_BYTES_HELP = "Raw files: bytes to skip before the data."
+
+
+def raw_options(
+    shape: str | None, dtype: str | None, byte_order: str | None, header_bytes: int | None
+) -> dict:
+    """Reader options from the raw-layout CLI options (empty when none were given)."""
+    opts: dict = {}
+    if shape:
+        opts["shape"] = tuple(parse_ints(shape, name="--shape", count=(2, 3)))
+    if dtype:
+        opts["dtype"] = dtype
+    if byte_order:
+        opts["byte_order"] = byte_order
+    if header_bytes:
+        opts["offset"] = int(header_bytes)
+    return opts
+
 
 @app.command("info")
 def info_cmd(
     path: str = typer.Argument(..., help="Volume file, slice folder, glob or file.h5::/dataset."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    shape: str = typer.Option(None, "--shape", help=SHAPE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    byte_order: str = typer.Option(None, "--byte-order", help=BYTE_ORDER_HELP),
+    header_bytes: int = typer.Option(None, "--header-bytes", help=HEADER_BYTES_HELP),
 ) -> None:
     """Describe a volume: format, shape, dtype, spacing, value range, histogram, noise."""
     from electrode_ct.inspect import summary
     from electrode_ct.io import read
 
-    vol = read(path, lazy=True, voxel_size=voxel_size(voxel))
+    raw = raw_options(shape, dtype, byte_order, header_bytes)
+    vol = read(path, lazy=True, voxel_size=voxel_size(voxel), **raw)
     s = summary(vol)
     if as_json:
         emit_json(s)
@@ -53,11 +79,19 @@ def convert_cmd(
     out: Path = typer.Argument(..., help="Output path; its extension chooses the format."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     chunks: str = typer.Option(None, "--chunks", help="Chunk shape Z Y X for Zarr/HDF5 outputs."),
+    shape: str = typer.Option(None, "--shape", help=SHAPE_HELP),
+    dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
+    byte_order: str = typer.Option(None, "--byte-order", help=BYTE_ORDER_HELP),
+    header_bytes: int = typer.Option(None, "--header-bytes", help=HEADER_BYTES_HELP),
 ) -> None:
-    """Convert a volume between formats (TIFF, OME-Zarr, HDF5, npy, ...)."""
+    """Convert a volume between formats (TIFF, OME-Zarr, HDF5, npy, ...).
+
+    The input is read lazily; Zarr and HDF5 outputs are written block by block.
+    """
     from electrode_ct.io import read, write
 
-    vol = read(src, lazy=True, voxel_size=voxel_size(voxel))
+    raw = raw_options(shape, dtype, byte_order, header_bytes)
+    vol = read(src, lazy=True, voxel_size=voxel_size(voxel), **raw)
     opts = {}
     if chunks:
         opts["chunks"] = tuple(parse_ints(chunks, name="--chunks", count=(3,)))

@@ -179,6 +179,7 @@ def write(
         The volume (a lazy volume is written block by block where the format allows).
     path : path-like
         Destination; its extension chooses the format unless ``format`` is given.
+        ``file.h5::/inner/path`` names the dataset inside an HDF5 file (or Zarr group).
     format : str, optional
         Format name.
     **options
@@ -192,6 +193,10 @@ def write(
     from electrode_ct.io._atomic import atomic_path
 
     fmt = find_format(path, format=format)
+    file_part, inner = split_dataset(path)
+    if inner:  # ``out.h5::/entry/data`` names the inner dataset of container formats
+        options.setdefault("dataset", inner)
+        path = file_part
     if fmt.writer is None:
         raise FormatError(f"{path}: format {fmt.name!r} cannot be written")
     with atomic_path(path) as tmp:
