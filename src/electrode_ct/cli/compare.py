@@ -1,1 +1,104 @@
-"""CLI commands: compare (registered onto electrode_ct.cli.app)."""
+"""CLI commands ``ect compare`` and ``ect variability`` (no science in here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from electrode_ct.cli._common import JSON_HELP, emit_json, say
+from electrode_ct.cli.app import app
+from electrode_ct.errors import InputError
+from electrode_ct.volume import Volume
+
+
+def _labels(path: str) -> Volume:
+    from electrode_ct.io import read
+
+    return read(path)
+
+
+def _reference(text: str | None) -> tuple[str, float] | None:
+    if text is None:
+        return None
+    phase, sep, value = text.partition("=")
+    try:
+        frac = float(value.strip().rstrip("%"))
+    except ValueError:
+        frac = float("nan")
+    if not sep or not phase.strip() or frac != frac:
+        raise InputError(f"--reference: expected PHASE=FRACTION (e.g. active=0.508), got {text!r}")
+    if value.strip().endswith("%"):
+        frac /= 100.0
+    return phase.strip(), frac
+
+
+@app.command("compare")
+def compare_cmd(
+    seg: str = typer.Argument(..., help="Segmentation (label volume)."),
+    ref: str = typer.Argument(..., help="Reference labels of the same shape."),
+    ignore: int = typer.Option(None, "--ignore", help="Reference value to leave out (e.g. 0)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Compare a segmentation with reference labels: accuracy, IoU, Dice, volume fractions."""
+    from electrode_ct.metrics.compare import compare
+
+    s, r = _labels(seg), _labels(ref)
+    if s.shape != r.shape:
+        raise InputError(f"{seg} has shape {s.shape} but {ref} has shape {r.shape}")
+    cmap = s.class_map or r.class_map
+    res = compare(s.numpy(), r.numpy(), ignore=ignore, class_map=cmap)
+    if as_json:
+        emit_json(res)
+        return
+    say(f"accuracy {res['accuracy']:.4f}  mean IoU {res['mean_iou']:.4f}  "
+        f"differing {res['percent_different']:.2f} %")
+    for k in res["classes"]:
+        say(f"  {k:>10}: IoU {res['iou'][k]:.4f}  Dice {res['dice'][k]:.4f}  "
+            f"fraction {res['volume_fraction'][k]:.4f} (ref {res['volume_fraction_ref'][k]:.4f})")
+
+
+@app.command("variability")
+def variability_cmd(
+    segs: list[str] = typer.Argument(..., help="Two or more segmentations of the same volume."),
+    agreement: Path = typer.Option(
+        None, "--agreement", help="Write the per-voxel agreement map (float32) here."
+    ),
+    reference: str = typer.Option(
+        None, "--reference",
+        help="PHASE=FRACTION measured by another technique, e.g. active=0.508 or active=50.8%.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Volume-fraction mean/σ and pairwise voxel differences between segmentations."""
+    from electrode_ct.io import write
+    from electrode_ct.metrics.quality import fraction_vs_reference
+    from electrode_ct.metrics.variability import variability
+
+    if len(segs) < 2:
+        raise InputError(f"variability: need at least 2 segmentations, got {len(segs)}")
+    vols = [_labels(p) for p in segs]
+    for p, v in zip(segs[1:], vols[1:], strict=True):
+        if v.shape != vols[0].shape:
+            raise InputError(f"{p} has shape {v.shape} but {segs[0]} has shape {vols[0].shape}")
+    cmap = vols[0].class_map
+    arrays = [v.numpy() for v in vols]
+    ref = _reference(reference)
+    res = variability(*arrays, class_map=cmap, agreement=agreement is not None)
+    res["inputs"] = list(segs)
+    if ref is not None:
+        res["reference"] = fraction_vs_reference(arrays, phase=ref[0], reference=ref[1],
+                                                 class_map=cmap)
+    if agreement is not None:
+        write(vols[0].with_data(res.pop("agreement")).with_class_map(None), agreement)
+    if as_json:
+        emit_json(res)
+        return
+    say(f"{len(segs)} segmentations; mean % voxels different {res['mean_percent_different']:.2f}")
+    for k in res["classes"]:
+        say(f"  {k:>10}: fraction {res['volume_fraction_mean'][k]:.4f} "
+            f"± {res['volume_fraction_std'][k]:.4f}")
+    if ref is not None:
+        m = res["reference"]["mean"]
+        say(f"  {ref[0]} vs reference {ref[1]:.4f}: {m['absolute_difference']:+.4f} "
+            f"({m['relative_difference_percent']:+.2f} %)")

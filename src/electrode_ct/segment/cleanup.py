@@ -109,10 +109,12 @@ def remove_islands(
     conn = connectivity
     if arr.ndim == 2 and conn not in (4, 8):
         conn = 4 if conn == 6 else 8
-    comps = cc3d.connected_components(arr, connectivity=conn, out_dtype=np.uint32)
+    # cc3d treats 0 as background: shift the codes so that phase 0 is labelled too
+    shifted = arr.astype(np.uint16 if int(arr.max()) < 65535 else np.uint64) + 1
+    comps = cc3d.connected_components(shifted, connectivity=conn, out_dtype=np.uint32)
     sizes = np.bincount(comps.ravel())
     small = sizes < min_vox
-    small[0] = False  # cc3d labels every voxel (no background in a phase image) from 1
+    small[0] = False  # no voxel has component 0 after the shift
     mask = small[comps]
     if not mask.any():
         return arr.copy()
@@ -129,7 +131,7 @@ def majority_filter(labels: np.ndarray, *, size: int = 3) -> np.ndarray:
     """Replace each voxel by the most frequent phase in a ``size``-wide box around it.
 
     Ties keep the voxel's own phase when it is among the most frequent, else the lowest
-    code among them.
+    code among them. At the border only voxels inside the image are counted.
 
     Parameters
     ----------
@@ -150,7 +152,7 @@ def majority_filter(labels: np.ndarray, *, size: int = 3) -> np.ndarray:
     best = arr.copy()
     best_n = np.full(arr.shape, -1.0, np.float32)
     for v in values:  # one box count per phase (a handful of phases)
-        n = ndi.uniform_filter((arr == v).astype(np.float32), size=size, mode="nearest")
+        n = ndi.uniform_filter((arr == v).astype(np.float32), size=size, mode="constant")
         n = np.rint(n * size**arr.ndim)  # exact integer counts
         n[arr == v] += 0.5  # tie-break in favour of the voxel's own phase
         better = n > best_n

@@ -63,7 +63,7 @@ def seeded_watershed(
     *,
     low: float | Sequence[float],
     high: float | Sequence[float],
-    sigma: float = 1.0,
+    sigma: float = 0.5,
     two_d: bool = False,
 ) -> np.ndarray:
     """Segment phases from grey-level seeds, filling the windows with a gradient watershed.
