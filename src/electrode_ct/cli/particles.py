@@ -1,1 +1,195 @@
-"""CLI commands: particles (registered onto electrode_ct.cli.app)."""
+"""CLI commands ``ect particles``, ``ect psd``, ``ect coco`` and ``ect compare-instances``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli.app import app
+from electrode_ct.errors import InputError, ShapeError
+
+_AXES = {"z": 0, "y": 1, "x": 2, "0": 0, "1": 1, "2": 2}
+
+
+def _axis(text: str) -> int:
+    key = str(text).strip().lower()
+    if key not in _AXES:
+        raise InputError(f"--axis: expected z, y or x (or 0, 1, 2), got {text!r}")
+    return _AXES[key]
+
+
+@app.command("particles")
+def particles_cmd(
+    phases: str = typer.Argument(..., help="Phase label volume (or particle probability map)."),
+    out: Path = typer.Argument(..., help="Output particle labels (uint32, 0 = background)."),
+    phase: str = typer.Option(
+        None, "--phase",
+        help="Particle phase: class name or value. Default: 'active' when the file's class "
+        "map has it; required otherwise.",
+    ),
+    heal: float = typer.Option(
+        0.0, "--heal-cracks-um", help="Close cracks up to this width (µm) before splitting."
+    ),
+    h: float = typer.Option(
+        None, "--h", help="h-maxima height of seeds, µm of distance (default: one voxel)."
+    ),
+    method: str = typer.Option("distance", "--method", help="distance | triplanar | boundary"),
+    boundary: str = typer.Option(
+        None, "--boundary", help="Boundary-probability volume (method boundary)."
+    ),
+    min_volume: float = typer.Option(
+        0.0, "--min-volume-um3", help="Remove particles smaller than this (µm³)."
+    ),
+    compactness: float = typer.Option(0.0, "--compactness", help="Compact watershed (0 = off)."),
+    remove_border: str = typer.Option(
+        "none", "--remove-border",
+        help="none | touch | truncated (section on a face > 20 % of the largest section).",
+    ),
+    voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Split the particle phase into particles, keeping cracked particles whole."""
+    from electrode_ct.io import read, write
+    from electrode_ct.particles import border_labels, relabel_sequential, separate_particles
+    from electrode_ct.particles.cleanup import remove_border as drop_border
+
+    if remove_border not in ("none", "touch", "truncated"):
+        raise InputError(
+            f"--remove-border: expected none, touch or truncated, got {remove_border!r}"
+        )
+    vol = read(phases, voxel_size=voxel_size(voxel))
+    cmap = vol.class_map
+    if phase is None and cmap and "active" in cmap:
+        phase = "active"
+    if phase is None and np.issubdtype(vol.dtype, np.integer):
+        raise InputError(
+            f"{phases}: no class map names the particle phase; give --phase NAME or VALUE"
+        )
+    bnd = None
+    if boundary is not None:
+        bnd = read(boundary).numpy()
+        if bnd.shape != vol.shape:
+            raise ShapeError(f"{boundary}: shape {bnd.shape} differs from {phases} {vol.shape}")
+    info(f"separating particles of {phases} ({method})")
+    labels, stats = separate_particles(
+        vol.numpy(), phase=phase, class_map=cmap, spacing=vol.spacing, heal_cracks_um=heal,
+        h=h, method=method, boundary=bnd, min_volume_um3=min_volume, compactness=compactness,
+        return_info=True,
+    )
+    n_border = int(border_labels(labels).size)
+    n_removed_border = 0
+    if remove_border != "none":
+        before = int(labels.max())
+        labels = relabel_sequential(drop_border(labels, rule=remove_border))
+        n_removed_border = before - int(labels.max())
+    meta = {"particles": {"method": method, "phase": phase, "heal_cracks_um": heal,
+                          "h_um": stats["h_um"], "min_volume_um3": min_volume,
+                          "remove_border": remove_border}}
+    out_vol = vol.with_data(labels.astype(np.uint32), **meta).with_class_map(None)
+    write(out_vol, out)
+    summary = {
+        "n_particles": int(labels.max()),
+        "n_border": n_border if remove_border == "none" else int(border_labels(labels).size),
+        "n_removed": stats["n_removed_small"] + n_removed_border,
+        "n_removed_small": stats["n_removed_small"],
+        "n_removed_border": n_removed_border,
+        "n_markers": stats["n_markers"],
+        "method": method,
+        "heal_cracks_um": heal,
+        "h_um": stats["h_um"],
+        "output": str(out),
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    say(f"wrote {out}: {summary['n_particles']} particles ({summary['n_border']} on the border, "
+        f"{summary['n_removed']} removed)")
+
+
+@app.command("psd")
+def psd_cmd(
+    table: Path = typer.Argument(..., help="Morphology table (.parquet or .csv)."),
+    min_diameter: float = typer.Option(
+        0.0, "--min-diameter-um", help="Leave out smaller particles (µm, resolution limit)."
+    ),
+    exclude_border: bool = typer.Option(
+        False, "--exclude-border", help="Leave out particles touching the volume border."
+    ),
+    plot: Path = typer.Option(None, "--plot", help="Write a histogram figure (.png/.svg)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Particle-size distribution: number- and volume-weighted mean, d10, d50, d90."""
+    from electrode_ct.io import read_table
+    from electrode_ct.measure.psd import plot_size_distribution, size_distribution
+
+    dist = size_distribution(read_table(table), min_diameter_um=min_diameter,
+                             exclude_border=exclude_border)
+    if plot is not None:
+        plot_size_distribution(dist, path=plot)
+    if as_json:
+        emit_json(dist)
+        return
+    say(f"{dist['n_particles']} particles ({dist['n_excluded']} excluded)")
+    for kind in ("number", "volume"):
+        d = dist[kind]
+        say(f"  {kind:7s} mean {d['mean_um']:.3g}  d10 {d['d10_um']:.3g}  d50 {d['d50_um']:.3g}"
+            f"  d90 {d['d90_um']:.3g} µm")
+
+
+@app.command("coco")
+def coco_cmd(
+    grey: str = typer.Argument(..., help="Grey volume."),
+    labels: str = typer.Argument(..., help="Particle label volume of the same shape."),
+    out_dir: Path = typer.Argument(..., help="Output folder (train/ and val/ datasets)."),
+    axis: str = typer.Option("z", "--axis", help="Slicing axis: z (XY slices), y or x."),
+    val: float = typer.Option(0.2, "--val", help="Fraction of slices for validation."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the split."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Export slices and particle polygons as COCO instance-segmentation datasets."""
+    from electrode_ct.io import read
+    from electrode_ct.particles.coco import export_coco
+
+    g, lab = read(grey), read(labels)
+    if g.shape != lab.shape:
+        raise ShapeError(f"{grey}: shape {g.shape} differs from {labels} {lab.shape}")
+    res = export_coco(g.numpy(), lab.numpy(), out_dir, axis=_axis(axis), val=val, seed=seed)
+    if as_json:
+        emit_json(res)
+        return
+    say(f"wrote {out_dir}: {res['n_train_images']} train / {res['n_val_images']} val images, "
+        f"{res['n_train_annotations'] + res['n_val_annotations']} annotations")
+
+
+@app.command("compare-instances")
+def compare_instances_cmd(
+    labels: str = typer.Argument(..., help="Predicted particle labels."),
+    ref: str = typer.Argument(..., help="Reference particle labels."),
+    slices: int = typer.Option(
+        0, "--slices", help="Also evaluate N random 2-D slices (pooled), key 'slices'."
+    ),
+    axis: str = typer.Option("z", "--axis", help="Slicing axis of --slices."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the slice choice."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Instance metrics: precision, recall, F1 and AP at IoU 0.5, AP@[.5:.95], splits, merges."""
+    from electrode_ct.io import read
+    from electrode_ct.metrics.instances import check_labels, match_instances, slice_instances
+
+    pred = check_labels(read(labels).numpy(), name=labels)
+    truth = check_labels(read(ref).numpy(), name=ref)
+    if pred.shape != truth.shape:
+        raise ShapeError(f"{labels}: shape {pred.shape} differs from {ref} {truth.shape}")
+    res = match_instances(pred, truth)
+    if slices > 0:
+        res["slices"] = slice_instances(pred, truth, n_slices=slices, axis=_axis(axis), seed=seed)
+    if as_json:
+        emit_json(res)
+        return
+    say(f"{res['n_pred']} predicted, {res['n_ref']} reference particles")
+    say(f"  precision {res['precision']:.4f}  recall {res['recall']:.4f}  f1 {res['f1']:.4f}")
+    say(f"  AP50 {res['ap50']:.4f}  AP {res['ap']:.4f}  splits {res['splits']}  "
+        f"merges {res['merges']}")
