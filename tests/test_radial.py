@@ -52,7 +52,8 @@ def _reference(lab, grey, spacing):
     ],
 )
 def test_layers_match_per_particle_scipy(shape, spacing, slab):
-    lab, grey = _packing(shape, 14 if len(shape) == 3 else 10, seed=len(shape) + int(10 * spacing[0]))
+    n = 14 if len(shape) == 3 else 10
+    lab, grey = _packing(shape, n, seed=len(shape) + int(10 * spacing[0]))
     kw = {} if slab is None else {"slab_voxels": slab, "halo": 2}
     sums = layer_sums(lab, grey, spacing=spacing, **kw)
     ref = _reference(lab, grey, spacing)
