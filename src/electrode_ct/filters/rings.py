@@ -23,6 +23,7 @@ def ring_profile(
     center: tuple[float, float] | None = None,
     width: int = 15,
     n_angles: int | None = None,
+    step: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Estimate the ring signal of one slice as a function of radius.
 
@@ -37,18 +38,20 @@ def ring_profile(
         than the real radial trend).
     n_angles : int, optional
         Angular samples; default ≈ the circumference of the largest circle.
+    step : float
+        Radial sampling step in pixels.
 
     Returns
     -------
     radii : numpy.ndarray
-        Radii in pixels (0, 1, 2, ...).
+        Radii in pixels (0, step, 2 step, ...).
     ring : numpy.ndarray
         Estimated ring offset (grey levels) at each radius.
     """
     ny, nx = image2d.shape
     cy, cx = center if center is not None else ((ny - 1) / 2.0, (nx - 1) / 2.0)
     r_max = float(np.hypot(max(cy, ny - 1 - cy), max(cx, nx - 1 - cx)))
-    radii = np.arange(int(np.ceil(r_max)) + 1, dtype=np.float64)
+    radii = np.arange(0.0, np.ceil(r_max) + step, step)
     n_t = int(n_angles) if n_angles else max(64, int(np.ceil(2 * np.pi * r_max)))
     theta = np.linspace(0.0, 2.0 * np.pi, n_t, endpoint=False)
     yy = cy + np.sin(theta)[:, None] * radii[None, :]
@@ -65,7 +68,8 @@ def ring_profile(
     valid = count > 0
     profile = np.where(valid, profile, 0.0)
     last = int(np.flatnonzero(valid)[-1]) + 1 if valid.any() else 1
-    trend = ndi.median_filter(profile[:last], size=int(width) | 1, mode="nearest")
+    window = int(round(width / step)) | 1
+    trend = ndi.median_filter(profile[:last], size=window, mode="nearest")
     ring = np.zeros_like(profile)
     ring[:last] = profile[:last] - trend
     return radii, ring
