@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.restoration import denoise_nl_means, estimate_sigma
+from skimage.restoration import denoise_nl_means
 
 from electrode_ct.errors import InputError
 from electrode_ct.filters._checks import as_float, check_image, to_voxels
+from electrode_ct.inspect import noise_sigma
 
 Length = float | Iterable[float]
 
@@ -114,6 +115,18 @@ def unsharp(
     return img + float(amount) * (img - blur)
 
 
+def _estimate_sigma(img: np.ndarray) -> float:
+    """Noise σ (grey levels): flattest-block σ, or a robust (MAD) σ of neighbour differences
+    for images smaller than one 8³ block."""
+    sigma = noise_sigma(img)
+    if np.isfinite(sigma):
+        return float(sigma)
+    d = np.diff(img.astype(np.float64), axis=-1).ravel()
+    if d.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
 def nlm(
     image: np.ndarray,
     *,
@@ -126,7 +139,8 @@ def nlm(
 ) -> np.ndarray:
     """Non-local means denoising (scikit-image fast mode), slab-parallel along z.
 
-    The noise σ is estimated once on the whole image (wavelet estimate) so every slab uses
+    The noise σ is estimated once on the whole image (σ of the flattest 8³ blocks, see
+    :func:`electrode_ct.inspect.noise_sigma`) so every slab uses
     the same filter strength; slabs overlap by ``patch_distance + patch_size // 2 + 1``
     slices, so the result matches a single whole-volume run.
 
@@ -157,7 +171,7 @@ def nlm(
         raise InputError(f"nlm: patch_size and patch_distance must be >= 1, got "
                          f"{patch_size}, {patch_distance}")
     if sigma is None:
-        sigma = float(estimate_sigma(img))
+        sigma = _estimate_sigma(img)
     if h is None:
         h = 0.8 * sigma
     if h <= 0:

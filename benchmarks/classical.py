@@ -1,0 +1,159 @@
+"""Throughput of the filters and classical segmenters, and the multi-Otsu baseline on real data.
+
+Prints ONE JSON object:
+- ``throughput_mvox_s``: Mvoxel/s of every filter and segmentation on an N³ float32
+  three-phase phantom (N = 256, ``--quick``: 96); non-local means runs on a smaller crop
+  (``nlm_crop``) because it is ~100× slower than the other filters.
+- ``reference_mvox_s``: the same-run speed of a plain numpy copy and of the scipy/skimage
+  functions our filters wrap, to judge timings on a shared machine.
+- ``phantom_mean_iou``: each segmenter against the phantom's exact truth.
+- ``segmentpy_multiotsu``: multi-Otsu (3 classes, per slice) against the expert labels of
+  the SegmentPy nano-CT slices in ``tests/data`` (sub-volumes A and C; label 0 = NMC, 1/2 =
+  CBD or pore decided by mean grey level: the brighter is CBD), per slice and mean IoU —
+  the baseline learned methods must beat.
+- ``peak_rss_mb``: peak resident memory of the process.
+
+Usage: ``.venv/bin/python benchmarks/classical.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+
+from electrode_ct import filters
+from electrode_ct.metrics.compare import compare
+from electrode_ct.segment.classes import order_by_grey
+from electrode_ct.segment.cleanup import fill_holes, majority_filter, remove_islands
+from electrode_ct.segment.kmeans import kmeans
+from electrode_ct.segment.threshold import threshold, threshold_values
+from electrode_ct.segment.watershed import seeded_watershed, window_around
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGMENTPY = ROOT / "tests" / "data" / "segmentpy_nmc_nanoct"
+SUBVOLUMES = {"A": [1, 100, 200, 300, 400], "C": [394, 470, 546, 622, 698, 774]}
+
+
+def phantom(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Spheres of active material (r = 10 voxels) with 2-voxel CBD shells in pore, noisy."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((n, n, n), bool)
+    k = max(4, int(0.6 * (n / 24) ** 3))
+    centres[tuple(rng.integers(0, n, (3, k)))] = True
+    d = ndi.distance_transform_edt(~centres)
+    truth = np.zeros((n, n, n), np.uint8)
+    truth[d <= 12] = 1
+    truth[d <= 10] = 2
+    grey = np.array([50.0, 120.0, 200.0], np.float32)[truth]
+    grey += rng.normal(0, 8, grey.shape).astype(np.float32)
+    return truth, grey
+
+
+def timed(fn, nvox: int, repeat: int = 1) -> tuple[float, object]:
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return nvox / best / 1e6, out
+
+
+def segmentpy_baseline() -> dict:
+    per_slice, ious = {}, {}
+    for sub, names in SUBVOLUMES.items():
+        vals = []
+        for n in names:
+            img = tifffile.imread(SEGMENTPY / f"{n}.tif")
+            lab = tifffile.imread(SEGMENTPY / f"{n}_label.tif")
+            ref = order_by_grey(lab, img, classes=3)  # 0 pore, 1 CBD (brighter), 2 NMC
+            seg = threshold(img, method="multiotsu", classes=3)
+            c = compare(seg, ref, class_map={"pore": 0, "cbd": 1, "active": 2})
+            per_slice[f"{sub}/{n}"] = {"mean_iou": c["mean_iou"], "iou": c["iou"],
+                                       "accuracy": c["accuracy"]}
+            vals.append(c["mean_iou"])
+        ious[sub] = float(np.mean(vals))
+    allv = [v["mean_iou"] for v in per_slice.values()]
+    cls = {k: float(np.mean([v["iou"][k] for v in per_slice.values()]))
+           for k in ("pore", "cbd", "active")}
+    return {"mean_iou": float(np.mean(allv)), "mean_iou_by_subvolume": ious,
+            "mean_iou_by_class": cls, "per_slice": per_slice, "n_slices": len(allv)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="96³ instead of 256³")
+    args = ap.parse_args(argv)
+    n = 96 if args.quick else 256
+    m = 32 if args.quick else 64
+    truth, grey = phantom(n)
+    nvox = grey.size
+    crop = grey[:m, :m, :m]
+    thr = {}
+    ref = {}
+    ref["numpy_copy"], _ = timed(lambda: grey.copy(), nvox, repeat=3)
+    ref["scipy_gaussian_sigma1"], _ = timed(lambda: ndi.gaussian_filter(grey, 1.0), nvox)
+    ref["scipy_median_3"], _ = timed(lambda: ndi.median_filter(grey, 3), nvox)
+
+    thr["gaussian_sigma1"], _ = timed(lambda: filters.gaussian(grey, sigma=1.0), nvox)
+    thr["median_3"], _ = timed(lambda: filters.median(grey, size=3), nvox)
+    thr["unsharp_r1"], _ = timed(lambda: filters.unsharp(grey, radius=1.0), nvox)
+    thr["nlm_crop"], _ = timed(
+        lambda: filters.nlm(crop, patch_size=5, patch_distance=6, slab=m // 2, workers=2),
+        crop.size)
+    thr["rings"], _ = timed(lambda: filters.suppress_rings(grey), nvox)
+    thr["normalise_percentile_uint8"], _ = timed(
+        lambda: filters.normalise(grey, dtype="uint8"), nvox)
+    thr["crop_half"], _ = timed(lambda: filters.crop(grey, z=(0, n // 2)), nvox)
+    thr["resample_to_0.5x"], _ = timed(
+        lambda: filters.resample(grey, spacing=1.0, voxel_size=2.0), nvox)
+    thr["bin2"], _ = timed(lambda: filters.bin2(grey), nvox)
+
+    segs = {}
+    for meth in ("otsu", "triangle", "li", "multiotsu"):
+        thr[f"threshold_{meth}"], segs[meth] = timed(
+            lambda meth=meth: threshold(grey, method=meth), nvox)
+    cuts = threshold_values(grey, method="multiotsu", classes=3)
+    thr["threshold_hysteresis"], _ = timed(
+        lambda: threshold(grey, method="hysteresis", thresholds=cuts), nvox)
+    frac = np.bincount(truth.ravel(), minlength=3) / truth.size
+    thr["threshold_fraction"], segs["fraction"] = timed(
+        lambda: threshold(grey, method="fraction", fractions=frac), nvox)
+    thr["threshold_multiotsu_2d"], _ = timed(
+        lambda: threshold(grey, method="multiotsu", two_d=True), nvox)
+    low, high = window_around(cuts, half_width=15.0)
+    thr["watershed"], segs["watershed"] = timed(
+        lambda: seeded_watershed(grey, low=low, high=high), nvox)
+    thr["kmeans"], segs["kmeans"] = timed(lambda: kmeans(grey, classes=3, seed=0), nvox)
+    lab = segs["multiotsu"]
+    thr["cleanup_fill_holes"], _ = timed(lambda: fill_holes(lab), nvox)
+    thr["cleanup_remove_islands"], _ = timed(
+        lambda: remove_islands(lab, min_volume_um3=10.0), nvox)
+    thr["cleanup_majority_3"], _ = timed(lambda: majority_filter(lab, size=3), nvox)
+
+    ious = {k: compare(v, truth)["mean_iou"] for k, v in segs.items() if k in
+            ("multiotsu", "fraction", "watershed", "kmeans")}
+    result = {
+        "benchmark": "classical",
+        "shape": [n, n, n],
+        "nlm_crop_shape": [m, m, m],
+        "throughput_mvox_s": {k: round(v, 3) for k, v in thr.items()},
+        "reference_mvox_s": {k: round(v, 3) for k, v in ref.items()},
+        "phantom_mean_iou": ious,
+        "segmentpy_multiotsu": segmentpy_baseline(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
