@@ -144,10 +144,11 @@ def operando_figures(seed: int = 0) -> dict:
 
     from electrode_ct.stats import summarise
 
-    series = shifted_series(seed=seed)
+    series = shifted_series(shape=(96, 128, 128), radius=(9.0, 13.0), n_particles=90,
+                            noise=3.0, drop=1.0, seed=seed)
     t0 = time.perf_counter()
     res = track(series.ref_labels, series.greys, spacing=series.spacing,
-                phases=series.phases)
+                phases=series.phases, exclude_layers=3)
     elapsed = time.perf_counter() - t0
     truth = series.truth_identity(res)
     tables = res.state_tables()
