@@ -4,7 +4,7 @@ dimensionality checks and lazy-array wrapping."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,8 +75,12 @@ def spacing_attrs(volume: Volume) -> dict[str, Any]:
     return attrs
 
 
-def triple(value: Any) -> tuple[float, float, float] | None:
-    """Three positive floats (z, y, x) from a sequence/array, one value (isotropic), or None."""
+def triple(value: Any, *, positive: bool = True) -> tuple[float, float, float] | None:
+    """Three finite floats (z, y, x) from a sequence/array or one value (isotropic), or None.
+
+    With ``positive`` (spacings) zero or negative values also give None; origins pass
+    ``positive=False``.
+    """
     if value is None:
         return None
     try:
@@ -85,7 +89,7 @@ def triple(value: Any) -> tuple[float, float, float] | None:
         return None
     if arr.size == 1:
         arr = np.repeat(arr, 3)
-    if arr.size != 3 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+    if arr.size != 3 or not np.all(np.isfinite(arr)) or (positive and np.any(arr <= 0)):
         return None
     return (float(arr[0]), float(arr[1]), float(arr[2]))
 
@@ -138,3 +142,39 @@ def to_native(data: Any) -> Any:
     if dt.isnative or dt.byteorder == "|":
         return data
     return data.astype(dt.newbyteorder("="))
+
+
+def lazy_blocks(
+    read_block: Callable[[tuple[slice, ...]], np.ndarray],
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    *,
+    name: str,
+) -> Any:
+    """A dask array whose blocks are produced by ``read_block(slices)`` when computed.
+
+    Nothing is read when the array is built (unlike ``da.from_array`` on a memory map,
+    which may copy it), and the graph holds only the small ``read_block`` callable.
+
+    Parameters
+    ----------
+    read_block : callable
+        Returns the numpy block for a tuple of slices (z, y, x).
+    shape, dtype : array shape and dtype.
+    chunks : sequence of int
+        Block shape.
+    name : str
+        Unique, deterministic name prefix (e.g. from the path).
+    """
+    import dask.array as da
+    from dask.array.core import normalize_chunks
+
+    norm = normalize_chunks(tuple(int(c) for c in chunks), tuple(int(s) for s in shape))
+
+    def block(block_info: Any = None) -> np.ndarray:
+        loc = block_info[None]["array-location"]
+        return read_block(tuple(slice(a, b) for a, b in loc))
+
+    return da.map_blocks(block, chunks=norm, dtype=dtype,
+                         meta=np.empty((0,) * len(shape), dtype), name=name)

@@ -288,7 +288,7 @@ def read_hdf5(path: str, *, lazy: bool = False, dataset: str | None = None, **_:
         cm = parse_class_map(dset.attrs.get("class_map"))
         if cm:
             meta["class_map"] = cm
-        origin = triple(dset.attrs.get("origin_um")) if "origin_um" in dset.attrs else None
+        origin = triple(dset.attrs.get("origin_um"), positive=False)
         shape = tuple(s for s in dset.shape if s > 1) if dset.ndim > 3 else tuple(dset.shape)
         if lazy:
             import dask.array as da

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import FormatError, InputError
-from electrode_ct.io._meta import check_ndim, slab_chunks, to_native, unit_to_um
+from electrode_ct.io._meta import check_ndim, lazy_blocks, slab_chunks, to_native, unit_to_um
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -274,13 +274,20 @@ def _load(layout: RawLayout, lazy: bool) -> Any:
             )
         if n == 0:
             return np.zeros(layout.shape, layout.dtype.newbyteorder("="))
-        mm = np.memmap(df, dtype=layout.dtype, mode="r", offset=offset, shape=layout.shape)
-        if lazy:
-            import dask.array as da
+        dtype, shape = layout.dtype, layout.shape
 
-            chunks = slab_chunks(layout.shape, layout.dtype.itemsize)
-            return to_native(da.from_array(mm, chunks=chunks, name=False))
-        return to_native(np.array(mm))
+        def read_block(index: tuple[slice, ...]) -> np.ndarray:
+            mm = np.memmap(df, dtype=dtype, mode="r", offset=offset, shape=shape)
+            return to_native(np.array(mm[index]))
+
+        if lazy:
+            chunks = slab_chunks(shape, dtype.itemsize)
+            from dask.base import tokenize
+
+            token = tokenize(str(df.resolve()), df.stat().st_mtime_ns, offset, dtype.str, shape)
+            name = f"raw-{token}"
+            return lazy_blocks(read_block, shape, dtype.newbyteorder("="), chunks, name=name)
+        return read_block(tuple(slice(None) for _ in shape))
     with open(df, "rb") as fh:
         fh.seek(max(layout.offset, 0))
         blob = fh.read()

@@ -29,7 +29,13 @@ import numpy as np
 import tifffile
 
 from electrode_ct.errors import FormatError, ShapeError
-from electrode_ct.io._meta import parse_class_map, slab_chunks, squeeze_to_3d, unit_to_um
+from electrode_ct.io._meta import (
+    lazy_blocks,
+    parse_class_map,
+    slab_chunks,
+    squeeze_to_3d,
+    unit_to_um,
+)
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -111,6 +117,7 @@ def _spacing_from_tiff(tf: tifffile.TiffFile) -> tuple[tuple[float, float, float
     yres = page.tags.get("YResolution")
     ij = tf.imagej_metadata
     if ij:
+        info: dict[str, Any] = {}
         if ij.get("electrode_ct"):
             try:
                 info = json.loads(ij["electrode_ct"])
@@ -126,6 +133,11 @@ def _spacing_from_tiff(tf: tifffile.TiffFile) -> tuple[tuple[float, float, float
             sx = scale / (xres.value[0] / xres.value[1])
             sy = scale / (yres.value[0] / yres.value[1])
             sz = float(ij.get("spacing", sx / scale)) * scale
+            exact = info.get("spacing_um")
+            # the rational resolution tags round the spacing; our exact copy wins while
+            # it still agrees with them (i.e. nobody rescaled the image since)
+            if exact and np.allclose(exact, (sz, sy, sx), rtol=1e-5):
+                return tuple(float(v) for v in exact), extra  # type: ignore[return-value]
             return (sz, sy, sx), extra
     unit = page.tags.get("ResolutionUnit")
     if xres is not None and yres is not None and unit is not None:
@@ -247,7 +259,7 @@ def quick_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int] | None:
     FormatError
         When the file is not a TIFF or its IFD lies beyond the end of the file.
     """
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=0) as fh:  # unbuffered: read only the bytes asked for
         head = fh.read(16)
         if head[:2] not in (b"II", b"MM") or len(head) < 8:
             raise FormatError(f"{path}: not a TIFF file")
@@ -337,18 +349,16 @@ def _read_slab(files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype) -> 
 
 def _lazy_slices(files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype) -> Any:
     """A dask array reading slabs of whole slices, one task per slab (~64 MB)."""
-    import dask.array as da
-
     nz = slab_chunks((len(files), *shape2d), dtype.itemsize, target_bytes=_LAZY_SLAB_BYTES)[0]
-    zchunks = tuple(min(nz, len(files) - z) for z in range(0, len(files), nz))
 
-    def block(block_info: Any = None) -> np.ndarray:
-        z0, z1 = block_info[None]["array-location"][0]
-        return _read_slab(files[z0:z1], shape2d, dtype)
+    def read_block(index: tuple[slice, ...]) -> np.ndarray:
+        return _read_slab(files[index[0]], shape2d, dtype)[(slice(None), *index[1:])]
 
-    chunks = (zchunks, *((s,) for s in shape2d))
-    return da.map_blocks(block, chunks=chunks, dtype=dtype, meta=np.empty((0,) * 3, dtype),
-                         name=f"tiff-slices-{abs(hash((str(files[0]), len(files)))):x}")
+    from dask.base import tokenize
+
+    token = tokenize([str(f) for f in files], files[0].stat().st_mtime_ns)
+    return lazy_blocks(read_block, (len(files), *shape2d), dtype, (nz, *shape2d),
+                       name=f"tiff-slices-{token}")
 
 
 def _read_folder(path: str, lazy: bool) -> Volume:
@@ -458,7 +468,8 @@ def write_tiff(
     elif volume.is_lazy:
         data = np.asarray(data.compute())
     sz, sy, sx = volume.spacing
-    info: dict[str, Any] = {"class_map": volume.class_map}
+    info: dict[str, Any] = {"class_map": volume.class_map,
+                            "spacing_um": [float(v) for v in volume.spacing]}
     if any(volume.origin):
         info["origin_um"] = list(volume.origin)
     nbytes = int(np.prod(shape)) * dtype.itemsize
@@ -472,7 +483,7 @@ def write_tiff(
     else:
         meta = {"axes": axes, "spacing_um": [sz, sy, sx], **info}
         tifffile.imwrite(path, data, bigtiff=big, resolutionunit="MICROMETER", metadata=meta,
-                         **common)
+                         photometric="minisblack", **common)
 
 
 def _sniff_folder(path: Path) -> bool:

@@ -205,14 +205,14 @@ def read_zarr(
     if spacing is None:
         spacing = triple(own.get("spacing_um"))
     if origin is None:
-        origin = triple(own.get("origin_um")) if own.get("origin_um") else None
-    check_ndim(arr.shape, where=where)
+        origin = triple(own.get("origin_um"), positive=False)
     for name, size in zip(axes, arr.shape, strict=False):
         if name in ("t", "c") and size > 1:
             raise ShapeError(
                 f"{where}: expected one 3-D volume, got {size} along axis {name!r} "
                 f"(shape {tuple(arr.shape)}, axes {''.join(axes)})"
             )
+    check_ndim(arr.shape, where=where)
     if lazy:
         import dask.array as da
 
