@@ -78,7 +78,7 @@ def write_ole(path: str | Path, streams: dict[str, bytes]) -> None:
         kids = sorted(node["kids"], key=lambda k: (len(nodes[k]["name"]),
                                                    nodes[k]["name"].upper()))
         node["child"] = kids[0] if kids else NOSTREAM
-        for a, b in zip(kids, [*kids[1:], NOSTREAM], strict=True):
+        for a, b in zip(kids, [*kids[1:], NOSTREAM], strict=False):
             nodes[a]["right"] = b
     blobs = []
     for i, node in enumerate(nodes):
