@@ -1,1 +1,144 @@
-"""CLI commands: great2 (registered onto electrode_ct.cli.app)."""
+"""``ect track`` and ``ect stats``: operando tracking and GREAT2 population statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli.app import app
+
+
+@app.command("track")
+def track_cmd(
+    ref_labels: str = typer.Argument(..., help="Particle labels of the reference state."),
+    greys: list[str] = typer.Argument(..., help="Grey volumes GREY_0 GREY_1 … (reference first "
+                                      "unless --reference)."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    phases: list[str] = typer.Option(
+        None, "--phases", help="Phase volume of each state (repeat, in order); default: Otsu."
+    ),
+    phase: str = typer.Option("active", "--phase", help="Active phase name or value in --phases."),
+    reference: int = typer.Option(0, "--reference", help="Index of the reference state."),
+    metric: str = typer.Option("mi", "--metric", help="Registration metric: mi|correlation."),
+    exclude_layers: int = typer.Option(5, "--exclude-layers", help="Outer layers not in roi_*."),
+    keep_border: bool = typer.Option(False, "--keep-border", help="Keep border particles."),
+    voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Track particles across states: register, propagate ids, clean, measure grey levels."""
+    from electrode_ct.errors import InputError
+    from electrode_ct.io import read, write, write_json, write_table
+    from electrode_ct.operando.track import track
+    from electrode_ct.provenance import record
+    from electrode_ct.volume import resolve_phase
+
+    lab = read(ref_labels, voxel_size=voxel_size(voxel))
+    spacing = lab.spacing
+    gvols = [read(g).numpy() for g in greys]
+    phase_arrays = None
+    value = None
+    if phases:
+        if len(phases) != len(greys):
+            raise InputError(f"--phases: got {len(phases)} volumes for {len(greys)} states")
+        pvols = [read(p) for p in phases]
+        value = resolve_phase(phase, pvols[0].class_map, where=phases[0])
+        phase_arrays = [p.numpy() for p in pvols]
+    info(f"tracking {lab.source} through {len(greys)} states")
+    res = track(lab.numpy(), gvols, spacing=spacing, phases=phase_arrays, phase_value=value,
+                reference=reference, metric=metric, exclude_layers=exclude_layers,
+                drop_border=not keep_border)
+    if res.n_tracked == 0:
+        raise InputError(
+            f"{ref_labels}: no particles left after cleaning ({len(res.cleaning)} reference "
+            "particles, all inconsistent, neighbours of inconsistent ones or at the border)"
+        )
+    meta = record(command="track", inputs={"ref_labels": ref_labels,
+                                           **{f"grey_{i}": g for i, g in enumerate(greys)}},
+                  parameters={"reference": reference, "metric": metric,
+                              "exclude_layers": exclude_layers, "spacing_um": list(spacing),
+                              "drop_border": not keep_border})
+    out.mkdir(parents=True, exist_ok=True)
+    for i, labels in enumerate(res.labels):
+        write(lab.with_data(labels), out / f"labels_{i}.tif")
+    write_table(res.timeseries(), out / "timeseries.parquet", metadata=meta)
+    summary = {"states": res.registration, "n_reference": len(res.cleaning),
+               "n_tracked": res.n_tracked,
+               "n_inconsistent": int(res.cleaning["inconsistent"].sum()),
+               "n_neighbours_dropped": int(res.cleaning["neighbour_of_inconsistent"].sum()),
+               "n_border": int(res.cleaning["border"].sum())}
+    write_json({**summary, "provenance": meta}, out / "registration.json")
+    if as_json:
+        emit_json({**summary, "out": str(out)})
+    else:
+        say(f"{res.n_tracked} of {len(res.cleaning)} particles tracked -> {out}")
+
+
+def _spec(text: str | None, name: str) -> tuple[str, int] | None:
+    from electrode_ct.errors import InputError
+
+    if not text:
+        return None
+    col, _, n = text.partition(":")
+    try:
+        bins = int(n) if n else 4
+    except ValueError:
+        raise InputError(f"{name}: expected COLUMN:N, got {text!r}") from None
+    if bins < 1 or not col:
+        raise InputError(f"{name}: expected COLUMN:N with N >= 1, got {text!r}")
+    return col, bins
+
+
+@app.command("stats")
+def stats_cmd(
+    tables: list[Path] = typer.Argument(..., help="Per-particle tables TABLE_0 [TABLE_1 …] "
+                                        "(one per state; ids matched on label)."),
+    by: str = typer.Option(None, "--by", help="Quantile subsets COLUMN:N, e.g. volume_um3:4."),
+    position: str = typer.Option(None, "--position", help="Depth subsets AXIS:N, e.g. z:4."),
+    collector: str = typer.Option("z0", "--collector", help="Current collector side: z0|z1."),
+    reference: int = typer.Option(0, "--reference", help="Index of the reference state."),
+    roi: bool = typer.Option(False, "--roi", help="Use roi_mean (core) instead of grey_mean."),
+    column: str = typer.Option(None, "--column", help="Grey column (overrides --roi)."),
+    out: Path = typer.Option(None, "--out", help="Also write the summary table (.parquet/.csv)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Ī, ΔĪ_prist, SE_tot, Z and p per state and subset (GREAT2 statistics)."""
+    from electrode_ct.io import read_table, write_table
+    from electrode_ct.stats import position_subsets, quantile_subsets, summarise
+
+    dfs = [read_table(t) for t in tables]
+    col = column or ("roi_mean" if roi else "grey_mean")
+    groupings = [("all", None)]
+    if reference < 0 or reference >= len(dfs):
+        from electrode_ct.errors import InputError
+
+        raise InputError(f"--reference: state {reference} does not exist (0..{len(dfs) - 1})")
+    ref = dfs[reference]
+    spec = _spec(by, "--by")
+    if spec:
+        s = quantile_subsets(ref, spec[0], spec[1])
+        groupings.append((f"{spec[0]}:q{spec[1]}", s.set_axis(ref["label"].to_numpy())))
+    pos = _spec(position, "--position")
+    if pos:
+        s, _ = position_subsets(ref, axis=pos[0], n_bins=pos[1], collector=collector)
+        groupings.append((f"depth_{pos[0]}:{pos[1]}:{collector}",
+                          s.set_axis(ref["label"].to_numpy())))
+    import pandas as pd
+
+    parts = [summarise(dfs, column=col, reference=reference, subsets=s, subset_name=name)
+             for name, s in groupings]
+    summary = pd.concat(parts, ignore_index=True)
+    if out is not None:
+        write_table(summary.astype({"subset": str}), out)
+    result = {"column": col, "reference": reference, "n_states": len(dfs),
+              "rows": summary.to_dict(orient="records")}
+    if as_json:
+        emit_json(result)
+        return
+    for r in result["rows"]:
+        line = (f"state {r['state']} {r['grouping']}={r['subset']}: n={r['n']} "
+                f"Ī={r['I_mean']:.3f} ± {r['SE_tot']:.3f}")
+        if r.get("dI") is not None and r["state"] != reference:
+            line += f"  ΔĪ={r['dI']:.3f} ± {r['dI_SE_tot']:.3f}  Z={r['Z']:.2f} p={r['p']:.2g}"
+        say(line)

@@ -20,6 +20,7 @@ def change_map(
     sigma: float = 1.0,
     margin: int = 4,
     reregister: bool = False,
+    erode: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Registered, smoothed, subtracted grey change (state − reference) inside a particle.
 
@@ -41,11 +42,14 @@ def change_map(
         Voxels added around the particle's bounding box.
     reregister : bool
         Refine the transform on the particle's bounding volume only.
+    erode : int
+        Voxels of the particle's rim left out (NaN): smoothing and interpolation mix
+        the pore into them.
 
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
-        The change map (float32, grey levels, NaN outside the particle) on the
+        The change map (float32, grey levels, NaN outside the eroded particle) on the
         reference crop, and the crop's start index (z, y, x) in the reference volume.
     """
     lab = np.asarray(ref_labels)
@@ -78,5 +82,8 @@ def change_map(
     b = ndi.gaussian_filter(np.nan_to_num(state_crop, nan=0.0), sigma) if sigma > 0 \
         else state_crop
     diff = (b - a).astype(np.float32)
-    diff[(lab[box] != label) | ~np.isfinite(state_crop)] = np.nan
+    inside = lab[box] == label
+    if erode > 0:
+        inside = ndi.binary_erosion(inside, iterations=int(erode))
+    diff[~inside | ~np.isfinite(state_crop)] = np.nan
     return diff, start

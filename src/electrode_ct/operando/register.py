@@ -92,6 +92,7 @@ def register_rigid(
     iterations: int = 200,
     initial: Rigid | None = None,
     min_correlation: float = 0.3,
+    sampling: float = 0.2,
     name: str = "state",
 ) -> Rigid:
     """Rigidly register ``moving`` (a state) onto ``reference``.
@@ -112,6 +113,8 @@ def register_rigid(
         Starting transform (default: identity about the volume centre).
     min_correlation : float
         Below this correlation over the overlap the state is reported as not registered.
+    sampling : float
+        Fraction of voxels sampled (seeded) by the metric at each level.
     name : str
         The state's name, for messages.
 
@@ -137,10 +140,10 @@ def register_rigid(
     reg = sitk.ImageRegistrationMethod()
     if metric == "mi":
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=48)
-        reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(0.2, seed=0)
     else:
         reg.SetMetricAsCorrelation()
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(sampling, seed=0)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-4, numberOfIterations=int(iterations),

@@ -1,0 +1,108 @@
+"""Population statistics vs hand computation and the paper's Z-test example."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from electrode_ct.errors import InputError
+from electrode_ct.stats import (
+    aggregate_radial,
+    paired,
+    percent,
+    population,
+    position_subsets,
+    quantile_subsets,
+    summarise,
+    z_test,
+)
+
+
+def test_paper_z_example():
+    # Jones et al. 2024: Ī 173.00 vs 174.41, σ 11.27 and 11.08, n = 3650 each
+    a = z_test(173.00, 11.27 / math.sqrt(3650), 174.41, 11.08 / math.sqrt(3650))
+    assert round(a["Z"], 2) == -5.39
+    assert a["sigma_level"] == pytest.approx(5.39, abs=0.005)
+    assert a["p"] == pytest.approx(2 * a["p_one_sided"])
+    assert a["p_one_sided"] < 1e-7
+
+
+def test_population_by_hand():
+    t = pd.DataFrame({"label": [1, 2, 3, 4], "grey_mean": [10.0, 12.0, 11.0, 15.0],
+                      "sem": [0.3, 0.4, 0.0, 0.5]})
+    p = population(t)
+    v = np.array([10.0, 12.0, 11.0, 15.0])
+    sigma = math.sqrt(((v - v.mean()) ** 2).sum() / 3)
+    ses = sigma / 2
+    sem = math.sqrt((0.09 + 0.16 + 0 + 0.25) / 4)
+    assert p["n"] == 4 and p["I_mean"] == 12.0
+    assert p["sigma"] == pytest.approx(sigma)
+    assert p["SES"] == pytest.approx(ses) and p["SEM"] == pytest.approx(sem)
+    assert p["SE_tot"] == pytest.approx(math.sqrt(ses**2 + sem**2))
+
+
+def test_paired_change_by_hand():
+    t0 = pd.DataFrame({"label": [1, 2, 3, 9], "grey_mean": [100.0, 110, 120, 5],
+                       "sem": [0.2, 0.2, 0.2, 1]})
+    t1 = pd.DataFrame({"label": [3, 2, 1], "grey_mean": [118.0, 109, 99.5],
+                       "sem": [0.1, 0.3, 0.2]})
+    s, per = paired(t0, t1)
+    d = np.array([-0.5, -1.0, -2.0])  # labels 1, 2, 3
+    assert s["n"] == 3 and s["dI"] == pytest.approx(d.mean())
+    ses = d.std(ddof=1) / math.sqrt(3)
+    sem_i = np.array([math.hypot(0.2, 0.2), math.hypot(0.2, 0.3), math.hypot(0.2, 0.1)])
+    sem = math.sqrt(np.mean(sem_i**2))
+    assert s["SE_tot"] == pytest.approx(math.hypot(ses, sem))
+    assert s["Z"] == pytest.approx(d.mean() / math.hypot(ses, sem))
+    assert sorted(per["label"]) == [1, 2, 3]
+    assert percent(per, "delta < -0.75") == pytest.approx(
+        {"n": 3, "n_true": 2, "percent": 200 / 3, "se_percent": 100 * math.sqrt(2 / 27)})
+
+
+def test_subsets():
+    t = pd.DataFrame({"label": np.arange(1, 9), "volume_um3": [5, 1, 7, 3, 8, 2, 6, 4.0],
+                      "centroid_z_um": [0, 1, 2, 3, 4, 5, 6, 7.0]})
+    q = quantile_subsets(t, "volume_um3", 4)
+    assert q.tolist() == [2, 0, 3, 1, 3, 0, 2, 1]
+    near, edges = position_subsets(t, axis="z", n_bins=2, collector="z0")
+    far, _ = position_subsets(t, axis="z", n_bins=2, collector="z1")
+    assert near.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert far.tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert edges.tolist() == [0.0, 3.5, 7.0]
+    with pytest.raises(InputError):
+        position_subsets(t, collector="top")
+    with pytest.raises(InputError, match="not in the table"):
+        quantile_subsets(t, "sphericity", 2)
+
+
+def test_summarise_states_and_subsets():
+    rng = np.random.default_rng(0)
+    n = 400
+    base = rng.normal(170, 10, n)
+    sub = np.arange(n) % 2
+    t0 = pd.DataFrame({"label": np.arange(1, n + 1), "grey_mean": base, "sem": 0.1})
+    t1 = t0.assign(grey_mean=base - 1.0 * sub + rng.normal(0, 0.2, n))
+    s = summarise([t0, t1], subsets=pd.Series(sub, index=t0["label"]), subset_name="cracked")
+    row = s[(s.state == 1) & (s.subset == 1)].iloc[0]
+    assert row["dI"] == pytest.approx(-1.0, abs=0.05)
+    assert row["Z"] < -5 and row["percent_darker"] > 95
+    intact = s[(s.state == 1) & (s.subset == 0)].iloc[0]
+    assert abs(intact["Z"]) < 4
+    # the independent test cannot see a 1-level drop under σ = 10 with 200 particles
+    assert abs(row["Z_independent"]) < 2
+
+
+def test_aggregate_radial():
+    r = pd.DataFrame({"label": [1, 1, 2, 2, 3], "layer": [1, 2, 1, 2, 1],
+                      "relative_radius": [0.5, 1.0, 0.5, 1.0, 1.0],
+                      "grey_norm": [0.0, 1.0, 0.2, 0.8, 0.5]})
+    a = aggregate_radial(r, {1: "a", 2: "a", 3: "b"})
+    first = a[(a.subset == "a") & (a.x == 1)].iloc[0]
+    assert first["mean"] == pytest.approx(0.1) and first["n"] == 2
+    assert first["std"] == pytest.approx(np.std([0.0, 0.2], ddof=1))
+    assert first["se"] == pytest.approx(first["std"] / math.sqrt(2))
+    b = aggregate_radial(r, x="relative_radius", bins=2)
+    assert sorted(b["x"].unique()) == [0.25, 0.75]
