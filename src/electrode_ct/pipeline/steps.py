@@ -1,0 +1,334 @@
+"""The pipeline steps: each reads earlier outputs from the run folder and writes its own.
+
+Steps only compose library functions; no science lives here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from electrode_ct.errors import ConfigError
+from electrode_ct.io import read, read_table, write, write_table
+from electrode_ct.volume import Volume, resolve_phase
+
+if TYPE_CHECKING:
+    from electrode_ct.pipeline.runner import Run
+
+from electrode_ct.pipeline.runner import StepResult
+
+
+# -- inputs --------------------------------------------------------------------------------
+def n_states(run: Run) -> int:
+    """Number of grey inputs (states of charge)."""
+    return len(run.cfg.input.grey)
+
+
+def grey_input(run: Run, i: int) -> Volume:
+    """State ``i`` of the grey input, cropped as configured (cached)."""
+    key = f"grey_input_{i}"
+    if key not in run.cache:
+        inp = run.cfg.input
+        vol = read(inp.grey[i], voxel_size=inp.voxel_size).compute()
+        run.cache[key] = _crop(run, vol)
+    return run.cache[key]
+
+
+def _crop(run: Run, vol: Volume) -> Volume:
+    roi = run.cfg.input.crop
+    if not roi:
+        return vol
+    from electrode_ct.filters import crop
+
+    unknown = set(roi) - {"z", "y", "x"}
+    if unknown:
+        raise ConfigError(f"input.crop: unknown axis {sorted(unknown)}; use z, y, x")
+    data, _ = crop(vol.numpy(), **{k: tuple(v) for k, v in roi.items()})  # type: ignore[arg-type]
+    return vol.with_data(data)
+
+
+def _ext(run: Run) -> str:
+    return ".ome.zarr" if run.cfg.volume_format == "ome-zarr" else ".tif"
+
+
+def load(run: Run, step: str, name: str) -> Volume:
+    """Read an output volume of an earlier step (cached)."""
+    key = f"{step}:{name}"
+    if key not in run.cache:
+        run.cache[key] = read(run.output(step, name)).compute()
+    return run.cache[key]
+
+
+def grey(run: Run, i: int) -> Volume:
+    """The (filtered, when the filter step ran) grey volume of state ``i``."""
+    if "filter" in run.results:
+        return load(run, "filter", f"grey_{i}")
+    return grey_input(run, i)
+
+
+def phases(run: Run, i: int) -> Volume:
+    """The phase volume of state ``i`` (segmented or given)."""
+    if "segment" in run.results:
+        return load(run, "segment", f"phases_{i}")
+    key = f"phases_input_{i}"
+    if key not in run.cache:
+        paths = run.cfg.input.phases or []
+        if i >= len(paths):
+            raise ConfigError(f"input.phases: no phase volume for state {i}")
+        vol = _crop(run, read(paths[i], voxel_size=run.cfg.input.voxel_size).compute())
+        if run.cfg.input.class_map:
+            vol = vol.with_class_map(run.cfg.input.class_map)
+        run.cache[key] = vol
+    return run.cache[key]
+
+
+def _save(run: Run, vol: Volume, rel: str) -> str:
+    write(vol, run.path(rel))
+    return rel
+
+
+# -- steps ---------------------------------------------------------------------------------
+def step_filter(run: Run) -> StepResult:
+    """Denoise every state."""
+    from electrode_ct import filters
+
+    p = run.cfg.steps.filter
+    outputs = {}
+    for i in range(n_states(run)):
+        vol = grey_input(run, i)
+        arr = vol.numpy().astype(np.float32)
+        if p.method == "gaussian":
+            if p.sigma_um is not None:
+                out = filters.gaussian(arr, sigma=p.sigma_um, spacing=vol.spacing, in_um=True)
+            else:
+                out = filters.gaussian(arr, sigma=p.sigma)
+        elif p.method == "median":
+            out = filters.median(arr, size=p.size)
+        elif p.method == "nlm":
+            out = filters.nlm(arr)
+        elif p.method == "unsharp":
+            out = filters.unsharp(arr, radius=p.sigma)
+        else:
+            out = filters.normalise(arr)
+        outputs[f"grey_{i}"] = _save(run, vol.with_data(out.astype(np.float32)),
+                                     f"volumes/grey_filtered_{i}{_ext(run)}")
+    return StepResult(outputs, {"method": p.method})
+
+
+def _segment_one(run: Run, vol: Volume, model: Any) -> tuple[np.ndarray, dict[str, int], dict]:
+    p = run.cfg.steps.segment
+    arr = vol.numpy()
+    info: dict[str, Any] = {"method": p.method}
+    if p.method == "threshold":
+        from electrode_ct.segment.classes import class_map
+        from electrode_ct.segment.threshold import apply_thresholds, threshold_values
+
+        cuts = threshold_values(arr, method=p.threshold_method, classes=p.classes,
+                                thresholds=p.thresholds, fractions=p.fractions)
+        labels = apply_thresholds(arr, cuts)
+        info["thresholds"] = [float(c) for c in np.ravel(cuts)]
+        return labels, class_map(int(labels.max()) + 1 if p.classes is None else p.classes), info
+    if p.method == "watershed":
+        from electrode_ct.segment.classes import class_map
+        from electrode_ct.segment.watershed import seeded_watershed
+
+        labels = seeded_watershed(arr, low=p.low, high=p.high, two_d=p.two_d)
+        info["thresholds"] = [p.low, p.high]
+        return labels, class_map(int(labels.max()) + 1), info
+    if p.method == "kmeans":
+        from electrode_ct.segment.classes import class_map
+        from electrode_ct.segment.kmeans import kmeans
+
+        labels = kmeans(arr, classes=p.classes, seed=run.cfg.seed)
+        return labels, class_map(p.classes), info
+    pred = model.predict(vol)
+    names = list(model.class_names)
+    values = [int(v) for v in model.class_values]
+    return pred.labels, dict(zip(names, values, strict=True)), info
+
+
+def _trained_model(run: Run) -> Any:
+    p = run.cfg.steps.segment
+    if p.method not in ("forest", "cnn"):
+        return None
+    from electrode_ct.segment.models import load_model
+
+    if p.model:
+        return load_model(p.model)
+    from electrode_ct.segment.forest import train_forest
+
+    scribbles = read(p.scribbles).numpy()
+    model = train_forest(grey(run, 0).numpy(), scribbles, class_names=p.class_names,
+                         n_trees=p.trees, seed=run.cfg.seed, spacing=grey(run, 0).spacing)
+    model.save(run.path("models/forest.ectmodel"))
+    return model
+
+
+def step_segment(run: Run) -> StepResult:
+    """Phase segmentation of every state."""
+    model = _trained_model(run)
+    outputs: dict[str, str] = {}
+    summary: dict[str, Any] = {}
+    first: Volume | None = None
+    for i in range(n_states(run)):
+        vol = grey(run, i)
+        labels, cmap, info = _segment_one(run, vol, model)
+        if run.cfg.steps.segment.cleanup_min_island_um3 > 0:
+            from electrode_ct.segment.cleanup import remove_islands
+
+            labels = remove_islands(labels, spacing=vol.spacing,
+                                    min_volume_um3=run.cfg.steps.segment.cleanup_min_island_um3)
+        out = vol.with_data(labels.astype(np.uint8)).with_class_map(cmap)
+        first = out if first is None else first
+        outputs[f"phases_{i}"] = _save(run, out, f"volumes/phases_{i}{_ext(run)}")
+        counts = np.bincount(labels.ravel(), minlength=max(cmap.values()) + 1)
+        info["volume_fraction"] = {k: float(counts[v] / labels.size) for k, v in cmap.items()}
+        info["class_map"] = cmap
+        summary[f"state_{i}"] = info
+    if run.cfg.input.reference:
+        from electrode_ct.metrics import compare
+
+        ref = _crop(run, read(run.cfg.input.reference)).numpy()
+        seg = first.numpy()
+        if ref.shape == seg.shape:
+            summary["quality"] = compare(seg, ref, ignore=run.cfg.input.reference_ignore,
+                                         class_map=first.class_map)
+        else:
+            summary["quality_error"] = f"reference shape {ref.shape} != {seg.shape}"
+    return StepResult(outputs, summary)
+
+
+def step_particles(run: Run) -> StepResult:
+    """Particle separation of the reference state."""
+    from electrode_ct.particles.separate import separate_particles
+
+    p = run.cfg.steps.particles
+    ref = run.cfg.steps.track.reference if n_states(run) > 1 else 0
+    ph = phases(run, ref)
+    labels, info = separate_particles(
+        ph, phase=resolve_phase(p.phase, ph.class_map, where="steps.particles.phase"),
+        heal_cracks_um=p.heal_cracks_um, h=p.h, method=p.method,
+        min_volume_um3=p.min_volume_um3, return_info=True,
+    )
+    if p.remove_border:
+        from electrode_ct.particles.cleanup import relabel_sequential, remove_border
+
+        labels = relabel_sequential(remove_border(labels))
+    vol = ph.with_data(labels.astype(np.uint32)).with_class_map(None)
+    rel = _save(run, vol, f"volumes/particles{_ext(run)}")
+    summary = {k: v for k, v in info.items() if np.isscalar(v)}
+    summary["n_particles"] = int(labels.max())
+    return StepResult({"particles": rel}, summary)
+
+
+def particle_labels(run: Run, i: int) -> Volume:
+    """Particle labels of state ``i`` (tracked labels for operando runs)."""
+    if "track" in run.results and f"labels_{i}" in run.results["track"].outputs:
+        return load(run, "track", f"labels_{i}")
+    return load(run, "particles", "particles")
+
+
+def step_track(run: Run) -> StepResult:
+    """Operando: register each state to the reference and propagate particle ids."""
+    from electrode_ct.operando import track_states
+
+    ref = run.cfg.steps.track.reference
+    labels = load(run, "particles", "particles")
+    greys = [grey(run, i) for i in range(n_states(run))]
+    ph = [phases(run, i) for i in range(n_states(run))]
+    phase_value = resolve_phase(run.cfg.steps.particles.phase, ph[0].class_map)
+    result = track_states(labels, greys, reference=ref,
+                          phases=[(p.numpy() == phase_value) for p in ph])
+    outputs = {}
+    for i, lab in enumerate(result.labels):
+        outputs[f"labels_{i}"] = _save(run, labels.with_data(lab.astype(np.uint32)),
+                                       f"volumes/labels_{i}{_ext(run)}")
+    write_table(result.timeseries, run.path("tables/timeseries.parquet"))
+    outputs["timeseries"] = "tables/timeseries.parquet"
+    return StepResult(outputs, {"registration": result.registration,
+                                "n_tracked": int(result.n_tracked)})
+
+
+def step_measure(run: Run) -> StepResult:
+    """Morphology + grey (GREAT2) tables for every state."""
+    from electrode_ct.measure import measure_grey, morphology_table
+
+    p = run.cfg.steps.measure
+    states = range(n_states(run)) if "track" in run.results else [0]
+    outputs, summary = {}, {}
+    for i in states:
+        lab = particle_labels(run, i)
+        g = grey_input(run, i)
+        morph = morphology_table(lab.numpy(), spacing=lab.spacing, properties=p.properties)
+        table, radial = measure_grey(lab.numpy(), g.numpy(), spacing=lab.spacing,
+                                     exclude_layers=p.exclude_layers)
+        table = morph.merge(table, on="label", how="left", suffixes=("", "_grey"))
+        outputs[f"particles_{i}"] = str(write_table(
+            table, run.path(f"tables/particles_{i}.parquet"), csv=True
+        ).relative_to(run.out))
+        if p.radial:
+            outputs[f"radial_{i}"] = str(write_table(
+                radial, run.path(f"tables/radial_{i}.parquet")).relative_to(run.out))
+        summary[f"state_{i}"] = {"n_particles": len(table)}
+    return StepResult(outputs, summary)
+
+
+def step_metrics(run: Run) -> StepResult:
+    """Microstructure metrics of the reference phase volume."""
+    from electrode_ct.metrics.microstructure import microstructure_metrics
+
+    p = run.cfg.steps.metrics
+    ph = phases(run, 0)
+    result = microstructure_metrics(ph, phase=p.phase, tortuosity=p.tortuosity,
+                                    surface_method=p.surface_method, tol=p.tol)
+    return StepResult({}, result)
+
+
+def step_cracks(run: Run) -> StepResult:
+    """Per-particle flaw classification of every measured state."""
+    from electrode_ct.cracks import classify_particles
+
+    p = run.cfg.steps.cracks
+    outputs, summary = {}, {}
+    for key in run.results["measure"].outputs:
+        if not key.startswith("particles_"):
+            continue
+        i = int(key.split("_")[1])
+        lab = particle_labels(run, i)
+        table, info = classify_particles(grey_input(run, i), lab, model=p.model,
+                                         method=p.method, threshold=p.threshold)
+        outputs[f"cracks_{i}"] = str(write_table(
+            table, run.path(f"tables/cracks_{i}.parquet"), csv=True).relative_to(run.out))
+        summary[f"state_{i}"] = info
+    return StepResult(outputs, summary)
+
+
+def step_stats(run: Run) -> StepResult:
+    """Population statistics (Ī, ΔĪ, SE, Z) per state and subset."""
+    import pandas as pd
+
+    from electrode_ct.stats import position_subsets, quantile_subsets, summarise
+
+    p = run.cfg.steps.stats
+    keys = sorted((k for k in run.results["measure"].outputs if k.startswith("particles_")),
+                  key=lambda k: int(k.split("_")[1]))
+    tables = [read_table(run.output("measure", k)) for k in keys]
+    col = "roi_mean" if p.roi and "roi_mean" in tables[0] else "grey_mean"
+    reference = min(p.reference, len(tables) - 1)
+    frames = [summarise(tables, column=col, reference=reference)]
+    ref_table = tables[reference].set_index("label", drop=False)
+    if p.by:
+        column, n = p.by.split(":")
+        subsets = quantile_subsets(ref_table, column, int(n))
+        frames.append(summarise(tables, column=col, reference=reference, subsets=subsets,
+                                subset_name=column))
+    if p.position:
+        axis, n = p.position.split(":")
+        subsets, _ = position_subsets(ref_table, axis=axis, n_bins=int(n),
+                                      collector=p.collector)
+        frames.append(summarise(tables, column=col, reference=reference, subsets=subsets,
+                                subset_name=f"depth_{axis}"))
+    stats = pd.concat(frames, ignore_index=True)
+    rel = str(write_table(stats, run.path("tables/stats.parquet"), csv=True).relative_to(run.out))
+    return StepResult({"stats": rel}, {"column": col, "rows": len(stats)})

@@ -1,0 +1,214 @@
+"""Assemble ``report.html`` from a pipeline output folder (provenance.json, tables, volumes).
+
+The report reads only what the run wrote, so it can be rebuilt at any time
+(``build_report(folder)``). Sections without data are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from electrode_ct.io import read, read_table
+from electrode_ct.report.figures import bars, histogram, orthoslices
+from electrode_ct.report.html import Section, write_report
+
+
+def _vol(out: Path, rel: str | None) -> Any:
+    if not rel or not (out / rel).exists():
+        return None
+    return read(out / rel).compute()
+
+
+def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
+    cfg = man.get("config", {})
+    steps = man.get("steps", {})
+    greys = cfg.get("input", {}).get("grey", [])
+    sec = Section("Dataset")
+    if not greys:
+        return []
+    from electrode_ct.inspect import summary
+
+    g = read(greys[0], voxel_size=cfg.get("input", {}).get("voxel_size")).compute()
+    s = summary(g)
+    sec.table({"input": greys[0], "states": len(greys), "shape (z, y, x)": str(tuple(s["shape"])),
+               "voxel size (µm)": " × ".join(f"{v:g}" for v in s["spacing_um"]),
+               "dtype": s["dtype"], "grey range": f"{s['min']:.4g} … {s['max']:.4g}",
+               "noise σ (grey levels)": s["noise_sigma"]})
+    ph = _vol(out, steps.get("segment", {}).get("outputs", {}).get("phases_0"))
+    if ph is None and cfg.get("input", {}).get("phases"):
+        ph = read(cfg["input"]["phases"][0]).compute()
+    par = _vol(out, steps.get("particles", {}).get("outputs", {}).get("particles"))
+    arr = g.numpy()
+    if ph is not None and ph.shape == g.shape:
+        sec.figure(orthoslices(arr, overlay=ph.numpy(), spacing=g.spacing,
+                               title="Orthoslices with phases"), alt="orthoslices with phases")
+    else:
+        sec.figure(orthoslices(arr, spacing=g.spacing, title="Orthoslices"), alt="orthoslices")
+    if par is not None and par.shape == g.shape:
+        sec.figure(orthoslices(arr, overlay=par.numpy(), overlay_kind="particles",
+                               spacing=g.spacing, title="Orthoslices with particles"),
+                   alt="orthoslices with particles")
+    seg = steps.get("segment", {}).get("summary", {}).get("state_0", {})
+    sec.figure(histogram(arr, thresholds=seg.get("thresholds")),
+               alt="histogram with thresholds")
+    return [sec]
+
+
+def _segmentation(man: dict[str, Any]) -> list[Section]:
+    seg = man.get("steps", {}).get("segment", {}).get("summary", {})
+    if not seg:
+        return []
+    sec = Section("Segmentation")
+    s0 = seg.get("state_0", {})
+    sec.text(f"Method: {s0.get('method')}; thresholds: {s0.get('thresholds')}; "
+             f"class map: {s0.get('class_map')}.")
+    if s0.get("volume_fraction"):
+        sec.figure(bars(s0["volume_fraction"], ylabel="volume fraction",
+                        title="Phase volume fractions"), alt="volume fractions")
+    q = seg.get("quality")
+    if q:
+        sec.text("Against the reference labels:")
+        sec.table(pd.DataFrame({"class": q["classes"],
+                                "IoU": [q["iou"][c] for c in q["classes"]],
+                                "Dice": [q["dice"][c] for c in q["classes"]],
+                                "fraction": [q["volume_fraction"][c] for c in q["classes"]],
+                                "fraction (reference)": [q["volume_fraction_ref"][c]
+                                                         for c in q["classes"]]}))
+        sec.table({"accuracy": q["accuracy"], "mean IoU": q["mean_iou"],
+                   "% voxels different": q["percent_different"]})
+    return [sec]
+
+
+def _metrics(man: dict[str, Any]) -> list[Section]:
+    m = man.get("steps", {}).get("metrics", {}).get("summary", {})
+    if not m:
+        return []
+    sec = Section("Microstructure metrics")
+    flat = {}
+    for key in ("volume_fraction", "specific_surface_area_per_um", "tortuosity",
+                "percolating_fraction"):
+        for k, v in (m.get(key) or {}).items():
+            flat[f"{key} [{k}]"] = v
+    for key in ("phase", "surface_method", "solver", "tol"):
+        if key in m:
+            flat[key] = m[key]
+    sec.table(flat)
+    return [sec]
+
+
+def _particles(out: Path, man: dict[str, Any]) -> list[Section]:
+    outs = man.get("steps", {}).get("measure", {}).get("outputs", {})
+    if "particles_0" not in outs:
+        return []
+    from electrode_ct.measure.psd import plot_size_distribution, size_distribution
+
+    table = read_table(out / outs["particles_0"])
+    secs = []
+    sec = Section("Particle size distribution")
+    if len(table) and "equivalent_diameter_um" in table:
+        dist = size_distribution(table)
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        plot_size_distribution(dist, ax=ax)
+        sec.figure(fig, alt="particle size distribution")
+        sec.table({k: v for k, v in dist.items() if np.isscalar(v)})
+    secs.append(sec)
+    summ = Section("Particle table")
+    summ.text(f"{len(table)} particles. Full table: {outs['particles_0']}.")
+    cols = [c for c in ("volume_um3", "equivalent_diameter_um", "surface_area_um2",
+                        "sphericity", "grey_mean", "roi_mean", "sem", "n_neighbours")
+            if c in table]
+    if cols and len(table):
+        summ.table(table[cols].describe().T.reset_index().rename(columns={"index": "column"}))
+    secs.append(summ)
+    return secs
+
+
+def _radial(out: Path, man: dict[str, Any]) -> list[Section]:
+    outs = man.get("steps", {}).get("measure", {}).get("outputs", {})
+    keys = sorted((k for k in outs if k.startswith("radial_")), key=lambda k: int(k[7:]))
+    if not keys:
+        return []
+    from electrode_ct.stats import aggregate_radial
+
+    sec = Section("Radial grey-level profiles (GREAT2)")
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k in keys:
+        agg = aggregate_radial(read_table(out / outs[k]))
+        x = agg["layer"] if "layer" in agg else agg.iloc[:, 0]
+        mean = agg["mean"].to_numpy()
+        se = agg["se"].to_numpy() if "se" in agg else np.zeros_like(mean)
+        ax.plot(x, mean, label=f"state {k[7:]}")
+        ax.fill_between(x, mean - 2 * se, mean + 2 * se, alpha=0.25)
+    ax.set_xlabel("layer (voxels from the surface)")
+    ax.set_ylabel("normalised grey level")
+    ax.legend()
+    ax.set_title("Mean normalised radial profile ± 2 SE")
+    sec.figure(fig, alt="radial profiles")
+    return [sec]
+
+
+def _cracks(out: Path, man: dict[str, Any]) -> list[Section]:
+    summ = man.get("steps", {}).get("cracks", {}).get("summary", {})
+    if not summ:
+        return []
+    sec = Section("Cracks and flaws")
+    rows = [{"state": k, **{kk: vv for kk, vv in v.items() if np.isscalar(vv)}}
+            for k, v in summ.items()]
+    sec.table(pd.DataFrame(rows))
+    return [sec]
+
+
+def _stats(out: Path, man: dict[str, Any]) -> list[Section]:
+    outs = man.get("steps", {}).get("stats", {}).get("outputs", {})
+    if "stats" not in outs:
+        return []
+    st = read_table(out / outs["stats"])
+    sec = Section("Population statistics")
+    allrows = st[st["grouping"] == "all"] if "grouping" in st else st
+    if len(allrows) > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        axes[0].errorbar(allrows["state"], allrows["I_mean"], yerr=2 * allrows["SE_tot"],
+                         marker="o", capsize=4)
+        axes[0].set_xlabel("state")
+        axes[0].set_ylabel("Ī (mean of particle means)")
+        axes[0].set_title("Ī ± 2 SE_tot")
+        if "dI" in allrows:
+            axes[1].errorbar(allrows["state"], allrows["dI"], yerr=2 * allrows["dI_SE_tot"],
+                             marker="o", capsize=4, color="#d04040")
+            axes[1].axhline(0, color="grey", lw=1)
+            axes[1].set_xlabel("state")
+            axes[1].set_ylabel("ΔĪ vs reference")
+            axes[1].set_title("ΔĪ_prist ± 2 SE_tot (tracked particles)")
+        sec.figure(fig, alt="operando statistics")
+    sec.table(st, max_rows=40)
+    return [sec]
+
+
+def _provenance(man: dict[str, Any]) -> list[Section]:
+    sec = Section("Provenance")
+    steps = man.get("steps", {})
+    sec.table(pd.DataFrame([{"step": k, "time_s": v.get("time_s"), "key": v.get("key", "")[:12]}
+                            for k, v in steps.items()]))
+    sec.table(man.get("versions", {}))
+    sec.text("Every parameter and input hash is in provenance.json beside this report.",
+             note=True)
+    sec.parts.append("<pre>" + json.dumps(man.get("config", {}), indent=1)[:4000]
+                     .replace("&", "&amp;").replace("<", "&lt;") + "</pre>")
+    return [sec]
+
+
+def build_report(folder: str | Path, *, title: str = "electrode-ct report") -> Path:
+    """Write ``report.html`` into a pipeline output folder and return its path."""
+    out = Path(folder)
+    man = json.loads((out / "provenance.json").read_text())
+    sections = (_dataset(out, man) + _segmentation(man) + _metrics(man) + _particles(out, man)
+                + _radial(out, man) + _cracks(out, man) + _stats(out, man) + _provenance(man))
+    greys = man.get("config", {}).get("input", {}).get("grey", [])
+    return write_report(out / "report.html", sections, title=title,
+                        subtitle=", ".join(Path(g).name for g in greys))
