@@ -106,3 +106,30 @@ def test_aggregate_radial():
     assert first["se"] == pytest.approx(first["std"] / math.sqrt(2))
     b = aggregate_radial(r, x="relative_radius", bins=2)
     assert sorted(b["x"].unique()) == [0.25, 0.75]
+
+
+def test_great2_plots():
+    from matplotlib.figure import Figure
+
+    from electrode_ct.report.great2_plots import (
+        change_map_figure,
+        condition_chart,
+        paint_property,
+        painted_figure,
+        radial_profile_plot,
+        state_plot,
+    )
+
+    lab = np.zeros((3, 6, 6), np.uint32)
+    lab[:, 1:3, 1:3] = 4
+    lab[:, 4:6, 4:6] = 9
+    t = pd.DataFrame({"label": [4, 9], "grey_mean": [1.5, 2.5]})
+    img = paint_property(lab, t, "grey_mean")
+    assert img[0, 1, 1] == 1.5 and img[2, 5, 5] == 2.5 and np.isnan(img[0, 0, 0])
+    r = pd.DataFrame({"label": [4, 4, 9, 9], "layer": [1, 2, 1, 2],
+                      "relative_radius": [0.5, 1, 0.5, 1], "grey_norm": [0, 1, 0.2, 0.9]})
+    s = summarise([t.assign(sem=0.1), t.assign(grey_mean=[1.0, 2.0], sem=0.1)])
+    figs = [radial_profile_plot(aggregate_radial(r)), state_plot(s), state_plot(s, value="dI"),
+            condition_chart({"a": 40.0, "b": 75.0}), painted_figure(lab, t, "grey_mean"),
+            change_map_figure(np.random.default_rng(0).normal(size=(5, 6, 7)))]
+    assert all(isinstance(f, Figure) for f in figs)
