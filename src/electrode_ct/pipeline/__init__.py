@@ -50,6 +50,8 @@ def run_pipeline(cfg: PipelineConfig, *, quiet: bool = False) -> dict[str, Any]:
                 continue
             if name == "track" and st.n_states(run) < 2:
                 continue
+            if name == "stats" and not st.has_grey(run):
+                continue
             run.step(name, fn, params=params.model_dump(), deps=deps)
         report = None
         if s.report.enabled:

@@ -24,7 +24,10 @@ class _Strict(BaseModel):
 class InputConfig(_Strict):
     """What to analyse."""
 
-    grey: list[str] = Field(..., description="Grey volume(s); several paths = operando states.")
+    grey: list[str] = Field(
+        default_factory=list,
+        description="Grey volume(s); several paths = operando states. May be empty when "
+        "phases are given (then no grey-level measurements).")
     voxel_size: float | list[float] | None = Field(
         None, description="µm, one value or Z Y X; default: from the file.")
     phases: list[str] | None = Field(
@@ -242,6 +245,12 @@ def check_prerequisites(cfg: PipelineConfig, *, source: str = "config") -> None:
         Naming the step and the missing prerequisite.
     """
     s = cfg.steps
+    if not cfg.input.grey and not cfg.input.phases:
+        raise ConfigError(f"{source}: input needs grey (a scan) or phases (a segmentation)")
+    if not cfg.input.grey:
+        for name in ("filter", "segment", "cracks"):
+            if getattr(s, name).enabled and not (name == "segment" and cfg.input.phases):
+                raise ConfigError(f"{source}: steps.{name} needs input.grey")
     has_phases = s.segment.enabled or bool(cfg.input.phases)
     if s.particles.enabled and not has_phases:
         raise ConfigError(f"{source}: steps.particles needs phases: enable steps.segment "

@@ -21,8 +21,13 @@ from electrode_ct.pipeline.runner import StepResult
 
 # -- inputs --------------------------------------------------------------------------------
 def n_states(run: Run) -> int:
-    """Number of grey inputs (states of charge)."""
-    return len(run.cfg.input.grey)
+    """Number of inputs (states of charge): grey volumes, else phase volumes."""
+    return len(run.cfg.input.grey) or len(run.cfg.input.phases or [])
+
+
+def has_grey(run: Run) -> bool:
+    """True when grey volumes were given (grey-level measurements possible)."""
+    return bool(run.cfg.input.grey)
 
 
 def grey_input(run: Run, i: int) -> Volume:
@@ -259,15 +264,17 @@ def step_measure(run: Run) -> StepResult:
     outputs, summary = {}, {}
     for i in states:
         lab = particle_labels(run, i)
-        g = grey_input(run, i)
-        morph = morphology_table(lab.numpy(), spacing=lab.spacing, properties=p.properties)
-        table, radial = measure_grey(lab.numpy(), g.numpy(), spacing=lab.spacing,
-                                     exclude_layers=p.exclude_layers)
-        table = morph.merge(table, on="label", how="left", suffixes=("", "_grey"))
+        table = morphology_table(lab.numpy(), spacing=lab.spacing, properties=p.properties)
+        radial = None
+        if has_grey(run):
+            g = grey_input(run, i)
+            grey_cols, radial = measure_grey(lab.numpy(), g.numpy(), spacing=lab.spacing,
+                                             exclude_layers=p.exclude_layers)
+            table = table.merge(grey_cols, on="label", how="left", suffixes=("", "_grey"))
         outputs[f"particles_{i}"] = str(write_table(
             table, run.path(f"tables/particles_{i}.parquet"), csv=True
         ).relative_to(run.out))
-        if p.radial:
+        if p.radial and radial is not None:
             outputs[f"radial_{i}"] = str(write_table(
                 radial, run.path(f"tables/radial_{i}.parquet")).relative_to(run.out))
         summary[f"state_{i}"] = {"n_particles": len(table)}

@@ -28,15 +28,18 @@ def _vol(out: Path, rel: str | None) -> Any:
 def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
     cfg = man.get("config", {})
     steps = man.get("steps", {})
-    greys = cfg.get("input", {}).get("grey", [])
+    inp = cfg.get("input", {})
+    greys = inp.get("grey", []) or inp.get("phases") or []
     sec = Section("Dataset")
     if not greys:
         return []
     from electrode_ct.inspect import summary
 
-    g = read(greys[0], voxel_size=cfg.get("input", {}).get("voxel_size")).compute()
+    g = read(greys[0], voxel_size=inp.get("voxel_size")).compute()
     s = summary(g)
-    sec.table({"input": greys[0], "states": len(greys), "shape (z, y, x)": str(tuple(s["shape"])),
+    sec.table({"input": greys[0], "states": len(greys),
+               "kind": "grey scan" if inp.get("grey") else "phase segmentation",
+               "shape (z, y, x)": str(tuple(s["shape"])),
                "voxel size (µm)": " × ".join(f"{v:g}" for v in s["spacing_um"]),
                "dtype": s["dtype"], "grey range": f"{s['min']:.4g} … {s['max']:.4g}",
                "noise σ (grey levels)": s["noise_sigma"]})
@@ -203,12 +206,22 @@ def _provenance(man: dict[str, Any]) -> list[Section]:
     return [sec]
 
 
-def build_report(folder: str | Path, *, title: str = "electrode-ct report") -> Path:
-    """Write ``report.html`` into a pipeline output folder and return its path."""
+def report_sections(folder: str | Path, *, prefix: str = "") -> list[Section]:
+    """The report sections of a pipeline output folder (titles prefixed with ``prefix``)."""
     out = Path(folder)
     man = json.loads((out / "provenance.json").read_text())
     sections = (_dataset(out, man) + _segmentation(man) + _metrics(man) + _particles(out, man)
                 + _radial(out, man) + _cracks(out, man) + _stats(out, man) + _provenance(man))
+    for sec in sections:
+        sec.title = prefix + sec.title
+    return sections
+
+
+def build_report(folder: str | Path, *, title: str = "electrode-ct report") -> Path:
+    """Write ``report.html`` into a pipeline output folder and return its path."""
+    out = Path(folder)
+    man = json.loads((out / "provenance.json").read_text())
+    sections = report_sections(out)
     greys = man.get("config", {}).get("input", {}).get("grey", [])
     return write_report(out / "report.html", sections, title=title,
                         subtitle=", ".join(Path(g).name for g in greys))
