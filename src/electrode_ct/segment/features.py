@@ -1,0 +1,513 @@
+"""ilastik-style pixel features: a filter bank at several scales, computed blockwise.
+
+Filters (ilastik's names and definitions):
+
+- ``gaussian``  Gaussian smoothing G(σ)
+- ``log``       Laplacian of Gaussian (sum of the second Gaussian derivatives)
+- ``ggm``       Gaussian gradient magnitude
+- ``dog``       difference of Gaussians G(σ) − G(0.66 σ)
+- ``ste``       structure-tensor eigenvalues (inner scale σ, outer scale σ/2), descending
+- ``hge``       Hessian-of-Gaussian eigenvalues, descending
+
+Scales σ are in voxels along the finest axis; on an anisotropic grid the per-axis scale is
+σ · min(spacing) / spacing[axis] and derivatives are taken per finest-axis voxel, so a
+feature means the same physical thing along every axis. In ``2d`` mode every z slice is
+filtered on its own (no smoothing or derivative along z).
+
+Filters are separable convolutions with kernels truncated at 3 σ (ilastik/vigra's window),
+boundary mode ``reflect``. :func:`halo` gives the margin that makes a block's features equal
+to the whole-volume features (kernel radius, plus the outer scale for the structure tensor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from electrode_ct.errors import ConfigError, InputError
+from electrode_ct.volume import Spacing, as_spacing
+
+FILTERS: tuple[str, ...] = ("gaussian", "log", "ggm", "dog", "ste", "hge")
+"""Filter names of the bank."""
+
+SCALES: tuple[float, ...] = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
+"""ilastik's default scales (voxels)."""
+
+TRUNCATE = 3.0
+"""Gaussian kernels are cut at ``TRUNCATE`` standard deviations."""
+
+DOG_RATIO = 0.66
+"""Difference of Gaussians: G(σ) − G(DOG_RATIO · σ)."""
+
+STE_OUTER = 0.5
+"""Structure tensor: outer (integration) scale = STE_OUTER · σ."""
+
+NORMALISATIONS: tuple[str, ...] = ("percentile", "none")
+
+# ilastik does not offer σ = 0.3 for the derivative filters; we keep the same rule
+_SMOOTHING_ONLY_SCALES = (0.3,)
+
+DEFAULT_FEATURES: tuple[tuple[str, float], ...] = (
+    ("gaussian", 0.7), ("gaussian", 1.6), ("gaussian", 3.5),
+    ("log", 1.0), ("log", 3.5),
+    ("ggm", 1.0), ("ggm", 3.5),
+    ("dog", 1.6), ("dog", 5.0),
+    ("hge", 1.6),
+    ("ste", 1.0),
+)
+"""The compact default set (feature, σ) — see ``docs/forest.md`` for how it was chosen."""
+
+FEATURE_SETS: dict[str, tuple[tuple[str, float], ...]] = {
+    "default": DEFAULT_FEATURES,
+    "full": tuple((f, s) for f in FILTERS for s in SCALES
+                  if not (f != "gaussian" and s in _SMOOTHING_ONLY_SCALES)),
+    "minimal": (("gaussian", 0.7), ("gaussian", 3.5), ("ggm", 1.0), ("log", 1.6)),
+}
+"""Named feature sets: ``default`` (compact), ``full`` (ilastik's whole bank), ``minimal``."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which features to compute and how.
+
+    Parameters
+    ----------
+    features : tuple of (str, float)
+        (filter, σ in voxels) pairs, in output order.
+    mode : {"3d", "2d"}
+        3-D filters, or per 2-D z slice.
+    normalise : {"percentile", "none"}
+        Per-image intensity normalisation applied before filtering: ``percentile`` maps the
+        0.5 and 99.5 percentiles of the image to 0 and 1.
+    """
+
+    features: tuple[tuple[str, float], ...] = DEFAULT_FEATURES
+    mode: str = "3d"
+    normalise: str = "percentile"
+    _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        feats = tuple((str(f), float(s)) for f, s in self.features)
+        if not feats:
+            raise ConfigError("features: at least one (filter, scale) is needed")
+        for f, s in feats:
+            if f not in FILTERS:
+                raise ConfigError(f"features: unknown filter {f!r}; expected one of {FILTERS}")
+            if not (np.isfinite(s) and s > 0):
+                raise ConfigError(f"features: scale of {f!r} must be > 0 voxels, got {s}")
+        if self.mode not in ("3d", "2d"):
+            raise ConfigError(f"features: mode must be '3d' or '2d', got {self.mode!r}")
+        if self.normalise not in NORMALISATIONS:
+            raise ConfigError(f"features: normalise must be one of {NORMALISATIONS}, "
+                              f"got {self.normalise!r}")
+        object.__setattr__(self, "features", feats)
+
+    @property
+    def ndim(self) -> int:
+        """Number of filtered axes (2 or 3)."""
+        return 2 if self.mode == "2d" else 3
+
+    @property
+    def names(self) -> list[str]:
+        """One name per output channel, e.g. ``hge_1.6_0``."""
+        out = []
+        for f, s in self.features:
+            if f in ("ste", "hge"):
+                out += [f"{f}_{s:g}_{i}" for i in range(self.ndim)]
+            else:
+                out.append(f"{f}_{s:g}")
+        return out
+
+    @property
+    def n_features(self) -> int:
+        """Number of output channels."""
+        return len(self.names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (stored in model headers)."""
+        return {"features": [[f, s] for f, s in self.features], "mode": self.mode,
+                "normalise": self.normalise}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureConfig:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls(features=tuple((f, s) for f, s in d["features"]), mode=d["mode"],
+                       normalise=d.get("normalise", "none"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"feature configuration {d!r} is malformed ({exc})") from exc
+
+
+def parse_features(text: str | Iterable[str] | None, *, mode: str = "3d",
+                   normalise: str = "percentile") -> FeatureConfig:
+    """Build a :class:`FeatureConfig` from a set name or ``filter:σ`` items.
+
+    Parameters
+    ----------
+    text : str or iterable of str or None
+        ``"default"``, ``"full"``, ``"minimal"``, or a comma-separated list such as
+        ``"gaussian:0.7,ggm:1.0,hge:1.6"``; a bare filter name takes every scale of
+        :data:`SCALES`. ``None`` gives the default set.
+    mode : {"3d", "2d"}
+    normalise : {"percentile", "none"}
+
+    Raises
+    ------
+    ConfigError
+        On an unknown set or filter name or a bad scale.
+
+    Examples
+    --------
+    >>> parse_features("gaussian:1,ggm:1.6").names
+    ['gaussian_1', 'ggm_1.6']
+    """
+    if text is None:
+        text = "default"
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text)]
+    items = [t for t in items if t]
+    feats: list[tuple[str, float]] = []
+    for item in items:
+        if item in FEATURE_SETS:
+            feats += FEATURE_SETS[item]
+            continue
+        name, _, scale = item.partition(":")
+        name = name.strip().lower()
+        if name not in FILTERS:
+            raise ConfigError(f"--features: unknown item {item!r}; expected a set "
+                              f"({', '.join(FEATURE_SETS)}) or filter:σ with filter in "
+                              f"{', '.join(FILTERS)}")
+        if scale:
+            try:
+                feats.append((name, float(scale)))
+            except ValueError:
+                raise ConfigError(f"--features: scale in {item!r} is not a number") from None
+        else:
+            feats += [(name, s) for s in SCALES]
+    uniq = list(dict.fromkeys(feats))
+    return FeatureConfig(tuple(uniq), mode=mode, normalise=normalise)
+
+
+def axis_sigmas(sigma: float, spacing: Spacing, mode: str) -> tuple[float, float, float]:
+    """Per-axis σ in voxels (z, y, x) for a scale given in finest-axis voxels."""
+    sp = as_spacing(spacing)
+    axes = (1, 2) if mode == "2d" else (0, 1, 2)
+    finest = min(sp[a] for a in axes)
+    return tuple(sigma * finest / sp[a] if a in axes else 0.0 for a in range(3))  # type: ignore[return-value]
+
+
+def _radius(sig: float) -> int:
+    # scipy's gaussian kernel radius for a given truncate
+    return int(TRUNCATE * float(sig) + 0.5) if sig > 0 else 0
+
+
+def halo(config: FeatureConfig, spacing: Spacing = (1.0, 1.0, 1.0)) -> tuple[int, int, int]:
+    """Margin (z, y, x) in voxels that makes blockwise features equal whole-volume ones.
+
+    Parameters
+    ----------
+    config : FeatureConfig
+    spacing : tuple of float
+        Voxel size (z, y, x) in µm.
+    """
+    out = [0, 0, 0]
+    for f, s in config.features:
+        sig = axis_sigmas(s, spacing, config.mode)
+        for a in range(3):
+            r = _radius(sig[a])
+            if f == "ste":
+                r += _radius(STE_OUTER * sig[a])
+            out[a] = max(out[a], r)
+    return (out[0], out[1], out[2])
+
+
+def intensity_range(image: Any, *, normalise: str = "percentile",
+                    max_samples: int = 2_000_000) -> tuple[float, float]:
+    """Per-image normalisation range (lo, hi): intensities are mapped by (v − lo)/(hi − lo).
+
+    Parameters
+    ----------
+    image : array-like
+        The whole image (numpy, memmap or dask); a regular subsample of at most
+        ``max_samples`` voxels is used, so the range is the same however the image is
+        later split into blocks.
+    normalise : {"percentile", "none"}
+
+    Raises
+    ------
+    InputError
+        When the image holds a single value (nothing to segment) or non-finite values.
+    """
+    shape = tuple(int(s) for s in image.shape)
+    n = int(np.prod(shape))
+    step = max(1, int(np.ceil((n / max_samples) ** (1 / 3))))
+    sub = np.asarray(image[::step, ::step, ::step], dtype=np.float64)
+    if sub.size == 0 or not np.all(np.isfinite(sub)):
+        raise InputError("image: contains NaN/inf values or is empty; expected finite grey values")
+    if normalise == "none":
+        lo, hi = 0.0, 1.0
+    else:
+        lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
+        if hi <= lo:
+            lo, hi = float(sub.min()), float(sub.max())
+    if float(sub.min()) == float(sub.max()):
+        full_min = float(np.min(image))
+        full_max = float(np.max(image))
+        if full_min == full_max:
+            raise InputError(f"image: every voxel has the value {full_min:g}; "
+                             "nothing to segment (expected varying grey values)")
+        lo, hi = (full_min, full_max) if normalise != "none" else (0.0, 1.0)
+    return lo, hi
+
+
+def _deriv_scale(spacing: Spacing, mode: str) -> tuple[float, float, float]:
+    sp = as_spacing(spacing)
+    axes = (1, 2) if mode == "2d" else (0, 1, 2)
+    finest = min(sp[a] for a in axes)
+    return tuple(finest / sp[a] for a in range(3))  # type: ignore[return-value]
+
+
+class _Derivatives:
+    """Gaussian derivatives of one image at one scale, sharing separable passes."""
+
+    def __init__(self, image: np.ndarray, sigmas: Sequence[float]) -> None:
+        self.image = image
+        self.sigmas = tuple(sigmas)
+        self._cache: dict[tuple[int, ...], np.ndarray] = {(): image}
+
+    def get(self, order: tuple[int, int, int]) -> np.ndarray:
+        """Derivative of the given order per axis (voxel units)."""
+        return self._prefix(tuple(order))
+
+    def _prefix(self, order: tuple[int, ...]) -> np.ndarray:
+        if order in self._cache:
+            return self._cache[order]
+        parent = self._prefix(order[:-1])
+        axis = len(order) - 1
+        sig = self.sigmas[axis]
+        if sig > 0:
+            out = ndi.gaussian_filter1d(parent, sig, axis=axis, order=order[-1],
+                                        mode="reflect", truncate=TRUNCATE, output=np.float32)
+        elif order[-1] == 0:
+            out = parent
+        else:
+            out = np.zeros_like(parent)
+        self._cache[order] = out
+        return out
+
+
+def _pairs(ndim: int) -> list[tuple[int, int]]:
+    axes = range(3 - ndim, 3)
+    return [(a, b) for a in axes for b in axes if a <= b]
+
+
+def _order(*axes: int) -> tuple[int, int, int]:
+    o = [0, 0, 0]
+    for a in axes:
+        o[a] += 1
+    return (o[0], o[1], o[2])
+
+
+def symmetric_eigenvalues(comps: dict[tuple[int, int], np.ndarray], ndim: int) -> np.ndarray:
+    """Eigenvalues (descending) of a field of symmetric 2×2 or 3×3 matrices.
+
+    Parameters
+    ----------
+    comps : dict
+        ``(a, b) -> array`` for a ≤ b (the upper triangle), axes numbered as in the volume.
+    ndim : int
+        2 (axes 1, 2) or 3.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (ndim, ...) float32, largest first (closed form, computed in float64).
+    """
+    if ndim == 2:
+        a = comps[(1, 1)].astype(np.float64)
+        b = comps[(1, 2)].astype(np.float64)
+        c = comps[(2, 2)].astype(np.float64)
+        mean = 0.5 * (a + c)
+        rad = np.sqrt((0.5 * (a - c)) ** 2 + b * b)
+        return np.stack([mean + rad, mean - rad]).astype(np.float32)
+    a11, a12, a13 = (comps[k].astype(np.float64) for k in ((0, 0), (0, 1), (0, 2)))
+    a22, a23, a33 = (comps[k].astype(np.float64) for k in ((1, 1), (1, 2), (2, 2)))
+    # trigonometric solution of the characteristic cubic (Smith 1961)
+    q = (a11 + a22 + a33) / 3.0
+    p1 = a12 * a12 + a13 * a13 + a23 * a23
+    b11, b22, b33 = a11 - q, a22 - q, a33 - q
+    p2 = b11 * b11 + b22 * b22 + b33 * b33 + 2.0 * p1
+    p = np.sqrt(p2 / 6.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        det = (b11 * (b22 * b33 - a23 * a23) - a12 * (a12 * b33 - a23 * a13)
+               + a13 * (a12 * a23 - b22 * a13))
+        r = np.where(p > 0, det / (2.0 * p ** 3), 0.0)
+    phi = np.arccos(np.clip(r, -1.0, 1.0)) / 3.0
+    e1 = q + 2.0 * p * np.cos(phi)
+    e3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
+    e2 = 3.0 * q - e1 - e3
+    return np.stack([e1, e2, e3]).astype(np.float32)
+
+
+def _compute(image: np.ndarray, config: FeatureConfig, spacing: Spacing) -> np.ndarray:
+    """Features of a whole (sub-)image, shape (F, z, y, x) float32."""
+    ndim = config.ndim
+    scale = _deriv_scale(spacing, config.mode)
+    axes = list(range(3 - ndim, 3))
+    pairs = _pairs(ndim)
+    cache: dict[float, _Derivatives] = {}
+
+    def deriv(s: float) -> _Derivatives:
+        if s not in cache:
+            cache[s] = _Derivatives(image, axis_sigmas(s, spacing, config.mode))
+        return cache[s]
+
+    out = np.empty((config.n_features, *image.shape), np.float32)
+    i = 0
+    for f, s in config.features:
+        d = deriv(s)
+        if f == "gaussian":
+            out[i] = d.get((0, 0, 0))
+        elif f == "dog":
+            small = deriv(DOG_RATIO * s).get((0, 0, 0))
+            np.subtract(d.get((0, 0, 0)), small, out=out[i])
+        elif f == "log":
+            out[i] = 0
+            for a in axes:
+                out[i] += d.get(_order(a, a)) * np.float32(scale[a] ** 2)
+        elif f == "ggm":
+            acc = np.zeros(image.shape, np.float32)
+            for a in axes:
+                g = d.get(_order(a)) * np.float32(scale[a])
+                acc += g * g
+            np.sqrt(acc, out=out[i])
+        elif f == "hge":
+            comps = {(a, b): d.get(_order(a, b)) * np.float32(scale[a] * scale[b])
+                     for a, b in pairs}
+            out[i:i + ndim] = symmetric_eigenvalues(comps, ndim)
+        elif f == "ste":
+            grads = {a: d.get(_order(a)) * np.float32(scale[a]) for a in axes}
+            outer = axis_sigmas(STE_OUTER * s, spacing, config.mode)
+            comps = {(a, b): ndi.gaussian_filter(grads[a] * grads[b], outer, mode="reflect",
+                                                 truncate=TRUNCATE, output=np.float32)
+                     for a, b in pairs}
+            out[i:i + ndim] = symmetric_eigenvalues(comps, ndim)
+        i += ndim if f in ("ste", "hge") else 1
+        # free derivative caches of scales no later feature needs
+        later = {t for _, t in config.features[config.features.index((f, s)) + 1:]}
+        for key in [k for k in cache if k not in later and k not in
+                    {DOG_RATIO * t for t in later}]:
+            del cache[key]
+    return out
+
+
+def normalised(image: Any, lo: float, hi: float) -> np.ndarray:
+    """The image as float32 mapped by (v − lo)/(hi − lo)."""
+    arr = np.asarray(image, dtype=np.float32)
+    return ((arr - np.float32(lo)) * np.float32(1.0 / (hi - lo))).astype(np.float32, copy=False)
+
+
+def expand(core: tuple[slice, ...], margin: Sequence[int],
+           shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """A block grown by ``margin`` (clipped to ``shape``) and the core's place inside it.
+
+    Returns
+    -------
+    outer : tuple of slice
+        The grown block in volume coordinates.
+    inner : tuple of slice
+        The original block in the grown block's coordinates.
+    """
+    outer, inner = [], []
+    for sl, m, n in zip(core, margin, shape, strict=True):
+        lo = max(0, sl.start - m)
+        hi = min(n, sl.stop + m)
+        outer.append(slice(lo, hi))
+        inner.append(slice(sl.start - lo, sl.stop - lo))
+    return tuple(outer), tuple(inner)
+
+
+def blocks(shape: Sequence[int], block_shape: Sequence[int]) -> Iterator[tuple[slice, ...]]:
+    """Regular non-overlapping blocks covering ``shape`` (the last ones may be smaller)."""
+    ranges = [range(0, int(n), int(b)) for n, b in zip(shape, block_shape, strict=True)]
+    for starts in product(*ranges):
+        yield tuple(slice(s, min(s + int(b), int(n)))
+                    for s, b, n in zip(starts, block_shape, shape, strict=True))
+
+
+def block_features(image: Any, core: tuple[slice, ...], config: FeatureConfig, *,
+                   spacing: Spacing = (1.0, 1.0, 1.0),
+                   value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Features of one block, read from ``image`` with the halo of :func:`halo`.
+
+    Parameters
+    ----------
+    image : array-like
+        Whole grey volume (z, y, x): numpy, memmap or dask (only the block plus halo is read).
+    core : tuple of slice
+        The block, in voxel coordinates.
+    config : FeatureConfig
+    spacing : tuple of float
+        Voxel size (z, y, x) in µm.
+    value_range : (float, float)
+        Normalisation range from :func:`intensity_range` (of the whole image).
+
+    Returns
+    -------
+    numpy.ndarray
+        (F, bz, by, bx) float32, equal to the whole-volume features inside the block.
+    """
+    outer, inner = expand(core, halo(config, spacing), image.shape)
+    region = normalised(image[outer], *value_range)
+    feats = _compute(region, config, spacing)
+    return np.ascontiguousarray(feats[(slice(None), *inner)])
+
+
+def compute_features(image: Any, config: FeatureConfig | str | None = None, *,
+                     spacing: Any = None, block_shape: Sequence[int] | None = None,
+                     value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Filter-bank features of a whole image.
+
+    Parameters
+    ----------
+    image : array-like
+        Grey image, 2-D (y, x) or 3-D (z, y, x).
+    config : FeatureConfig or str, optional
+        Feature configuration or a set name / item list for :func:`parse_features`.
+    spacing : float or 3 floats, optional
+        Voxel size in µm (default isotropic 1).
+    block_shape : 3 ints, optional
+        Compute block by block (with halo) instead of at once; the result is the same.
+    value_range : (float, float), optional
+        Normalisation range; default from :func:`intensity_range`.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F, z, y, x) float32 (a 2-D image gives z = 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> f = compute_features(np.random.default_rng(0).random((8, 16, 16)), "gaussian:1,ggm:1")
+    >>> f.shape, f.dtype
+    ((2, 8, 16, 16), dtype('float32'))
+    """
+    cfg = config if isinstance(config, FeatureConfig) else parse_features(config)
+    arr = image if hasattr(image, "ndim") else np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"image: expected 2-D or 3-D, got shape {tuple(arr.shape)}")
+    sp = as_spacing(spacing)
+    rng = value_range if value_range is not None else intensity_range(
+        arr, normalise=cfg.normalise)
+    bshape = tuple(block_shape) if block_shape is not None else tuple(arr.shape)
+    out = np.empty((cfg.n_features, *arr.shape), np.float32)
+    for core in blocks(arr.shape, bshape):
+        out[(slice(None), *core)] = block_features(arr, core, cfg, spacing=sp, value_range=rng)
+    return out

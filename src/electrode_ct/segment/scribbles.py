@@ -1,0 +1,253 @@
+"""Simulated user scribbles from a dense reference labelling (the published protocol).
+
+A simulated user paints brush strokes (smooth random curves, 1–3 voxels brush radius) on
+``n_slices`` z slices — the central one plus equally spaced others — until the strokes
+cover ``coverage`` of those slices' pixels:
+
+- ``perclass``: a careful user: the same share of strokes per class, each stroke kept
+  inside its class and away from class borders;
+- ``uniform``: strokes placed anywhere, each pixel labelled with the reference class.
+
+Scribble values are 1..K for the reference classes in increasing value order (0 =
+unlabelled). :func:`correction_scribbles` adds strokes where a prediction disagrees with
+the reference (the retraining step). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from electrode_ct.errors import InputError
+
+STYLES = ("perclass", "uniform")
+BORDER_PX = 3
+"""``perclass`` strokes stay at least this many pixels away from other classes."""
+
+
+def scribble_slices(nz: int, n_slices: int) -> np.ndarray:
+    """The central slice plus equally spaced others, ``n_slices`` in total (sorted)."""
+    n = max(1, min(int(n_slices), int(nz)))
+    centre = nz // 2
+    offsets = np.arange(n) - n // 2
+    z = np.clip(centre + np.round(offsets * nz / n).astype(int), 0, nz - 1)
+    z = np.unique(z)
+    if z.size < n:  # fill gaps left by clipping/rounding
+        rest = np.setdiff1d(np.arange(nz), z)
+        z = np.sort(np.concatenate([z, rest[np.argsort(np.abs(rest - centre))][: n - z.size]]))
+    return z
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = int(radius)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    keep = yy * yy + xx * xx <= r * r + r * 0.5
+    return np.stack([yy[keep], xx[keep]], axis=1)
+
+
+def _stroke(rng: np.random.Generator, start: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels (ordered along the stroke, unique) of one smooth brush stroke from ``start``."""
+    size = min(shape)
+    length = rng.uniform(0.05, 0.2) * size
+    n = max(2, int(length))
+    turn = np.cumsum(rng.normal(0, 0.15, n))
+    angle = rng.uniform(0, 2 * np.pi) + turn
+    pts = start[None, :] + np.cumsum(np.stack([np.sin(angle), np.cos(angle)], 1), axis=0)
+    radius = int(rng.integers(1, 4))
+    pix = (np.round(pts).astype(np.int64)[:, None, :] + _disk(radius)[None]).reshape(-1, 2)
+    ok = (pix[:, 0] >= 0) & (pix[:, 0] < shape[0]) & (pix[:, 1] >= 0) & (pix[:, 1] < shape[1])
+    flat = pix[ok, 0] * shape[1] + pix[ok, 1]
+    _, first = np.unique(flat, return_index=True)
+    return flat[np.sort(first)]
+
+
+def _paint(rng: np.random.Generator, allowed: np.ndarray, target: int,
+           taken: np.ndarray) -> np.ndarray:
+    """Flat pixel indices of strokes inside ``allowed`` until ``target`` new pixels."""
+    shape = allowed.shape
+    flat_allowed = allowed.ravel() & ~taken
+    cand = np.flatnonzero(flat_allowed)
+    picked: list[np.ndarray] = []
+    count = 0
+    budget = 20 * max(target, 1) + 1000
+    tries = 0
+    while count < target and cand.size and tries < budget:
+        start = cand[rng.integers(cand.size)]
+        pix = _stroke(rng, np.array(divmod(int(start), shape[1]), float), shape)
+        pix = pix[flat_allowed[pix]]
+        flat_allowed[pix] = False
+        picked.append(pix)
+        count += pix.size
+        tries += pix.size + 1
+        if rng.random() < 0.05:
+            cand = np.flatnonzero(flat_allowed)
+    if not picked:
+        return np.zeros(0, np.int64)
+    return np.concatenate(picked)[:target]
+
+
+def simulate_scribbles(
+    reference: np.ndarray,
+    *,
+    coverage: float = 0.1,
+    n_slices: int = 7,
+    style: str = "perclass",
+    seed: int = 0,
+    slices: Sequence[int] | None = None,
+    border_px: int = BORDER_PX,
+) -> np.ndarray:
+    """Simulate a user's scribbles from a dense reference labelling.
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        Dense integer labels, 2-D (y, x) or 3-D (z, y, x); every value is a class.
+    coverage : float
+        Fraction (0, 1] of the pixels of the chosen slices to label.
+    n_slices : int
+        Number of z slices with strokes (central plus equally spaced others).
+    style : {"perclass", "uniform"}
+        Careful per-class strokes away from borders, or uniformly placed strokes.
+    seed : int
+        Random seed (one seed = one simulated user).
+    slices : sequence of int, optional
+        Explicit z slices (overrides ``n_slices``).
+    border_px : int
+        ``perclass``: minimum distance (pixels) of strokes from other classes.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 scribbles of the reference's shape: 0 unlabelled, 1..K = the reference values
+        in increasing order.
+
+    Examples
+    --------
+    >>> ref = np.zeros((40, 40), np.uint8); ref[:, 20:] = 2
+    >>> s = simulate_scribbles(ref, coverage=0.1, seed=1)
+    >>> round(float((s > 0).mean()), 2), sorted(np.unique(s).tolist())
+    (0.1, [0, 1, 2])
+    """
+    ref = np.asarray(reference)
+    two_d = ref.ndim == 2
+    if two_d:
+        ref = ref[None]
+    if ref.ndim != 3:
+        raise InputError(f"reference: expected a 2-D or 3-D label array, got shape {ref.shape}")
+    if ref.dtype.kind not in "iub":
+        raise InputError(f"reference: expected integer labels, got dtype {ref.dtype}")
+    if not 0 < coverage <= 1:
+        raise InputError(f"--coverage: expected a fraction in (0, 1], got {coverage}")
+    if style not in STYLES:
+        raise InputError(f"--style: expected one of {', '.join(STYLES)}, got {style!r}")
+    values = np.unique(ref)
+    if values.size > 255:
+        raise InputError(f"reference: {values.size} classes; at most 255 supported")
+    rng = np.random.default_rng(seed)
+    zs = np.asarray(slices, int) if slices is not None else scribble_slices(ref.shape[0],
+                                                                            n_slices)
+    if zs.size == 0 or zs.min() < 0 or zs.max() >= ref.shape[0]:
+        raise InputError(f"slices: expected z indices in 0..{ref.shape[0] - 1}, got {zs}")
+    out = np.zeros(ref.shape, np.uint8)
+    lut = np.zeros(int(values.max()) + 1, np.uint8)
+    lut[values] = np.arange(1, values.size + 1)
+    npix = ref.shape[1] * ref.shape[2]
+    for z in zs:  # a handful of slices
+        sl = ref[z]
+        target = int(round(coverage * npix))
+        taken = np.zeros(npix, bool)
+        plane = out[z].ravel()
+        if style == "uniform":
+            pix = _paint(rng, np.ones(sl.shape, bool), target, taken)
+            plane[pix] = lut[sl.ravel()[pix]]
+        else:
+            present = [v for v in values if np.any(sl == v)]
+            share = target // max(len(present), 1)
+            extra = target - share * len(present)
+            for i, v in enumerate(present):
+                cls = sl == v
+                inner = ndi.distance_transform_edt(cls) > border_px
+                if inner.sum() < share:  # thin class: relax the border
+                    inner = ndi.distance_transform_edt(cls) > 1 if (
+                        ndi.distance_transform_edt(cls) > 1).sum() >= share else cls
+                pix = _paint(rng, inner, share + (extra if i == 0 else 0), taken)
+                taken[pix] = True
+                plane[pix] = lut[v]
+        out[z] = plane.reshape(sl.shape)
+    return out[0] if two_d else out
+
+
+def scribble_class_map(reference_class_map: Mapping[str, int] | None,
+                       values: Sequence[int]) -> dict[str, int]:
+    """Class map of simulated scribbles: reference names moved to values 1..K."""
+    names = {int(v): k for k, v in (reference_class_map or {}).items()}
+    return {names.get(int(v), f"class{int(v)}"): i + 1 for i, v in enumerate(values)}
+
+
+def correction_scribbles(
+    reference: np.ndarray,
+    prediction: np.ndarray,
+    scribbles: np.ndarray,
+    *,
+    coverage: float = 0.01,
+    seed: int = 0,
+    slices: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Add strokes where a prediction disagrees with the reference (a correction round).
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        Dense reference labels (the values used by :func:`simulate_scribbles`).
+    prediction : numpy.ndarray
+        Predicted scribble values (1..K), same shape.
+    scribbles : numpy.ndarray
+        Current scribbles (0 unlabelled, 1..K).
+    coverage : float
+        Fraction of the pixels of the corrected slices to add.
+    seed : int
+        Random seed.
+    slices : sequence of int, optional
+        z slices to correct; default: the slices that already hold scribbles.
+
+    Returns
+    -------
+    numpy.ndarray
+        The scribbles plus correction strokes (new array).
+    """
+    ref = np.asarray(reference)
+    pred = np.asarray(prediction)
+    scr = np.asarray(scribbles)
+    if not (ref.shape == pred.shape == scr.shape):
+        raise InputError(f"correction: reference {ref.shape}, prediction {pred.shape} and "
+                         f"scribbles {scr.shape} must have the same shape")
+    two_d = ref.ndim == 2
+    ref3, pred3, out = (a[None] if two_d else a for a in (ref, pred, scr.copy()))
+    out = out.astype(np.uint8)
+    values = np.unique(ref3)
+    lut = np.zeros(int(values.max()) + 1, np.uint8)
+    lut[values] = np.arange(1, values.size + 1)
+    wrong = lut[ref3] != pred3
+    zs = (np.asarray(slices, int) if slices is not None
+          else np.flatnonzero(np.any(out > 0, axis=(1, 2))))
+    rng = np.random.default_rng(seed)
+    npix = ref3.shape[1] * ref3.shape[2]
+    for z in zs:
+        plane = out[z].ravel()
+        pix = _paint(rng, wrong[z] & (out[z] == 0), int(round(coverage * npix)), plane > 0)
+        plane[pix] = lut[ref3[z].ravel()[pix]]
+        out[z] = plane.reshape(ref3.shape[1:])
+    return out[0] if two_d else out
+
+
+def coverage_of(scribbles: np.ndarray) -> dict[str, Any]:
+    """Labelled fraction overall and on the slices that hold scribbles."""
+    s = np.asarray(scribbles)
+    s3 = s[None] if s.ndim == 2 else s
+    used = np.any(s3 > 0, axis=(1, 2))
+    return {"coverage_total": float((s3 > 0).mean()),
+            "coverage_on_slices": float((s3[used] > 0).mean()) if used.any() else 0.0,
+            "slices": np.flatnonzero(used).tolist()}

@@ -1,0 +1,154 @@
+"""Random-forest training/prediction: phantom accuracy, blockwise identity, model files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from electrode_ct.errors import InputError, ModelError, ShapeError
+from electrode_ct.metrics.compare import compare
+from electrode_ct.segment import forest as fo
+from electrode_ct.segment.models import load_model
+from electrode_ct.segment.scribbles import simulate_scribbles
+from electrode_ct.volume import Volume
+
+FAST = {"n_trees": 20, "features": "minimal", "n_jobs": 1}
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    rng = np.random.default_rng(0)
+    z, y, x = np.mgrid[:32, :32, :32]
+    truth = np.zeros((32, 32, 32), np.uint8)
+    for cz, cy, cx, r in [(10, 10, 10, 7), (22, 21, 12, 8), (11, 22, 23, 6), (23, 10, 24, 5)]:
+        d = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)
+        truth[(d <= r + 2) & (truth == 0)] = 1
+        truth[d <= r] = 2
+    grey = (np.array([50.0, 120.0, 200.0])[truth] + rng.normal(0, 8, truth.shape))
+    return truth, grey.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained(phantom):
+    truth, grey = phantom
+    scr = simulate_scribbles(truth, coverage=0.08, n_slices=4, style="uniform", seed=1)
+    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], **FAST)
+    return model, scr
+
+
+def test_one_percent_scribbles_reach_high_iou(phantom, trained):
+    truth, grey = phantom
+    model, scr = trained
+    assert 0.009 < (scr > 0).mean() < 0.011  # 8 % of 4 of 32 slices = 1 % of the volume
+    pred = model.predict(grey, uncertainty=True)
+    res = compare(pred.labels, truth + 1)
+    assert min(res["iou"].values()) >= 0.9
+    assert pred.labels.dtype == np.uint8 and set(np.unique(pred.labels)) == {1, 2, 3}
+    assert pred.uncertainty.shape == truth.shape
+    # the uncertainty is highest at class borders
+    from scipy import ndimage as ndi
+
+    border = ndi.morphological_gradient(truth, size=3) > 0
+    assert pred.uncertainty[border].mean() > 2 * pred.uncertainty[~border].mean()
+    assert model.report["oob_accuracy"] > 0.9
+    assert set(model.report["n_samples"]) == {"pore", "cbd", "active"}
+    assert len(model.report["feature_importance"]) == model.config.n_features + 6
+
+
+def test_blockwise_prediction_identical(phantom, trained):
+    _, grey = phantom
+    model, _ = trained
+    whole = model.predict(grey, probabilities=True, block_shape=(32, 32, 32))
+    blocky = model.predict(grey, probabilities=True, block_shape=(12, 32, 13))
+    np.testing.assert_array_equal(whole.labels, blocky.labels)
+    np.testing.assert_allclose(whole.probabilities, blocky.probabilities, atol=1e-6)
+
+
+def test_model_roundtrip(tmp_path, phantom, trained):
+    _, grey = phantom
+    model, _ = trained
+    path = model.save(tmp_path / "m.ectmodel")
+    back = load_model(path)
+    assert back.class_values == [1, 2, 3] and back.class_names == ["pore", "cbd", "active"]
+    assert back.config == model.config and back.spacing == model.spacing
+    np.testing.assert_array_equal(back.predict(grey[:8]).labels, model.predict(grey[:8]).labels)
+    head = json.loads(zipfile.ZipFile(path).read("model.json"))
+    assert head["kind"] == "forest" and head["feature_names"] == model.config.names
+    assert "package_version" in head and "training_spacing_um" in head
+
+
+def test_incompatible_model_is_a_model_error(tmp_path, trained):
+    model, _ = trained
+    path = model.save(tmp_path / "m.ectmodel")
+    with zipfile.ZipFile(path) as zf:
+        files = {n: zf.read(n) for n in zf.namelist()}
+    head = json.loads(files["model.json"])
+    for key, value, match in [("forest_format", 99, "format 99"),
+                              ("feature_names", ["x"], "feature list")]:
+        bad = dict(head, **{key: value})
+        out = tmp_path / f"bad_{key}.ectmodel"
+        with zipfile.ZipFile(out, "w") as zf:
+            zf.writestr("model.json", json.dumps(bad))
+            for n, b in files.items():
+                if n != "model.json":
+                    zf.writestr(n, b)
+        with pytest.raises(ModelError, match=match):
+            load_model(out)
+    with pytest.raises(ModelError, match="2-D image"):
+        model.predict(np.ones((10, 10), np.float32))
+    with pytest.raises(ModelError, match="anisotropy"):
+        model.predict(Volume(np.random.default_rng(0).random((8, 8, 8)), spacing=(2, 1, 1)))
+
+
+def test_bad_training_input(phantom):
+    truth, grey = phantom
+    scr = np.zeros(truth.shape, np.uint8)
+    with pytest.raises(ShapeError, match="same shape"):
+        fo.train_forest(grey, scr[:10], **FAST)
+    with pytest.raises(InputError, match="no labelled voxels"):
+        fo.train_forest(grey, scr, **FAST)
+    scr[5, 5:10, 5:10] = 1
+    scr[20, 5:10, 5:10] = 2
+    with pytest.raises(InputError, match="class 3 .'active'. has no scribbles"):
+        fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], **FAST)
+    with pytest.raises(InputError, match="every voxel has the value"):
+        fo.train_forest(np.full(truth.shape, 3.0), scr, **FAST)
+    one = np.zeros_like(scr)
+    one[5, 5:10, 5:10] = 1
+    with pytest.raises(InputError, match="at least two classes"):
+        fo.train_forest(grey, one, **FAST)
+
+
+def test_two_d_training_on_a_slice(phantom):
+    truth, grey = phantom
+    sl, img = truth[16], grey[16]
+    scr = simulate_scribbles(sl, coverage=0.1, style="perclass", seed=0)
+    model = fo.train_forest(img, scr, **FAST)
+    assert model.config.mode == "2d"
+    pred = model.predict(img)
+    assert pred.labels.shape == (1, 32, 32)
+    assert compare(pred.labels[0], sl + 1)["mean_iou"] > 0.8
+    # a 2-D model segments a volume slice by slice
+    assert model.predict(grey[14:18]).labels.shape == (4, 32, 32)
+
+
+def test_threshold_seeds_and_uncertain_regions(phantom):
+    truth, grey = phantom
+    seeds = fo.threshold_seeds(grey, [85.0, 160.0], variant="ML1")
+    on = np.flatnonzero(np.any(seeds > 0, axis=(1, 2)))
+    assert on.tolist() == [16]
+    lab = seeds[seeds > 0]
+    assert np.mean(lab == truth[seeds > 0] + 1) > 0.99
+    ml3 = fo.threshold_seeds(grey, [85.0, 160.0], variant="ML3")
+    assert np.any(ml3 > 0, axis=(1, 2)).all()
+    unc = np.zeros((20, 20, 20), np.float32)
+    unc[3:6, 3:6, 3:6] = 1.0
+    unc[15:17, 15:17, 15:17] = 0.5
+    regions = fo.uncertain_regions(unc, n=3, size=3)
+    assert len(regions) == 2  # nothing uncertain left after the two blobs
+    assert (regions[0]["z"], regions[0]["y"], regions[0]["x"]) == (4, 4, 4)
+    assert all(14 <= regions[1][k] <= 17 for k in "zyx")
+    assert regions[0]["mean_uncertainty"] > regions[1]["mean_uncertainty"]

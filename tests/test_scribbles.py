@@ -1,0 +1,119 @@
+"""Scribble simulation (coverage, slices, styles, corrections) and the forest CLI round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from electrode_ct.errors import InputError
+from electrode_ct.segment.scribbles import (
+    correction_scribbles,
+    coverage_of,
+    scribble_slices,
+    simulate_scribbles,
+)
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    z, y, x = np.mgrid[:21, :60, :60]
+    ref = np.zeros((21, 60, 60), np.uint8)
+    ref[(y - 30) ** 2 + (x - 30) ** 2 < 15 ** 2] = 2
+    ref[x < 10] = 5
+    return ref
+
+
+def test_slices_central_and_equally_spaced():
+    assert scribble_slices(21, 7).tolist() == [1, 4, 7, 10, 13, 16, 19]
+    assert scribble_slices(21, 1).tolist() == [10]
+    assert scribble_slices(3, 7).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("style", ["perclass", "uniform"])
+@pytest.mark.parametrize("coverage", [0.1, 0.25])
+def test_coverage_as_requested(reference, style, coverage):
+    s = simulate_scribbles(reference, coverage=coverage, n_slices=7, style=style, seed=4)
+    cov = coverage_of(s)
+    assert cov["slices"] == scribble_slices(21, 7).tolist()
+    assert cov["coverage_on_slices"] == pytest.approx(coverage, abs=0.002)
+    assert sorted(np.unique(s).tolist()) == [0, 1, 2, 3]
+    # labels agree with the reference (value order 0, 2, 5 -> 1, 2, 3)
+    lut = np.array([1, 0, 2, 0, 0, 3])
+    assert np.all(lut[reference[s > 0]] == s[s > 0])
+    # same seed, same strokes; another seed, other strokes
+    assert np.array_equal(s, simulate_scribbles(reference, coverage=coverage, style=style,
+                                                seed=4))
+    assert not np.array_equal(s, simulate_scribbles(reference, coverage=coverage, style=style,
+                                                    seed=5))
+
+
+def test_perclass_strokes_stay_away_from_borders(reference):
+    s = simulate_scribbles(reference, coverage=0.1, style="perclass", seed=0)
+    z = 10
+    for v, lab in ((0, 1), (2, 2), (5, 3)):
+        dist = ndi.distance_transform_edt(reference[z] == v)
+        assert dist[s[z] == lab].min() > 3
+    counts = np.bincount(s[z].ravel(), minlength=4)[1:]
+    assert counts.max() - counts.min() <= 2  # the same share per class
+    u = simulate_scribbles(reference, coverage=0.1, style="uniform", seed=0)
+    border = ndi.morphological_gradient(reference[z], size=3) > 0
+    assert np.any(border & (u[z] > 0))
+
+
+def test_correction_adds_strokes_on_errors(reference):
+    s = simulate_scribbles(reference, coverage=0.05, n_slices=3, seed=0)
+    wrong = np.ones_like(reference)  # predicts class 1 everywhere
+    c = correction_scribbles(reference, wrong, s, coverage=0.02, seed=1)
+    new = (c > 0) & (s == 0)
+    assert new.sum() > 0 and np.all(c[new] != 1)
+    assert np.array_equal(c[s > 0], s[s > 0])
+
+
+def test_bad_scribble_options(reference):
+    with pytest.raises(InputError, match="coverage"):
+        simulate_scribbles(reference, coverage=0)
+    with pytest.raises(InputError, match="style"):
+        simulate_scribbles(reference, style="random")
+
+
+def test_cli_roundtrip_train_predict(tmp_path, run_cli, three_phase_phantom):
+    truth, grey = three_phase_phantom
+    img, ref = tmp_path / "grey.tif", tmp_path / "truth.tif"
+    tifffile.imwrite(img, grey)
+    tifffile.imwrite(ref, truth)
+    scr, model = tmp_path / "scr.tif", tmp_path / "forest.model"
+    code, out, err = run_cli("scribbles", ref, scr, "--coverage", "0.1", "--slices", "5",
+                             "--style", "uniform", "--seed", "2", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["coverage_on_slices"] == pytest.approx(0.1, abs=0.002)
+    assert len(info["slices"]) == 5
+    code, out, err = run_cli("segment", "train-forest", img, scr, "--model", model,
+                             "--features", "minimal", "--trees", "20",
+                             "--class-names", "pore,cbd,active", "--json")
+    assert code == 0, err
+    assert json.loads(out)["class_names"] == ["pore", "cbd", "active"]
+    seg, unc = tmp_path / "seg.tif", tmp_path / "unc.tif"
+    code, out, err = run_cli("segment", "predict", model, img, seg, "--uncertainty", unc,
+                             "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["class_map"] == {"pore": 1, "cbd": 2, "active": 3}
+    from electrode_ct.io import read
+
+    labels = read(seg)
+    assert labels.class_map == {"pore": 1, "cbd": 2, "active": 3}
+    acc = np.mean(labels.numpy() == truth + 1)
+    assert acc > 0.95
+    assert read(unc).shape == truth.shape
+    # bad input: one line, exit 2, no output written
+    code, out, err = run_cli("segment", "train-forest", img, scr, "--model",
+                             tmp_path / "m2.model", "--class-names", "a,b,c,d")
+    assert code == 2 and "class 4 ('d') has no scribbles" in err
+    assert "Traceback" not in err and not (tmp_path / "m2.model").exists()
+    code, _, err = run_cli("segment", "predict", tmp_path / "none.model", img, seg)
+    assert code == 2 and "no such model file" in err
