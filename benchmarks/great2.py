@@ -141,7 +141,6 @@ def operando_figures(seed: int = 0) -> dict:
     """Tracking identity and the detection of a planted 1-grey-level drop (phantom)."""
     from electrode_ct.operando.phantom import shifted_series
     from electrode_ct.operando.track import track
-
     from electrode_ct.stats import summarise
 
     series = shifted_series(shape=(96, 128, 128), radius=(9.0, 13.0), n_particles=90,
