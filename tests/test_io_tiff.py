@@ -158,7 +158,8 @@ def test_quick_header_matches_tifffile(tmp_path):
     for name, (arr, kw) in cases.items():
         p = tmp_path / f"{name}.tif"
         tifffile.imwrite(p, arr, **kw)
-        shape, dtype, end = tiffmod.quick_header(p)
+        shape, dtype, end, size = tiffmod.quick_header(p)
+        assert size == p.stat().st_size
         with tifffile.TiffFile(p) as tf:
             page = tf.pages.first
             assert shape == page.shape and dtype == page.dtype.newbyteorder("="), name
