@@ -39,7 +39,7 @@ def train_forest_cmd(
                                     help="One forest only (no second auto-context stage)."),
     no_balance: bool = typer.Option(False, "--no-balance", help="Do not weight classes."),
     max_depth: int = typer.Option(14, "--max-depth", help="Tree depth limit (0 = none)."),
-    normalise: str = typer.Option("percentile", "--normalise",
+    normalise: str = typer.Option("none", "--normalise",
                                   help="Per-image intensity normalisation: percentile | none."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),

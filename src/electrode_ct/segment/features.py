@@ -81,14 +81,16 @@ class FeatureConfig:
         (filter, σ in voxels) pairs, in output order.
     mode : {"3d", "2d"}
         3-D filters, or per 2-D z slice.
-    normalise : {"percentile", "none"}
+    normalise : {"none", "percentile"}
         Per-image intensity normalisation applied before filtering: ``percentile`` maps the
-        0.5 and 99.5 percentiles of the image to 0 and 1.
+        0.5 and 99.5 percentiles of the image to 0 and 1 (for models applied to scans of
+        another bit depth or calibration; it shifts with the phase fractions, so it is off
+        by default).
     """
 
     features: tuple[tuple[str, float], ...] = DEFAULT_FEATURES
     mode: str = "3d"
-    normalise: str = "percentile"
+    normalise: str = "none"
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -144,7 +146,7 @@ class FeatureConfig:
 
 
 def parse_features(text: str | Iterable[str] | None, *, mode: str = "3d",
-                   normalise: str = "percentile") -> FeatureConfig:
+                   normalise: str = "none") -> FeatureConfig:
     """Build a :class:`FeatureConfig` from a set name or ``filter:σ`` items.
 
     Parameters
@@ -225,7 +227,7 @@ def halo(config: FeatureConfig, spacing: Spacing = (1.0, 1.0, 1.0)) -> tuple[int
     return (out[0], out[1], out[2])
 
 
-def intensity_range(image: Any, *, normalise: str = "percentile",
+def intensity_range(image: Any, *, normalise: str = "none",
                     max_samples: int = 2_000_000) -> tuple[float, float]:
     """Per-image normalisation range (lo, hi): intensities are mapped by (v − lo)/(hi − lo).
 

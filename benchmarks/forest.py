@@ -1,0 +1,257 @@
+"""Random-forest segmentation figures (issue 5), printed as one JSON object.
+
+Sections:
+- ``segmentpy``: the single-slice protocol on SegmentPy sub-volumes A and C: scribbles on
+  ONE slice (10 % and 25 % coverage, perclass and uniform strokes), predict every other
+  slice, mean per-class IoU vs the expert labels — our forest and a plain scikit-image
+  forest (``multiscale_basic_features`` + 100 trees) on the same scribbles.
+- ``nrel``: the NREL micro-CT crop with its own ilastik scribbles: active fraction and
+  mean uncertainty.
+- ``speed``: features + prediction throughput (Mvoxel/s) for the default and full 3-D
+  feature sets, on the same volume in the same run.
+- ``memory_512``: peak RSS of a 512³ prediction in a subprocess (full run only; wrap the
+  whole benchmark in ``flock /tmp/ect-heavy.lock``).
+- ``variability``: 3 simulated users × methods on the NREL crop and on a phantom.
+
+Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from electrode_ct.metrics.compare import compare
+from electrode_ct.segment.features import compute_features, parse_features
+from electrode_ct.segment.forest import train_forest
+from electrode_ct.segment.scribbles import simulate_scribbles
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGMENTPY = ROOT / "tests" / "data" / "segmentpy_nmc_nanoct"
+SUBVOLUMES = {"A": [1, 100, 200, 300, 400], "C": [394, 470, 546, 622, 698, 774]}
+PLAIN = {"intensity": True, "edges": True, "texture": True, "sigma_min": 1, "sigma_max": 16}
+
+
+def load_segmentpy(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grey slice and reference remapped to 0 pore, 1 CBD, 2 NMC (CBD = brighter of 1/2)."""
+    img = tifffile.imread(SEGMENTPY / f"{n}.tif").astype(np.float32)
+    lab = tifffile.imread(SEGMENTPY / f"{n}_label.tif")
+    cbd = 1 if img[lab == 1].mean() > img[lab == 2].mean() else 2
+    ref = np.full(lab.shape, 2, np.uint8)
+    ref[lab == cbd] = 1
+    ref[lab == 3 - cbd] = 0
+    return img, ref
+
+
+def plain_forest(img, scr, tests, seed):
+    from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
+
+    feats = multiscale_basic_features(img, **PLAIN)
+    m = scr > 0
+    rf = RandomForestClassifier(100, n_jobs=-1, random_state=seed).fit(feats[m], scr[m])
+    out = []
+    for t in tests:
+        f = multiscale_basic_features(t, **PLAIN)
+        out.append(rf.predict(f.reshape(-1, f.shape[-1])).reshape(t.shape))
+    return out
+
+
+def segmentpy(quick: bool) -> dict:
+    res: dict = {}
+    coverages = [0.1] if quick else [0.1, 0.25]
+    for name, slices in SUBVOLUMES.items():
+        data = {n: load_segmentpy(n) for n in slices}
+        img, ref = data[slices[0]]
+        tests = slices[1:3] if quick else slices[1:]
+        for cov in coverages:
+            for style in ("perclass", "uniform"):
+                scr = simulate_scribbles(ref, coverage=cov, style=style, seed=0)
+                t0 = time.perf_counter()
+                model = train_forest(img, scr, seed=0)
+                ours = [model.predict(data[n][0]).labels[0] - 1 for n in tests]
+                t_ours = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                plain = [p - 1 for p in plain_forest(img, scr, [data[n][0] for n in tests], 0)]
+                t_plain = time.perf_counter() - t0
+                iou_o = [compare(p, data[n][1])["iou"] for p, n in zip(ours, tests, strict=True)]
+                iou_p = [compare(p, data[n][1])["iou"] for p, n in zip(plain, tests, strict=True)]
+                mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
+                mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
+                res[f"{name}_{style}_{int(cov * 100)}"] = {
+                    "train_slice": slices[0], "test_slices": tests,
+                    "mean_iou_ours": mo, "mean_iou_plain": mp, "gain": mo - mp,
+                    "iou_ours_per_class": {k: float(np.mean([d[k] for d in iou_o]))
+                                           for k in iou_o[0]},
+                    "iou_plain_per_class": {k: float(np.mean([d[k] for d in iou_p]))
+                                            for k in iou_p[0]},
+                    "oob_accuracy": model.report["oob_accuracy"],
+                    "time_ours_s": t_ours, "time_plain_s": t_plain,
+                    "top_features": dict(list(model.report["feature_importance"].items())[:8]),
+                }
+    return res
+
+
+def nrel() -> dict:
+    from electrode_ct.data import nmc_microct
+
+    grey, scr = nmc_microct()
+    model = train_forest(grey, scr, seed=0)
+    pred = model.predict(grey, uncertainty=True)
+    active = model.class_values[model.class_names.index("active")]
+    return {"active_fraction": float(np.mean(pred.labels == active)),
+            "mean_uncertainty": float(pred.uncertainty.mean()),
+            "oob_accuracy": model.report["oob_accuracy"],
+            "top_features": dict(list(model.report["feature_importance"].items())[:8])}
+
+
+def _phantom(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """conftest-style three-phase phantom (0 pore, 1 cbd, 2 active) and its grey image."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((n, n, n), np.uint8)
+    z, y, x = np.ogrid[:n, :n, :n]
+    for _ in range(max(4, (n // 16) ** 3 * 2)):
+        c = rng.uniform(0, n, 3)
+        r = rng.uniform(0.08, 0.16) * n
+        d = np.sqrt((z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2)
+        truth[(d <= r + 2) & (truth == 0)] = 1
+        truth[d <= r] = 2
+    grey = np.array([50.0, 120.0, 200.0])[truth] + rng.normal(0, 12, truth.shape)
+    return truth, grey.astype(np.float32)
+
+
+def speed(quick: bool) -> dict:
+    import os
+
+    n = 64 if quick else 96
+    truth, grey = _phantom(n)
+    scr = simulate_scribbles(truth, coverage=0.05, n_slices=5, seed=0)
+    out = {"shape": [n, n, n], "cores": os.cpu_count()}
+    for name in ("default", "full"):
+        cfg = parse_features(name, mode="3d")
+        for ac in (True, False):
+            model = train_forest(grey, scr, features=cfg, auto_context=ac, seed=0)
+            t0 = time.perf_counter()
+            model.predict(grey)
+            dt = time.perf_counter() - t0
+            out[f"{name}{'' if ac else '_single_stage'}_mvoxel_per_s"] = grey.size / dt / 1e6
+        t0 = time.perf_counter()
+        compute_features(grey, cfg)
+        out[f"{name}_features_only_mvoxel_per_s"] = grey.size / (time.perf_counter() - t0) / 1e6
+        out[f"{name}_n_features"] = cfg.n_features
+    return out
+
+
+_MEM_CHILD = """
+import numpy as np, resource, sys, time
+sys.path.insert(0, {bench!r})
+from forest import _phantom
+from electrode_ct.segment.forest import train_forest
+from electrode_ct.segment.scribbles import simulate_scribbles
+truth, grey = _phantom(48)
+model = train_forest(grey, simulate_scribbles(truth, coverage=0.05, n_slices=5), seed=0)
+big = np.tile(grey, (11, 11, 11))[:{n}, :{n}, :{n}].copy()
+t = time.perf_counter()
+p = model.predict(big, uncertainty=True)
+dt = time.perf_counter() - t
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, dt, big.size)
+"""
+
+
+def memory(n: int) -> dict:
+    code = _MEM_CHILD.format(bench=str(Path(__file__).parent), n=n)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    gb, dt, size = (float(v) for v in r.stdout.split()[-3:])
+    return {"shape": [n] * 3, "peak_rss_gb": gb, "time_s": dt,
+            "mvoxel_per_s": size / dt / 1e6}
+
+
+def variability_section(quick: bool) -> dict:
+    from electrode_ct.data import nmc_microct
+    from electrode_ct.metrics.variability import variability
+    from electrode_ct.segment.threshold import threshold, threshold_values
+    from electrode_ct.segment.watershed import seeded_watershed
+
+    out: dict = {}
+    truth_ph, grey_ph = _phantom(48 if quick else 64, seed=1)
+    g_nrel, _ = nmc_microct()
+    cases = {"nrel": (g_nrel.numpy().astype(np.float32), None, 1),
+             "phantom": (grey_ph, truth_ph, 2)}
+    for case, (grey, truth, n_cuts) in cases.items():
+        classes = n_cuts + 1
+        base = threshold_values(grey, method="multiotsu" if classes > 2 else "otsu",
+                                classes=classes)
+        # dense reference for simulated scribbles: the truth, or Otsu on the NREL crop
+        ref = truth if truth is not None else threshold(grey, method="otsu")
+        methods: dict[str, list[np.ndarray]] = {}
+        # one "grey level" = 1/255 of the robust range (8-bit equivalent, also for uint16)
+        lo, hi = np.percentile(grey, [0.5, 99.5])
+        unit = (hi - lo) / 255.0
+        for user, shift in enumerate((-10.0 * unit, 0.0, 10.0 * unit)):  # users' own choices
+            for sname, off in (("S1", -10.0 * unit), ("S2", 0.0), ("S3", 10.0 * unit)):
+                cuts = [c + shift + off for c in base]
+                methods.setdefault(f"threshold_{sname}", []).append(
+                    threshold(grey, method="manual", thresholds=cuts))
+            for wname, width in (("generous", 0.3), ("conservative", 0.6)):
+                w = width * np.std(grey)
+                lo = [c + shift - w for c in base]
+                hi = [c + shift + w for c in base]
+                methods.setdefault(f"watershed_{wname}", []).append(
+                    seeded_watershed(grey, low=lo, high=hi, sigma=0.5))
+            for cov in (0.1, 0.25):
+                scr = simulate_scribbles(ref, coverage=cov, n_slices=7, style="perclass",
+                                         seed=100 + user)
+                model = train_forest(grey, scr, seed=user, n_trees=50 if quick else 100)
+                methods.setdefault(f"forest_{int(cov * 100)}", []).append(
+                    model.predict(grey).labels - 1)
+        res = {}
+        top = classes - 1
+        for mname, segs in methods.items():
+            v = variability(*segs, agreement=False)
+            fr = [float(np.mean(s == top)) for s in segs]
+            entry = {"active_fraction_mean": float(np.mean(fr)),
+                     "active_fraction_std": float(np.std(fr, ddof=1)),
+                     "mean_pairwise_percent_different": v["mean_percent_different"]}
+            if truth is not None:
+                entry["active_fraction_error"] = float(np.mean(fr) - np.mean(truth == top))
+                entry["mean_iou_vs_truth"] = float(np.mean(
+                    [compare(s, truth)["mean_iou"] for s in segs]))
+            res[mname] = entry
+        out[case] = res
+    out["phantom_source"] = "benchmark-constructed spheres phantom (electrode_ct.synth not ready)"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sections", default="segmentpy,nrel,speed,memory,variability")
+    args = ap.parse_args()
+    secs = args.sections.split(",")
+    out: dict = {"quick": args.quick}
+    t0 = time.perf_counter()
+    if "segmentpy" in secs:
+        out["segmentpy"] = segmentpy(args.quick)
+    if "nrel" in secs:
+        out["nrel"] = nrel()
+    if "speed" in secs:
+        out["speed"] = speed(args.quick)
+    if "memory" in secs:
+        out["memory_512"] = memory(128 if args.quick else 512)
+    if "variability" in secs:
+        out["variability"] = variability_section(args.quick)
+    out["total_time_s"] = time.perf_counter() - t0
+    out["peak_rss_gb_parent"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
