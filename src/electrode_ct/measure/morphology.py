@@ -35,7 +35,6 @@ SHAPE_COLUMNS = (
 
 SURFACE_METHODS = ("marching_cubes", "faces")
 
-_SLAB_VOXELS = 1 << 24  # voxels per z-slab in the moment pass (bounds temporaries)
 
 
 def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,22 +52,32 @@ def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _moments(seq: np.ndarray, n: int) -> np.ndarray:
     """Zeroth, first and second raw moments per label, shape (n + 1, 10), in voxel units.
 
-    Columns: count, Σz, Σy, Σx, Σzz, Σyy, Σxx, Σzy, Σzx, Σyx.
+    Columns: count, Σz, Σy, Σx, Σzz, Σyy, Σxx, Σzy, Σzx, Σyx. Per z-slice only the
+    in-plane sums need voxel work (6 bincounts); the z terms follow from them.
     """
     nz, ny, nx = seq.shape
     out = np.zeros((n + 1, 10), dtype=np.float64)
-    step = max(1, _SLAB_VOXELS // max(1, ny * nx))
-    for z0 in range(0, nz, step):
-        flat = seq[z0:z0 + step].ravel()
+    for z in range(nz):
+        flat = seq[z].ravel()
         idx = np.flatnonzero(flat)
         if idx.size == 0:
             continue
         ids = flat[idx].astype(np.intp)
-        z = (idx // (ny * nx) + z0).astype(np.float64)
-        y = ((idx // nx) % ny).astype(np.float64)
+        y = (idx // nx).astype(np.float64)
         x = (idx % nx).astype(np.float64)
-        for col, w in enumerate((None, z, y, x, z * z, y * y, x * x, z * y, z * x, y * x)):
-            out[:, col] += np.bincount(ids, weights=w, minlength=n + 1)
+        cnt = np.bincount(ids, minlength=n + 1)
+        sy = np.bincount(ids, weights=y, minlength=n + 1)
+        sx = np.bincount(ids, weights=x, minlength=n + 1)
+        out[:, 0] += cnt
+        out[:, 1] += z * cnt
+        out[:, 2] += sy
+        out[:, 3] += sx
+        out[:, 4] += z * z * cnt
+        out[:, 5] += np.bincount(ids, weights=y * y, minlength=n + 1)
+        out[:, 6] += np.bincount(ids, weights=x * x, minlength=n + 1)
+        out[:, 7] += z * sy
+        out[:, 8] += z * sx
+        out[:, 9] += np.bincount(ids, weights=y * x, minlength=n + 1)
     return out
 
 
@@ -96,17 +105,19 @@ def contact_pairs(labels: np.ndarray) -> np.ndarray:
     numpy.ndarray
         (m, 2) array of label pairs ``a < b``, sorted.
     """
-    pairs = []
+    keys = []
+    base = int(labels.max(initial=0)) + 1
     for axis in range(labels.ndim):
         a = np.moveaxis(labels, axis, 0)[:-1]
         b = np.moveaxis(labels, axis, 0)[1:]
         hit = (a != b) & (a > 0) & (b > 0)
         if hit.any():
             pa, pb = a[hit].astype(np.int64), b[hit].astype(np.int64)
-            pairs.append(np.stack([np.minimum(pa, pb), np.maximum(pa, pb)], axis=1))
-    if not pairs:
+            keys.append(np.unique(np.minimum(pa, pb) * base + np.maximum(pa, pb)))
+    if not keys:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(pairs), axis=0)
+    key = np.unique(np.concatenate(keys))
+    return np.stack([key // base, key % base], axis=1)
 
 
 def _face_area(seq: np.ndarray, n: int, spacing: tuple[float, float, float]) -> np.ndarray:
