@@ -4,7 +4,6 @@ import h5py
 import numpy as np
 import pytest
 
-from _io_helpers import assert_lazy, io_meter
 from electrode_ct.errors import FormatError, InputError, ShapeError
 from electrode_ct.io import read, write
 from electrode_ct.volume import Volume
@@ -115,13 +114,3 @@ def test_damaged_files_are_format_errors(tmp_path):
     (tmp_path / "t.h5").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(FormatError, match=r"t\.h5"):
         read(tmp_path / "t.h5").numpy()
-
-
-def test_lazy_read_touches_no_data(tmp_path):
-    data = np.random.default_rng(0).integers(0, 9, (64, 128, 128)).astype(np.uint16)
-    write(Volume(data), tmp_path / "big.h5", compression=None)
-    with io_meter() as m:
-        vol = read(tmp_path / "big.h5", lazy=True)
-    assert vol.is_lazy
-    assert_lazy(m, data.nbytes)
-    np.testing.assert_array_equal(vol.data[5:9].compute(), data[5:9])

@@ -5,6 +5,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from _io_helpers import assert_lazy, io_meter
+from electrode_ct.errors import ShapeError
 from electrode_ct.io import read, write
 from electrode_ct.volume import Volume
 
@@ -82,3 +84,23 @@ def test_real_sample_converts_losslessly(tmp_path):
         back = read(write(src, tmp_path / name))
         np.testing.assert_array_equal(back.numpy(), src.numpy())
         assert back.spacing == (0.398,) * 3
+
+
+@pytest.mark.parametrize("name", ["big.h5", "big.ome.zarr", "big.npy"])
+def test_lazy_read_touches_no_data(tmp_path, name):
+    data = np.random.default_rng(0).integers(0, 9, (64, 128, 128)).astype(np.uint16)
+    write(Volume(data), tmp_path / name, compression=None)
+    with io_meter() as m:
+        vol = read(tmp_path / name, lazy=True)
+    assert vol.is_lazy
+    assert_lazy(m, data.nbytes)
+    np.testing.assert_array_equal(vol.data[5:9].compute(), data[5:9])
+    np.testing.assert_array_equal(vol.numpy(), data)
+
+
+def test_npy_4d_refused_singleton_dropped(tmp_path):
+    np.save(tmp_path / "four.npy", np.zeros((2, 3, 4, 5), np.uint8))
+    with pytest.raises(ShapeError, match=r"four\.npy: expected a 2-D image or 3-D volume.*4-D"):
+        read(tmp_path / "four.npy")
+    np.save(tmp_path / "one.npy", np.ones((1, 3, 4, 5), np.uint8))
+    assert read(tmp_path / "one.npy", lazy=True).shape == (3, 4, 5)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import zarr
 
-from _io_helpers import assert_lazy, io_meter
 from electrode_ct.errors import FormatError, InputError, ShapeError
 from electrode_ct.io import read, write
 from electrode_ct.volume import Volume
@@ -101,15 +100,6 @@ def test_not_a_zarr_store(tmp_path):
     with pytest.raises(FormatError, match=r"empty\.zarr"):
         read(tmp_path / "empty.zarr")
 
-
-def test_lazy_read_touches_no_chunks(tmp_path):
-    data = np.random.default_rng(0).integers(0, 9, (64, 128, 128)).astype(np.uint16)
-    write(Volume(data), tmp_path / "big.zarr", compression=None)
-    with io_meter() as m:
-        vol = read(tmp_path / "big.zarr", lazy=True)
-    assert vol.is_lazy
-    assert_lazy(m, data.nbytes)
-    np.testing.assert_array_equal(vol.data[30:40].compute(), data[30:40])
 
 
 @pytest.mark.parametrize("name", ["s.zarr", "s.h5"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from electrode_ct.io._meta import lazy_blocks, slab_chunks, squeeze_to_3d
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -28,12 +29,18 @@ def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
         spacing = info.get("spacing_um", spacing)
         if info.get("class_map"):
             meta["class_map"] = info["class_map"]
-    if lazy:
-        import dask.array as da
+    if lazy:  # blocks read from a fresh memory map when computed (from_array may copy it)
+        from dask.base import tokenize
 
-        data: Any = da.from_array(arr, chunks="auto")
+        def read_block(index: tuple[slice, ...]) -> np.ndarray:
+            return np.array(np.load(p, mmap_mode="r", allow_pickle=False)[index])
+
+        token = tokenize(str(p.resolve()), p.stat().st_mtime_ns, arr.shape, arr.dtype.str)
+        chunks = slab_chunks(arr.shape, arr.dtype.itemsize) if arr.ndim else arr.shape
+        data: Any = lazy_blocks(read_block, arr.shape, arr.dtype, chunks, name=f"npy-{token}")
     else:
         data = arr
+    data = squeeze_to_3d(data, where=str(p))  # singleton axes dropped, real 4-D refused
     return Volume(data, spacing=spacing, metadata=meta)
 
 
