@@ -13,6 +13,8 @@ Prints one JSON object:
   then a hole up to the full size), so they cost no disk space; opening reads headers
   only, which is what is measured. ``tifffile_headers_s`` is the time tifffile takes to
   open every file and parse its first page, for comparison.
+- ``single_file_pages``: lazy-open time of one 2000-page TIFF file without shape metadata
+  (tifffile parses every IFD; pixel data are not read, so the page size does not matter).
 
 Usage::
 
@@ -151,6 +153,24 @@ def _big_stack_open(tmp: Path, n: int, shape: tuple[int, int], repeat: int) -> d
     }
 
 
+def _single_file_open(tmp: Path, n: int, shape: tuple[int, int], repeat: int) -> dict:
+    """Lazy-open time of one n-page TIFF without shape metadata (every IFD is parsed)."""
+    path = tmp / "pages.tif"
+    page = np.zeros(shape, np.uint16)
+    with tifffile.TiffWriter(path) as tw:
+        for _ in range(n):
+            tw.write(page, photometric="minisblack", metadata=None)
+    open_s = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        vol = read(path, lazy=True)
+        open_s.append(time.perf_counter() - t0)
+        assert vol.is_lazy and vol.shape == (n, *shape)
+    path.unlink()
+    return {"n_pages": n, "page_shape": list(shape), "shaped_metadata": False,
+            "lazy_open_s": round(min(open_s), 4)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and print one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -170,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         shutil.rmtree(tmp / "folder")
         result["big_stack"] = _big_stack_open(tmp, 2000, (1024, 1024), args.repeat)
+        result["single_file_pages"] = _single_file_open(tmp, 2000, (256, 256), args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
