@@ -66,6 +66,12 @@ class Flaws:
         """Rows at ``index``."""
         return Flaws(**{k: v[index] for k, v in self.__dict__.items()})
 
+    def with_active(self, index: np.ndarray) -> Flaws:
+        """The same flaws with exactly the particles at ``index`` active."""
+        active = np.zeros(len(self.active), bool)
+        active[np.asarray(index, np.int64)] = True
+        return replace(self, active=active)
+
     def transformed(self, rotation: np.ndarray) -> Flaws:
         """Rotate the flaw geometry with its particles (rotation R on (z, y, x) vectors)."""
         return replace(self, normals=self.normals @ rotation.T,
@@ -187,10 +193,15 @@ def flaw_coverage(flaws: Flaws, i: int, zc: np.ndarray, yc: np.ndarray, xc: np.n
     return cov
 
 
-def expected_flaw_volume_um3(flaws: Flaws, radius_um: np.ndarray) -> np.ndarray:
-    """Rough analytic flaw volume per particle, µm³ (used to pre-compensate fractions)."""
+def expected_flaw_voxels_um3(flaws: Flaws, radius_um: np.ndarray, voxel_um: float) -> np.ndarray:
+    """Rough volume per particle (µm³) of the voxels its flaws will fill at least half of.
+
+    A slab of width ``w`` fills half of about ``clip(2 w - h, 0, w) / h`` voxels per voxel
+    column of size ``h`` (none when ``w <= h / 2``). Used to pre-compensate fractions.
+    """
     r = np.asarray(radius_um, float)
     reach = np.minimum(flaws.extent_um, r)
-    planes = flaws.n_planes * np.pi * reach**2 * flaws.width_um * 0.8
+    eff = np.clip(2 * flaws.width_um - voxel_um, 0, flaws.width_um)
+    planes = flaws.n_planes * np.pi * reach**2 * eff * 0.8
     voids = (4 / 3 * np.pi * flaws.void_radius_um**3).sum(axis=1)
     return np.where(flaws.active, planes + voids, 0.0)

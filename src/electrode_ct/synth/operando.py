@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import InputError
-from electrode_ct.synth.flaws import Flaws
 from electrode_ct.synth.phantom import Phantom, _visible, choose_cracked, render_state
 from electrode_ct.synth.render import nearest_two
 from electrode_ct.synth.scene import Params, build_scene, validate
@@ -123,8 +122,7 @@ def operando_series(shape: tuple[int, int, int] = (64, 64, 64), *, states: int =
     counts = _visible(labels, d1, 0.0, len(scene.particles))
     del labels, d1
     chosen = choose_cracked(scene, counts, params.cracked_fraction)
-    base = Flaws(**{**scene.flaws.__dict__,
-                    "active": np.isin(np.arange(len(scene.particles)), chosen)})
+    base = scene.flaws.with_active(chosen)
     ids = np.zeros(len(scene.particles), np.int64)
     out: list[Phantom] = []
     thresholds = None

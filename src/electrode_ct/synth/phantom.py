@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.synth.cbd import count_threshold, phase_block
-from electrode_ct.synth.flaws import KINDS, Flaws, expected_flaw_volume_um3
+from electrode_ct.synth.flaws import KINDS, Flaws, expected_flaw_voxels_um3
 from electrode_ct.synth.imaging import forward, get_preset
 from electrode_ct.synth.render import coverage_blocks, nearest_two
 from electrode_ct.synth.scene import Params, Scene, build_scene, validate
@@ -138,58 +138,78 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
     d1e, d12e = d1[z_lo:z_hi], d12[z_lo:z_hi]
     if thresholds is None:
         delta0 = count_threshold(d1e, p.active_fraction * n_region)
+        le = labels[z_lo:z_hi]
+        counts = _visible(le, d1e, delta0, n)
+        chosen = None
         if flaws is None:
-            counts = _visible(labels, d1, delta0, n)
             chosen = choose_cracked(scene, counts, p.cracked_fraction)
-            flaws = Flaws(**{**scene.flaws.__dict__, "active": np.isin(np.arange(n), chosen)})
+            flaws = scene.flaws.with_active(chosen)
         # pre-compensate the active voxels that flaws will turn into pore
         full = 4 / 3 * np.pi * parts.radius_um**3
-        counts = _visible(labels, d1, delta0, n)
         seen = np.clip(counts * vox_um3 / full, 0, 1)
-        extra = float((expected_flaw_volume_um3(flaws, parts.radius_um) * seen).sum() / vox_um3)
+        extra = float((expected_flaw_voxels_um3(flaws, parts.radius_um,
+                                                float(np.mean(p.voxel_size))) * seen).sum()
+                      / vox_um3)
         delta = count_threshold(d1e, p.active_fraction * n_region + extra)
-        neck = count_threshold(d12e, p.cbd_fraction * n_region,
-                               where=d1e > np.float16(delta))
-        thresholds = {"delta_um": delta, "neck_um": neck}
+        if chosen is not None:  # the visible set may have changed by a particle or two
+            counts = _visible(le, d1e, delta, n)
+            flaws = scene.flaws.with_active(choose_cracked(scene, counts, p.cracked_fraction))
+        thresholds = {"delta_um": delta, "neck_um": None}
     assert flaws is not None
-    delta, neck = thresholds["delta_um"], thresholds["neck_um"]
+    delta = thresholds["delta_um"]
     timings["thresholds"] = time.perf_counter() - t0 - sum(timings.values())
 
     preset = get_preset(p.modality, snr=p.snr, noise=p.noise, **p.imaging)
     ideal = np.empty(grid.shape, np.float32)
-    phases = np.empty(grid.shape, np.uint8)
     cracks = np.empty(grid.shape, np.uint8)
-    flaw_sum = np.zeros(n + 1)
+    flaw_sum = np.zeros(n)
     nz, ny, nx = grid.shape
     for z0, z1, solid, flaw in coverage_blocks(parts, grid, field=scene.roughness,
                                                delta_um=delta, flaws=flaws,
-                                               factor=p.supersample):
+                                               factor=p.supersample, flaw_sums=flaw_sum):
+        cracks[z0:z1] = flaw >= 0.5
+        solid -= flaw
+        solid *= preset.active - preset.pore
+        solid += preset.pore
+        ideal[z0:z1] = solid
+    timings["coverage"] = time.perf_counter() - t0 - sum(timings.values())
+    if thresholds["neck_um"] is None:
+        # exact targets now that the flaw voxels (pore) are known; the surface moves by a
+        # few hundredths of a voxel at most, far below the PSF
+        delta = count_threshold(d1e, p.active_fraction * n_region,
+                                where=cracks[z_lo:z_hi] == 0)
+        neck = count_threshold(d12e, p.cbd_fraction * n_region,
+                               where=d1e > np.float16(delta))
+        thresholds = {"delta_um": delta, "neck_um": neck}
+    neck = thresholds["neck_um"]
+    phases = np.empty(grid.shape, np.uint8)
+    cbd_gain = (preset.cbd - preset.pore) / (preset.active - preset.pore)
+    for z0 in range(0, nz, 16):
+        z1 = min(nz, z0 + 16)
         ph = phase_block(d1[z0:z1], d12[z0:z1], delta, neck)
-        crack = flaw >= 0.5
-        cracks[z0:z1] = crack
+        crack = cracks[z0:z1].astype(bool)
         ph[crack & (ph == 2)] = 0
         lab = labels[z0:z1]
         lab[(d1[z0:z1] > np.float16(delta))] = 0
-        flaw_sum += np.bincount(lab.ravel(), weights=flaw.ravel(), minlength=n + 1)
-        g = np.full(solid.shape, preset.pore, np.float32)
-        g += (preset.active - preset.pore) * (solid - flaw)
-        g += (ph == 1) * ((preset.cbd - preset.pore) * (1 - solid))
+        g = ideal[z0:z1]
+        # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
+        cbd = ph == 1
+        g[cbd] += cbd_gain * (preset.active - g[cbd])
         coll = ~region[z0:z1]
         if coll.any():
             ph[coll] = 3
             g[coll] = preset.collector
             lab[coll] = 0
             cracks[z0:z1][coll] = 0
-        ideal[z0:z1] = g
         phases[z0:z1] = ph
-    timings["coverage"] = time.perf_counter() - t0 - sum(timings.values())
+    timings["phases"] = time.perf_counter() - t0 - sum(timings.values())
 
     grey = forward(ideal, grid=grid, preset=preset, bits=p.bits,
                    seed=p.seed if noise_seed is None else noise_seed, shading=scene.shading)
     del ideal
     timings["imaging"] = time.perf_counter() - t0 - sum(timings.values())
 
-    truth, labels = _truth(labels, flaw_sum, flaws, ids, state, p.voxel_size)
+    truth, labels = _truth(labels, flaw_sum / p.supersample**3, flaws, ids, state, p.voxel_size)
     timings["truth"] = time.perf_counter() - t0 - sum(timings.values())
     pe = phases[z_lo:z_hi]
     fractions = {name: float(np.count_nonzero(pe == v)) / n_region
@@ -228,7 +248,7 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
 def _truth(labels: np.ndarray, flaw_sum: np.ndarray, flaws: Flaws, ids: np.ndarray | None,
            state: int, spacing: tuple[float, float, float]) -> tuple[pd.DataFrame, np.ndarray]:
     """Relabel scene indices to particle ids (in place) and build the truth table."""
-    n = len(flaw_sum) - 1
+    n = len(flaw_sum)
     nz, ny, nx = labels.shape
     count = np.zeros(n + 1)
     sums = np.zeros((3, n + 1))
@@ -258,7 +278,7 @@ def _truth(labels: np.ndarray, flaw_sum: np.ndarray, flaws: Flaws, ids: np.ndarr
         "volume_um3": vol,
         "equivalent_diameter_um": np.cbrt(6 * vol / np.pi),
         "cracked": flaws.active[present].astype(bool),
-        "crack_volume_fraction": flaw_sum[k] / count[k],
+        "crack_volume_fraction": np.minimum(flaw_sum[present] / count[k], 1.0),
         "state": np.full(len(present), state, np.int64),
     })
     truth = truth.sort_values("label", kind="stable").reset_index(drop=True)

@@ -185,7 +185,8 @@ def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin
 
 def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, delta_um: float,
                     flaws: Flaws, factor: int = 2,
-                    block_samples: int = 1 << 24) -> Iterator[tuple[int, int, np.ndarray,
+                    block_samples: int = 1 << 24,
+                    flaw_sums: np.ndarray | None = None) -> Iterator[tuple[int, int, np.ndarray,
                                                                     np.ndarray]]:
     """Solid and flaw coverage of every output voxel, from ``factor``³ sub-samples.
 
@@ -208,6 +209,9 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
         Supersampling factor per axis (2 or 4).
     block_samples : int
         Fine samples per slab (memory bound: about 12 bytes each).
+    flaw_sums : ndarray of float64, shape (N,), optional
+        Accumulates each particle's own flaw volume, in fine samples (divide by
+        ``factor**3`` for output voxels), over the whole grid.
 
     Yields
     ------
@@ -250,6 +254,8 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
             fc = flaw_coverage(flaws, i, rz, ry, rx, hs)
             if fc is not None:
                 np.minimum(fc, s, out=fc)
+                if flaw_sums is not None:
+                    flaw_sums[i] += float(fc.sum(dtype=np.float64))
                 np.maximum(flaw[sl], fc, out=flaw[sl])
         yield o0, o1, _downsample(solid, f), _downsample(flaw, f)
 
