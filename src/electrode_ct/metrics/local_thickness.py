@@ -10,9 +10,11 @@ every phase voxel to the nearest voxel outside it; for each radius level r (asce
 thickness 2r. One EDT per level, no per-voxel loop.
 
 Convention and bias: the sphere radius is ``dt`` (distance to the nearest outside voxel
-*centre*, as in PoreSpy), rounded down to the level grid. A plate of an even number w of
-voxels gets exactly w voxels, an odd one w + 1; a ball of radius R voxels gets 2R within
-about one voxel; the level grid rounds down by less than ``2·step``.
+*centre*, as in PoreSpy), rounded down to the level grid (by less than ``2·step``). A
+plate of an even number w of voxels gets exactly w voxels, an odd one w + 1; a ball of
+radius R voxels centred on a voxel gets exactly 2R everywhere; one centred between voxels
+gets 2R − 2 to 2R in ≥ 90 % of its voxels and less on the one-voxel staircase caps at its
+poles (inscribed spheres are centred on voxels).
 
 Chord lengths
 -------------

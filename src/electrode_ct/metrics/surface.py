@@ -88,6 +88,8 @@ def _gradient_area(mask: np.ndarray, spacing: tuple[float, float, float],
     chi = ndimage.gaussian_filter(mask.astype(np.float32), sigma=sigma, mode="nearest")
     sq = np.zeros(mask.shape, np.float32)
     for ax in range(3):
+        if mask.shape[ax] < 2:  # a single slice has no gradient across it
+            continue
         g = np.gradient(chi, spacing[ax], axis=ax)
         sq += g * g
     return float(np.sqrt(sq, out=sq).sum(dtype=np.float64) * np.prod(spacing))
@@ -134,9 +136,6 @@ def phase_surface_area(
     if method == "face":
         return _face_area(m, sp3)
     if method == "marching_cubes":
-        if min(m.shape) < 2:
-            raise InputError("marching_cubes: needs at least 2 voxels along every axis; "
-                             f"got shape {m.shape} (use method='face')")
         return _marching_cubes_area(m, sp3)
     if method == "gradient":
         if not sigma > 0:

@@ -1,0 +1,138 @@
+"""Tortuosity factor: known answers of resistor-network geometries, solver checks, bad input.
+
+One-voxel-wide paths are exact 1-D resistor chains in the finite-volume discretisation:
+a link along axis a has resistance d_a² / V (V the voxel volume, D = 1) and each end a
+half-link to the fixed-value faces, so τ follows from series/parallel sums.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+
+from electrode_ct.errors import InputError, ShapeError
+from electrode_ct.metrics.tortuosity import tortuosity, tortuosity_factors
+
+# the package re-exports the function under the module's name: reach the module itself
+tmod = importlib.import_module("electrode_ct.metrics.tortuosity")
+
+
+def _staircase(a: np.ndarray, y: int, n: int) -> int:
+    """Draw a staircase along z (z-step, x-step, ...) at row y; returns its voxel count."""
+    a[0, y, 0] = True
+    count = 1
+    for k in range(1, n):
+        a[k, y, k - 1] = True
+        count += 1
+        if k < n - 1:
+            a[k, y, k] = True
+            count += 1
+    return count
+
+
+def _staircase_resistance(n: int, sp: tuple[float, float, float]) -> float:
+    vol = sp[0] * sp[1] * sp[2]
+    return (n * sp[0] ** 2 + (n - 2) * sp[2] ** 2) / vol  # (n-1) + 2 halves along z
+
+
+@pytest.mark.parametrize("axis", ["x", "y", "z"])
+def test_straight_channels_tau_one(axis):
+    a = np.zeros((12, 14, 16), bool)
+    ax = {"z": 0, "y": 1, "x": 2}[axis]
+    sl = [slice(2, 5), slice(3, 7), slice(8, 10)]
+    sl[ax] = slice(None)
+    a[tuple(sl)] = True
+    r = tortuosity(a, axis=axis, spacing=(2.0, 0.5, 1.0))
+    assert r.tortuosity == pytest.approx(1.0, rel=1e-6)
+    assert r.effective_diffusivity_ratio == pytest.approx(a.mean(), rel=1e-6)
+    assert r.converged and r.flux_mismatch < 1e-5
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.5, 1.0, 1.5)])
+def test_staircase_series(spacing):
+    n, ny, nx = 12, 3, 12
+    a = np.zeros((n, ny, nx), bool)
+    m = _staircase(a, 1, n)
+    r = tortuosity(a, axis="z", spacing=spacing, rtol=1e-10)
+    flux = 1.0 / _staircase_resistance(n, spacing)
+    d_rel = flux * n * spacing[0] / (ny * spacing[1] * nx * spacing[2])
+    assert r.effective_diffusivity_ratio == pytest.approx(d_rel, rel=1e-6)
+    assert r.tortuosity == pytest.approx((m / a.size) / d_rel, rel=1e-6)
+    if spacing == (1.0, 1.0, 1.0):
+        assert r.tortuosity == pytest.approx((m / n) ** 2, rel=1e-6)  # (path/length)²
+
+
+def test_parallel_channel_and_staircase():
+    n, ny, nx = 10, 5, 10
+    a = np.zeros((n, ny, nx), bool)
+    m = _staircase(a, 1, n)
+    a[:, 3, 5] = True  # straight channel beside it (row 2 left empty: no contact)
+    r = tortuosity(a, axis="z")
+    flux = 1.0 / _staircase_resistance(n, (1.0, 1.0, 1.0)) + 1.0 / n
+    d_rel = flux * n / (ny * nx)
+    assert r.tortuosity == pytest.approx(((m + n) / a.size) / d_rel, rel=1e-6)
+
+
+def test_isolated_and_dead_end_clusters_do_not_conduct():
+    a = np.zeros((10, 8, 8), bool)
+    a[:, 2, 2] = True
+    base = tortuosity(a, axis="z")
+    a[3:6, 5:7, 5:7] = True  # isolated blob: 12 voxels
+    a[:4, 5, 0] = True  # dead-end cluster touching the inlet only
+    r = tortuosity(a, axis="z")
+    assert r.effective_diffusivity_ratio == pytest.approx(base.effective_diffusivity_ratio)
+    # τ = ε/(D_eff/D) with ε of the whole phase
+    assert r.tortuosity == pytest.approx(base.tortuosity * a.sum() / 10, rel=1e-9)
+    assert r.percolating_fraction == pytest.approx(10 / a.sum())
+    assert r.n_unknowns == 10
+
+
+def test_non_percolating_is_infinite_not_an_error():
+    a = np.zeros((10, 8, 8), np.uint8)
+    a[:, 2, 2] = 1
+    res = tortuosity_factors(a, 1, axes=("x", "z"))
+    assert res["x"].tortuosity == float("inf")
+    assert res["x"].effective_diffusivity_ratio == 0.0
+    assert res["z"].tortuosity == pytest.approx(1.0)
+
+
+def test_amg_cg_matches_direct_solve_on_random_medium():
+    rng = np.random.default_rng(3)
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(rng.random((28, 30, 26)), 2)
+    a = noise > np.quantile(noise, 0.55)
+    r = tortuosity(a, axis="y", rtol=1e-8, spacing=(1.0, 1.0, 0.8))
+    assert r.converged and r.iterations < 40
+    # the same system solved directly
+    cond = tmod.percolating_mask(a, 1)
+    idx, _, _ = tmod._number_unknowns(cond)
+    A, b, inlet, _, g_b = tmod._assemble(idx, int(cond.sum()), (1.0, 1.0, 0.8), 1)
+    c = spla.spsolve(A.tocsc(), b)
+    flux = g_b * np.sum(1 - c[inlet])
+    d_rel = flux * a.shape[1] / (a.shape[0] * a.shape[2] * 0.8)
+    assert r.effective_diffusivity_ratio == pytest.approx(d_rel, rel=1e-6)
+    assert 1.0 < r.tortuosity < 10.0
+    assert r.flux_mismatch < 1e-5
+
+
+def test_bad_input():
+    a = np.zeros((6, 6, 6), np.uint8)
+    a[:, 1, 1] = 1
+    with pytest.raises(ShapeError, match="3-D"):
+        tortuosity(a[0], 1, axis="x")
+    with pytest.raises(ShapeError, match="3-D"):
+        tortuosity(a[:1], 1, axis="x")
+    with pytest.raises(InputError, match="absent"):
+        tortuosity(a, 7)
+    with pytest.raises(InputError, match="not a class name"):
+        tortuosity(a, "active")  # no class map
+    with pytest.raises(InputError, match="axis"):
+        tortuosity(a, 1, axis="w")
+    with pytest.raises(InputError, match="spacing"):
+        tortuosity(a, 1, spacing=(1.0, 2.0))
+    with pytest.raises(InputError, match="rtol"):
+        tortuosity(a, 1, rtol=0)
