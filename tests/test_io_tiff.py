@@ -51,9 +51,12 @@ def test_real_slices_as_glob_of_one_subvolume(tmp_path):
         np.testing.assert_array_equal(vol.data[i].compute(), want)
 
 
-def test_real_slices_of_two_subvolumes_differ_in_shape():
-    with pytest.raises(ShapeError, match=r"differs from the first slice"):
-        read(str(SEGMENTPY / "*_label.tif"))
+@pytest.mark.parametrize("lazy", [False, True])
+def test_real_slices_of_two_subvolumes_differ_in_shape(lazy):
+    # natural order: 1, 100, 200, 300, 394 (sub-volume C, 500 x 500), ...
+    with pytest.raises(ShapeError, match=r"394_label\.tif: slice of shape \(500, 500\).*"
+                                         r"first slice 1_label\.tif \(\(499, 601\)"):
+        read(str(SEGMENTPY / "*_label.tif"), lazy=lazy)
 
 
 def test_natural_sort_of_slices(tmp_path):
@@ -177,13 +180,16 @@ def test_truncated_stack_is_a_format_error(tmp_path, compression, lazy):
         read(path, lazy=lazy)
 
 
-def test_truncated_slice_in_folder_is_named(tmp_path):
+@pytest.mark.parametrize("compression", [None, "zlib"])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_truncated_slice_in_folder_is_named(tmp_path, lazy, compression):
+    noise = np.random.default_rng(0).integers(0, 9999, (5, 64, 64)).astype(np.uint16)
     for i in range(5):
-        tifffile.imwrite(tmp_path / f"s{i}.tif", np.ones((32, 32), np.uint16))
+        tifffile.imwrite(tmp_path / f"s{i}.tif", noise[i], compression=compression)
     blob = (tmp_path / "s3.tif").read_bytes()
-    (tmp_path / "s3.tif").write_bytes(blob[:600])
+    (tmp_path / "s3.tif").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(FormatError, match=r"s3\.tif.*truncated"):
-        read(tmp_path, lazy=True)
+        read(tmp_path, lazy=lazy)
 
 
 def test_not_a_tiff(tmp_path):

@@ -318,6 +318,14 @@ def quick_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, int] | Non
     return shape, dtype, end, size
 
 
+def _mismatch(path: Path, shape: tuple, dtype: Any, first: Path, shape2d: tuple,
+              want: np.dtype) -> ShapeError:
+    return ShapeError(
+        f"{path}: slice of shape {shape} and dtype {dtype} differs from the first slice "
+        f"{first.name} ({shape2d}, {want})"
+    )
+
+
 def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of one slice, checking that its data are complete."""
     try:
@@ -340,14 +348,27 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _read_slab(
-    files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype, *, workers: int = 1
+    files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype, *, first: Path,
+    workers: int = 1,
 ) -> np.ndarray:
-    """Read slices straight into one array; ``workers`` > 1 reads files in threads (file
-    reads release the GIL, which helps on network shares and cold disks)."""
+    """Read slices straight into one array, checking each slice's shape and dtype against
+    the first slice; ``workers`` > 1 reads files in threads (file reads release the GIL,
+    which helps on network shares and cold disks)."""
     out = np.empty((len(files), *shape2d), dtype=dtype)
 
     def one(i: int) -> None:
-        tifffile.imread(files[i], out=out[i])
+        f = files[i]
+        try:
+            with tifffile.TiffFile(f) as tf:
+                page = tf.pages.first
+                if tuple(page.shape) != shape2d or page.dtype != dtype:
+                    raise _mismatch(f, tuple(page.shape), page.dtype, first, shape2d, dtype)
+                page.asarray(out=out[i])
+        except (OSError, ValueError, RuntimeError, struct.error) as exc:
+            if isinstance(exc, ShapeError):
+                raise
+            _slice_header(f)  # names truncation precisely when that is the cause
+            raise FormatError(f"{f}: unreadable TIFF slice ({exc})") from exc
 
     if workers > 1 and len(files) > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -365,7 +386,8 @@ def _lazy_slices(files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype) -
     nz = slab_chunks((len(files), *shape2d), dtype.itemsize, target_bytes=_LAZY_SLAB_BYTES)[0]
 
     def read_block(index: tuple[slice, ...]) -> np.ndarray:
-        return _read_slab(files[index[0]], shape2d, dtype)[(slice(None), *index[1:])]
+        slab = _read_slab(files[index[0]], shape2d, dtype, first=files[0])
+        return slab[(slice(None), *index[1:])]
 
     from dask.base import tokenize
 
@@ -386,18 +408,17 @@ def _read_folder(path: str, lazy: bool) -> Volume:
         raise ShapeError(
             f"{files[0]}: expected 2-D grey slices in the folder, got shape {shape2d}"
         )
-    # every header is checked (minimal IFD parse) so a bad slice is named before any data
-    for f in files:
-        shp, dt = _slice_header(f)
-        if shp != shape2d or dt != dtype:
-            raise ShapeError(
-                f"{f}: slice of shape {shp} and dtype {dt} differs from the first slice "
-                f"{files[0].name} ({shape2d}, {dtype})"
-            )
     if lazy:
+        # every header is checked (minimal IFD parse) so a bad slice is named before any
+        # data are read; eager reads check each slice as they read it
+        for f in files:
+            shp, dt = _slice_header(f)
+            if shp != shape2d or dt != dtype:
+                raise _mismatch(f, shp, dt, files[0], shape2d, dtype)
         data: Any = _lazy_slices(files, shape2d, dtype)
     else:
-        data = _read_slab(files, shape2d, dtype, workers=min(4, os.cpu_count() or 1))
+        data = _read_slab(files, shape2d, dtype, first=files[0],
+                          workers=min(4, os.cpu_count() or 1))
     meta = {"n_files": len(files), **extra}
     meta.pop("origin_um", None)
     if spacing is not None:
