@@ -57,7 +57,11 @@ def run_subvolume(name: str, spec: dict, cfg, *, quick: bool) -> dict:
 
     img, lab = load_slice(spec["train"])
     vimg, vlab = load_slice(spec["val"])
-    res = train(img, lab, config=cfg, val=(vimg, vlab), class_names=CLASS_NAMES)
+    def log(rec: dict) -> None:
+        print(f"{name} epoch {rec['epoch']}: loss {rec['loss']:.3f} val {rec['val_mean_iou']:.3f} "
+              f"{rec['seconds']:.0f} s", file=sys.stderr, flush=True)
+
+    res = train(img, lab, config=cfg, val=(vimg, vlab), class_names=CLASS_NAMES, callback=log)
     model = res.model
     preds, refs, pv, rv = [], [], [], []
     t_pred, n_pix = 0.0, 0

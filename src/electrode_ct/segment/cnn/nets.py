@@ -3,7 +3,8 @@
 - ``lrcs``: an LRCS-Net-like SegNet-style asymmetric encoder–decoder (Su et al. 2022):
   encoder levels of two k×k convolutions with leaky ReLU and index-preserving max-pooling,
   a decoder of max-unpooling with the stored indices and one k×k convolution with
-  batch-norm and leaky ReLU per level; no concatenated skip connections.
+  batch-norm and leaky ReLU per level, and one more at full resolution to fill in the
+  sparse unpooled map; no concatenated skip connections.
 - ``unet``: a standard 2-D U-Net (two 3×3 convolutions with batch-norm and ReLU per level,
   concatenated skips, transposed-convolution up-sampling).
 
@@ -75,6 +76,12 @@ class LRCSNet(nn.Module):
                 nn.Conv2d(widths[level], widths[level - 1], kernel, padding=pad, bias=False),
                 nn.BatchNorm2d(widths[level - 1]), act,
             ))
+        # the unpooled map is sparse (one value per 2x2 block): a last convolution at full
+        # resolution fills it in before the 1x1 classifier
+        self.post = nn.Sequential(
+            nn.Conv2d(widths[0], widths[0], kernel, padding=pad, bias=False),
+            nn.BatchNorm2d(widths[0]), act,
+        )
         self.head = nn.Conv2d(widths[0], n_classes, 1)
 
     def forward(self, x: Any) -> Any:
@@ -90,7 +97,7 @@ class LRCSNet(nn.Module):
         for block in self.dec:
             x = block(x)
             x = F.max_unpool2d(x, indices.pop(), 2, output_size=sizes.pop())
-        return self.head(x)[..., :h, :w]
+        return self.head(self.post(x))[..., :h, :w]
 
 
 class UNet(nn.Module):

@@ -1,0 +1,229 @@
+"""Tests of CNN segmentation: training, tiled prediction, model files, errors, GPU path."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from electrode_ct.errors import DependencyError, InputError, ModelError, ShapeError  # noqa: E402
+from electrode_ct.metrics.compare import compare  # noqa: E402
+from electrode_ct.segment.cnn.train import TrainConfig, collapse_check, train  # noqa: E402
+
+torch.set_num_threads(2)
+TINY = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=64,
+            batch_size=8, epochs=20, lr=5e-3, patience=0, threads=2)
+
+
+def phantom_slice(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    """Discs (3) with 4-pixel shells (2) in pore (1); grey 50/120/200 + noise σ 12. Exact truth."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    truth = np.ones((size, size), np.uint8)
+    for _ in range(7):
+        cy, cx, r = rng.uniform(8, size - 8), rng.uniform(8, size - 8), rng.uniform(6, 12)
+        d = np.hypot(y - cy, x - cx)
+        truth[(d <= r + 4) & (truth == 1)] = 2
+        truth[d <= r] = 3
+    grey = np.array([0, 50.0, 120.0, 200.0])[truth] + rng.normal(0, 12, truth.shape)
+    return grey.astype(np.float32), truth
+
+
+@pytest.fixture(scope="module")
+def trained():
+    img, lab = phantom_slice(0)
+    vimg, vlab = phantom_slice(1)
+    return train(img, lab, config=TrainConfig(**TINY), val=(vimg, vlab),
+                 class_names=["pore", "cbd", "active"])
+
+
+def test_tiny_model_reaches_iou_on_phantom(trained):
+    img, lab = phantom_slice(2, size=120)
+    pred = trained.model.predict(img).labels[0]
+    res = compare(pred, lab)
+    assert res["mean_iou"] >= 0.9, res["iou"]
+    assert trained.wall_s < 60
+    assert trained.model.class_values == [1, 2, 3]
+    assert not trained.collapsed
+
+
+def test_sparse_labels_are_ignored(trained):
+    img, lab = phantom_slice(3)
+    sparse = lab.copy()
+    sparse[:, ::2] = 0  # half the pixels unlabelled
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "patches_per_epoch": 8})
+    res = train(img, sparse, config=cfg)
+    assert res.model.class_values == [1, 2, 3]
+    assert res.history[0]["loss"] > 0
+
+
+def test_tiled_prediction_equals_untiled(trained):
+    from electrode_ct.segment.cnn.predict import predict_plane
+
+    img, _ = phantom_slice(4, size=150)
+    norm = trained.model.normalise(img)
+    whole = predict_plane(trained.model.net, norm, tile=512)
+    tiled = predict_plane(trained.model.net, norm, tile=64, overlap=24, batch_size=3)
+    assert whole.shape == tiled.shape == (3, 150, 150)
+    np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
+    assert np.abs(whole - tiled).mean() < 0.01
+    assert (whole.argmax(0) == tiled.argmax(0)).mean() > 0.99
+
+
+def test_any_image_size_keeps_borders(trained):
+    img, lab = phantom_slice(5, size=77)
+    pred = trained.model.predict(img, probabilities=True, uncertainty=True)
+    assert pred.labels.shape == (1, 77, 77)
+    assert pred.probabilities.shape == (3, 1, 77, 77)
+    assert pred.uncertainty.min() >= 0 and pred.uncertainty.max() <= 1
+    assert compare(pred.labels[0], lab)["mean_iou"] > 0.85
+
+
+def test_volume_slicewise_and_triplanar(trained):
+    img, _ = phantom_slice(6, size=40)
+    vol = np.repeat(img[None], 10, axis=0)
+    m = trained.model
+    by_z = m.predict(vol, mode="slice", axis=0, probabilities=True).probabilities
+    assert by_z.shape == (3, 10, 40, 40)
+    # identical slices along z: slice-wise along z gives identical planes
+    np.testing.assert_allclose(by_z[:, 0], by_z[:, 5], atol=1e-6)
+    tri = m.predict(vol, mode="triplanar").labels
+    assert tri.shape == (10, 40, 40)
+    assert set(np.unique(tri)) <= {1, 2, 3}
+
+
+def test_model_round_trip(tmp_path, trained):
+    from electrode_ct.segment.models import load_model, read_header
+
+    path = trained.model.save(tmp_path / "m.cnn")
+    head = read_header(path)
+    assert head["kind"] == "cnn" and head["class_names"] == ["pore", "cbd", "active"]
+    assert head["arch"] == {"name": "lrcs", "channels": 8, "depth": 2, "kernel": 3}
+    assert head["normalisation"]["mode"] == "image"
+    loaded = load_model(path)
+    img, _ = phantom_slice(7, size=50)
+    a = trained.model.predict(img, probabilities=True).probabilities
+    b = loaded.predict(img, probabilities=True).probabilities
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_model_of_another_kind_is_refused(tmp_path, trained):
+    from electrode_ct.segment.cnn.model import load_cnn
+    from electrode_ct.segment.models import load_model, write_archive
+
+    other = write_archive(tmp_path / "f.model", {"kind": "forest", "class_values": [1, 2],
+                                                  "class_names": ["a", "b"]}, {})
+    with pytest.raises(ModelError, match="expected a 'cnn' model"):
+        load_cnn(other)
+    cnn = trained.model.save(tmp_path / "m.cnn")
+    with pytest.raises(ModelError, match="is a 'cnn' model"):
+        load_model(cnn, kind="forest")
+
+
+def test_transfer_learning_starts_from_init(trained, tmp_path):
+    path = trained.model.save(tmp_path / "m0.cnn")
+    img, lab = phantom_slice(8)
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "patches_per_epoch": 8, "lr": 1e-5,
+                         "channels": 99})
+    res = train(img, lab, config=cfg, init=str(path))
+    assert res.model.arch == trained.model.arch  # the init's architecture is kept
+    out = compare(res.model.predict(img).labels[0], lab)
+    assert out["mean_iou"] > 0.85  # barely changed weights still segment
+
+
+def test_lr_schedules():
+    from electrode_ct.segment.cnn.train import learning_rate
+
+    step = TrainConfig(lr=1e-3, schedule="step", step_epochs=2, step_gamma=0.3, lr_floor=5e-5)
+    rates = [learning_rate(e, step) for e in range(12)]
+    assert rates[:2] == [1e-3, 1e-3] and rates[2] == pytest.approx(3e-4)
+    assert min(rates) == 5e-5
+    cos = TrainConfig(lr=1e-3, epochs=5, lr_floor=1e-5)
+    assert learning_rate(0, cos) == pytest.approx(1e-3)
+    assert learning_rate(4, cos) == pytest.approx(1e-5)
+
+
+def test_collapse_detection():
+    assert collapse_check(np.array([0.0, 0.001, 0.999]), np.array([0.2, 0.1, 0.7]))
+    assert collapse_check(np.array([0.18, 0.12, 0.7]), np.array([0.2, 0.1, 0.7])) is None
+
+
+def test_collapse_warns_on_training_that_fails():
+    from electrode_ct.segment.cnn.train import CollapseWarning
+
+    img, lab = phantom_slice(9)
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "patches_per_epoch": 8, "lr": 1e-9,
+                         "class_weighting": "none", "balance": 0.0, "dice_weight": 0.0})
+    # untrained head biased towards the majority class: must be detected
+    res = None
+    with pytest.warns(CollapseWarning, match="collapsed"):
+        import electrode_ct.segment.cnn.train as tr
+
+        orig = tr.net_from_arch
+
+        def biased(arch, k):
+            net = orig(arch, k)
+            with torch.no_grad():
+                net.head.bias[:] = torch.tensor([0.0, 0.0, 50.0])
+            return net
+
+        tr.net_from_arch = biased
+        try:
+            res = train(img, lab, config=cfg)
+        finally:
+            tr.net_from_arch = orig
+    assert res.collapsed
+
+
+def test_hyperparameter_search_ranks(trained):
+    from electrode_ct.segment.cnn.train import search
+
+    img, lab = phantom_slice(10, size=64)
+    vimg, vlab = phantom_slice(11, size=64)
+    base = TrainConfig(**{**TINY, "epochs": 2, "patches_per_epoch": 16})
+    table = search(img, lab, val=(vimg, vlab), space={"lr": [1e-7, 5e-3]}, config=base)
+    assert list(table["rank"]) == [1, 2]
+    assert table["val_mean_iou"].is_monotonic_decreasing
+    assert table.loc[0, "lr"] == 5e-3  # a vanishing learning rate cannot win
+
+
+# -- bad input ----------------------------------------------------------------------------
+def test_bad_inputs():
+    img, lab = phantom_slice(0, size=48)
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "patches_per_epoch": 8})
+    with pytest.raises(ShapeError, match="differs from the image shape"):
+        train(img, lab[:40], config=cfg)
+    with pytest.raises(InputError, match="at least 2 labelled classes"):
+        train(img, np.where(lab > 0, 2, 0).astype(np.uint8), config=cfg)
+    with pytest.raises(InputError, match="--patch 64: larger than a training image"):
+        train(img, lab, config=TrainConfig(**{**TINY, "patch": 64}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: the error path is moot")
+def test_cuda_absent_gives_clear_error():
+    from electrode_ct.segment.cnn._torch import resolve_device
+
+    with pytest.raises(InputError, match="CUDA is not available.*use --device cpu"):
+        resolve_device("cuda")
+    img, lab = phantom_slice(0, size=48)
+    with pytest.raises(InputError, match="--device cpu"):
+        train(img, lab, config=TrainConfig(**{**TINY, "device": "cuda"}))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_training_and_prediction():
+    img, lab = phantom_slice(0)
+    res = train(img, lab, config=TrainConfig(**{**TINY, "device": "cuda"}))
+    pred = res.model.predict(img, device="cuda").labels[0]
+    assert compare(pred, lab)["mean_iou"] >= 0.9
+
+
+def test_missing_torch_gives_dependency_error(monkeypatch):
+    from electrode_ct.segment.cnn._torch import require_torch
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(DependencyError, match="dl"):
+        require_torch()
