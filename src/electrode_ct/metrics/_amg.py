@@ -1,16 +1,18 @@
-"""Compact smoothed-aggregation algebraic multigrid for voxel Laplacians (scipy.sparse only).
+"""Compact aggregation algebraic multigrid for voxel Laplacians (scipy.sparse only).
 
-Aggregates are the connected pieces of 2 × 2 × 2 voxel blocks (so a block holding two
-unconnected bits of a phase gives two aggregates), which keeps the coarse operators
-structured (at most 27 couplings per row) and the setup a handful of vectorised sparse
-products. The cycle is a symmetric V-cycle (damped Jacobi, or red-black Gauss-Seidel on
-the finest level where the 7-point stencil is bipartite), suitable as a preconditioner
-for conjugate gradients.
+Finest level: the 7-point finite-volume operator on the voxels of one phase, stored as its
+red-black coupling block only (every link joins a voxel with (z + y + x) even, "red", to an
+odd, "black", one), smoothed by symmetric red-black Gauss-Seidel; its coarse operator is
+the unsmoothed aggregation (Galerkin with 0/1 prolongation) over aggregates = connected
+pieces of 2 × 2 × 2 voxel blocks — cheap in time and memory. Coarser levels use smoothed
+aggregation (P = (I − ω D⁻¹A) P₀ over the same kind of block aggregates, 27-point
+operators) with damped-Jacobi smoothing, down to a sparse LU solve. The symmetric
+V-cycle is a fixed linear SPD preconditioner for conjugate gradients.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,19 +20,69 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 
+class RedBlackLaplacian:
+    """SPD operator [[D_r, B], [Bᵀ, D_b]] of a bipartite (7-point voxel) problem.
+
+    Parameters
+    ----------
+    B : scipy.sparse.csr_matrix
+        Red-black coupling block (n_red × n_black), float64.
+    diag : numpy.ndarray
+        Diagonal of the whole operator, red unknowns first.
+    """
+
+    def __init__(self, B: sp.csr_matrix, diag: np.ndarray) -> None:
+        self.B = B
+        self.Bt = B.T  # CSC view: no copy
+        self.n_red = B.shape[0]
+        self.n = B.shape[0] + B.shape[1]
+        self.shape = (self.n, self.n)
+        self.dtype = np.dtype(np.float64)
+        self.diag = diag
+        self.d_r = diag[: self.n_red]
+        self.d_b = diag[self.n_red:]
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """y = A x."""
+        nr = self.n_red
+        y = self.diag * x
+        y[:nr] += self.B @ x[nr:]
+        y[nr:] += self.Bt @ x[:nr]
+        return y
+
+    __matmul__ = matvec
+
+    def tocsr(self) -> sp.csr_matrix:
+        """The whole operator as one CSR matrix (for small problems and tests)."""
+        return sp.bmat([[sp.diags(self.d_r), self.B], [self.B.T, sp.diags(self.d_b)]],
+                       format="csr")
+
+    def smooth(self, x: np.ndarray | None, b: np.ndarray, forward: bool) -> np.ndarray:
+        """One red-black Gauss-Seidel sweep (red then black; black then red backwards)."""
+        nr = self.n_red
+        if x is None:
+            x = np.empty_like(b)
+            x[:nr] = b[:nr] / self.d_r
+            x[nr:] = (b[nr:] - self.Bt @ x[:nr]) / self.d_b
+            return x
+        if forward:
+            x[:nr] = (b[:nr] - self.B @ x[nr:]) / self.d_r
+            x[nr:] = (b[nr:] - self.Bt @ x[:nr]) / self.d_b
+        else:
+            x[nr:] = (b[nr:] - self.Bt @ x[:nr]) / self.d_b
+            x[:nr] = (b[:nr] - self.B @ x[nr:]) / self.d_r
+        return x
+
+
 @dataclass
 class _Level:
     A: sp.csr_matrix
     dinv: np.ndarray
-    omega: float
+    omega: float = 1.0
     P: sp.csr_matrix | None = None
-    R: sp.csr_matrix | None = None
-    # red-black split of the finest level (7-point stencil on a voxel grid)
-    n_red: int | None = None
-    rb: tuple = field(default_factory=tuple)
 
 
-def _spectral_radius(A: sp.csr_matrix, dinv: np.ndarray, *, iters: int = 12) -> float:
+def _spectral_radius(A: sp.csr_matrix, dinv: np.ndarray, *, iters: int = 10) -> float:
     """Largest eigenvalue of D⁻¹A by power iteration (seeded), slightly inflated."""
     rng = np.random.default_rng(0)
     v = rng.random(A.shape[0]).astype(A.dtype)
@@ -42,19 +94,22 @@ def _spectral_radius(A: sp.csr_matrix, dinv: np.ndarray, *, iters: int = 12) -> 
     return 1.05 * lam
 
 
-def _aggregate(A: sp.csr_matrix, coords: np.ndarray) -> tuple[np.ndarray, int]:
-    """Aggregate id of every node: connected pieces of the 2³ blocks it falls in."""
-    blocks = coords // 2
-    span = blocks.max(axis=0).astype(np.int64) + 1
-    key = (blocks[:, 0] * span[1] + blocks[:, 1]) * span[2] + blocks[:, 2]
-    coo = A.tocoo()
-    same = (key[coo.row] == key[coo.col]) & (coo.row != coo.col)
-    n = A.shape[0]
-    g = sp.csr_matrix(
-        (np.ones(int(same.sum()), np.int8), (coo.row[same], coo.col[same])), shape=(n, n)
-    )
+def _block_key(coords: np.ndarray) -> np.ndarray:
+    blocks = coords.astype(np.int64) // 2
+    span = blocks.max(axis=0) + 1
+    return (blocks[:, 0] * span[1] + blocks[:, 1]) * span[2] + blocks[:, 2]
+
+
+def _components(n: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, int]:
+    g = sp.csr_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n))
     n_agg, agg = connected_components(g, directed=False)
     return agg.astype(np.int64), int(n_agg)
+
+
+def _coarse_coords(coords: np.ndarray, agg: np.ndarray, n_agg: int) -> np.ndarray:
+    out = np.empty((n_agg, 3), coords.dtype)
+    out[agg] = coords // 2
+    return out
 
 
 def _smoothed_prolongator(
@@ -79,131 +134,115 @@ def _smoothed_prolongator(
     return P
 
 
-class SmoothedAggregationAMG:
-    """Smoothed-aggregation AMG hierarchy of an SPD voxel-grid operator.
+class AggregationAMG:
+    """Multigrid hierarchy of a :class:`RedBlackLaplacian` (see the module docstring).
 
     Parameters
     ----------
-    A : scipy.sparse.csr_matrix
-        Symmetric positive-definite matrix whose unknowns sit on voxels.
+    op : RedBlackLaplacian
+        Finest operator.
     coords : numpy.ndarray
-        (n, 3) integer voxel coordinates (z, y, x) of the unknowns.
-    n_red : int, optional
-        When the finest unknowns are numbered "red" voxels ((z + y + x) even) first and
-        no red voxel couples to another red one (a 7-point stencil), the number of red
-        unknowns: the finest level is then smoothed by symmetric red-black Gauss-Seidel;
-        coarser levels (and the finest one otherwise) by damped Jacobi.
+        (n, 3) integer voxel coordinates (z, y, x) of the unknowns (red first).
     coarse_size : int
-        Unknown count below which the level is solved directly (sparse LU).
+        Unknown count below which a level is solved directly (sparse LU).
     max_levels : int
         Maximum number of levels.
     dtype : numpy dtype
-        Precision of the hierarchy (float32 halves memory; the outer CG stays float64).
+        Precision of the coarse levels (float32 halves memory; the finest level and the
+        outer conjugate gradients stay float64).
+    row_chunk : int
+        Coupling entries processed at once when forming the first coarse operator
+        (bounds the setup memory).
     """
 
     def __init__(
         self,
-        A: sp.csr_matrix,
+        op: RedBlackLaplacian,
         coords: np.ndarray,
         *,
-        n_red: int | None = None,
         coarse_size: int = 2000,
         max_levels: int = 12,
         dtype: type = np.float32,
-        smooth: bool = True,
+        row_chunk: int = 20_000_000,
     ) -> None:
+        self.op = op
         self.levels: list[_Level] = []
-        A = A.astype(dtype).tocsr()
-        coords = np.asarray(coords, dtype=np.int64)
+        n, nr = op.n, op.n_red
+        B = op.B
+        # -- finest level: aggregates from the links inside 2x2x2 blocks -------------------
+        key = _block_key(coords)
+        red_rows = np.repeat(np.arange(nr, dtype=np.int64), np.diff(B.indptr))
+        black = B.indices.astype(np.int64) + nr
+        same = key[red_rows] == key[black]
+        self.agg, n_agg = _components(n, red_rows[same], black[same])
+        del key, same
+        coords = _coarse_coords(coords, self.agg, n_agg)
+        # Galerkin P0ᵀ A P0: aggregate-graph Laplacian, assembled in chunks of links
+        agg = self.agg
+        diag = np.bincount(agg, weights=op.diag, minlength=n_agg)
+        parts = []
+        for s in range(0, red_rows.size, row_chunk):
+            i = agg[red_rows[s:s + row_chunk]]
+            j = agg[black[s:s + row_chunk]]
+            g = B.data[s:s + row_chunk]
+            inner = i == j
+            diag += 2.0 * np.bincount(i[inner], weights=g[inner], minlength=n_agg)
+            keep = ~inner
+            i, j, g = i[keep], j[keep], g[keep].astype(dtype)
+            part = sp.csr_matrix((np.concatenate([g, g]), (np.concatenate([i, j]),
+                                  np.concatenate([j, i]))), shape=(n_agg, n_agg))
+            part.sum_duplicates()
+            parts.append(part)
+        del red_rows, black
+        A = parts[0]
+        for part in parts[1:]:
+            A = A + part
+        A = (A + sp.diags(diag.astype(dtype))).tocsr()
+        A.sum_duplicates()
+        # -- coarser levels: smoothed aggregation ---------------------------------------------
         while True:
-            d = A.diagonal()
-            dinv = (1.0 / d).astype(dtype)
-            lev = _Level(A=A, dinv=dinv, omega=1.0)
-            if not self.levels and n_red is not None:
-                lev.n_red = int(n_red)
-                lev.rb = _red_black_split(A, lev.n_red)
+            dinv = (1.0 / A.diagonal()).astype(dtype)
+            lev = _Level(A=A, dinv=dinv)
             self.levels.append(lev)
-            n = A.shape[0]
-            if n <= coarse_size or len(self.levels) >= max_levels:
+            m = A.shape[0]
+            if m <= coarse_size or len(self.levels) >= max_levels:
                 break
-            rho = _spectral_radius(A, dinv)
-            lev.omega = 4.0 / (3.0 * rho)
-            agg, n_agg = _aggregate(A, coords)
-            if n_agg >= n:  # nothing coarsens any more
+            lev.omega = 4.0 / (3.0 * _spectral_radius(A, dinv))
+            coo = A.tocoo()
+            key = _block_key(coords)
+            same = (key[coo.row] == key[coo.col]) & (coo.row != coo.col)
+            agg_c, n_c = _components(m, coo.row[same], coo.col[same])
+            del coo, key, same
+            if n_c >= m:
                 break
-            if smooth:
-                P = _smoothed_prolongator(A, agg, n_agg, lev.omega * dinv)
-                R = P.T.tocsr()
-                A = (R @ (A @ P)).tocsr()
-            else:
-                P = sp.csr_matrix((np.ones(n, dtype), (np.arange(n), agg)), shape=(n, n_agg))
-                R = P.T.tocsr()
-                coo = A.tocoo()
-                A = sp.csr_matrix((coo.data, (agg[coo.row], agg[coo.col])), shape=(n_agg, n_agg))
+            P = _smoothed_prolongator(A, agg_c, n_c, lev.omega * dinv)
+            A = (P.T @ (A @ P)).tocsr()
             A.sum_duplicates()
-            lev.P, lev.R = P, R
-            new_coords = np.empty((n_agg, 3), np.int64)
-            new_coords[agg] = coords // 2
-            coords = new_coords
-        last = self.levels[-1]
-        self._lu = splu(last.A.astype(np.float64).tocsc())
+            lev.P = P
+            coords = _coarse_coords(coords, agg_c, n_c)
+        self._lu = splu(self.levels[-1].A.astype(np.float64).tocsc())
 
     @property
-    def operator_complexity(self) -> float:
-        """Total stored entries of all levels over those of the finest level."""
-        nnz = [lev.A.nnz for lev in self.levels]
-        return float(sum(nnz) / nnz[0])
+    def n_levels(self) -> int:
+        """Number of levels, the finest included."""
+        return 1 + len(self.levels)
 
     def __call__(self, b: np.ndarray) -> np.ndarray:
-        """Apply one V-cycle to ``b`` (zero initial guess); returns float64."""
-        x = self._cycle(0, b.astype(self.levels[0].A.dtype, copy=False))
-        return x.astype(np.float64)
-
-    # -- cycle -------------------------------------------------------------------------
-    def _smooth(self, lev: _Level, x: np.ndarray | None, b: np.ndarray,
-                forward: bool) -> np.ndarray:
-        if lev.n_red is not None:
-            return _rb_gauss_seidel(lev, x, b, forward)
-        if x is None:
-            return lev.omega * lev.dinv * b
-        return x + lev.omega * lev.dinv * (b - lev.A @ x)
+        """Apply one symmetric V-cycle to ``b`` (zero initial guess)."""
+        op = self.op
+        x = op.smooth(None, b, True)
+        # after a forward red-black sweep the black residual is exactly zero
+        nr = op.n_red
+        r_red = b[:nr] - op.d_r * x[:nr] - op.B @ x[nr:]
+        rc = np.bincount(self.agg[:nr], weights=r_red, minlength=self.levels[0].A.shape[0])
+        x += self._cycle(0, rc.astype(self.levels[0].A.dtype))[self.agg]
+        return op.smooth(x, b, False)
 
     def _cycle(self, k: int, b: np.ndarray) -> np.ndarray:
         lev = self.levels[k]
         if k == len(self.levels) - 1:
             return self._lu.solve(b.astype(np.float64)).astype(b.dtype)
-        x = self._smooth(lev, None, b, True)
+        x = lev.omega * lev.dinv * b
         r = b - lev.A @ x
-        x += lev.P @ self._cycle(k + 1, lev.R @ r)
-        return self._smooth(lev, x, b, False)
-
-
-def _red_black_split(A: sp.csr_matrix, n_red: int) -> tuple:
-    """Blocks of a red-first bipartite matrix: (A_rb, A_br, d_r, d_b)."""
-    A_rb = A[:n_red, n_red:].tocsr()
-    A_br = A_rb.T.tocsr()
-    d = A.diagonal()
-    return A_rb, A_br, d[:n_red], d[n_red:]
-
-
-def _rb_gauss_seidel(lev: _Level, x: np.ndarray | None, b: np.ndarray,
-                     forward: bool) -> np.ndarray:
-    """One red-black Gauss-Seidel sweep (red then black, or black then red backwards).
-
-    A forward sweep before the coarse correction and a backward one after make the
-    V-cycle symmetric, as conjugate gradients needs.
-    """
-    A_rb, A_br, d_r, d_b = lev.rb
-    nr = lev.n_red
-    if x is None:
-        x = np.empty_like(b)
-        x[:nr] = b[:nr] / d_r
-        x[nr:] = (b[nr:] - A_br @ x[:nr]) / d_b
-        return x
-    if forward:
-        x[:nr] = (b[:nr] - A_rb @ x[nr:]) / d_r
-        x[nr:] = (b[nr:] - A_br @ x[:nr]) / d_b
-    else:
-        x[nr:] = (b[nr:] - A_br @ x[:nr]) / d_b
-        x[:nr] = (b[:nr] - A_rb @ x[nr:]) / d_r
-    return x
+        x += lev.P @ self._cycle(k + 1, lev.P.T @ r)
+        return x + lev.omega * lev.dinv * (b - lev.A @ x)
