@@ -124,10 +124,15 @@ def test_writer_keeps_spacing_visible_to_imagej(tmp_path):
         assert tf.imagej_metadata["unit"] == "micron"
 
 
-def _stack(tmp_path: Path, n: int = 64, compression=None) -> tuple[Path, np.ndarray]:
+def _stack(tmp_path: Path, n: int = 64, compression=None, shaped=True) -> tuple[Path, np.ndarray]:
     data = np.random.default_rng(0).integers(0, 4000, (n, 128, 160)).astype(np.uint16)
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, data, compression=compression)
+    if shaped:
+        tifffile.imwrite(path, data, compression=compression)
+    else:  # generic multi-page file: no shape metadata, every IFD must be followed
+        with tifffile.TiffWriter(path) as tw:
+            for page in data:
+                tw.write(page, compression=compression, metadata=None)
     return path, data
 
 
@@ -170,10 +175,12 @@ def test_quick_header_matches_tifffile(tmp_path):
                                                     strict=True))
 
 
+@pytest.mark.parametrize("shaped", [True, False])
 @pytest.mark.parametrize("compression", [None, "zlib"])
 @pytest.mark.parametrize("lazy", [False, True])
-def test_truncated_stack_is_a_format_error(tmp_path, compression, lazy):
-    path, _ = _stack(tmp_path, n=16, compression=compression)
+def test_truncated_stack_is_a_format_error(tmp_path, compression, lazy, shaped):
+    path, data = _stack(tmp_path, n=16, compression=compression, shaped=shaped)
+    np.testing.assert_array_equal(read(path, lazy=lazy).numpy(), data)  # intact file reads
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) * 2 // 3])
     with pytest.raises(FormatError, match=r"stack\.tif.*truncated"):
