@@ -200,12 +200,14 @@ def variability_section(quick: bool) -> dict:
                 cuts = [c + shift + off for c in base]
                 methods.setdefault(f"threshold_{sname}", []).append(
                     threshold(grey, method="manual", thresholds=cuts))
-            for wname, width in (("generous", 0.3), ("conservative", 0.6)):
-                w = width * np.std(grey)
-                lo = [c + shift - w for c in base]
-                hi = [c + shift + w for c in base]
+            gap = float(np.min(np.diff(base))) if len(base) > 1 else (hi - lo) / 2
+            # generous seeds: narrow unlabelled window; conservative: a wide one
+            for wname, width in (("generous", 0.15), ("conservative", 0.35)):
+                w = width * gap
+                w_lo = [c + shift - w for c in base]
+                w_hi = [c + shift + w for c in base]
                 methods.setdefault(f"watershed_{wname}", []).append(
-                    seeded_watershed(grey, low=lo, high=hi, sigma=0.5))
+                    seeded_watershed(grey, low=w_lo, high=w_hi, sigma=0.5))
             for cov in (0.1, 0.25):
                 scr = simulate_scribbles(ref, coverage=cov, n_slices=7, style="perclass",
                                          seed=100 + user)
