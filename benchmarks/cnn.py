@@ -132,6 +132,8 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--subvolumes", default="A,C")
+    ap.add_argument("--time-limit", type=float, default=600.0,
+                    help="training wall-clock limit per sub-volume in seconds")
     ap.add_argument("--forest", action="store_true", help="also run benchmarks/forest.py")
     args = ap.parse_args()
 
@@ -141,7 +143,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     cfg = TrainConfig(arch=args.arch, channels=args.channels, kernel=args.kernel,
-                      depth=args.depth, threads=2)
+                      depth=args.depth, threads=2, time_limit_s=args.time_limit)
     if args.epochs:
         cfg.epochs = args.epochs
     if args.quick:

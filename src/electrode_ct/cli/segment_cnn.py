@@ -72,7 +72,7 @@ def train_cnn_cmd(
     labels: str = typer.Argument(..., help="Training labels: 0 = unlabelled, 1..K = classes."),
     model: Path = typer.Option(..., "--model", help="Output model file (any name)."),
     arch: str = typer.Option("lrcs", "--arch", help="lrcs | unet."),
-    val: tuple[str, str] = typer.Option((None, None), "--val", help=_VAL_HELP),
+    val: tuple[str, str] | None = typer.Option(None, "--val", help=_VAL_HELP),
     val_image: str = typer.Option(None, "--val-image", help="Validation image (with "
                                   "--val-labels), same as --val IMAGE LABELS."),
     val_labels: str = typer.Option(None, "--val-labels", help="Validation labels."),
@@ -146,7 +146,7 @@ def ensemble_cmd(
                                    "perturbation round (0-1]."),
     iterations: int = typer.Option(5, "--iterations", help="Perturbation rounds."),
     arch: str = typer.Option("lrcs", "--arch", help="lrcs | unet."),
-    val: tuple[str, str] = typer.Option((None, None), "--val", help=_VAL_HELP),
+    val: tuple[str, str] | None = typer.Option(None, "--val", help=_VAL_HELP),
     val_image: str = typer.Option(None, "--val-image", help="Validation image."),
     val_labels: str = typer.Option(None, "--val-labels", help="Validation labels."),
     epochs: int = typer.Option(None, "--epochs", help="Maximum epochs per member [40]."),

@@ -1,0 +1,114 @@
+"""CLI: ect segment train-cnn / ensemble, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("torch")
+
+from test_cnn import phantom_slice  # noqa: E402
+
+TINY_ARGS = ["--channels", "4", "--depth", "1", "--kernel", "3", "--patch", "24",
+             "--patches-per-epoch", "16", "--epochs", "2", "--batch-size", "8"]
+
+
+@pytest.fixture
+def files(tmp_path):
+    img, lab = phantom_slice(0, size=48)
+    vimg, vlab = phantom_slice(1, size=48)
+    paths = {}
+    for name, arr in [("img", img), ("lab", lab), ("vimg", vimg), ("vlab", vlab)]:
+        paths[name] = tmp_path / f"{name}.tif"
+        tifffile.imwrite(paths[name], arr)
+    return paths
+
+
+def test_train_cnn_with_val_pair_and_predict(run_cli, files, tmp_path):
+    from electrode_ct.segment.models import load_model
+
+    model = tmp_path / "m.cnn"
+    code, out, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model",
+                             model, "--val", files["vimg"], files["vlab"], *TINY_ARGS,
+                             "--class-names", "pore,cbd,active", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["epochs_run"] == 2 and len(summary["history"]) == 2
+    assert summary["class_names"] == ["pore", "cbd", "active"]
+    assert np.isfinite(summary["history"][0]["val_mean_iou"])
+    m = load_model(model)
+    pred = m.predict(tifffile.imread(files["img"]))
+    assert pred.labels.shape == (1, 48, 48)
+
+
+def test_train_cnn_val_image_labels_form_and_init(run_cli, files, tmp_path):
+    m0, m1 = tmp_path / "m0.cnn", tmp_path / "m1.cnn"
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", m0,
+                           "--val-image", files["vimg"], "--val-labels", files["vlab"],
+                           "--arch", "unet", *TINY_ARGS)
+    assert code == 0, err
+    code, _, err = run_cli("segment", "train-cnn", files["vimg"], files["vlab"], "--model", m1,
+                           "--init", m0, *TINY_ARGS)
+    assert code == 0, err
+    from electrode_ct.segment.models import read_header
+
+    assert read_header(m1)["arch"]["name"] == "unet"
+
+
+def test_ensemble_cli_writes_outputs(run_cli, files, tmp_path):
+    out = tmp_path / "ens"
+    code, stdout, err = run_cli("segment", "ensemble", files["img"], files["lab"], "--n", "2",
+                                "--out", out, "--channels", "4", "--patch", "24",
+                                "--patches-per-epoch", "16", "--epochs", "1",
+                                "--frequency-n", "2", "--json")
+    assert code == 0, err
+    res = json.loads(stdout)
+    assert len(res["summary"]) == 3
+    for name in ["member_00.model", "member_01.model", "segmentation.tif", "disagreement.tif",
+                 "interface_frequency.tif", "members.parquet", "summary.parquet",
+                 "ensemble.json"]:
+        assert (out / name).exists(), name
+    from electrode_ct.io import read_table
+
+    members = read_table(out / "members.parquet")
+    assert len(members) == 6 and set(members["member"]) == {0, 1}
+    assert members["volume_fraction"].groupby(members["member"]).sum().round(6).eq(1).all()
+
+
+@pytest.mark.parametrize("case", ["shape", "single", "patch", "cuda", "kind"])
+def test_cli_bad_input_one_line_errors(run_cli, files, tmp_path, case):
+    import torch
+
+    from electrode_ct.segment.models import write_archive
+
+    args = ["segment", "train-cnn", files["img"], files["lab"], "--model", tmp_path / "x.cnn",
+            *TINY_ARGS]
+    if case == "shape":
+        tifffile.imwrite(tmp_path / "small.tif", np.ones((40, 48), np.uint8))
+        args[3] = tmp_path / "small.tif"
+        want = "do not match the image"
+    elif case == "single":
+        tifffile.imwrite(tmp_path / "one.tif", np.ones((48, 48), np.uint8))
+        args[3] = tmp_path / "one.tif"
+        want = "at least 2 labelled classes"
+    elif case == "patch":
+        args += ["--patch", "64"]
+        want = "larger than a training image"
+    elif case == "cuda":
+        if torch.cuda.is_available():
+            pytest.skip("CUDA present")
+        args += ["--device", "cuda"]
+        want = "use --device cpu"
+    else:
+        other = write_archive(tmp_path / "f.model", {"kind": "forest", "class_values": [1, 2],
+                                                      "class_names": ["a", "b"]}, {})
+        args += ["--init", other]
+        want = "expected a 'cnn' model"
+    code, _, err = run_cli(*args)
+    assert code == 2
+    assert err.startswith("error: ") and want in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.cnn").exists()
