@@ -43,7 +43,7 @@ class Preset:
     rings : float
         Ring-artefact amplitude, as a fraction of the active-pore contrast.
     shading : float
-        Amplitude of smooth multiplicative intensity variation (relative).
+        σ of a smooth additive intensity variation, in units of the active-pore contrast.
     shading_um : float
         Wavelength of the shading, µm.
     """
@@ -73,18 +73,18 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # NREL NMC-1-cal lab micro-CT (0.398 µm): by Otsu, active 0.543 ± 0.046, pore+CBD
-    # 0.389 ± 0.043 of full scale; CBD close to pore; pixel-difference noise is ~0.45 of the
-    # in-phase σ, i.e. correlated noise; mild cupping.
-    "micro": Preset(pore=0.385, cbd=0.415, active=0.545, collector=0.50, psf_sigma_vox=0.9,
-                    snr=3.6, noise_corr_vox=0.8, fringe=0.0, cupping=0.03, rings=0.0,
+    # NREL NMC-1-cal lab micro-CT (0.398 µm), Otsu split: active 0.543, pore+CBD 0.389 of
+    # full scale; phase interiors σ ≈ 0.24 of the contrast, pixel-difference noise ≈ 0.11
+    # (correlated noise); CBD close to pore; mild cupping.
+    "micro": Preset(pore=0.385, cbd=0.415, active=0.545, collector=0.50, psf_sigma_vox=1.4,
+                    snr=6.0, noise_corr_vox=1.0, fringe=0.0, cupping=0.03, rings=0.0,
                     shading=0.0),
-    # SegmentPy NMC532 nano-CT: expert labels give pore, CBD, NMC at 0.24, 0.33, 0.66 of the
-    # [0.5, 99.5] % range; smooth intensity variation inside phases, low pixel noise, bright
-    # halos at edges (Zernike phase contrast).
-    "nano": Preset(pore=0.25, cbd=0.34, active=0.66, collector=0.55, psf_sigma_vox=1.2,
-                   snr=6.0, noise_corr_vox=1.0, fringe=0.25, cupping=0.0, rings=0.0,
-                   shading=0.12, shading_um=3.0),
+    # SegmentPy NMC532 nano-CT, expert labels: CBD at 0.25 of the pore-active contrast;
+    # phase interiors σ ≈ 0.4 of the contrast but pixel noise only ≈ 0.03: smooth
+    # intensity variation dominates; broad edges and bright halos (Zernike phase contrast).
+    "nano": Preset(pore=0.30, cbd=0.38, active=0.70, collector=0.60, psf_sigma_vox=1.2,
+                   snr=15.0, noise_corr_vox=1.5, fringe=0.25, cupping=0.0, rings=0.0,
+                   shading=0.35, shading_um=3.0),
 }
 """Imaging presets by modality name."""
 
@@ -137,7 +137,7 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
             seed: int = 0, shading: WaveField | None = None, block: int = 16) -> np.ndarray:
     """Image an ideal grey volume (normalised levels) with the CT forward model.
 
-    Steps per z-slab (with a halo of 4σ): multiplicative shading, phase-contrast fringe
+    Steps per z-slab (with a halo of 4σ): additive smooth shading, phase-contrast fringe
     (``-fringe * σ² ∇²`` of the Gaussian-smoothed image, bright rim on the dense side),
     Gaussian PSF, cupping (``1 - cupping * (1 - (r/R)²)`` around the z axis), rings
     (random amplitude per integer radius, constant along z), correlated Gaussian or
@@ -156,7 +156,7 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
     seed : int
         Noise seed; noise is drawn per fixed-size slab, so arrays are reproducible.
     shading : WaveField or None
-        Relative intensity variation field (None = none).
+        Intensity variation field in contrast units (None = none).
     block : int
         Slab thickness in voxels (fixed: it sets the noise streams).
 
@@ -192,7 +192,7 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
         h0, h1 = max(0, z0 - halo), min(nz, z1 + halo)
         slab = ideal[h0:h1].astype(np.float32, copy=True)
         if shading is not None:
-            slab *= 1 + shading.evaluate(cz[h0:h1], cy, cx)
+            slab += preset.contrast * shading.evaluate(cz[h0:h1], cy, cx)
         if preset.fringe > 0:
             s = max(preset.psf_sigma_vox, 0.7)
             slab -= preset.fringe * s * s * ndi.gaussian_laplace(slab, s, mode="nearest")
