@@ -85,3 +85,18 @@ def test_2d_image_needs_tortuosity_off(run_cli, tmp_path):
     code, out, err = run_cli("metrics", path, "--phase", "1", "--tortuosity", "none", "--json")
     assert code == 0, err
     assert json.loads(out)["tortuosity"] == {}
+
+
+def test_voxel_size_option_scales_surface_not_tortuosity(run_cli, layered):
+    path, _ = layered
+    _, out1, _ = run_cli("metrics", path, "--json", "--tortuosity", "z")
+    code, out2, err = run_cli("metrics", path, "--json", "--tortuosity", "z",
+                              "--voxel-size", "1.0")
+    assert code == 0, err
+    r1, r2 = json.loads(out1), json.loads(out2)
+    assert r1["spacing_from"] == "file" and r2["spacing_from"] == "option"
+    assert r2["spacing_um"] == [1.0, 1.0, 1.0]
+    # area per volume scales as 1/voxel size; τ is dimensionless
+    ssa1 = r1["specific_surface_area_per_um"]["pore"]
+    assert r2["specific_surface_area_per_um"]["pore"] == pytest.approx(ssa1 * 0.5)
+    assert r2["tortuosity"]["z"] == pytest.approx(r1["tortuosity"]["z"])

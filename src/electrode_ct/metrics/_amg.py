@@ -33,7 +33,7 @@ class RedBlackLaplacian:
 
     def __init__(self, B: sp.csr_matrix, diag: np.ndarray) -> None:
         self.B = B
-        self.Bt = B.T  # CSC view: no copy
+        self.Bt = B.T  # CSC view: no copy (as fast as a CSR copy here)
         self.n_red = B.shape[0]
         self.n = B.shape[0] + B.shape[1]
         self.shape = (self.n, self.n)
