@@ -145,10 +145,21 @@ class Volume:
 
     # -- conversions ------------------------------------------------------------------
     def compute(self) -> Volume:
-        """Return a Volume whose data is a loaded numpy array."""
+        """Return a Volume whose data is a loaded numpy array.
+
+        A dask array is stored block by block into one preallocated array (each block is
+        freed once copied), which halves peak memory and is markedly faster than
+        ``dask.compute``, which holds every block and then concatenates them.
+        """
         if not self.is_lazy:
             return self
-        return replace(self, data=np.asarray(self.data.compute()), metadata=dict(self.metadata))
+        data = self.data
+        if hasattr(data, "store") and hasattr(data, "chunks"):
+            out = np.empty(self.shape, dtype=self.dtype)
+            data.store(out, lock=False)
+        else:
+            out = np.asarray(data.compute())
+        return replace(self, data=out, metadata=dict(self.metadata))
 
     def numpy(self) -> np.ndarray:
         """The data as a numpy array (loads a lazy volume)."""
