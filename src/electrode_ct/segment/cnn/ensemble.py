@@ -19,7 +19,7 @@ from electrode_ct.errors import InputError
 from electrode_ct.metrics.compare import compare
 from electrode_ct.segment.cnn.perturb import interface_mask, perturb_labels
 from electrode_ct.segment.models import Prediction
-from electrode_ct.volume import Spacing, as_spacing
+from electrode_ct.volume import Spacing
 
 MEMBER_COLUMNS = ("member", "class_value", "class_name", "volume_fraction", "surface_area_um2",
                   "interface_voxel_percent", "iou")
@@ -54,23 +54,14 @@ def surface_area(labels: np.ndarray, value: int, *, spacing: Spacing = (1.0, 1.0
                  ) -> float:
     """Area of the faces between voxels of ``value`` and other voxels, in µm².
 
-    Voxel-face counting (an over-estimate of a smooth surface by up to ~1.5× for spheres,
-    but consistent between members). Faces on the array border are not counted; for a
-    single slice (z = 1) the in-plane edges count with area edge × z-spacing.
+    Voxel-face counting (:func:`electrode_ct.metrics.surface.phase_surface_area` with
+    ``method="face"``: an over-estimate of a smooth surface, but consistent between members).
+    Faces on the array border are not counted; for a single slice (z = 1) the in-plane
+    edges count with area edge × z-spacing.
     """
-    lab = np.asarray(labels)
-    if lab.ndim == 2:
-        lab = lab[None]
-    sz, sy, sx = as_spacing(spacing)
-    face = {0: sy * sx, 1: sz * sx, 2: sz * sy}
-    total = 0.0
-    for ax in range(3):
-        if lab.shape[ax] < 2:
-            continue
-        a = np.take(lab, np.arange(lab.shape[ax] - 1), axis=ax) == value
-        b = np.take(lab, np.arange(1, lab.shape[ax]), axis=ax) == value
-        total += float(np.count_nonzero(a != b)) * face[ax]
-    return total
+    from electrode_ct.metrics.surface import phase_surface_area
+
+    return phase_surface_area(np.asarray(labels) == value, method="face", spacing=spacing)
 
 
 def member_measures(pred: np.ndarray, values: list[int], names: list[str], *,
