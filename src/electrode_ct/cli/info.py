@@ -106,11 +106,12 @@ def demo_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run the pipeline on the embedded real sample and write a report."""
+    from electrode_ct.cli._argv import quiet
     from electrode_ct.demo import run_demo
 
-    result = run_demo(out)
+    result = run_demo(out, quiet=quiet() or as_json)
     if as_json:
         emit_json(result)
     else:
-        for key, value in result.items():
-            say(f"{key}: {value}")
+        say(f"demo finished in {result['time_s']:.0f} s")
+        say(f"report: {result['report']}")

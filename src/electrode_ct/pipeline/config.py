@@ -121,7 +121,7 @@ class MetricsStep(_Strict):
     phase: str = "pore"
     tortuosity: list[Literal["x", "y", "z"]] = ["x", "y", "z"]
     surface_method: Literal["face", "marching_cubes", "gradient"] = "marching_cubes"
-    tol: float = 1e-6
+    tol: float | None = Field(None, description="Tortuosity solver relative tolerance.")
 
 
 class StatsStep(_Strict):

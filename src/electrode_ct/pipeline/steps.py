@@ -236,22 +236,27 @@ def particle_labels(run: Run, i: int) -> Volume:
 
 def step_track(run: Run) -> StepResult:
     """Operando: register each state to the reference and propagate particle ids."""
-    from electrode_ct.operando import track_states
+    from electrode_ct.operando import track
 
     ref = run.cfg.steps.track.reference
     labels = load(run, "particles", "particles")
-    greys = [grey(run, i) for i in range(n_states(run))]
+    greys = [grey_input(run, i).numpy() for i in range(n_states(run))]
     ph = [phases(run, i) for i in range(n_states(run))]
-    phase_value = resolve_phase(run.cfg.steps.particles.phase, ph[0].class_map)
-    result = track_states(labels, greys, reference=ref,
-                          phases=[(p.numpy() == phase_value) for p in ph])
+    phase_value = resolve_phase(run.cfg.steps.particles.phase, ph[0].class_map,
+                                where="steps.particles.phase")
+    result = track(labels.numpy(), greys, spacing=labels.spacing, reference=ref,
+                   phases=[p.numpy() for p in ph], phase_value=phase_value,
+                   exclude_layers=run.cfg.steps.measure.exclude_layers)
+    kept = set(int(v) for v in result.kept)
     outputs = {}
     for i, lab in enumerate(result.labels):
-        outputs[f"labels_{i}"] = _save(run, labels.with_data(lab.astype(np.uint32)),
+        lab = np.where(np.isin(lab, list(kept)), lab, 0).astype(np.uint32)
+        outputs[f"labels_{i}"] = _save(run, labels.with_data(lab),
                                        f"volumes/labels_{i}{_ext(run)}")
-    write_table(result.timeseries, run.path("tables/timeseries.parquet"))
+    write_table(result.timeseries(), run.path("tables/timeseries.parquet"), csv=True)
     outputs["timeseries"] = "tables/timeseries.parquet"
     return StepResult(outputs, {"registration": result.registration,
+                                "n_reference": int(labels.numpy().max()),
                                 "n_tracked": int(result.n_tracked)})
 
 
@@ -288,8 +293,13 @@ def step_metrics(run: Run) -> StepResult:
     p = run.cfg.steps.metrics
     ph = phases(run, 0)
     result = microstructure_metrics(ph, phase=p.phase, tortuosity=p.tortuosity,
-                                    surface_method=p.surface_method, tol=p.tol)
-    return StepResult({}, result)
+                                    surface_method=p.surface_method, tol=p.tol,
+                                    report=run.log.info)
+    from electrode_ct.io import write_json
+
+    rel = "tables/metrics.json"
+    write_json(result, run.path(rel))
+    return StepResult({"metrics": rel}, result)
 
 
 def step_cracks(run: Run) -> StepResult:
@@ -321,7 +331,11 @@ def step_stats(run: Run) -> StepResult:
     keys = sorted((k for k in run.results["measure"].outputs if k.startswith("particles_")),
                   key=lambda k: int(k.split("_")[1]))
     tables = [read_table(run.output("measure", k)) for k in keys]
-    col = "roi_mean" if p.roi and "roi_mean" in tables[0] else "grey_mean"
+    col = "grey_mean"
+    if p.roi and "roi_n" in tables[0]:
+        # the ROI leaves out the outer layers; fall back when most particles are too small
+        with_roi = float((tables[0]["roi_n"] > 0).mean()) if len(tables[0]) else 0.0
+        col = "roi_mean" if with_roi >= 0.5 else "grey_mean"
     reference = min(p.reference, len(tables) - 1)
     frames = [summarise(tables, column=col, reference=reference)]
     ref_table = tables[reference].set_index("label", drop=False)

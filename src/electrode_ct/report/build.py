@@ -25,6 +25,15 @@ def _vol(out: Path, rel: str | None) -> Any:
     return read(out / rel).compute()
 
 
+def _cropped(vol: Any, roi: dict[str, list[int]] | None) -> Any:
+    if not roi or vol is None:
+        return vol
+    from electrode_ct.filters import crop
+
+    data, _ = crop(vol.numpy(), **{k: tuple(v) for k, v in roi.items()})
+    return vol.with_data(data)
+
+
 def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
     cfg = man.get("config", {})
     steps = man.get("steps", {})
@@ -35,9 +44,9 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
         return []
     from electrode_ct.inspect import summary
 
-    g = read(greys[0], voxel_size=inp.get("voxel_size")).compute()
+    g = _cropped(read(greys[0], voxel_size=inp.get("voxel_size")).compute(), inp.get("crop"))
     s = summary(g)
-    sec.table({"input": greys[0], "states": len(greys),
+    sec.table({"input": greys[0], "states": len(greys), "crop": str(inp.get("crop") or "none"),
                "kind": "grey scan" if inp.get("grey") else "phase segmentation",
                "shape (z, y, x)": str(tuple(s["shape"])),
                "voxel size (µm)": " × ".join(f"{v:g}" for v in s["spacing_um"]),
@@ -45,7 +54,7 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
                "noise σ (grey levels)": s["noise_sigma"]})
     ph = _vol(out, steps.get("segment", {}).get("outputs", {}).get("phases_0"))
     if ph is None and cfg.get("input", {}).get("phases"):
-        ph = read(cfg["input"]["phases"][0]).compute()
+        ph = _cropped(read(cfg["input"]["phases"][0]).compute(), inp.get("crop"))
     par = _vol(out, steps.get("particles", {}).get("outputs", {}).get("particles"))
     arr = g.numpy()
     if ph is not None and ph.shape == g.shape:
