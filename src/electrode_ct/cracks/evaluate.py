@@ -1,0 +1,148 @@
+"""Scores against a reference: ROC/AUC, confusion matrix, threshold choice, % flawed.
+
+Plain numpy (no per-particle loop), so the figures are the same wherever they are
+computed: tests, benchmarks, the CLI's ``--truth``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from electrode_ct.errors import InputError
+
+
+def _pair(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(bool).ravel()
+    s = np.asarray(score, np.float64).ravel()
+    if y.shape != s.shape:
+        raise InputError(f"reference: {y.size} labels for {s.size} scores")
+    return y, s
+
+
+def roc_curve(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds (descending) of a score.
+
+    Parameters
+    ----------
+    y_true : array-like of bool or 0/1
+        Reference (True = flawed).
+    score : array-like of float
+        Higher = more likely flawed.
+
+    Returns
+    -------
+    fpr, tpr, thresholds : numpy.ndarray
+        One point per distinct score (plus the origin, threshold +inf); a particle is
+        called flawed when ``score >= threshold``.
+    """
+    y, s = _pair(y_true, score)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1] if s.size else np.array([], int)
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    p, n = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    return (np.r_[0.0, fp / n], np.r_[0.0, tp / p], np.r_[np.inf, s[last]])
+
+
+def roc_auc(y_true: Any, score: Any) -> float:
+    """Area under the ROC curve (ties count half); NaN when one class is absent."""
+    y, s = _pair(y_true, score)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    r = rankdata(s)
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def confusion(y_true: Any, flawed: Any) -> dict[str, int]:
+    """Confusion matrix counts: ``tp``, ``fp``, ``tn``, ``fn`` (flawed = positive)."""
+    y, f = _pair(y_true, flawed)
+    f = f.astype(bool)
+    return {"tp": int((y & f).sum()), "fp": int((~y & f).sum()),
+            "tn": int((~y & ~f).sum()), "fn": int((y & ~f).sum())}
+
+
+def select_threshold(y_true: Any, score: Any, *, rule: str = "youden") -> float:
+    """A score threshold chosen on a labelled set.
+
+    Parameters
+    ----------
+    y_true, score : array-like
+        Reference and scores.
+    rule : {"youden", "prevalence"}
+        ``youden``: maximise TPR - FPR; ``prevalence``: the threshold whose % flawed
+        equals the reference's (unbiased dataset percentage).
+    """
+    y, s = _pair(y_true, score)
+    if rule == "prevalence":
+        k = int(y.sum())
+        if k == 0:
+            return float(np.inf)
+        return float(np.sort(s)[::-1][k - 1])
+    if rule != "youden":
+        raise InputError(f"rule: expected 'youden' or 'prevalence', got {rule!r}")
+    fpr, tpr, thr = roc_curve(y, s)
+    return float(thr[int(np.argmax(tpr - fpr))])
+
+
+def percent_flawed(flawed: Any) -> float:
+    """Percentage of particles flagged flawed (NaN for none)."""
+    f = np.asarray(flawed).astype(bool).ravel()
+    return float(100.0 * f.mean()) if f.size else float("nan")
+
+
+def depth_profile(flawed: Any, position: Any, *, extent: tuple[float, float], bins: int = 5,
+                  from_end: bool = False) -> pd.DataFrame:
+    """% flawed per depth bin along an axis (e.g. distance from the current collector).
+
+    Parameters
+    ----------
+    flawed : array-like of bool
+        Per particle.
+    position : array-like of float
+        Particle centroid along the axis (voxels).
+    extent : (float, float)
+        Range of the axis covered by the bins (voxels), e.g. ``(0, shape[axis])``.
+    bins : int
+        Number of equal bins.
+    from_end : bool
+        Depth measured from the far end (collector at the last slice).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``bin``, ``depth_start``, ``depth_stop`` (voxels from the chosen end),
+        ``n_particles``, ``n_flawed``, ``percent_flawed``.
+    """
+    f = np.asarray(flawed).astype(bool).ravel()
+    pos = np.asarray(position, np.float64).ravel()
+    lo, hi = float(extent[0]), float(extent[1])
+    if not hi > lo or bins < 1:
+        raise InputError(f"depth bins: expected extent hi > lo and bins >= 1, got {extent}, "
+                         f"{bins}")
+    depth = (hi - pos) if from_end else (pos - lo)
+    edges = np.linspace(0.0, hi - lo, bins + 1)
+    idx = np.clip(np.searchsorted(edges, depth, side="right") - 1, 0, bins - 1)
+    n = np.bincount(idx, minlength=bins)
+    k = np.bincount(idx, weights=f, minlength=bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(n > 0, 100.0 * k / np.maximum(n, 1), np.nan)
+    return pd.DataFrame({"bin": np.arange(bins), "depth_start": edges[:-1],
+                         "depth_stop": edges[1:], "n_particles": n.astype(np.int64),
+                         "n_flawed": k.astype(np.int64), "percent_flawed": pct})
+
+
+def summary(y_true: Any, score: Any, *, threshold: float) -> dict[str, Any]:
+    """AUC, confusion counts, accuracy and % flawed (called vs reference) at a threshold."""
+    y, s = _pair(y_true, score)
+    f = s >= threshold
+    cm = confusion(y, f)
+    return {"auc": roc_auc(y, s), "threshold": float(threshold), **cm,
+            "accuracy": float((cm["tp"] + cm["tn"]) / max(y.size, 1)),
+            "percent_flawed": percent_flawed(f), "percent_flawed_truth": percent_flawed(y)}

@@ -1,0 +1,146 @@
+"""The CPU-light flaw classifier on 3-D particle descriptors (model kind ``cracks-features``).
+
+A scikit-learn estimator on :data:`~electrode_ct.cracks.descriptors.FEATURE_COLUMNS`:
+logistic regression on standardised descriptors (default; its probabilities are
+calibrated by construction) or gradient boosting wrapped in a sigmoid
+(Platt) calibration with 3-fold cross-validation. Saved in the project's model archive
+(:mod:`electrode_ct.segment.models`); the pickled estimator means: load only models you
+made or trust.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from electrode_ct.cracks.descriptors import FEATURE_COLUMNS
+from electrode_ct.errors import InputError, ModelError
+from electrode_ct.segment.models import read_member, register_kind, write_archive
+
+KIND = "cracks-features"
+ESTIMATORS = ("logistic", "boosting")
+
+
+class FeaturesModel:
+    """A trained descriptor classifier.
+
+    Attributes
+    ----------
+    estimator : sklearn estimator
+        Fitted, with ``predict_proba``.
+    features : list of str
+        Descriptor columns, in the estimator's order.
+    threshold : float
+        Default score threshold for ``flawed``.
+    training : dict
+        Training record (counts, seed, estimator, AUC on the training set).
+    """
+
+    kind = KIND
+    method = "features"
+
+    def __init__(self, estimator: Any, *, features: list[str], threshold: float = 0.5,
+                 training: dict[str, Any] | None = None) -> None:
+        self.estimator = estimator
+        self.features = list(features)
+        self.threshold = float(threshold)
+        self.training = dict(training or {})
+
+    def score(self, descriptors: pd.DataFrame) -> np.ndarray:
+        """Calibrated flaw probability per row of a descriptor table."""
+        missing = [c for c in self.features if c not in descriptors.columns]
+        if missing:
+            raise ModelError(f"cracks-features model: descriptor columns {missing} missing; "
+                             "the model was trained with another electrode-ct version")
+        x = descriptors[self.features].to_numpy(np.float64)
+        return self.estimator.predict_proba(x)[:, 1].astype(np.float64)
+
+    def header(self) -> dict[str, Any]:
+        """The ``model.json`` content."""
+        return {"kind": KIND, "method": "features", "features": self.features,
+                "threshold": self.threshold, "training": self.training,
+                "class_values": [0, 1], "class_names": ["intact", "flawed"]}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model archive (atomically)."""
+        return write_archive(path, self.header(),
+                             {"estimator.pkl": pickle.dumps(self.estimator, protocol=4)})
+
+
+def _estimator(name: str, seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "logistic":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    gb = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_depth=3,
+                                        l2_regularization=1.0, random_state=seed)
+    return CalibratedClassifierCV(gb, method="sigmoid", cv=3)
+
+
+def train_features(descriptors: pd.DataFrame, flawed: np.ndarray, *,
+                   estimator: str = "logistic", threshold: float = 0.5,
+                   seed: int = 0) -> FeaturesModel:
+    """Fit the descriptor classifier.
+
+    Parameters
+    ----------
+    descriptors : pandas.DataFrame
+        From :func:`~electrode_ct.cracks.descriptors.particle_descriptors`.
+    flawed : numpy.ndarray
+        0/1 (or bool) reference per row.
+    estimator : {"logistic", "boosting"}
+        Logistic regression (default) or calibrated gradient boosting.
+    threshold : float
+        Score threshold stored with the model.
+    seed : int
+        Random seed (boosting).
+
+    Raises
+    ------
+    InputError
+        Unknown estimator, length mismatch, or fewer than 3 particles of either class.
+    """
+    if estimator not in ESTIMATORS:
+        raise InputError(f"estimator: expected one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    y = np.asarray(flawed).astype(np.int64).ravel()
+    if len(y) != len(descriptors):
+        raise InputError(f"flawed: {len(y)} values for {len(descriptors)} particles")
+    n1, n0 = int(y.sum()), int((y == 0).sum())
+    if min(n0, n1) < 3:
+        raise InputError(f"training labels: need at least 3 flawed and 3 intact particles, got "
+                         f"{n1} flawed and {n0} intact")
+    feats = list(FEATURE_COLUMNS)
+    x = descriptors[feats].to_numpy(np.float64)
+    est = _estimator(estimator, seed)
+    est.fit(x, y)
+    from electrode_ct.cracks.evaluate import roc_auc
+
+    auc = roc_auc(y, est.predict_proba(x)[:, 1])
+    return FeaturesModel(est, features=feats, threshold=threshold,
+                         training={"estimator": estimator, "n_particles": len(y),
+                                   "n_flawed": n1, "seed": seed, "train_auc": auc})
+
+
+def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> FeaturesModel:
+    try:
+        est = pickle.load(read_member(archive, "estimator.pkl"))  # noqa: S301
+        return FeaturesModel(est, features=header["features"],
+                             threshold=header.get("threshold", 0.5),
+                             training=header.get("training"))
+    except (KeyError, pickle.UnpicklingError, EOFError, AttributeError,
+            ModuleNotFoundError) as exc:
+        raise ModelError(f"{path}: damaged cracks-features model ({type(exc).__name__})") from exc
+
+
+register_kind(KIND, _loader)
