@@ -51,7 +51,7 @@ def test_tiny_model_reaches_iou_on_phantom(trained):
     pred = trained.model.predict(img).labels[0]
     res = compare(pred, lab)
     assert res["mean_iou"] >= 0.9, res["iou"]
-    assert trained.wall_s < 60
+    assert trained.cpu_s < 120  # under a minute on 2 cores (CPU time: the machine is shared)
     assert trained.model.class_values == [1, 2, 3]
     assert not trained.collapsed
 
