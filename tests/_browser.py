@@ -29,7 +29,8 @@ window.addEventListener('error', function (e) {
 })();
 window.addEventListener('load', function () {
   var imgs = Array.prototype.map.call(document.images, function (i) {
-    return {alt: i.alt, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth, h: i.naturalHeight};
+    return {alt: i.alt, ok: i.complete && i.naturalWidth > 0,
+            w: i.naturalWidth, h: i.naturalHeight};
   });
   var pre = document.createElement('pre');
   pre.id = '__probe';
