@@ -6,7 +6,8 @@ a rigid transform. Crack planes are rendered with an anti-aliased slab profile: 
 of spacing ``h`` at signed distance ``s`` from the crack mid-plane is covered by the
 fraction ``clip((w/2 + h/2 - |s|) / h, 0, min(1, w/h))`` -- the exact overlap of a
 width-``w`` slab with the sample's footprint -- so sub-voxel widths darken voxels in
-proportion to the crack volume (the partial-volume effect).
+proportion to the crack volume (the partial-volume effect). Only the voxels near a flaw
+(:func:`flaw_candidates`) are sub-sampled (:func:`flaw_samples`).
 """
 
 from __future__ import annotations
@@ -141,9 +142,9 @@ def draw_flaws(rng: np.random.Generator, radius_um: np.ndarray, *, width_um: flo
                  void_offsets_um=vpos, void_radius_um=vrad)
 
 
-def flaw_coverage(flaws: Flaws, i: int, zc: np.ndarray, yc: np.ndarray, xc: np.ndarray,
-                  sample_um: float) -> np.ndarray | None:
-    """Fraction of each sample covered by particle ``i``'s flaws.
+def flaw_candidates(flaws: Flaws, i: int, zc: np.ndarray, yc: np.ndarray, xc: np.ndarray, *,
+                    sample_um: float, reach_um: float) -> np.ndarray | None:
+    """Voxels (centres on a grid) that a flaw of particle ``i`` may partly cover.
 
     Parameters
     ----------
@@ -151,45 +152,86 @@ def flaw_coverage(flaws: Flaws, i: int, zc: np.ndarray, yc: np.ndarray, xc: np.n
         Scene flaws.
     i : int
         Particle index.
-    zc, yc, xc : ndarray
-        Sample coordinates relative to the particle centre along each axis, µm.
+    zc, yc, xc : ndarray of float32
+        Voxel-centre coordinates relative to the particle centre along each axis, µm.
     sample_um : float
-        Sample spacing, µm (sets the anti-aliasing footprint).
+        Sub-sample spacing, µm (anti-aliasing footprint of each sub-sample).
+    reach_um : float
+        Largest distance from a voxel centre to one of its sub-samples, µm.
 
     Returns
     -------
-    ndarray of float32, shape (len(zc), len(yc), len(xc)), or None
-        Covered fraction in [0, 1]; None when the particle has no active flaw.
+    ndarray of bool, shape (len(zc), len(yc), len(xc)), or None
+        True where some sub-sample may be covered; None when the particle has no active
+        flaw.
     """
     if not flaws.active[i]:
         return None
-    h = float(sample_um)
     shape = (len(zc), len(yc), len(xc))
-    cov: np.ndarray | None = None
+    cand = np.zeros(shape, bool)
+    k = int(flaws.n_planes[i])
+    zz = (zc * zc)[:, None, None]
+    yx = (yc * yc)[:, None] + (xc * xc)[None, :]
+    if k > 0 and flaws.width_um[i] > 0:
+        thr = np.float32((flaws.width_um[i] + sample_um) / 2 + reach_um)
+        for p in range(k):
+            n = flaws.normals[i, p].astype(np.float32)
+            s = (n[0] * zc - np.float32(flaws.offsets_um[i, p]))[:, None, None] + (
+                n[1] * yc[:, None] + n[2] * xc[None, :])[None]
+            np.abs(s, out=s)
+            cand |= s < thr
+        cand &= (zz + yx[None]) < np.float32((flaws.extent_um[i] + reach_um) ** 2)
+    for v in np.flatnonzero(flaws.void_radius_um[i] > 0):
+        o = flaws.void_offsets_um[i, v].astype(np.float32)
+        d2 = ((zc - o[0]) ** 2)[:, None, None] + (((yc - o[1]) ** 2)[:, None]
+                                                 + ((xc - o[2]) ** 2)[None, :])[None]
+        cand |= d2 < np.float32((flaws.void_radius_um[i, v] + sample_um / 2 + reach_um) ** 2)
+    return cand
+
+
+def flaw_samples(flaws: Flaws, i: int, points: np.ndarray, offsets: np.ndarray,
+                 sample_um: float) -> np.ndarray:
+    """Fraction of each sub-sample covered by particle ``i``'s flaws.
+
+    Crack planes use the exact overlap of a width-``w`` slab with the sub-sample's
+    footprint, ``clip((w/2 + h/2 - |s|) / h, 0, min(1, w/h))``, inside the crack sphere;
+    voids a linear ramp over one sub-sample spacing.
+
+    Parameters
+    ----------
+    flaws : Flaws
+        Scene flaws (particle ``i`` active).
+    i : int
+        Particle index.
+    points : ndarray, shape (M, 3)
+        Voxel centres relative to the particle centre, µm.
+    offsets : ndarray, shape (S, 3)
+        Sub-sample offsets from a voxel centre, µm.
+    sample_um : float
+        Sub-sample spacing ``h``, µm.
+
+    Returns
+    -------
+    ndarray of float32, shape (M, S)
+        Covered fraction in [0, 1].
+    """
+    h = float(sample_um)
+    cov = np.zeros((len(points), len(offsets)), np.float32)
     k = int(flaws.n_planes[i])
     if k > 0 and flaws.width_um[i] > 0:
         w = float(flaws.width_um[i])
         top = min(1.0, w / h)
-        r2 = (zc * zc)[:, None, None] + ((yc * yc)[:, None] + (xc * xc)[None, :])[None]
-        inside = r2 <= float(flaws.extent_um[i]) ** 2
-        cov = np.zeros(shape, np.float32)
         for p in range(k):
             n = flaws.normals[i, p]
-            s = (n[0] * zc - flaws.offsets_um[i, p]).astype(np.float32)[:, None, None] + (
-                n[1] * yc[:, None] + n[2] * xc[None, :]).astype(np.float32)[None]
-            np.abs(s, out=s)
-            np.subtract((w + h) / 2, s, out=s)
-            s /= h
-            np.clip(s, 0.0, top, out=s)
-            np.maximum(cov, s, out=cov)
-        cov *= inside
+            s = (points @ n - flaws.offsets_um[i, p])[:, None] + (offsets @ n)[None, :]
+            s = ((w + h) / 2 - np.abs(s)) / h
+            np.maximum(cov, np.clip(s, 0.0, top), out=cov, casting="unsafe")
+        at = points[:, None, :] + offsets[None, :, :]
+        cov *= (at * at).sum(axis=2) <= float(flaws.extent_um[i]) ** 2
     for v in np.flatnonzero(flaws.void_radius_um[i] > 0):
-        o = flaws.void_offsets_um[i, v]
-        d2 = ((zc - o[0]) ** 2)[:, None, None] + (((yc - o[1]) ** 2)[:, None]
-                                                 + ((xc - o[2]) ** 2)[None, :])[None]
-        s = ((float(flaws.void_radius_um[i, v]) - np.sqrt(d2)) / h + 0.5).astype(np.float32)
-        np.clip(s, 0.0, 1.0, out=s)
-        cov = s if cov is None else np.maximum(cov, s, out=cov)
+        at = points[:, None, :] + (offsets - flaws.void_offsets_um[i, v])[None, :, :]
+        s = (float(flaws.void_radius_um[i, v]) - np.sqrt((at * at).sum(axis=2))) / h + 0.5
+        np.maximum(cov, np.clip(s, 0.0, 1.0), out=cov, casting="unsafe")
     return cov
 
 

@@ -46,6 +46,9 @@ class Preset:
         σ of a smooth additive intensity variation, in units of the active-pore contrast.
     shading_um : float
         Wavelength of the shading, µm.
+    particle_sd : float
+        σ of a per-particle active level variation, in units of the active-pore contrast
+        (grain orientation/density differences between particles).
     """
 
     pore: float
@@ -61,6 +64,7 @@ class Preset:
     rings: float = 0.0
     shading: float = 0.0
     shading_um: float = 6.0
+    particle_sd: float = 0.0
 
     @property
     def contrast(self) -> float:
@@ -110,7 +114,8 @@ def get_preset(modality: str, **overrides: Any) -> Preset:
         raise InputError(f"noise: expected 'gaussian' or 'poisson', got {p.noise!r}")
     if not p.snr > 0:
         raise InputError(f"snr: expected a positive number, got {p.snr}")
-    for name in ("psf_sigma_vox", "noise_corr_vox", "fringe", "cupping", "rings", "shading"):
+    for name in ("psf_sigma_vox", "noise_corr_vox", "fringe", "cupping", "rings", "shading",
+                 "particle_sd"):
         if getattr(p, name) < 0:
             raise InputError(f"{name}: expected a value >= 0, got {getattr(p, name)}")
     return p
@@ -133,20 +138,52 @@ def _radial(shape: tuple[int, int]) -> np.ndarray:
     return np.sqrt(yy * yy + xx * xx)
 
 
+NOISE_SLAB = 16
+"""Slices per noise slab: slab ``k`` of white noise comes from its own seeded generator."""
+
+
+def _white_noise(seed: int, z0: int, z1: int, plane: tuple[int, int],
+                 cache: dict[int, np.ndarray]) -> np.ndarray:
+    """Standard normal float32 noise for slices ``[z0, z1)``, drawn per :data:`NOISE_SLAB`.
+
+    Slab ``k`` always comes from ``default_rng([seed, 7919, k])``, so the field does not
+    depend on how the volume is processed; ``cache`` keeps the slabs of the last call.
+    """
+    parts = []
+    keep = {}
+    for k in range(z0 // NOISE_SLAB, (z1 - 1) // NOISE_SLAB + 1):
+        if k not in cache:
+            rng = np.random.default_rng([seed, 7919, k])
+            cache[k] = rng.standard_normal((NOISE_SLAB, *plane), dtype=np.float32)
+        keep[k] = cache[k]
+        a, b = max(z0, k * NOISE_SLAB), min(z1, (k + 1) * NOISE_SLAB)
+        parts.append(cache[k][a - k * NOISE_SLAB:b - k * NOISE_SLAB])
+    cache.clear()
+    cache.update(keep)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+
 def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
-            seed: int = 0, shading: WaveField | None = None, block: int = 16) -> np.ndarray:
+            seed: int = 0, shading: WaveField | None = None, block: int | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
     """Image an ideal grey volume (normalised levels) with the CT forward model.
 
-    Steps per z-slab (with a halo of 4σ): additive smooth shading, phase-contrast fringe
-    (``-fringe * σ² ∇²`` of the Gaussian-smoothed image, bright rim on the dense side),
-    Gaussian PSF, cupping (``1 - cupping * (1 - (r/R)²)`` around the z axis), rings
-    (random amplitude per integer radius, constant along z), correlated Gaussian or
-    Poisson noise at ``preset.snr``, clipping and rounding to 8/16 bits.
+    Steps per z-slab (with a halo of 4σ + 1 slices, so results do not depend on the slab
+    size): additive smooth shading, phase-contrast fringe (``-fringe * σ² ∇²`` of the
+    Gaussian-smoothed image, bright rim on the dense side), Gaussian PSF, cupping
+    (``1 - cupping * (1 - (r/R)²)`` around the z axis), rings (random amplitude per
+    integer radius, constant along z), noise at ``preset.snr`` correlated by a Gaussian of
+    ``noise_corr_vox`` across slab borders, clipping and rounding to 8/16 bits.
+
+    White noise is drawn per fixed :data:`NOISE_SLAB`-slice slab from its own seeded
+    generator and correlated over the whole volume (slab borders invisible). ``poisson``
+    noise uses the Gaussian limit of photon counting: the white noise is scaled per voxel
+    by ``sqrt(level / photons)`` with ``photons`` set so the mid level has ``snr``.
 
     Parameters
     ----------
-    ideal : ndarray of float32, shape (Z, Y, X)
-        Partial-volume grey levels in [0, 1] (not modified).
+    ideal : ndarray of float32 or uint16, shape (Z, Y, X)
+        Partial-volume grey levels in [0, 1] (uint16: level × 65535).
     grid : Grid
         The grid (spacing in µm, for the shading field).
     preset : Preset
@@ -154,26 +191,39 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
     bits : {8, 16}
         Output depth.
     seed : int
-        Noise seed; noise is drawn per fixed-size slab, so arrays are reproducible.
+        Noise seed (same seed, same array).
     shading : WaveField or None
         Intensity variation field in contrast units (None = none).
-    block : int
-        Slab thickness in voxels (fixed: it sets the noise streams).
+    block : int, optional
+        Slab thickness in voxels (default: from the volume size); does not change the
+        result.
+    out : ndarray of uint8 or uint16, optional
+        Output array; may be ``ideal`` itself (uint16, 16 bits) to image in place.
 
     Returns
     -------
     ndarray of uint8 or uint16
     """
+    from electrode_ct.synth.render import slab_voxels
+
     if bits not in (8, 16):
         raise InputError(f"bits: expected 8 or 16, got {bits}")
     nz, ny, nx = ideal.shape
-    out = np.empty(ideal.shape, np.uint8 if bits == 8 else np.uint16)
-    top = float(np.iinfo(out.dtype).max)
+    dtype = np.uint8 if bits == 8 else np.uint16
+    if out is None:
+        out = np.empty(ideal.shape, dtype)
+    elif out.dtype != dtype or out.shape != ideal.shape:
+        raise InputError(f"out: expected a {np.dtype(dtype).name} array of shape "
+                         f"{ideal.shape}, got {out.dtype} {out.shape}")
+    in_place = np.shares_memory(out, ideal)
+    scale = np.float32(1 / 65535) if ideal.dtype == np.uint16 else np.float32(1)
+    top = float(np.iinfo(dtype).max)
     sig = max(preset.psf_sigma_vox, preset.noise_corr_vox, 0.5)
     halo = int(np.ceil(4 * sig)) + 1
+    block = max(slab_voxels(ideal.shape) if block is None else int(block), halo)
     rad = _radial((ny, nx))
     rmax = max(float(rad.max()), 1.0)
-    profile = np.ones((ny, nx), np.float32)
+    profile = None
     if preset.cupping > 0:
         profile = (1 - preset.cupping * (1 - (rad / rmax) ** 2)).astype(np.float32)
     ring = None
@@ -182,37 +232,46 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
         amp = rr.normal(0, 1, int(rmax) + 2) * (rr.random(int(rmax) + 2) < 0.15)
         ring = (preset.rings * preset.contrast * amp[np.round(rad).astype(int)]).astype(
             np.float32)
-    sigma_n = preset.contrast / preset.snr
-    gain = _kernel_gain(preset.noise_corr_vox)
+    sigma_n = np.float32(preset.contrast / preset.snr * _kernel_gain(preset.noise_corr_vox))
     mid = (preset.active + preset.pore) / 2
     photons = mid * preset.snr**2 / preset.contrast**2
     cz, cy, cx = grid.coords(0), grid.coords(1), grid.coords(2)
-    for bi, z0 in enumerate(range(0, nz, block)):
+    cache: dict[int, np.ndarray] = {}
+    tail = None  # ideal slices [z0 - halo, z0) already overwritten by the output
+    for z0 in range(0, nz, block):
         z1 = min(nz, z0 + block)
         h0, h1 = max(0, z0 - halo), min(nz, z1 + halo)
-        slab = ideal[h0:h1].astype(np.float32, copy=True)
+        if in_place and tail is not None:
+            slab = np.concatenate([tail[len(tail) - (z0 - h0):], ideal[z0:h1]]).astype(
+                np.float32)
+        else:
+            slab = ideal[h0:h1].astype(np.float32)
+        slab *= scale
+        if in_place:
+            tail = ideal[max(0, z1 - halo):z1].copy()
+        noise = _white_noise(seed, h0, h1, (ny, nx), cache)
+        if preset.noise == "poisson":
+            noise *= np.sqrt(np.clip(slab, 0, None) / np.float32(photons))
+            noise *= np.float32(_kernel_gain(preset.noise_corr_vox))
+        else:
+            noise *= sigma_n
+        if preset.noise_corr_vox > 0:
+            ndi.gaussian_filter(noise, preset.noise_corr_vox, output=noise, mode="reflect")
         if shading is not None:
-            slab += preset.contrast * shading.evaluate(cz[h0:h1], cy, cx)
+            slab += np.float32(preset.contrast) * shading.evaluate(cz[h0:h1], cy, cx)
         if preset.fringe > 0:
             s = max(preset.psf_sigma_vox, 0.7)
-            slab -= preset.fringe * s * s * ndi.gaussian_laplace(slab, s, mode="nearest")
+            slab -= np.float32(preset.fringe * s * s) * ndi.gaussian_laplace(
+                slab, s, mode="nearest")
         if preset.psf_sigma_vox > 0:
             ndi.gaussian_filter(slab, preset.psf_sigma_vox, output=slab, mode="nearest")
         slab = slab[z0 - h0:z1 - h0]
-        slab *= profile[None]
+        if profile is not None:
+            slab *= profile[None]
         if ring is not None:
             slab += ring[None]
-        rng = np.random.default_rng([seed, 7919, bi])
-        if preset.noise == "poisson":
-            noisy = rng.poisson(np.clip(slab, 0, None) * photons) / photons
-            noise = (noisy - slab).astype(np.float32)
-            noise *= gain
-        else:
-            noise = rng.normal(0.0, sigma_n * gain, slab.shape).astype(np.float32)
-        if preset.noise_corr_vox > 0:
-            ndi.gaussian_filter(noise, preset.noise_corr_vox, output=noise, mode="wrap")
-        slab += noise
-        slab *= top
+        slab += noise[z0 - h0:z1 - h0]
+        slab *= np.float32(top)
         np.clip(slab, 0, top, out=slab)
         np.rint(slab, out=slab)
         out[z0:z1] = slab

@@ -12,7 +12,7 @@ import pandas as pd
 
 from electrode_ct.synth.cbd import count_threshold, phase_block
 from electrode_ct.synth.flaws import KINDS, Flaws, expected_flaw_voxels_um3
-from electrode_ct.synth.imaging import forward, get_preset
+from electrode_ct.synth.imaging import Preset, forward, get_preset
 from electrode_ct.synth.render import coverage_blocks, nearest_two
 from electrode_ct.synth.scene import Params, Scene, build_scene, validate
 from electrode_ct.volume import DEFAULT_PHASES, Volume
@@ -78,6 +78,20 @@ def _visible(labels: np.ndarray, d1: np.ndarray, delta: float, n: int) -> np.nda
         lab = labels[z:z + 16]
         counts += np.bincount(lab[d1[z:z + 16] <= d], minlength=n + 1)
     return counts[1:]
+
+
+def _particle_levels(scene: Scene, preset: Preset, n: int) -> np.ndarray:
+    """Active-minus-pore level of every scene particle (index + 1; 0 = none), float32.
+
+    Each particle's level is the preset's active level plus ``particle_sd`` × contrast ×
+    N(0, 1), drawn once per scene particle (the same in every operando state).
+    """
+    rng = np.random.default_rng([scene.params.seed, 5150])
+    z = rng.standard_normal(len(scene.particles))[:n]
+    out = np.empty(n + 1, np.float32)
+    out[0] = preset.contrast
+    out[1:] = preset.contrast * (1 + preset.particle_sd * z)
+    return out
 
 
 def choose_cracked(scene: Scene, counts: np.ndarray, fraction: float) -> np.ndarray:
@@ -160,17 +174,23 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
     timings["thresholds"] = time.perf_counter() - t0 - sum(timings.values())
 
     preset = get_preset(p.modality, snr=p.snr, noise=p.noise, **p.imaging)
-    ideal = np.empty(grid.shape, np.float32)
+    # the ideal grey volume is kept quantised (level × 65535) in the grey output itself
+    # (16 bits) and imaged in place, so it costs no extra memory
+    ideal = np.empty(grid.shape, np.uint16)
     cracks = np.empty(grid.shape, np.uint8)
     flaw_sum = np.zeros(n)
     nz, ny, nx = grid.shape
+    q = np.float32(65535)
+    level = _particle_levels(scene, preset, n)
     for z0, z1, solid, flaw in coverage_blocks(parts, grid, field=scene.roughness,
                                                delta_um=delta, flaws=flaws,
                                                factor=p.supersample, flaw_sums=flaw_sum):
         cracks[z0:z1] = flaw >= 0.5
         solid -= flaw
-        solid *= preset.active - preset.pore
-        solid += preset.pore
+        solid *= level[labels[z0:z1]]
+        solid += np.float32(preset.pore)
+        solid *= q
+        np.rint(solid, out=solid)
         ideal[z0:z1] = solid
     timings["coverage"] = time.perf_counter() - t0 - sum(timings.values())
     if thresholds["neck_um"] is None:
@@ -184,28 +204,31 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
     neck = thresholds["neck_um"]
     phases = np.empty(grid.shape, np.uint8)
     cbd_gain = (preset.cbd - preset.pore) / (preset.active - preset.pore)
+    top = float(preset.active) * 65535
     for z0 in range(0, nz, 16):
         z1 = min(nz, z0 + 16)
         ph = phase_block(d1[z0:z1], d12[z0:z1], delta, neck)
-        crack = cracks[z0:z1].astype(bool)
+        crack = cracks[z0:z1].view(bool)
         ph[crack & (ph == 2)] = 0
         lab = labels[z0:z1]
         lab[(d1[z0:z1] > np.float16(delta))] = 0
         g = ideal[z0:z1]
         # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
         cbd = ph == 1
-        g[cbd] += cbd_gain * (preset.active - g[cbd])
+        gc = g[cbd].astype(np.float32)
+        g[cbd] = np.rint(gc + cbd_gain * np.maximum(top - gc, 0))
         coll = ~region[z0:z1]
         if coll.any():
             ph[coll] = 3
-            g[coll] = preset.collector
+            g[coll] = round(preset.collector * 65535)
             lab[coll] = 0
             cracks[z0:z1][coll] = 0
         phases[z0:z1] = ph
     timings["phases"] = time.perf_counter() - t0 - sum(timings.values())
 
     grey = forward(ideal, grid=grid, preset=preset, bits=p.bits,
-                   seed=p.seed if noise_seed is None else noise_seed, shading=scene.shading)
+                   seed=p.seed if noise_seed is None else noise_seed, shading=scene.shading,
+                   out=ideal if p.bits == 16 else None)
     del ideal
     timings["imaging"] = time.perf_counter() - t0 - sum(timings.values())
 

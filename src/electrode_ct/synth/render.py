@@ -7,9 +7,11 @@ inside each particle's bounding box only, with separable broadcasting):
    surface distance ``d1`` and the distance to the second-nearest surface ``d2``. These
    drive the active phase (``d1 <= delta``), the CBD at necks (``d1 + d2 <= w``) and the
    particle labels.
-2. :func:`coverage_blocks` at ``factor``-times finer sampling, z-slab by z-slab: the
-   fraction of each output voxel covered by solid and by flaws (anti-aliased at the fine
-   spacing), for the partial-volume grey levels and the crack truth.
+2. :func:`coverage_blocks`, z-slab by z-slab: the fraction of each output voxel covered
+   by solid and by flaws, from ``factor``³ anti-aliased sub-samples per voxel, for the
+   partial-volume grey levels and the crack truth. Only voxels near a surface or a flaw
+   (a band whose width follows from the distance function's Lipschitz bound) are
+   sub-sampled; all other voxels are fully in or out.
 
 Memory is bounded by the slab size, not the volume.
 """
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from electrode_ct.synth.flaws import Flaws, flaw_coverage
+from electrode_ct.synth.flaws import Flaws, flaw_candidates, flaw_samples
 from electrode_ct.synth.packing import Particles
 
 
@@ -69,17 +71,31 @@ class WaveField:
     phases: np.ndarray
 
     def evaluate(self, zc: np.ndarray, yc: np.ndarray, xc: np.ndarray) -> np.ndarray:
-        """The field on the grid ``zc x yc x xc`` (absolute µm), float32."""
-        out = np.zeros((len(zc), len(yc), len(xc)), np.float32)
+        """The field on the grid ``zc x yc x xc`` (absolute µm), float32.
+
+        ``cos(a + b) = cos a cos b - sin a sin b`` with ``a`` the z part and ``b`` the
+        (y, x) part of each wave's phase: one matrix product for all waves.
+        """
         norm = self.amplitude / np.sqrt(len(self.phases) / 2)
-        for q, ph in zip(self.wavevectors, self.phases, strict=True):
-            a = q[0] * zc + ph
-            b = q[1] * yc[:, None] + q[2] * xc[None, :]
-            out += (norm * np.cos(a)).astype(np.float32)[:, None, None] * np.cos(b).astype(
-                np.float32)[None]
-            out -= (norm * np.sin(a)).astype(np.float32)[:, None, None] * np.sin(b).astype(
-                np.float32)[None]
-        return out
+        a = np.outer(zc, self.wavevectors[:, 0]) + self.phases
+        b = (self.wavevectors[:, 1, None, None] * yc[None, :, None]
+             + self.wavevectors[:, 2, None, None] * xc[None, None, :]).reshape(len(a[0]), -1)
+        left = np.concatenate([np.cos(a), np.sin(a)], axis=1).astype(np.float32)
+        right = (norm * np.concatenate([np.cos(b), -np.sin(b)], axis=0)).astype(np.float32)
+        return (left @ right).reshape(len(zc), len(yc), len(xc))
+
+    def gradient(self, points: np.ndarray) -> np.ndarray:
+        """Gradient of the field (per µm) at ``points`` (M, 3), absolute µm."""
+        norm = self.amplitude / np.sqrt(len(self.phases) / 2)
+        wv = self.wavevectors.astype(np.float32)
+        ph = np.sin(points.astype(np.float32) @ wv.T + self.phases.astype(np.float32))
+        return ph @ (np.float32(-norm) * wv)
+
+    @property
+    def lipschitz(self) -> float:
+        """Upper bound of the gradient norm (per µm)."""
+        norm = self.amplitude / np.sqrt(len(self.phases) / 2)
+        return float(norm * np.linalg.norm(self.wavevectors, axis=1).sum())
 
 
 def wave_field(rng: np.random.Generator, *, amplitude: float, wavelength_um: float,
@@ -98,25 +114,43 @@ def wave_field(rng: np.random.Generator, *, amplitude: float, wavelength_um: flo
                      rng.uniform(0, 2 * np.pi, modes))
 
 
+def slab_voxels(shape: tuple[int, int, int], block_voxels: int | None = None) -> int:
+    """Slab thickness (slices) for slab-by-slab passes over a volume of ``shape``.
+
+    Default: at least 2**21 voxels and a sixteenth of the volume per slab, so the slab
+    temporaries stay below about 1.5 bytes per volume voxel for large volumes while small
+    volumes use few slabs (fewer particle/slab pairs).
+    """
+    nz, ny, nx = shape
+    if block_voxels is None:
+        block_voxels = max(1 << 21, nz * ny * nx // 16)
+    return max(1, min(nz, int(block_voxels) // (ny * nx)))
+
+
+def _scaled_forms(parts: Particles) -> tuple[np.ndarray, np.ndarray]:
+    """Quadratic forms ``Q = A^T A`` (float64) and ``r² Q`` (float32) of every particle."""
+    qs = np.transpose(parts.shape_matrix, (0, 2, 1)) @ parts.shape_matrix
+    return qs, (qs * (parts.radius_um**2)[:, None, None]).astype(np.float32)
+
+
 def _surface_distance(q: np.ndarray, r: float, zc: np.ndarray, yc: np.ndarray,
                       xc: np.ndarray) -> np.ndarray:
     """Approximate distance (µm) to an ellipsoid surface: ``(rho - 1) * r``, float32.
 
-    ``rho^2 = x^T Q x`` with ``Q = A^T A`` and ``x`` relative to the centre; the quadratic
-    form is split into a (y, x) plane part, a z-linear part and a z^2 part so each 3-D
-    sample costs a few array passes.
+    ``(r rho)^2 = x^T (r² Q) x`` with ``x`` relative to the centre (float32 coordinates,
+    ``q = r² Q`` float32); the quadratic form is split into a (y, x) plane part, a
+    z-linear part and a z² part so each 3-D sample costs a few in-place array passes.
     """
     yy = yc[:, None]
     xx = xc[None, :]
-    plane = (q[1, 1] * yy * yy + q[2, 2] * xx * xx + 2 * q[1, 2] * yy * xx).astype(np.float32)
-    lin = (2 * (q[0, 1] * yy + q[0, 2] * xx)).astype(np.float32)
-    out = zc.astype(np.float32)[:, None, None] * lin[None]
+    plane = q[1, 1] * yy * yy + q[2, 2] * xx * xx + 2 * q[1, 2] * yy * xx
+    lin = 2 * (q[0, 1] * yy + q[0, 2] * xx)
+    out = zc[:, None, None] * lin[None]
     out += plane[None]
-    out += (q[0, 0] * zc * zc).astype(np.float32)[:, None, None]
+    out += (q[0, 0] * zc * zc)[:, None, None]
     np.maximum(out, 0, out=out)
     np.sqrt(out, out=out)
-    out -= 1.0
-    out *= r
+    out -= np.float32(r)
     return out
 
 
@@ -125,8 +159,20 @@ def _block_particles(lo: np.ndarray, hi: np.ndarray, z0: int, z1: int) -> np.nda
     return np.flatnonzero(ok)
 
 
+def _local(grid: Grid, parts: Particles, i: int, lo: np.ndarray, hi: np.ndarray, z0: int,
+           z1: int, coords: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    """Slab slice and float32 centre-relative coordinates of particle ``i``'s box."""
+    a0, a1 = max(lo[i, 0], z0), min(hi[i, 0], z1)
+    sl = (slice(a0 - z0, a1 - z0), slice(lo[i, 1], hi[i, 1]), slice(lo[i, 2], hi[i, 2]))
+    c = parts.centers[i]
+    rel = ((coords[0][a0:a1] - c[0]).astype(np.float32),
+           (coords[1][lo[i, 1]:hi[i, 1]] - c[1]).astype(np.float32),
+           (coords[2][lo[i, 2]:hi[i, 2]] - c[2]).astype(np.float32))
+    return sl, rel
+
+
 def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin_um: float,
-                block: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest and second-nearest particle surfaces at every voxel centre.
 
     Parameters
@@ -139,8 +185,8 @@ def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin
         Surface roughness added to every distance (µm).
     margin_um : float
         How far outside a particle distances are evaluated; beyond it they are +inf.
-    block : int
-        Slab thickness in voxels.
+    block : int, optional
+        Slab thickness in voxels (default :func:`slab_voxels`).
 
     Returns
     -------
@@ -152,46 +198,96 @@ def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin
         ``d1 + d2`` (the neck score for the carbon-binder domain), µm.
     """
     nz, ny, nx = grid.shape
+    block = slab_voxels(grid.shape) if block is None else int(block)
     labels = np.zeros(grid.shape, np.uint32)
     d1_all = np.empty(grid.shape, np.float16)
     d12_all = np.empty(grid.shape, np.float16)
     half = parts.extent_um + margin_um + (field.amplitude * 3 if field else 0.0)
     lo, hi = grid.sample_ranges(parts.centers, half)
-    cz, cy, cx = grid.coords(0), grid.coords(1), grid.coords(2)
-    qs = np.transpose(parts.shape_matrix, (0, 2, 1)) @ parts.shape_matrix
+    coords = (grid.coords(0), grid.coords(1), grid.coords(2))
+    _, qr = _scaled_forms(parts)
     for z0 in range(0, nz, block):
         z1 = min(nz, z0 + block)
         d1 = np.full((z1 - z0, ny, nx), np.inf, np.float32)
         d2 = np.full_like(d1, np.inf)
         lab = labels[z0:z1]
-        rough = field.evaluate(cz[z0:z1], cy, cx) if field else None
+        rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
         for i in _block_particles(lo, hi, z0, z1):
-            a0, a1 = max(lo[i, 0], z0), min(hi[i, 0], z1)
-            sl = (slice(a0 - z0, a1 - z0), slice(lo[i, 1], hi[i, 1]), slice(lo[i, 2], hi[i, 2]))
-            c = parts.centers[i]
-            d = _surface_distance(qs[i], parts.radius_um[i], cz[a0:a1] - c[0],
-                                  cy[lo[i, 1]:hi[i, 1]] - c[1], cx[lo[i, 2]:hi[i, 2]] - c[2])
+            sl, (rz, ry, rx) = _local(grid, parts, i, lo, hi, z0, z1, coords)
+            d = _surface_distance(qr[i], parts.radius_um[i], rz, ry, rx)
             if rough is not None:
                 d += rough[sl]
             d1v, d2v = d1[sl], d2[sl]
             np.copyto(lab[sl], np.uint32(i + 1), where=d < d1v)
-            np.minimum(d2v, np.maximum(d1v, d), out=d2v)
+            far = np.maximum(d1v, d)
             np.minimum(d1v, d, out=d1v)
+            np.minimum(d2v, far, out=d2v)
         d1_all[z0:z1] = d1
         d1 += d2
         d12_all[z0:z1] = d1
     return labels, d1_all, d12_all
 
 
+def sample_offsets(spacing: tuple[float, float, float], factor: int) -> np.ndarray:
+    """Offsets (µm) of the ``factor``³ sub-samples of a voxel from its centre, (S, 3)."""
+    k = (np.arange(factor) + 0.5) / factor - 0.5
+    g = np.stack(np.meshgrid(k, k, k, indexing="ij"), axis=-1).reshape(-1, 3)
+    return g * np.asarray(spacing, float)
+
+
+def _solid_samples(dc: np.ndarray, points: np.ndarray, q: np.ndarray, r: float,
+                   grad: np.ndarray | None, offsets: np.ndarray, hs: float, *,
+                   scale: float = 1.0, bias: float = 0.0) -> np.ndarray:
+    """Solid coverage (M, S) of the sub-samples of voxels near one particle's surface.
+
+    The ellipsoid term is exact at every sub-sample (``r² rho_s² = r² (rho² + 2 o·Qx +
+    oᵀQo)``, one matrix product); the smooth roughness field is linearised about the
+    voxel centre (``grad``). ``dc`` is the voxel-centre distance minus the surface
+    offset, µm. Returns ``clip(scale * coverage + bias, 0, scale)`` as float32.
+    """
+    n = len(points)
+    qx = points @ q
+    rho2 = (points * qx).sum(axis=1)
+    r2 = r * r
+    left = np.empty((n, 5), np.float32)
+    left[:, :3] = 2 * r2 * qx
+    left[:, 3] = r2 * rho2
+    left[:, 4] = r2
+    right = np.empty((5, len(offsets)), np.float32)
+    right[:3] = offsets.T
+    right[3] = 1.0
+    right[4] = np.einsum("sa,ab,sb->s", offsets, q, offsets)
+    t = left @ right
+    np.maximum(t, 0, out=t)
+    np.sqrt(t, out=t)  # r rho at every sub-sample
+    k = scale / hs
+    lin = np.empty((n, 4), np.float32)
+    lin[:, 0] = scale * 0.5 + bias - k * (dc - r * np.sqrt(rho2))
+    lin[:, 1:] = 0.0 if grad is None else -k * grad
+    ones = np.empty((4, len(offsets)), np.float32)
+    ones[0] = 1.0
+    ones[1:] = offsets.T
+    cov = lin @ ones
+    t *= np.float32(k)
+    cov -= t
+    np.clip(cov, 0.0, scale, out=cov)
+    return cov
+
+
 def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, delta_um: float,
-                    flaws: Flaws, factor: int = 2,
-                    block_samples: int = 1 << 24,
+                    flaws: Flaws, factor: int = 2, block_samples: int | None = None,
                     flaw_sums: np.ndarray | None = None) -> Iterator[tuple[int, int, np.ndarray,
                                                                     np.ndarray]]:
     """Solid and flaw coverage of every output voxel, from ``factor``³ sub-samples.
 
     Sub-samples are themselves anti-aliased (linear ramp over one sub-sample spacing), so
-    surfaces and sub-voxel cracks give smooth partial-volume fractions.
+    surfaces and sub-voxel cracks give smooth partial-volume fractions. The distance
+    function of a particle changes by at most ``L |o|`` between a voxel centre and a
+    sub-sample at offset ``o`` (``L = r / smallest semi-axis + roughness slope``), so a
+    voxel whose centre distance ``d`` satisfies ``|d - delta| >= L |o|max + h/2`` is fully
+    in (or out of) that particle; only the voxels in that band, and those near a flaw, are
+    sub-sampled. Per-sub-sample coverage is kept (as uint8) while a slab is built so
+    touching particles combine exactly (the maximum per sub-sample).
 
     Parameters
     ----------
@@ -206,11 +302,12 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
     flaws : Flaws
         Flaws of the scene's particles.
     factor : int
-        Supersampling factor per axis (2 or 4).
-    block_samples : int
-        Fine samples per slab (memory bound: about 12 bytes each).
+        Supersampling factor per axis (1 to 4).
+    block_samples : int, optional
+        Sub-samples per slab (memory bound: about 2.7 bytes each for ``factor`` 2);
+        default ``factor³`` times :func:`slab_voxels`.
     flaw_sums : ndarray of float64, shape (N,), optional
-        Accumulates each particle's own flaw volume, in fine samples (divide by
+        Accumulates each particle's own flaw volume, in sub-samples (divide by
         ``factor**3`` for output voxels), over the whole grid.
 
     Yields
@@ -224,44 +321,78 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
     """
     nz, ny, nx = grid.shape
     f = int(factor)
+    offs = sample_offsets(grid.spacing, f)
+    n_s = len(offs)
     hs = float(np.mean(grid.spacing)) / f
-    half = parts.extent_um + max(delta_um, 0.0) + 2 * hs + (field.amplitude * 3 if field else 0)
-    lo, hi = grid.sample_ranges(parts.centers, half, f)
-    cz, cy, cx = grid.coords(0, f), grid.coords(1, f), grid.coords(2, f)
-    qs = np.transpose(parts.shape_matrix, (0, 2, 1)) @ parts.shape_matrix
-    bz = max(1, int(block_samples) // (f**3 * ny * nx))
-    for o0 in range(0, nz, bz):
-        o1 = min(nz, o0 + bz)
-        z0, z1 = o0 * f, o1 * f
-        solid = np.zeros((z1 - z0, ny * f, nx * f), np.float32)
-        flaw = np.zeros_like(solid)
-        rough = field.evaluate(cz[z0:z1], cy, cx) if field else None
+    omax = float(np.sqrt((offs * offs).sum(axis=1)).max())
+    qs, qr = _scaled_forms(parts)
+    # Lipschitz bound of (rho - 1) r is r * sqrt(largest eigenvalue of Q)
+    lip = parts.radius_um * np.sqrt(np.linalg.eigvalsh(qs)[:, -1])
+    slope = field.lipschitz if field else 0.0
+    band = (lip + slope) * omax + hs / 2 + 1e-6
+    amp = field.amplitude * 3 if field else 0.0
+    stretch = parts.extent_um / parts.radius_um
+    half = parts.extent_um + stretch * (max(delta_um, 0.0) + amp + band) + hs
+    lo, hi = grid.sample_ranges(parts.centers, half)
+    coords = (grid.coords(0), grid.coords(1), grid.coords(2))
+    if block_samples is None:
+        bz = slab_voxels(grid.shape)
+    else:
+        bz = max(1, min(nz, int(block_samples) // (n_s * ny * nx)))
+    delta = np.float32(delta_um)
+    for z0 in range(0, nz, bz):
+        z1 = min(nz, z0 + bz)
+        sshape = (z1 - z0, ny, nx)
+        fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
+        full = np.zeros(sshape, bool)
+        flaw = np.zeros(sshape, np.float32)
+        rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
         for i in _block_particles(lo, hi, z0, z1):
-            a0, a1 = max(lo[i, 0], z0), min(hi[i, 0], z1)
-            sl = (slice(a0 - z0, a1 - z0), slice(lo[i, 1], hi[i, 1]), slice(lo[i, 2], hi[i, 2]))
-            c = parts.centers[i]
-            rz = cz[a0:a1] - c[0]
-            ry, rx = cy[lo[i, 1]:hi[i, 1]] - c[1], cx[lo[i, 2]:hi[i, 2]] - c[2]
-            s = _surface_distance(qs[i], parts.radius_um[i], rz, ry, rx)
+            sl, rel = _local(grid, parts, i, lo, hi, z0, z1, coords)
+            d = _surface_distance(qr[i], parts.radius_um[i], *rel)
             if rough is not None:
-                s += rough[sl]
-            # coverage = clip(0.5 - (d - delta) / hs, 0, 1)
-            s -= delta_um
-            s *= -1.0 / hs
-            s += 0.5
-            np.clip(s, 0.0, 1.0, out=s)
-            np.maximum(solid[sl], s, out=solid[sl])
-            fc = flaw_coverage(flaws, i, rz, ry, rx, hs)
-            if fc is not None:
-                np.minimum(fc, s, out=fc)
-                if flaw_sums is not None:
-                    flaw_sums[i] += float(fc.sum(dtype=np.float64))
-                np.maximum(flaw[sl], fc, out=flaw[sl])
-        yield o0, o1, _downsample(solid, f), _downsample(flaw, f)
+                d += rough[sl]
+            d -= delta
+            b = np.float32(band[i])
+            full[sl] |= d <= -b
+            near = np.flatnonzero(np.abs(d) < b)
+            origin = (sl[0].start, sl[1].start, sl[2].start)
+            if len(near):
+                pts, flat = _gather(near, d.shape, rel, origin, sshape)
+                grad = field.gradient(pts + parts.centers[i]) if field else None
+                u8 = _solid_samples(d.reshape(-1)[near], pts, qs[i], parts.radius_um[i],
+                                    grad, offs, hs, scale=255.0, bias=0.5).astype(np.uint8)
+                rows = fine[flat]
+                np.maximum(rows, u8, out=rows)
+                fine[flat] = rows
+            cand = flaw_candidates(flaws, i, *rel, sample_um=hs, reach_um=omax)
+            if cand is None:
+                continue
+            cand &= d < b
+            hit = np.flatnonzero(cand)
+            if not len(hit):
+                continue
+            pts, flat = _gather(hit, d.shape, rel, origin, sshape)
+            grad = field.gradient(pts + parts.centers[i]) if field else None
+            fc = flaw_samples(flaws, i, pts, offs, hs)
+            np.minimum(fc, _solid_samples(d.reshape(-1)[hit], pts, qs[i], parts.radius_um[i],
+                                          grad, offs, hs), out=fc)
+            if flaw_sums is not None:
+                flaw_sums[i] += float(fc.sum(dtype=np.float64))
+            fl = flaw.reshape(-1)
+            fl[flat] = np.maximum(fl[flat], fc.mean(axis=1))
+        solid = fine.sum(axis=1, dtype=np.uint16).astype(np.float32)
+        solid *= np.float32(1 / (255 * n_s))
+        solid = solid.reshape(sshape)
+        solid[full] = 1.0
+        yield z0, z1, solid, flaw
 
 
-def _downsample(a: np.ndarray, f: int) -> np.ndarray:
-    if f == 1:
-        return a
-    z, y, x = a.shape
-    return a.reshape(z // f, f, y // f, f, x // f, f).mean(axis=(1, 3, 5), dtype=np.float32)
+def _gather(local: np.ndarray, box: tuple[int, ...], rel: tuple[np.ndarray, ...],
+            origin: tuple[int, int, int], sshape: tuple[int, int, int]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-relative points (M, 3), float64, and slab flat indices of box voxels."""
+    iz, iy, ix = np.unravel_index(local, box)
+    pts = np.stack([rel[0][iz], rel[1][iy], rel[2][ix]], axis=1).astype(np.float64)
+    flat = ((iz + origin[0]) * sshape[1] + iy + origin[1]) * sshape[2] + ix + origin[2]
+    return pts, flat
