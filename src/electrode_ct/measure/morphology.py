@@ -9,12 +9,14 @@ default surface-area method visits each particle, on its own small bounding-box 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError
+from electrode_ct.labels import SLAB_VOXELS, contact_pairs, label_runs
 from electrode_ct.metrics.instances import check_labels
 from electrode_ct.volume import as_spacing
 
@@ -33,136 +35,135 @@ SHAPE_COLUMNS = (
 )
 """Columns added by ``properties="all"``."""
 
-SURFACE_METHODS = ("marching_cubes", "faces")
+SURFACE_METHODS = ("configurations", "marching_cubes", "faces")
 
 
 
-def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber labels 1..n (0 kept); return (renumbered, original id of each new id)."""
-    import fastremap
-
-    seq, remap = fastremap.renumber(labels, preserve_zero=True, in_place=False)
-    n = max(remap.values(), default=0)
-    original = np.zeros(n + 1, dtype=np.int64)
-    for old, new in remap.items():
-        original[new] = old
-    return seq, original
+DENSE_IDS = 1 << 22
+"""Largest label id accumulated in dense per-id arrays; above it ids are compacted first."""
 
 
-def _moments(seq: np.ndarray, n: int) -> np.ndarray:
-    """Zeroth, first and second raw moments per label, shape (n + 1, 10), in voxel units.
+def _run_moments(
+    arr: np.ndarray, *, slab_voxels: int = SLAB_VOXELS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Present ids, raw moments and bounding boxes of every label, from x-runs.
 
-    Columns: count, Σz, Σy, Σx, Σzz, Σyy, Σxx, Σzy, Σzx, Σyx. Per z-slice only the
-    in-plane sums need voxel work (6 bincounts); the z terms follow from them.
-    """
-    nz, ny, nx = seq.shape
-    out = np.zeros((n + 1, 10), dtype=np.float64)
-    for z in range(nz):
-        flat = seq[z].ravel()
-        idx = np.flatnonzero(flat)
-        if idx.size == 0:
-            continue
-        ids = flat[idx].astype(np.intp)
-        y = (idx // nx).astype(np.float64)
-        x = (idx % nx).astype(np.float64)
-        cnt = np.bincount(ids, minlength=n + 1)
-        sy = np.bincount(ids, weights=y, minlength=n + 1)
-        sx = np.bincount(ids, weights=x, minlength=n + 1)
-        out[:, 0] += cnt
-        out[:, 1] += z * cnt
-        out[:, 2] += sy
-        out[:, 3] += sx
-        out[:, 4] += z * z * cnt
-        out[:, 5] += np.bincount(ids, weights=y * y, minlength=n + 1)
-        out[:, 6] += np.bincount(ids, weights=x * x, minlength=n + 1)
-        out[:, 7] += z * sy
-        out[:, 8] += z * sx
-        out[:, 9] += np.bincount(ids, weights=y * x, minlength=n + 1)
-    return out
-
-
-def _border_labels(seq: np.ndarray, n: int) -> np.ndarray:
-    """Boolean per label (length n + 1): the particle has a voxel on a volume face."""
-    touches = np.zeros(n + 1, dtype=bool)
-    for axis in range(seq.ndim):
-        for index in (0, -1):
-            face = np.take(seq, index, axis=axis)
-            touches[np.unique(face)] = True
-    touches[0] = False
-    return touches
-
-
-def contact_pairs(labels: np.ndarray) -> np.ndarray:
-    """Unique pairs of different non-zero labels that share a voxel face.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Integer label volume (0 = background), (z, y, x).
+    Each run of ``L`` voxels starting at (z, y, x0) contributes closed-form sums
+    (Σx = L·x0 + L(L−1)/2, Σx² = L·x0² + x0·L(L−1) + (L−1)L(2L−1)/6, ...), so the voxel
+    work is one comparison pass; the ``bincount`` calls run over runs, not voxels.
 
     Returns
     -------
-    numpy.ndarray
-        (m, 2) array of label pairs ``a < b``, sorted.
+    ids : numpy.ndarray
+        Sorted present label ids (int64), background excluded.
+    mom : numpy.ndarray
+        float64 (n, 10): count, Σz, Σy, Σx, Σzz, Σyy, Σxx, Σzy, Σzx, Σyx (voxel units).
+    box : numpy.ndarray
+        int64 (n, 6): z0, y0, x0 (inclusive), z1, y1, x1 (exclusive).
     """
-    keys = []
-    base = int(labels.max(initial=0)) + 1
-    for axis in range(labels.ndim):
-        a = np.moveaxis(labels, axis, 0)[:-1]
-        b = np.moveaxis(labels, axis, 0)[1:]
-        hit = (a != b) & (a > 0) & (b > 0)
-        if hit.any():
-            pa, pb = a[hit].astype(np.int64), b[hit].astype(np.int64)
-            keys.append(np.unique(np.minimum(pa, pb) * base + np.maximum(pa, pb)))
-    if not keys:
-        return np.zeros((0, 2), dtype=np.int64)
-    key = np.unique(np.concatenate(keys))
-    return np.stack([key // base, key % base], axis=1)
+    top = int(arr.max(initial=0))
+    if top < DENSE_IDS:
+        table = None
+        size = top + 1
+    else:
+        import fastremap
+
+        table = fastremap.unique(arr)
+        table = table[table != 0].astype(np.int64)
+        size = table.size
+    mom = np.zeros((size, 10), dtype=np.float64)
+    lo = np.full((size, 3), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full((size, 3), -1, dtype=np.int64)
+    for runs in label_runs(arr, slab_voxels=slab_voxels):
+        if runs.label.size == 0:
+            continue
+        idx = runs.label.astype(np.intp) if table is None \
+            else np.searchsorted(table, runs.label.astype(np.int64))
+        z, y, x0, n = runs.z, runs.y, runs.x0, runs.length
+        sx = n * x0 + n * (n - 1) // 2
+        sxx = n * x0 * x0 + x0 * n * (n - 1) + (n - 1) * n * (2 * n - 1) // 6
+        zn, yn = z * n, y * n
+        for col, w in enumerate((n, zn, yn, sx, z * zn, y * yn, sxx, z * yn, z * sx, y * sx)):
+            mom[:, col] += np.bincount(idx, weights=w, minlength=size)
+        for k, v in enumerate((z, y, x0)):
+            np.minimum.at(lo[:, k], idx, v)
+        for k, v in enumerate((z, y, x0 + n - 1)):
+            np.maximum.at(hi[:, k], idx, v)
+    present = np.flatnonzero(mom[:, 0] > 0)
+    if table is None:
+        present = present[present > 0]
+        ids = present.astype(np.int64)
+    else:
+        ids = table[present]
+    box = np.concatenate([lo[present], hi[present] + 1], axis=1)
+    return ids, mom[present], box
 
 
-def _face_area(seq: np.ndarray, n: int, spacing: tuple[float, float, float]) -> np.ndarray:
-    """Surface area per label by counting exposed voxel faces (µm², length n + 1)."""
-    area = np.zeros(n + 1, dtype=np.float64)
+def _face_area(
+    arr: np.ndarray, ids: np.ndarray, spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """Area per label (aligned with ``ids``) by counting exposed voxel faces, µm²."""
+    area = np.zeros(ids.size, dtype=np.float64)
     face_um2 = (spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1])
-    padded = np.pad(seq, 1)
+    padded = np.pad(arr, 1)
     for axis in range(3):
         a = np.moveaxis(padded, axis, 0)[:-1]
         b = np.moveaxis(padded, axis, 0)[1:]
         diff = a != b
         for side in (a, b):
-            ids = side[diff & (side > 0)].astype(np.intp)
-            area += face_um2[axis] * np.bincount(ids, minlength=n + 1)
+            where = side[diff & (side > 0)]
+            area += face_um2[axis] * np.bincount(np.searchsorted(ids, where),
+                                                 minlength=ids.size)
     return area
 
 
 def _marching_cubes_area(
-    seq: np.ndarray, n: int, spacing: tuple[float, float, float], sigma: float
+    arr: np.ndarray, ids: np.ndarray, boxes: np.ndarray,
+    spacing: tuple[float, float, float], sigma: float,
 ) -> np.ndarray:
-    """Surface area per label: marching cubes on each particle's lightly smoothed mask (µm²)."""
+    """Area per label: marching cubes on each particle's lightly smoothed mask (µm²).
+
+    A loop over particles on their bounding-box crops: exact reference, ~10 ms a particle.
+    """
     from scipy import ndimage as ndi
     from skimage.measure import marching_cubes, mesh_surface_area
 
-    area = np.zeros(n + 1, dtype=np.float64)
+    area = np.zeros(ids.size, dtype=np.float64)
     pad = int(np.ceil(3 * sigma)) + 1
-    for i, sl in enumerate(ndi.find_objects(seq), start=1):
-        if sl is None:
-            continue
-        crop = np.pad(seq[sl] == i, pad).astype(np.float32)
+    for i, (lab, box) in enumerate(zip(ids, boxes, strict=True)):
+        own = arr[box[0]:box[3], box[1]:box[4], box[2]:box[5]] == lab
+        crop = np.pad(own, pad).astype(np.float32)
         if sigma > 0:
             crop = ndi.gaussian_filter(crop, sigma, mode="constant")
         if crop.max() <= 0.5:  # a sub-voxel speck vanishes on smoothing: count its faces
-            area[i] = _face_area((seq[sl] == i).astype(np.uint8), 1, spacing)[1]
+            area[i] = _face_area(own.astype(np.uint8), np.array([1]), spacing)[0]
             continue
         verts, faces, _, _ = marching_cubes(crop, 0.5, spacing=spacing)
         area[i] = mesh_surface_area(verts, faces)
     return area
 
 
+def _areas_by_id(
+    arr: np.ndarray, ids: np.ndarray, spacing: tuple[float, float, float], *,
+    method: str, sigma: float, boxes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Surface area of the labels ``ids`` (sorted, present) of a 3-D volume, in µm²."""
+    if method == "configurations":
+        return _configuration_area(arr, ids, spacing)
+    if method == "faces":
+        return _face_area(arr, ids, spacing)
+    if method == "marching_cubes":
+        if boxes is None:
+            boxes = _run_moments(arr)[2]
+        return _marching_cubes_area(arr, ids, boxes, spacing, float(sigma))
+    raise InputError(f"surface method: expected one of {SURFACE_METHODS}, got {method!r}")
+
+
 def surface_areas(
     labels: np.ndarray,
     *,
     spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-    method: str = "marching_cubes",
+    method: str = "configurations",
     sigma: float = 0.75,
 ) -> np.ndarray:
     """Surface area of every particle, in µm².
@@ -170,31 +171,166 @@ def surface_areas(
     Parameters
     ----------
     labels : numpy.ndarray
-        Integer particle labels, **sequential** 1..n, 0 = background, (z, y, x).
+        Integer particle labels, 0 = background, (z, y, x).
     spacing : float or 3 floats
         Voxel size (z, y, x) in µm.
-    method : {"marching_cubes", "faces"}
-        ``marching_cubes`` (default): each particle's mask is smoothed with a Gaussian
-        of ``sigma`` voxels and meshed at level 0.5 with the voxel spacing; spheres of
-        radius >= 8 voxels are within 1 % (see ``docs/particles.md`` for the
-        measured bias). ``faces``: exposed voxel faces counted in one vectorised pass;
-        fast but overestimates smooth surfaces by about 50 % (the staircase bias).
+    method : {"configurations", "marching_cubes", "faces"}
+        ``configurations`` (default): weighted 2×2×2 local configurations, all particles
+        in one vectorised pass (:func:`configuration_weights`); spheres of radius >= 5
+        voxels within 1 %. ``marching_cubes``: each particle's mask smoothed with a
+        Gaussian of ``sigma`` voxels and meshed at level 0.5 (a loop over particles,
+        ~10x slower; within 1 % from radius 8). ``faces``: exposed voxel faces; fast but
+        ~50 % too large on smooth surfaces (the staircase bias). Measured biases:
+        ``docs/particles.md``.
     sigma : float
         Gaussian smoothing in voxels for ``marching_cubes``.
 
     Returns
     -------
     numpy.ndarray
-        Float64 array of length n + 1 (index = label; element 0 is 0).
+        Float64 array of length ``labels.max() + 1`` (index = label id; absent ids and
+        element 0 are 0).
     """
-    seq = check_labels(labels, ndim=(3,))
+    arr = check_labels(labels, ndim=(3,))
     sp = as_spacing(spacing, name="spacing")
-    n = int(seq.max()) if seq.size else 0
-    if method == "faces":
-        return _face_area(seq, n, sp)
-    if method == "marching_cubes":
-        return _marching_cubes_area(seq, n, sp, float(sigma))
-    raise InputError(f"surface method: expected one of {SURFACE_METHODS}, got {method!r}")
+    out = np.zeros(int(arr.max(initial=0)) + 1, dtype=np.float64)
+    if method not in SURFACE_METHODS:
+        raise InputError(f"surface method: expected one of {SURFACE_METHODS}, got {method!r}")
+    ids, _, boxes = _run_moments(arr)
+    if ids.size:
+        out[ids] = _areas_by_id(arr, ids, sp, method=method, sigma=sigma, boxes=boxes)
+    return out
+
+
+_CORNERS = np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=np.int64)
+"""Corner k of a 2×2×2 cube is offset (dz, dy, dx); bit k of a configuration code."""
+
+
+def _fibonacci_normals(m: int) -> np.ndarray:
+    """2m unit vectors evenly spread over the sphere (m and their opposites)."""
+    i = np.arange(m) + 0.5
+    cos_t = 1.0 - 2.0 * i / m
+    phi = np.pi * (1.0 + 5.0**0.5) * i
+    sin_t = np.sqrt(1.0 - cos_t**2)
+    v = np.stack([cos_t, sin_t * np.sin(phi), sin_t * np.cos(phi)], axis=1)
+    return np.concatenate([v, -v])
+
+
+def _plane_frequencies(normals: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Expected cubes of each configuration per µm² of a plane, for each normal (m, 256).
+
+    A cube whose corners project to q_0 <= ... <= q_7 on the normal has, for a plane
+    offset t uniform between q_k and q_k+1, the corners of the k+1 lowest projections
+    inside; the number of such cubes per unit plane area is the interval length divided
+    by the cube volume.
+    """
+    q = normals @ (_CORNERS * spacing).T  # (m, 8)
+    order = np.argsort(q, axis=1, kind="stable")
+    qs = np.take_along_axis(q, order, axis=1)
+    m = len(normals)
+    freq = np.zeros((m, 256))
+    code = np.zeros(m, dtype=np.int64)
+    rows = np.arange(m)
+    for k in range(7):
+        code |= 1 << order[:, k]
+        np.add.at(freq, (rows, code), (qs[:, k + 1] - qs[:, k]) / float(np.prod(spacing)))
+    return freq
+
+
+@lru_cache(maxsize=16)
+def configuration_weights(spacing: tuple[float, float, float]) -> np.ndarray:
+    """Surface area (µm²) credited to each 2×2×2 configuration of a particle's voxels.
+
+    Weighted local configurations (Lindblad 2005) generalised to any voxel spacing: the
+    256 weights minimise, over 2 000 plane orientations spread evenly on the sphere, the
+    squared error of the expected area per unit plane area, with a small ridge towards
+    the gradient weights |∇χ|·V (χ the trilinear interpolant of the cube's corners at its
+    centre), which also give the configurations no plane can produce. The fit is exact
+    linear algebra, done once per spacing (~0.1 s).
+
+    Parameters
+    ----------
+    spacing : tuple of 3 floats
+        Voxel size (z, y, x) in µm.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (256,): weight of configuration code ``Σ_k [corner k inside] << k``,
+        corner k at offset ((k >> 2) & 1, (k >> 1) & 1, k & 1); codes 0 and 255 weigh 0.
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+    grad = np.zeros((256, 3))
+    for axis in range(3):
+        top = _CORNERS[:, axis] == 1
+        grad[:, axis] = (bits[:, top].mean(axis=1) - bits[:, ~top].mean(axis=1)) / sp[axis]
+    prior = np.linalg.norm(grad, axis=1) * float(np.prod(sp))
+    freq = _plane_frequencies(_fibonacci_normals(1000), sp)
+    prior /= float((freq @ prior).mean())
+    ridge = 1e-3 * len(freq)
+    normal = freq.T @ freq + ridge * np.eye(256)
+    weights = np.linalg.solve(normal, freq.sum(axis=0) + ridge * prior)
+    weights[[0, 255]] = 0.0
+    return weights
+
+
+def _configuration_area(
+    arr: np.ndarray, ids: np.ndarray, spacing: tuple[float, float, float],
+    *, slab_voxels: int = SLAB_VOXELS // 2,
+) -> np.ndarray:
+    """Area per label (aligned with ``ids``) from its 2×2×2 configurations, in one pass.
+
+    The volume is padded with background (the volume border closes a cut particle, as
+    for marching cubes); only cubes whose corners are not all equal are visited. In a
+    cube, each label present gets the weight of its own corner pattern (the other
+    labels count as outside), so a contact face is surface for both particles.
+    """
+    w = configuration_weights(tuple(float(s) for s in spacing))
+    nz, ny, nx = arr.shape
+    py, px = ny + 2, nx + 2
+    plane = py * px
+    offsets = _CORNERS @ np.array([plane, px, 1])
+    lut = None
+    if ids[-1] < DENSE_IDS:
+        lut = np.zeros(int(ids[-1]) + 1, dtype=np.intp)
+        lut[ids] = np.arange(ids.size)
+    area = np.zeros(ids.size, dtype=np.float64)
+    step = max(1, slab_voxels // plane)
+    for c0 in range(-1, nz, step):  # cubes whose lower corner is at z = c0 .. c1 - 1
+        c1 = min(nz, c0 + step)
+        block = np.zeros((c1 - c0 + 2, py, px), dtype=arr.dtype)  # + a spare zero plane
+        z_lo, z_hi = max(c0, 0), min(c1 + 1, nz)
+        block[z_lo - c0:z_hi - c0, 1:-1, 1:-1] = arr[z_lo:z_hi]
+        flat = block.reshape(-1)
+        n = (c1 - c0) * plane
+        # a cube is mixed when its corners differ: separable along x, then y, then z
+        size = flat.size
+        mx = flat[1:] != flat[:-1]
+        mxy = mx[:size - px - 1] | mx[px:size - 1]
+        mxy |= flat[:size - px - 1] != flat[px:size - 1]
+        mixed = mxy[:n] | mxy[plane:plane + n]
+        mixed |= flat[:n] != flat[plane:plane + n]
+        del mx, mxy
+        idx = np.flatnonzero(mixed)
+        if idx.size == 0:
+            continue
+        corner = [flat[idx + o] for o in offsets]
+        covered = np.zeros(idx.size, dtype=np.int64)
+        for k in range(8):  # each label of a cube once, at its first corner
+            rows = np.flatnonzero((covered & (1 << k)) == 0)
+            if rows.size == 0:
+                continue
+            lab = corner[k][rows]
+            code = np.zeros(rows.size, dtype=np.int64)
+            for j in range(k, 8):
+                code |= (corner[j][rows] == lab).astype(np.int64) << j
+            covered[rows] |= code
+            fg = lab != 0
+            where = lab[fg]
+            pos = lut[where] if lut is not None else np.searchsorted(ids, where)
+            area += np.bincount(pos, weights=w[code[fg]], minlength=ids.size)
+    return area
 
 
 def _principal_lengths(mom: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -220,7 +356,7 @@ def morphology_table(
     *,
     spacing: float | Iterable[float] = (1, 1, 1),
     properties: str = "all",
-    surface_method: str = "marching_cubes",
+    surface_method: str = "configurations",
     sigma: float = 0.75,
 ) -> pd.DataFrame:
     """One row per particle: size, position, bounding box, shape, surface and contacts.
@@ -234,7 +370,7 @@ def morphology_table(
         Voxel size (z, y, x) in µm.
     properties : {"all", "basic"}
         ``basic`` skips the surface and shape columns (:data:`SHAPE_COLUMNS`).
-    surface_method : {"marching_cubes", "faces"}
+    surface_method : {"configurations", "marching_cubes", "faces"}
         How ``surface_area_um2`` is measured (see :func:`surface_areas`).
     sigma : float
         Gaussian smoothing in voxels of the ``marching_cubes`` surface.
@@ -274,53 +410,50 @@ def morphology_table(
     if properties not in ("all", "basic"):
         raise InputError(f"properties: expected 'all' or 'basic', got {properties!r}")
     arr = check_labels(labels, name="labels")
-    if arr.ndim == 2:
+    is_2d = arr.ndim == 2
+    if is_2d:
         arr = arr[None]
     sp = as_spacing(spacing, name="spacing")
-    seq, original = _sequential(arr)
-    n = len(original) - 1
     columns = list(BASIC_COLUMNS) + (list(SHAPE_COLUMNS) if properties == "all" else [])
+    ids, mom, boxes = _run_moments(arr)
+    n = ids.size
     if n == 0:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
 
-    mom = _moments(seq, n)
     count = mom[:, 0]
     voxel_um3 = float(np.prod(sp))
     volume = count * voxel_um3
-    cen = mom[:, 1:4] / np.maximum(count, 1.0)[:, None]
-    boxes = np.zeros((n + 1, 6), dtype=np.int64)
-    from scipy import ndimage as ndi
-
-    for i, sl in enumerate(ndi.find_objects(seq), start=1):
-        if sl is not None:
-            boxes[i] = [s.start for s in sl] + [s.stop for s in sl]
-    neighbours = np.zeros(n + 1, dtype=np.int64)
-    pairs = contact_pairs(seq)
+    cen = mom[:, 1:4] / count[:, None]
+    neighbours = np.zeros(n, dtype=np.int64)
+    pairs = contact_pairs(arr)
     if len(pairs):
-        neighbours += np.bincount(pairs.ravel(), minlength=n + 1)
+        neighbours += np.bincount(np.searchsorted(ids, pairs.ravel()), minlength=n)
+    shape = np.asarray(arr.shape)
+    on_face = (boxes[:, 3:] == shape) | (boxes[:, :3] == 0)
+    touches = on_face[:, 1:].any(axis=1) if is_2d else on_face.any(axis=1)
 
     data: dict[str, Any] = {
-        "label": original[1:].astype(np.uint32),
-        "n_voxels": count[1:].astype(np.int64),
-        "volume_um3": volume[1:],
-        "equivalent_diameter_um": np.cbrt(6.0 * volume[1:] / np.pi),
+        "label": ids.astype(np.uint32),
+        "n_voxels": count.astype(np.int64),
+        "volume_um3": volume,
+        "equivalent_diameter_um": np.cbrt(6.0 * volume / np.pi),
     }
     for k, axis in enumerate("zyx"):
-        data[f"centroid_{axis}"] = cen[1:, k]
+        data[f"centroid_{axis}"] = cen[:, k]
     for k, axis in enumerate("zyx"):
-        data[f"centroid_{axis}_um"] = cen[1:, k] * sp[k]
+        data[f"centroid_{axis}_um"] = cen[:, k] * sp[k]
     for k, key in enumerate(("bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1", "bbox_x1")):
-        data[key] = boxes[1:, k]
-    data["touches_border"] = _border_labels(seq, n)[1:]
-    data["n_neighbours"] = neighbours[1:]
+        data[key] = boxes[:, k]
+    data["touches_border"] = touches
+    data["n_neighbours"] = neighbours
     if properties == "all":
-        area = surface_areas(seq, spacing=sp, method=surface_method, sigma=sigma)[1:]
+        area = _areas_by_id(arr, ids, sp, method=surface_method, sigma=sigma, boxes=boxes)
         data["surface_area_um2"] = area
         with np.errstate(divide="ignore", invalid="ignore"):
             data["sphericity"] = np.where(
-                area > 0, np.pi ** (1 / 3) * (6 * volume[1:]) ** (2 / 3) / area, np.nan
+                area > 0, np.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area, np.nan
             )
-        axes = _principal_lengths(mom, sp)[1:]
+        axes = _principal_lengths(mom, sp)
         data["axis_major_um"] = axes[:, 0]
         data["axis_intermediate_um"] = axes[:, 1]
         data["axis_minor_um"] = axes[:, 2]

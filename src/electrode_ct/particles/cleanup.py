@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError
-from electrode_ct.measure.morphology import contact_pairs
+from electrode_ct.labels import border_labels as _border_ids
+from electrode_ct.labels import contact_pairs
 from electrode_ct.metrics.instances import check_labels
 from electrode_ct.volume import as_spacing
 
@@ -134,9 +135,7 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     if n_h == 0:
         return arr.copy()
     on_border = np.zeros(n_h + 1, dtype=bool)
-    for axis in range(arr.ndim):
-        for index in (0, -1):
-            on_border[np.unique(np.take(holes, index, axis=axis))] = True
+    on_border[_border_ids(holes)] = True
     offset = int(arr.max()) + 1
     combined = np.where(holes > 0, holes.astype(np.int64) + offset, arr.astype(np.int64))
     pairs = contact_pairs(combined)
@@ -152,10 +151,7 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
 
 def border_labels(labels: np.ndarray) -> np.ndarray:
     """Sorted ids of the particles with at least one voxel on a face of the volume."""
-    arr = check_labels(labels)
-    ids = [np.unique(np.take(arr, i, axis=a)) for a in range(arr.ndim) for i in (0, -1)]
-    out = np.unique(np.concatenate(ids))
-    return out[out > 0]
+    return _border_ids(check_labels(labels))
 
 
 def truncated_labels(labels: np.ndarray, *, fraction: float = 0.2) -> np.ndarray:
