@@ -89,7 +89,8 @@ def classify_cmd(
     params = {"model": model or "default", "method": mdl.method, "slices": slices,
               "threshold": res.summary["threshold"], "min_slices": min_slices,
               "split": split, "truth": truth}
-    prov = record(command="cracks classify", inputs={"grey": grey, "labels": labels}, parameters=params)
+    prov = record(command="cracks classify", inputs={"grey": grey, "labels": labels},
+                  parameters=params)
     out.mkdir(parents=True, exist_ok=True)
     write_table(res.table, out / "cracks.parquet", metadata=prov, csv=csv)
     write(g.with_data(res.phases).with_class_map(dict(PHASES)), out / "particle_phases.tif")

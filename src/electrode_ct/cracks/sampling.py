@@ -49,7 +49,7 @@ def slice_indices(start: int, stop: int, k: int, *, central: float = 0.8) -> np.
         raise InputError(f"central: expected a fraction in (0, 1], got {central}")
     length = stop - start
     frac = np.array([0.5]) if k == 1 else (1 - central) / 2 + central * np.arange(k) / (k - 1)
-    idx = np.floor(start + length * frac).astype(np.int64)
+    idx = np.floor(start + length * frac + 1e-9).astype(np.int64)
     return np.clip(idx, start, stop - 1)
 
 

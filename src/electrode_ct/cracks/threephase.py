@@ -4,7 +4,9 @@ Inside each healed particle mask (cracks and voids included), voxels darker than
 in-mask threshold are *flaw* (crack or void), the others *solid*; everything outside the
 masks is *exterior*. The threshold is computed once over the masks of the particles
 being split (triangle by default: the solid peak with the long dark tail of the flaws),
-on the grey volume smoothed by a small Gaussian (``sigma`` voxels) to tame the noise.
+on the grey volume (optionally smoothed by a Gaussian of ``sigma`` voxels: smoothing
+widens thin cracks and moves the triangle cut towards the solid peak, so it is off by
+default).
 Voxels in the outermost layer of a mask are flaw only when they are not part of the
 original particle labels (a crack cut out by the instance segmentation), because the
 point-spread function darkens every particle's surface.
@@ -62,7 +64,7 @@ def in_mask_threshold(values: np.ndarray, *, method: str = "triangle") -> float:
 def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                 labels: np.ndarray | None = None,
                 spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-                method: str = "triangle", sigma: float = 0.7,
+                method: str = "triangle", sigma: float = 0.0,
                 threshold: float | None = None) -> tuple[np.ndarray, pd.DataFrame, float]:
     """Split the particles ``ids`` into solid and flaw; measure their cracks.
 

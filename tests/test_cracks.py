@@ -1,0 +1,249 @@
+"""Tests of electrode_ct.cracks: 3-phase known answers, slice geometry, classifiers, models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from electrode_ct.cracks import (
+    heal_labels,
+    prepare,
+    sample_slices,
+    slice_indices,
+    three_phase,
+)
+from electrode_ct.cracks.evaluate import (
+    confusion,
+    depth_profile,
+    percent_flawed,
+    roc_auc,
+    roc_curve,
+    select_threshold,
+)
+from electrode_ct.errors import InputError, ModelError, ShapeError
+
+
+def _cracked_sphere(n=40, r=14, half_width=1, disc=10, cut=False, level=(40.0, 200.0),
+                    noise=0.0, seed=0):
+    """A sphere with a planar crack (z = c .. c + 2*half_width - 1) within a disc of radius."""
+    c = n // 2
+    z, y, x = np.mgrid[:n, :n, :n]
+    sphere = (z - c) ** 2 + (y - c) ** 2 + (x - c) ** 2 <= r * r
+    slab = (z >= c - half_width) & (z < c + half_width) & ((y - c) ** 2 + (x - c) ** 2
+                                                           <= disc * disc)
+    crack = sphere & slab
+    grey = np.where(sphere & ~crack, level[1], level[0]).astype(np.float32)
+    if noise:
+        grey += np.random.default_rng(seed).normal(0, noise, grey.shape).astype(np.float32)
+    labels = (sphere & ~crack if cut else sphere).astype(np.uint32)
+    return grey, labels, sphere, crack
+
+
+# -- 3-phase known answers ------------------------------------------------------------------
+def test_three_phase_planar_crack_known_volume():
+    grey, labels, sphere, crack = _cracked_sphere()
+    phases, tab, thr = three_phase(grey, labels, np.array([1]), spacing=0.5, sigma=0,
+                                   method="120")
+    assert thr == 120
+    assert np.array_equal(phases == 2, crack)
+    assert np.array_equal(phases == 0, ~sphere)
+    row = tab.iloc[0]
+    assert row["crack_voxels"] == crack.sum()
+    assert row["crack_volume_um3"] == pytest.approx(crack.sum() * 0.125)
+    assert row["crack_volume_fraction"] == pytest.approx(crack.sum() / sphere.sum())
+    # the crack is horizontal: normal along z, tilt 0
+    assert abs(row["crack_normal_z"]) == pytest.approx(1.0, abs=1e-6)
+    assert row["crack_tilt_deg"] == pytest.approx(0.0, abs=1e-3)
+    # two faces of the disc (top and bottom) plus the rim, in µm²
+    disc_faces = 2 * (crack[20]).sum() * 0.25
+    assert disc_faces <= row["crack_surface_um2"] <= disc_faces * 1.3
+    # crack voxels lie between 4 and 14 voxels from the surface
+    assert 2.0 < row["crack_depth_um"] < 7.0
+
+
+def test_three_phase_triangle_on_noisy_sphere_and_healing():
+    grey, cut, sphere, crack = _cracked_sphere(half_width=2, noise=15.0, cut=True)
+    healed = heal_labels(cut, width_um=2.5, spacing=0.5)
+    assert np.array_equal(healed > 0, sphere)
+    phases, tab, thr = three_phase(grey, healed, np.array([1]), labels=cut, spacing=0.5)
+    assert 40 < thr < 200
+    assert tab["crack_voxels"].iloc[0] == pytest.approx(crack.sum(), rel=0.1)
+    assert np.abs(tab["crack_normal_z"].iloc[0]) > 0.99
+
+
+# -- slice sampling geometry ------------------------------------------------------------------
+def test_slice_indices_central_80_percent():
+    idx = slice_indices(0, 100, 10)
+    assert idx.tolist() == [int(np.floor(10 + 80 * j / 9)) for j in range(10)]
+    assert slice_indices(5, 6, 3).tolist() == [5, 5, 5]
+    assert slice_indices(10, 20, 1).tolist() == [15]
+    with pytest.raises(InputError):
+        slice_indices(0, 10, 0)
+
+
+def test_sample_slices_geometry():
+    shape = (60, 40, 40)
+    z, y, x = np.mgrid[:60, :40, :40]
+    labels = np.zeros(shape, np.uint32)
+    labels[10:50, 5:25, 8:28] = 1  # a box: 40 slices along z, 20 x 20 in-plane
+    labels[(z - 30) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 36] = 2  # a small sphere
+    grey = z.astype(np.float32)  # grey = slice index
+    out = sample_slices(grey, labels, np.array([1, 2]), k=10, size=32, solid=100.0,
+                        background=0.0)
+    assert out.shape == (2, 10, 32, 32)
+    expect = 10 + slice_indices(0, 40, 10)
+    centre = out[0, :, 16, 16] * 100 + 100
+    assert np.allclose(centre, expect, atol=1e-3)
+    # the sphere is masked: corners are outside (-1), the centre inside
+    assert np.all(out[1, :, 0, 0] == -1) and np.all(out[1, :, 16, 16] > -1)
+    both = sample_slices(grey, labels, np.array([1]), k=4, axes="all", size=16, solid=100.0,
+                         background=0.0)
+    assert both.shape == (1, 12, 16, 16)
+    # along y the grey (z index) varies across the slice: rows span the box's z range
+    assert both[0, 4, 0, 8] * 100 + 100 == pytest.approx(10, abs=1.5)
+
+
+# -- evaluation -------------------------------------------------------------------------------
+def test_evaluation_against_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.random(200) < 0.3
+    s = y * 0.8 + rng.normal(0, 0.5, 200)
+    assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    fpr, tpr, _ = roc_curve(y, s)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(y, s))
+    t = select_threshold(y, s, rule="prevalence")
+    assert percent_flawed(s >= t) == pytest.approx(100 * y.mean())
+    cm = confusion(y, s >= t)
+    assert sum(cm.values()) == 200 and cm["tp"] + cm["fn"] == y.sum()
+    prof = depth_profile([1, 0, 1, 1], [1.0, 2.0, 8.0, 9.0], extent=(0, 10), bins=2)
+    assert prof["percent_flawed"].tolist() == [50.0, 100.0]
+    rev = depth_profile([1, 0, 1, 1], [1.0, 2.0, 8.0, 9.0], extent=(0, 10), bins=2,
+                        from_end=True)
+    assert rev["percent_flawed"].tolist() == [100.0, 50.0]
+
+
+# -- classifiers on phantoms ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def phantoms():
+    from electrode_ct.synth import electrode
+
+    kw = dict(voxel_size=0.5, radius_mean_um=3.0, radius_sd_um=0.7, modality="nano",
+              crack_width_um=1.0)
+    a = electrode((64, 64, 64), seed=21, **kw)
+    b = electrode((64, 64, 64), seed=22, **kw)
+    pa = prepare(a.grey.numpy(), a.particles.numpy(), spacing=a.grey.spacing)
+    pb = prepare(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing)
+    return a, b, pa, pb
+
+
+def test_known_cracked_vs_intact_descriptors():
+    # two spheres, one with a crack: the cracked one has the larger deficit and dark fraction
+    g1, l1, _, _ = _cracked_sphere(n=36, r=12, half_width=1, noise=10.0, seed=1)
+    g2, l2, _, _ = _cracked_sphere(n=36, r=12, half_width=0, noise=10.0, seed=2)
+    grey = np.concatenate([g1, g2], axis=2)
+    labels = np.concatenate([l1, l2 * 2], axis=2)
+    from electrode_ct.cracks.descriptors import particle_descriptors
+
+    d, ref = particle_descriptors(grey, labels, np.array([1, 2]), spacing=0.5)
+    assert ref.contrast > 100
+    cracked, intact = d.iloc[0], d.iloc[1]
+    for col in ("pv_deficit", "dark_fraction", "tophat_mean", "deficit_inner"):
+        assert cracked[col] > intact[col] + 0.01, col
+    assert cracked["core_rel"] < intact["core_rel"]
+
+
+def test_features_classifier_generalises(phantoms):
+    from electrode_ct.cracks import classify, train
+
+    a, b, pa, pb = phantoms
+    model = train(None, None, a.truth, prepared=pa)
+    res = classify(None, None, model=model, truth=b.truth, prepared=pb)
+    assert res.summary["auc"] > 0.8
+    assert abs(res.summary["percent_flawed"] - res.summary["percent_flawed_truth"]) < 25
+    cols = {"label", "flaw_score", "flawed", "crack_volume_um3", "crack_volume_fraction",
+            "crack_surface_um2", "crack_tilt_deg", "crack_depth_um", "reference_flawed"}
+    assert cols <= set(res.table.columns)
+    # 3-phase volume: flaw voxels only inside flawed particles
+    flawed_ids = res.table.loc[res.table["flawed"], "label"].to_numpy()
+    lab_at_flaw = pb.healed[res.phases == 2]
+    assert np.isin(lab_at_flaw, flawed_ids).all()
+
+
+def test_default_model_matches_retrained(phantoms, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from electrode_ct.cracks import DEFAULT_MODEL, classify, load_cracks_model
+    from electrode_ct.cracks.evaluate import roc_auc as auc
+
+    spec = importlib.util.spec_from_file_location(
+        "tdc", Path(__file__).parents[1] / "scripts" / "train_default_cracks_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    retrained = mod.train_default(shape=(64, 64, 64), seeds=(11,), modalities=("nano",))
+    shipped = load_cracks_model(DEFAULT_MODEL)
+    assert shipped.features == retrained.features
+    _, b, _, pb = phantoms
+    y = classify(None, None, model=shipped, truth=b.truth, prepared=pb).table
+    s_ship = shipped.score(pb.descriptors)
+    s_new = retrained.score(pb.descriptors)
+    ref = y["reference_flawed"].to_numpy()
+    assert auc(ref, s_ship) > 0.8 and auc(ref, s_new) > 0.8
+    assert abs(auc(ref, s_ship) - auc(ref, s_new)) < 0.08
+    assert np.corrcoef(s_ship, s_new)[0, 1] > 0.85
+
+
+# -- models -----------------------------------------------------------------------------------
+def test_features_model_round_trip(phantoms, tmp_path):
+    from electrode_ct.cracks import load_cracks_model, train
+
+    a, _, pa, pb = phantoms
+    model = train(None, None, a.truth, prepared=pa, estimator="boosting")
+    path = model.save(tmp_path / "f.ectmodel")
+    again = load_cracks_model(path, method="features")
+    assert np.array_equal(model.score(pb.descriptors), again.score(pb.descriptors))
+    with pytest.raises(ModelError, match="features"):
+        load_cracks_model(path, method="cnn")
+
+
+def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
+    pytest.importorskip("torch")
+    from electrode_ct.cracks import classify, load_cracks_model, train
+    from electrode_ct.cracks.cnn_model import CNNConfig, m_sweep
+
+    a, _, pa, pb = phantoms
+    cfg = CNNConfig(channels=(4, 8), epochs=2, patience=1, batch=64, seed=1)
+    model = train(None, None, a.truth, prepared=pa, method="cnn", k=4, slice_size=24,
+                  cnn_config=cfg)
+    assert model.size == 24 and model.training["epochs_run"] >= 1
+    path = model.save(tmp_path / "c.ectmodel")
+    again = load_cracks_model(path, method="cnn")
+    res1 = classify(None, None, model=model, prepared=pb)
+    res2 = classify(None, None, model=again, prepared=pb)
+    assert np.allclose(res1.table["flaw_score"], res2.table["flaw_score"], atol=1e-6)
+    assert res1.slice_prob.shape == (len(pb.ids), 4)
+    sweep = m_sweep(res1.slice_prob)
+    assert list(sweep) == [1, 2, 3, 4]
+    assert all(sweep[m] >= sweep[m + 1] for m in (1, 2, 3))
+    with pytest.raises(ModelError, match="24x24"):
+        classify(None, None, model=again, slice_size=32, prepared=pb)
+    with pytest.raises(ModelError, match="cnn"):
+        load_cracks_model(path, method="features")
+
+
+# -- bad input --------------------------------------------------------------------------------
+def test_bad_inputs(phantoms):
+    from electrode_ct.cracks import reference_flawed
+
+    _, b, _, pb = phantoms
+    with pytest.raises(InputError, match="no particles"):
+        prepare(np.zeros((8, 8, 8)), np.zeros((8, 8, 8), np.uint32))
+    with pytest.raises(ShapeError, match="differs"):
+        prepare(np.zeros((8, 8, 9)), np.ones((8, 8, 8), np.uint32))
+    with pytest.raises(InputError, match="no row"):
+        reference_flawed(b.truth.iloc[5:], pb.ids)
+    with pytest.raises(InputError, match="flawed"):
+        reference_flawed(pd.DataFrame({"label": pb.ids}), pb.ids)
