@@ -216,23 +216,47 @@ def flaw_samples(flaws: Flaws, i: int, points: np.ndarray, offsets: np.ndarray,
         Covered fraction in [0, 1].
     """
     h = float(sample_um)
-    cov = np.zeros((len(points), len(offsets)), np.float32)
+    pts = np.asarray(points, np.float32)
+    offs = np.asarray(offsets, np.float32)
+    cov = np.zeros((len(pts), len(offs)), np.float32)
     k = int(flaws.n_planes[i])
     if k > 0 and flaws.width_um[i] > 0:
         w = float(flaws.width_um[i])
         top = min(1.0, w / h)
+        normals = flaws.normals[i, :k].astype(np.float32)
+        base = pts @ normals.T - flaws.offsets_um[i, :k].astype(np.float32)  # (M, k)
+        along = offs @ normals.T  # (S, k)
         for p in range(k):
-            n = flaws.normals[i, p]
-            s = (points @ n - flaws.offsets_um[i, p])[:, None] + (offsets @ n)[None, :]
-            s = ((w + h) / 2 - np.abs(s)) / h
-            np.maximum(cov, np.clip(s, 0.0, top), out=cov, casting="unsafe")
-        at = points[:, None, :] + offsets[None, :, :]
-        cov *= (at * at).sum(axis=2) <= float(flaws.extent_um[i]) ** 2
+            s = np.abs(base[:, p, None] + along[None, :, p])
+            s -= np.float32((w + h) / 2)
+            s *= np.float32(-1 / h)
+            np.clip(s, 0.0, top, out=s)
+            np.maximum(cov, s, out=cov)
+        cov *= _square_distance(pts, offs) <= np.float32(flaws.extent_um[i] ** 2)
     for v in np.flatnonzero(flaws.void_radius_um[i] > 0):
-        at = points[:, None, :] + (offsets - flaws.void_offsets_um[i, v])[None, :, :]
-        s = (float(flaws.void_radius_um[i, v]) - np.sqrt((at * at).sum(axis=2))) / h + 0.5
-        np.maximum(cov, np.clip(s, 0.0, 1.0), out=cov, casting="unsafe")
+        s = _square_distance(pts - flaws.void_offsets_um[i, v].astype(np.float32), offs)
+        np.sqrt(s, out=s)
+        s -= np.float32(flaws.void_radius_um[i, v])
+        s *= np.float32(-1 / h)
+        s += np.float32(0.5)
+        np.clip(s, 0.0, 1.0, out=s)
+        np.maximum(cov, s, out=cov)
     return cov
+
+
+def _square_distance(points: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``|p + o|²`` for every point and offset, (M, S) float32 (one matrix product)."""
+    left = np.empty((len(points), 5), np.float32)
+    left[:, :3] = 2 * points
+    left[:, 3] = (points * points).sum(axis=1)
+    left[:, 4] = 1.0
+    right = np.empty((5, len(offsets)), np.float32)
+    right[:3] = offsets.T
+    right[3] = 1.0
+    right[4] = (offsets * offsets).sum(axis=1)
+    out = left @ right
+    np.maximum(out, 0, out=out)
+    return out
 
 
 def expected_flaw_voxels_um3(flaws: Flaws, radius_um: np.ndarray, voxel_um: float) -> np.ndarray:

@@ -151,10 +151,6 @@ def ellipsoid_shapes(rng: np.random.Generator, radii_um: np.ndarray, *,
     return shape_matrix, semi.max(axis=1)
 
 
-def _minimum_image(d: np.ndarray, box: np.ndarray, periodic: np.ndarray) -> np.ndarray:
-    return d - periodic * box * np.round(d / box)
-
-
 def _neighbour_pairs(x: np.ndarray, r: np.ndarray, tree_box: np.ndarray,
                      skin: float) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs (i < j) closer than ``r_i + r_j + skin`` (a superset).
@@ -227,43 +223,55 @@ def pack_spheres(rng: np.random.Generator, radii_um: np.ndarray, box_um: np.ndar
     target = 0.5 * max_overlap
     worst = np.inf
     it = 0
+    walls = not per.all()
     while it < max_iterations:
-        i, j = _neighbour_pairs(np.where(per, np.mod(x, box), x), r, tree_box, skin)
+        x = np.where(per, np.mod(x, box), x)
+        i, j = _neighbour_pairs(x, r, tree_box, skin)
         if len(i) == 0:
             return x, 0.0
-        d = _minimum_image(x[j] - x[i], box, per)
-        near = (d * d).sum(axis=1) < (r[i] + r[j] + skin) ** 2
-        i, j = i[near], j[near]
+        # each pair keeps the periodic image it has now for the whole neighbour-list epoch
+        # (particles move less than skin / 2 in it), so no minimum-image step per iteration
+        d = x[j] - x[i]
+        shift = -(per * box) * np.round(d / box)
+        d += shift
+        near = np.einsum("ij,ij->i", d, d) < (r[i] + r[j] + skin) ** 2
+        i, j, shift = i[near], j[near], shift[near]
         rsum = r[i] + r[j]
         rmin = np.minimum(r[i], r[j])
+        wi = r[j] ** 3 / (r[i] ** 3 + r[j] ** 3)
         moved = np.zeros(n)
         for _ in range(10):
-            d = _minimum_image(x[j] - x[i], box, per)
-            dist = np.sqrt((d * d).sum(axis=1))
+            d = x[j] - x[i]
+            d += shift
+            dist = np.sqrt(np.einsum("ij,ij->i", d, d))
             ov = rsum - dist
             worst = float((ov / rmin).max())
             if worst <= target:
-                return x, max(worst, 0.0)
-            hit = ov > 0
-            if not hit.any():
+                return np.where(per, np.mod(x, box), x), max(worst, 0.0)
+            hit = np.flatnonzero(ov > 0)
+            if not len(hit):
                 break
             # push the pair apart by its overlap (slight over-relaxation), heavier moves less
-            wi = r[j][hit] ** 3 / (r[i][hit] ** 3 + r[j][hit] ** 3)
-            unit = d[hit] / np.maximum(dist[hit], 1e-9)[:, None]
-            step = (1.02 * ov[hit] + 0.01 * rmin[hit])[:, None] * unit
-            disp = np.zeros((n, 3))
+            ih, jh = i[hit], j[hit]
+            mag = (1.02 * ov[hit] + 0.01 * rmin[hit]) / np.maximum(dist[hit], 1e-9)
+            step = d[hit] * mag[:, None]
+            back = step * wi[hit, None]
+            step -= back
+            disp = np.empty((n, 3))
             for ax in range(3):
-                disp[:, ax] -= np.bincount(i[hit], step[:, ax] * wi, minlength=n)
-                disp[:, ax] += np.bincount(j[hit], step[:, ax] * (1 - wi), minlength=n)
+                disp[:, ax] = (np.bincount(jh, step[:, ax], minlength=n)
+                               - np.bincount(ih, back[:, ax], minlength=n))
             # many simultaneous contacts: damp so the crowd does not oscillate
-            count = np.bincount(i[hit], minlength=n) + np.bincount(j[hit], minlength=n)
+            count = np.bincount(ih, minlength=n) + np.bincount(jh, minlength=n)
             disp /= np.sqrt(np.maximum(count, 1))[:, None]
             x += disp
-            x = np.where(per, np.mod(x, box), np.clip(x, lo, hi))
-            moved += np.sqrt((disp * disp).sum(axis=1))
+            if walls:
+                x = np.where(per, x, np.clip(x, lo, hi))
+            moved += np.sqrt(np.einsum("ij,ij->i", disp, disp))
             it += 1
             if moved.max() > skin / 2:
                 break
+    x = np.where(per, np.mod(x, box), x)
     return x, max(worst, 0.0)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from electrode_ct.synth.cbd import count_threshold, phase_block
+from electrode_ct.synth.cbd import at_most, count_threshold, phase_block
 from electrode_ct.synth.flaws import KINDS, Flaws, expected_flaw_voxels_um3
 from electrode_ct.synth.imaging import Preset, forward, get_preset
 from electrode_ct.synth.render import coverage_blocks, nearest_two
@@ -73,10 +73,9 @@ class Phantom:
 
 def _visible(labels: np.ndarray, d1: np.ndarray, delta: float, n: int) -> np.ndarray:
     counts = np.zeros(n + 1, np.int64)
-    d = np.float16(delta)
     for z in range(0, labels.shape[0], 16):
         lab = labels[z:z + 16]
-        counts += np.bincount(lab[d1[z:z + 16] <= d], minlength=n + 1)
+        counts += np.bincount(lab[at_most(d1[z:z + 16], delta)], minlength=n + 1)
     return counts[1:]
 
 
@@ -199,7 +198,7 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
         delta = count_threshold(d1e, p.active_fraction * n_region,
                                 where=cracks[z_lo:z_hi] == 0)
         neck = count_threshold(d12e, p.cbd_fraction * n_region,
-                               where=d1e > np.float16(delta))
+                               where=~at_most(d1e, delta))
         thresholds = {"delta_um": delta, "neck_um": neck}
     neck = thresholds["neck_um"]
     phases = np.empty(grid.shape, np.uint8)
@@ -211,7 +210,7 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
         crack = cracks[z0:z1].view(bool)
         ph[crack & (ph == 2)] = 0
         lab = labels[z0:z1]
-        lab[(d1[z0:z1] > np.float16(delta))] = 0
+        lab[~at_most(d1[z0:z1], delta)] = 0
         g = ideal[z0:z1]
         # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
         cbd = ph == 1

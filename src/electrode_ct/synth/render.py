@@ -344,6 +344,7 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
         z1 = min(nz, z0 + bz)
         sshape = (z1 - z0, ny, nx)
         fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
+        rows_of = fine.view(f"V{n_s}").reshape(-1)  # one opaque item per voxel: fast gathers
         full = np.zeros(sshape, bool)
         flaw = np.zeros(sshape, np.float32)
         rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
@@ -362,9 +363,9 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
                 grad = field.gradient(pts + parts.centers[i]) if field else None
                 u8 = _solid_samples(d.reshape(-1)[near], pts, qs[i], parts.radius_um[i],
                                     grad, offs, hs, scale=255.0, bias=0.5).astype(np.uint8)
-                rows = fine[flat]
+                rows = rows_of[flat].view(np.uint8).reshape(-1, n_s)
                 np.maximum(rows, u8, out=rows)
-                fine[flat] = rows
+                rows_of[flat] = rows.view(f"V{n_s}").reshape(-1)
             cand = flaw_candidates(flaws, i, *rel, sample_um=hs, reach_um=omax)
             if cand is None:
                 continue
@@ -381,9 +382,11 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
                 flaw_sums[i] += float(fc.sum(dtype=np.float64))
             fl = flaw.reshape(-1)
             fl[flat] = np.maximum(fl[flat], fc.mean(axis=1))
-        solid = fine.sum(axis=1, dtype=np.uint16).astype(np.float32)
+        acc = fine[:, 0].astype(np.uint16)
+        for k in range(1, n_s):
+            acc += fine[:, k]
+        solid = acc.astype(np.float32).reshape(sshape)
         solid *= np.float32(1 / (255 * n_s))
-        solid = solid.reshape(sshape)
         solid[full] = 1.0
         yield z0, z1, solid, flaw
 
@@ -391,8 +394,8 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
 def _gather(local: np.ndarray, box: tuple[int, ...], rel: tuple[np.ndarray, ...],
             origin: tuple[int, int, int], sshape: tuple[int, int, int]
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Centre-relative points (M, 3), float64, and slab flat indices of box voxels."""
+    """Centre-relative points (M, 3), float32, and slab flat indices of box voxels."""
     iz, iy, ix = np.unravel_index(local, box)
-    pts = np.stack([rel[0][iz], rel[1][iy], rel[2][ix]], axis=1).astype(np.float64)
+    pts = np.stack([rel[0][iz], rel[1][iy], rel[2][ix]], axis=1)
     flat = ((iz + origin[0]) * sshape[1] + iy + origin[1]) * sshape[2] + ix + origin[2]
     return pts, flat
