@@ -18,13 +18,19 @@ Memory is bounded by the slab size, not the volume.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from electrode_ct.synth.flaws import Flaws, flaw_candidates, flaw_samples
 from electrode_ct.synth.packing import Particles
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -114,17 +120,41 @@ def wave_field(rng: np.random.Generator, *, amplitude: float, wavelength_um: flo
                      rng.uniform(0, 2 * np.pi, modes))
 
 
+WORKERS = 2
+"""Threads used by the slab passes (numpy releases the GIL inside array operations)."""
+
+
 def slab_voxels(shape: tuple[int, int, int], block_voxels: int | None = None) -> int:
     """Slab thickness (slices) for slab-by-slab passes over a volume of ``shape``.
 
-    Default: at least 2**21 voxels and a sixteenth of the volume per slab, so the slab
-    temporaries stay below about 1.5 bytes per volume voxel for large volumes while small
-    volumes use few slabs (fewer particle/slab pairs).
+    Default: at least 2**20 voxels and a thirty-second of the volume per slab, so the
+    temporaries of the slabs in flight stay near 1 byte per volume voxel for large volumes
+    while small volumes use few slabs (fewer particle/slab pairs).
     """
     nz, ny, nx = shape
     if block_voxels is None:
-        block_voxels = max(1 << 21, nz * ny * nx // 16)
+        block_voxels = max(1 << 20, nz * ny * nx // 32)
     return max(1, min(nz, int(block_voxels) // (ny * nx)))
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None
+                ) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, in order, with at most ``workers`` in flight.
+
+    Results are consumed in order, so anything accumulated from them is deterministic.
+    """
+    workers = WORKERS if workers is None else max(1, int(workers))
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _scaled_forms(parts: Particles) -> tuple[np.ndarray, np.ndarray]:
@@ -172,7 +202,8 @@ def _local(grid: Grid, parts: Particles, i: int, lo: np.ndarray, hi: np.ndarray,
 
 
 def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin_um: float,
-                block: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                block: int | None = None, workers: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest and second-nearest particle surfaces at every voxel centre.
 
     Parameters
@@ -187,6 +218,8 @@ def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin
         How far outside a particle distances are evaluated; beyond it they are +inf.
     block : int, optional
         Slab thickness in voxels (default :func:`slab_voxels`).
+    workers : int, optional
+        Threads (default :data:`WORKERS`); slabs are independent, results identical.
 
     Returns
     -------
@@ -206,25 +239,31 @@ def nearest_two(parts: Particles, grid: Grid, *, field: WaveField | None, margin
     lo, hi = grid.sample_ranges(parts.centers, half)
     coords = (grid.coords(0), grid.coords(1), grid.coords(2))
     _, qr = _scaled_forms(parts)
-    for z0 in range(0, nz, block):
+
+    def one(z0: int) -> None:
         z1 = min(nz, z0 + block)
         d1 = np.full((z1 - z0, ny, nx), np.inf, np.float32)
         d2 = np.full_like(d1, np.inf)
         lab = labels[z0:z1]
-        rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
         for i in _block_particles(lo, hi, z0, z1):
             sl, (rz, ry, rx) = _local(grid, parts, i, lo, hi, z0, z1, coords)
+            # the roughness is the same for every particle at a voxel: added once below
             d = _surface_distance(qr[i], parts.radius_um[i], rz, ry, rx)
-            if rough is not None:
-                d += rough[sl]
             d1v, d2v = d1[sl], d2[sl]
             np.copyto(lab[sl], np.uint32(i + 1), where=d < d1v)
             far = np.maximum(d1v, d)
             np.minimum(d1v, d, out=d1v)
             np.minimum(d2v, far, out=d2v)
+        if field:
+            rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2])
+            d1 += rough
+            d2 += rough
         d1_all[z0:z1] = d1
         d1 += d2
         d12_all[z0:z1] = d1
+
+    for _ in ordered_map(one, range(0, nz, block), workers):
+        pass
     return labels, d1_all, d12_all
 
 
@@ -276,8 +315,8 @@ def _solid_samples(dc: np.ndarray, points: np.ndarray, q: np.ndarray, r: float,
 
 def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, delta_um: float,
                     flaws: Flaws, factor: int = 2, block_samples: int | None = None,
-                    flaw_sums: np.ndarray | None = None) -> Iterator[tuple[int, int, np.ndarray,
-                                                                    np.ndarray]]:
+                    flaw_sums: np.ndarray | None = None, workers: int | None = None
+                    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Solid and flaw coverage of every output voxel, from ``factor``³ sub-samples.
 
     Sub-samples are themselves anti-aliased (linear ramp over one sub-sample spacing), so
@@ -309,6 +348,9 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
     flaw_sums : ndarray of float64, shape (N,), optional
         Accumulates each particle's own flaw volume, in sub-samples (divide by
         ``factor**3`` for output voxels), over the whole grid.
+    workers : int, optional
+        Threads computing slabs ahead (default :data:`WORKERS`); slabs come out in
+        order and the results do not depend on it.
 
     Yields
     ------
@@ -340,8 +382,10 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
     else:
         bz = max(1, min(nz, int(block_samples) // (n_s * ny * nx)))
     delta = np.float32(delta_um)
-    for z0 in range(0, nz, bz):
+
+    def one(z0: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
         z1 = min(nz, z0 + bz)
+        sums = np.zeros(len(parts))
         sshape = (z1 - z0, ny, nx)
         fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
         rows_of = fine.view(f"V{n_s}").reshape(-1)  # one opaque item per voxel: fast gathers
@@ -378,8 +422,7 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
             fc = flaw_samples(flaws, i, pts, offs, hs)
             np.minimum(fc, _solid_samples(d.reshape(-1)[hit], pts, qs[i], parts.radius_um[i],
                                           grad, offs, hs), out=fc)
-            if flaw_sums is not None:
-                flaw_sums[i] += float(fc.sum(dtype=np.float64))
+            sums[i] += float(fc.sum(dtype=np.float64))
             fl = flaw.reshape(-1)
             fl[flat] = np.maximum(fl[flat], fc.mean(axis=1))
         acc = fine[:, 0].astype(np.uint16)
@@ -388,6 +431,11 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
         solid = acc.astype(np.float32).reshape(sshape)
         solid *= np.float32(1 / (255 * n_s))
         solid[full] = 1.0
+        return z0, z1, solid, flaw, sums
+
+    for z0, z1, solid, flaw, sums in ordered_map(one, range(0, nz, bz), workers):
+        if flaw_sums is not None:
+            flaw_sums += sums
         yield z0, z1, solid, flaw
 
 
