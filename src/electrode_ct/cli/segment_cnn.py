@@ -95,7 +95,7 @@ def train_cnn_cmd(
     class_names: str = typer.Option(None, "--class-names", help="Names of classes 1..K, "
                                     "comma-separated."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    threads: int = typer.Option(2, "--threads", help="CPU threads for torch."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch [2]."),
     time_limit: float = typer.Option(None, "--time-limit", help="Stop training after this "
                                      "many seconds."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),

@@ -54,3 +54,8 @@ def set_threads(n: int | None = DEFAULT_THREADS) -> None:
     """Set torch's intra-op thread count (``None`` leaves it unchanged)."""
     if n is not None:
         require_torch().set_num_threads(max(1, int(n)))
+
+
+def default_threads(n: int | None) -> int:
+    """``n``, or :data:`DEFAULT_THREADS` (looked up at call time) when ``n`` is None."""
+    return DEFAULT_THREADS if n is None else max(1, int(n))

@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import InputError, ModelError
-from electrode_ct.segment.cnn._torch import require_torch, resolve_device, set_threads
+from electrode_ct.segment.cnn._torch import (
+    default_threads,
+    require_torch,
+    resolve_device,
+    set_threads,
+)
 from electrode_ct.segment.cnn.nets import build_net
 from electrode_ct.segment.cnn.normalise import normalise
 from electrode_ct.segment.cnn.predict import predict_volume
@@ -81,7 +86,7 @@ class CNNModel:
 
     def predict_proba(self, data: np.ndarray, *, mode: str | None = None, axis: int | None = None,
                       tile: int = 512, overlap: int = 32, batch_size: int = 2,
-                      device: str = "cpu", transforms: int = 1, threads: int | None = 2,
+                      device: str = "cpu", transforms: int = 1, threads: int | None = None,
                       progress: Any = None) -> np.ndarray:
         """Class probabilities (K, z, y, x) of a grey volume (z, y, x) or image (y, x).
 
@@ -101,11 +106,11 @@ class CNNModel:
         transforms : int
             Test-time augmentation transforms averaged (1–8).
         threads : int, optional
-            Torch CPU threads.
+            Torch CPU threads (default :data:`~._torch.DEFAULT_THREADS`, 2).
         progress : callable, optional
             Wraps the plane iterator.
         """
-        set_threads(threads)
+        set_threads(default_threads(threads))
         arr = np.asarray(data)
         if arr.ndim == 2:
             arr = arr[None]

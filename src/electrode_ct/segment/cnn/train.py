@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import ConfigError, InputError, ShapeError
-from electrode_ct.segment.cnn._torch import require_torch, resolve_device, set_threads
+from electrode_ct.segment.cnn._torch import (
+    default_threads,
+    require_torch,
+    resolve_device,
+    set_threads,
+)
 from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
 from electrode_ct.segment.cnn.nets import ARCH_DEFAULTS
 from electrode_ct.segment.cnn.normalise import NORMALISATIONS, normalise, robust_stats
@@ -79,8 +84,8 @@ class TrainConfig:
         Random seed (patches, augmentation, initial weights).
     device : {"cpu", "cuda"}
         Compute device.
-    threads : int
-        Torch CPU threads.
+    threads : int, optional
+        Torch CPU threads (default :data:`~._torch.DEFAULT_THREADS`, 2).
     time_limit_s : float, optional
         Stop after this many seconds of training (wall clock).
     """
@@ -111,7 +116,7 @@ class TrainConfig:
     normalisation: str = "image"
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = 2
+    threads: int | None = None
     time_limit_s: float | None = None
 
     def arch_record(self) -> dict[str, Any]:
@@ -447,7 +452,7 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     cfg = config or TrainConfig()
     cfg.check()
     t0, c0 = time.perf_counter(), time.process_time()
-    set_threads(cfg.threads)
+    set_threads(default_threads(cfg.threads))
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
