@@ -77,8 +77,8 @@ def _inputs(out: Path, *, seed: int) -> None:
     if not (inputs / "operando/state_2/grey.tif").exists():
         from electrode_ct.synth import operando_series
 
-        series = operando_series((64, 112, 112), states=3, voxel_size=0.5, active_fraction=0.5,
-                                 cbd_fraction=0.1, radius_mean_um=4.0, radius_sd_um=0.8,
+        series = operando_series((64, 128, 128), states=3, voxel_size=0.5, active_fraction=0.5,
+                                 cbd_fraction=0.1, radius_mean_um=3.2, radius_sd_um=0.6,
                                  cracked_fraction=0.3, crack_width_um=0.5, seed=seed)
         for i, ph in enumerate(series):
             ph.save(inputs / f"operando/state_{i}")

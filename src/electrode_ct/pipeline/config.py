@@ -110,8 +110,8 @@ class CracksStep(_Strict):
 
     enabled: bool = False
     method: Literal["features", "cnn"] = "features"
-    model: str | None = None
-    threshold: float = 0.4
+    model: str | None = Field(None, description="Cracks model file; default: the shipped one.")
+    threshold: float | None = Field(None, description="Score threshold; default: the model's.")
 
 
 class MetricsStep(_Strict):

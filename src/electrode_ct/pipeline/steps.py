@@ -303,8 +303,8 @@ def step_metrics(run: Run) -> StepResult:
 
 
 def step_cracks(run: Run) -> StepResult:
-    """Per-particle flaw classification of every measured state."""
-    from electrode_ct.cracks import classify_particles
+    """Per-particle flaw classification and 3-phase particles of every measured state."""
+    from electrode_ct.cracks import classify
 
     p = run.cfg.steps.cracks
     outputs, summary = {}, {}
@@ -313,11 +313,14 @@ def step_cracks(run: Run) -> StepResult:
             continue
         i = int(key.split("_")[1])
         lab = particle_labels(run, i)
-        table, info = classify_particles(grey_input(run, i), lab, model=p.model,
-                                         method=p.method, threshold=p.threshold)
+        res = classify(grey_input(run, i), lab, spacing=lab.spacing, model=p.model,
+                       method=p.method, threshold=p.threshold)
         outputs[f"cracks_{i}"] = str(write_table(
-            table, run.path(f"tables/cracks_{i}.parquet"), csv=True).relative_to(run.out))
-        summary[f"state_{i}"] = info
+            res.table, run.path(f"tables/cracks_{i}.parquet"), csv=True).relative_to(run.out))
+        outputs[f"particle_phases_{i}"] = _save(
+            run, lab.with_data(res.phases).with_class_map({"exterior": 0, "solid": 1, "flaw": 2}),
+            f"volumes/particle_phases_{i}{_ext(run)}")
+        summary[f"state_{i}"] = res.summary
     return StepResult(outputs, summary)
 
 
@@ -351,5 +354,6 @@ def step_stats(run: Run) -> StepResult:
         frames.append(summarise(tables, column=col, reference=reference, subsets=subsets,
                                 subset_name=f"depth_{axis}"))
     stats = pd.concat(frames, ignore_index=True)
+    stats["subset"] = stats["subset"].astype(str)  # "all" beside bin numbers
     rel = str(write_table(stats, run.path("tables/stats.parquet"), csv=True).relative_to(run.out))
     return StepResult({"stats": rel}, {"column": col, "rows": len(stats)})

@@ -66,9 +66,10 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
         sec.figure(orthoslices(arr, overlay=par.numpy(), overlay_kind="particles",
                                spacing=g.spacing, title="Orthoslices with particles"),
                    alt="orthoslices with particles")
-    seg = steps.get("segment", {}).get("summary", {}).get("state_0", {})
-    sec.figure(histogram(arr, thresholds=seg.get("thresholds")),
-               alt="histogram with thresholds")
+    if inp.get("grey"):
+        seg = steps.get("segment", {}).get("summary", {}).get("state_0", {})
+        sec.figure(histogram(arr, thresholds=seg.get("thresholds")),
+                   alt="histogram with thresholds")
     return [sec]
 
 
@@ -146,22 +147,20 @@ def _radial(out: Path, man: dict[str, Any]) -> list[Section]:
     keys = sorted((k for k in outs if k.startswith("radial_")), key=lambda k: int(k[7:]))
     if not keys:
         return []
+    from electrode_ct.report.great2_plots import radial_profile_plot
     from electrode_ct.stats import aggregate_radial
 
-    sec = Section("Radial grey-level profiles (GREAT2)")
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    frames = []
     for k in keys:
         agg = aggregate_radial(read_table(out / outs[k]))
-        x = agg["layer"] if "layer" in agg else agg.iloc[:, 0]
-        mean = agg["mean"].to_numpy()
-        se = agg["se"].to_numpy() if "se" in agg else np.zeros_like(mean)
-        ax.plot(x, mean, label=f"state {k[7:]}")
-        ax.fill_between(x, mean - 2 * se, mean + 2 * se, alpha=0.25)
-    ax.set_xlabel("layer (voxels from the surface)")
-    ax.set_ylabel("normalised grey level")
-    ax.legend()
-    ax.set_title("Mean normalised radial profile ± 2 SE")
-    sec.figure(fig, alt="radial profiles")
+        agg["state"] = int(k[7:])
+        frames.append(agg)
+    sec = Section("Radial grey-level profiles (GREAT2)")
+    sec.figure(radial_profile_plot(pd.concat(frames, ignore_index=True), k=2.0,
+                                   title="mean normalised radial profile per state, ±2 SE"),
+               alt="radial profiles")
+    sec.text("Layer 1 is the particle surface shell; grey levels are normalised per particle "
+             "(surface layer 0, brightest layer 1).", note=True)
     return [sec]
 
 
@@ -180,24 +179,14 @@ def _stats(out: Path, man: dict[str, Any]) -> list[Section]:
     outs = man.get("steps", {}).get("stats", {}).get("outputs", {})
     if "stats" not in outs:
         return []
+    from electrode_ct.report.great2_plots import state_plot
+
     st = read_table(out / outs["stats"])
     sec = Section("Population statistics")
-    allrows = st[st["grouping"] == "all"] if "grouping" in st else st
-    if len(allrows) > 1:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-        axes[0].errorbar(allrows["state"], allrows["I_mean"], yerr=2 * allrows["SE_tot"],
-                         marker="o", capsize=4)
-        axes[0].set_xlabel("state")
-        axes[0].set_ylabel("Ī (mean of particle means)")
-        axes[0].set_title("Ī ± 2 SE_tot")
-        if "dI" in allrows:
-            axes[1].errorbar(allrows["state"], allrows["dI"], yerr=2 * allrows["dI_SE_tot"],
-                             marker="o", capsize=4, color="#d04040")
-            axes[1].axhline(0, color="grey", lw=1)
-            axes[1].set_xlabel("state")
-            axes[1].set_ylabel("ΔĪ vs reference")
-            axes[1].set_title("ΔĪ_prist ± 2 SE_tot (tracked particles)")
-        sec.figure(fig, alt="operando statistics")
+    if st["state"].nunique() > 1:
+        sec.figure(state_plot(st, value="I_mean", k=2.0), alt="mean grey level per state")
+        if "dI" in st:
+            sec.figure(state_plot(st, value="dI", k=2.0), alt="change vs reference per state")
     sec.table(st, max_rows=40)
     return [sec]
 
@@ -210,8 +199,11 @@ def _provenance(man: dict[str, Any]) -> list[Section]:
     sec.table(man.get("versions", {}))
     sec.text("Every parameter and input hash is in provenance.json beside this report.",
              note=True)
-    sec.parts.append("<pre>" + json.dumps(man.get("config", {}), indent=1)[:4000]
-                     .replace("&", "&amp;").replace("<", "&lt;") + "</pre>")
+    import html as _html
+
+    sec.parts.append("<details><summary>configuration</summary><pre>"
+                     + _html.escape(json.dumps(man.get("config", {}), indent=1))
+                     + "</pre></details>")
     return [sec]
 
 
