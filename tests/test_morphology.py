@@ -19,10 +19,11 @@ def ball(radius: float, pad: int = 3, offset: float = 0.3) -> np.ndarray:
     return ((z**2 + y**2 + x**2) <= radius**2).astype(np.uint32)
 
 
-@pytest.mark.parametrize("radius", [15, 20])
-def test_sphere_volume_area_sphericity(radius):
+@pytest.mark.parametrize(("radius", "method"), [(15, "configurations"), (20, "configurations"),
+                                                (15, "marching_cubes")])
+def test_sphere_volume_area_sphericity(radius, method):
     spacing = 0.5
-    tab = morphology_table(ball(radius), spacing=spacing)
+    tab = morphology_table(ball(radius), spacing=spacing, surface_method=method)
     r_um = radius * spacing
     row = tab.iloc[0]
     assert abs(row.volume_um3 / (4 / 3 * np.pi * r_um**3) - 1) < 0.01
@@ -47,6 +48,42 @@ def test_anisotropic_ellipsoid_axes_and_area():
     area = 4 * np.pi * (((a * b) ** p + (a * c) ** p + (b * c) ** p) / 3) ** (1 / p)
     assert abs(row.surface_area_um2 / area - 1) < 0.03
     assert row.elongation == pytest.approx(1.5, rel=0.03)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 1.0)])
+def test_configurations_match_marching_cubes_on_touching_blobs(spacing):
+    # smooth, touching, border-cut particles: the one-pass estimate follows the
+    # per-particle marching cubes (which counts contact faces for both particles too)
+    rng = np.random.default_rng(4)
+    z, y, x = np.ogrid[:42, :44, :46]
+    lab = np.zeros((42, 44, 46), np.uint32)
+    centres = [(cz, cy, cx) for cz in (10, 31) for cy in (11, 33) for cx in (11, 33)]
+    for i, c in enumerate(centres, start=1):  # neighbours overlap by ~1-3 voxels
+        c = np.asarray(c) + rng.uniform(-1.5, 1.5, 3)
+        r = rng.uniform(10.5, 12.5)
+        lab[(z - c[0]) ** 2 + (y - c[1]) ** 2 + ((x - c[2]) * 1.1) ** 2 <= r * r] = i
+    conf = surface_areas(lab, spacing=spacing)
+    mc = surface_areas(lab, spacing=spacing, method="marching_cubes")
+    present = np.flatnonzero(mc)
+    assert np.array_equal(present, np.flatnonzero(conf))
+    assert len(present) == 8 and (lab[[0, -1]] > 0).any()  # some cut by the border
+    assert np.allclose(conf[present], mc[present], rtol=0.03)
+
+
+def test_configuration_weights_unbiased_over_orientations():
+    from electrode_ct.measure.morphology import (
+        _fibonacci_normals,
+        _plane_frequencies,
+        configuration_weights,
+    )
+
+    for sp in [(1.0, 1.0, 1.0), (1.0, 0.5, 0.5)]:
+        w = configuration_weights(sp)
+        assert w[0] == 0 and w[255] == 0
+        est = _plane_frequencies(_fibonacci_normals(777), np.array(sp)) @ w
+        assert abs(est.mean() - 1) < 0.005 and est.std() < 0.03
+        # a plane seen from either side (particle/background, or two touching particles)
+        assert np.allclose(w, w[255 - np.arange(256)], atol=1e-9)
 
 
 def test_faces_method_staircase_bias():
@@ -86,6 +123,26 @@ def test_matches_regionprops_and_neighbours_and_border():
     assert by.loc[5, "n_neighbours"] == 1 and by.loc[9, "n_neighbours"] == 1
     assert by.loc[3, "n_neighbours"] == 0
     assert bool(by.loc[3, "touches_border"]) and not bool(by.loc[5, "touches_border"])
+
+
+def test_compacted_ids_2d_and_row_order(monkeypatch):
+    import electrode_ct.measure.morphology as morph
+
+    lab = np.zeros((12, 14, 16), np.uint32)
+    lab[1:5, 2:9, 3:7] = 4_000_000_000
+    lab[6:11, 3:13, 2:15] = 17
+    lab[0:3, 10:14, 9:16] = 3
+    dense = morph.morphology_table(lab, spacing=(1, 2, 3))
+    assert dense.label.tolist() == [3, 17, 4_000_000_000]  # sorted ids
+    monkeypatch.setattr(morph, "DENSE_IDS", 4)  # force the id-compaction path
+    assert morph.morphology_table(lab, spacing=(1, 2, 3)).equals(dense)
+    # a 2-D image: only its four edges are a border
+    img = np.zeros((10, 10), np.uint8)
+    img[3:6, 3:6] = 1
+    img[0:2, 4:6] = 2
+    tab = morphology_table(img, properties="basic")
+    assert tab.touches_border.tolist() == [False, True]
+    assert tab.n_neighbours.tolist() == [0, 0]
 
 
 def test_basic_skips_shape_and_empty_and_errors():

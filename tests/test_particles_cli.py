@@ -8,20 +8,23 @@ import numpy as np
 
 from electrode_ct.io import read, write, write_table
 from electrode_ct.measure import morphology_table
-from electrode_ct.particles.phantom import cracked_packing
+from electrode_ct.synth import electrode
 from electrode_ct.volume import Volume
 
 
 def test_particles_cli_heals_and_compares(tmp_path, run_cli):
-    ph = cracked_packing((48, 48, 48), n_particles=14, radius=(6, 9), seed=2)
-    write(ph.volume(), tmp_path / "phases.tif")
-    write(Volume(ph.truth), tmp_path / "truth.tif")
+    ph = electrode((64, 64, 64), voxel_size=0.5, radius_mean_um=5.0, radius_sd_um=1.0,
+                   active_fraction=0.45, cbd_fraction=0.05, crack_kinds=("radial",),
+                   crack_width_um=0.75, seed=3)
+    truth = np.where(ph.phases.numpy() == 2, ph.particles.numpy(), 0).astype(np.uint32)
+    write(ph.phases, tmp_path / "phases.tif")
+    write(Volume(truth), tmp_path / "truth.tif")
     code, out, err = run_cli("particles", tmp_path / "phases.tif", tmp_path / "lab.tif",
-                             "--heal-cracks-um", "2", "--json")
+                             "--heal-cracks-um", "1", "--json")
     assert code == 0, err
     res = json.loads(out)
     assert {"n_particles", "n_border", "n_removed"} <= res.keys()
-    assert res["n_particles"] == ph.truth.max()
+    assert abs(res["n_particles"] - len(ph.truth)) <= 2
     lab = read(tmp_path / "lab.tif")
     assert lab.dtype == np.uint32 and lab.class_map is None
     code, out, err = run_cli("compare-instances", tmp_path / "lab.tif", tmp_path / "truth.tif",
@@ -30,7 +33,7 @@ def test_particles_cli_heals_and_compares(tmp_path, run_cli):
     m = json.loads(out)
     for key in ("precision", "recall", "f1", "ap50", "ap", "splits", "merges", "n_pred", "n_ref"):
         assert key in m
-    assert m["ap50"] >= 0.95 and m["splits"] == 0 and "slices" in m
+    assert m["ap50"] >= 0.9 and m["splits"] <= 1 and "slices" in m
     code, out, _ = run_cli("particles", tmp_path / "phases.tif", tmp_path / "lab2.tif",
                            "--remove-border", "touch", "--min-volume-um3", "50", "--json")
     res2 = json.loads(out)
@@ -55,19 +58,47 @@ def test_particles_cli_errors(tmp_path, run_cli):
 
 
 def test_psd_and_coco_cli(tmp_path, run_cli):
-    ph = cracked_packing((32, 32, 32), n_particles=8, radius=(5, 7), seed=0)
-    table = morphology_table(ph.truth, spacing=0.5, properties="basic")
+    ph = electrode((32, 32, 32), voxel_size=0.5, radius_mean_um=2.5, seed=0)
+    table = morphology_table(ph.particles.numpy(), spacing=0.5, properties="basic")
     write_table(table, tmp_path / "t.parquet")
-    code, out, err = run_cli("psd", tmp_path / "t.parquet", "--min-diameter-um", "1", "--json",
+    code, out, err = run_cli("psd", tmp_path / "t.parquet", "--min-diameter-um", "0.5", "--json",
                              "--plot", tmp_path / "psd.png")
     assert code == 0, err
     d = json.loads(out)
     assert d["n_particles"] == len(table) and d["d50_um"] > 0
     assert (tmp_path / "psd.png").exists()
-    write(Volume(ph.grey), tmp_path / "g.tif")
-    write(Volume(ph.truth), tmp_path / "l.tif")
+    write(ph.grey, tmp_path / "g.tif")
+    write(ph.particles, tmp_path / "l.tif")
     code, out, err = run_cli("coco", tmp_path / "g.tif", tmp_path / "l.tif", tmp_path / "coco",
                              "--axis", "y", "--val", "0.25", "--json")
     assert code == 0, err
     res = json.loads(out)
     assert res["n_val_images"] > 0 and (tmp_path / "coco" / "val" / "annotations.json").exists()
+
+
+def test_particles_cli_triplanar_planes(tmp_path, run_cli):
+    # two balls fused by a thick neck: one body for the distance transform, but the
+    # slice-wise instance predictions (here the truth, stacked) put the cut between them
+    z, y, x = np.ogrid[:24, :24, :40]
+    truth = np.zeros((24, 24, 40), np.uint8)
+    truth[(z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2 <= 81] = 1
+    truth[(z - 12) ** 2 + (y - 12) ** 2 + (x - 20) ** 2 <= 81] = 2
+    write(Volume((truth > 0).astype(np.uint8)), tmp_path / "p.tif")
+    write(Volume(truth), tmp_path / "t.tif")
+    planes = [tmp_path / "t.tif"] * 3
+    code, out, err = run_cli("particles", tmp_path / "p.tif", tmp_path / "o.tif", "--phase", "1",
+                             "--method", "triplanar", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n_particles"] == 1
+    code, out, err = run_cli("particles", tmp_path / "p.tif", tmp_path / "o.tif", "--phase", "1",
+                             "--method", "triplanar", "--planes", *planes, "--json")
+    assert code == 0, err
+    assert json.loads(out)["n_particles"] == 2
+    code, _, err = run_cli("particles", tmp_path / "p.tif", tmp_path / "o2.tif", "--phase", "1",
+                           "--planes", *planes)
+    assert code == 2 and "triplanar" in err and not (tmp_path / "o2.tif").exists()
+    write(Volume(truth[:, :, :30]), tmp_path / "small.tif")
+    code, _, err = run_cli("particles", tmp_path / "p.tif", tmp_path / "o2.tif", "--phase", "1",
+                           "--method", "triplanar", "--planes", tmp_path / "small.tif",
+                           tmp_path / "t.tif", tmp_path / "t.tif")
+    assert code == 2 and "shape" in err

@@ -21,6 +21,29 @@ def _axis(text: str) -> int:
     return _AXES[key]
 
 
+def _read_planes(
+    planes: tuple[str | None, ...] | None, *, method: str, shape: tuple[int, ...]
+) -> list[np.ndarray] | None:
+    """Read the three ``--planes`` volumes (XY, XZ, YZ), checking method and shapes."""
+    from electrode_ct.io import read
+
+    paths = [p for p in (planes or ()) if p is not None]
+    if not paths:
+        return None
+    if method != "triplanar":
+        raise InputError(f"--planes: only used with --method triplanar, got --method {method}")
+    if len(paths) != 3:
+        raise InputError(f"--planes: expected 3 volumes (XY XZ YZ), got {len(paths)}")
+    arrays = []
+    for name, path in zip(("XY", "XZ", "YZ"), paths, strict=True):
+        arr = read(path).numpy()
+        if arr.shape != tuple(shape):
+            raise ShapeError(f"{path}: {name} plane predictions of shape {arr.shape} differ "
+                             f"from the phases' shape {tuple(shape)}")
+        arrays.append(arr)
+    return arrays
+
+
 @app.command("particles")
 def particles_cmd(
     phases: str = typer.Argument(..., help="Phase label volume (or particle probability map)."),
@@ -39,6 +62,12 @@ def particles_cmd(
     method: str = typer.Option("distance", "--method", help="distance | triplanar | boundary"),
     boundary: str = typer.Option(
         None, "--boundary", help="Boundary-probability volume (method boundary)."
+    ),
+    planes: tuple[str, str, str] | None = typer.Option(
+        None, "--planes",
+        help="Method triplanar: three volumes XY XZ YZ of slice-wise 2-D predictions made "
+        "along z, y and x and stacked back into (z, y, x) (instance labels or foreground "
+        "probabilities).",
     ),
     min_volume: float = typer.Option(
         0.0, "--min-volume-um3", help="Remove particles smaller than this (µm³)."
@@ -73,11 +102,12 @@ def particles_cmd(
         bnd = read(boundary).numpy()
         if bnd.shape != vol.shape:
             raise ShapeError(f"{boundary}: shape {bnd.shape} differs from {phases} {vol.shape}")
+    plane_arrays = _read_planes(planes, method=method, shape=vol.shape)
     info(f"separating particles of {phases} ({method})")
     labels, stats = separate_particles(
         vol.numpy(), phase=phase, class_map=cmap, spacing=vol.spacing, heal_cracks_um=heal,
-        h=h, method=method, boundary=bnd, min_volume_um3=min_volume, compactness=compactness,
-        return_info=True,
+        h=h, method=method, boundary=bnd, planes=plane_arrays, min_volume_um3=min_volume,
+        compactness=compactness, return_info=True,
     )
     n_border = int(border_labels(labels).size)
     n_removed_border = 0
@@ -86,6 +116,7 @@ def particles_cmd(
         labels = relabel_sequential(drop_border(labels, rule=remove_border))
         n_removed_border = before - int(labels.max())
     meta = {"particles": {"method": method, "phase": phase, "heal_cracks_um": heal,
+                          "planes": list(planes) if plane_arrays is not None else None,
                           "h_um": stats["h_um"], "min_volume_um3": min_volume,
                           "remove_border": remove_border}}
     out_vol = vol.with_data(labels.astype(np.uint32), **meta).with_class_map(None)
