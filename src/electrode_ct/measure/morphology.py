@@ -1,9 +1,14 @@
 """Per-particle morphology table: size, position, shape, surface, contacts.
 
-One row per particle label. The cheap columns (voxel counts, centroids, second moments,
-bounding boxes, border flags, contacts) come from a few vectorised passes over the
-volume (``bincount`` over labels, processed in z-slabs to bound memory); only the
-default surface-area method visits each particle, on its own small bounding-box crop.
+One row per particle label, no per-particle loop on the default path:
+
+- counts, centroids, second moments and bounding boxes from the x-runs of the label
+  volume (:func:`electrode_ct.labels.label_runs`, z-slabs): closed-form sums per run,
+  ``bincount`` over runs; ids are used as they are (compacted only when very large);
+- contacts from face-adjacent label pairs (:func:`electrode_ct.labels.contact_pairs`);
+- surface area from weighted 2×2×2 local configurations of every label in one pass
+  (:func:`configuration_weights`); per-particle marching cubes and face counting remain
+  available as ``surface_method``.
 """
 
 from __future__ import annotations
