@@ -20,6 +20,8 @@ _KEY_VALUES = _KEY_BITS.view(np.float16)
 
 
 def count_threshold(values: np.ndarray, count: float, *, where: np.ndarray | None = None,
+                    exclude: np.ndarray | None = None,
+                    above: tuple[np.ndarray, float] | None = None,
                     block: int = 1 << 20) -> float:
     """Smallest float16 ``t`` with at least ``count`` of ``values <= t`` (within ``where``).
 
@@ -34,6 +36,11 @@ def count_threshold(values: np.ndarray, count: float, *, where: np.ndarray | Non
         Number of values wanted below or at the threshold.
     where : ndarray of bool, optional
         Values to consider (same shape).
+    exclude : ndarray of bool or uint8, optional
+        Values to leave out where non-zero (same shape).
+    above : (ndarray of float16, float), optional
+        Consider only values whose companion in the array is above the number (same
+        shape). The masks are applied chunk by chunk (no full-size temporaries).
     block : int
         Elements per chunk (bounds the temporary memory, about 9 bytes each).
 
@@ -47,11 +54,19 @@ def count_threshold(values: np.ndarray, count: float, *, where: np.ndarray | Non
         return float("-inf")
     flat = values.reshape(-1).view(np.uint16)
     wflat = None if where is None else where.reshape(-1)
+    xflat = None if exclude is None else exclude.reshape(-1).view(np.uint8)
+    other = None if above is None else above[0].reshape(-1)
     bits = np.zeros(1 << 16, np.int64)
     for s in range(0, flat.size, block):
         k = flat[s:s + block]
-        if wflat is not None:
-            k = k[wflat[s:s + block]]
+        keep = None if wflat is None else wflat[s:s + block].copy()
+        if xflat is not None:
+            keep = xflat[s:s + block] == 0 if keep is None else keep & (xflat[s:s + block] == 0)
+        if other is not None:
+            up = ~at_most(other[s:s + block], above[1])
+            keep = up if keep is None else keep & up
+        if keep is not None:
+            k = k[keep]
         bits += np.bincount(k, minlength=1 << 16)
     hist = bits[_KEY_BITS]
     cum = np.cumsum(hist)

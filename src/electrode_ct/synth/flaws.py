@@ -142,6 +142,21 @@ def draw_flaws(rng: np.random.Generator, radius_um: np.ndarray, *, width_um: flo
                  void_offsets_um=vpos, void_radius_um=vrad)
 
 
+def flaw_reach_um(flaws: Flaws, i: int) -> float:
+    """Radius (µm, around the particle centre) that contains all of particle ``i``'s flaws
+    (0 when it has none)."""
+    if not flaws.active[i]:
+        return 0.0
+    reach = 0.0
+    if flaws.n_planes[i] > 0 and flaws.width_um[i] > 0:
+        reach = float(flaws.extent_um[i])
+    voids = flaws.void_radius_um[i] > 0
+    if voids.any():
+        far = np.linalg.norm(flaws.void_offsets_um[i], axis=1) + flaws.void_radius_um[i]
+        reach = max(reach, float(far[voids].max()))
+    return reach
+
+
 def flaw_candidates(flaws: Flaws, i: int, zc: np.ndarray, yc: np.ndarray, xc: np.ndarray, *,
                     sample_um: float, reach_um: float) -> np.ndarray | None:
     """Voxels (centres on a grid) that a flaw of particle ``i`` may partly cover.

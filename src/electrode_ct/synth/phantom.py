@@ -173,62 +173,69 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
     timings["thresholds"] = time.perf_counter() - t0 - sum(timings.values())
 
     preset = get_preset(p.modality, snr=p.snr, noise=p.noise, **p.imaging)
-    # the ideal grey volume is kept quantised (level × 65535) in the grey output itself
-    # (16 bits) and imaged in place, so it costs no extra memory
-    ideal = np.empty(grid.shape, np.uint16)
+    # one uint16 buffer holds the flaw coverage (× 65535), then the ideal grey levels,
+    # then (16 bits) the grey output itself, so neither costs extra memory
+    buf = np.empty(grid.shape, np.uint16)
     cracks = np.empty(grid.shape, np.uint8)
     flaw_sum = np.zeros(n)
     nz, ny, nx = grid.shape
     q = np.float32(65535)
-    level = _particle_levels(scene, preset, n)
-    for z0, z1, solid, flaw in coverage_blocks(parts, grid, field=scene.roughness,
-                                               delta_um=delta, flaws=flaws,
-                                               factor=p.supersample, flaw_sums=flaw_sum):
+    for z0, z1, _, flaw in coverage_blocks(parts, grid, field=scene.roughness, delta_um=delta,
+                                           flaws=flaws, factor=p.supersample,
+                                           flaw_sums=flaw_sum, solid=False):
         cracks[z0:z1] = flaw >= 0.5
-        solid -= flaw
-        solid *= level[labels[z0:z1]]
-        solid += np.float32(preset.pore)
-        solid *= q
-        np.rint(solid, out=solid)
-        ideal[z0:z1] = solid
-    timings["coverage"] = time.perf_counter() - t0 - sum(timings.values())
+        flaw *= q
+        np.rint(flaw, out=flaw)
+        buf[z0:z1] = flaw
+    timings["flaws"] = time.perf_counter() - t0 - sum(timings.values())
     if thresholds["neck_um"] is None:
         # exact targets now that the flaw voxels (pore) are known; the surface moves by a
         # few hundredths of a voxel at most, far below the PSF
         delta = count_threshold(d1e, p.active_fraction * n_region,
-                                where=cracks[z_lo:z_hi] == 0)
-        neck = count_threshold(d12e, p.cbd_fraction * n_region,
-                               where=~at_most(d1e, delta))
+                                exclude=cracks[z_lo:z_hi])
+        neck = count_threshold(d12e, p.cbd_fraction * n_region, above=(d1e, delta))
         thresholds = {"delta_um": delta, "neck_um": neck}
     neck = thresholds["neck_um"]
     phases = np.empty(grid.shape, np.uint8)
-    cbd_gain = (preset.cbd - preset.pore) / (preset.active - preset.pore)
-    top = float(preset.active) * 65535
     for z0 in range(0, nz, 16):
         z1 = min(nz, z0 + 16)
         ph = phase_block(d1[z0:z1], d12[z0:z1], delta, neck)
         crack = cracks[z0:z1].view(bool)
         ph[crack & (ph == 2)] = 0
         lab = labels[z0:z1]
-        lab[~at_most(d1[z0:z1], delta)] = 0
-        g = ideal[z0:z1]
-        # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
-        cbd = ph == 1
-        gc = g[cbd].astype(np.float32)
-        g[cbd] = np.rint(gc + cbd_gain * np.maximum(top - gc, 0))
         coll = ~region[z0:z1]
         if coll.any():
             ph[coll] = 3
-            g[coll] = round(preset.collector * 65535)
-            lab[coll] = 0
             cracks[z0:z1][coll] = 0
         phases[z0:z1] = ph
+        out = ~at_most(d1[z0:z1], delta)
+        out[coll] = True
+        lab[out] = 0
+    del d1, d12, d1e, d12e
     timings["phases"] = time.perf_counter() - t0 - sum(timings.values())
 
-    grey = forward(ideal, grid=grid, preset=preset, bits=p.bits,
+    cbd_gain = np.float32((preset.cbd - preset.pore) / (preset.active - preset.pore))
+    # active-pore contrast per particle (index + 1; label 0: the preset's), see
+    # Preset.particle_sd; voxels outside the particles' surfaces take the preset's
+    level = _particle_levels(scene, preset, n)
+    for z0, z1, solid, _ in coverage_blocks(parts, grid, field=scene.roughness, delta_um=delta,
+                                            flaws=None, factor=p.supersample):
+        solid -= buf[z0:z1] * np.float32(1 / 65535)
+        ph = phases[z0:z1]
+        # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
+        np.add(solid, cbd_gain * (1 - solid), out=solid, where=ph == 1)
+        solid *= level[labels[z0:z1]]
+        solid += np.float32(preset.pore)
+        solid[ph == 3] = preset.collector
+        solid *= q
+        np.rint(solid, out=solid)
+        buf[z0:z1] = solid
+    timings["coverage"] = time.perf_counter() - t0 - sum(timings.values())
+
+    grey = forward(buf, grid=grid, preset=preset, bits=p.bits,
                    seed=p.seed if noise_seed is None else noise_seed, shading=scene.shading,
-                   out=ideal if p.bits == 16 else None)
-    del ideal
+                   out=buf if p.bits == 16 else None)
+    del buf
     timings["imaging"] = time.perf_counter() - t0 - sum(timings.values())
 
     truth, labels = _truth(labels, flaw_sum / p.supersample**3, flaws, ids, state, p.voxel_size)

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from electrode_ct.synth.flaws import Flaws, flaw_candidates, flaw_samples
+from electrode_ct.synth.flaws import Flaws, flaw_candidates, flaw_reach_um, flaw_samples
 from electrode_ct.synth.packing import Particles
 
 T = TypeVar("T")
@@ -314,9 +314,10 @@ def _solid_samples(dc: np.ndarray, points: np.ndarray, q: np.ndarray, r: float,
 
 
 def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, delta_um: float,
-                    flaws: Flaws, factor: int = 2, block_samples: int | None = None,
-                    flaw_sums: np.ndarray | None = None, workers: int | None = None
-                    ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+                    flaws: Flaws | None, factor: int = 2, block_samples: int | None = None,
+                    flaw_sums: np.ndarray | None = None, workers: int | None = None,
+                    solid: bool = True) -> Iterator[tuple[int, int, np.ndarray | None,
+                                                          np.ndarray]]:
     """Solid and flaw coverage of every output voxel, from ``factor``³ sub-samples.
 
     Sub-samples are themselves anti-aliased (linear ramp over one sub-sample spacing), so
@@ -338,8 +339,8 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
         Surface roughness (µm), the same as in :func:`nearest_two`.
     delta_um : float
         Global surface offset: a sample is solid where ``d1 <= delta_um``.
-    flaws : Flaws
-        Flaws of the scene's particles.
+    flaws : Flaws or None
+        Flaws of the scene's particles (None: no flaw coverage, all zeros).
     factor : int
         Supersampling factor per axis (1 to 4).
     block_samples : int, optional
@@ -351,12 +352,15 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
     workers : int, optional
         Threads computing slabs ahead (default :data:`WORKERS`); slabs come out in
         order and the results do not depend on it.
+    solid : bool
+        Compute the solid coverage; False: flaws only (only the flawed particles are
+        visited, ``solid`` is None), e.g. to know the crack truth before the phases.
 
     Yields
     ------
     z0, z1 : int
         Output slab ``[z0, z1)``.
-    solid : ndarray of float32, shape (z1 - z0, ny, nx)
+    solid : ndarray of float32, shape (z1 - z0, ny, nx), or None
         Fraction of each voxel inside any particle (flaws included).
     flaw : ndarray of float32
         Fraction of each voxel inside a flaw (crack or void) of a particle.
@@ -383,33 +387,46 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
         bz = max(1, min(nz, int(block_samples) // (n_s * ny * nx)))
     delta = np.float32(delta_um)
 
-    def one(z0: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+    def one(z0: int) -> tuple[int, int, np.ndarray | None, np.ndarray, np.ndarray]:
         z1 = min(nz, z0 + bz)
         sums = np.zeros(len(parts))
         sshape = (z1 - z0, ny, nx)
-        fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
-        rows_of = fine.view(f"V{n_s}").reshape(-1)  # one opaque item per voxel: fast gathers
-        full = np.zeros(sshape, bool)
         flaw = np.zeros(sshape, np.float32)
-        rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
-        for i in _block_particles(lo, hi, z0, z1):
+        todo = _block_particles(lo, hi, z0, z1)
+        if solid:
+            fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
+            rows_of = fine.view(f"V{n_s}").reshape(-1)  # one opaque item per voxel
+            full = np.zeros(sshape, bool)
+            rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
+        else:
+            todo = todo[flaws.active[todo]] if flaws is not None else todo[:0]
+        for i in todo:
             sl, rel = _local(grid, parts, i, lo, hi, z0, z1, coords)
+            if not solid:  # flaws only: the box around the flaws is enough
+                sl, rel = _crop(sl, rel, flaw_reach_um(flaws, i) + hs / 2 + omax)
+                if min(len(r) for r in rel) == 0:
+                    continue
             d = _surface_distance(qr[i], parts.radius_um[i], *rel)
-            if rough is not None:
-                d += rough[sl]
+            if field is not None:
+                d += rough[sl] if solid else field.evaluate(
+                    coords[0][z0 + sl[0].start:z0 + sl[0].stop], coords[1][sl[1]],
+                    coords[2][sl[2]])
             d -= delta
             b = np.float32(band[i])
-            full[sl] |= d <= -b
-            near = np.flatnonzero(np.abs(d) < b)
             origin = (sl[0].start, sl[1].start, sl[2].start)
-            if len(near):
-                pts, flat = _gather(near, d.shape, rel, origin, sshape)
-                grad = field.gradient(pts + parts.centers[i]) if field else None
-                u8 = _solid_samples(d.reshape(-1)[near], pts, qs[i], parts.radius_um[i],
-                                    grad, offs, hs, scale=255.0, bias=0.5).astype(np.uint8)
-                rows = rows_of[flat].view(np.uint8).reshape(-1, n_s)
-                np.maximum(rows, u8, out=rows)
-                rows_of[flat] = rows.view(f"V{n_s}").reshape(-1)
+            if solid:
+                full[sl] |= d <= -b
+                near = np.flatnonzero(np.abs(d) < b)
+                if len(near):
+                    pts, flat = _gather(near, d.shape, rel, origin, sshape)
+                    grad = field.gradient(pts + parts.centers[i]) if field else None
+                    u8 = _solid_samples(d.reshape(-1)[near], pts, qs[i], parts.radius_um[i],
+                                        grad, offs, hs, scale=255.0, bias=0.5).astype(np.uint8)
+                    rows = rows_of[flat].view(np.uint8).reshape(-1, n_s)
+                    np.maximum(rows, u8, out=rows)
+                    rows_of[flat] = rows.view(f"V{n_s}").reshape(-1)
+            if flaws is None:
+                continue
             cand = flaw_candidates(flaws, i, *rel, sample_um=hs, reach_um=omax)
             if cand is None:
                 continue
@@ -425,18 +442,32 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
             sums[i] += float(fc.sum(dtype=np.float64))
             fl = flaw.reshape(-1)
             fl[flat] = np.maximum(fl[flat], fc.mean(axis=1))
+        if not solid:
+            return z0, z1, None, flaw, sums
         acc = fine[:, 0].astype(np.uint16)
         for k in range(1, n_s):
             acc += fine[:, k]
-        solid = acc.astype(np.float32).reshape(sshape)
-        solid *= np.float32(1 / (255 * n_s))
-        solid[full] = 1.0
-        return z0, z1, solid, flaw, sums
+        cover = acc.astype(np.float32).reshape(sshape)
+        cover *= np.float32(1 / (255 * n_s))
+        cover[full] = 1.0
+        return z0, z1, cover, flaw, sums
 
-    for z0, z1, solid, flaw, sums in ordered_map(one, range(0, nz, bz), workers):
+    for z0, z1, cover, flaw, sums in ordered_map(one, range(0, nz, bz), workers):
         if flaw_sums is not None:
             flaw_sums += sums
-        yield z0, z1, solid, flaw
+        yield z0, z1, cover, flaw
+
+
+def _crop(sl: tuple[slice, slice, slice], rel: tuple[np.ndarray, ...], reach: float
+          ) -> tuple[tuple[slice, ...], tuple[np.ndarray, ...]]:
+    """Restrict a particle box (slab slices, ascending relative coordinates) to the
+    samples within ``reach`` µm of the centre along every axis."""
+    out_sl, out_rel = [], []
+    for s, r in zip(sl, rel, strict=True):
+        a, b = np.searchsorted(r, -reach), np.searchsorted(r, reach, side="right")
+        out_sl.append(slice(s.start + a, s.start + b))
+        out_rel.append(r[a:b])
+    return tuple(out_sl), tuple(out_rel)
 
 
 def _gather(local: np.ndarray, box: tuple[int, ...], rel: tuple[np.ndarray, ...],
