@@ -85,10 +85,13 @@ PRESETS: dict[str, Preset] = {
                     shading=0.0),
     # SegmentPy NMC532 nano-CT, expert labels: CBD at 0.25 of the pore-active contrast;
     # phase interiors σ ≈ 0.4 of the contrast but pixel noise only ≈ 0.03: smooth
-    # intensity variation dominates; broad edges and bright halos (Zernike phase contrast).
-    "nano": Preset(pore=0.30, cbd=0.38, active=0.70, collector=0.60, psf_sigma_vox=1.2,
+    # intensity variation dominates (shading σ 0.40 matches the pore interiors); particle
+    # means spread by 0.32 of the contrast (shading gives 0.30, particle_sd 0.2 the
+    # rest); broad edges and bright halos (Zernike phase contrast). Levels sit mid-range
+    # so the ±4.5σ tails do not clip (docs/synth.md, "Presets and their calibration").
+    "nano": Preset(pore=0.36, cbd=0.415, active=0.58, collector=0.525, psf_sigma_vox=1.2,
                    snr=15.0, noise_corr_vox=1.5, fringe=0.25, cupping=0.0, rings=0.0,
-                   shading=0.35, shading_um=3.0),
+                   shading=0.40, shading_um=3.0, particle_sd=0.2),
 }
 """Imaging presets by modality name."""
 
