@@ -35,7 +35,8 @@ def phantom():
 def trained(phantom):
     truth, grey = phantom
     scr = simulate_scribbles(truth, coverage=0.08, n_slices=4, style="uniform", seed=1)
-    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], **FAST)
+    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], auto_context=True,
+                            **FAST)
     return model, scr
 
 

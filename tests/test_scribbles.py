@@ -13,6 +13,7 @@ from electrode_ct.errors import InputError
 from electrode_ct.segment.scribbles import (
     correction_scribbles,
     coverage_of,
+    interior,
     scribble_slices,
     simulate_scribbles,
 )
@@ -117,3 +118,27 @@ def test_cli_roundtrip_train_predict(tmp_path, run_cli, three_phase_phantom):
     assert "Traceback" not in err and not (tmp_path / "m2.model").exists()
     code, _, err = run_cli("segment", "predict", tmp_path / "none.model", img, seg)
     assert code == 2 and "no such model file" in err
+
+
+def test_perclass_margin_adapts_to_thin_phase():
+    # a 2-px shell between two wide phases: no pixel is 3 px from its border, yet the
+    # careful user must still paint it, and the wide phases keep their 3-px margin
+    ref = np.zeros((64, 64), np.uint8)
+    ref[:, 33:] = 2
+    ref[:, 31:33] = 1
+    s = simulate_scribbles(ref, coverage=0.1, style="perclass", seed=3)
+    counts = np.bincount(s.ravel(), minlength=4)
+    assert counts[2] > 0 and counts[1] > 0 and counts[3] > 0
+    dist = ndi.distance_transform_edt(ref == 0)
+    assert dist[s == 1].min() > 3
+    assert np.all(ref[s == 2] == 1)
+
+
+def test_interior_picks_largest_margin_that_fits():
+    mask = np.zeros((40, 40), bool)
+    mask[5:35, 5:35] = True
+    dist = ndi.distance_transform_edt(mask)
+    assert np.array_equal(interior(mask, border_px=3, need=10), dist > 3)
+    # needing more than the 3-px interior (576 px) relaxes to margin 2 (676 px)
+    assert np.array_equal(interior(mask, border_px=3, need=600), dist > 2)
+    assert interior(mask, border_px=3, need=10_000).sum() == mask.sum()

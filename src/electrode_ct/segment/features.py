@@ -53,14 +53,14 @@ NORMALISATIONS: tuple[str, ...] = ("percentile", "none")
 _SMOOTHING_ONLY_SCALES = (0.3,)
 
 DEFAULT_FEATURES: tuple[tuple[str, float], ...] = (
-    ("gaussian", 0.7), ("gaussian", 1.6), ("gaussian", 3.5),
-    ("log", 1.0), ("log", 3.5),
-    ("ggm", 1.0), ("ggm", 3.5),
-    ("dog", 1.6), ("dog", 5.0),
-    ("hge", 1.6),
-    ("ste", 1.0),
+    ("gaussian", 1.0), ("gaussian", 1.6), ("log", 1.6),
+    ("gaussian", 3.5), ("log", 3.5), ("dog", 3.5), ("hge", 3.5),
+    ("gaussian", 5.0), ("hge", 5.0),
 )
-"""The compact default set (feature, σ) — see ``docs/forest.md`` for how it was chosen."""
+"""The compact default set (feature, σ): the most important filters of the full bank by
+mean decrease in impurity, measured on real nano-CT (SegmentPy, 2-D) and micro-CT (NREL,
+3-D) scribbles, near-duplicates dropped and scales shared (each σ's Gaussian derivatives
+are computed once) — see ``docs/forest.md``."""
 
 FEATURE_SETS: dict[str, tuple[tuple[str, float], ...]] = {
     "default": DEFAULT_FEATURES,
@@ -81,16 +81,16 @@ class FeatureConfig:
         (filter, σ in voxels) pairs, in output order.
     mode : {"3d", "2d"}
         3-D filters, or per 2-D z slice.
-    normalise : {"none", "percentile"}
-        Per-image intensity normalisation applied before filtering: ``percentile`` maps the
-        0.5 and 99.5 percentiles of the image to 0 and 1 (for models applied to scans of
-        another bit depth or calibration; it shifts with the phase fractions, so it is off
-        by default).
+    normalise : {"percentile", "none"}
+        Per-image intensity normalisation applied before filtering: ``percentile`` (default)
+        maps the 0.5 and 99.5 percentiles of the image to 0 and 1, so a model transfers to
+        slices or scans whose grey levels drift (measured: +0.05 mean IoU on SegmentPy
+        sub-volume A, neutral on C); ``none`` uses the grey values as they are.
     """
 
     features: tuple[tuple[str, float], ...] = DEFAULT_FEATURES
     mode: str = "3d"
-    normalise: str = "none"
+    normalise: str = "percentile"
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -146,7 +146,7 @@ class FeatureConfig:
 
 
 def parse_features(text: str | Iterable[str] | None, *, mode: str = "3d",
-                   normalise: str = "none") -> FeatureConfig:
+                   normalise: str = "percentile") -> FeatureConfig:
     """Build a :class:`FeatureConfig` from a set name or ``filter:σ`` items.
 
     Parameters

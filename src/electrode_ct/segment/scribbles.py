@@ -5,7 +5,8 @@ A simulated user paints brush strokes (smooth random curves, 1–3 voxels brush 
 cover ``coverage`` of those slices' pixels:
 
 - ``perclass``: a careful user: the same share of strokes per class, each stroke kept
-  inside its class and away from class borders;
+  inside its class and away from class borders (the margin shrinks for a phase too thin
+  to hold its share, e.g. a 2-px carbon-binder shell, so every class gets strokes);
 - ``uniform``: strokes placed anywhere, each pixel labelled with the reference class.
 
 Scribble values are 1..K for the reference classes in increasing value order (0 =
@@ -89,6 +90,39 @@ def _paint(rng: np.random.Generator, allowed: np.ndarray, target: int,
     return np.concatenate(picked)[:target]
 
 
+def interior(mask: np.ndarray, *, border_px: float, need: int) -> np.ndarray:
+    """Pixels of ``mask`` as far from its border as a thin phase allows.
+
+    The margin is the largest of ``border_px``, ``border_px − 1``, … 0 pixels that still
+    leaves ``need`` pixels (a careful user keeps away from borders, but a 2-px thin shell
+    has no pixel 3 px from its border: it is then painted closer to — at worst on — it).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        bool (y, x) pixels of one class.
+    border_px : float
+        Preferred minimum distance (pixels) from other classes.
+    need : int
+        Number of pixels the strokes should cover.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool mask, a subset of ``mask`` (the whole mask when even margin 1 is too thin).
+    """
+    dist = ndi.distance_transform_edt(mask)
+    # pixels per integer margin: counts[m] = number with dist > m (one histogram, no loop)
+    top = int(np.ceil(border_px))
+    hist = np.bincount(np.minimum(np.ceil(dist[mask]).astype(np.int64), top + 1),
+                       minlength=top + 2)
+    above = np.cumsum(hist[::-1])[::-1]  # above[m] = pixels with ceil(dist) >= m
+    for m in range(top, 0, -1):  # at most border_px + 1 candidates
+        if above[m + 1] >= need:
+            return dist > min(float(m), float(border_px))
+    return mask.copy()
+
+
 def simulate_scribbles(
     reference: np.ndarray,
     *,
@@ -116,7 +150,9 @@ def simulate_scribbles(
     slices : sequence of int, optional
         Explicit z slices (overrides ``n_slices``).
     border_px : int
-        ``perclass``: minimum distance (pixels) of strokes from other classes.
+        ``perclass``: preferred minimum distance (pixels) of strokes from other classes;
+        reduced for a class too thin to give its share at that distance (see
+        :func:`interior`), so every class present on a slice gets strokes.
 
     Returns
     -------
@@ -168,12 +204,9 @@ def simulate_scribbles(
             share = target // max(len(present), 1)
             extra = target - share * len(present)
             for i, v in enumerate(present):
-                cls = sl == v
-                inner = ndi.distance_transform_edt(cls) > border_px
-                if inner.sum() < share:  # thin class: relax the border
-                    inner = ndi.distance_transform_edt(cls) > 1 if (
-                        ndi.distance_transform_edt(cls) > 1).sum() >= share else cls
-                pix = _paint(rng, inner, share + (extra if i == 0 else 0), taken)
+                want = share + (extra if i == 0 else 0)
+                inner = interior(sl == v, border_px=border_px, need=want)
+                pix = _paint(rng, inner, want, taken)
                 taken[pix] = True
                 plane[pix] = lut[v]
         out[z] = plane.reshape(sl.shape)
