@@ -223,7 +223,8 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
     top = float(np.iinfo(dtype).max)
     sig = max(preset.psf_sigma_vox, preset.noise_corr_vox, 0.5)
     halo = int(np.ceil(4 * sig)) + 1
-    block = max(slab_voxels(ideal.shape) if block is None else int(block), halo)
+    # default: twice the render slab (the halo costs 2 × halo / block extra filtering)
+    block = max(2 * slab_voxels(ideal.shape) if block is None else int(block), halo)
     rad = _radial((ny, nx))
     rmax = max(float(rad.max()), 1.0)
     profile = None
