@@ -27,28 +27,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from electrode_ct.metrics.compare import compare
 from electrode_ct.segment.features import compute_features, parse_features
 from electrode_ct.segment.forest import train_forest
 from electrode_ct.segment.scribbles import simulate_scribbles
 
-ROOT = Path(__file__).resolve().parents[1]
-SEGMENTPY = ROOT / "tests" / "data" / "segmentpy_nmc_nanoct"
-SUBVOLUMES = {"A": [1, 100, 200, 300, 400], "C": [394, 470, 546, 622, 698, 774]}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _segmentpy import PHASE_MAP, load_subvolume, phases  # noqa: E402
+
 PLAIN = {"intensity": True, "edges": True, "texture": True, "sigma_min": 1, "sigma_max": 16}
-
-
-def load_segmentpy(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Grey slice and reference remapped to 0 pore, 1 CBD, 2 NMC (CBD = brighter of 1/2)."""
-    img = tifffile.imread(SEGMENTPY / f"{n}.tif").astype(np.float32)
-    lab = tifffile.imread(SEGMENTPY / f"{n}_label.tif")
-    cbd = 1 if img[lab == 1].mean() > img[lab == 2].mean() else 2
-    ref = np.full(lab.shape, 2, np.uint8)
-    ref[lab == cbd] = 1
-    ref[lab == 3 - cbd] = 0
-    return img, ref
 
 
 def plain_forest(img, scr, tests, seed):
@@ -66,28 +54,44 @@ def plain_forest(img, scr, tests, seed):
 
 
 def segmentpy(quick: bool) -> dict:
+    """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
+
+    The training slice is the central one of each sub-volume (``scribble_slices(n, 1)``);
+    scribbles hold the training values 1 pore, 2 cbd, 3 active.
+    """
+    from electrode_ct.segment.scribbles import scribble_slices
+
     res: dict = {}
     coverages = [0.1] if quick else [0.1, 0.25]
-    for name, slices in SUBVOLUMES.items():
-        data = {n: load_segmentpy(n) for n in slices}
-        img, ref = data[slices[0]]
-        tests = slices[1:3] if quick else slices[1:]
+    for name in ("A", "C"):
+        sv = load_subvolume(name)
+        train = sv.slices[int(scribble_slices(len(sv.slices), 1)[0])]
+        ref = sv.labels[train]
+        tests = [n for n in sv.slices if n != train][: 2 if quick else None]
         for cov in coverages:
             for style in ("perclass", "uniform"):
                 scr = simulate_scribbles(ref, coverage=cov, style=style, seed=0)
+                scr = np.unique(ref)[np.maximum(scr.astype(int) - 1, 0)] * (scr > 0)
+                scr = scr.astype(np.uint8)
                 t0 = time.perf_counter()
-                model = train_forest(img, scr, seed=0)
-                ours = [model.predict(data[n][0]).labels[0] - 1 for n in tests]
+                model = train_forest(sv.images[train], scr, seed=0,
+                                     n_trees=50 if quick else 100)
+                ours = [model.predict(sv.images[n]).labels[0] for n in tests]
                 t_ours = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                plain = [p - 1 for p in plain_forest(img, scr, [data[n][0] for n in tests], 0)]
+                plain = plain_forest(sv.images[train], scr, [sv.images[n] for n in tests], 0)
                 t_plain = time.perf_counter() - t0
-                iou_o = [compare(p, data[n][1])["iou"] for p, n in zip(ours, tests, strict=True)]
-                iou_p = [compare(p, data[n][1])["iou"] for p, n in zip(plain, tests, strict=True)]
+
+                def ious(preds, tests=tests, sv=sv):
+                    return [compare(phases(p), phases(sv.labels[n]), class_map=PHASE_MAP)["iou"]
+                            for p, n in zip(preds, tests, strict=True)]
+
+                iou_o, iou_p = ious(ours), ious(plain)
                 mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
                 mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
                 res[f"{name}_{style}_{int(cov * 100)}"] = {
-                    "train_slice": slices[0], "test_slices": tests,
+                    "train_slice": train, "test_slices": tests,
+                    "label_mapping": {str(k): v for k, v in sv.mapping.items()},
                     "mean_iou_ours": mo, "mean_iou_plain": mp, "gain": mo - mp,
                     "iou_ours_per_class": {k: float(np.mean([d[k] for d in iou_o]))
                                            for k in iou_o[0]},
@@ -98,6 +102,42 @@ def segmentpy(quick: bool) -> dict:
                     "top_features": dict(list(model.report["feature_importance"].items())[:8]),
                 }
     return res
+
+
+def importance() -> dict:
+    """Mean decrease in impurity per filter of the ``full`` bank (basis of the default set).
+
+    50-tree forests on 10 % perclass/uniform scribbles of every SegmentPy slice (2-D) and on
+    the NREL crop's ilastik scribbles (3-D); a filter's channels are summed, then averaged
+    over the trainings. Not run by default (``--sections importance``).
+    """
+    from electrode_ct.data import nmc_microct
+    agg: dict[str, list[float]] = {}
+
+    def add(imp: dict[str, float]) -> None:
+        tot: dict[str, float] = {}
+        for name, v in imp.items():
+            key = "_".join(name.split("_")[:2])
+            tot[key] = tot.get(key, 0.0) + v
+        for k, v in tot.items():
+            agg.setdefault(k, []).append(v)
+
+    full2 = parse_features("full", mode="2d")
+    for name in ("A", "C"):
+        sv = load_subvolume(name)
+        for n in sv.slices:
+            for style in ("perclass", "uniform"):
+                scr = simulate_scribbles(sv.labels[n], coverage=0.1, style=style, seed=0)
+                scr = (np.unique(sv.labels[n])[np.maximum(scr.astype(int) - 1, 0)]
+                       * (scr > 0)).astype(np.uint8)
+                m = train_forest(sv.images[n], scr, features=full2, n_trees=50, seed=0)
+                add(m.report["feature_importance"])
+    grey, scr = nmc_microct()
+    m = train_forest(grey, scr, features=parse_features("full", mode="3d"), n_trees=50, seed=0)
+    add(m.report["feature_importance"])
+    mean = {k: float(np.mean(v)) for k, v in agg.items()}
+    return {"n_trainings": len(next(iter(agg.values()))),
+            "mean_importance": dict(sorted(mean.items(), key=lambda kv: -kv[1]))}
 
 
 def nrel() -> dict:
@@ -129,24 +169,35 @@ def _phantom(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def speed(quick: bool) -> dict:
+    """Features + prediction throughput (Mvoxel/s), with same-run references."""
     import os
+
+    from scipy import ndimage as ndi
 
     n = 64 if quick else 96
     truth, grey = _phantom(n)
     scr = simulate_scribbles(truth, coverage=0.05, n_slices=5, seed=0)
     out = {"shape": [n, n, n], "cores": os.cpu_count()}
-    for name in ("default", "full"):
-        cfg = parse_features(name, mode="3d")
-        for ac in (True, False):
-            model = train_forest(grey, scr, features=cfg, auto_context=ac, seed=0)
-            t0 = time.perf_counter()
-            model.predict(grey)
-            dt = time.perf_counter() - t0
-            out[f"{name}{'' if ac else '_single_stage'}_mvoxel_per_s"] = grey.size / dt / 1e6
+    t0 = time.perf_counter()
+    ndi.gaussian_filter(grey, 1.0)
+    out["reference_scipy_gaussian_sigma1_mvoxel_per_s"] = grey.size / (
+        time.perf_counter() - t0) / 1e6
+    variants = {"default": ("default", {}),
+                "default_auto_context": ("default", {"auto_context": True}),
+                "default_30_trees": ("default", {"n_trees": 30}),
+                "full": ("full", {})}
+    for key, (fset, kw) in variants.items():
+        cfg = parse_features(fset, mode="3d")
+        model = train_forest(grey, scr, features=cfg, seed=0, **kw)
+        t0 = time.perf_counter()
+        model.predict(grey)
+        out[f"{key}_mvoxel_per_s"] = grey.size / (time.perf_counter() - t0) / 1e6
+    for fset in ("default", "full"):
+        cfg = parse_features(fset, mode="3d")
         t0 = time.perf_counter()
         compute_features(grey, cfg)
-        out[f"{name}_features_only_mvoxel_per_s"] = grey.size / (time.perf_counter() - t0) / 1e6
-        out[f"{name}_n_features"] = cfg.n_features
+        out[f"{fset}_features_only_mvoxel_per_s"] = grey.size / (time.perf_counter() - t0) / 1e6
+        out[f"{fset}_n_features"] = cfg.n_features
     return out
 
 
@@ -157,7 +208,8 @@ from forest import _phantom
 from electrode_ct.segment.forest import train_forest
 from electrode_ct.segment.scribbles import simulate_scribbles
 truth, grey = _phantom(48)
-model = train_forest(grey, simulate_scribbles(truth, coverage=0.05, n_slices=5), seed=0)
+model = train_forest(grey, simulate_scribbles(truth, coverage=0.05, n_slices=5), seed=0,
+                     n_trees={trees})
 big = np.tile(grey, (11, 11, 11))[:{n}, :{n}, :{n}].copy()
 t = time.perf_counter()
 p = model.predict(big, uncertainty=True)
@@ -166,11 +218,16 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, dt, big.si
 """
 
 
-def memory(n: int) -> dict:
-    code = _MEM_CHILD.format(bench=str(Path(__file__).parent), n=n)
+def memory(n: int, trees: int = 10) -> dict:
+    """Peak RSS of a default-feature prediction of an n³ float32 volume (subprocess).
+
+    Memory is set by the block buffers and the outputs, not by the number of trees, so a
+    10-tree model keeps the run short on a shared machine (time is for that model).
+    """
+    code = _MEM_CHILD.format(bench=str(Path(__file__).parent), n=n, trees=trees)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     gb, dt, size = (float(v) for v in r.stdout.split()[-3:])
-    return {"shape": [n] * 3, "peak_rss_gb": gb, "time_s": dt,
+    return {"shape": [n] * 3, "peak_rss_gb": gb, "time_s": dt, "n_trees": trees,
             "mvoxel_per_s": size / dt / 1e6}
 
 
@@ -181,7 +238,12 @@ def variability_section(quick: bool) -> dict:
     from electrode_ct.segment.watershed import seeded_watershed
 
     out: dict = {}
-    truth_ph, grey_ph = _phantom(48 if quick else 64, seed=1)
+    from electrode_ct.synth import electrode
+
+    n_ph = 48 if quick else 64
+    ph = electrode((n_ph, n_ph, n_ph), voxel_size=0.5, radius_mean_um=3.0, seed=1)
+    truth_ph = ph.phases.numpy().astype(np.uint8)
+    grey_ph = ph.grey.numpy().astype(np.float32)
     g_nrel, _ = nmc_microct()
     cases = {"nrel": (g_nrel.numpy().astype(np.float32), None, 1),
              "phantom": (grey_ph, truth_ph, 2)}
@@ -228,7 +290,8 @@ def variability_section(quick: bool) -> dict:
                     [compare(s, truth)["mean_iou"] for s in segs]))
             res[mname] = entry
         out[case] = res
-    out["phantom_source"] = "benchmark-constructed spheres phantom (electrode_ct.synth not ready)"
+    out["phantom_source"] = (f"electrode_ct.synth.electrode(({n_ph},)*3, voxel_size=0.5, "
+                             "radius_mean_um=3.0, seed=1)")
     return out
 
 
@@ -242,6 +305,8 @@ def main() -> None:
     t0 = time.perf_counter()
     if "segmentpy" in secs:
         out["segmentpy"] = segmentpy(args.quick)
+    if "importance" in secs:
+        out["importance"] = importance()
     if "nrel" in secs:
         out["nrel"] = nrel()
     if "speed" in secs:
