@@ -28,7 +28,24 @@ def _phantom(shape, seed, modality, width=0.5):
                      modality=modality, seed=seed, cracked_fraction=0.3, crack_width_um=width)
 
 
-def run(quick: bool = False) -> dict:
+def _cnn(a, b, pa, pb, y_b, t_prep, size, cnn_cfg) -> dict:
+    from electrode_ct.cracks import classify, train
+
+    t0 = time.perf_counter()
+    cm = train(None, None, a.truth, prepared=pa, method="cnn", k=10, slice_size=size,
+               cnn_config=cnn_cfg)
+    t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rc = classify(None, None, model=cm, truth=b.truth, prepared=pb)
+    t_cnn = time.perf_counter() - t0
+    return {"auc": rc.summary["auc"], "percent_flawed": rc.summary["percent_flawed"],
+            "percent_flawed_error_pp": rc.summary["percent_flawed"] - 100 * y_b.mean(),
+            "particles_per_s": len(pb.ids) / (t_prep + t_cnn),
+            "train_s": t_train, "epochs_run": cm.training["epochs_run"],
+            "slice_size": size, "percent_flawed_vs_m": rc.summary["percent_flawed_vs_m"]}
+
+
+def run(quick: bool = False, cnn: bool = True) -> dict:
     from electrode_ct.cracks import classify, prepare, reference_flawed, train
     from electrode_ct.cracks.cnn_model import CNNConfig
     from electrode_ct.cracks.evaluate import roc_auc, select_threshold
@@ -40,6 +57,7 @@ def run(quick: bool = False) -> dict:
                         batch=128, seed=0)
     size = 32 if quick else 64
     out: dict = {"shape": list(shape), "voxel_size_um": 0.5, "cracked_fraction": 0.3,
+                 "cnn": cnn,
                  "crack_width_um": 0.5, "quick": quick, "presets": {}}
     for modality in ("micro", "nano"):
         a, b = _phantom(shape, 101, modality), _phantom(shape, 102, modality)
@@ -72,18 +90,8 @@ def run(quick: bool = False) -> dict:
             "percent_flawed_at_0_5": float(100 * (r.table["flaw_score"] >= 0.5).mean()),
             "particles_per_s": len(pb.ids) / (t_prep + t_cls),
             "time_s": t_prep + t_cls}
-        t0 = time.perf_counter()
-        cm = train(None, None, a.truth, prepared=pa, method="cnn", k=10, slice_size=size,
-                   cnn_config=cnn_cfg)
-        t_train = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        rc = classify(None, None, model=cm, truth=b.truth, prepared=pb)
-        t_cnn = time.perf_counter() - t0
-        res["cnn"] = {"auc": rc.summary["auc"], "percent_flawed": rc.summary["percent_flawed"],
-                      "percent_flawed_error_pp": rc.summary["percent_flawed"] - 100 * y_b.mean(),
-                      "particles_per_s": len(pb.ids) / (t_prep + t_cnn),
-                      "train_s": t_train, "epochs_run": cm.training["epochs_run"],
-                      "slice_size": size, "percent_flawed_vs_m": rc.summary["percent_flawed_vs_m"]}
+        if cnn:
+            res["cnn"] = _cnn(a, b, pa, pb, y_b, t_prep, size, cnn_cfg)
         # crack volume fraction, cracks >= 1 voxel wide, on the truly cracked particles
         w = _phantom(shape, 103, modality, width=1.0)
         pw = prepare(w.grey.numpy(), w.particles.numpy(), spacing=w.grey.spacing)
@@ -109,4 +117,6 @@ def run(quick: bool = False) -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    print(json.dumps(run(quick=ap.parse_args().quick), indent=1, default=float))
+    ap.add_argument("--skip-cnn", action="store_true", help="features classifier only")
+    args = ap.parse_args()
+    print(json.dumps(run(quick=args.quick, cnn=not args.skip_cnn), indent=1, default=float))
