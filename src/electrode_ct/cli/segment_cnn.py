@@ -83,7 +83,7 @@ def train_cnn_cmd(
     batch_size: int = typer.Option(None, "--batch-size", help="Patches per step [8]."),
     lr: float = typer.Option(None, "--lr", help="Initial learning rate [2e-3]."),
     schedule: str = typer.Option(None, "--schedule", help="cosine | step | constant."),
-    channels: int = typer.Option(None, "--channels", help="Base channels (lrcs 16, unet 16)."),
+    channels: int = typer.Option(None, "--channels", help="Base channels [8]."),
     depth: int = typer.Option(None, "--depth", help="Pooling levels [3]."),
     kernel: int = typer.Option(None, "--kernel", help="Kernel size (lrcs 5, unet 3)."),
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience in "

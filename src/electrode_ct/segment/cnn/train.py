@@ -148,10 +148,11 @@ class TrainConfig:
             raise ConfigError(f"learning rate {self.lr} / floor {self.lr_floor}: expected > 0")
 
 
-DEFAULT_SIZES: dict[str, dict[str, int]] = {"lrcs": {"channels": 16}}
-"""Sizes of the default models where they differ from the published ones: an LRCS-Net with
-16 base channels predicts ~2× faster on CPU than with 32 at similar accuracy on nano-CT
-slices (see docs/cnn.md)."""
+DEFAULT_SIZES: dict[str, dict[str, int]] = {"lrcs": {"channels": 8}, "unet": {"channels": 8}}
+"""Sizes of the default models where they differ from :data:`~.nets.ARCH_DEFAULTS`: with 8
+base channels an LRCS-Net (5×5) predicts ~2.5× faster on CPU than with 16 and ~5× faster than
+the published 32, at the same one-slice accuracy on nano-CT within run-to-run noise
+(measured in ``benchmarks/cnn.py``; see docs/cnn.md)."""
 
 
 @dataclass
@@ -368,13 +369,20 @@ def class_weights(planes: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
     return (w / w.mean()).astype(np.float32)
 
 
-def learning_rate(epoch: int, cfg: TrainConfig) -> float:
-    """Learning rate of a 0-based epoch under the configured schedule."""
+def learning_rate(epoch: int, cfg: TrainConfig, *, elapsed_s: float | None = None) -> float:
+    """Learning rate of a 0-based epoch under the configured schedule.
+
+    With a ``time_limit_s``, the cosine schedule follows whichever is further along: the
+    epochs or the elapsed training time (``elapsed_s``, seconds), so a time-limited run
+    still anneals before it is cut.
+    """
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
         return max(cfg.lr * cfg.step_gamma ** (epoch // cfg.step_epochs), cfg.lr_floor)
     t = epoch / max(1, cfg.epochs - 1)
+    if cfg.time_limit_s and elapsed_s is not None:
+        t = min(1.0, max(t, elapsed_s / cfg.time_limit_s))
     return cfg.lr_floor + 0.5 * (cfg.lr - cfg.lr_floor) * (1 + np.cos(np.pi * t))
 
 
@@ -492,7 +500,7 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     steps = max(1, cfg.patches_per_epoch // cfg.batch_size)
     for epoch in range(cfg.epochs):
         te = time.perf_counter()
-        lr = learning_rate(epoch, cfg)
+        lr = learning_rate(epoch, cfg, elapsed_s=te - t0)
         for group in opt.param_groups:
             group["lr"] = lr
         net.train()
