@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import InputError, ShapeError
+from electrode_ct.metrics.compare import _as_int_labels
 from electrode_ct.volume import resolve_phase
 
 AXIS_NAMES: dict[str, int] = {"z": 0, "y": 1, "x": 2}
@@ -46,13 +47,7 @@ def label_array(labels: Any, *, name: str = "phases", ndim3: bool = False) -> np
     ndim3 : bool
         Require a 3-D array with at least 2 voxels along every axis.
     """
-    a = np.asarray(labels)
-    if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise InputError(f"{name}: expected integer labels, got non-integer floats")
-        a = a.astype(np.int64)
-    elif a.dtype.kind not in "iub":
-        raise InputError(f"{name}: expected an integer or boolean label array, got {a.dtype}")
+    a = _as_int_labels(labels, name)
     if ndim3 and (a.ndim != 3 or min(a.shape) < 2):
         raise ShapeError(
             f"{name}: expected a 3-D volume (z, y, x) with at least 2 voxels along every "
