@@ -240,12 +240,13 @@ def pack_spheres(rng: np.random.Generator, radii_um: np.ndarray, box_um: np.ndar
         rmin = np.minimum(r[i], r[j])
         wi = r[j] ** 3 / (r[i] ** 3 + r[j] ** 3)
         moved = np.zeros(n)
+        d = x[j] - x[i]
+        d += shift
+        dist = np.sqrt(np.einsum("ij,ij->i", d, d))
+        ov = rsum - dist
+        ratio = ov / rmin
         for _ in range(10):
-            d = x[j] - x[i]
-            d += shift
-            dist = np.sqrt(np.einsum("ij,ij->i", d, d))
-            ov = rsum - dist
-            worst = float((ov / rmin).max())
+            worst = float(ratio.max())
             if worst <= target:
                 return np.where(per, np.mod(x, box), x), max(worst, 0.0)
             hit = np.flatnonzero(ov > 0)
@@ -271,6 +272,15 @@ def pack_spheres(rng: np.random.Generator, radii_um: np.ndarray, box_um: np.ndar
             it += 1
             if moved.max() > skin / 2:
                 break
+            # only pairs with a particle that moved change (late iterations: few)
+            mv = count > 0
+            sel = np.flatnonzero(mv[i] | mv[j])
+            ds = x[j[sel]] - x[i[sel]]
+            ds += shift[sel]
+            d[sel] = ds
+            dist[sel] = np.sqrt(np.einsum("ij,ij->i", ds, ds))
+            ov[sel] = rsum[sel] - dist[sel]
+            ratio[sel] = ov[sel] / rmin[sel]
     x = np.where(per, np.mod(x, box), x)
     return x, max(worst, 0.0)
 
