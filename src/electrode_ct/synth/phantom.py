@@ -221,6 +221,7 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
     for z0, z1, solid, _ in coverage_blocks(parts, grid, field=scene.roughness, delta_um=delta,
                                             flaws=None, factor=p.supersample):
         solid -= buf[z0:z1] * np.float32(1 / 65535)
+        np.maximum(solid, 0, out=solid)  # flaws came from the pre-fit surface offset
         ph = phases[z0:z1]
         # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
         np.add(solid, cbd_gain * (1 - solid), out=solid, where=ph == 1)
