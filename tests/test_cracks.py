@@ -16,6 +16,7 @@ from electrode_ct.cracks import (
 from electrode_ct.cracks.evaluate import (
     confusion,
     depth_profile,
+    expected_count_threshold,
     percent_flawed,
     roc_auc,
     roc_curve,
@@ -118,6 +119,14 @@ def test_evaluation_against_sklearn():
     assert percent_flawed(s >= t) == pytest.approx(100 * y.mean())
     cm = confusion(y, s >= t)
     assert sum(cm.values()) == 200 and cm["tp"] + cm["fn"] == y.sum()
+    # calibrated scores: the count-matching threshold flags round(sum(p)) particles, and
+    # Bernoulli draws from those probabilities have that expected count
+    p = rng.beta(0.6, 1.4, 4000)
+    t = expected_count_threshold(p)
+    assert int((p >= t).sum()) == round(p.sum())
+    drawn = rng.random((50, p.size)) < p
+    assert abs(drawn.sum(1).mean() - (p >= t).sum()) < 0.01 * p.size
+    assert expected_count_threshold(np.zeros(5)) == np.inf
     prof = depth_profile([1, 0, 1, 1], [1.0, 2.0, 8.0, 9.0], extent=(0, 10), bins=2)
     assert prof["percent_flawed"].tolist() == [50.0, 100.0]
     rev = depth_profile([1, 0, 1, 1], [1.0, 2.0, 8.0, 9.0], extent=(0, 10), bins=2,

@@ -162,7 +162,9 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
     slice_size : int, optional
         CNN slice side; must equal the model's.
     threshold : float, optional
-        Score threshold (default: the model's; 0.4 for the CNN).
+        Score threshold (default: the model's rule: for features models trained by this
+        version, the count-matching threshold of
+        :func:`~electrode_ct.cracks.evaluate.expected_count_threshold`; 0.4 for the CNN).
     min_slices : int, optional
         CNN only: flawed when at least this many slices are (instead of the threshold).
     truth : pandas.DataFrame, optional
@@ -217,7 +219,7 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
         if min_slices:
             raise InputError("min_slices: only the cnn method classifies slices")
         score = model.score(prep.descriptors)
-        thr = model.threshold if threshold is None else float(threshold)
+        thr = model.default_threshold(score) if threshold is None else float(threshold)
         flawed = score >= thr
     split_ids = ids[flawed] if split == "flawed" else ids
     phases, crack_tab, grey_thr = three_phase(prep.grey, prep.healed, split_ids,
@@ -245,6 +247,7 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
         "n_particles": int(len(ids)),
         "n_flawed": int(flawed.sum()),
         "percent_flawed": evaluate.percent_flawed(flawed),
+        "percent_flawed_expected": float(100.0 * np.mean(score)) if len(score) else float("nan"),
         "n_labels": int(len(prep.candidates)),
         "n_truncated": int(prep.candidates["truncated"].sum()),
         "n_outliers": int(prep.candidates["outlier"].sum()),
@@ -289,7 +292,8 @@ def train(grey: Any, labels: Any, truth: pd.DataFrame, *,
     k, axes, slice_size : int, axes, int
         CNN slice sampling.
     threshold : float, optional
-        Score threshold stored in the model (0.5 features, 0.4 CNN by default).
+        Fixed score threshold stored in the model (CNN default 0.4); features models
+        without one default to the count-matching ``expected`` rule.
     estimator : {"logistic", "boosting"}
         Features classifier.
     seed : int
@@ -309,7 +313,9 @@ def train(grey: Any, labels: Any, truth: pd.DataFrame, *,
         from electrode_ct.cracks.features_model import train_features
 
         return train_features(prep.descriptors, y, estimator=estimator,
-                              threshold=0.5 if threshold is None else threshold, seed=seed)
+                              threshold=0.5 if threshold is None else threshold,
+                              threshold_rule="expected" if threshold is None else "fixed",
+                              seed=seed)
     from dataclasses import replace
 
     from electrode_ct.cracks.cnn_model import PUBLISHED_THRESHOLD, CNNConfig, train_cnn

@@ -91,6 +91,31 @@ def select_threshold(y_true: Any, score: Any, *, rule: str = "youden") -> float:
     return float(thr[int(np.argmax(tpr - fpr))])
 
 
+def expected_count_threshold(score: Any) -> float:
+    """Threshold that flags as many particles as the calibrated scores expect.
+
+    With calibrated probabilities ``p``, the expected number of flawed particles is
+    ``sum(p)``; the threshold returned flags the ``round(sum(p))`` highest-scoring
+    particles, so the dataset's % flawed is unbiased whatever the class balance of the
+    training data (a fixed 0.5 under-counts when many flaws are faint).
+
+    Parameters
+    ----------
+    score : array-like
+        Calibrated flaw probabilities in [0, 1], one per particle.
+
+    Returns
+    -------
+    float
+        The score threshold (``inf`` when no particle is expected flawed).
+    """
+    s = np.sort(np.asarray(score, np.float64).ravel())[::-1]
+    k = int(round(float(np.clip(s, 0.0, 1.0).sum())))
+    if k == 0 or s.size == 0:
+        return float(np.inf)
+    return float(s[min(k, s.size) - 1])
+
+
 def percent_flawed(flawed: Any) -> float:
     """Percentage of particles flagged flawed (NaN for none)."""
     f = np.asarray(flawed).astype(bool).ravel()

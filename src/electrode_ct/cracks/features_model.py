@@ -25,6 +25,7 @@ from electrode_ct.segment.models import read_member, register_kind, write_archiv
 
 KIND = "cracks-features"
 ESTIMATORS = ("logistic", "boosting")
+THRESHOLD_RULES = ("expected", "fixed")
 
 
 class FeaturesModel:
@@ -37,7 +38,12 @@ class FeaturesModel:
     features : list of str
         Descriptor columns, in the estimator's order.
     threshold : float
-        Default score threshold for ``flawed``.
+        Fixed score threshold for ``flawed`` (used when ``threshold_rule`` is ``fixed``).
+    threshold_rule : {"expected", "fixed"}
+        Default threshold when none is given: ``expected`` flags the ``round(sum(score))``
+        highest-scoring particles of the scan (unbiased % flawed, see
+        :func:`~electrode_ct.cracks.evaluate.expected_count_threshold`); ``fixed`` uses
+        ``threshold``.
     training : dict
         Training record (counts, seed, estimator, AUC on the training set).
     """
@@ -46,8 +52,13 @@ class FeaturesModel:
     method = "features"
 
     def __init__(self, estimator: Any, *, features: list[str], threshold: float = 0.5,
+                 threshold_rule: str = "fixed",
                  training: dict[str, Any] | None = None) -> None:
+        if threshold_rule not in THRESHOLD_RULES:
+            raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
+                             f"got {threshold_rule!r}")
         self.estimator = estimator
+        self.threshold_rule = threshold_rule
         self.features = list(features)
         self.threshold = float(threshold)
         self.training = dict(training or {})
@@ -61,10 +72,19 @@ class FeaturesModel:
         x = descriptors[self.features].to_numpy(np.float64)
         return self.estimator.predict_proba(x)[:, 1].astype(np.float64)
 
+    def default_threshold(self, score: np.ndarray) -> float:
+        """The threshold used when none is given, for the scores ``score`` of one scan."""
+        if self.threshold_rule == "expected":
+            from electrode_ct.cracks.evaluate import expected_count_threshold
+
+            return expected_count_threshold(score)
+        return self.threshold
+
     def header(self) -> dict[str, Any]:
         """The ``model.json`` content."""
         return {"kind": KIND, "method": "features", "features": self.features,
-                "threshold": self.threshold, "training": self.training,
+                "threshold": self.threshold,
+                "threshold_rule": self.threshold_rule, "training": self.training,
                 "class_values": [0, 1], "class_names": ["intact", "flawed"]}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -90,7 +110,7 @@ def _estimator(name: str, seed: int) -> Any:
 
 def train_features(descriptors: pd.DataFrame, flawed: np.ndarray, *,
                    estimator: str = "logistic", threshold: float = 0.5,
-                   seed: int = 0) -> FeaturesModel:
+                   threshold_rule: str = "expected", seed: int = 0) -> FeaturesModel:
     """Fit the descriptor classifier.
 
     Parameters
@@ -102,7 +122,9 @@ def train_features(descriptors: pd.DataFrame, flawed: np.ndarray, *,
     estimator : {"logistic", "boosting"}
         Logistic regression (default) or calibrated gradient boosting.
     threshold : float
-        Score threshold stored with the model.
+        Fixed score threshold stored with the model.
+    threshold_rule : {"expected", "fixed"}
+        Default threshold rule (see :class:`FeaturesModel`).
     seed : int
         Random seed (boosting).
 
@@ -127,7 +149,7 @@ def train_features(descriptors: pd.DataFrame, flawed: np.ndarray, *,
     from electrode_ct.cracks.evaluate import roc_auc
 
     auc = roc_auc(y, est.predict_proba(x)[:, 1])
-    return FeaturesModel(est, features=feats, threshold=threshold,
+    return FeaturesModel(est, features=feats, threshold=threshold, threshold_rule=threshold_rule,
                          training={"estimator": estimator, "n_particles": len(y),
                                    "n_flawed": n1, "seed": seed, "train_auc": auc})
 
@@ -137,9 +159,10 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> Fea
         est = pickle.load(read_member(archive, "estimator.pkl"))  # noqa: S301
         return FeaturesModel(est, features=header["features"],
                              threshold=header.get("threshold", 0.5),
+                             threshold_rule=header.get("threshold_rule", "fixed"),
                              training=header.get("training"))
     except (KeyError, pickle.UnpicklingError, EOFError, AttributeError,
-            ModuleNotFoundError) as exc:
+            ModuleNotFoundError, InputError) as exc:
         raise ModelError(f"{path}: damaged cracks-features model ({type(exc).__name__})") from exc
 
 
