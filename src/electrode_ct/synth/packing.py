@@ -12,6 +12,7 @@ particles to 0.55–0.65 volume fraction takes seconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import chain
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -169,7 +170,7 @@ def _neighbour_pairs(x: np.ndarray, r: np.ndarray, tree_box: np.ndarray,
         hits = tree.query_ball_point(x[big], r[big] + r.max() + skin, return_sorted=False)
         lens = np.fromiter((len(h) for h in hits), int, len(big))
         if lens.sum():
-            jj = np.concatenate([np.asarray(h, np.int64) for h in hits if len(h)])
+            jj = np.fromiter(chain.from_iterable(hits), np.int64, int(lens.sum()))
             ii = np.repeat(big, lens)
             d = np.abs(x[jj] - x[ii])
             d = np.minimum(d, tree_box - d)
