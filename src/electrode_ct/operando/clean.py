@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from electrode_ct.measure.morphology import contact_pairs
+from electrode_ct.labels import contact_pairs
 from electrode_ct.measure.radial import border_ids
 
 
