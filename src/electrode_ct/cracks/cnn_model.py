@@ -38,7 +38,7 @@ class CNNConfig:
     Attributes
     ----------
     channels : tuple of int
-        Channels of the VGG blocks (conv 3×3, batch norm, ReLU, conv, ReLU, max-pool 2).
+        Channels of the VGG blocks (2 × (conv 3×3, batch norm, ReLU), max-pool 2).
     size : int
         Slice side in pixels the network is trained for.
     epochs, patience : int
@@ -46,7 +46,7 @@ class CNNConfig:
     batch : int
         Slices per batch.
     lr : float
-        Adam learning rate.
+        Peak AdamW learning rate (one-cycle schedule over ``epochs``).
     val_fraction : float
         Fraction of particles held out for early stopping.
     seed : int
@@ -55,29 +55,60 @@ class CNNConfig:
         Torch CPU threads.
     """
 
-    channels: tuple[int, ...] = (8, 16, 32, 32)
-    size: int = 128
-    epochs: int = 30
-    patience: int = 5
-    batch: int = 64
-    lr: float = 2e-3
+    channels: tuple[int, ...] = (16, 32, 64)
+    size: int = 32
+    epochs: int = 12
+    patience: int = 6
+    batch: int = 128
+    lr: float = 3e-3
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2
 
 
 def _net(channels: tuple[int, ...]) -> Any:
+    """VGG-style blocks (conv-BN-ReLU twice, max-pool 2; no pool after the last block),
+    global max pooling (a crack is a local feature), dropout, one logit. Two input
+    channels: the slice minus its in-mask mean, and the particle mask."""
     from torch import nn
 
+    def conv(i: int, o: int) -> list[Any]:
+        return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o),
+                nn.ReLU(inplace=True)]
+
     layers: list[Any] = []
-    c_in = 1
-    for c in channels:
-        layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                   nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+    c_in = 2
+    for j, c in enumerate(channels):
+        layers += conv(c_in, c) + conv(c, c)
+        if j < len(channels) - 1:
+            layers.append(nn.MaxPool2d(2))
         c_in = c
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(c_in, c_in), nn.ReLU(inplace=True), nn.Dropout(0.2),
+    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(0.3),
                          nn.Linear(c_in, 1))
+
+
+def network_input(slices: np.ndarray) -> np.ndarray:
+    """Per-slice normalisation inside the particle mask: ``(n, 2, size, size)`` float32.
+
+    Channel 0 is the slice minus the mean of its in-mask pixels (0 outside the mask), so
+    smooth shading and particle-to-particle grey offsets do not reach the network; channel
+    1 is the mask (pixels above the ``OUTSIDE`` value of ``sample_slices``).
+
+    Parameters
+    ----------
+    slices : numpy.ndarray
+        ``(..., size, size)`` from :func:`~electrode_ct.cracks.sampling.sample_slices`
+        (contrast units, ``OUTSIDE`` = -1 outside the particle).
+    """
+    from electrode_ct.cracks.sampling import OUTSIDE
+
+    size = slices.shape[-1]
+    x = np.asarray(slices, np.float32).reshape(-1, size, size)
+    inside = x > OUTSIDE + 1e-3
+    n = np.maximum(inside.sum(axis=(1, 2), keepdims=True), 1)
+    mean = np.where(inside, x, 0.0).sum(axis=(1, 2), keepdims=True) / n
+    val = np.where(inside, x - mean, 0.0)
+    return np.stack([val, inside], axis=1).astype(np.float32)
 
 
 class CNNModel:
@@ -136,7 +167,7 @@ class CNNModel:
             raise ModelError(f"cracks-cnn model: trained for {self.size}x{self.size} slices, "
                              f"got slices of shape {tuple(slices.shape[-2:])}")
         set_threads(self.config.threads)
-        flat = slices.reshape(-1, 1, self.size, self.size)
+        flat = network_input(slices)
         out = np.empty(flat.shape[0], np.float32)
         self.net.eval()
         with torch.inference_mode():
@@ -191,10 +222,9 @@ def _augment(x: Any, gen: Any) -> Any:
     x = torch.rot90(x, k, dims=[2, 3])
     n = x.shape[0]
     gain = 1 + 0.1 * torch.randn(n, 1, 1, 1, generator=gen)
-    offset = 0.05 * torch.randn(n, 1, 1, 1, generator=gen)
-    noise = 0.05 * torch.randn(x.shape, generator=gen)
-    inside = x > -0.999
-    return torch.where(inside, x * gain + offset + noise, x)
+    noise = 0.05 * torch.randn((n, 1, *x.shape[2:]), generator=gen)
+    val = (x[:, :1] * gain + noise) * x[:, 1:]
+    return torch.cat([val, x[:, 1:]], dim=1)
 
 
 def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | None = None,
@@ -242,11 +272,13 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     n_val = max(2, int(round(cfg.val_fraction * len(y))))
     val, tr = order[:n_val], order[n_val:]
     n_sl = slices.shape[1]
-    xt = torch.from_numpy(np.ascontiguousarray(slices[tr].reshape(-1, 1, cfg.size, cfg.size)))
+    xt = torch.from_numpy(network_input(slices[tr]))
     yt = torch.from_numpy(np.repeat(y[tr], n_sl))
     xv = np.ascontiguousarray(slices[val])
     net = _net(tuple(cfg.channels))
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-3)
+    steps = max(1, cfg.epochs * -(-xt.shape[0] // cfg.batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     pos = float(yt.mean())
     loss_fn = torch.nn.BCEWithLogitsLoss(
         pos_weight=torch.tensor((1 - pos) / max(pos, 1e-6)))
@@ -264,6 +296,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
             loss = loss_fn(net(_augment(xt[b], gen))[:, 0], yt[b])
             loss.backward()
             opt.step()
+            sched.step()
         pv = model.slice_probabilities(xv)
         ps = np.clip(particle_scores(pv), 1e-6, 1 - 1e-6)
         yv = y[val]
