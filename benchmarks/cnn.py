@@ -57,7 +57,7 @@ def _score(preds: list[np.ndarray], refs: list[np.ndarray]) -> dict:
     return {"iou": res["iou"], "mean_iou": res["mean_iou"], "accuracy": res["accuracy"]}
 
 
-def run_cnn(sv: SubVolume, cfg, *, tests: list[int]) -> dict:
+def run_cnn(sv: SubVolume, cfg, *, tests: list[int]) -> tuple[dict, object]:
     """Train on the split's slice, early-stop on its validation slice, score the tests."""
     from electrode_ct.segment.cnn.train import train
 

@@ -165,6 +165,12 @@ def test_lr_schedules():
     cos = TrainConfig(lr=1e-3, epochs=5, lr_floor=1e-5)
     assert learning_rate(0, cos) == pytest.approx(1e-3)
     assert learning_rate(4, cos) == pytest.approx(1e-5)
+    # time-boxed: the cosine follows the elapsed fraction when it is further along
+    boxed = TrainConfig(lr=1e-3, epochs=100, lr_floor=1e-5, time_limit_s=60.0)
+    assert learning_rate(1, boxed, elapsed_s=30.0) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5))
+    assert learning_rate(1, boxed, elapsed_s=90.0) == pytest.approx(1e-5)
+    unboxed = TrainConfig(lr=1e-3, epochs=100, lr_floor=1e-5)
+    assert learning_rate(1, boxed) == learning_rate(1, unboxed)  # no elapsed time: by epoch
 
 
 def test_collapse_detection():

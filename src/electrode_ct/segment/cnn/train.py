@@ -150,7 +150,7 @@ class TrainConfig:
 
 DEFAULT_SIZES: dict[str, dict[str, int]] = {"lrcs": {"channels": 8}, "unet": {"channels": 8}}
 """Sizes of the default models where they differ from :data:`~.nets.ARCH_DEFAULTS`: with 8
-base channels an LRCS-Net (5×5) predicts ~2.5× faster on CPU than with 16 and ~5× faster than
+base channels an LRCS-Net (5×5) predicts ~2.5× faster on CPU than with 16 and ~10× faster than
 the published 32, at the same one-slice accuracy on nano-CT within run-to-run noise
 (measured in ``benchmarks/cnn.py``; see docs/cnn.md)."""
 
