@@ -172,6 +172,12 @@ def test_features_classifier_generalises(phantoms):
     res = classify(None, None, model=model, truth=b.truth, prepared=pb)
     assert res.summary["auc"] > 0.8
     assert abs(res.summary["percent_flawed"] - res.summary["percent_flawed_truth"]) < 25
+    # default rule: as many flawed as the calibrated scores expect
+    assert model.threshold_rule == "expected"
+    n_expected = round(float(res.table["flaw_score"].sum()))
+    assert res.summary["n_flawed"] == n_expected
+    assert res.summary["percent_flawed_expected"] == pytest.approx(
+        100 * res.table["flaw_score"].mean())
     cols = {"label", "flaw_score", "flawed", "crack_volume_um3", "crack_volume_fraction",
             "crack_surface_um2", "crack_tilt_deg", "crack_depth_um", "reference_flawed"}
     assert cols <= set(res.table.columns)
