@@ -47,7 +47,8 @@ def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
 
     def slices(p):
         return sample_slices(p.grey, p.healed, p.ids, k=k, axes=0, size=cnn_cfg.size,
-                             solid=p.reference.solid, background=p.reference.background)
+                             solid=p.reference.to_input(p.reference.solid),
+                             background=p.reference.to_input(p.reference.background))
 
     t0 = time.perf_counter()
     cm = train_cnn(slices(pa), y_a, config=cnn_cfg, k=k, axes=[0])
@@ -118,7 +119,8 @@ def run(quick: bool = False, cnn: bool = True) -> dict:
             truth_pct = 100 * y_b.mean()
             res["n_test_particles"].append(int(len(pb.ids)))
             res["percent_flawed_truth"].append(float(truth_pct))
-            res["percent_cracked_below_1pct"].append(float(100 * (frac_b[y_b] < 0.01).mean()))
+            faint = frac_b[y_b.astype(bool)] < 0.01
+            res["percent_cracked_below_1pct"].append(float(100 * faint.mean()))
             per["auc"].append(roc_auc(y_b, score))
             per["auc_flaws_ge_1pct"].append(_auc_ge(y_b, score, frac_b, 0.01))
             per["auc_flaws_ge_3pct"].append(_auc_ge(y_b, score, frac_b, 0.03))

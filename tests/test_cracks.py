@@ -172,6 +172,13 @@ def test_features_classifier_generalises(phantoms):
     res = classify(None, None, model=model, truth=b.truth, prepared=pb)
     assert res.summary["auc"] > 0.8
     assert abs(res.summary["percent_flawed"] - res.summary["percent_flawed_truth"]) < 25
+    # reference levels map back to the input grey units (the CNN slices use them)
+    ref = pb.reference
+    raw_solid = float(np.median(pb.grey[(pb.healed > 0) & ~b.cracks.numpy().astype(bool)]))
+    raw_bg = float(np.median(pb.grey[pb.labels == 0]))
+    contrast = raw_solid - raw_bg
+    assert abs(ref.to_input(ref.solid) - raw_solid) < 0.15 * contrast
+    assert abs(ref.to_input(ref.background) - raw_bg) < 0.15 * contrast
     # default rule: as many flawed as the calibrated scores expect
     assert model.threshold_rule == "expected"
     n_expected = round(float(res.table["flaw_score"].sum()))

@@ -208,8 +208,8 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
                              f"--slice-size {size} was asked")
         slices = sample_slices(prep.grey, prep.healed, ids, k=k or model.k,
                                axes=model.axes if axes is None else axes, size=size,
-                               solid=prep.reference.solid,
-                               background=prep.reference.background)
+                               solid=prep.reference.to_input(prep.reference.solid),
+                               background=prep.reference.to_input(prep.reference.background))
         slice_prob = model.slice_probabilities(slices)
         score = particle_scores(slice_prob)
         thr = model.threshold if threshold is None else float(threshold)
@@ -324,6 +324,7 @@ def train(grey: Any, labels: Any, truth: pd.DataFrame, *,
     cfg = replace(cnn_config or CNNConfig(seed=seed), size=int(slice_size))
     ax = list(parse_axes(axes))
     slices = sample_slices(prep.grey, prep.healed, prep.ids, k=k, axes=ax, size=cfg.size,
-                           solid=prep.reference.solid, background=prep.reference.background)
+                           solid=prep.reference.to_input(prep.reference.solid),
+                           background=prep.reference.to_input(prep.reference.background))
     return train_cnn(slices, y, config=cfg, k=k, axes=ax,
                      threshold=PUBLISHED_THRESHOLD if threshold is None else threshold)

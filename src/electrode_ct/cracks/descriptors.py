@@ -52,12 +52,22 @@ class Reference:
         Median within-particle standard deviation of the core layers (grey levels).
     profile : numpy.ndarray
         Median layer mean by absolute layer index (index 0 unused), grey levels.
+    offset, scale : float
+        Map from these grey levels to the caller's input grey levels
+        (``input = offset + scale * level``); 0 and 1 unless the descriptors were computed
+        on a :func:`quantise`-d copy.
     """
 
     solid: float
     background: float
     noise: float
     profile: np.ndarray
+    offset: float = 0.0
+    scale: float = 1.0
+
+    def to_input(self, level: float) -> float:
+        """A grey level of this reference in the caller's input grey units."""
+        return float(self.offset + self.scale * level)
 
     @property
     def contrast(self) -> float:
@@ -108,6 +118,16 @@ GREY_LEVELS = 1024
 """Grey levels of the quantised copy the descriptors are computed on."""
 
 
+def quantise_range(grey: np.ndarray) -> tuple[float, float]:
+    """Input grey levels mapped to 0 and ``levels - 1`` by :func:`quantise`: the 0.05 and
+    99.95 percentiles on every 2nd voxel per axis (min and max + 1 for a flat volume)."""
+    sub = np.asarray(grey[::2, ::2, ::2], np.float32)
+    lo, hi = (float(v) for v in np.percentile(sub, [0.05, 99.95]))
+    if not hi > lo:
+        lo, hi = float(sub.min()), float(sub.max()) + 1.0
+    return lo, hi
+
+
 def quantise(grey: np.ndarray, *, levels: int = GREY_LEVELS) -> np.ndarray:
     """Map a grey volume linearly onto ``0 .. levels - 1`` (uint16) between its 0.05 and
     99.95 percentiles (estimated on every 2nd voxel per axis), clipping outside.
@@ -115,10 +135,7 @@ def quantise(grey: np.ndarray, *, levels: int = GREY_LEVELS) -> np.ndarray:
     Exact per-particle histograms then stay small whatever the input depth; the step is
     far below the noise of any CT scan.
     """
-    sub = np.asarray(grey[::2, ::2, ::2], np.float32)
-    lo, hi = (float(v) for v in np.percentile(sub, [0.05, 99.95]))
-    if not hi > lo:
-        lo, hi = float(sub.min()), float(sub.max()) + 1.0
+    lo, hi = quantise_range(grey)
     q = (np.asarray(grey, np.float32) - lo) * ((levels - 1) / (hi - lo))
     np.clip(q, 0, levels - 1, out=q)
     return np.rint(q).astype(np.uint16)
@@ -195,16 +212,21 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
           0.5 (thin dark lines);
         - ``diameter_vox``: equivalent diameter in voxels of the smallest edge.
     reference : Reference
-        Population levels used.
+        Population levels used (grey levels of the quantised copy when ``sums`` is not
+        given; :meth:`Reference.to_input` maps them back to ``grey``'s units).
     """
     sp = as_spacing(spacing, name="spacing")
+    offset, scale = 0.0, 1.0
     if sums is None:
+        lo, hi = quantise_range(grey)
+        offset, scale = lo, (hi - lo) / (GREY_LEVELS - 1)
         grey = quantise(grey)
         sums = layer_sums(healed, grey, spacing=sp)
     ids = np.asarray(ids, np.int64)
     rows = np.searchsorted(sums.ids, ids)
     rows = np.clip(rows, 0, len(sums.ids) - 1)
     ref = population_reference(sums, rows)
+    ref.offset, ref.scale = offset, scale
     c = ref.contrast
     cnt, tot, tot2 = sums.count[rows], sums.total[rows], sums.total_sq[rows]
     n_layers = cnt.shape[1]
