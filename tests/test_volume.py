@@ -27,3 +27,22 @@ def test_class_map_and_phase_resolution():
     assert resolve_phase("1", v.class_map) == 1
     with pytest.raises(InputError, match="not a class name"):
         resolve_phase("nmc", v.class_map)
+
+
+def test_lazy_folder_compute_direct_path_and_modified_arrays(tmp_path):
+    import tifffile
+
+    from electrode_ct.io import read
+    from electrode_ct.volume import _DIRECT_READERS
+
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 60000, (7, 9, 11), dtype=np.uint16)
+    for i, sl in enumerate(stack):
+        tifffile.imwrite(tmp_path / f"s_{i}.tif", sl)
+    lazy = read(tmp_path, lazy=True)
+    assert lazy.is_lazy and lazy.data.name in _DIRECT_READERS
+    np.testing.assert_array_equal(lazy.compute().data, stack)
+    # an operation on the dask array changes its name: the general path is used
+    part = lazy.with_data(lazy.data[::2, 1:])
+    assert part.data.name not in _DIRECT_READERS
+    np.testing.assert_array_equal(part.compute().data, stack[::2, 1:])

@@ -37,7 +37,7 @@ from electrode_ct.io._meta import (
     unit_to_um,
 )
 from electrode_ct.io.registry import Format, register
-from electrode_ct.volume import Volume
+from electrode_ct.volume import Volume, register_direct_reader
 
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif", ".ome.tiff")
 _SLICE_SUFFIXES = (".tif", ".tiff")
@@ -350,12 +350,13 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 def _read_slab(
     files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype, *, first: Path,
-    workers: int = 1,
+    workers: int = 1, out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read slices straight into one array, checking each slice's shape and dtype against
     the first slice; ``workers`` > 1 reads files in threads (file reads release the GIL,
-    which helps on network shares and cold disks)."""
-    out = np.empty((len(files), *shape2d), dtype=dtype)
+    which helps on network shares and cold disks). ``out`` is filled when given."""
+    if out is None:
+        out = np.empty((len(files), *shape2d), dtype=dtype)
 
     def one(i: int) -> None:
         f = files[i]
@@ -393,8 +394,15 @@ def _lazy_slices(files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype) -
     from dask.base import tokenize
 
     token = tokenize([str(f) for f in files], files[0].stat().st_mtime_ns)
-    return lazy_blocks(read_block, (len(files), *shape2d), dtype, (nz, *shape2d),
-                       name=f"tiff-slices-{token}")
+    arr = lazy_blocks(read_block, (len(files), *shape2d), dtype, (nz, *shape2d),
+                      name=f"tiff-slices-{token}")
+
+    def fill(out: np.ndarray) -> None:
+        _read_slab(files, shape2d, dtype, first=files[0], workers=min(4, os.cpu_count() or 1),
+                   out=out)
+
+    register_direct_reader(arr.name, fill)
+    return arr
 
 
 def _read_folder(path: str, lazy: bool) -> Volume:
@@ -412,8 +420,11 @@ def _read_folder(path: str, lazy: bool) -> Volume:
     if lazy:
         # every header is checked (minimal IFD parse) so a bad slice is named before any
         # data are read; eager reads check each slice as they read it
-        for f in files:
-            shp, dt = _slice_header(f)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            headers = list(pool.map(_slice_header, files))
+        for f, (shp, dt) in zip(files, headers, strict=True):
             if shp != shape2d or dt != dtype:
                 raise _mismatch(f, shp, dt, files[0], shape2d, dtype)
         data: Any = _lazy_slices(files, shape2d, dtype)
