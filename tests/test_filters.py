@@ -129,3 +129,23 @@ def test_bad_images_rejected():
             f(nan)
         with pytest.raises(InputError, match="empty"):
             f(np.zeros((0, 4, 4), np.float32))
+
+
+def test_apply_filter_dispatches_like_direct_calls():
+    import numpy as np
+    import pytest
+
+    from electrode_ct import filters
+    from electrode_ct.errors import InputError
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(10, 2, (8, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(filters.apply_filter(img, "gaussian", sigma=1.0),
+                                  filters.gaussian(img, sigma=1.0))
+    np.testing.assert_array_equal(
+        filters.apply_filter(img, "gaussian", sigma=1.0, spacing=(2, 1, 1), in_um=True),
+        filters.gaussian(img, sigma=1.0, spacing=(2, 1, 1), in_um=True))
+    np.testing.assert_array_equal(filters.apply_filter(img, "normalise", scale="zscore"),
+                                  filters.normalise(img, method="zscore"))
+    with pytest.raises(InputError, match="--method"):
+        filters.apply_filter(img, "blur")

@@ -57,23 +57,22 @@ def filter_cmd(
     img = filters.check_image(vol.numpy(), name=src)
     if vol.is_2d:
         img = img[0]
-    sp = vol.spacing
     info(f"filter {m}: {src} {vol.shape}")
     if m == "gaussian":
-        res = filters.gaussian(img, sigma=_lengths(sigma, "--sigma"), spacing=sp, in_um=in_um)
+        opts: dict = {"sigma": _lengths(sigma, "--sigma")}
     elif m == "median":
-        res = filters.median(img, size=_lengths(size, "--size"), spacing=sp, in_um=in_um)
+        opts = {"size": _lengths(size, "--size")}
     elif m == "unsharp":
-        res = filters.unsharp(img, radius=_lengths(radius, "--radius"), amount=amount,
-                              spacing=sp, in_um=in_um)
+        opts = {"radius": _lengths(radius, "--radius"), "amount": amount}
     elif m == "nlm":
-        res = filters.nlm(img, h=h, patch_size=patch_size, patch_distance=patch_distance,
-                          slab=slab, workers=workers)
+        opts = {"h": h, "patch_size": patch_size, "patch_distance": patch_distance,
+                "slab": slab, "workers": workers}
     elif m == "rings":
         c = parse_floats(center, name="--center", count=(2,)) if center else None
-        res = filters.suppress_rings(img, center=tuple(c) if c else None, width=width)
+        opts = {"center": tuple(c) if c else None, "width": width}
     else:
-        res = filters.normalise(img, method=scale, low=low, high=high, dtype=dtype)
+        opts = {"scale": scale, "low": low, "high": high, "dtype": dtype}
+    res = filters.apply_filter(img, m, spacing=vol.spacing, in_um=in_um, **opts)
     write(vol.with_data(res, class_map=None), out)
     say(f"wrote {out}")
 

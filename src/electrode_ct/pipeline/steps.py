@@ -104,18 +104,16 @@ def step_filter(run: Run) -> StepResult:
         vol = grey_input(run, i)
         arr = vol.numpy().astype(np.float32)
         if p.method == "gaussian":
-            if p.sigma_um is not None:
-                out = filters.gaussian(arr, sigma=p.sigma_um, spacing=vol.spacing, in_um=True)
-            else:
-                out = filters.gaussian(arr, sigma=p.sigma)
+            opts: dict[str, Any] = {"sigma": p.sigma_um if p.sigma_um is not None else p.sigma}
         elif p.method == "median":
-            out = filters.median(arr, size=p.size)
-        elif p.method == "nlm":
-            out = filters.nlm(arr)
+            opts = {"size": p.size}
         elif p.method == "unsharp":
-            out = filters.unsharp(arr, radius=p.sigma)
+            opts = {"radius": p.sigma}
         else:
-            out = filters.normalise(arr)
+            opts = {}
+        out = filters.apply_filter(arr, p.method, spacing=vol.spacing,
+                                   in_um=p.method == "gaussian" and p.sigma_um is not None,
+                                   **opts)
         outputs[f"grey_{i}"] = _save(run, vol.with_data(out.astype(np.float32)),
                                      f"volumes/grey_filtered_{i}{_ext(run)}")
     return StepResult(outputs, {"method": p.method})
