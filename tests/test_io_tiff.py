@@ -203,3 +203,12 @@ def test_not_a_tiff(tmp_path):
     (tmp_path / "x.tif").write_text("hello")
     with pytest.raises(FormatError, match=r"x\.tif"):
         read(tmp_path / "x.tif")
+
+
+@pytest.mark.parametrize("keep", [4, 6, 8, 12])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_file_cut_inside_the_header_is_a_format_error(tmp_path, keep, lazy):
+    path, _ = _stack(tmp_path, n=3, compression=None, shaped=True)
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(FormatError, match=r"stack\.tif"):
+        read(path, lazy=lazy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +153,8 @@ def read(
         vol = fmt.reader(os.fspath(path), lazy=lazy, **options)
     except (InputError, KeyboardInterrupt):
         raise
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, EOFError,
+            struct.error) as exc:
         raise FormatError(
             f"{file_part}: cannot read as {fmt.name} ({type(exc).__name__}: {exc})"
         ) from exc
