@@ -153,8 +153,11 @@ def read(
         vol = fmt.reader(os.fspath(path), lazy=lazy, **options)
     except (InputError, KeyboardInterrupt):
         raise
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, EOFError,
-            struct.error) as exc:
+    except (EOFError, struct.error) as exc:
+        raise FormatError(
+            f"{file_part}: cannot read as {fmt.name}: the file ends early (truncated or damaged)"
+        ) from exc
+    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
         raise FormatError(
             f"{file_part}: cannot read as {fmt.name} ({type(exc).__name__}: {exc})"
         ) from exc
