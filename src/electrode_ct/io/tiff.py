@@ -218,6 +218,11 @@ def _check_complete(tf: tifffile.TiffFile, series: Any, path: Path) -> None:
 # ----------------------------------------------------------------- single TIFF file
 def _read_single(path: Path, lazy: bool) -> Volume:
     with _strict_tifffile(path), tifffile.TiffFile(path) as tf:
+        if not tf.series or len(tf.pages) == 0:
+            raise FormatError(
+                f"{path}: truncated or damaged TIFF (no image page: the file ends before the "
+                f"first image directory)"
+            )
         spacing, extra = _spacing_from_tiff(tf)
         series = tf.series[0]
         _check_complete(tf, series, path)
