@@ -89,3 +89,24 @@ def test_bad_input_one_line_exit_2_no_output(run_cli, tmp_path, bad_inputs, kind
     assert expected in err and "Traceback" not in err
     assert out == ""
     assert list(outdir.iterdir()) == []  # no partial or temporary output left behind
+
+
+def test_info_names_where_the_voxel_size_came_from(run_cli, tmp_path):
+    grey = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    tifffile.imwrite(tmp_path / "bare.tif", grey)  # no resolution tags, no metadata
+    np.save(tmp_path / "bare.npy", grey)  # no sidecar
+    from electrode_ct.io import read, write
+    from electrode_ct.volume import Volume
+
+    write(Volume(grey, spacing=(0.5, 0.25, 0.25)), tmp_path / "known.tif")
+    for name, expected in (("bare.tif", "assumed"), ("bare.npy", "assumed"),
+                           ("known.tif", "file")):
+        code, out, err = run_cli("info", str(tmp_path / name), "--json")
+        assert code == 0, err
+        assert json.loads(out)["spacing_source"] == expected, name
+    assert read(tmp_path / "known.tif").spacing == (0.5, 0.25, 0.25)
+    code, out, _ = run_cli("info", str(tmp_path / "bare.tif"), "--voxel-size", "0.7", "--json")
+    info = json.loads(out)
+    assert (info["spacing_source"], info["spacing_um"]) == ("user", [0.7, 0.7, 0.7])
+    code, out, _ = run_cli("info", str(tmp_path / "bare.tif"))
+    assert code == 0 and "ASSUMED" in out and "--voxel-size" in out

@@ -73,9 +73,10 @@ def summary(volume: Volume, *, bins: int = 16) -> dict[str, Any]:
     Returns
     -------
     dict
-        Keys ``format, source, shape, dtype, spacing_um, size_um, min, max, mean, std,
-        nbytes, size_mb, histogram {edges, counts}, percentiles, noise_sigma, unique_values``
-        (the last only for integer volumes with few values), ``class_map``.
+        Keys ``format, source, shape, dtype, spacing_um, spacing_source`` (``file``,
+        ``user`` or ``assumed``: no voxel size in the file, 1 µm used), ``size_um, min, max,
+        mean, std, nbytes, size_mb, histogram {edges, counts}, percentiles, noise_sigma,
+        unique_values`` (the last only for integer volumes with few values), ``class_map``.
     """
     s = sample(volume)
     finite = s[np.isfinite(s)] if s.dtype.kind == "f" else s.ravel()
@@ -85,6 +86,7 @@ def summary(volume: Volume, *, bins: int = 16) -> dict[str, Any]:
         "shape": list(volume.shape),
         "dtype": str(volume.dtype),
         "spacing_um": list(volume.spacing),
+        "spacing_source": volume.metadata.get("spacing_source", "file"),
         "size_um": [n * sp for n, sp in zip(volume.shape, volume.spacing, strict=True)],
         "nbytes": volume.nbytes,
         "size_mb": volume.nbytes / 1e6,

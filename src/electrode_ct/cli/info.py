@@ -55,7 +55,10 @@ def info_cmd(
     say(f"{path}")
     say(f"  format     {s['format']}")
     say(f"  shape      {tuple(s['shape'])} (z, y, x)  dtype {s['dtype']}")
-    say("  spacing    " + " x ".join(f"{v:g}" for v in s["spacing_um"]) + " µm (z, y, x)")
+    assumed = " — ASSUMED: no voxel size in the file, pass --voxel-size" \
+        if s["spacing_source"] == "assumed" else ""
+    say("  spacing    " + " x ".join(f"{v:g}" for v in s["spacing_um"]) + " µm (z, y, x)"
+        + assumed)
     say("  extent     " + " x ".join(f"{v:.4g}" for v in s["size_um"]) + " µm")
     say(f"  memory     {s['size_mb']:.2f} MB")
     if s.get("min") is not None:

@@ -178,3 +178,29 @@ def lazy_blocks(
 
     return da.map_blocks(block, chunks=norm, dtype=dtype,
                          meta=np.empty((0,) * len(shape), dtype), name=name)
+
+
+ASSUMED_SPACING_UM: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+def file_spacing(spacing: Sequence[float] | None, metadata: dict[str, Any]) -> tuple[float, ...]:
+    """The voxel size found in the file, or 1 µm isotropic recorded as an assumption.
+
+    Parameters
+    ----------
+    spacing : sequence of float or None
+        Voxel size (z, y, x) in µm read from the file's metadata; None or empty when absent.
+    metadata : dict
+        The volume's metadata, updated in place with ``spacing_source``: ``"file"`` or
+        ``"assumed"`` (no voxel size in the file; 1 µm used, pass ``--voxel-size``).
+
+    Returns
+    -------
+    tuple of float
+        Spacing (z, y, x) in µm.
+    """
+    if spacing:
+        metadata["spacing_source"] = "file"
+        return tuple(float(s) for s in spacing)
+    metadata["spacing_source"] = "assumed"
+    return ASSUMED_SPACING_UM

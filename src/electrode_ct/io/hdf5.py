@@ -25,6 +25,7 @@ import numpy as np
 from electrode_ct.errors import FormatError, InputError
 from electrode_ct.io._meta import (
     check_ndim,
+    file_spacing,
     parse_class_map,
     slab_chunks,
     spacing_attrs,
@@ -304,7 +305,7 @@ def read_hdf5(path: str, *, lazy: bool = False, dataset: str | None = None, **_:
         if not keep_open:
             h5.close()
     return Volume(
-        data, spacing=spacing or (1.0, 1.0, 1.0), origin=origin or (0.0, 0.0, 0.0), metadata=meta
+        data, spacing=file_spacing(spacing, meta), origin=origin or (0.0, 0.0, 0.0), metadata=meta
     )
 
 

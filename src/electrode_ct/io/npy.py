@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from electrode_ct.io._meta import lazy_blocks, slab_chunks, squeeze_to_3d
+from electrode_ct.io._meta import file_spacing, lazy_blocks, slab_chunks, squeeze_to_3d
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -22,7 +22,7 @@ def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
     p = Path(path)
     arr = np.load(p, mmap_mode="r", allow_pickle=False)
     meta: dict[str, Any] = {}
-    spacing: Any = (1.0, 1.0, 1.0)
+    spacing: Any = None
     side = _sidecar(p)
     if side.exists():
         info = json.loads(side.read_text())
@@ -41,7 +41,7 @@ def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
     else:
         data = arr
     data = squeeze_to_3d(data, where=str(p))  # singleton axes dropped, real 4-D refused
-    return Volume(data, spacing=spacing, metadata=meta)
+    return Volume(data, spacing=file_spacing(spacing, meta), metadata=meta)
 
 
 def write_npy(volume: Volume, path: Path, *, final: Path | None = None, **_: Any) -> None:

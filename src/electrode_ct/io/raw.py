@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import FormatError, InputError
-from electrode_ct.io._meta import check_ndim, lazy_blocks, slab_chunks, to_native, unit_to_um
+from electrode_ct.io._meta import (
+    check_ndim,
+    file_spacing,
+    lazy_blocks,
+    slab_chunks,
+    to_native,
+    unit_to_um,
+)
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -317,7 +324,7 @@ def _volume(layout: RawLayout, lazy: bool, fmt: str) -> Volume:
     big = layout.dtype.byteorder == ">"
     meta = {"data_file": str(layout.data_file), "byte_order": "big" if big else "little",
             "encoding": layout.encoding, "header_format": fmt}
-    return Volume(data, spacing=layout.spacing or (1.0, 1.0, 1.0),
+    return Volume(data, spacing=file_spacing(layout.spacing, meta),
                   origin=layout.origin or (0.0, 0.0, 0.0), metadata=meta)
 
 

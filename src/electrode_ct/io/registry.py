@@ -166,6 +166,7 @@ def read(
     vol.metadata.setdefault("original_dtype", str(vol.dtype))
     if voxel_size is not None:
         vol.spacing = as_spacing(voxel_size)
+        vol.metadata["spacing_source"] = "user"
     return vol
 
 

@@ -30,6 +30,7 @@ import tifffile
 
 from electrode_ct.errors import FormatError, ShapeError
 from electrode_ct.io._meta import (
+    file_spacing,
     lazy_blocks,
     parse_class_map,
     slab_chunks,
@@ -239,7 +240,7 @@ def _read_single(path: Path, lazy: bool) -> Volume:
         extra["tiff_squeezed_from"] = list(shape)
     origin = extra.pop("origin_um", None)
     meta = {"tiff_axes": axes, **extra}
-    return Volume(data, spacing=spacing or (1.0, 1.0, 1.0),
+    return Volume(data, spacing=file_spacing(spacing, meta),
                   origin=origin or (0.0, 0.0, 0.0), metadata=meta)
 
 
@@ -440,7 +441,7 @@ def _read_folder(path: str, lazy: bool) -> Volume:
     meta.pop("origin_um", None)
     if spacing is not None:
         spacing = (spacing[2], spacing[1], spacing[2])
-    vol = Volume(data, spacing=spacing or (1.0, 1.0, 1.0), metadata=meta)
+    vol = Volume(data, spacing=file_spacing(spacing, meta), metadata=meta)
     vol.metadata["ndim"] = 3
     return vol
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import FormatError
+from electrode_ct.io._meta import file_spacing
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -135,9 +136,9 @@ def read_txm(path: str, *, lazy: bool = False, **_: Any) -> Volume:
             data = np.stack([src.image(i) for i in range(1, count + 1)])
         finally:
             src.ole.close()
-    spacing = (pixel,) * 3 if pixel and np.isfinite(pixel) and pixel > 0 else (1.0, 1.0, 1.0)
+    found = (pixel,) * 3 if pixel and np.isfinite(pixel) and pixel > 0 else None
     meta = {"txm_data_type": int(code), "txm_kind": Path(path).suffix.lower().lstrip(".")}
-    return Volume(data, spacing=spacing, metadata=meta)
+    return Volume(data, spacing=file_spacing(found, meta), metadata=meta)
 
 
 def _sniff(path: Path) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 from electrode_ct.errors import FormatError, InputError, ShapeError
 from electrode_ct.io._meta import (
     check_ndim,
+    file_spacing,
     parse_class_map,
     spacing_attrs,
     squeeze_to_3d,
@@ -226,7 +227,7 @@ def read_zarr(
         meta["class_map"] = cm
     return Volume(
         data,
-        spacing=spacing or (1.0, 1.0, 1.0),
+        spacing=file_spacing(spacing, meta),
         origin=origin or (0.0, 0.0, 0.0),
         metadata=meta,
     )
