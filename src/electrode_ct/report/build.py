@@ -49,7 +49,9 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
     sec.table({"input": greys[0], "states": len(greys), "crop": str(inp.get("crop") or "none"),
                "kind": "grey scan" if inp.get("grey") else "phase segmentation",
                "shape (z, y, x)": str(tuple(s["shape"])),
-               "voxel size (µm)": " × ".join(f"{v:g}" for v in s["spacing_um"]),
+               "voxel size (µm)": " × ".join(f"{v:g}" for v in s["spacing_um"])
+               + (" (ASSUMED: no voxel size in the file; set input.voxel_size)"
+                  if s["spacing_source"] == "assumed" else ""),
                "dtype": s["dtype"], "grey range": f"{s['min']:.4g} … {s['max']:.4g}",
                "noise σ (grey levels)": s["noise_sigma"]})
     ph = _vol(out, steps.get("segment", {}).get("outputs", {}).get("phases_0"))
