@@ -131,6 +131,42 @@ def test_model_round_trip(tmp_path, trained):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_members_average_probabilities_and_round_trip(tmp_path, trained):
+    from electrode_ct.segment.cnn.model import CNNModel
+    from electrode_ct.segment.models import load_model, read_header
+
+    img, lab = phantom_slice(9)
+    cfg = TrainConfig(**{**TINY, "epochs": 2, "patches_per_epoch": 16, "members": 2})
+    res = train(img, lab, config=cfg, val=phantom_slice(10), class_names=["p", "c", "a"])
+    m = res.model
+    assert len(m.nets) == 2 and [r["seed"] for r in m.training["members"]] == [0, 1]
+    assert sorted({h["member"] for h in res.history}) == [0, 1]
+    # the two members differ (different seeds), the model is their probability mean
+    test, _ = phantom_slice(11, size=40)
+    single = [CNNModel(n, arch=m.arch, class_values=m.class_values, class_names=m.class_names,
+                       normalisation=m.normalisation).predict(test, probabilities=True)
+              .probabilities for n in m.nets]
+    assert np.abs(single[0] - single[1]).max() > 1e-3
+    both = m.predict(test, probabilities=True).probabilities
+    np.testing.assert_allclose(both, (single[0] + single[1]) / 2, atol=1e-5)
+    path = m.save(tmp_path / "e.cnn")
+    assert read_header(path)["members"] == 2
+    np.testing.assert_allclose(load_model(path).predict(test, probabilities=True).probabilities,
+                               both, atol=1e-6)
+
+
+def test_label_smoothing_is_checked_and_used(trained):
+    with pytest.raises(ConfigError, match="label smoothing"):
+        TrainConfig(label_smoothing=1.0).check()
+    from electrode_ct.segment.cnn.train import loss_fn
+
+    logits = torch.tensor([[[[8.0]], [[-8.0]]]])
+    target = torch.tensor([[[0]]])
+    sharp = float(loss_fn(logits, target, None, 0.0))
+    smooth = float(loss_fn(logits, target, None, 0.0, label_smoothing=0.2))
+    assert sharp < 1e-3 and smooth > 0.5  # smoothing penalises over-confident logits
+
+
 def test_model_of_another_kind_is_refused(tmp_path, trained):
     from electrode_ct.segment.cnn.model import load_cnn
     from electrode_ct.segment.models import load_model, write_archive

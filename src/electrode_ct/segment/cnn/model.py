@@ -2,7 +2,9 @@
 
 Saved through the archive registry of :mod:`electrode_ct.segment.models`: ``model.json``
 holds the architecture and its sizes, training hyper-parameters, normalisation, class
-values and names; ``state_dict.pt`` holds the weights (loaded with ``weights_only``).
+values and names; ``state_dict.pt`` holds the weights (loaded with ``weights_only``); a
+model of several members (networks of the same architecture trained with different seeds,
+their probabilities averaged) stores the others as ``state_dict_1.pt``, ``state_dict_2.pt``...
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class CNNModel:
 
     Parameters
     ----------
-    net : torch.nn.Module
-        The network (built by :func:`~electrode_ct.segment.cnn.nets.build_net`).
+    net : torch.nn.Module or list of torch.nn.Module
+        The network (built by :func:`~electrode_ct.segment.cnn.nets.build_net`), or several
+        networks of the same architecture (members) whose probabilities are averaged.
     arch : dict
         ``{"name": ..., "channels": ..., "depth": ..., "kernel": ...}``.
     class_values : list of int
@@ -67,13 +70,18 @@ class CNNModel:
                  class_names: list[str], normalisation: dict[str, Any],
                  training: dict[str, Any] | None = None,
                  prediction: dict[str, Any] | None = None) -> None:
-        self.net = net
+        self.nets = list(net) if isinstance(net, (list, tuple)) else [net]
         self.arch = dict(arch)
         self.class_values = [int(v) for v in class_values]
         self.class_names = [str(n) for n in class_names]
         self.normalisation = dict(normalisation)
         self.training = dict(training or {})
         self.prediction = {"mode": "auto", "axis": 0, **(prediction or {})}
+
+    @property
+    def net(self) -> Any:
+        """The first (or only) member network."""
+        return self.nets[0]
 
     # -- inference --------------------------------------------------------------------
     def normalise(self, data: np.ndarray) -> np.ndarray:
@@ -121,8 +129,9 @@ class CNNModel:
         if mode == "auto":
             mode = "triplanar" if min(arr.shape) >= 8 else "slice"
         dev = resolve_device(device)
-        self.net.to(dev).eval()
-        return predict_volume(self.net, self.normalise(arr), mode=mode, axis=axis,
+        for member in self.nets:
+            member.to(dev).eval()
+        return predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
                               tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
                               transforms=transforms, progress=progress)
 
@@ -160,14 +169,22 @@ class CNNModel:
         return {"kind": KIND, "arch": self.arch, "class_values": self.class_values,
                 "class_names": self.class_names, "normalisation": self.normalisation,
                 "training": self.training, "prediction": self.prediction,
+                "members": len(self.nets),
                 "torch_version": torch.__version__}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model archive (atomically)."""
-        buf = io.BytesIO()
-        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        torch.save(state, buf)
-        return write_archive(path, self.header(), {"state_dict.pt": buf.getvalue()})
+        members = {}
+        for i, member in enumerate(self.nets):
+            buf = io.BytesIO()
+            torch.save({k: v.detach().cpu() for k, v in member.state_dict().items()}, buf)
+            members[_member_file(i)] = buf.getvalue()
+        return write_archive(path, self.header(), members)
+
+
+def _member_file(index: int) -> str:
+    """Archive member holding the weights of network ``index``."""
+    return "state_dict.pt" if index == 0 else f"state_dict_{index}.pt"
 
 
 def net_from_arch(arch: dict[str, Any], n_classes: int) -> Any:
@@ -180,14 +197,16 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNN
     try:
         arch = header["arch"]
         values = header["class_values"]
-        net = net_from_arch(arch, len(values))
-        state = torch.load(read_member(archive, "state_dict.pt"), map_location="cpu",
-                           weights_only=True)
-        net.load_state_dict(state)
+        nets = []
+        for i in range(int(header.get("members", 1))):
+            net = net_from_arch(arch, len(values))
+            state = torch.load(read_member(archive, _member_file(i)), map_location="cpu",
+                               weights_only=True)
+            net.load_state_dict(state)
+            nets.append(net.eval())
     except (KeyError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{path}: damaged cnn model ({type(exc).__name__}: {exc})") from exc
-    net.eval()
-    return CNNModel(net, arch=arch, class_values=values, class_names=header["class_names"],
+    return CNNModel(nets, arch=arch, class_values=values, class_names=header["class_names"],
                     normalisation=header.get("normalisation", {"mode": "image"}),
                     training=header.get("training"), prediction=header.get("prediction"))
 

@@ -57,8 +57,9 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
 
     Parameters
     ----------
-    net : torch.nn.Module
-        Network in eval mode returning logits (N, K, H, W).
+    net : torch.nn.Module or sequence of torch.nn.Module
+        Network in eval mode returning logits (N, K, H, W); several networks (an ensemble
+        of members) have their probabilities averaged.
     image : numpy.ndarray
         Normalised 2-D image (y, x), float32.
     tile : int
@@ -72,12 +73,12 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
     transforms : int
         Test-time augmentation: number of dihedral transforms averaged (1 = none, up to 8).
     return_std : bool
-        Also return the per-class standard deviation over the transforms.
+        Also return the per-class standard deviation over the transforms (and members).
 
     Returns
     -------
     numpy.ndarray or (numpy.ndarray, numpy.ndarray)
-        Probabilities (K, y, x) float32 [and their std over the transforms].
+        Probabilities (K, y, x) float32 [and their std over the transforms and members].
     """
     if image.ndim != 2:
         raise InputError(f"predict_plane: expected a 2-D image, got shape {image.shape}")
@@ -92,6 +93,8 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
     wx = _window(tw, overlap if len(xs) > 1 else 0)
     weight = torch.from_numpy(np.outer(wy, wx))
     transforms = max(1, min(8, int(transforms)))
+    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    runs = [(m, k) for m in nets for k in range(transforms)]
     acc = sq = None
     norm = torch.zeros((h, w))
     img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
@@ -102,13 +105,13 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
             batch = torch.stack([img[y:y + th, x:x + tw] for y, x in chunk])[:, None]
             batch = batch.to(device)
             mean = m2 = None
-            for k in range(transforms):
-                prob = torch.softmax(net(_dihedral(batch, k)), dim=1)
+            for member, k in runs:
+                prob = torch.softmax(member(_dihedral(batch, k)), dim=1)
                 prob = _dihedral(prob, k, inverse=True).float().cpu()
                 mean = prob if mean is None else mean + prob
                 if return_std:
                     m2 = prob ** 2 if m2 is None else m2 + prob ** 2
-            mean = mean / transforms
+            mean = mean / len(runs)
             if acc is None:
                 acc = torch.zeros((mean.shape[1], h, w))
                 sq = torch.zeros_like(acc) if return_std else None
@@ -116,7 +119,7 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
                 acc[:, y:y + th, x:x + tw] += p * weight
                 norm[y:y + th, x:x + tw] += weight
             if return_std:
-                var = (m2 / transforms - mean ** 2).clamp_min(0)
+                var = (m2 / len(runs) - mean ** 2).clamp_min(0)
                 for (y, x), v in zip(chunk, var, strict=True):
                     sq[:, y:y + th, x:x + tw] += v.sqrt() * weight
     prob = (acc / norm).numpy().astype(np.float32)
@@ -131,8 +134,8 @@ def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: i
 
     Parameters
     ----------
-    net : torch.nn.Module
-        Network in eval mode.
+    net : torch.nn.Module or sequence of torch.nn.Module
+        Network(s) in eval mode (see :func:`predict_plane`).
     volume : numpy.ndarray
         Normalised volume (z, y, x), float32.
     mode : {"slice", "triplanar"}

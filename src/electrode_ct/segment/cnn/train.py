@@ -67,6 +67,9 @@ class TrainConfig:
         (× ``step_gamma`` every ``step_epochs``, never below ``lr_floor``).
     dice_weight : float
         Weight of the Dice term added to the cross-entropy.
+    label_smoothing : float
+        Cross-entropy label smoothing (0 = none; 0.1 spreads 10 % of each target over the
+        classes).
     class_weighting : {"balanced", "none"}
         Cross-entropy weights ∝ frequency^-1/2 of the labelled classes, or none.
     balance : float
@@ -81,7 +84,11 @@ class TrainConfig:
     normalisation : {"image", "slice", "fixed"}
         Input normalisation (see :mod:`~electrode_ct.segment.cnn.normalise`).
     seed : int
-        Random seed (patches, augmentation, initial weights).
+        Random seed (patches, augmentation, initial weights); member ``i`` uses ``seed + i``.
+    members : int
+        Networks trained one after the other with different seeds (each early-stopped on the
+        validation slice, each given ``time_limit_s / members``); prediction averages their
+        probabilities.
     device : {"cpu", "cuda"}
         Compute device.
     threads : int, optional
@@ -105,6 +112,7 @@ class TrainConfig:
     lr_floor: float = 1e-5
     weight_decay: float = 0.0
     dice_weight: float = 1.0
+    label_smoothing: float = 0.0
     class_weighting: str = "balanced"
     balance: float = 0.5
     augment: bool = True
@@ -115,6 +123,7 @@ class TrainConfig:
     patience: int = 8
     normalisation: str = "image"
     seed: int = 0
+    members: int = 1
     device: str = "cpu"
     threads: int | None = None
     time_limit_s: float | None = None
@@ -139,11 +148,14 @@ class TrainConfig:
         if self.class_weighting not in ("balanced", "none"):
             raise ConfigError(f"class weighting {self.class_weighting!r}: expected balanced "
                               "or none")
-        for key in ("patch", "patches_per_epoch", "batch_size", "epochs", "step_epochs"):
+        for key in ("patch", "patches_per_epoch", "batch_size", "epochs", "step_epochs",
+                    "members"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"{key}: expected a positive integer, got {getattr(self, key)}")
         if self.patch < 8:
             raise ConfigError(f"--patch {self.patch}: expected at least 8 pixels")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label smoothing {self.label_smoothing}: expected 0 <= value < 1")
         if not self.lr > 0 or self.lr_floor < 0:
             raise ConfigError(f"learning rate {self.lr} / floor {self.lr_floor}: expected > 0")
 
@@ -164,10 +176,10 @@ class TrainResult:
     model : CNNModel
         The trained model (weights of the best validation epoch).
     history : list of dict
-        Per epoch: ``epoch``, ``lr``, ``loss``, ``val_mean_iou`` (NaN without validation),
-        ``seconds``.
+        Per epoch: ``member`` (0-based), ``epoch``, ``lr``, ``loss``, ``val_mean_iou`` (NaN
+        without validation), ``seconds``.
     best_epoch : int
-        Epoch whose weights were kept (1-based).
+        Epoch whose weights were kept (1-based; of the first member).
     stopped_early : bool
         True when early stopping or the time limit ended training.
     wall_s, cpu_s : float
@@ -340,9 +352,11 @@ def augment(x: Any, y: Any, cfg: TrainConfig, gen: Any) -> tuple[Any, Any]:
     return x, y
 
 
-def loss_fn(logits: Any, target: Any, weight: Any, dice_weight: float) -> Any:
-    """Weighted cross-entropy plus soft Dice loss over labelled pixels."""
-    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
+def loss_fn(logits: Any, target: Any, weight: Any, dice_weight: float, *,
+            label_smoothing: float = 0.0) -> Any:
+    """Weighted (optionally label-smoothed) cross-entropy plus soft Dice over labelled pixels."""
+    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE,
+                         label_smoothing=label_smoothing)
     if dice_weight <= 0:
         return ce
     valid = (target != IGNORE)
@@ -389,8 +403,12 @@ def learning_rate(epoch: int, cfg: TrainConfig, *, elapsed_s: float | None = Non
 # -- evaluation ---------------------------------------------------------------------------
 def _evaluate(net: Any, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
               device: Any) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean IoU over labelled pixels, and predicted / reference class fractions."""
-    net.eval()
+    """Mean IoU over labelled pixels, and predicted / reference class fractions.
+
+    ``net``: one network or a list of members (probabilities averaged).
+    """
+    for member in net if isinstance(net, (list, tuple)) else [net]:
+        member.eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
     for img, lab in planes:
         pred = predict_plane(net, img, device=device, tile=512, overlap=32).argmax(axis=0)
@@ -462,9 +480,6 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     t0, c0 = time.perf_counter(), time.process_time()
     set_threads(default_threads(cfg.threads))
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     planes, values, stats = prepare(images, labels, normalisation=cfg.normalisation,
                                     all_axes=not slices_2d)
     k = values.size
@@ -479,22 +494,77 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         for img, lab in vp:
             lab2 = np.where(lab == IGNORE, IGNORE, remap[np.clip(lab, 0, None)])
             val_planes.append((img, lab2))
-    sampler = PatchSampler(planes, k, patch=cfg.patch, balance=cfg.balance, rng=rng)
-
     arch = cfg.arch_record()
+    base = None
     if init is not None:
         base = load_cnn(init) if not isinstance(init, CNNModel) else init
         arch = dict(base.arch)
-        net = net_from_arch(arch, k)
-        state = {key: v for key, v in base.net.state_dict().items()
-                 if v.shape == net.state_dict()[key].shape}
-        net.load_state_dict(state, strict=False)
-    else:
-        net = net_from_arch(arch, k)
-    net.to(device)
     weight = torch.from_numpy(class_weights(planes, k, cfg.class_weighting)).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    nets, history, runs = [], [], []
+    for member in range(cfg.members):
+        left = None
+        if cfg.time_limit_s is not None:
+            left = max(0.0, cfg.time_limit_s - (time.perf_counter() - t0))
+            left /= cfg.members - member
+        mcfg = replace(cfg, seed=cfg.seed + member, time_limit_s=left)
+        torch.manual_seed(mcfg.seed)
+        net = net_from_arch(arch, k)
+        if base is not None:
+            state = {key: v for key, v in base.net.state_dict().items()
+                     if v.shape == net.state_dict()[key].shape}
+            net.load_state_dict(state, strict=False)
+        run = _fit(net, planes, val_planes, mcfg, weight=weight, device=device,
+                   callback=callback, member=member)
+        nets.append(net.eval())
+        history += run["history"]
+        runs.append(run)
+    check_planes = val_planes or planes
+    ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device)
+    message = collapse_check(pred_frac, ref_frac)
+    if message:
+        warnings.warn(message, CollapseWarning, stacklevel=2)
+    names = list(class_names) if class_names else [f"class{int(v)}" for v in values]
+    if len(names) != k:
+        raise InputError(f"class names: {len(names)} names for {k} classes {values.tolist()}")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    best_val = None
+    if val_planes:
+        best_val = runs[0]["best"] if cfg.members == 1 else ens_score
+    training = {"config": asdict(cfg), "best_epoch": runs[0]["best_epoch"],
+                "epochs_run": len(history), "best_val_mean_iou": best_val, "wall_s": wall,
+                "cpu_s": cpu, "init": None if init is None else str(getattr(init, "kind", init)),
+                "members": [{"seed": cfg.seed + i, "best_epoch": r["best_epoch"],
+                             "epochs_run": len(r["history"]),
+                             "best_val_mean_iou": r["best"] if val_planes else None}
+                            for i, r in enumerate(runs)]}
+    model = CNNModel([net.cpu() for net in nets], arch=arch, class_values=values.tolist(),
+                     class_names=names,
+                     normalisation={"mode": cfg.normalisation, "train_center": stats[0],
+                                    "train_scale": stats[1]},
+                     training=training,
+                     prediction={"mode": "slice" if slices_2d else "auto", "axis": 0})
+    return TrainResult(model=model, history=history, best_epoch=runs[0]["best_epoch"],
+                       stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
+                       collapsed=message is not None)
+
+
+def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
+         val_planes: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *, weight: Any,
+         device: Any, callback: Callable[[dict[str, float]], None] | None,
+         member: int) -> dict[str, Any]:
+    """Train one network in place; keep the weights of its best validation epoch.
+
+    Returns ``{"history", "best", "best_epoch", "stopped"}`` (``best``: the best validation
+    mean IoU, or minus the best training loss without validation).
+    """
+    t0 = time.perf_counter()
+    k = int(weight.shape[0])
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sampler = PatchSampler(planes, k, patch=cfg.patch, balance=cfg.balance, rng=rng)
+    net.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, float]] = []
     best, best_state, best_epoch, stale, stopped = -np.inf, None, 0, 0, False
     steps = max(1, cfg.patches_per_epoch // cfg.batch_size)
@@ -511,17 +581,15 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
             if cfg.augment:
                 x, y = augment(x, y, cfg, gen)
             x, y = x.to(device), y.to(device)
-            loss = loss_fn(net(x), y, weight, cfg.dice_weight)
+            loss = loss_fn(net(x), y, weight, cfg.dice_weight,
+                           label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += float(loss.detach())
         mean_loss = total / steps
-        if val_planes:
-            score = _evaluate(net, val_planes, k, device)[0]
-        else:
-            score = -mean_loss
-        rec = {"epoch": epoch + 1, "lr": lr, "loss": mean_loss,
+        score = _evaluate(net, val_planes, k, device)[0] if val_planes else -mean_loss
+        rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": mean_loss,
                "val_mean_iou": score if val_planes else float("nan"),
                "seconds": time.perf_counter() - te}
         history.append(rec)
@@ -541,25 +609,7 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    check_planes = val_planes or planes
-    _, pred_frac, ref_frac = _evaluate(net, check_planes[:4], k, device)
-    message = collapse_check(pred_frac, ref_frac)
-    if message:
-        warnings.warn(message, CollapseWarning, stacklevel=2)
-    names = list(class_names) if class_names else [f"class{int(v)}" for v in values]
-    if len(names) != k:
-        raise InputError(f"class names: {len(names)} names for {k} classes {values.tolist()}")
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    training = {"config": asdict(cfg), "best_epoch": best_epoch, "epochs_run": len(history),
-                "best_val_mean_iou": best if val_planes else None, "wall_s": wall,
-                "cpu_s": cpu, "init": None if init is None else str(getattr(init, "kind", init))}
-    model = CNNModel(net.cpu(), arch=arch, class_values=values.tolist(), class_names=names,
-                     normalisation={"mode": cfg.normalisation, "train_center": stats[0],
-                                    "train_scale": stats[1]},
-                     training=training,
-                     prediction={"mode": "slice" if slices_2d else "auto", "axis": 0})
-    return TrainResult(model=model, history=history, best_epoch=best_epoch, stopped_early=stopped,
-                       wall_s=wall, cpu_s=cpu, collapsed=message is not None)
+    return {"history": history, "best": best, "best_epoch": best_epoch, "stopped": stopped}
 
 
 # -- hyper-parameter search ---------------------------------------------------------------
