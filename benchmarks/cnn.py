@@ -57,8 +57,7 @@ def _score(preds: list[np.ndarray], refs: list[np.ndarray]) -> dict:
     return {"iou": res["iou"], "mean_iou": res["mean_iou"], "accuracy": res["accuracy"]}
 
 
-def run_cnn(sv: SubVolume, cfg, *, tests: list[int], transforms: int = 1
-            ) -> tuple[dict, object]:
+def run_cnn(sv: SubVolume, cfg, *, tests: list[int]) -> tuple[dict, object]:
     """Train on the split's slice, early-stop on its validation slice, score the tests."""
     from electrode_ct.segment.cnn.train import train
 
@@ -70,11 +69,12 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int], transforms: int = 1
     preds, t_pred = {}, 0.0
     for s in [*tests, va]:
         t = time.perf_counter()
-        preds[s] = res.model.predict(sv.images[s], transforms=transforms).labels[0]
+        preds[s] = res.model.predict(sv.images[s]).labels[0]  # the model's TTA default
         t_pred += time.perf_counter() - t
     test = _score([preds[s] for s in tests], [sv.labels[s] for s in tests])
     return {
         **test,
+        "ablation_mean_iou": ablation(res.model, sv, tests, cfg.transforms),
         "mean_iou_per_slice": {str(s): _score([preds[s]], [sv.labels[s]])["mean_iou"]
                                for s in tests},
         "mean_iou_val_slice": _score([preds[va]], [sv.labels[va]])["mean_iou"],
@@ -85,6 +85,20 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int], transforms: int = 1
         "stopped_early": res.stopped_early, "collapsed": res.collapsed,
         "predict_wall_s": t_pred,
     }, res.model
+
+
+def ablation(model, sv: SubVolume, tests: list[int], transforms: int) -> dict:
+    """Test mean IoU of the first member alone and of all members, without and with TTA."""
+    from electrode_ct.segment.cnn.model import CNNModel
+
+    first = CNNModel(model.nets[0], arch=model.arch, class_values=model.class_values,
+                     class_names=model.class_names, normalisation=model.normalisation)
+    variants = {"first_member_tta1": (first, 1), "all_members_tta1": (model, 1)}
+    if transforms > 1:
+        variants[f"first_member_tta{transforms}"] = (first, transforms)
+    refs = [sv.labels[s] for s in tests]
+    return {name: _score([m.predict(sv.images[s], transforms=t).labels[0] for s in tests],
+                         refs)["mean_iou"] for name, (m, t) in variants.items()}
 
 
 def run_forest(sv: SubVolume, *, tests: list[int]) -> dict:
@@ -135,8 +149,6 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training")
-    ap.add_argument("--transforms", type=int, default=1,
-                    help="test-time augmentation transforms averaged at prediction (1-8)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any other TrainConfig field (repeatable)")
     ap.add_argument("--subvolumes", default="A,C")
@@ -165,7 +177,6 @@ def main() -> None:
         cfg.epochs, cfg.patches_per_epoch = 2, 32
     t0, c0 = time.perf_counter(), time.process_time()
     out: dict = {"benchmark": "cnn_one_slice_segmentpy", "quick": args.quick,
-                 "transforms": args.transforms,
                  "config": asdict(cfg), "arch": cfg.arch_record(),
                  "published_lrcs_net": PUBLISHED_LRCS}
     names = args.subvolumes.split(",")
@@ -175,7 +186,7 @@ def main() -> None:
         tests = [s for s in sv.slices if s not in (split["train"], split["val"])]
         if args.quick:
             tests = tests[:1]
-        res, _ = run_cnn(sv, cfg, tests=tests, transforms=args.transforms)
+        res, _ = run_cnn(sv, cfg, tests=tests)
         res.update(train_slice=split["train"], val_slice=split["val"], test_slices=tests,
                    label_mapping={str(k): CLASS_NAMES[v - 1] for k, v in sv.mapping.items()})
         if not args.no_forest:
@@ -189,10 +200,10 @@ def main() -> None:
     out["predict_mpixel_per_s"] = {
         f"{label}_{th}_threads": speed(a, threads=th, repeats=reps)
         for th in (1, 2) for label, a in (("default", arch), ("published_32ch_5x5", published))}
-    if cfg.members > 1 or args.transforms > 1:
+    if cfg.members > 1 or cfg.transforms > 1:
         for th in (1, 2):
             out["predict_mpixel_per_s"][f"as_benchmarked_{th}_threads"] = speed(
-                arch, threads=th, repeats=reps, members=cfg.members, transforms=args.transforms)
+                arch, threads=th, repeats=reps, members=cfg.members, transforms=cfg.transforms)
     out["target"] = {"mean_iou": 0.62, "train_minutes": 20, "predict_mpixel_per_s": 0.4}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["total_wall_s"] = time.perf_counter() - t0

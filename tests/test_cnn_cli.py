@@ -78,6 +78,30 @@ def test_ensemble_cli_writes_outputs(run_cli, files, tmp_path):
     assert members["volume_fraction"].groupby(members["member"]).sum().round(6).eq(1).all()
 
 
+def test_train_cnn_members_and_tta_reach_segment_predict(run_cli, files, tmp_path):
+    from electrode_ct.segment.models import load_model, read_header
+
+    model, out = tmp_path / "e.cnn", tmp_path / "seg.tif"
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", model,
+                           *TINY_ARGS, "--members", "2", "--tta", "4", "--label-smoothing",
+                           "0.1")
+    assert code == 0, err
+    head = read_header(model)
+    assert head["members"] == 2 and head["prediction"]["transforms"] == 4
+    assert head["training"]["config"]["label_smoothing"] == 0.1
+    code, _, err = run_cli("segment", "predict", model, files["vimg"], out)
+    assert code == 0, err
+    # ect segment predict applies the stored defaults: both members, 4 transforms
+    m = load_model(model)
+    img = tifffile.imread(files["vimg"])
+    want = m.predict(img, transforms=4).labels
+    np.testing.assert_array_equal(tifffile.imread(out).reshape(want.shape), want)
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model",
+                           tmp_path / "bad.cnn", *TINY_ARGS, "--tta", "9")
+    assert code == 2 and "transforms 9: expected 1 to 8" in err
+    assert not (tmp_path / "bad.cnn").exists()
+
+
 @pytest.mark.parametrize("case", ["shape", "single", "patch", "cuda", "kind"])
 def test_cli_bad_input_one_line_errors(run_cli, files, tmp_path, case):
     import torch

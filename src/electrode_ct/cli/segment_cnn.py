@@ -88,6 +88,13 @@ def train_cnn_cmd(
     kernel: int = typer.Option(None, "--kernel", help="Kernel size (lrcs 5, unet 3)."),
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience in "
                                  "epochs (0 = off) [8]."),
+    members: int = typer.Option(None, "--members", help="Networks trained with seeds SEED, "
+                                "SEED+1, ... whose probabilities are averaged [1]."),
+    transforms: int = typer.Option(None, "--tta", help="Test-time augmentation stored as the "
+                                   "model's prediction default: rotations/flips averaged "
+                                   "(1-8) [1]."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing",
+                                          help="Cross-entropy label smoothing (0-1) [0]."),
     init: Path = typer.Option(None, "--init", help="Start from this trained model (fine-tune)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
     two_d: bool = typer.Option(False, "--2d", help="Treat a volume as independent 2-D slices "
@@ -109,7 +116,8 @@ def train_cnn_cmd(
     cfg = _config(arch=arch, epochs=epochs, patch=patch, patches_per_epoch=patches_per_epoch,
                   batch_size=batch_size, lr=lr, schedule=schedule, channels=channels,
                   depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
-                  threads=threads, time_limit_s=time_limit)
+                  threads=threads, time_limit_s=time_limit, members=members,
+                  transforms=transforms, label_smoothing=label_smoothing)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
 

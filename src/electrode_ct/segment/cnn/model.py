@@ -61,7 +61,8 @@ class CNNModel:
     training : dict, optional
         Hyper-parameters and training summary (stored, not used to predict).
     prediction : dict, optional
-        Default prediction mode: ``{"mode": "auto"|"slice"|"triplanar", "axis": 0}``.
+        Prediction defaults: ``{"mode": "auto"|"slice"|"triplanar", "axis": 0,
+        "transforms": 1}`` (``transforms``: test-time dihedral transforms averaged).
     """
 
     kind = KIND
@@ -76,7 +77,7 @@ class CNNModel:
         self.class_names = [str(n) for n in class_names]
         self.normalisation = dict(normalisation)
         self.training = dict(training or {})
-        self.prediction = {"mode": "auto", "axis": 0, **(prediction or {})}
+        self.prediction = {"mode": "auto", "axis": 0, "transforms": 1, **(prediction or {})}
 
     @property
     def net(self) -> Any:
@@ -94,7 +95,8 @@ class CNNModel:
 
     def predict_proba(self, data: np.ndarray, *, mode: str | None = None, axis: int | None = None,
                       tile: int = 512, overlap: int = 32, batch_size: int = 2,
-                      device: str = "cpu", transforms: int = 1, threads: int | None = None,
+                      device: str = "cpu", transforms: int | None = None,
+                      threads: int | None = None,
                       progress: Any = None) -> np.ndarray:
         """Class probabilities (K, z, y, x) of a grey volume (z, y, x) or image (y, x).
 
@@ -111,8 +113,9 @@ class CNNModel:
             Tiling (pixels) and tiles per forward pass.
         device : {"cpu", "cuda"}
             Compute device.
-        transforms : int
-            Test-time augmentation transforms averaged (1–8).
+        transforms : int, optional
+            Test-time augmentation: dihedral transforms averaged (1–8; default from the
+            model's ``prediction`` record, 1 unless set at training).
         threads : int, optional
             Torch CPU threads (default :data:`~._torch.DEFAULT_THREADS`, 2).
         progress : callable, optional
@@ -128,6 +131,8 @@ class CNNModel:
         axis = self.prediction.get("axis", 0) if axis is None else axis
         if mode == "auto":
             mode = "triplanar" if min(arr.shape) >= 8 else "slice"
+        if transforms is None:
+            transforms = int(self.prediction.get("transforms", 1))
         dev = resolve_device(device)
         for member in self.nets:
             member.to(dev).eval()

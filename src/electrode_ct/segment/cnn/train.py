@@ -85,6 +85,9 @@ class TrainConfig:
         Input normalisation (see :mod:`~electrode_ct.segment.cnn.normalise`).
     seed : int
         Random seed (patches, augmentation, initial weights); member ``i`` uses ``seed + i``.
+    transforms : int
+        Test-time augmentation stored as the model's prediction default: dihedral
+        transforms (rotations/flips) averaged at prediction (1 = none, up to 8).
     members : int
         Networks trained one after the other with different seeds (each early-stopped on the
         validation slice, each given ``time_limit_s / members``); prediction averages their
@@ -124,6 +127,7 @@ class TrainConfig:
     normalisation: str = "image"
     seed: int = 0
     members: int = 1
+    transforms: int = 1
     device: str = "cpu"
     threads: int | None = None
     time_limit_s: float | None = None
@@ -154,6 +158,8 @@ class TrainConfig:
                 raise ConfigError(f"{key}: expected a positive integer, got {getattr(self, key)}")
         if self.patch < 8:
             raise ConfigError(f"--patch {self.patch}: expected at least 8 pixels")
+        if not 1 <= int(self.transforms) <= 8:
+            raise ConfigError(f"transforms {self.transforms}: expected 1 to 8")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing {self.label_smoothing}: expected 0 <= value < 1")
         if not self.lr > 0 or self.lr_floor < 0:
@@ -543,7 +549,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                      normalisation={"mode": cfg.normalisation, "train_center": stats[0],
                                     "train_scale": stats[1]},
                      training=training,
-                     prediction={"mode": "slice" if slices_2d else "auto", "axis": 0})
+                     prediction={"mode": "slice" if slices_2d else "auto", "axis": 0,
+                                 "transforms": int(cfg.transforms)})
     return TrainResult(model=model, history=history, best_epoch=runs[0]["best_epoch"],
                        stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
                        collapsed=message is not None)
