@@ -13,6 +13,7 @@ from electrode_ct.particles import (
     fill_holes,
     heal_cracks,
     mahalanobis_outliers,
+    particle_confidence,
     relabel_sequential,
     remove_border,
     remove_islands,
@@ -143,3 +144,44 @@ def test_mahalanobis_flags_slice_artefact():
     table.loc[7, ["sphericity", "flatness"]] = [0.4, 6.0]  # a flat slice-like artefact
     flags = mahalanobis_outliers(table)
     assert flags[7] and flags.sum() <= 3
+
+
+def test_confidence_ranks_merges_and_truncated_particles_last():
+    from scipy import ndimage as ndi
+
+    # five intact spheres; a merge of three larger spheres given one id; a half sphere
+    shape = (40, 40, 170)
+    intact = [(20, 20, 10 + 19 * i) for i in range(5)]
+    labels = spheres(shape, intact, 8).astype(np.uint32)
+    triple = [(20, 20, 104), (20, 20, 120), (20, 20, 136)]
+    labels[spheres(shape, triple, 9) > 0] = 6
+    half = spheres(shape, [(20, 20, 160)], 8) > 0
+    half[:, :, 160:] = False
+    labels[half] = 7
+    dist = ndi.distance_transform_edt(labels > 0).astype(np.float32)  # 1 µm voxels
+    conf, peak = particle_confidence(labels, dist, spacing=1.0)
+    assert conf.shape == peak.shape == (8,) and conf[0] == 0
+    np.testing.assert_allclose(peak[1:], ndi.maximum(dist, labels, np.arange(1, 8)))
+    np.testing.assert_allclose(conf[1:6], peak[1:6])  # typical shapes keep their peak
+    assert conf[6] < 0.75 * peak[6] and conf[7] < 0.75 * peak[7]
+    assert peak[6] > peak[1]  # the merge has the largest peak ...
+    assert set(np.argsort(conf[1:])[:2] + 1) == {6, 7}  # ... but is ranked last
+    # that ranking is what AP@0.5 rewards: the merge is a false positive
+    ref = spheres(shape, intact, 8)
+    ref = np.where(spheres(shape, triple, 9) > 0, spheres(shape, triple, 9) + 5, ref)
+    ref[spheres(shape, [(20, 20, 160)], 8) > 0] = 9
+    ranked = match_instances(labels, ref, scores=conf)
+    by_peak = match_instances(labels, ref, scores=peak)
+    assert ranked["tp"] == by_peak["tp"] and ranked["fp"] >= 1
+    assert ranked["ap50"] > by_peak["ap50"] + 0.05
+
+
+def test_separate_returns_confidence_and_peak():
+    truth = spheres((24, 24, 44), [(12, 12, 11), (12, 12, 29)], 9)
+    lab, info = separate_particles(truth > 0, spacing=0.5, return_info=True)
+    assert lab.max() == 2
+    assert info["scores"].shape == info["peak_um"].shape == (3,)
+    assert np.all(info["scores"][1:] <= info["peak_um"][1:] + 1e-12)
+    # two identical spheres: same peak (about the radius, 4.5 µm, less the smoothing)
+    assert 3.0 < info["peak_um"][1] <= 4.6
+    np.testing.assert_allclose(info["peak_um"][1], info["peak_um"][2], rtol=0.02)

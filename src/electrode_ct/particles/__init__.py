@@ -10,13 +10,14 @@ from electrode_ct.particles.cleanup import (
     remove_small,
     truncated_labels,
 )
-from electrode_ct.particles.separate import heal_cracks, separate_particles
+from electrode_ct.particles.separate import heal_cracks, particle_confidence, separate_particles
 
 __all__ = [
     "border_labels",
     "fill_holes",
     "heal_cracks",
     "mahalanobis_outliers",
+    "particle_confidence",
     "relabel_sequential",
     "remove_border",
     "remove_islands",

@@ -138,6 +138,54 @@ def _markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
     return np.where(markers > 0, markers, lut[parts]).astype(np.int32)
 
 
+def particle_confidence(
+    labels: np.ndarray,
+    score: np.ndarray,
+    *,
+    spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-particle confidence: distance peak, down-weighted when the shape is atypical.
+
+    A particle whose volume does not fit its largest inscribed ball the way the other
+    particles of the volume do is likely a merge of several particles (too much volume
+    for its ball), a fragment or a particle truncated by the field of view (too little).
+    The fill ratio ``f = V / (4/3 π p³)`` (``V`` the particle volume, ``p`` its peak
+    distance) is compared with the median fill ratio of all particles (which absorbs
+    the bias of smoothing and segmentation); the confidence is ``p / max(q, 1/q)`` with
+    ``q = f / median(f)``.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Sequential particle labels 0..n (z, y, x).
+    score : numpy.ndarray
+        Distance map the particles were seeded on (µm).
+    spacing : float or 3 floats
+        Voxel size (z, y, x) in µm.
+
+    Returns
+    -------
+    confidence : numpy.ndarray
+        float64, index = particle id (element 0 is 0), µm of distance.
+    peak : numpy.ndarray
+        The peak distance of each particle (µm), same indexing.
+    """
+    from scipy import ndimage as ndi
+
+    n = int(labels.max())
+    conf = np.zeros(n + 1, dtype=np.float64)
+    peak = np.zeros(n + 1, dtype=np.float64)
+    if not n:
+        return conf, peak
+    peak[1:] = ndi.maximum(score, labels, index=np.arange(1, n + 1))
+    voxel = float(np.prod(as_spacing(spacing, name="spacing")))
+    volume = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel
+    fill = volume / (4.0 / 3.0 * np.pi * np.maximum(peak[1:], 1e-6) ** 3)
+    q = fill / float(np.median(fill))
+    conf[1:] = peak[1:] / np.maximum(q, 1.0 / q)
+    return conf, peak
+
+
 def _watershed(elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray,
                compactness: float) -> np.ndarray:
     from skimage.segmentation import watershed
@@ -244,10 +292,13 @@ def separate_particles(
         Gaussian smoothing (voxels) of the distance map before seeding; 0 disables.
     return_info : bool
         Also return a dict: ``n_particles``, ``n_removed_small``, ``n_markers``,
-        ``n_phase_voxels``, ``method``, ``heal_cracks_um``, ``h_um`` and ``scores``
-        (float64, index = particle id, element 0 unused): the watershed score of each
-        particle, the peak of its smoothed distance map in µm (the confidence to rank
-        particles by in :func:`electrode_ct.metrics.instances.match_instances`).
+        ``n_phase_voxels``, ``method``, ``heal_cracks_um``, ``h_um``, ``peak_um``
+        (float64, index = particle id, element 0 unused: the peak of each particle's
+        smoothed distance map, µm) and ``scores`` (same indexing): the confidence of
+        each particle, its peak down-weighted when its volume does not fit that peak
+        like the other particles' (:func:`particle_confidence`; merges, fragments and
+        truncated particles rank last). Pass it as ``scores=`` to
+        :func:`electrode_ct.metrics.instances.match_instances`.
 
     Returns
     -------
@@ -315,12 +366,11 @@ def separate_particles(
     if not return_info:
         return labels
     n = int(labels.max())
-    scores = np.zeros(n + 1, dtype=np.float64)
-    if n:
-        scores[1:] = ndi.maximum(score, labels, index=np.arange(1, n + 1))
+    scores, peak = particle_confidence(labels, score, spacing=sp)
     return labels, {
         "n_particles": n,
         "scores": scores,
+        "peak_um": peak,
         "n_removed_small": n_small,
         "n_markers": n_markers,
         "n_phase_voxels": int(mask.sum()),
