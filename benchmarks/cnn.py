@@ -93,12 +93,17 @@ def ablation(model, sv: SubVolume, tests: list[int], transforms: int) -> dict:
 
     first = CNNModel(model.nets[0], arch=model.arch, class_values=model.class_values,
                      class_names=model.class_names, normalisation=model.normalisation)
-    variants = {"first_member_tta1": (first, 1), "all_members_tta1": (model, 1)}
+    default = bool(model.prediction.get("adapt_bn", False))
+    variants = {"first_member_tta1": (first, 1, default),
+                "all_members_tta1": (model, 1, default),
+                f"all_members_tta{transforms}_adapt_bn_{not default}".lower():
+                    (model, transforms, not default)}
     if transforms > 1:
-        variants[f"first_member_tta{transforms}"] = (first, transforms)
+        variants[f"first_member_tta{transforms}"] = (first, transforms, default)
     refs = [sv.labels[s] for s in tests]
-    return {name: _score([m.predict(sv.images[s], transforms=t).labels[0] for s in tests],
-                         refs)["mean_iou"] for name, (m, t) in variants.items()}
+    return {name: _score([m.predict(sv.images[s], transforms=t, adapt_bn=a).labels[0]
+                          for s in tests], refs)["mean_iou"]
+            for name, (m, t, a) in variants.items()}
 
 
 def run_forest(sv: SubVolume, *, tests: list[int]) -> dict:

@@ -155,6 +155,33 @@ def test_members_average_probabilities_and_round_trip(tmp_path, trained):
                                both, atol=1e-6)
 
 
+def test_adapt_batchnorm_uses_input_statistics(trained):
+    from electrode_ct.segment.cnn.predict import adapt_batchnorm
+
+    net = trained.model.net
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    img, lab = phantom_slice(12, size=64)
+    norm = trained.model.normalise(img)
+    (adapted,) = adapt_batchnorm(net, [norm], tile=512)
+    for k, v in net.state_dict().items():  # the original is untouched
+        assert torch.equal(v, before[k])
+    # the last batch-norm's running mean is the mean of its input over the image
+    bn = adapted.post[1]
+    feats = {}
+    hook = adapted.post[0].register_forward_hook(lambda m, i, o: feats.setdefault("x", o))
+    with torch.no_grad():
+        adapted(torch.from_numpy(norm)[None, None])
+    hook.remove()
+    np.testing.assert_allclose(bn.running_mean.numpy(), feats["x"].mean(dim=(0, 2, 3)).numpy(),
+                               rtol=0, atol=2e-3)  # unbiased vs biased variance upstream
+    assert not torch.allclose(bn.running_mean, net.post[1].running_mean)
+    # predict(adapt_bn=True) is the adapted network's prediction
+    from electrode_ct.segment.cnn.predict import predict_plane
+
+    want = predict_plane([adapted], norm, tile=512).argmax(0) + 1
+    np.testing.assert_array_equal(trained.model.predict(img, adapt_bn=True).labels[0], want)
+
+
 def test_label_smoothing_is_checked_and_used(trained):
     with pytest.raises(ConfigError, match="label smoothing"):
         TrainConfig(label_smoothing=1.0).check()

@@ -62,7 +62,8 @@ class CNNModel:
         Hyper-parameters and training summary (stored, not used to predict).
     prediction : dict, optional
         Prediction defaults: ``{"mode": "auto"|"slice"|"triplanar", "axis": 0,
-        "transforms": 1}`` (``transforms``: test-time dihedral transforms averaged).
+        "transforms": 1, "adapt_bn": False}`` (``transforms``: test-time dihedral transforms
+        averaged; ``adapt_bn``: batch-norm statistics re-estimated on each input).
     """
 
     kind = KIND
@@ -77,7 +78,8 @@ class CNNModel:
         self.class_names = [str(n) for n in class_names]
         self.normalisation = dict(normalisation)
         self.training = dict(training or {})
-        self.prediction = {"mode": "auto", "axis": 0, "transforms": 1, **(prediction or {})}
+        self.prediction = {"mode": "auto", "axis": 0, "transforms": 1, "adapt_bn": False,
+                           **(prediction or {})}
 
     @property
     def net(self) -> Any:
@@ -96,7 +98,7 @@ class CNNModel:
     def predict_proba(self, data: np.ndarray, *, mode: str | None = None, axis: int | None = None,
                       tile: int = 512, overlap: int = 32, batch_size: int = 2,
                       device: str = "cpu", transforms: int | None = None,
-                      threads: int | None = None,
+                      threads: int | None = None, adapt_bn: bool | None = None,
                       progress: Any = None) -> np.ndarray:
         """Class probabilities (K, z, y, x) of a grey volume (z, y, x) or image (y, x).
 
@@ -118,6 +120,10 @@ class CNNModel:
             model's ``prediction`` record, 1 unless set at training).
         threads : int, optional
             Torch CPU threads (default :data:`~._torch.DEFAULT_THREADS`, 2).
+        adapt_bn : bool, optional
+            Re-estimate batch-norm statistics on this input before predicting
+            (:func:`~.predict.adapt_batchnorm`; default from the model's ``prediction``
+            record).
         progress : callable, optional
             Wraps the plane iterator.
         """
@@ -133,12 +139,14 @@ class CNNModel:
             mode = "triplanar" if min(arr.shape) >= 8 else "slice"
         if transforms is None:
             transforms = int(self.prediction.get("transforms", 1))
+        if adapt_bn is None:
+            adapt_bn = bool(self.prediction.get("adapt_bn", False))
         dev = resolve_device(device)
         for member in self.nets:
             member.to(dev).eval()
         return predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
                               tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
-                              transforms=transforms, progress=progress)
+                              transforms=transforms, progress=progress, adapt_bn=adapt_bn)
 
     def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
                 uncertainty: bool = False, **options: Any) -> Prediction:

@@ -6,7 +6,8 @@ voxel): inputs are processed plane by plane and tile by tile.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -128,8 +129,61 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
     return prob
 
 
+def adapt_batchnorm(net: Any, planes: Sequence[np.ndarray], *, tile: int = 512,
+                    device: Any = "cpu") -> list[Any]:
+    """Copies of the network(s) with batch-norm statistics re-estimated on the given planes.
+
+    Test-time batch-norm adaptation (AdaBN, Li et al. 2018): the running mean and variance
+    of every batch-norm layer are replaced by those of the data to be segmented, so a grey
+    level or texture drift between the training slice and other slices or scans does not
+    shift the network's internal features. Weights are unchanged; the originals are not
+    modified.
+
+    Parameters
+    ----------
+    net : torch.nn.Module or sequence of torch.nn.Module
+        Trained network(s).
+    planes : sequence of numpy.ndarray
+        Normalised 2-D images (y, x) the statistics are taken from (cut into non-overlapping
+        tiles of at most ``tile`` pixels).
+    tile : int
+        Tile edge in pixels (memory bound).
+    device : torch.device or str
+        Compute device.
+
+    Returns
+    -------
+    list of torch.nn.Module
+        Adapted copies in eval mode (a network without batch-norm is returned as is).
+    """
+    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    out = []
+    for member in nets:
+        bns = [m for m in member.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            out.append(member)
+            continue
+        adapted = copy.deepcopy(member)
+        for m in adapted.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over all tiles
+        adapted.train()
+        with torch.no_grad():
+            for plane in planes:
+                h, w = plane.shape
+                th, tw = min(tile, h), min(tile, w)
+                img = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
+                for y in _starts(h, th, th):
+                    for x in _starts(w, tw, tw):
+                        adapted(img[None, None, y:y + th, x:x + tw].to(device))
+        out.append(adapted.eval())
+    return out
+
+
 def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: int = 0,
-                   progress: Callable[[Any], Any] | None = None, **options: Any) -> np.ndarray:
+                   progress: Callable[[Any], Any] | None = None, adapt_bn: bool = False,
+                   adapt_planes: int = 16, **options: Any) -> np.ndarray:
     """Class probabilities of a normalised (z, y, x) volume.
 
     Parameters
@@ -145,6 +199,11 @@ def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: i
         Slicing axis for ``mode="slice"`` (0 = z, 1 = y, 2 = x).
     progress : callable, optional
         Wraps the plane iterator (e.g. a tqdm progress bar).
+    adapt_bn : bool
+        Re-estimate batch-norm statistics on this volume first (:func:`adapt_batchnorm`;
+        per slicing axis, from ``adapt_planes`` evenly spaced planes).
+    adapt_planes : int
+        Planes per axis used for the adaptation.
     **options
         Passed to :func:`predict_plane` (tile, overlap, batch_size, device, transforms).
 
@@ -164,11 +223,17 @@ def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: i
     acc = None
     for ax in axes:
         n = volume.shape[ax]
+        nets = net
+        if adapt_bn:
+            pick = np.unique(np.linspace(0, n - 1, min(n, max(1, adapt_planes))).round())
+            nets = adapt_batchnorm(net, [np.take(volume, int(i), axis=ax) for i in pick],
+                                   tile=options.get("tile", 512),
+                                   device=options.get("device", "cpu"))
         planes = range(n) if progress is None else progress(range(n))
         for i in planes:
             sl = [slice(None)] * 3
             sl[ax] = i
-            prob = predict_plane(net, volume[tuple(sl)], **options)
+            prob = predict_plane(nets, volume[tuple(sl)], **options)
             if acc is None:
                 acc = np.zeros((prob.shape[0], *volume.shape), np.float32)
             acc[(slice(None), *sl)] += prob

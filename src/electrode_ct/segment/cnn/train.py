@@ -30,7 +30,7 @@ from electrode_ct.segment.cnn._torch import (
 from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
 from electrode_ct.segment.cnn.nets import ARCH_DEFAULTS
 from electrode_ct.segment.cnn.normalise import NORMALISATIONS, normalise, robust_stats
-from electrode_ct.segment.cnn.predict import predict_plane
+from electrode_ct.segment.cnn.predict import adapt_batchnorm, predict_plane
 
 torch = require_torch()
 F = torch.nn.functional
@@ -88,6 +88,10 @@ class TrainConfig:
     transforms : int
         Test-time augmentation stored as the model's prediction default: dihedral
         transforms (rotations/flips) averaged at prediction (1 = none, up to 8).
+    adapt_bn : bool
+        Test-time batch-norm adaptation stored as the model's prediction default: batch-norm
+        statistics re-estimated on each input (:func:`~.predict.adapt_batchnorm`); the
+        validation score then uses it too.
     members : int
         Networks trained one after the other with different seeds (each early-stopped on the
         validation slice, each given ``time_limit_s / members``); prediction averages their
@@ -128,6 +132,7 @@ class TrainConfig:
     seed: int = 0
     members: int = 1
     transforms: int = 1
+    adapt_bn: bool = False
     device: str = "cpu"
     threads: int | None = None
     time_limit_s: float | None = None
@@ -408,16 +413,18 @@ def learning_rate(epoch: int, cfg: TrainConfig, *, elapsed_s: float | None = Non
 
 # -- evaluation ---------------------------------------------------------------------------
 def _evaluate(net: Any, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
-              device: Any) -> tuple[float, np.ndarray, np.ndarray]:
+              device: Any, *, adapt_bn: bool = False) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean IoU over labelled pixels, and predicted / reference class fractions.
 
-    ``net``: one network or a list of members (probabilities averaged).
+    ``net``: one network or a list of members (probabilities averaged); ``adapt_bn``:
+    batch-norm statistics re-estimated on each plane first.
     """
     for member in net if isinstance(net, (list, tuple)) else [net]:
         member.eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
     for img, lab in planes:
-        pred = predict_plane(net, img, device=device, tile=512, overlap=32).argmax(axis=0)
+        nets = adapt_batchnorm(net, [img], device=device) if adapt_bn else net
+        pred = predict_plane(nets, img, device=device, tile=512, overlap=32).argmax(axis=0)
         keep = lab != IGNORE
         conf += np.bincount(lab[keep] * n_classes + pred[keep],
                             minlength=n_classes ** 2).reshape(n_classes, n_classes)
@@ -526,7 +533,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         history += run["history"]
         runs.append(run)
     check_planes = val_planes or planes
-    ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device)
+    ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device,
+                                               adapt_bn=cfg.adapt_bn)
     message = collapse_check(pred_frac, ref_frac)
     if message:
         warnings.warn(message, CollapseWarning, stacklevel=2)
@@ -550,7 +558,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                                     "train_scale": stats[1]},
                      training=training,
                      prediction={"mode": "slice" if slices_2d else "auto", "axis": 0,
-                                 "transforms": int(cfg.transforms)})
+                                 "transforms": int(cfg.transforms),
+                                 "adapt_bn": bool(cfg.adapt_bn)})
     return TrainResult(model=model, history=history, best_epoch=runs[0]["best_epoch"],
                        stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
                        collapsed=message is not None)
@@ -595,7 +604,8 @@ def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
             opt.step()
             total += float(loss.detach())
         mean_loss = total / steps
-        score = _evaluate(net, val_planes, k, device)[0] if val_planes else -mean_loss
+        score = (_evaluate(net, val_planes, k, device, adapt_bn=cfg.adapt_bn)[0]
+                 if val_planes else -mean_loss)
         rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": mean_loss,
                "val_mean_iou": score if val_planes else float("nan"),
                "seconds": time.perf_counter() - te}
