@@ -35,6 +35,17 @@ def test_scalar_filters_match_scipy(smooth_volume, sigma):
     np.testing.assert_allclose(_one(img, "dog", sigma)[0], dog, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["3d", "2d"])
+def test_local_std_matches_scipy(smooth_volume, mode):
+    img = smooth_volume.astype(np.float64)
+    sig = (0.0, 1.6, 1.6) if mode == "2d" else 1.6
+    kw = {"truncate": ft.TRUNCATE, "mode": "reflect"}
+    mean = ndi.gaussian_filter(img, sig, **kw)
+    ref = np.sqrt(np.maximum(ndi.gaussian_filter(img * img, sig, **kw) - mean * mean, 0))
+    np.testing.assert_allclose(_one(smooth_volume, "std", 1.6, mode=mode)[0], ref, atol=1e-4)
+    assert ref.mean() > 100 * 1e-4  # far above the tolerance: the check is not vacuous
+
+
 def test_hessian_eigenvalues_match_skimage(smooth_volume, monkeypatch):
     from skimage.feature import hessian_matrix_eigvals
 
@@ -95,7 +106,7 @@ def test_anisotropic_spacing_scales_sigma(smooth_volume):
 
 @pytest.mark.parametrize("mode", ["3d", "2d"])
 def test_blockwise_equals_whole(smooth_volume, mode):
-    cfg = ft.parse_features("gaussian:0.3,log:0.7,dog:5,ggm:1,ste:3.5,hge:1.6,gaussian:10",
+    cfg = ft.parse_features("gaussian:0.3,log:0.7,dog:5,ggm:1,ste:3.5,hge:1.6,gaussian:10,std:2",
                             mode=mode)
     whole = ft.compute_features(smooth_volume, cfg)
     blocky = ft.compute_features(smooth_volume, cfg, block_shape=(9, 13, 15))

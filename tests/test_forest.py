@@ -153,3 +153,31 @@ def test_threshold_seeds_and_uncertain_regions(phantom):
     assert (regions[0]["z"], regions[0]["y"], regions[0]["x"]) == (4, 4, 4)
     assert all(14 <= regions[1][k] <= 17 for k in "zyx")
     assert regions[0]["mean_uncertainty"] > regions[1]["mean_uncertainty"]
+
+
+def test_affine_features_equal_features_of_rescaled_image(phantom):
+    from electrode_ct.segment import features as ft
+
+    _, grey = phantom
+    cfg = ft.parse_features("gaussian:1,log:1.6,ggm:1,dog:3.5,ste:1.6,hge:1.6,std:1.6",
+                            normalise="none")
+    a, b = 1.3, 2.0  # derivative kernels cut at 3σ leak ~0.3 % of an offset: keep b small
+    f = ft.compute_features(grey, cfg).reshape(cfg.n_features, -1).T
+    f2 = ft.compute_features(a * grey + b, cfg).reshape(cfg.n_features, -1).T
+    got = fo.affine_features(f, cfg, a, b)
+    scale = np.abs(f2).mean(axis=0)  # per feature
+    assert np.max(np.abs(got - f2) / scale) < 1e-2
+    assert not np.allclose(f, f2, rtol=1e-2)  # the transform is not the identity
+
+
+def test_augmented_training_keeps_accuracy_and_reports_original_samples(phantom):
+    truth, grey = phantom
+    scr = simulate_scribbles(truth, coverage=0.1, n_slices=4, style="perclass", seed=2)
+    model = fo.train_forest(grey, scr, augment=0.1, **FAST)
+    assert sum(model.report["n_samples"].values()) == int((scr > 0).sum())
+    assert model.report["augment"] == 0.1 and model.stage1.n_features_in_ == 4
+    assert model.stage1.oob_decision_function_.shape[0] == 3 * int((scr > 0).sum())
+    res = compare(model.predict(grey).labels, truth + 1)
+    assert min(res["iou"].values()) >= 0.85
+    with pytest.raises(Exception, match="augment"):
+        fo.train_forest(grey, scr, augment=1.5, **FAST)

@@ -8,6 +8,8 @@ Filters (ilastik's names and definitions):
 - ``dog``       difference of Gaussians G(σ) − G(0.66 σ)
 - ``ste``       structure-tensor eigenvalues (inner scale σ, outer scale σ/2), descending
 - ``hge``       Hessian-of-Gaussian eigenvalues, descending
+- ``std``       local standard deviation in a Gaussian window σ, sqrt(G(v²) − G(v)²) (not in
+  ilastik's bank: a texture measure, e.g. noisy pore vs smooth binder in nano-CT)
 
 Scales σ are in voxels along the finest axis; on an anisotropic grid the per-axis scale is
 σ · min(spacing) / spacing[axis] and derivatives are taken per finest-axis voxel, so a
@@ -32,8 +34,11 @@ from scipy import ndimage as ndi
 from electrode_ct.errors import ConfigError, InputError
 from electrode_ct.volume import Spacing, as_spacing
 
-FILTERS: tuple[str, ...] = ("gaussian", "log", "ggm", "dog", "ste", "hge")
-"""Filter names of the bank."""
+ILASTIK_FILTERS: tuple[str, ...] = ("gaussian", "log", "ggm", "dog", "ste", "hge")
+"""ilastik's filter bank (the ``full`` set)."""
+
+FILTERS: tuple[str, ...] = (*ILASTIK_FILTERS, "std")
+"""Every filter name (ilastik's bank plus the local standard deviation ``std``)."""
 
 SCALES: tuple[float, ...] = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
 """ilastik's default scales (voxels)."""
@@ -64,7 +69,7 @@ are computed once) — see ``docs/forest.md``."""
 
 FEATURE_SETS: dict[str, tuple[tuple[str, float], ...]] = {
     "default": DEFAULT_FEATURES,
-    "full": tuple((f, s) for f in FILTERS for s in SCALES
+    "full": tuple((f, s) for f in ILASTIK_FILTERS for s in SCALES
                   if not (f != "gaussian" and s in _SMOOTHING_ONLY_SCALES)),
     "minimal": (("gaussian", 0.7), ("gaussian", 3.5), ("ggm", 1.0), ("log", 1.6)),
 }
@@ -391,6 +396,11 @@ def _compute(image: np.ndarray, config: FeatureConfig, spacing: Spacing) -> np.n
             comps = {(a, b): d.get(_order(a, b)) * np.float32(scale[a] * scale[b])
                      for a, b in pairs}
             out[i:i + ndim] = symmetric_eigenvalues(comps, ndim)
+        elif f == "std":
+            mean = d.get((0, 0, 0)).astype(np.float64)
+            sq = ndi.gaussian_filter(image.astype(np.float64) ** 2, d.sigmas, mode="reflect",
+                                     truncate=TRUNCATE)
+            np.sqrt(np.maximum(sq - mean * mean, 0.0), out=out[i], casting="same_kind")
         elif f == "ste":
             grads = {a: d.get(_order(a)) * np.float32(scale[a]) for a in axes}
             outer = axis_sigmas(STE_OUTER * s, spacing, config.mode)

@@ -377,6 +377,7 @@ def train_forest(
     max_depth: int | None = 14,
     max_samples: int | None = 200_000,
     block_shape: Sequence[int] | None = None,
+    augment: float = 0.0,
     seed: int = 0,
     n_jobs: int = -1,
 ) -> ForestModel:
@@ -465,17 +466,32 @@ def train_forest(
         f = ft.block_features(data, core, cfg, spacing=sp, value_range=vrange)
         loc = _local(bidx, core, shape)
         x[pos(idx, bidx)] = f[(slice(None), *loc)].T
+    if augment < 0 or augment >= 1:
+        raise ConfigError(f"--augment: expected a fraction in [0, 1), got {augment}")
+    unit = 1.0
+    if augment > 0:
+        # offsets in units of the image's robust (percentile) range, whatever normalisation
+        prange = ft.intensity_range(data, normalise="percentile")
+        unit = (prange[1] - prange[0]) / (vrange[1] - vrange[0])
+
+    def jitter(xx: np.ndarray, passthrough: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        if augment <= 0:
+            return xx, y
+        return augment_intensity(xx, y, cfg, amount=augment, offset_unit=unit,
+                                 passthrough=passthrough, seed=seed)
+
     model.stage1 = _fit(_make_forest(n_trees, balance=balance, max_depth=max_depth, seed=seed,
-                                     n_jobs=n_jobs, oob=True), x, y)
+                                     n_jobs=n_jobs, oob=True), *jitter(x))
     report: dict[str, Any] = {
         "n_samples": {n: int((y == v).sum()) for v, n in zip(values, class_names, strict=True)},
         "n_labelled": int(np.count_nonzero(lab)),
-        "oob_accuracy_stage1": float(model.stage1.oob_score_),
-        "seed": seed, "max_depth": max_depth, "balance": balance,
+        "oob_accuracy_stage1": _oob_accuracy(model.stage1, y),
+        "seed": seed, "max_depth": max_depth, "balance": balance, "augment": augment,
     }
     imp = dict(zip(cfg.names, model.stage1.feature_importances_.tolist(), strict=True))
     if auto_context:
-        oob = model.stage1.oob_decision_function_.astype(np.float32)
+        # original rows come first in the (augmented) training set
+        oob = model.stage1.oob_decision_function_[:idx.size].astype(np.float32)
         model.stage2 = _make_forest(n_trees, balance=balance, max_depth=max_depth,
                                     seed=seed + 1, n_jobs=n_jobs, oob=True)
         xc = np.empty((idx.size, len(context_sigmas) * len(values)), np.float32)
@@ -492,8 +508,9 @@ def train_forest(
                                      stage1_override=override)
             loc = _local(bidx, core, shape)
             xc[pos(idx, bidx)] = inp[(slice(nf, None), *loc)].T
-        model.stage2 = _fit(model.stage2, np.concatenate([x, xc], axis=1), y)
-        report["oob_accuracy"] = float(model.stage2.oob_score_)
+        model.stage2 = _fit(model.stage2, *jitter(np.concatenate([x, xc], axis=1),
+                                                  passthrough=xc.shape[1]))
+        report["oob_accuracy"] = _oob_accuracy(model.stage2, y)
         names2 = cfg.names + model.context_names()
         imp = dict(zip(names2, model.stage2.feature_importances_.tolist(), strict=True))
     else:
@@ -501,6 +518,94 @@ def train_forest(
     report["feature_importance"] = dict(sorted(imp.items(), key=lambda kv: -kv[1]))
     model.report = report
     return model
+
+
+def _oob_accuracy(est: Any, y: np.ndarray) -> float:
+    """Out-of-bag accuracy on the first ``len(y)`` (original, not jittered) training rows.
+
+    With augmentation a jittered copy of a voxel may be in a tree's bag while the voxel is
+    out of it, so the figure is then somewhat optimistic.
+    """
+    d = est.oob_decision_function_[: y.size]
+    ok = np.all(np.isfinite(d), axis=1)
+    if not ok.any():
+        return float("nan")
+    return float(np.mean(est.classes_[np.argmax(d[ok], axis=1)] == y[ok]))
+
+
+def augment_intensity(x: np.ndarray, y: np.ndarray, config: ft.FeatureConfig, *,
+                      amount: float, offset_unit: float = 1.0, copies: int = 2,
+                      passthrough: int = 0,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows plus copies as if the image had another gain and offset.
+
+    Per-image normalisation leaves a residual gain/offset between images (percentile
+    ranges depend on the phase fractions of each image); training on jittered copies makes
+    the forest tolerate it. Every filter is linear in the grey values, so the features of
+    ``a·v + b`` follow from those of ``v`` without refiltering: ``gaussian`` → a·f + b,
+    ``ste`` (quadratic) → a²·f, every other filter (``std`` included) → a·f.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (n, F) float32 features of the training voxels.
+    y : numpy.ndarray
+        (n,) labels.
+    config : FeatureConfig
+        The features' configuration (gives each column's filter).
+    amount : float
+        Gains are drawn in [1 − amount, 1 + amount], offsets in ±amount/2 (per row).
+    offset_unit : float
+        Size of one normalised intensity unit in the features' units (1 with
+        ``percentile`` normalisation).
+    copies : int
+        Jittered copies added to the original rows.
+    passthrough : int
+        Trailing columns copied unchanged (auto-context probabilities).
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    x, y : numpy.ndarray
+        (n · (copies + 1), F) features and labels, the original rows first.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    xs, ys = [x], [y]
+    for _ in range(int(copies)):  # a couple of copies, vectorised over rows
+        a = rng.uniform(1 - amount, 1 + amount, (x.shape[0], 1)).astype(np.float32)
+        b = (rng.uniform(-amount / 2, amount / 2, (x.shape[0], 1))
+             * offset_unit).astype(np.float32)
+        xs.append(affine_features(x, config, a, b, passthrough=passthrough))
+        ys.append(y)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def affine_features(x: np.ndarray, config: ft.FeatureConfig, gain: Any, offset: Any, *,
+                    passthrough: int = 0) -> np.ndarray:
+    """Features of the image ``gain · v + offset`` from the features ``x`` of ``v``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (n, F [+ passthrough]) features in ``config.names`` order.
+    config : FeatureConfig
+    gain, offset : float or numpy.ndarray
+        Scalars or (n, 1) arrays (offset in the features' intensity units).
+    passthrough : int
+        Trailing columns returned unchanged.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 features of the same shape.
+    """
+    kinds = [n.split("_")[0] for n in config.names]
+    power = np.array([2.0 if k == "ste" else 1.0 for k in kinds] + [0.0] * passthrough,
+                     np.float32)
+    shift = np.array([k == "gaussian" for k in kinds] + [False] * passthrough, np.float32)
+    g = np.asarray(gain, np.float32)
+    return (x * g ** power + np.asarray(offset, np.float32) * shift).astype(np.float32)
 
 
 def _fit(est: Any, x: np.ndarray, y: np.ndarray) -> Any:
