@@ -48,14 +48,14 @@ def test_train_cnn_val_image_labels_form_and_init(run_cli, files, tmp_path):
     m0, m1 = tmp_path / "m0.cnn", tmp_path / "m1.cnn"
     code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", m0,
                            "--val-image", files["vimg"], "--val-labels", files["vlab"],
-                           "--arch", "unet", *TINY_ARGS)
+                           "--arch", "lrcs", *TINY_ARGS)
     assert code == 0, err
     code, _, err = run_cli("segment", "train-cnn", files["vimg"], files["vlab"], "--model", m1,
                            "--init", m0, *TINY_ARGS)
     assert code == 0, err
     from electrode_ct.segment.models import read_header
 
-    assert read_header(m1)["arch"]["name"] == "unet"
+    assert read_header(m1)["arch"]["name"] == "lrcs"
 
 
 def test_ensemble_cli_writes_outputs(run_cli, files, tmp_path):

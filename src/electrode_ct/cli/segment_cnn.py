@@ -71,7 +71,7 @@ def train_cnn_cmd(
     image: str = typer.Argument(..., help="Grey image or volume to train on."),
     labels: str = typer.Argument(..., help="Training labels: 0 = unlabelled, 1..K = classes."),
     model: Path = typer.Option(..., "--model", help="Output model file (any name)."),
-    arch: str = typer.Option("lrcs", "--arch", help="lrcs | unet."),
+    arch: str = typer.Option("unet", "--arch", help="unet | lrcs."),
     val: tuple[str, str] | None = typer.Option(None, "--val", help=_VAL_HELP),
     val_image: str = typer.Option(None, "--val-image", help="Validation image (with "
                                   "--val-labels), same as --val IMAGE LABELS."),
@@ -153,7 +153,7 @@ def ensemble_cmd(
     fraction: float = typer.Option(0.1, "--fraction", help="Interface voxels moved per "
                                    "perturbation round (0-1]."),
     iterations: int = typer.Option(5, "--iterations", help="Perturbation rounds."),
-    arch: str = typer.Option("lrcs", "--arch", help="lrcs | unet."),
+    arch: str = typer.Option("unet", "--arch", help="unet | lrcs."),
     val: tuple[str, str] | None = typer.Option(None, "--val", help=_VAL_HELP),
     val_image: str = typer.Option(None, "--val-image", help="Validation image."),
     val_labels: str = typer.Option(None, "--val-labels", help="Validation labels."),
