@@ -21,7 +21,7 @@ from electrode_ct.cli.app import app, segment_app
 from electrode_ct.errors import InputError, ModelError
 
 _FEATURES_HELP = ("Feature set: default | full | minimal, or filter:σ items, e.g. "
-                  "'gaussian:0.7,ggm:1.6,hge:3.5' (filters: gaussian log ggm dog ste hge).")
+                  "'gaussian:0.7,ggm:1.6,hge:3.5' (filters: gaussian log ggm dog ste hge std).")
 _TWO_D_HELP = "Compute features per 2-D z slice (required for single 2-D images)."
 
 
@@ -42,6 +42,9 @@ def train_forest_cmd(
     max_depth: int = typer.Option(14, "--max-depth", help="Tree depth limit (0 = none)."),
     normalise: str = typer.Option("percentile", "--normalise",
                                   help="Per-image intensity normalisation: percentile | none."),
+    augment: float = typer.Option(0.1, "--augment",
+                                  help="Intensity augmentation: training copies with gains "
+                                       "1 ± A and offsets ± A/2 of the range (0 = off)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -62,7 +65,7 @@ def train_forest_cmd(
     t0 = time.perf_counter()
     m = train_forest(img.compute(), lab, features=cfg, class_names=names, n_trees=trees,
                      auto_context=context, balance=not no_balance,
-                     max_depth=max_depth or None, seed=seed)
+                     max_depth=max_depth or None, augment=augment, seed=seed)
     m.report["train_time_s"] = time.perf_counter() - t0
     m.report["inputs"] = {"image": image, "scribbles": scribbles}
     m.save(model)
