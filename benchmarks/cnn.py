@@ -15,7 +15,14 @@ Speed: prediction Mpixel/s of the default model on a 500 × 500 slice with 1 and
 threads, beside the published LRCS-Net size (32 channels, 5 × 5) measured in the same run
 (the machine is shared: compare ratios, not absolute numbers).
 
-Prints one JSON object. Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/cnn.py``
+Also an ablation on the same models (``ablation_mean_iou``): the first member alone and all
+members, without and with test-time augmentation, and with batch-norm adaptation toggled.
+
+Prints one JSON object. Run (the recommended configuration, docs/cnn.md)::
+
+    flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/cnn.py --threads 1 --parallel \
+        --epochs 40 --time-limit 600 --set patience=0 --set members=3 --set transforms=8
+
 (``--quick`` for a smoke run; ``--subvolumes C`` for one sub-volume).
 """
 
