@@ -122,8 +122,10 @@ def train_cnn_cmd(
     valpair = _val_pair(val, val_image, val_labels)
 
     def report(rec: dict[str, float]) -> None:
-        info(f"epoch {int(rec['epoch'])}: loss {rec['loss']:.4f}, val mIoU "
-             f"{rec['val_mean_iou']:.4f}, lr {rec['lr']:.2e}, {rec['seconds']:.1f} s")
+        val_iou = rec.get("val_mean_iou", float("nan"))
+        shown = "" if val_iou != val_iou else f", val mIoU {val_iou:.4f}"  # NaN: no --val
+        info(f"epoch {int(rec['epoch'])}: loss {rec['loss']:.4f}{shown}, lr {rec['lr']:.2e}, "
+             f"{rec['seconds']:.1f} s")
 
     res = _train_with_warnings(train, img, lab, config=cfg, val=valpair,
                                init=str(init) if init else None,
