@@ -18,7 +18,12 @@ seed 102. ``known_flaw_observer`` (seed 102) is the AUC of a matched filter that
 each flaw's position and image (from noise-free renders of the same scene), an upper
 bound for any classifier at the preset's noise.
 
-Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/cracks.py [--quick] [--skip-cnn]``.
+``--crack-kinds network,radial`` builds every phantom (training, test, crack fraction)
+with only those flaw kinds, still 30 % flawed; the JSON key ``condition.crack_kinds``
+names the kinds used (default: all of ``synth.flaws.KINDS``, the headline condition).
+
+Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/cracks.py [--quick] [--skip-cnn]
+[--crack-kinds network,radial]``.
 """
 
 from __future__ import annotations
@@ -31,20 +36,22 @@ import time
 import numpy as np
 
 
-def _params(shape, seed, modality, width=0.5, **extra):
+def _params(shape, seed, modality, width=0.5, crack_kinds=None, **extra):
+    from electrode_ct.synth.flaws import KINDS
     from electrode_ct.synth.scene import Params, validate
 
     return validate(Params(shape=shape, voxel_size=0.5, radius_mean_um=3.0, radius_sd_um=0.75,
                            modality=modality, seed=seed, cracked_fraction=0.3,
-                           crack_width_um=width, **extra))
+                           crack_width_um=width, crack_kinds=tuple(crack_kinds or KINDS),
+                           **extra))
 
 
-def _phantom(shape, seed, modality, width=0.5):
+def _phantom(shape, seed, modality, width=0.5, crack_kinds=None):
     """The phantom of ``electrode(...)`` with these settings, and its flaw geometry."""
     from electrode_ct.synth.phantom import render_state
     from electrode_ct.synth.scene import build_scene
 
-    scene = build_scene(_params(shape, seed, modality, width))
+    scene = build_scene(_params(shape, seed, modality, width, crack_kinds))
     ph, aux = render_state(scene)
     return ph, scene, aux
 
@@ -62,7 +69,7 @@ def _flaw_kind(ph, scene, flaws, ids) -> np.ndarray:
     return np.where(t["cracked"].to_numpy(), names, "")
 
 
-def _known_flaw_bound(shape, seed, modality, prep, kinds) -> dict:
+def _known_flaw_bound(shape, seed, modality, prep, kinds, crack_kinds=None) -> dict:
     """AUC an observer would reach that knows where each flaw is and what it looks like.
 
     The phantom is rendered again without noise, with and without its flaws (same
@@ -81,8 +88,9 @@ def _known_flaw_bound(shape, seed, modality, prep, kinds) -> dict:
     from electrode_ct.synth.phantom import render_state
     from electrode_ct.synth.scene import build_scene
 
-    noisy, aux = render_state(build_scene(_params(shape, seed, modality)))
-    clean = build_scene(_params(shape, seed, modality, snr=1e7))
+    noisy, aux = render_state(build_scene(_params(shape, seed, modality,
+                                                  crack_kinds=crack_kinds)))
+    clean = build_scene(_params(shape, seed, modality, crack_kinds=crack_kinds, snr=1e7))
     flawed, _ = render_state(clean, thresholds=aux["thresholds"], flaws=aux["flaws"])
     intact, _ = render_state(clean, thresholds=aux["thresholds"],
                              flaws=aux["flaws"].with_active(np.array([], np.int64)))
@@ -109,7 +117,8 @@ def _known_flaw_bound(shape, seed, modality, prep, kinds) -> dict:
     acc = norm.cdf(dprime / np.sqrt(2))
     k = kinds[pos]
     crack = k != "void"
-    return {"auc": float(acc.mean()), "auc_cracks": float(acc[crack].mean()),
+    return {"auc": float(acc.mean()),
+            "auc_cracks": float(acc[crack].mean()) if crack.any() else None,
             "auc_voids": float(acc[~crack].mean()) if (~crack).any() else None,
             "percent_flawed_with_dprime_below_2": float(100 * (dprime < 2).mean()),
             "noise_sd_contrast_units": float(noise.std() / (prep.reference.scale
@@ -151,7 +160,9 @@ def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
             "slice_size": cnn_cfg.size, "slices_per_particle": k}
 
 
-def _spread(values: list[float]) -> dict:
+def _spread(values: list[float | None]) -> dict | None:
+    if all(x is None for x in values):
+        return None  # e.g. AUC on voids when the phantoms have none
     v = np.asarray(values, float)
     return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max()),
             "values": v.tolist()}
@@ -161,7 +172,8 @@ def _auc_kind(y, score, kinds, want_void):
     from electrode_ct.cracks.evaluate import roc_auc
 
     keep = (y == 0) | ((kinds == "void") == want_void) & (kinds != "")
-    return roc_auc(y[keep], score[keep])
+    auc = roc_auc(y[keep], score[keep])
+    return None if np.isnan(auc) else auc  # None: no flaw of that kind
 
 
 def _auc_ci(y, score, n_boot=500, seed=0):
@@ -177,12 +189,14 @@ def _auc_ci(y, score, n_boot=500, seed=0):
     return [float(v) for v in np.percentile(vals, [2.5, 97.5])]
 
 
-def run(quick: bool = False, cnn: bool = True) -> dict:
+def run(quick: bool = False, cnn: bool = True, crack_kinds: tuple[str, ...] | None = None) -> dict:
+    """All figures; ``crack_kinds`` restricts the flaw kinds of every phantom (None: all)."""
     from electrode_ct.cracks import prepare, reference_flawed, train
     from electrode_ct.cracks.cnn_model import CNNConfig
     from electrode_ct.cracks.evaluate import roc_auc, select_threshold
     from electrode_ct.cracks.threephase import three_phase
     from electrode_ct.measure.radial import layer_sums
+    from electrode_ct.synth.flaws import KINDS
 
     shape = (64, 64, 64) if quick else (96, 96, 96)
     test_seeds = (102,) if quick else (102, 104, 105, 106, 107, 108)
@@ -190,9 +204,13 @@ def run(quick: bool = False, cnn: bool = True) -> dict:
                         epochs=2 if quick else 12, patience=12, batch=128, seed=0)
     out: dict = {"shape": list(shape), "voxel_size_um": 0.5, "cracked_fraction": 0.3,
                  "cnn": cnn, "train_seed": 101, "test_seeds": list(test_seeds),
-                 "crack_width_um": 0.5, "quick": quick, "presets": {}}
+                 "crack_width_um": 0.5, "quick": quick,
+                 "condition": {"crack_kinds": list(crack_kinds or KINDS),
+                               "default_kinds": crack_kinds is None
+                               or sorted(crack_kinds) == sorted(KINDS)},
+                 "presets": {}}
     for modality in ("micro", "nano"):
-        a, _, _ = _phantom(shape, 101, modality)
+        a, _, _ = _phantom(shape, 101, modality, crack_kinds=crack_kinds)
         pa = prepare(a.grey.numpy(), a.particles.numpy(), spacing=a.grey.spacing)
         y_a = reference_flawed(a.truth, pa.ids)
         fm = train(None, None, a.truth, prepared=pa)
@@ -211,7 +229,7 @@ def run(quick: bool = False, cnn: bool = True) -> dict:
                      "percent_cracked_below_1pct": [], "percent_flawed_voids": [],
                      "train_thresholds": {"prevalence": thr_prev, "youden": thr_youden}}
         for seed in test_seeds:
-            b, scene_b, aux_b = _phantom(shape, seed, modality)
+            b, scene_b, aux_b = _phantom(shape, seed, modality, crack_kinds=crack_kinds)
             t0 = time.perf_counter()
             pb = prepare(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing)
             t_prep = time.perf_counter() - t0
@@ -251,7 +269,8 @@ def run(quick: bool = False, cnn: bool = True) -> dict:
             per["reference_mean_grey_auc"].append(roc_auc(y_b, -mean))
             per["particles_per_s"].append(len(pb.ids) / (t_prep + t_cls))
             if seed == test_seeds[0]:
-                res["known_flaw_observer"] = _known_flaw_bound(shape, seed, modality, pb, kinds)
+                res["known_flaw_observer"] = _known_flaw_bound(shape, seed, modality, pb, kinds,
+                                                               crack_kinds)
                 if cnn:
                     res["cnn"] = _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, 10)
                     s_cnn = res["cnn"].pop("_score")
@@ -261,7 +280,7 @@ def run(quick: bool = False, cnn: bool = True) -> dict:
         res["features"] = {k: _spread(v) for k, v in per.items()}
         res["features"]["threshold_rule"] = fm.threshold_rule
         # crack volume fraction, cracks >= 1 voxel wide, on the truly cracked particles
-        w, _, _ = _phantom(shape, 103, modality, width=1.0)
+        w, _, _ = _phantom(shape, 103, modality, width=1.0, crack_kinds=crack_kinds)
         pw = prepare(w.grey.numpy(), w.particles.numpy(), spacing=w.grey.spacing)
         tr = w.truth.set_index("label").loc[pw.ids]
         cracked = pw.ids[tr["cracked"].to_numpy()]
@@ -286,5 +305,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-cnn", action="store_true", help="features classifier only")
+    ap.add_argument("--crack-kinds", default=None,
+                    help="comma-separated flaw kinds of every phantom (network, radial, void); "
+                         "default: all kinds, drawn uniformly")
     args = ap.parse_args()
-    print(json.dumps(run(quick=args.quick, cnn=not args.skip_cnn), indent=1, default=float))
+    kinds = None if args.crack_kinds is None else tuple(
+        k.strip() for k in args.crack_kinds.split(",") if k.strip())
+    print(json.dumps(run(quick=args.quick, cnn=not args.skip_cnn, crack_kinds=kinds), indent=1,
+                     default=float))
