@@ -311,5 +311,9 @@ if __name__ == "__main__":
     args = ap.parse_args()
     kinds = None if args.crack_kinds is None else tuple(
         k.strip() for k in args.crack_kinds.split(",") if k.strip())
+    from electrode_ct.synth.flaws import KINDS
+
+    if kinds is not None and (not kinds or set(kinds) - set(KINDS)):
+        ap.error(f"--crack-kinds: expected some of {','.join(KINDS)}, got {args.crack_kinds!r}")
     print(json.dumps(run(quick=args.quick, cnn=not args.skip_cnn, crack_kinds=kinds), indent=1,
                      default=float))
