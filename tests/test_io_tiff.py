@@ -208,7 +208,7 @@ def test_not_a_tiff(tmp_path):
 @pytest.mark.parametrize("keep", [4, 6, 8, 12])
 @pytest.mark.parametrize("lazy", [False, True])
 def test_file_cut_inside_the_header_is_a_format_error(tmp_path, keep, lazy):
-    path, _ = _stack(tmp_path, n=4, compression=None, shaped=True)
+    path, _ = _stack(tmp_path, n=5, compression=None, shaped=True)
     path.write_bytes(path.read_bytes()[:keep])
     with pytest.raises(FormatError, match=r"stack\.tif.*(truncated|not a readable)"):
         read(path, lazy=lazy)
