@@ -461,6 +461,8 @@ def train_forest(
         raise ConfigError(f"{img_vol.source}: a 2-D image needs 2-D features (--2d)")
     if n_trees < 1:
         raise ConfigError(f"--trees: expected at least 1 tree, got {n_trees}")
+    if augment < 0 or augment >= 1:
+        raise ConfigError(f"--augment: expected a fraction in [0, 1), got {augment}")
     data = img_vol.data
     vrange = ft.intensity_range(data, normalise=cfg.normalise)
     idx = _sample(lab, values, max_samples, seed)
@@ -477,8 +479,6 @@ def train_forest(
         f = ft.block_features(data, core, cfg, spacing=sp, value_range=vrange)
         loc = _local(bidx, core, shape)
         x[pos(idx, bidx)] = f[(slice(None), *loc)].T
-    if augment < 0 or augment >= 1:
-        raise ConfigError(f"--augment: expected a fraction in [0, 1), got {augment}")
     unit = 1.0
     if augment > 0:
         # offsets in units of the image's robust (percentile) range, whatever normalisation

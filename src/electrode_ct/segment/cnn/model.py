@@ -26,7 +26,7 @@ from electrode_ct.segment.cnn._torch import (
 )
 from electrode_ct.segment.cnn.nets import build_net
 from electrode_ct.segment.cnn.normalise import normalise
-from electrode_ct.segment.cnn.predict import predict_volume
+from electrode_ct.segment.cnn.predict import as_members, predict_volume
 from electrode_ct.segment.models import (
     Prediction,
     entropy,
@@ -72,7 +72,7 @@ class CNNModel:
                  class_names: list[str], normalisation: dict[str, Any],
                  training: dict[str, Any] | None = None,
                  prediction: dict[str, Any] | None = None) -> None:
-        self.nets = list(net) if isinstance(net, (list, tuple)) else [net]
+        self.nets = as_members(net)
         self.arch = dict(arch)
         self.class_values = [int(v) for v in class_values]
         self.class_names = [str(n) for n in class_names]

@@ -51,6 +51,12 @@ def _dihedral(x: Any, k: int, inverse: bool = False) -> Any:
     return torch.flip(x, dims=(-1,)) if flip else x
 
 
+
+def as_members(net: Any) -> list[Any]:
+    """The member networks of ``net``: a list/tuple of networks, or one network."""
+    return list(net) if isinstance(net, (list, tuple)) else [net]
+
+
 def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int = 32,
                   batch_size: int = 4, device: Any = "cpu", transforms: int = 1,
                   return_std: bool = False) -> Any:
@@ -94,7 +100,7 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
     wx = _window(tw, overlap if len(xs) > 1 else 0)
     weight = torch.from_numpy(np.outer(wy, wx))
     transforms = max(1, min(8, int(transforms)))
-    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    nets = as_members(net)
     runs = [(m, k) for m in nets for k in range(transforms)]
     acc = sq = None
     norm = torch.zeros((h, w))
@@ -156,7 +162,7 @@ def adapt_batchnorm(net: Any, planes: Sequence[np.ndarray], *, tile: int = 512,
     list of torch.nn.Module
         Adapted copies in eval mode (a network without batch-norm is returned as is).
     """
-    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    nets = as_members(net)
     out = []
     for member in nets:
         bns = [m for m in member.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

@@ -30,7 +30,7 @@ from electrode_ct.segment.cnn._torch import (
 from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
 from electrode_ct.segment.cnn.nets import ARCH_DEFAULTS
 from electrode_ct.segment.cnn.normalise import NORMALISATIONS, normalise, robust_stats
-from electrode_ct.segment.cnn.predict import adapt_batchnorm, predict_plane
+from electrode_ct.segment.cnn.predict import adapt_batchnorm, as_members, predict_plane
 
 torch = require_torch()
 F = torch.nn.functional
@@ -422,7 +422,7 @@ def _evaluate(net: Any, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     ``net``: one network or a list of members (probabilities averaged); ``adapt_bn``:
     batch-norm statistics re-estimated on each plane first.
     """
-    for member in net if isinstance(net, (list, tuple)) else [net]:
+    for member in as_members(net):
         member.eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
     for img, lab in planes:
@@ -510,6 +510,9 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         for img, lab in vp:
             lab2 = np.where(lab == IGNORE, IGNORE, remap[np.clip(lab, 0, None)])
             val_planes.append((img, lab2))
+    names = list(class_names) if class_names else [f"class{int(v)}" for v in values]
+    if len(names) != k:
+        raise InputError(f"class names: {len(names)} names for {k} classes {values.tolist()}")
     arch = cfg.arch_record()
     base = None
     if init is not None:
@@ -541,9 +544,6 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     message = collapse_check(pred_frac, ref_frac)
     if message:
         warnings.warn(message, CollapseWarning, stacklevel=2)
-    names = list(class_names) if class_names else [f"class{int(v)}" for v in values]
-    if len(names) != k:
-        raise InputError(f"class names: {len(names)} names for {k} classes {values.tolist()}")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     best_val = None
     if val_planes:
