@@ -64,15 +64,37 @@ def _score(preds: list[np.ndarray], refs: list[np.ndarray]) -> dict:
     return {"iou": res["iou"], "mean_iou": res["mean_iou"], "accuracy": res["accuracy"]}
 
 
-def run_cnn(sv: SubVolume, cfg, *, tests: list[int]) -> tuple[dict, object]:
-    """Train on the split's slice, early-stop on its validation slice, score the tests."""
+def run_cnn(sv: SubVolume, cfg, *, tests: list[int],
+            transductive: bool = False) -> tuple[dict, object]:
+    """Train on the split's slice, early-stop on its validation slice, score the tests.
+
+    ``transductive``: with distillation, the images (never the labels) of every other slice
+    of the sub-volume are passed as ``unlabelled``; a student distilled from the same
+    teachers without them is scored too.
+    """
     from electrode_ct.segment.cnn.train import train
 
     split = SPLITS[sv.name]
     tr, va = split["train"], split["val"]
+    others = [s for s in sv.slices if s != tr]
+    unlabelled = [sv.images[s] for s in others] if transductive else None
     res = train(sv.images[tr], sv.labels[tr], config=cfg,
                 val=(sv.images[va], sv.labels[va]), class_names=list(CLASS_NAMES),
-                callback=_log(sv.name))
+                unlabelled=unlabelled, callback=_log(sv.name))
+    extra = {}
+    if res.teachers is not None:
+        refs = [sv.labels[s] for s in tests]
+        extra["teachers_mean_iou"] = _score(
+            [res.teachers.predict(sv.images[s], transforms=1).labels[0] for s in tests],
+            refs)["mean_iou"]
+        extra["unlabelled_slices"] = others if transductive else []
+        if transductive:
+            plain = train(sv.images[tr], sv.labels[tr], config=cfg, teachers=res.teachers,
+                          val=(sv.images[va], sv.labels[va]), class_names=list(CLASS_NAMES),
+                          callback=_log(sv.name + " student without unlabelled"))
+            extra["student_without_unlabelled"] = {
+                **_score([plain.model.predict(sv.images[s]).labels[0] for s in tests], refs),
+                "train_wall_s": plain.wall_s}
     preds, t_pred = {}, 0.0
     for s in [*tests, va]:
         t = time.perf_counter()
@@ -90,7 +112,7 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int]) -> tuple[dict, object]:
         "best_val_mean_iou": res.model.training["best_val_mean_iou"],
         "members": res.model.training["members"],
         "stopped_early": res.stopped_early, "collapsed": res.collapsed,
-        "predict_wall_s": t_pred,
+        "predict_wall_s": t_pred, **extra,
     }, res.model
 
 
@@ -198,6 +220,9 @@ def main() -> None:
                     help="train the sub-volumes at the same time, one process each (use with "
                          "--threads 1 on a 2-core machine)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+    ap.add_argument("--transductive", action="store_true",
+                    help="with distill: pass the images (not labels) of the other slices of "
+                         "the sub-volume as unlabelled data for the student")
     args = ap.parse_args()
 
     from dataclasses import asdict, fields
@@ -232,7 +257,7 @@ def main() -> None:
         tests = [s for s in sv.slices if s not in (split["train"], split["val"])]
         if args.quick:
             tests = tests[:1]
-        res, _ = run_cnn(sv, cfg, tests=tests)
+        res, _ = run_cnn(sv, cfg, tests=tests, transductive=args.transductive)
         res.update(train_slice=split["train"], val_slice=split["val"], test_slices=tests,
                    label_mapping={str(k): CLASS_NAMES[v - 1] for k, v in sv.mapping.items()})
         if not args.no_forest:
@@ -250,10 +275,11 @@ def main() -> None:
     out["predict_mpixel_per_s"] = {
         f"{label}_{th}_threads": speed(a, threads=th, repeats=reps)
         for th in (1, 2) for label, a in (("default", arch), ("published_32ch_5x5", published))}
-    if cfg.members > 1 or cfg.transforms > 1:
+    shipped = 1 if cfg.distill else cfg.members  # a distilled model is the student alone
+    if shipped > 1 or cfg.transforms > 1:
         for th in (1, 2):
             out["predict_mpixel_per_s"][f"as_benchmarked_{th}_threads"] = speed(
-                arch, threads=th, repeats=reps, members=cfg.members, transforms=cfg.transforms)
+                arch, threads=th, repeats=reps, members=shipped, transforms=cfg.transforms)
     out["target"] = {"mean_iou": 0.62, "train_minutes": 20, "predict_mpixel_per_s": 0.4}
     out["peak_rss_mb"] = max(resource.getrusage(who).ru_maxrss / 1024
                              for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))

@@ -27,6 +27,12 @@ from electrode_ct.segment.cnn._torch import (
     resolve_device,
     set_threads,
 )
+from electrode_ct.segment.cnn.distill import (
+    TEACHER_TRANSFORMS,
+    soft_loss,
+    teacher_targets,
+    unlabelled_planes,
+)
 from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
 from electrode_ct.segment.cnn.nets import ARCH_DEFAULTS
 from electrode_ct.segment.cnn.normalise import NORMALISATIONS, normalise, robust_stats
@@ -96,6 +102,12 @@ class TrainConfig:
         Networks trained one after the other with different seeds (each early-stopped on the
         validation slice, each given ``time_limit_s / members``); prediction averages their
         probabilities.
+    distill : bool
+        After the ``members`` (teachers), train one student network (seed ``seed + members``)
+        on the members' averaged probabilities (8 rotations/flips) over the training planes
+        and any ``unlabelled`` planes passed to :func:`train`, and ship the student alone
+        (one network to predict; :mod:`~electrode_ct.segment.cnn.distill`). The time limit is
+        then shared by ``members + 1`` networks.
     device : {"cpu", "cuda"}
         Compute device.
     threads : int, optional
@@ -131,6 +143,7 @@ class TrainConfig:
     normalisation: str = "image"
     seed: int = 0
     members: int = 1
+    distill: bool = False
     transforms: int = 1
     adapt_bn: bool = False
     device: str = "cpu"
@@ -200,6 +213,9 @@ class TrainResult:
         Wall-clock and process CPU time of training in seconds.
     collapsed : bool
         True when predictions collapsed onto the dominant class (a warning was issued).
+    teachers : CNNModel or None
+        With distillation: the teacher ensemble (its members averaged), for comparison or
+        to distil again (``train(..., teachers=...)``); None otherwise.
     """
 
     model: CNNModel
@@ -209,6 +225,7 @@ class TrainResult:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     collapsed: bool = False
+    teachers: CNNModel | None = None
 
 
 # -- data preparation -------------------------------------------------------------------
@@ -283,12 +300,13 @@ class PatchSampler:
 
     def __init__(self, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: int, *,
                  patch: int, balance: float, rng: np.random.Generator,
-                 max_points: int = 50_000) -> None:
+                 max_points: int = 50_000, targets: list[np.ndarray] | None = None) -> None:
         for img, _ in planes:
             if min(img.shape) < patch:
                 raise InputError(f"--patch {patch}: larger than a training image of "
                                  f"{img.shape[0]} x {img.shape[1]} pixels; use a smaller patch")
         self.planes, self.patch, self.balance, self.rng = planes, patch, balance, rng
+        self.targets = targets  # soft targets (K, y, x) per plane, or None
         self.n_classes = n_classes
         counts = np.array([(lab != IGNORE).sum() for _, lab in planes], np.float64)
         self.plane_p = counts / counts.sum()
@@ -303,10 +321,14 @@ class PatchSampler:
             self.points.append(allp)
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` patches: images (n, 1, P, P) float32 and class indices (n, P, P) int64."""
+        """``n`` patches: images (n, 1, P, P) float32 and class indices (n, P, P) int64.
+
+        With soft ``targets``: probabilities (n, K, P, P) float32 instead of indices.
+        """
         p = self.patch
         xs = np.empty((n, 1, p, p), np.float32)
-        ys = np.empty((n, p, p), np.int64)
+        ys = (np.empty((n, p, p), np.int64) if self.targets is None
+              else np.empty((n, self.n_classes, p, p), np.float32))
         present = [c for c in range(self.n_classes) if self.points[c].shape[1]]
         for k in range(n):
             if self.rng.random() < self.balance:
@@ -324,7 +346,8 @@ class PatchSampler:
                 y0 = int(self.rng.integers(lab.shape[0] - p + 1))
                 x0 = int(self.rng.integers(lab.shape[1] - p + 1))
             xs[k, 0] = img[y0:y0 + p, x0:x0 + p]
-            ys[k] = lab[y0:y0 + p, x0:x0 + p]
+            src = lab if self.targets is None else self.targets[i]
+            ys[k] = src[..., y0:y0 + p, x0:x0 + p]
         return xs, ys
 
 
@@ -332,8 +355,8 @@ class PatchSampler:
 def augment(x: Any, y: Any, cfg: TrainConfig, gen: Any) -> tuple[Any, Any]:
     """Random dihedral transforms, elastic deformation, contrast/brightness and noise.
 
-    ``x``: (N, 1, P, P) float; ``y``: (N, P, P) int64 class indices. Labels are
-    resampled by nearest neighbour.
+    ``x``: (N, 1, P, P) float; ``y``: (N, P, P) int64 class indices, resampled by nearest
+    neighbour, or (N, K, P, P) float probabilities, resampled bilinearly.
     """
     n, _, p, _ = x.shape
     ks = torch.randint(0, 8, (n,), generator=gen)
@@ -356,9 +379,13 @@ def augment(x: Any, y: Any, cfg: TrainConfig, gen: Any) -> tuple[Any, Any]:
         grid = torch.stack([gx, gy], dim=-1)[None] + disp.permute(0, 2, 3, 1)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
                           align_corners=True)
-        yf = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="reflection",
-                           align_corners=True)
-        y = yf[:, 0].round().long()
+        if y.ndim == 4:
+            y = F.grid_sample(y, grid, mode="bilinear", padding_mode="reflection",
+                              align_corners=True)
+        else:
+            yf = F.grid_sample(y[:, None].float(), grid, mode="nearest",
+                               padding_mode="reflection", align_corners=True)
+            y = yf[:, 0].round().long()
     gain = 1 + (torch.rand((n, 1, 1, 1), generator=gen) * 2 - 1) * cfg.contrast
     shift = (torch.rand((n, 1, 1, 1), generator=gen) * 2 - 1) * cfg.brightness
     sigma = torch.rand((n, 1, 1, 1), generator=gen) * cfg.noise
@@ -458,6 +485,7 @@ def collapse_check(pred_frac: np.ndarray, ref_frac: np.ndarray) -> str | None:
 def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
           val: tuple[Any, Any] | None = None, init: CNNModel | str | None = None,
           class_names: Sequence[str] | None = None, slices_2d: bool = False,
+          unlabelled: Any = None, teachers: CNNModel | str | None = None,
           callback: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Train a segmentation network on labelled 2-D slices.
 
@@ -479,6 +507,14 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     slices_2d : bool
         The volumes are stacks of independent 2-D slices: sample and predict z-slices only
         (default: labelled planes along every axis, tri-planar prediction).
+    unlabelled : numpy.ndarray or list of numpy.ndarray, optional
+        Unlabelled grey images or volumes (e.g. the other slices of the volume to be
+        segmented) on which the student also learns the teachers' probabilities; used only
+        with ``config.distill`` (no labels are read from them).
+    teachers : CNNModel or path, optional
+        Distil from this already-trained model (its members are the teachers, its
+        architecture is used) instead of training ``config.members`` teachers; implies
+        distillation.
     callback : callable, optional
         Called with each epoch's history record.
 
@@ -521,11 +557,20 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     weight = torch.from_numpy(class_weights(planes, k, cfg.class_weighting)).to(device)
 
     nets, history, runs = [], [], []
-    for member in range(cfg.members):
+    n_teachers = cfg.members
+    if teachers is not None:
+        tmodel = teachers if isinstance(teachers, CNNModel) else load_cnn(teachers)
+        if tmodel.class_values != values.tolist():
+            raise InputError(f"teachers: classes {tmodel.class_values} differ from the "
+                             f"training classes {values.tolist()}")
+        arch, nets, n_teachers = dict(tmodel.arch), [n.to(device) for n in tmodel.nets], 0
+        cfg = replace(cfg, distill=True, members=len(nets))
+    n_nets = n_teachers + int(cfg.distill)
+    for member in range(n_teachers):
         left = None
         if cfg.time_limit_s is not None:
             left = max(0.0, cfg.time_limit_s - (time.perf_counter() - t0))
-            left /= cfg.members - member
+            left /= n_nets - member
         mcfg = replace(cfg, seed=cfg.seed + member, time_limit_s=left)
         torch.manual_seed(mcfg.seed)
         net = net_from_arch(arch, k)
@@ -539,15 +584,40 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         history += run["history"]
         runs.append(run)
     check_planes = val_planes or planes
+    norm_record = {"mode": cfg.normalisation, "train_center": stats[0], "train_scale": stats[1]}
     ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device,
                                                adapt_bn=cfg.adapt_bn)
+    distilled = teacher_model = None
+    if cfg.distill:
+        teacher_model = CNNModel(list(nets), arch=arch, class_values=values.tolist(),
+                                 class_names=names, normalisation=norm_record)
+        extra = (unlabelled_planes(_as_list(unlabelled), normalisation=cfg.normalisation,
+                                   stats=stats, all_axes=not slices_2d)
+                 if unlabelled is not None else [])
+        left = (None if cfg.time_limit_s is None
+                else max(0.0, cfg.time_limit_s - (time.perf_counter() - t0)))
+        student, run = _distill(nets, arch, planes, extra, val_planes,
+                                replace(cfg, seed=cfg.seed + cfg.members, time_limit_s=left),
+                                weight=weight, device=device, callback=callback)
+        history += run["history"]
+        distilled = {"teachers": ([{"seed": cfg.seed + i, "best_epoch": r["best_epoch"],
+                                    "epochs_run": len(r["history"]),
+                                    "best_val_mean_iou": r["best"] if val_planes else None}
+                                   for i, r in enumerate(runs)] if teachers is None
+                                  else tmodel.training.get("members", [])),
+                     "teacher_val_mean_iou": ens_score if val_planes else None,
+                     "teacher_transforms": TEACHER_TRANSFORMS,
+                     "labelled_planes": len(planes), "unlabelled_planes": len(extra)}
+        nets, runs = [student], [run]
+        ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device,
+                                                   adapt_bn=cfg.adapt_bn)
     message = collapse_check(pred_frac, ref_frac)
     if message:
         warnings.warn(message, CollapseWarning, stacklevel=2)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     best_val = None
     if val_planes:
-        best_val = runs[0]["best"] if cfg.members == 1 else ens_score
+        best_val = runs[0]["best"] if len(nets) == 1 else ens_score
     training = {"config": asdict(cfg), "best_epoch": runs[0]["best_epoch"],
                 "epochs_run": len(history), "best_val_mean_iou": best_val, "wall_s": wall,
                 "cpu_s": cpu, "init": None if init is None else str(getattr(init, "kind", init)),
@@ -555,24 +625,51 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                              "epochs_run": len(r["history"]),
                              "best_val_mean_iou": r["best"] if val_planes else None}
                             for i, r in enumerate(runs)]}
+    if distilled is not None:
+        training["members"] = [{**training["members"][0], "seed": cfg.seed + cfg.members}]
+        training["distilled"] = distilled
     model = CNNModel([net.cpu() for net in nets], arch=arch, class_values=values.tolist(),
                      class_names=names,
-                     normalisation={"mode": cfg.normalisation, "train_center": stats[0],
-                                    "train_scale": stats[1]},
+                     normalisation=norm_record,
                      training=training,
                      prediction={"mode": "slice" if slices_2d else "auto", "axis": 0,
                                  "transforms": int(cfg.transforms),
                                  "adapt_bn": bool(cfg.adapt_bn)})
     return TrainResult(model=model, history=history, best_epoch=runs[0]["best_epoch"],
                        stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
-                       collapsed=message is not None)
+                       collapsed=message is not None,
+                       teachers=None if teacher_model is None else _on_cpu(teacher_model))
+
+
+def _on_cpu(model: CNNModel) -> CNNModel:
+    for net in model.nets:
+        net.cpu()
+    return model
+
+
+def _distill(teachers: list[Any], arch: dict[str, Any],
+             planes: list[tuple[np.ndarray, np.ndarray]], extra: list[np.ndarray],
+             val_planes: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *,
+             weight: Any, device: Any,
+             callback: Callable[[dict[str, float]], None] | None) -> tuple[Any, dict[str, Any]]:
+    """Train one student on the teachers' averaged probabilities (labelled + extra planes)."""
+    images = [img for img, _ in planes] + list(extra)
+    targets = teacher_targets(teachers, images, device=device)
+    soft_planes = [(img, t.argmax(axis=0)) for img, t in zip(images, targets, strict=True)]
+    torch.manual_seed(cfg.seed)
+    student = net_from_arch(arch, int(weight.shape[0]))
+    run = _fit(student, soft_planes, val_planes, cfg, weight=weight, device=device,
+               callback=callback, member=cfg.members, targets=targets)
+    return student.eval(), run
 
 
 def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
          val_planes: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *, weight: Any,
          device: Any, callback: Callable[[dict[str, float]], None] | None,
-         member: int) -> dict[str, Any]:
+         member: int, targets: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Train one network in place; keep the weights of its best validation epoch.
+
+    ``targets``: soft targets (K, y, x) per plane (distillation) instead of the labels.
 
     Returns ``{"history", "best", "best_epoch", "stopped"}`` (``best``: the best validation
     mean IoU, or minus the best training loss without validation).
@@ -581,7 +678,8 @@ def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
     k = int(weight.shape[0])
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    sampler = PatchSampler(planes, k, patch=cfg.patch, balance=cfg.balance, rng=rng)
+    sampler = PatchSampler(planes, k, patch=cfg.patch, balance=cfg.balance, rng=rng,
+                           targets=targets)
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, float]] = []
@@ -600,8 +698,9 @@ def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
             if cfg.augment:
                 x, y = augment(x, y, cfg, gen)
             x, y = x.to(device), y.to(device)
-            loss = loss_fn(net(x), y, weight, cfg.dice_weight,
-                           label_smoothing=cfg.label_smoothing)
+            loss = (loss_fn(net(x), y, weight, cfg.dice_weight,
+                            label_smoothing=cfg.label_smoothing) if targets is None
+                    else soft_loss(net(x), y, weight, cfg.dice_weight))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
