@@ -72,6 +72,8 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int],
     of the sub-volume are passed as ``unlabelled``; a student distilled from the same
     teachers without them is scored too.
     """
+    from dataclasses import replace
+
     from electrode_ct.segment.cnn.train import train
 
     split = SPLITS[sv.name]
@@ -89,7 +91,9 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int],
             refs)["mean_iou"]
         extra["unlabelled_slices"] = others if transductive else []
         if transductive:
-            plain = train(sv.images[tr], sv.labels[tr], config=cfg, teachers=res.teachers,
+            share = replace(cfg, time_limit_s=None if cfg.time_limit_s is None
+                            else cfg.time_limit_s / (cfg.members + 1))  # the student's share
+            plain = train(sv.images[tr], sv.labels[tr], config=share, teachers=res.teachers,
                           val=(sv.images[va], sv.labels[va]), class_names=list(CLASS_NAMES),
                           callback=_log(sv.name + " student without unlabelled"))
             extra["student_without_unlabelled"] = {

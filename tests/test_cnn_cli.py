@@ -136,3 +136,22 @@ def test_cli_bad_input_one_line_errors(run_cli, files, tmp_path, case):
     assert err.startswith("error: ") and want in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.cnn").exists()
+
+
+def test_train_cnn_distill_with_unlabelled_saves_one_student(run_cli, files, tmp_path):
+    from electrode_ct.segment.models import read_header
+
+    model = tmp_path / "s.cnn"
+    code, out, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model",
+                             model, *TINY_ARGS, "--members", "2", "--distill", "--unlabelled",
+                             files["vimg"], "--json")
+    assert code == 0, err
+    head = read_header(model)
+    assert head["members"] == 1 and head["training"]["config"]["distill"]
+    rec = json.loads(out)["distilled"]
+    assert len(rec["teachers"]) == 2 and rec["unlabelled_planes"] == 1
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model",
+                           tmp_path / "u.cnn", *TINY_ARGS, "--no-distill", "--unlabelled",
+                           files["vimg"])
+    assert code == 2 and "add --distill" in err
+    assert not (tmp_path / "u.cnn").exists()

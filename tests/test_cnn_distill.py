@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_cnn import TINY, one_thread, phantom_slice  # noqa: E402,F401
 
 from electrode_ct.errors import InputError  # noqa: E402
 from electrode_ct.metrics.compare import compare  # noqa: E402
@@ -22,6 +15,7 @@ from electrode_ct.segment.cnn.distill import (  # noqa: E402
     unlabelled_planes,
 )
 from electrode_ct.segment.cnn.train import IGNORE, TrainConfig, loss_fn, train  # noqa: E402
+from test_cnn import TINY, one_thread, phantom_slice  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,14 @@ def train_cnn_cmd(
                                    "(1-8) [1]."),
     label_smoothing: float = typer.Option(None, "--label-smoothing",
                                           help="Cross-entropy label smoothing (0-1) [0]."),
+    distill: bool = typer.Option(None, "--distill/--no-distill",
+                                 help="After the members, train one student on their averaged "
+                                      "probabilities and save the student alone (one network "
+                                      "to predict)."),
+    unlabelled: list[str] = typer.Option(None, "--unlabelled",
+                                         help="Unlabelled image or volume (repeatable) on which "
+                                              "the student also learns the members' "
+                                              "probabilities (with --distill)."),
     init: Path = typer.Option(None, "--init", help="Start from this trained model (fine-tune)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
     two_d: bool = typer.Option(False, "--2d", help="Treat a volume as independent 2-D slices "
@@ -117,9 +125,17 @@ def train_cnn_cmd(
                   batch_size=batch_size, lr=lr, schedule=schedule, channels=channels,
                   depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
                   threads=threads, time_limit_s=time_limit, members=members,
-                  transforms=transforms, label_smoothing=label_smoothing)
+                  transforms=transforms, label_smoothing=label_smoothing, distill=distill)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
+    extra = None
+    if unlabelled:
+        if not cfg.distill:
+            raise InputError("--unlabelled: only used by the student; add --distill")
+        from electrode_ct.io import read
+
+        extra = [read(path).numpy() for path in unlabelled]
+        extra = [a[0] if a.ndim == 3 and a.shape[0] == 1 else a for a in extra]
 
     def report(rec: dict[str, float]) -> None:
         val_iou = rec.get("val_mean_iou", float("nan"))
@@ -130,15 +146,17 @@ def train_cnn_cmd(
     res = _train_with_warnings(train, img, lab, config=cfg, val=valpair,
                                init=str(init) if init else None,
                                class_names=_names(class_names), slices_2d=two_d,
-                               callback=report)
-    res.model.training["inputs"] = {"image": image, "labels": labels}
+                               unlabelled=extra, callback=report)
+    res.model.training["inputs"] = {"image": image, "labels": labels,
+                                    "unlabelled": list(unlabelled or [])}
     res.model.save(model)
     summary = {"model": str(model), "arch": res.model.arch, "class_values":
                res.model.class_values, "class_names": res.model.class_names,
                "epochs_run": len(res.history), "best_epoch": res.best_epoch,
                "best_val_mean_iou": res.model.training.get("best_val_mean_iou"),
                "stopped_early": res.stopped_early, "collapsed": res.collapsed,
-               "wall_s": res.wall_s, "cpu_s": res.cpu_s, "history": res.history}
+               "wall_s": res.wall_s, "cpu_s": res.cpu_s, "history": res.history,
+               "distilled": res.model.training.get("distilled")}
     if as_json:
         emit_json(summary)
         return
