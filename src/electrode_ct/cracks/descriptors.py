@@ -6,7 +6,9 @@ Everything is computed on the *healed* particle masks (cracks and voids filled, 
 1. The GREAT2 layer sums (:func:`electrode_ct.measure.radial.layer_sums`): per
    (particle, distance-from-surface layer) voxel count, grey sum and sum of squares.
 2. One voxel pass for what sums cannot give: the fraction of dark voxels inside the
-   particle, and a thin-dark-line (black top-hat) response, reduced with ``bincount``.
+   particle, a thin-dark-line (black top-hat) response, and the fraction of interior
+   voxels that are dark in the fine-scale image (:mod:`electrode_ct.cracks.highpass`:
+   shading and particle grey offsets removed), reduced with ``bincount``.
 
 Grey levels are expressed in units of the scan's own contrast: ``(g - solid) /
 (solid - background)``, where ``solid`` is the median core grey level of the candidate
@@ -31,7 +33,7 @@ from electrode_ct.volume import as_spacing
 DESCRIPTOR_COLUMNS = (
     "core_rel", "local_rel", "pv_deficit", "deficit_outer", "deficit_mid", "deficit_inner",
     "std_rel", "dark_fraction", "very_dark_fraction", "tophat_mean", "tophat_fraction",
-    "diameter_vox",
+    "diameter_vox", "fine_dark_fraction",
 )
 """Descriptor columns computed per particle (all dimensionless)."""
 
@@ -150,19 +152,44 @@ def quantise(grey: np.ndarray, *, levels: int = GREY_LEVELS) -> np.ndarray:
     return np.rint(q).astype(np.uint16)
 
 
-def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, float, float],
-                ref: Reference, n_rows: int, lut: np.ndarray) -> np.ndarray:
-    """Per-particle sums over interior voxels: count, dark, very dark, top-hat, top-hat hits."""
+FINE_DARK_Z = 1.5
+"""A voxel is dark in the fine-scale image below the scan's median minus this many robust
+standard deviations (of the high-pass values over the particle interiors)."""
+
+
+def fine_scale_levels(fine: np.ndarray, healed: np.ndarray) -> tuple[float, float]:
+    """Median and robust standard deviation (1.4826 MAD) of the high-pass image over the
+    particle interiors (healed mask eroded by one voxel; every 2nd voxel per axis)."""
     from scipy import ndimage as ndi
 
-    out = np.zeros((5, n_rows))
+    inner = ndi.binary_erosion(healed > 0)[::2, ::2, ::2]
+    vals = fine[::2, ::2, ::2][inner]
+    if vals.size < 16:
+        vals = fine[healed > 0]
+    if vals.size == 0:
+        return 0.0, 1.0
+    med = float(np.median(vals))
+    return med, max(1.4826 * float(np.median(np.abs(vals - med))), 1e-12)
+
+
+def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, float, float],
+                ref: Reference, n_rows: int, lut: np.ndarray,
+                fine: np.ndarray) -> np.ndarray:
+    """Per-particle sums over interior voxels: count, dark, very dark, top-hat, top-hat hits;
+    then count and fine-scale dark voxels over the voxels more than one voxel inside."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros((7, n_rows))
     c = ref.contrast
     g = grey.astype(np.float32, copy=False)
     ball = ndi.generate_binary_structure(3, 1)
     closed = ndi.grey_closing(g, footprint=ball)
+    fine_med, fine_sd = fine_scale_levels(fine, healed)
+    fine_cut = np.float32(fine_med - FINE_DARK_Z * fine_sd)
     unit = min(spacing)
     row_len = int(np.prod(healed.shape[1:]))
     lab_flat, g_flat, c_flat = healed.reshape(-1), g.reshape(-1), closed.reshape(-1)
+    f_flat = fine.reshape(-1)
     dark_cut = ref.solid - 0.5 * c
     very_cut = ref.solid - 0.75 * c
     for start, _stop, dist, _h in distance_slabs(np.ascontiguousarray(healed), spacing):
@@ -178,6 +205,11 @@ def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, floa
         out[2] += m((gv < very_cut).astype(np.float64))
         out[3] += m(th.astype(np.float64))
         out[4] += m((th > 0.5).astype(np.float64))
+        sel = np.flatnonzero(d > 1.0 * unit)
+        r = lut[lab_flat[base + sel]]
+        out[5] += np.bincount(r, minlength=n_rows)
+        out[6] += np.bincount(r, weights=(f_flat[base + sel] < fine_cut).astype(np.float64),
+                              minlength=n_rows)
     return out
 
 
@@ -219,13 +251,20 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
         - ``tophat_mean``, ``tophat_fraction``: mean black top-hat (6-connected grey
           closing minus grey, contrast units) over the interior, and the fraction above
           0.5 (thin dark lines);
-        - ``diameter_vox``: equivalent diameter in voxels of the smallest edge.
+        - ``diameter_vox``: equivalent diameter in voxels of the smallest edge;
+        - ``fine_dark_fraction``: fraction of the voxels more than one voxel inside the
+          particle whose fine-scale (high-pass, :func:`~electrode_ct.cracks.highpass.highpass`)
+          grey level is below the scan's median by more than :data:`FINE_DARK_Z` robust
+          standard deviations (thin cracks; insensitive to shading and grey offsets).
     reference : Reference
         Population levels used (grey levels of the quantised copy when ``sums`` is not
         given; :meth:`Reference.to_input` maps them back to ``grey``'s units).
     """
+    from electrode_ct.cracks.highpass import highpass
+
     sp = as_spacing(spacing, name="spacing")
     offset, scale = 0.0, 1.0
+    fine = highpass(grey)  # on the input grey levels (before quantising)
     if sums is None:
         lo, hi = quantise_range(grey)
         offset, scale = lo, (hi - lo) / (GREY_LEVELS - 1)
@@ -266,7 +305,8 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
     # voxels of non-candidate particles go to a dump row
     mask_lut = np.full_like(lut, len(ids))
     mask_lut[ids] = lut[ids]
-    vox = _voxel_pass(grey, healed, sp, ref, len(ids) + 1, mask_lut)[:, :len(ids)]
+    vox = _voxel_pass(grey, healed, sp, ref, len(ids) + 1, mask_lut, fine)[:, :len(ids)]
+    del fine
     n_in = np.maximum(vox[0], 1)
     data = {
         "label": ids.astype(np.uint32),
@@ -282,6 +322,7 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
         "tophat_mean": vox[3] / n_in,
         "tophat_fraction": vox[4] / n_in,
         "diameter_vox": np.cbrt(6 * cnt.sum(axis=1) / np.pi * np.prod(sp) / min(sp) ** 3),
+        "fine_dark_fraction": vox[6] / np.maximum(vox[5], 1),
     }
     table = pd.DataFrame(data)
     num = list(DESCRIPTOR_COLUMNS)

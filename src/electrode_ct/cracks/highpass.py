@@ -1,0 +1,120 @@
+"""Fine-scale (high-pass) image of a scan: where thin cracks stand out from smooth shading.
+
+A crack a voxel wide keeps, after the point-spread function, part of its contrast at the
+highest spatial frequencies the scan resolves; smooth intensity variations (shading,
+cupping, beam hardening, particle-to-particle grey offsets) and the correlated part of
+the noise live at low frequencies. An isotropic Butterworth high-pass
+
+    H(k) = 1 / (1 + (k_c / |k|) ** n)    (k in rad/voxel, |k| <= pi * sqrt(3))
+
+with ``k_c`` = 2.3 rad/voxel (a wavelength of 2.7 voxels) and order ``n`` = 8 removes
+everything coarser than about 4 voxels while passing the crack's sharp part. It is
+applied with FFTs on overlapping tiles (a core block plus a halo on each side, volume
+edges mirrored), so memory stays bounded whatever the volume size; the filter's impulse
+response holds all but ~0.1 % of its energy within 4 voxels, well inside the halo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from electrode_ct.errors import InputError
+
+CUTOFF = 2.3
+"""Default cut-off of the high-pass, rad/voxel."""
+
+ORDER = 8
+"""Default Butterworth order."""
+
+
+def transfer(shape: tuple[int, ...], *, cutoff: float = CUTOFF, order: int = ORDER) -> np.ndarray:
+    """Butterworth high-pass transfer on the ``rfftn`` grid of an array of ``shape``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Array shape (voxels).
+    cutoff : float
+        Cut-off wavenumber in rad/voxel (0 < cutoff < pi * sqrt(3)).
+    order : int
+        Butterworth order (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 transfer values, shape of ``rfftn`` output.
+    """
+    axes = [np.fft.fftfreq(n) for n in shape[:-1]] + [np.fft.rfftfreq(shape[-1])]
+    k2 = np.zeros([len(a) for a in axes], np.float64)
+    for i, a in enumerate(axes):
+        sh = [1] * len(axes)
+        sh[i] = len(a)
+        k2 = k2 + ((2 * np.pi * a) ** 2).reshape(sh)
+    with np.errstate(divide="ignore"):
+        ratio = np.where(k2 > 0, (cutoff * cutoff / np.maximum(k2, 1e-30)) ** (order / 2), np.inf)
+    return (1.0 / (1.0 + ratio)).astype(np.float32)
+
+
+def highpass(grey: np.ndarray, *, cutoff: float = CUTOFF, order: int = ORDER,
+             block: int = 64, halo: int = 8) -> np.ndarray:
+    """High-pass filtered copy of a volume (same grey units; float32; mean about 0).
+
+    Parameters
+    ----------
+    grey : numpy.ndarray
+        Grey volume (z, y, x).
+    cutoff : float
+        Cut-off wavenumber, rad/voxel (default 2.3: a wavelength of 2.7 voxels).
+    order : int
+        Butterworth order (default 8).
+    block : int
+        Core tile side in voxels.
+    halo : int
+        Halo in voxels on each side of a tile (mirrored at the volume edges).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape of ``grey``.
+
+    Raises
+    ------
+    InputError
+        A non-3-D volume or a bad cut-off, order, block or halo.
+    """
+    from scipy import fft
+
+    g = np.asarray(grey)
+    if g.ndim != 3:
+        raise InputError(f"grey: expected a 3-D volume, got shape {g.shape}")
+    if not 0 < cutoff < np.pi * np.sqrt(3):
+        raise InputError(f"cutoff: expected 0 < cutoff < {np.pi * np.sqrt(3):.2f} rad/voxel, "
+                         f"got {cutoff}")
+    if order < 1 or block < 1 or halo < 0:
+        raise InputError(f"order/block/halo: expected >= 1, >= 1, >= 0; got {order}, {block}, "
+                         f"{halo}")
+    out = np.empty(g.shape, np.float32)
+    cache: dict[tuple[int, ...], np.ndarray] = {}
+    ranges = [range(0, n, block) for n in g.shape]
+    for z0 in ranges[0]:
+        for y0 in ranges[1]:
+            for x0 in ranges[2]:
+                core = [(s, min(s + block, n)) for s, n in zip((z0, y0, x0), g.shape,
+                                                                  strict=True)]
+                outer = [(max(a - halo, 0), min(b + halo, n))
+                         for (a, b), n in zip(core, g.shape, strict=True)]
+                tile = g[tuple(slice(a, b) for a, b in outer)].astype(np.float32)
+                pad = [(halo - (a - oa), halo - (ob - b))
+                       for (a, b), (oa, ob) in zip(core, outer, strict=True)]
+                pad = [(min(lo, s - 1), min(hi, s - 1))
+                       for (lo, hi), s in zip(pad, tile.shape, strict=True)]
+                if any(lo or hi for lo, hi in pad):
+                    tile = np.pad(tile, pad, mode="reflect")
+                shape = tile.shape
+                if shape not in cache:
+                    cache[shape] = transfer(shape, cutoff=cutoff, order=order)
+                filt = fft.irfftn(fft.rfftn(tile) * cache[shape], s=shape)
+                sl = tuple(slice(lo + (a - oa), lo + (a - oa) + (b - a))
+                           for (lo, _), (a, b), (oa, _) in zip(pad, core, outer, strict=True))
+                out[tuple(slice(a, b) for a, b in core)] = filt[sl]
+    return out
