@@ -134,26 +134,31 @@ def _auc_ge(y, score, frac, lo):
 
 
 def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
+    from electrode_ct.cracks.classify import cnn_slices
     from electrode_ct.cracks.cnn_model import particle_scores, train_cnn
-    from electrode_ct.cracks.evaluate import roc_auc
-    from electrode_ct.cracks.sampling import sample_slices
+    from electrode_ct.cracks.evaluate import expected_count_threshold, roc_auc
 
     def slices(p):
-        return sample_slices(p.grey, p.healed, p.ids, k=k, axes=0, size=cnn_cfg.size,
-                             solid=p.reference.to_input(p.reference.solid),
-                             background=p.reference.to_input(p.reference.background))
+        return cnn_slices(p, p.ids, image=cnn_cfg.image, k=k, axes=0, size=cnn_cfg.size)
 
     t0 = time.perf_counter()
     cm = train_cnn(slices(pa), y_a, config=cnn_cfg, k=k, axes=[0])
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
     prob = cm.slice_probabilities(slices(pb))
+    score = cm.scores(prob)
     t_cnn = time.perf_counter() - t0
-    score = particle_scores(prob)
+    raw = particle_scores(prob)
+    n_thr = expected_count_threshold(score)
     return {"auc": roc_auc(y_b, score), "auc_flaws_ge_1pct": _auc_ge(y_b, score, frac_b, 0.01),
             "auc_flaws_ge_3pct": _auc_ge(y_b, score, frac_b, 0.03), "_score": score,
             "percent_flawed_at_0_4": float(100 * (score >= 0.4).mean()),
             "percent_flawed_error_pp_at_0_4": float(100 * ((score >= 0.4).mean() - y_b.mean())),
+            "percent_flawed_error_pp_uncalibrated_at_0_4": float(
+                100 * ((raw >= 0.4).mean() - y_b.mean())),
+            "percent_flawed_error_pp_expected_count": float(
+                100 * ((score >= n_thr).mean() - y_b.mean())),
+            "calibration": cm.calibration, "image": cnn_cfg.image,
             "particles_per_s": len(pb.ids) / (t_prep + t_cnn),
             "particles_per_s_network_only": len(pb.ids) / t_cnn,
             "train_s": t_train, "epochs_run": cm.training["epochs_run"],

@@ -241,6 +241,7 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     model = train(None, None, a.truth, prepared=pa, method="cnn", k=4, slice_size=24,
                   cnn_config=cfg)
     assert model.size == 24 and model.training["epochs_run"] >= 1
+    assert model.config.image == "both" and model.config.n_images == 2
     path = model.save(tmp_path / "c.ectmodel")
     again = load_cracks_model(path, method="cnn")
     res1 = classify(None, None, model=model, prepared=pb)
@@ -254,6 +255,43 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
         classify(None, None, model=again, slice_size=32, prepared=pb)
     with pytest.raises(ModelError, match="cnn"):
         load_cracks_model(path, method="features")
+    assert again.calibration == model.calibration
+    # the scores are the model's calibrated mean slice probabilities
+    assert np.allclose(res1.table["flaw_score"], model.scores(res1.slice_prob))
+
+
+def test_cnn_grey_image_and_models_saved_before_the_option(phantoms, tmp_path):
+    pytest.importorskip("torch")
+    import json
+    import zipfile
+
+    from electrode_ct.cracks import classify, load_cracks_model, train
+    from electrode_ct.cracks.cnn_model import CNNConfig
+
+    a, _, pa, pb = phantoms
+    cfg = CNNConfig(channels=(4,), epochs=1, patience=1, batch=64, seed=1, image="grey")
+    model = train(None, None, a.truth, prepared=pa, method="cnn", k=2, slice_size=16,
+                  cnn_config=cfg)
+    path = model.save(tmp_path / "g.ectmodel")
+    # an archive written before the image and calibration options: no such keys
+    old = tmp_path / "old.ectmodel"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "model.json":
+                head = json.loads(data)
+                head["config"].pop("image")
+                head.pop("calibration")
+                data = json.dumps(head).encode()
+            dst.writestr(item, data)
+    again = load_cracks_model(old, method="cnn")
+    assert again.config.image == "grey" and again.calibration is None
+    res = classify(None, None, model=again, prepared=pb)
+    assert res.slice_prob.shape == (len(pb.ids), 2)
+    assert np.allclose(res.table["flaw_score"], res.slice_prob.mean(axis=1))
+    with pytest.raises(InputError, match="image"):
+        train(None, None, a.truth, prepared=pa, method="cnn", k=2, slice_size=16,
+              cnn_config=CNNConfig(channels=(4,), epochs=1, image="edges"))
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -74,3 +74,32 @@ def test_fine_dark_fraction_sees_thin_crack_under_shading():
     cracked, intact = d.iloc[0], d.iloc[1]
     assert cracked["fine_dark_fraction"] > 0.08
     assert cracked["fine_dark_fraction"] > 3 * intact["fine_dark_fraction"]
+
+
+def test_network_input_two_images_and_mask():
+    from electrode_ct.cracks.cnn_model import network_input
+    from electrode_ct.cracks.sampling import OUTSIDE
+
+    rng = np.random.default_rng(0)
+    sl = rng.normal(0.3, 0.2, (3, 4, 2, 8, 8)).astype(np.float32)
+    sl[..., :2, :] = OUTSIDE  # two rows outside the particle in both images
+    x = network_input(sl)
+    assert x.shape == (12, 3, 8, 8)
+    mask = x[:, 2]
+    assert mask[:, :2].sum() == 0 and mask[:, 2:].min() == 1
+    # each image channel has zero mean inside the mask and 0 outside
+    for ch in (0, 1):
+        assert np.allclose(x[:, ch, 2:].mean(axis=(1, 2)), 0, atol=1e-5)
+        assert np.all(x[:, ch, :2] == 0)
+
+
+def test_platt_recovers_known_scaling():
+    from electrode_ct.cracks.cnn_model import _logit, platt
+
+    rng = np.random.default_rng(2)
+    s = rng.uniform(0.02, 0.98, 20000)
+    p = 1 / (1 + np.exp(-(2.0 * _logit(s) - 1.0)))
+    y = rng.random(s.size) < p
+    a, b = platt(s, y)
+    assert a == pytest.approx(2.0, abs=0.1) and b == pytest.approx(-1.0, abs=0.1)
+    assert platt(s, np.zeros(s.size)) is None

@@ -85,6 +85,53 @@ def prepare(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0, 
     return Prepared(g, lab, healed, sp, cand, ids, desc, ref)
 
 
+FINE_SLICE_SCALE = 4.0
+"""Fine-scale units (robust standard deviations) mapped to one contrast unit in CNN slices
+(``sample_slices`` clips to [-2, 1]: -8 .. +4 standard deviations)."""
+
+
+def cnn_slices(prep: Prepared, ids: np.ndarray, *, image: str = "both", k: int = 10,
+               axes: int | str | list[int] = 0, size: int = 32) -> np.ndarray:
+    """Slices of the particles ``ids`` for the CNN, cut from the image(s) ``image``.
+
+    Parameters
+    ----------
+    prep : Prepared
+        From :func:`prepare`.
+    ids : numpy.ndarray
+        Particle ids (rows of the result).
+    image : {"both", "fine", "grey"}
+        ``grey``: the contrast-normalised grey volume; ``fine``: the fine-scale image
+        (:func:`~electrode_ct.cracks.highpass.fine_scale`, divided by
+        :data:`FINE_SLICE_SCALE`); ``both``: the two, stacked on axis 2.
+    k, axes, size : int, axes, int
+        As :func:`~electrode_ct.cracks.sampling.sample_slices`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(len(ids), n_slices, size, size)``, or ``(len(ids), n_slices, 2, size,
+        size)`` for ``both``.
+    """
+    from electrode_ct.cracks.cnn_model import IMAGES
+    from electrode_ct.cracks.highpass import fine_scale
+    from electrode_ct.cracks.sampling import sample_slices
+
+    if image not in IMAGES:
+        raise InputError(f"image: expected one of {', '.join(IMAGES)}, got {image!r}")
+    out = []
+    if image in ("grey", "both"):
+        ref = prep.reference
+        out.append(sample_slices(prep.grey, prep.healed, ids, k=k, axes=axes, size=size,
+                                 solid=ref.to_input(ref.solid),
+                                 background=ref.to_input(ref.background)))
+    if image in ("fine", "both"):
+        out.append(sample_slices(fine_scale(prep.grey, prep.healed), prep.healed, ids, k=k,
+                                 axes=axes, size=size, solid=0.0,
+                                 background=-FINE_SLICE_SCALE))
+    return out[0] if len(out) == 1 else np.stack(out, axis=2)
+
+
 def reference_flawed(truth: pd.DataFrame, ids: np.ndarray, *, name: str = "truth") -> np.ndarray:
     """0/1 reference of the particles ``ids`` from a table with ``label`` and ``flawed``
     (or ``cracked``).
@@ -199,19 +246,16 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
     slice_prob = None
     sweep = None
     if model.method == "cnn":
-        from electrode_ct.cracks.cnn_model import flawed_by_slices, m_sweep, particle_scores
-        from electrode_ct.cracks.sampling import sample_slices
+        from electrode_ct.cracks.cnn_model import flawed_by_slices, m_sweep
 
         size = model.size if slice_size is None else int(slice_size)
         if size != model.size:
             raise ModelError(f"cracks-cnn model: trained for {model.size}x{model.size} slices, "
                              f"--slice-size {size} was asked")
-        slices = sample_slices(prep.grey, prep.healed, ids, k=k or model.k,
-                               axes=model.axes if axes is None else axes, size=size,
-                               solid=prep.reference.to_input(prep.reference.solid),
-                               background=prep.reference.to_input(prep.reference.background))
+        slices = cnn_slices(prep, ids, image=model.config.image, k=k or model.k,
+                            axes=model.axes if axes is None else axes, size=size)
         slice_prob = model.slice_probabilities(slices)
-        score = particle_scores(slice_prob)
+        score = model.scores(slice_prob)
         thr = model.threshold if threshold is None else float(threshold)
         flawed = flawed_by_slices(slice_prob, min_slices) if min_slices else score >= thr
         sweep = m_sweep(slice_prob)
@@ -319,12 +363,10 @@ def train(grey: Any, labels: Any, truth: pd.DataFrame, *,
     from dataclasses import replace
 
     from electrode_ct.cracks.cnn_model import PUBLISHED_THRESHOLD, CNNConfig, train_cnn
-    from electrode_ct.cracks.sampling import parse_axes, sample_slices
+    from electrode_ct.cracks.sampling import parse_axes
 
     cfg = replace(cnn_config or CNNConfig(seed=seed), size=int(slice_size))
     ax = list(parse_axes(axes))
-    slices = sample_slices(prep.grey, prep.healed, prep.ids, k=k, axes=ax, size=cfg.size,
-                           solid=prep.reference.to_input(prep.reference.solid),
-                           background=prep.reference.to_input(prep.reference.background))
+    slices = cnn_slices(prep, prep.ids, image=cfg.image, k=k, axes=ax, size=cfg.size)
     return train_cnn(slices, y, config=cfg, k=k, axes=ax,
                      threshold=PUBLISHED_THRESHOLD if threshold is None else threshold)

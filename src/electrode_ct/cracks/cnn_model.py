@@ -29,6 +29,8 @@ from electrode_ct.segment.models import read_member, register_kind, write_archiv
 
 KIND = "cracks-cnn"
 PUBLISHED_THRESHOLD = 0.4
+IMAGES = ("both", "fine", "grey")
+"""Images the slices can be cut from (:attr:`CNNConfig.image`)."""
 
 
 @dataclass
@@ -53,6 +55,11 @@ class CNNConfig:
         Seed of the split, the initial weights, the batches and the augmentation.
     threads : int
         Torch CPU threads.
+    image : {"both", "fine", "grey"}
+        What the slices are cut from: ``grey``, the contrast-normalised grey volume (models
+        saved before the option existed); ``fine``, the fine-scale image
+        (:func:`~electrode_ct.cracks.highpass.fine_scale`: shading and grey offsets removed,
+        in units of its robust spread); ``both`` (default), the two as two input channels.
     """
 
     channels: tuple[int, ...] = (16, 32, 64)
@@ -64,12 +71,18 @@ class CNNConfig:
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2
+    image: str = "both"
+
+    @property
+    def n_images(self) -> int:
+        """Image channels of a slice (2 for ``both``)."""
+        return 2 if self.image == "both" else 1
 
 
-def _net(channels: tuple[int, ...]) -> Any:
+def _net(channels: tuple[int, ...], n_images: int = 1) -> Any:
     """VGG-style blocks (conv-BN-ReLU twice, max-pool 2; no pool after the last block),
-    global max pooling (a crack is a local feature), dropout, one logit. Two input
-    channels: the slice minus its in-mask mean, and the particle mask."""
+    global max pooling (a crack is a local feature), dropout, one logit. Input channels:
+    each image's slice minus its in-mask mean, then the particle mask."""
     from torch import nn
 
     def conv(i: int, o: int) -> list[Any]:
@@ -77,7 +90,7 @@ def _net(channels: tuple[int, ...]) -> Any:
                 nn.ReLU(inplace=True)]
 
     layers: list[Any] = []
-    c_in = 2
+    c_in = n_images + 1
     for j, c in enumerate(channels):
         layers += conv(c_in, c) + conv(c, c)
         if j < len(channels) - 1:
@@ -88,27 +101,30 @@ def _net(channels: tuple[int, ...]) -> Any:
 
 
 def network_input(slices: np.ndarray) -> np.ndarray:
-    """Per-slice normalisation inside the particle mask: ``(n, 2, size, size)`` float32.
+    """Per-slice normalisation inside the particle mask: ``(n, images + 1, size, size)``.
 
-    Channel 0 is the slice minus the mean of its in-mask pixels (0 outside the mask), so
-    smooth shading and particle-to-particle grey offsets do not reach the network; channel
-    1 is the mask (pixels above the ``OUTSIDE`` value of ``sample_slices``).
+    Each image channel is the slice minus the mean of its in-mask pixels (0 outside the
+    mask), so smooth shading and particle-to-particle grey offsets do not reach the
+    network; the last channel is the mask (pixels of the first image above the
+    ``OUTSIDE`` value of ``sample_slices``).
 
     Parameters
     ----------
     slices : numpy.ndarray
-        ``(..., size, size)`` from :func:`~electrode_ct.cracks.sampling.sample_slices`
-        (contrast units, ``OUTSIDE`` = -1 outside the particle).
+        ``(n_particles, n_slices, size, size)`` (one image) or ``(n_particles, n_slices,
+        images, size, size)`` from :func:`~electrode_ct.cracks.classify.cnn_slices`
+        (``OUTSIDE`` = -1 outside the particle); float32 result.
     """
     from electrode_ct.cracks.sampling import OUTSIDE
 
     size = slices.shape[-1]
-    x = np.asarray(slices, np.float32).reshape(-1, size, size)
-    inside = x > OUTSIDE + 1e-3
-    n = np.maximum(inside.sum(axis=(1, 2), keepdims=True), 1)
-    mean = np.where(inside, x, 0.0).sum(axis=(1, 2), keepdims=True) / n
+    n_img = slices.shape[2] if slices.ndim == 5 else 1
+    x = np.asarray(slices, np.float32).reshape(-1, n_img, size, size)
+    inside = x[:, :1] > OUTSIDE + 1e-3
+    n = np.maximum(inside.sum(axis=(2, 3), keepdims=True), 1)
+    mean = np.where(inside, x, 0.0).sum(axis=(2, 3), keepdims=True) / n
     val = np.where(inside, x - mean, 0.0)
-    return np.stack([val, inside], axis=1).astype(np.float32)
+    return np.concatenate([val, inside], axis=1).astype(np.float32)
 
 
 class CNNModel:
@@ -126,6 +142,9 @@ class CNNModel:
         Score threshold (0.4 published).
     training : dict
         Training record (epochs run, best validation loss/AUC, counts).
+    calibration : (float, float) or None
+        Platt scaling of the particle score, fitted on the validation particles:
+        ``score = sigmoid(a * logit(mean slice probability) + b)``; None: the plain mean.
     """
 
     kind = KIND
@@ -133,13 +152,24 @@ class CNNModel:
 
     def __init__(self, net: Any, *, config: CNNConfig, k: int = 10, axes: list[int] | None = None,
                  threshold: float = PUBLISHED_THRESHOLD,
-                 training: dict[str, Any] | None = None) -> None:
+                 training: dict[str, Any] | None = None,
+                 calibration: tuple[float, float] | None = None) -> None:
         self.net = net
         self.config = config
         self.k = int(k)
         self.axes = list(axes or [0])
         self.threshold = float(threshold)
         self.training = dict(training or {})
+        self.calibration = None if calibration is None else (float(calibration[0]),
+                                                             float(calibration[1]))
+
+    def scores(self, slice_prob: np.ndarray) -> np.ndarray:
+        """Calibrated per-particle score from the slice probabilities (rows = particles)."""
+        raw = particle_scores(slice_prob)
+        if self.calibration is None:
+            return raw
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-(a * _logit(raw) + b)))
 
     @property
     def size(self) -> int:
@@ -163,9 +193,13 @@ class CNNModel:
 
         from electrode_ct.segment.cnn._torch import set_threads
 
-        if slices.ndim != 4 or slices.shape[-2:] != (self.size, self.size):
+        if slices.shape[-2:] != (self.size, self.size):
             raise ModelError(f"cracks-cnn model: trained for {self.size}x{self.size} slices, "
                              f"got slices of shape {tuple(slices.shape[-2:])}")
+        n_img = slices.shape[2] if slices.ndim == 5 else 1
+        if slices.ndim not in (4, 5) or n_img != self.config.n_images:
+            raise ModelError(f"cracks-cnn model: expects {self.config.n_images} image(s) per "
+                             f"slice ({self.config.image}), got slices of shape {slices.shape}")
         set_threads(self.config.threads)
         flat = network_input(slices)
         out = np.empty(flat.shape[0], np.float32)
@@ -182,7 +216,8 @@ class CNNModel:
 
         return {"kind": KIND, "method": "cnn", "config": asdict(self.config), "k": self.k,
                 "axes": self.axes, "slice_size": self.size, "threshold": self.threshold,
-                "training": self.training, "class_values": [0, 1],
+                "training": self.training, "calibration": self.calibration,
+                "class_values": [0, 1],
                 "class_names": ["intact", "flawed"], "torch_version": torch.__version__}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -195,8 +230,28 @@ class CNNModel:
 
 
 def particle_scores(slice_prob: np.ndarray) -> np.ndarray:
-    """Per-particle score: the mean slice probability (rows = particles)."""
+    """Per-particle score: the mean slice probability (rows = particles), uncalibrated
+    (:meth:`CNNModel.scores` applies the model's calibration)."""
     return np.asarray(slice_prob, np.float64).mean(axis=1)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
+def platt(score: np.ndarray, flawed: np.ndarray) -> tuple[float, float] | None:
+    """Platt scaling ``(a, b)`` of scores against 0/1 labels (None when a class is missing).
+
+    A logistic regression (mildly regularised, C = 10) of the labels on ``logit(score)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(flawed).astype(np.int64).ravel()
+    if y.min() == y.max():
+        return None
+    lr = LogisticRegression(C=10.0, max_iter=1000).fit(_logit(score)[:, None], y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
 def flawed_by_slices(slice_prob: np.ndarray, m: int, *, slice_threshold: float = 0.5) -> np.ndarray:
@@ -220,11 +275,11 @@ def _augment(x: Any, gen: Any) -> Any:
         x = torch.flip(x, dims=[2])
     k = int(torch.randint(0, 4, (1,), generator=gen).item())
     x = torch.rot90(x, k, dims=[2, 3])
-    n = x.shape[0]
-    gain = 1 + 0.1 * torch.randn(n, 1, 1, 1, generator=gen)
-    noise = 0.05 * torch.randn((n, 1, *x.shape[2:]), generator=gen)
-    val = (x[:, :1] * gain + noise) * x[:, 1:]
-    return torch.cat([val, x[:, 1:]], dim=1)
+    n, c = x.shape[:2]
+    gain = 1 + 0.1 * torch.randn(n, c - 1, 1, 1, generator=gen)
+    noise = 0.05 * torch.randn((n, c - 1, *x.shape[2:]), generator=gen)
+    val = (x[:, :-1] * gain + noise) * x[:, -1:]
+    return torch.cat([val, x[:, -1:]], dim=1)
 
 
 def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | None = None,
@@ -257,8 +312,13 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
 
     require_torch()
     cfg = config or CNNConfig(size=int(slices.shape[-1]))
-    if slices.ndim != 4 or slices.shape[-2:] != (cfg.size, cfg.size):
-        raise InputError(f"slices: expected (n, k, {cfg.size}, {cfg.size}), got {slices.shape}")
+    if cfg.image not in IMAGES:
+        raise InputError(f"image: expected one of {', '.join(IMAGES)}, got {cfg.image!r}")
+    want = (cfg.n_images,) if cfg.n_images > 1 else ()
+    if slices.ndim != 4 + len(want) or slices.shape[2:] != (*want, cfg.size, cfg.size):
+        dims = ", ".join(map(str, ("n", "k", *want, cfg.size, cfg.size)))
+        raise InputError(f"slices: expected ({dims}) for image {cfg.image!r}, "
+                         f"got {slices.shape}")
     y = np.asarray(flawed).astype(np.float32).ravel()
     if len(y) != slices.shape[0]:
         raise InputError(f"flawed: {len(y)} labels for {slices.shape[0]} particles")
@@ -275,7 +335,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     xt = torch.from_numpy(network_input(slices[tr]))
     yt = torch.from_numpy(np.repeat(y[tr], n_sl))
     xv = np.ascontiguousarray(slices[val])
-    net = _net(tuple(cfg.channels))
+    net = _net(tuple(cfg.channels), cfg.n_images)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-3)
     steps = max(1, cfg.epochs * -(-xt.shape[0] // cfg.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
@@ -309,7 +369,9 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     if best[1] is not None:
         net.load_state_dict(best[1])
     net.eval()
-    auc = roc_auc(y[val], particle_scores(model.slice_probabilities(xv)))
+    raw_val = particle_scores(model.slice_probabilities(xv))
+    auc = roc_auc(y[val], raw_val)
+    model.calibration = platt(raw_val, y[val])
     model.training = {"epochs_run": len(history), "best_epoch": best[2],
                       "best_val_loss": best[0], "val_auc": auc, "n_particles": len(y),
                       "n_flawed": int(y.sum()), "val_history": history}
@@ -323,8 +385,9 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNN
     try:
         cfg_d = dict(header["config"])
         cfg_d["channels"] = tuple(cfg_d["channels"])
+        cfg_d.setdefault("image", "grey")  # saved before the option existed
         cfg = CNNConfig(**cfg_d)
-        net = _net(cfg.channels)
+        net = _net(cfg.channels, cfg.n_images)
         state = torch.load(read_member(archive, "state_dict.pt"), map_location="cpu",
                            weights_only=True)
         net.load_state_dict(state)
@@ -333,7 +396,7 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNN
     net.eval()
     return CNNModel(net, config=cfg, k=header.get("k", 10), axes=header.get("axes"),
                     threshold=header.get("threshold", PUBLISHED_THRESHOLD),
-                    training=header.get("training"))
+                    training=header.get("training"), calibration=header.get("calibration"))
 
 
 register_kind(KIND, _loader)

@@ -157,26 +157,12 @@ FINE_DARK_Z = 1.5
 standard deviations (of the high-pass values over the particle interiors)."""
 
 
-def fine_scale_levels(fine: np.ndarray, healed: np.ndarray) -> tuple[float, float]:
-    """Median and robust standard deviation (1.4826 MAD) of the high-pass image over the
-    particle interiors (healed mask eroded by one voxel; every 2nd voxel per axis)."""
-    from scipy import ndimage as ndi
-
-    inner = ndi.binary_erosion(healed > 0)[::2, ::2, ::2]
-    vals = fine[::2, ::2, ::2][inner]
-    if vals.size < 16:
-        vals = fine[healed > 0]
-    if vals.size == 0:
-        return 0.0, 1.0
-    med = float(np.median(vals))
-    return med, max(1.4826 * float(np.median(np.abs(vals - med))), 1e-12)
-
-
 def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, float, float],
                 ref: Reference, n_rows: int, lut: np.ndarray,
                 fine: np.ndarray) -> np.ndarray:
     """Per-particle sums over interior voxels: count, dark, very dark, top-hat, top-hat hits;
-    then count and fine-scale dark voxels over the voxels more than one voxel inside."""
+    then count and fine-scale dark voxels over the voxels more than one voxel inside
+    (``fine``: :func:`~electrode_ct.cracks.highpass.fine_scale`)."""
     from scipy import ndimage as ndi
 
     out = np.zeros((7, n_rows))
@@ -184,8 +170,7 @@ def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, floa
     g = grey.astype(np.float32, copy=False)
     ball = ndi.generate_binary_structure(3, 1)
     closed = ndi.grey_closing(g, footprint=ball)
-    fine_med, fine_sd = fine_scale_levels(fine, healed)
-    fine_cut = np.float32(fine_med - FINE_DARK_Z * fine_sd)
+    fine_cut = np.float32(-FINE_DARK_Z)
     unit = min(spacing)
     row_len = int(np.prod(healed.shape[1:]))
     lab_flat, g_flat, c_flat = healed.reshape(-1), g.reshape(-1), closed.reshape(-1)
@@ -260,11 +245,11 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
         Population levels used (grey levels of the quantised copy when ``sums`` is not
         given; :meth:`Reference.to_input` maps them back to ``grey``'s units).
     """
-    from electrode_ct.cracks.highpass import highpass
+    from electrode_ct.cracks.highpass import fine_scale
 
     sp = as_spacing(spacing, name="spacing")
     offset, scale = 0.0, 1.0
-    fine = highpass(grey)  # on the input grey levels (before quantising)
+    fine = fine_scale(grey, healed)  # on the input grey levels (before quantising)
     if sums is None:
         lo, hi = quantise_range(grey)
         offset, scale = lo, (hi - lo) / (GREY_LEVELS - 1)
