@@ -185,3 +185,56 @@ def test_separate_returns_confidence_and_peak():
     # two identical spheres: same peak (about the radius, 4.5 µm, less the smoothing)
     assert 3.0 < info["peak_um"][1] <= 4.6
     np.testing.assert_allclose(info["peak_um"][1], info["peak_um"][2], rtol=0.02)
+
+
+def resplit_scene():
+    """Five intact balls, a ball cracked through (2 voxels), and a small ball touching a
+    large one: the 2 µm healing closing bridges the small ball to its neighbour."""
+    shape = (28, 60, 100)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    truth = np.zeros(shape, np.uint32)
+    balls = [((14, 14, 14), 9), ((14, 14, 38), 8), ((14, 14, 62), 9), ((14, 44, 14), 8),
+             ((14, 44, 40), 9), ((14, 44, 66), 9), ((14, 14, 86), 9), ((14, 27, 86), 4)]
+    for i, ((cz, cy, cx), r) in enumerate(balls, start=1):
+        truth[((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r) & (truth == 0)] = i
+    whole = truth.copy()
+    crack = np.zeros(shape, bool)
+    crack[:, 30:, 66:68] = True
+    truth[crack & (truth == 6)] = 0  # ball 6 cut right through by a 2-voxel crack
+    return truth, whole
+
+
+def test_resplit_separates_heal_bridged_ball_and_keeps_cracked_ball_whole():
+    truth, _ = resplit_scene()
+    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5, return_info=True)
+    merged, info0 = separate_particles(truth > 0, resplit=False, **kw)
+    assert merged.max() == 7 and info0["n_resplit"] == 0  # the small ball joined ball 7
+    assert len(np.unique(merged[truth == 7])) == 1
+    assert np.array_equal(np.unique(merged[truth == 8]), np.unique(merged[truth == 7]))
+    lab, info = separate_particles(truth > 0, **kw)
+    assert info["n_resplit"] == 1 and lab.max() == 8
+    m = match_instances(lab, truth)
+    assert m["ap50"] == 1.0 and m["merges"] == 0 and m["splits"] == 0
+    assert len(np.unique(lab[truth == 6])) == 1  # the cracked ball keeps one id
+
+
+def test_resplit_never_cuts_a_cracked_ball_even_when_every_particle_is_examined():
+    from scipy import ndimage as ndi
+
+    from electrode_ct.particles.resplit import particle_solidity, resplit_merged
+    from electrode_ct.particles.separate import _edt
+
+    truth, whole = resplit_scene()
+    sp = (0.5, 0.5, 0.5)
+    healed = heal_cracks(truth > 0, width_um=2.0, spacing=sp)
+    score = ndi.gaussian_filter(_edt(healed, sp), 0.5)
+    labels = np.where(healed, whole, 0)  # the right partition of the healed mask
+    out, n_split = resplit_merged(labels, truth > 0, score, spacing=sp, h=0.2, smooth=0.5,
+                                  solidity_flag=10.0)  # look at every particle
+    assert n_split == 0 and np.array_equal(out, labels)
+    # the heal-bridged pair is less convex than the balls
+    bridged = np.where(labels == 8, 7, labels)
+    sol = particle_solidity(bridged, spacing=sp)
+    assert sol[7] < 0.95 * np.median(sol[1:7]) < sol[1:7].min()
+    split, n = resplit_merged(bridged, truth > 0, score, spacing=sp, h=0.2, smooth=0.5)
+    assert n == 1 and match_instances(np.where(truth > 0, split, 0), truth)["ap50"] == 1.0

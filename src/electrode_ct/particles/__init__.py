@@ -10,6 +10,7 @@ from electrode_ct.particles.cleanup import (
     remove_small,
     truncated_labels,
 )
+from electrode_ct.particles.resplit import particle_solidity, resplit_merged
 from electrode_ct.particles.separate import heal_cracks, particle_confidence, separate_particles
 
 __all__ = [
@@ -18,10 +19,12 @@ __all__ = [
     "heal_cracks",
     "mahalanobis_outliers",
     "particle_confidence",
+    "particle_solidity",
     "relabel_sequential",
     "remove_border",
     "remove_islands",
     "remove_small",
+    "resplit_merged",
     "separate_particles",
     "truncated_labels",
 ]
