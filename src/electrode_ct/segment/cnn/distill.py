@@ -31,6 +31,10 @@ F = torch.nn.functional
 TEACHER_TRANSFORMS = 8
 """Rotations/flips averaged when the teachers label the planes (a one-off cost)."""
 
+MAX_PLANES = 16
+"""Labelled planes, and separately unlabelled planes, that the teachers label at most (evenly
+spaced): bounds the one-off teacher cost (planes × members × transforms forward passes)."""
+
 
 def unlabelled_planes(images: Sequence[np.ndarray], *, normalisation: str,
                       stats: tuple[float, float], all_axes: bool,

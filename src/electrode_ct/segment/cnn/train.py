@@ -28,6 +28,7 @@ from electrode_ct.segment.cnn._torch import (
     set_threads,
 )
 from electrode_ct.segment.cnn.distill import (
+    MAX_PLANES,
     TEACHER_TRANSFORMS,
     soft_loss,
     teacher_targets,
@@ -607,7 +608,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                                   else tmodel.training.get("members", [])),
                      "teacher_val_mean_iou": ens_score if val_planes else None,
                      "teacher_transforms": TEACHER_TRANSFORMS,
-                     "labelled_planes": len(planes), "unlabelled_planes": len(extra)}
+                     "labelled_planes": min(len(planes), MAX_PLANES),
+                     "unlabelled_planes": min(len(extra), MAX_PLANES)}
         nets, runs = [student], [run]
         ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device,
                                                    adapt_bn=cfg.adapt_bn)
@@ -641,6 +643,13 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                        teachers=None if teacher_model is None else _on_cpu(teacher_model))
 
 
+def _evenly(items: list[Any], n: int) -> list[Any]:
+    """At most ``n`` evenly spaced items of a list (all when it is shorter)."""
+    if len(items) <= n:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
 def _on_cpu(model: CNNModel) -> CNNModel:
     for net in model.nets:
         net.cpu()
@@ -652,8 +661,12 @@ def _distill(teachers: list[Any], arch: dict[str, Any],
              val_planes: list[tuple[np.ndarray, np.ndarray]], cfg: TrainConfig, *,
              weight: Any, device: Any,
              callback: Callable[[dict[str, float]], None] | None) -> tuple[Any, dict[str, Any]]:
-    """Train one student on the teachers' averaged probabilities (labelled + extra planes)."""
-    images = [img for img, _ in planes] + list(extra)
+    """Train one student on the teachers' averaged probabilities (labelled + extra planes).
+
+    At most :data:`~.distill.MAX_PLANES` labelled and as many extra planes (evenly spaced)
+    are labelled by the teachers, bounding the one-off teacher cost on volumes.
+    """
+    images = [img for img, _ in _evenly(planes, MAX_PLANES)] + _evenly(list(extra), MAX_PLANES)
     targets = teacher_targets(teachers, images, device=device)
     soft_planes = [(img, t.argmax(axis=0)) for img, t in zip(images, targets, strict=True)]
     torch.manual_seed(cfg.seed)
