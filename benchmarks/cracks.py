@@ -134,9 +134,13 @@ def _auc_ge(y, score, frac, lo):
 
 
 def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
-    from electrode_ct.cracks.classify import cnn_slices
+    from dataclasses import replace
+
+    from electrode_ct.cracks.classify import choose_image, cnn_slices
     from electrode_ct.cracks.cnn_model import particle_scores, train_cnn
     from electrode_ct.cracks.evaluate import expected_count_threshold, roc_auc
+
+    cnn_cfg = replace(cnn_cfg, image=choose_image(cnn_cfg.image, pa.descriptors, y_a))
 
     def slices(p):
         return cnn_slices(p, p.ids, image=cnn_cfg.image, k=k, axes=0, size=cnn_cfg.size)

@@ -233,7 +233,7 @@ def test_features_model_round_trip(phantoms, tmp_path):
 
 def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     pytest.importorskip("torch")
-    from electrode_ct.cracks import classify, load_cracks_model, train
+    from electrode_ct.cracks import classify, load_cracks_model, reference_flawed, train
     from electrode_ct.cracks.cnn_model import CNNConfig, m_sweep
 
     a, _, pa, pb = phantoms
@@ -241,7 +241,14 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     model = train(None, None, a.truth, prepared=pa, method="cnn", k=4, slice_size=24,
                   cnn_config=cfg)
     assert model.size == 24 and model.training["epochs_run"] >= 1
+    # "auto" resolved on the training scan: nano-CT phantom, the fine scale carries cracks
+    from electrode_ct.cracks.classify import choose_image
+    from electrode_ct.cracks.evaluate import roc_auc
+
+    assert roc_auc(reference_flawed(a.truth, pa.ids),
+                   pa.descriptors["fine_dark_fraction"].to_numpy()) > 0.65
     assert model.config.image == "both" and model.config.n_images == 2
+    assert choose_image("grey", pa.descriptors, np.zeros(len(pa.ids))) == "grey"
     path = model.save(tmp_path / "c.ectmodel")
     again = load_cracks_model(path, method="cnn")
     res1 = classify(None, None, model=model, prepared=pb)

@@ -103,3 +103,20 @@ def test_platt_recovers_known_scaling():
     a, b = platt(s, y)
     assert a == pytest.approx(2.0, abs=0.1) and b == pytest.approx(-1.0, abs=0.1)
     assert platt(s, np.zeros(s.size)) is None
+
+
+def test_choose_image_follows_fine_scale_information():
+    import pandas as pd
+
+    from electrode_ct.cracks.classify import FINE_MIN_AUC, choose_image
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 50)
+    informative = pd.DataFrame({"fine_dark_fraction": 0.05 + 0.05 * y + rng.normal(0, 0.02,
+                                                                                   100)})
+    noise = pd.DataFrame({"fine_dark_fraction": rng.normal(0.05, 0.02, 100)})
+    assert FINE_MIN_AUC > 0.5
+    assert choose_image("auto", informative, y) == "both"
+    assert choose_image("auto", noise.iloc[np.argsort(noise["fine_dark_fraction"])]
+                        .set_axis(range(100)), np.tile([0, 1], 50)) == "grey"
+    assert choose_image("fine", noise, y) == "fine"

@@ -132,6 +132,39 @@ def cnn_slices(prep: Prepared, ids: np.ndarray, *, image: str = "both", k: int =
     return out[0] if len(out) == 1 else np.stack(out, axis=2)
 
 
+FINE_MIN_AUC = 0.65
+"""``auto`` CNN input: the fine-scale image is added when the ``fine_dark_fraction``
+descriptor alone separates the training scan's flawed from intact particles with at
+least this AUC (nano-CT phantoms 0.80-0.89; micro-CT 0.45-0.57, where the fine scale is
+noise and only makes the network overfit)."""
+
+
+def choose_image(image: str, descriptors: pd.DataFrame, flawed: np.ndarray) -> str:
+    """Resolve the CNN input ``auto`` on a labelled training scan (other values returned).
+
+    Parameters
+    ----------
+    image : {"auto", "both", "fine", "grey"}
+        Requested input.
+    descriptors : pandas.DataFrame
+        Descriptor table of the training particles (with ``fine_dark_fraction``).
+    flawed : numpy.ndarray
+        0/1 per row.
+
+    Returns
+    -------
+    str
+        ``both`` when the AUC of ``fine_dark_fraction`` is at least :data:`FINE_MIN_AUC`,
+        else ``grey`` (for ``auto``).
+    """
+    if image != "auto":
+        return image
+    from electrode_ct.cracks.evaluate import roc_auc
+
+    auc = roc_auc(np.asarray(flawed), descriptors["fine_dark_fraction"].to_numpy())
+    return "both" if np.isfinite(auc) and auc >= FINE_MIN_AUC else "grey"
+
+
 def reference_flawed(truth: pd.DataFrame, ids: np.ndarray, *, name: str = "truth") -> np.ndarray:
     """0/1 reference of the particles ``ids`` from a table with ``label`` and ``flawed``
     (or ``cracked``).
@@ -366,6 +399,7 @@ def train(grey: Any, labels: Any, truth: pd.DataFrame, *,
     from electrode_ct.cracks.sampling import parse_axes
 
     cfg = replace(cnn_config or CNNConfig(seed=seed), size=int(slice_size))
+    cfg = replace(cfg, image=choose_image(cfg.image, prep.descriptors, y))
     ax = list(parse_axes(axes))
     slices = cnn_slices(prep, prep.ids, image=cfg.image, k=k, axes=ax, size=cfg.size)
     return train_cnn(slices, y, config=cfg, k=k, axes=ax,

@@ -55,11 +55,14 @@ class CNNConfig:
         Seed of the split, the initial weights, the batches and the augmentation.
     threads : int
         Torch CPU threads.
-    image : {"both", "fine", "grey"}
+    image : {"auto", "both", "fine", "grey"}
         What the slices are cut from: ``grey``, the contrast-normalised grey volume (models
         saved before the option existed); ``fine``, the fine-scale image
         (:func:`~electrode_ct.cracks.highpass.fine_scale`: shading and grey offsets removed,
-        in units of its robust spread); ``both`` (default), the two as two input channels.
+        in units of its robust spread); ``both``, the two as two input channels; ``auto``
+        (default), ``both`` when the fine scale carries the flaws of the training scan,
+        else ``grey`` (:func:`~electrode_ct.cracks.classify.choose_image`, resolved before
+        training; a trained model never holds ``auto``).
     """
 
     channels: tuple[int, ...] = (16, 32, 64)
@@ -71,7 +74,7 @@ class CNNConfig:
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2
-    image: str = "both"
+    image: str = "auto"
 
     @property
     def n_images(self) -> int:
@@ -313,7 +316,8 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     require_torch()
     cfg = config or CNNConfig(size=int(slices.shape[-1]))
     if cfg.image not in IMAGES:
-        raise InputError(f"image: expected one of {', '.join(IMAGES)}, got {cfg.image!r}")
+        raise InputError(f"image: expected one of {', '.join(IMAGES)} (resolve 'auto' with "
+                         f"classify.choose_image first), got {cfg.image!r}")
     want = (cfg.n_images,) if cfg.n_images > 1 else ()
     if slices.ndim != 4 + len(want) or slices.shape[2:] != (*want, cfg.size, cfg.size):
         dims = ", ".join(map(str, ("n", "k", *want, cfg.size, cfg.size)))
