@@ -5,7 +5,8 @@
   worst reported, plus one phantom without cracks), active phase re-segmented from the
   grey image (Gaussian + Otsu): particle-count error, AP@0.5 (ranked by the particle
   confidence of ``separate_particles``), AP@[.5:.95], splits and merges, with and
-  without crack healing, away from the volume border.
+  without crack healing, away from the volume border; healed also without the re-split
+  of heal-bridged merges (``no_resplit``, the previous result, same run).
 - The embedded real packing (NREL NMC-1-cal, MATBOX phases): particle count, d50.
 - Morphology table timing on a >= 10 000-particle label volume (the real labels tiled),
   basic and all, against ``skimage.measure.regionprops_table`` (basic columns) and the
@@ -115,17 +116,31 @@ def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float =
         single = match_instances(*_interior(lab, truth, rule="single"), scores=info["scores"])
         whole = match_instances(lab, truth, scores=info["scores"])
         n_true = m["n_ref"]
+        reference = {}
+        if width > 0:
+            # the same separation without the re-split of heal-bridged merges (before it)
+            lab0, info0 = separate_particles(active.astype(np.uint8), phase=1,
+                                             spacing=ph.grey.spacing, heal_cracks_um=width,
+                                             h=h, smooth=SMOOTH_VOXELS,
+                                             min_volume_um3=min_volume, resplit=False,
+                                             return_info=True)
+            m0 = match_instances(*_interior(lab0, truth), scores=info0["scores"])
+            reference = {"no_resplit": {
+                "n_particles": m0["n_pred"], "ap50": m0["ap50"], "ap": m0["ap"],
+                "count_error": abs(m0["n_pred"] - n_true) / max(n_true, 1),
+                "fp": m0["fp"], "fn": m0["fn"], "merges": m0["merges"]}}
         out[name] = {
             "heal_cracks_um": width,
             "n_particles": m["n_pred"],
             "n_true": n_true, "count_error": abs(m["n_pred"] - n_true) / max(n_true, 1),
             "ap50": m["ap50"], "ap": m["ap"], "f1": m["f1"], "precision": m["precision"],
             "recall": m["recall"], "splits": m["splits"], "merges": m["merges"],
-            "fp": m["fp"], "fn": m["fn"], "time_s": dt,
+            "fp": m["fp"], "fn": m["fn"], "time_s": dt, "n_resplit": info["n_resplit"],
             "ap50_peak_confidence": m_peak["ap50"],
             "single_particle_ignore": {k: single[k] for k in ("n_pred", "ap50", "ap", "f1")},
             "whole_volume": {k: whole[k] for k in ("n_pred", "n_ref", "ap50", "splits",
                                                    "merges")},
+            **reference,
         }
     return out
 
@@ -141,6 +156,11 @@ def _summary(runs: list[dict], name: str) -> dict:
     single = np.array([r[name]["single_particle_ignore"]["ap50"] for r in runs])
     out["ap50_single_particle_ignore"] = {"mean": float(single.mean()),
                                           "worst": float(single.min())}
+    if "no_resplit" in runs[0][name]:
+        for k in ("ap50", "count_error"):
+            v = np.array([r[name]["no_resplit"][k] for r in runs], dtype=np.float64)
+            worst = v.max() if k == "count_error" else v.min()
+            out[f"{k}_no_resplit"] = {"mean": float(v.mean()), "worst": float(worst)}
     return out
 
 
@@ -201,7 +221,12 @@ def main() -> None:
     if args.quick:
         vol = vol.with_data(vol.numpy()[:80, :100, :100])
     t0 = time.perf_counter()
-    lab = separate_particles(vol, phase="active", heal_cracks_um=0.8)
+    lab0 = separate_particles(vol, phase="active", heal_cracks_um=0.8, resplit=False)
+    t_sep0 = time.perf_counter() - t0
+    dist0 = size_distribution(morphology_table(lab0, spacing=vol.spacing, properties="basic"))
+    del lab0
+    t0 = time.perf_counter()
+    lab, info = separate_particles(vol, phase="active", heal_cracks_um=0.8, return_info=True)
     t_sep = time.perf_counter() - t0
     table = morphology_table(lab, spacing=vol.spacing, properties="basic")
     dist = size_distribution(table)
@@ -213,7 +238,11 @@ def main() -> None:
         "d50_volume_um": dist["volume"]["d50_um"], "d50_number_um": dist["number"]["d50_um"],
         "d10_volume_um": dist["volume"]["d10_um"], "d90_volume_um": dist["volume"]["d90_um"],
         "d50_volume_um_interior": inner["volume"]["d50_um"],
-        "separation_time_s": t_sep,
+        "separation_time_s": t_sep, "n_resplit": info["n_resplit"],
+        "no_resplit": {"n_particles": dist0["n_particles"],
+                       "d50_volume_um": dist0["volume"]["d50_um"],
+                       "d50_number_um": dist0["number"]["d50_um"],
+                       "separation_time_s": t_sep0},
     }
 
     big = _tile_to(lab, 1000 if args.quick else 10_000)
