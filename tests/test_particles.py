@@ -238,3 +238,14 @@ def test_resplit_never_cuts_a_cracked_ball_even_when_every_particle_is_examined(
     assert sol[7] < 0.95 * np.median(sol[1:7]) < sol[1:7].min()
     split, n = resplit_merged(bridged, truth > 0, score, spacing=sp, h=0.2, smooth=0.5)
     assert n == 1 and match_instances(np.where(truth > 0, split, 0), truth)["ap50"] == 1.0
+
+
+def test_particle_solidity_exact_on_voxel_shapes():
+    from electrode_ct.particles import particle_solidity
+
+    lab = np.zeros((4, 8, 12), np.uint8)
+    lab[1:3, 1:4, 1:4] = 1  # a box: convex
+    lab[1, 5, 1:3] = 2  # an L of three voxels: hull of the corners has area 4 - 1/2
+    lab[1, 6, 1] = 2
+    sol = particle_solidity(lab, spacing=(2.0, 1.0, 1.0))
+    assert sol[1] == pytest.approx(1.0) and sol[2] == pytest.approx(3 / 3.5)

@@ -37,19 +37,21 @@ _CORNERS = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k i
 
 
 def _solidity(region: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """Volume / convex-hull volume of one binary region (hull of its surface voxels' corners)."""
+    """Volume / convex-hull volume of one binary region (hull of its voxels' corners).
+
+    The hull of the corners is the hull of the voxel centres grown by one voxel box
+    (a Minkowski sum), so only the vertices of the centres' hull need their corners.
+    """
     from scipy import ndimage as ndi
     from scipy.spatial import ConvexHull, QhullError
 
-    surface = region & ~ndi.binary_erosion(region)
-    pts = np.argwhere(surface)
-    if len(pts) < 4:
-        return 1.0
-    corners = (pts[:, None, :] + _CORNERS[None]).reshape(-1, 3) * np.asarray(spacing)
+    centres = np.argwhere(region & ~ndi.binary_erosion(region)).astype(np.float64)
     try:
-        hull = ConvexHull(corners).volume
-    except QhullError:  # flat (one voxel thick) region
-        return 1.0
+        vertices = centres[ConvexHull(centres).vertices]
+    except (QhullError, ValueError):  # fewer than 4 voxels, or all in one plane or line
+        vertices = centres
+    corners = (vertices[:, None, :] + _CORNERS[None]).reshape(-1, 3) * np.asarray(spacing)
+    hull = ConvexHull(corners).volume
     return float(region.sum() * np.prod(spacing) / hull)
 
 
