@@ -111,14 +111,13 @@ def fill_ratio(
     fill, peak : numpy.ndarray
         float64, index = particle id (element 0 is 0); ``peak`` in µm.
     """
-    from scipy import ndimage as ndi
-
     n = int(labels.max(initial=0))
     fill = np.zeros(n + 1, dtype=np.float64)
     peak = np.zeros(n + 1, dtype=np.float64)
     if not n:
         return fill, peak
-    peak[1:] = ndi.maximum(score, labels, index=np.arange(1, n + 1))
+    inside = labels > 0
+    np.maximum.at(peak, labels[inside], score[inside])  # distances are >= 0
     voxel = float(np.prod(as_spacing(spacing, name="spacing")))
     volume = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel
     fill[1:] = volume / (4.0 / 3.0 * np.pi * np.maximum(peak[1:], 1e-6) ** 3)
@@ -164,50 +163,42 @@ def _fragments(region: np.ndarray, solid: np.ndarray, shape: _Shape, h: float) -
 def _join(frag: np.ndarray, shape: _Shape, min_voxels: int) -> dict[int, np.ndarray]:
     """Join adjacent fragments: tiny ones first, then while a join lowers the shape cost."""
     ids = [int(i) for i in np.unique(frag) if i > 0]
-    groups = {i: frag == i for i in ids}
-    owner = {i: i for i in ids}
+    members = {i: (i,) for i in ids}  # group id -> its fragments
     pairs = [(int(a), int(b)) for a, b in contact_pairs(frag)]
+    cache: dict[tuple[int, ...], float] = {}
+
+    def cost(parts: tuple[int, ...]) -> float:
+        key = tuple(sorted(parts))
+        if key not in cache:
+            cache[key] = shape.cost(np.isin(frag, key))
+        return cache[key]
 
     def neighbours() -> set[tuple[int, int]]:
-        out = set()
-        for a, b in pairs:
-            ga, gb = owner[a], owner[b]
-            if ga != gb:
-                out.add((min(ga, gb), max(ga, gb)))
-        return out
+        owner = {f: g for g, fs in members.items() for f in fs}
+        return {(min(owner[a], owner[b]), max(owner[a], owner[b]))
+                for a, b in pairs if owner[a] != owner[b]}
 
-    def merge(a: int, b: int) -> None:
-        groups[a] |= groups.pop(b)
-        for k, v in owner.items():
-            if v == b:
-                owner[k] = a
+    def size(g: int) -> int:
+        return int(np.isin(frag, members[g]).sum())
 
-    cost = {g: shape.cost(m) for g, m in groups.items()}
     joined = True
-    while joined and len(groups) > 1:
+    while joined and len(members) > 1:
         joined = False
-        for t in [g for g, m in groups.items() if m.sum() < min_voxels]:
+        for t in [g for g in members if size(g) < min_voxels]:
             near = [b if a == t else a for a, b in neighbours() if t in (a, b)]
-            if not near:
-                continue
-            b = min(near, key=lambda k: shape.cost(groups[k] | groups[t]) - cost[k])
-            merge(b, t)
-            cost[b] = shape.cost(groups[b])
-            cost.pop(t)
-            joined = True
+            if near:
+                b = min(near, key=lambda k: cost(members[k] + members[t]) - cost(members[k]))
+                members[b] += members.pop(t)
+                joined = True
+                break
+    while len(members) > 1:
+        gains = [(cost(members[a] + members[b]) - cost(members[a]) - cost(members[b]), a, b)
+                 for a, b in neighbours()]
+        if not gains or min(gains)[0] >= 0:
             break
-    while len(groups) > 1:
-        best = None
-        for a, b in neighbours():
-            gain = shape.cost(groups[a] | groups[b]) - cost[a] - cost[b]
-            if best is None or gain < best[0]:
-                best = (gain, a, b)
-        if best is None or best[0] >= 0:
-            break
-        merge(best[1], best[2])
-        cost[best[1]] = shape.cost(groups[best[1]])
-        cost.pop(best[2])
-    return groups
+        _, a, b = min(gains)
+        members[a] += members.pop(b)
+    return {g: np.isin(frag, fs) for g, fs in members.items()}
 
 
 def resplit_merged(
