@@ -20,7 +20,7 @@ from electrode_ct.metrics.compare import compare  # noqa: E402
 from electrode_ct.segment.cnn.train import TrainConfig, collapse_check, train  # noqa: E402
 
 TINY = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=64,
-            batch_size=8, epochs=20, lr=5e-3, patience=0, threads=1)
+            batch_size=8, epochs=20, lr=5e-3, patience=0, threads=1, members=1)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 from test_cnn import one_thread, phantom_slice  # noqa: E402, F401 (module fixture)
 
 TINY_ARGS = ["--channels", "4", "--depth", "1", "--kernel", "3", "--patch", "24",
-             "--patches-per-epoch", "16", "--epochs", "2", "--batch-size", "8"]
+             "--patches-per-epoch", "16", "--epochs", "2", "--batch-size", "8", "--members", "1"]
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def train_cnn_cmd(
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience in "
                                  "epochs (0 = off) [8]."),
     members: int = typer.Option(None, "--members", help="Networks trained with seeds SEED, "
-                                "SEED+1, ... whose probabilities are averaged [1]."),
+                                "SEED+1, ... whose probabilities are averaged [3]."),
     transforms: int = typer.Option(None, "--tta", help="Test-time augmentation stored as the "
                                    "model's prediction default: rotations/flips averaged "
                                    "(1-8) [1]."),
@@ -201,7 +201,7 @@ def ensemble_cmd(
 
     resolve_device(device)
     cfg = _config(arch=arch, epochs=epochs, patch=patch, patches_per_epoch=patches_per_epoch,
-                  channels=channels, device=device, seed=seed)
+                  channels=channels, device=device, seed=seed, members=1)
     vol, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
     out.mkdir(parents=True, exist_ok=True)

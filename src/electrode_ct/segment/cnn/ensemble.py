@@ -154,7 +154,7 @@ def train_ensemble(image: np.ndarray, labels: np.ndarray, *, n: int = 5, config:
 
     if n < 2:
         raise InputError(f"--n {n}: an ensemble needs at least 2 members")
-    cfg = config or TrainConfig()
+    cfg = config or TrainConfig(members=1)  # each member is one network
     lab = np.asarray(labels)
     pmode = "2d" if slices_2d else mode
     models, preds, rows = [], [], []

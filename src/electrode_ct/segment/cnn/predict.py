@@ -110,7 +110,7 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
         for b in range(0, len(coords), batch_size):
             chunk = coords[b:b + batch_size]
             batch = torch.stack([img[y:y + th, x:x + tw] for y, x in chunk])[:, None]
-            batch = batch.to(device)
+            batch = batch.to(device, memory_format=torch.channels_last)
             mean = m2 = None
             for member, k in runs:
                 prob = torch.softmax(member(_dihedral(batch, k)), dim=1)
