@@ -78,7 +78,7 @@ def teacher_targets(nets: Sequence[Any], planes: Sequence[np.ndarray], *, device
                     transforms: int = TEACHER_TRANSFORMS) -> list[np.ndarray]:
     """The ensemble's averaged class probabilities (K, y, x) float32 on each plane."""
     for net in nets:
-        net.to(device).eval()
+        net.to(device, memory_format=torch.channels_last).eval()
     return [predict_plane(list(nets), img, device=device, tile=512, overlap=32,
                           transforms=transforms) for img in planes]
 
