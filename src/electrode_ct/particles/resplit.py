@@ -21,7 +21,7 @@ particle. Only those flagged particles are looked at again:
    cracked particle stays whole.
 
 The loop runs over the flagged particles only, each on its bounding-box crop; the
-solidity of all particles is one convex hull per particle (a loop on crops, ~1 ms each).
+solidity of all particles is one convex hull per particle (a loop on crops, 1-2 ms each).
 """
 
 from __future__ import annotations
