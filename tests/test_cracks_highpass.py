@@ -120,3 +120,17 @@ def test_choose_image_follows_fine_scale_information():
     assert choose_image("auto", noise.iloc[np.argsort(noise["fine_dark_fraction"])]
                         .set_axis(range(100)), np.tile([0, 1], 50)) == "grey"
     assert choose_image("fine", noise, y) == "fine"
+
+
+def test_platt_prior_undoes_calibration_sample_imbalance():
+    from electrode_ct.cracks.cnn_model import _logit, platt
+
+    rng = np.random.default_rng(4)
+    s = rng.uniform(0.02, 0.98, 40000)
+    y = rng.random(s.size) < 1 / (1 + np.exp(-(2.0 * _logit(s) - 1.0)))
+    prior = y.mean()
+    keep = ~y | (rng.random(s.size) < 0.5)  # a calibration sample with half the positives
+    a0, b0 = platt(s[keep], y[keep])
+    a1, b1 = platt(s[keep], y[keep], prior=prior)
+    assert b0 == pytest.approx(-1.0 + np.log(0.5), abs=0.1)  # shifted by the imbalance
+    assert b1 == pytest.approx(-1.0, abs=0.1) and a1 == pytest.approx(2.0, abs=0.1)

@@ -243,17 +243,26 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
-def platt(score: np.ndarray, flawed: np.ndarray) -> tuple[float, float] | None:
+def platt(score: np.ndarray, flawed: np.ndarray, *,
+          prior: float | None = None) -> tuple[float, float] | None:
     """Platt scaling ``(a, b)`` of scores against 0/1 labels (None when a class is missing).
 
     A logistic regression (mildly regularised, C = 10) of the labels on ``logit(score)``.
+    With ``prior`` (the flawed fraction of the whole labelled set), the classes are
+    weighted so that the fit sees that fraction rather than the one of the (small)
+    calibration sample, whose chance imbalance would otherwise shift every score.
     """
     from sklearn.linear_model import LogisticRegression
 
     y = np.asarray(flawed).astype(np.int64).ravel()
     if y.min() == y.max():
         return None
-    lr = LogisticRegression(C=10.0, max_iter=1000).fit(_logit(score)[:, None], y)
+    w = None
+    if prior is not None:
+        pv = float(y.mean())
+        w = np.where(y == 1, prior / pv, (1 - prior) / (1 - pv))
+    lr = LogisticRegression(C=10.0, max_iter=1000).fit(_logit(score)[:, None], y,
+                                                      sample_weight=w)
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
@@ -375,10 +384,11 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     net.eval()
     raw_val = particle_scores(model.slice_probabilities(xv))
     auc = roc_auc(y[val], raw_val)
-    model.calibration = platt(raw_val, y[val])
+    model.calibration = platt(raw_val, y[val], prior=float(y.mean()))
     model.training = {"epochs_run": len(history), "best_epoch": best[2],
                       "best_val_loss": best[0], "val_auc": auc, "n_particles": len(y),
-                      "n_flawed": int(y.sum()), "val_history": history}
+                      "n_flawed": int(y.sum()), "n_val_flawed": int(y[val].sum()),
+                      "n_val": int(len(val)), "val_history": history}
     return model
 
 
