@@ -40,6 +40,26 @@ def test_particles_cli_heals_and_compares(tmp_path, run_cli):
     assert code == 0 and res2["n_border"] == 0 and res2["n_removed"] >= res2["n_removed_border"]
 
 
+def test_particles_cli_resplit_switch_matches_the_api(tmp_path, run_cli):
+    from electrode_ct.particles import separate_particles
+
+    ph = electrode((48, 48, 48), voxel_size=0.5, radius_mean_um=4.0, radius_sd_um=1.0,
+                   active_fraction=0.5, cbd_fraction=0.05, crack_kinds=("radial",),
+                   crack_width_um=0.75, seed=5)
+    write(ph.phases, tmp_path / "phases.tif")
+    for flag, resplit in (("--resplit", True), ("--no-resplit", False)):
+        code, out, err = run_cli("particles", tmp_path / "phases.tif", tmp_path / f"{flag}.tif",
+                                 "--heal-cracks-um", "1", flag, "--json")
+        assert code == 0, err
+        api, stats = separate_particles(ph.phases.numpy(), phase="active",
+                                        class_map=ph.phases.class_map, spacing=0.5,
+                                        heal_cracks_um=1.0, resplit=resplit, return_info=True)
+        assert np.array_equal(read(tmp_path / f"{flag}.tif").numpy(), api)
+        assert json.loads(out)["n_resplit"] == stats["n_resplit"]
+        if not resplit:
+            assert stats["n_resplit"] == 0
+
+
 def test_particles_cli_errors(tmp_path, run_cli):
     phases = np.zeros((8, 8, 8), np.uint8)
     phases[2:5, 2:5, 2:5] = 1

@@ -56,6 +56,11 @@ def particles_cmd(
     heal: float = typer.Option(
         0.0, "--heal-cracks-um", help="Close cracks up to this width (µm) before splitting."
     ),
+    resplit: bool = typer.Option(
+        True, "--resplit/--no-resplit",
+        help="With --heal-cracks-um: re-split particles the healing bridged to a neighbour "
+        "(shape cost; cracked particles stay whole).",
+    ),
     h: float = typer.Option(
         None, "--h", help="h-maxima height of seeds, µm of distance (default: one voxel)."
     ),
@@ -107,7 +112,7 @@ def particles_cmd(
     labels, stats = separate_particles(
         vol.numpy(), phase=phase, class_map=cmap, spacing=vol.spacing, heal_cracks_um=heal,
         h=h, method=method, boundary=bnd, planes=plane_arrays, min_volume_um3=min_volume,
-        compactness=compactness, return_info=True,
+        compactness=compactness, resplit=resplit, return_info=True,
     )
     n_border = int(border_labels(labels).size)
     n_removed_border = 0
@@ -116,6 +121,7 @@ def particles_cmd(
         labels = relabel_sequential(drop_border(labels, rule=remove_border))
         n_removed_border = before - int(labels.max())
     meta = {"particles": {"method": method, "phase": phase, "heal_cracks_um": heal,
+                          "resplit": resplit,
                           "planes": list(planes) if plane_arrays is not None else None,
                           "h_um": stats["h_um"], "min_volume_um3": min_volume,
                           "remove_border": remove_border}}
@@ -128,6 +134,7 @@ def particles_cmd(
         "n_removed_small": stats["n_removed_small"],
         "n_removed_border": n_removed_border,
         "n_markers": stats["n_markers"],
+        "n_resplit": stats.get("n_resplit", 0),
         "method": method,
         "heal_cracks_um": heal,
         "h_um": stats["h_um"],
