@@ -5,6 +5,7 @@ Importing this package does not import torch; the modules below do:
 - :mod:`.nets` — LRCS-Net-like encoder–decoder and U-Net, built by name.
 - :mod:`.train` — patch-based training, augmentation, early stopping, search.
 - :mod:`.predict` — tiled, blended, slice-wise or tri-planar prediction.
+- :mod:`.distill` — ensemble distillation into one student network (soft targets).
 - :mod:`.model` — the ``cnn`` model kind (save/load via the model archive registry).
 - :mod:`.perturb`, :mod:`.ensemble` — perturbed ground truth and ensemble uncertainty.
 - :mod:`.boundary` — foreground/boundary/background targets from particle labels.
