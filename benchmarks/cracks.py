@@ -137,7 +137,7 @@ def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
     from dataclasses import replace
 
     from electrode_ct.cracks.classify import choose_image, cnn_slices
-    from electrode_ct.cracks.cnn_model import particle_scores, train_cnn
+    from electrode_ct.cracks.cnn_model import apply_platt, particle_scores, train_cnn
     from electrode_ct.cracks.evaluate import expected_count_threshold, roc_auc
 
     cnn_cfg = replace(cnn_cfg, image=choose_image(cnn_cfg.image, pa.descriptors, y_a))
@@ -152,17 +152,18 @@ def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
     prob = cm.slice_probabilities(slices(pb))
     score = cm.scores(prob)
     t_cnn = time.perf_counter() - t0
-    raw = particle_scores(prob)
-    n_thr = expected_count_threshold(score)
+    cal = apply_platt(particle_scores(prob), cm.training["platt"])
+    n_thr = expected_count_threshold(cal)
     return {"auc": roc_auc(y_b, score), "auc_flaws_ge_1pct": _auc_ge(y_b, score, frac_b, 0.01),
             "auc_flaws_ge_3pct": _auc_ge(y_b, score, frac_b, 0.03), "_score": score,
             "percent_flawed_at_0_4": float(100 * (score >= 0.4).mean()),
             "percent_flawed_error_pp_at_0_4": float(100 * ((score >= 0.4).mean() - y_b.mean())),
-            "percent_flawed_error_pp_uncalibrated_at_0_4": float(
-                100 * ((raw >= 0.4).mean() - y_b.mean())),
-            "percent_flawed_error_pp_expected_count": float(
-                100 * ((score >= n_thr).mean() - y_b.mean())),
-            "calibration": cm.calibration, "image": cnn_cfg.image,
+            "percent_flawed_error_pp_platt_at_0_4": float(
+                100 * ((cal >= 0.4).mean() - y_b.mean())),
+            "percent_flawed_error_pp_platt_expected_count": float(
+                100 * ((cal >= n_thr).mean() - y_b.mean())),
+            "platt": cm.training["platt"], "calibrated_scores": cm.calibration is not None,
+            "image": cnn_cfg.image,
             "particles_per_s": len(pb.ids) / (t_prep + t_cnn),
             "particles_per_s_network_only": len(pb.ids) / t_cnn,
             "train_s": t_train, "epochs_run": cm.training["epochs_run"],

@@ -237,9 +237,10 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     from electrode_ct.cracks.cnn_model import CNNConfig, m_sweep
 
     a, _, pa, pb = phantoms
-    cfg = CNNConfig(channels=(4, 8), epochs=2, patience=1, batch=64, seed=1)
+    cfg = CNNConfig(channels=(4, 8), epochs=2, patience=1, batch=64, seed=1, calibrate=True)
     model = train(None, None, a.truth, prepared=pa, method="cnn", k=4, slice_size=24,
                   cnn_config=cfg)
+    assert model.calibration is not None and model.calibration == model.training["platt"]
     assert model.size == 24 and model.training["epochs_run"] >= 1
     # "auto" resolved on the training scan: nano-CT phantom, the fine scale carries cracks
     from electrode_ct.cracks.classify import choose_image
@@ -288,11 +289,13 @@ def test_cnn_grey_image_and_models_saved_before_the_option(phantoms, tmp_path):
             if item.filename == "model.json":
                 head = json.loads(data)
                 head["config"].pop("image")
+                head["config"].pop("calibrate")
                 head.pop("calibration")
                 data = json.dumps(head).encode()
             dst.writestr(item, data)
     again = load_cracks_model(old, method="cnn")
     assert again.config.image == "grey" and again.calibration is None
+    assert model.calibration is None and model.training["platt"] is not None  # off: default
     res = classify(None, None, model=again, prepared=pb)
     assert res.slice_prob.shape == (len(pb.ids), 2)
     assert np.allclose(res.table["flaw_score"], res.slice_prob.mean(axis=1))
