@@ -76,7 +76,7 @@ def train_cnn_cmd(
     val_image: str = typer.Option(None, "--val-image", help="Validation image (with "
                                   "--val-labels), same as --val IMAGE LABELS."),
     val_labels: str = typer.Option(None, "--val-labels", help="Validation labels."),
-    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs [40]."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs [20]."),
     patch: int = typer.Option(None, "--patch", help="Patch edge in pixels [96]."),
     patches_per_epoch: int = typer.Option(None, "--patches-per-epoch",
                                           help="Patches per epoch [256]."),
@@ -177,7 +177,7 @@ def ensemble_cmd(
     val: tuple[str, str] | None = typer.Option(None, "--val", help=_VAL_HELP),
     val_image: str = typer.Option(None, "--val-image", help="Validation image."),
     val_labels: str = typer.Option(None, "--val-labels", help="Validation labels."),
-    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs per member [40]."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs per member [20]."),
     patch: int = typer.Option(None, "--patch", help="Patch edge in pixels [96]."),
     patches_per_epoch: int = typer.Option(None, "--patches-per-epoch",
                                           help="Patches per epoch [256]."),
