@@ -18,10 +18,14 @@ threads, beside the published LRCS-Net size (32 channels, 5 × 5) measured in th
 Also an ablation on the same models (``ablation_mean_iou``): the first member alone and all
 members, without and with test-time augmentation, and with batch-norm adaptation toggled.
 
-Prints one JSON object. Run (the recommended configuration, docs/cnn.md)::
+Prints one JSON object. Run (the default model: 3 members, 20 epochs; docs/cnn.md)::
 
     flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/cnn.py --threads 1 --parallel \
-        --epochs 40 --time-limit 600 --set patience=0 --set members=3 --set transforms=8
+        --time-limit 600
+
+``--set distill=true --transductive`` measures ensemble distillation (the student also
+learns on the images, never the labels, of the other slices; a student without them and
+the teachers are scored too).
 
 (``--quick`` for a smoke run; ``--subvolumes C`` for one sub-volume).
 """
