@@ -199,12 +199,31 @@ def _auc_ci(y, score, n_boot=500, seed=0):
     return [float(v) for v in np.percentile(vals, [2.5, 97.5])]
 
 
+def _crack_fraction(shape, seed, modality, crack_kinds) -> dict:
+    """Crack volume fraction of the truly cracked particles of a phantom with 1 µm cracks."""
+    from electrode_ct.cracks import prepare, three_phase
+
+    w, _, _ = _phantom(shape, seed, modality, width=1.0, crack_kinds=crack_kinds)
+    pw = prepare(w.grey.numpy(), w.particles.numpy(), spacing=w.grey.spacing)
+    tr = w.truth.set_index("label").loc[pw.ids]
+    cracked = pw.ids[tr["cracked"].to_numpy()]
+    _, tab, _ = three_phase(pw.grey, pw.healed, cracked, labels=pw.labels, spacing=pw.spacing)
+    vol = tr.loc[cracked, "volume_um3"].to_numpy()
+    true_frac = float((tr.loc[cracked, "crack_volume_fraction"] * vol).sum() / vol.sum())
+    seg_frac = float(tab["crack_volume_um3"].sum() / vol.sum())
+    pv = pw.descriptors.set_index("label").loc[cracked, "pv_deficit"].to_numpy()
+    pv_frac = float((np.clip(pv, 0, 1) * vol).sum() / vol.sum())
+    return {"truth": true_frac, "three_phase": seg_frac,
+            "three_phase_rel_error": seg_frac / true_frac - 1,
+            "partial_volume": pv_frac, "partial_volume_rel_error": pv_frac / true_frac - 1,
+            "n_cracked": int(len(cracked))}
+
+
 def run(quick: bool = False, cnn: bool = True, crack_kinds: tuple[str, ...] | None = None) -> dict:
     """All figures; ``crack_kinds`` restricts the flaw kinds of every phantom (None: all)."""
     from electrode_ct.cracks import prepare, reference_flawed, train
     from electrode_ct.cracks.cnn_model import CNNConfig
     from electrode_ct.cracks.evaluate import roc_auc, select_threshold
-    from electrode_ct.cracks.threephase import three_phase
     from electrode_ct.measure.radial import layer_sums
     from electrode_ct.synth.flaws import KINDS
 
@@ -289,23 +308,13 @@ def run(quick: bool = False, cnn: bool = True, crack_kinds: tuple[str, ...] | No
                     res["cnn"]["auc_voids_only"] = _auc_kind(y_b, s_cnn, kinds, True)
         res["features"] = {k: _spread(v) for k, v in per.items()}
         res["features"]["threshold_rule"] = fm.threshold_rule
-        # crack volume fraction, cracks >= 1 voxel wide, on the truly cracked particles
-        w, _, _ = _phantom(shape, 103, modality, width=1.0, crack_kinds=crack_kinds)
-        pw = prepare(w.grey.numpy(), w.particles.numpy(), spacing=w.grey.spacing)
-        tr = w.truth.set_index("label").loc[pw.ids]
-        cracked = pw.ids[tr["cracked"].to_numpy()]
-        _, tab, _ = three_phase(pw.grey, pw.healed, cracked, labels=pw.labels,
-                                spacing=pw.spacing)
-        vol = tr.loc[cracked, "volume_um3"].to_numpy()
-        true_frac = float((tr.loc[cracked, "crack_volume_fraction"] * vol).sum() / vol.sum())
-        seg_frac = float(tab["crack_volume_um3"].sum() / vol.sum())
-        pv = pw.descriptors.set_index("label").loc[cracked, "pv_deficit"].to_numpy()
-        pv_frac = float((np.clip(pv, 0, 1) * vol).sum() / vol.sum())
-        res["crack_fraction"] = {"truth": true_frac, "three_phase": seg_frac,
-                                 "three_phase_rel_error": seg_frac / true_frac - 1,
-                                 "partial_volume": pv_frac,
-                                 "partial_volume_rel_error": pv_frac / true_frac - 1,
-                                 "n_cracked": int(len(cracked))}
+        # crack volume fraction, cracks >= 1 voxel wide, on the truly cracked particles;
+        # seed 103 is the headline (as before), seeds 104-106 show the scan-to-scan spread
+        by_seed = {str(s): _crack_fraction(shape, s, modality, crack_kinds)
+                   for s in ((103,) if quick else (103, 104, 105, 106))}
+        res["crack_fraction"] = {**by_seed["103"], "by_seed": by_seed,
+                                 "partial_volume_rel_error_spread": _spread(
+                                     [v["partial_volume_rel_error"] for v in by_seed.values()])}
         out["presets"][modality] = res
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
