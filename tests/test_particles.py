@@ -222,12 +222,12 @@ def test_resplit_never_cuts_a_cracked_ball_even_when_every_particle_is_examined(
     from scipy import ndimage as ndi
 
     from electrode_ct.particles.resplit import particle_solidity, resplit_merged
-    from electrode_ct.particles.separate import _edt
+    from electrode_ct.particles.seeding import distance_map
 
     truth, whole = resplit_scene()
     sp = (0.5, 0.5, 0.5)
     healed = heal_cracks(truth > 0, width_um=2.0, spacing=sp)
-    score = ndi.gaussian_filter(_edt(healed, sp), 0.5)
+    score = ndi.gaussian_filter(distance_map(healed, sp), 0.5)
     labels = np.where(healed, whole, 0)  # the right partition of the healed mask
     out, n_split = resplit_merged(labels, truth > 0, score, spacing=sp, h=0.2, smooth=0.5,
                                   solidity_flag=10.0)  # look at every particle

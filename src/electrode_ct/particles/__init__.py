@@ -10,12 +10,14 @@ from electrode_ct.particles.cleanup import (
     remove_small,
     truncated_labels,
 )
+from electrode_ct.particles.confidence import fill_ratio, particle_confidence
 from electrode_ct.particles.resplit import particle_solidity, resplit_merged
-from electrode_ct.particles.separate import heal_cracks, particle_confidence, separate_particles
+from electrode_ct.particles.separate import heal_cracks, separate_particles
 
 __all__ = [
     "border_labels",
     "fill_holes",
+    "fill_ratio",
     "heal_cracks",
     "mahalanobis_outliers",
     "particle_confidence",

@@ -31,6 +31,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from electrode_ct.labels import contact_pairs
+from electrode_ct.particles.confidence import fill_ratio
+from electrode_ct.particles.seeding import distance_map, seed_markers, watershed
 from electrode_ct.volume import as_spacing
 
 _CORNERS = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
@@ -89,41 +91,6 @@ def particle_solidity(
     return out
 
 
-def fill_ratio(
-    labels: np.ndarray,
-    score: np.ndarray,
-    *,
-    spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fill ratio ``V / (4/3 π p³)`` of every particle and its distance peak ``p``.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Particle labels 0..n (z, y, x).
-    score : numpy.ndarray
-        Distance map the particles were seeded on (µm).
-    spacing : float or 3 floats
-        Voxel size (z, y, x) in µm.
-
-    Returns
-    -------
-    fill, peak : numpy.ndarray
-        float64, index = particle id (element 0 is 0); ``peak`` in µm.
-    """
-    n = int(labels.max(initial=0))
-    fill = np.zeros(n + 1, dtype=np.float64)
-    peak = np.zeros(n + 1, dtype=np.float64)
-    if not n:
-        return fill, peak
-    inside = labels > 0
-    np.maximum.at(peak, labels[inside], score[inside])  # distances are >= 0
-    voxel = float(np.prod(as_spacing(spacing, name="spacing")))
-    volume = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel
-    fill[1:] = volume / (4.0 / 3.0 * np.pi * np.maximum(peak[1:], 1e-6) ** 3)
-    return fill, peak
-
-
 class _Shape:
     """Shape cost of pieces of one crop, relative to the volume's typical particle."""
 
@@ -135,9 +102,7 @@ class _Shape:
     def q(self, piece: np.ndarray) -> float:
         from scipy import ndimage as ndi
 
-        from electrode_ct.particles.separate import _edt
-
-        dist = _edt(piece, self.sp)
+        dist = distance_map(piece, self.sp)
         if self.smooth > 0:
             dist = ndi.gaussian_filter(dist, self.smooth)
         ball = 4.0 / 3.0 * np.pi * max(float(dist.max()), 1e-6) ** 3
@@ -151,13 +116,11 @@ def _fragments(region: np.ndarray, solid: np.ndarray, shape: _Shape, h: float) -
     """Watershed of the un-healed (hole-filled) distance map over the healed region."""
     from scipy import ndimage as ndi
 
-    from electrode_ct.particles.separate import _edt, _markers, _watershed
-
     inner = ndi.binary_fill_holes(solid & region)
-    dist = _edt(inner, shape.sp)
+    dist = distance_map(inner, shape.sp)
     if shape.smooth > 0:
         dist = ndi.gaussian_filter(dist, shape.smooth)
-    return _watershed(-dist, _markers(dist, h, inner), region, 0.0)
+    return watershed(-dist, seed_markers(dist, h, inner), region, 0.0)
 
 
 def _join(frag: np.ndarray, shape: _Shape, min_voxels: int) -> dict[int, np.ndarray]:

@@ -24,17 +24,12 @@ import numpy as np
 
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.particles.cleanup import relabel_sequential, remove_small
-from electrode_ct.particles.resplit import fill_ratio, resplit_merged
+from electrode_ct.particles.confidence import particle_confidence
+from electrode_ct.particles.resplit import resplit_merged
+from electrode_ct.particles.seeding import distance_map, seed_markers, watershed
 from electrode_ct.volume import Volume, as_spacing, resolve_phase
 
 METHODS = ("distance", "triplanar", "boundary")
-
-
-def _edt(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    import edt
-
-    return edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=spacing,
-                   black_border=False, parallel=1).astype(np.float32, copy=False)
 
 
 def particle_mask(
@@ -109,83 +104,10 @@ def heal_cracks(
     healed = mask.astype(bool, copy=True)
     if width_um > 0:
         radius = width_um / 2 + max(sp) / 2
-        dilated = _edt(~healed, sp) <= radius
-        healed = _edt(dilated, sp) > radius
+        dilated = distance_map(~healed, sp) <= radius
+        healed = distance_map(dilated, sp) > radius
         healed |= mask
     return ndi.binary_fill_holes(healed)
-
-
-def _markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
-    """Label the regional maxima of ``score`` at least ``h`` high (h-maxima; h = 0: all).
-
-    The h-maxima transform is ITK's (SimpleITK), ~40x faster than scikit-image's on
-    3-D float maps; the seeds are the regional maxima of the transformed map.
-    """
-    import cc3d
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(score, dtype=np.float32))
-    if h > 0:
-        img = sitk.HMaxima(img, float(h))
-    peaks = sitk.GetArrayFromImage(sitk.RegionalMaxima(img, fullyConnected=True)) > 0
-    markers = cc3d.connected_components(peaks & mask, connectivity=26).astype(np.int32)
-    # a component of the mask without any seed (a particle smaller than h) seeds itself
-    parts = cc3d.connected_components(mask, connectivity=26)
-    seeded = np.zeros(int(parts.max()) + 1, dtype=bool)
-    seeded[parts[markers > 0]] = True
-    seeded[0] = True
-    lut = np.zeros(seeded.size, dtype=np.int64)
-    lut[~seeded] = np.arange(1, int((~seeded).sum()) + 1) + int(markers.max())
-    return np.where(markers > 0, markers, lut[parts]).astype(np.int32)
-
-
-def particle_confidence(
-    labels: np.ndarray,
-    score: np.ndarray,
-    *,
-    spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-particle confidence: distance peak, down-weighted when the shape is atypical.
-
-    A particle whose volume does not fit its largest inscribed ball the way the other
-    particles of the volume do is likely a merge of several particles (too much volume
-    for its ball), a fragment or a particle truncated by the field of view (too little).
-    The fill ratio ``f = V / (4/3 π p³)`` (``V`` the particle volume, ``p`` its peak
-    distance) is compared with the median fill ratio of all particles (which absorbs
-    the bias of smoothing and segmentation); the confidence is ``p / max(q, 1/q)`` with
-    ``q = f / median(f)``.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Sequential particle labels 0..n (z, y, x).
-    score : numpy.ndarray
-        Distance map the particles were seeded on (µm).
-    spacing : float or 3 floats
-        Voxel size (z, y, x) in µm.
-
-    Returns
-    -------
-    confidence : numpy.ndarray
-        float64, index = particle id (element 0 is 0), µm of distance.
-    peak : numpy.ndarray
-        The peak distance of each particle (µm), same indexing.
-    """
-    n = int(labels.max())
-    conf = np.zeros(n + 1, dtype=np.float64)
-    fill, peak = fill_ratio(labels, score, spacing=spacing)
-    if not n:
-        return conf, peak
-    q = fill[1:] / float(np.median(fill[1:]))
-    conf[1:] = peak[1:] / np.maximum(q, 1.0 / q)
-    return conf, peak
-
-
-def _watershed(elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray,
-               compactness: float) -> np.ndarray:
-    from skimage.segmentation import watershed
-
-    return watershed(elevation, markers, mask=mask, compactness=compactness)
 
 
 def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -299,8 +221,9 @@ def separate_particles(
         (float64, index = particle id, element 0 unused: the peak of each particle's
         smoothed distance map, µm) and ``scores`` (same indexing): the confidence of
         each particle, its peak down-weighted when its volume does not fit that peak
-        like the other particles' (:func:`particle_confidence`; merges, fragments and
-        truncated particles rank last). Pass it as ``scores=`` to
+        like the other particles'
+        (:func:`~electrode_ct.particles.confidence.particle_confidence`; merges, fragments
+        and truncated particles rank last). Pass it as ``scores=`` to
         :func:`electrode_ct.metrics.instances.match_instances`.
 
     Returns
@@ -342,10 +265,10 @@ def separate_particles(
     healed = heal_cracks(mask, width_um=heal_cracks_um, spacing=sp) if heal_cracks_um > 0 \
         else mask
     if method == "distance":
-        dist = _edt(healed, sp)
+        dist = distance_map(healed, sp)
         score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
-        markers = _markers(score, h_um, healed)
-        labels = _watershed(-score, markers, healed, compactness)
+        markers = seed_markers(score, h_um, healed)
+        labels = watershed(-score, markers, healed, compactness)
         if resplit and heal_cracks_um > 0:
             labels, n_resplit = resplit_merged(labels, mask, score, spacing=sp, h=h_um,
                                                smooth=smooth, min_volume_um3=min_volume_um3)
@@ -361,11 +284,11 @@ def separate_particles(
             fg, bnd = boundary_from_planes(planes if planes is not None else [mask] * 3)
             region = (fg | healed) if heal_cracks_um > 0 else fg
         core = region & (bnd < 0.5)
-        dist = _edt(core, sp)
+        dist = distance_map(core, sp)
         score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
-        markers = _markers(score, h_um, core)
+        markers = seed_markers(score, h_um, core)
         elevation = bnd - score / max(float(score.max()), 1e-6)
-        labels = _watershed(elevation, markers, region, compactness)
+        labels = watershed(elevation, markers, region, compactness)
     labels = np.where(mask, labels, 0)
     n_markers = int(markers.max())
     labels, n_small = remove_small(labels, min_volume_um3=min_volume_um3, spacing=sp)

@@ -23,7 +23,7 @@ import numpy as np
 
 from electrode_ct.segment.cnn._torch import require_torch
 from electrode_ct.segment.cnn.normalise import normalise
-from electrode_ct.segment.cnn.predict import predict_plane
+from electrode_ct.segment.cnn.predict import evenly_spaced, predict_plane
 
 torch = require_torch()
 F = torch.nn.functional
@@ -38,7 +38,7 @@ spaced): bounds the one-off teacher cost (planes × members × transforms forwar
 
 def unlabelled_planes(images: Sequence[np.ndarray], *, normalisation: str,
                       stats: tuple[float, float], all_axes: bool,
-                      max_planes: int = 16) -> list[np.ndarray]:
+                      max_planes: int = MAX_PLANES) -> list[np.ndarray]:
     """Normalised 2-D planes of unlabelled images or volumes.
 
     Parameters
@@ -68,9 +68,8 @@ def unlabelled_planes(images: Sequence[np.ndarray], *, normalisation: str,
         axes = (0, 1, 2) if all_axes and min(norm.shape) > 1 else (0,)
         for ax in axes:
             stack = np.moveaxis(norm, ax, 0)
-            idx = np.unique(np.linspace(0, stack.shape[0] - 1, min(max_planes, stack.shape[0]))
-                            .round().astype(int))
-            out += [np.ascontiguousarray(stack[i]) for i in idx]
+            out += [np.ascontiguousarray(stack[i])
+                    for i in evenly_spaced(stack.shape[0], max_planes)]
     return out
 
 
@@ -103,8 +102,24 @@ def soft_loss(logits: Any, target: Any, weight: Any, dice_weight: float) -> Any:
     ce = (-(target * logp).sum(dim=1) * pix_w).sum() / pix_w.sum().clamp_min(1e-12)
     if dice_weight <= 0:
         return ce
-    prob = logp.exp()
+    return ce + dice_weight * (1 - class_dice(logp.exp(), target).mean())
+
+
+def class_dice(prob: Any, target: Any) -> Any:
+    """Soft Dice per class, ``(2 Σ p t + 1) / (Σ p + Σ t + 1)`` over batch and pixels.
+
+    Parameters
+    ----------
+    prob : torch.Tensor
+        (N, K, H, W) predicted probabilities (zero where a pixel does not count).
+    target : torch.Tensor
+        (N, K, H, W) one-hot or soft targets (zero where a pixel does not count).
+
+    Returns
+    -------
+    torch.Tensor
+        (K,) Dice coefficients (1 for a class absent from both).
+    """
     inter = (prob * target).sum(dim=(0, 2, 3))
     denom = prob.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
-    dice = (2 * inter + 1) / (denom + 1)
-    return ce + dice_weight * (1 - dice.mean())
+    return (2 * inter + 1) / (denom + 1)

@@ -50,11 +50,18 @@ def _dihedral(x: Any, k: int, inverse: bool = False) -> Any:
     x = torch.rot90(x, -rot, dims=(-2, -1))
     return torch.flip(x, dims=(-1,)) if flip else x
 
-
-
 def as_members(net: Any) -> list[Any]:
     """The member networks of ``net``: a list/tuple of networks, or one network."""
     return list(net) if isinstance(net, (list, tuple)) else [net]
+
+
+def evenly_spaced(n: int, m: int) -> np.ndarray:
+    """At most ``m`` (at least 1) evenly spaced indices of ``range(n)``, increasing; all of
+    them when ``n <= m``."""
+    m = max(1, int(m))
+    if n <= m:
+        return np.arange(n)
+    return np.linspace(0, n - 1, m).round().astype(np.intp)
 
 
 def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int = 32,
@@ -231,8 +238,8 @@ def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: i
         n = volume.shape[ax]
         nets = net
         if adapt_bn:
-            pick = np.unique(np.linspace(0, n - 1, min(n, max(1, adapt_planes))).round())
-            nets = adapt_batchnorm(net, [np.take(volume, int(i), axis=ax) for i in pick],
+            nets = adapt_batchnorm(net, [np.take(volume, int(i), axis=ax)
+                                         for i in evenly_spaced(n, adapt_planes)],
                                    tile=options.get("tile", 512),
                                    device=options.get("device", "cpu"))
         planes = range(n) if progress is None else progress(range(n))

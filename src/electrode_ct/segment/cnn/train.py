@@ -30,6 +30,7 @@ from electrode_ct.segment.cnn._torch import (
 from electrode_ct.segment.cnn.distill import (
     MAX_PLANES,
     TEACHER_TRANSFORMS,
+    class_dice,
     soft_loss,
     teacher_targets,
     unlabelled_planes,
@@ -37,7 +38,12 @@ from electrode_ct.segment.cnn.distill import (
 from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
 from electrode_ct.segment.cnn.nets import ARCH_DEFAULTS
 from electrode_ct.segment.cnn.normalise import NORMALISATIONS, normalise, robust_stats
-from electrode_ct.segment.cnn.predict import adapt_batchnorm, as_members, predict_plane
+from electrode_ct.segment.cnn.predict import (
+    adapt_batchnorm,
+    as_members,
+    evenly_spaced,
+    predict_plane,
+)
 
 torch = require_torch()
 F = torch.nn.functional
@@ -252,9 +258,7 @@ def _planes(image: np.ndarray, labels: np.ndarray, *, all_axes: bool,
         img = np.moveaxis(image, ax, 0)
         lab = np.moveaxis(labels, ax, 0)
         idx = np.flatnonzero((lab != 0).reshape(lab.shape[0], -1).any(axis=1))
-        if idx.size > max_planes:
-            idx = idx[np.linspace(0, idx.size - 1, max_planes).round().astype(int)]
-        out += [(img[i], lab[i]) for i in idx]
+        out += [(img[i], lab[i]) for i in idx[evenly_spaced(idx.size, max_planes)]]
     return out
 
 
@@ -408,10 +412,8 @@ def loss_fn(logits: Any, target: Any, weight: Any, dice_weight: float, *,
     prob = torch.softmax(logits, dim=1) * valid[:, None]
     onehot = F.one_hot(target.clamp_min(0), logits.shape[1]).permute(0, 3, 1, 2)
     onehot = onehot * valid[:, None]
-    inter = (prob * onehot).sum(dim=(0, 2, 3))
-    denom = prob.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
     present = onehot.sum(dim=(0, 2, 3)) > 0
-    dice = (2 * inter + 1) / (denom + 1)
+    dice = class_dice(prob, onehot)
     dice_loss = 1 - dice[present].mean() if present.any() else ce * 0
     return ce + dice_weight * dice_loss
 
@@ -646,13 +648,6 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                        teachers=None if teacher_model is None else _on_cpu(teacher_model))
 
 
-def _evenly(items: list[Any], n: int) -> list[Any]:
-    """At most ``n`` evenly spaced items of a list (all when it is shorter)."""
-    if len(items) <= n:
-        return items
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
-
-
 def _on_cpu(model: CNNModel) -> CNNModel:
     for net in model.nets:
         net.cpu()
@@ -669,7 +664,8 @@ def _distill(teachers: list[Any], arch: dict[str, Any],
     At most :data:`~.distill.MAX_PLANES` labelled and as many extra planes (evenly spaced)
     are labelled by the teachers, bounding the one-off teacher cost on volumes.
     """
-    images = [img for img, _ in _evenly(planes, MAX_PLANES)] + _evenly(list(extra), MAX_PLANES)
+    images = ([planes[i][0] for i in evenly_spaced(len(planes), MAX_PLANES)]
+              + [extra[i] for i in evenly_spaced(len(extra), MAX_PLANES)])
     targets = teacher_targets(teachers, images, device=device)
     soft_planes = [(img, t.argmax(axis=0)) for img, t in zip(images, targets, strict=True)]
     torch.manual_seed(cfg.seed)
