@@ -55,6 +55,12 @@ def test_measure_bad_input(run_cli, volumes, tmp_path):
     write(Volume(lab.astype(np.float32)), tmp_path / "flt.tif")
     code, _, err = run_cli("measure", tmp_path / "flt.tif", "--out", tmp_path / "y.parquet")
     assert code == 2 and "integer" in err
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4, 4), np.uint16))
+    np.save(tmp_path / "empty_grey.npy", np.zeros((0, 4, 4), np.float32))
+    code, _, err = run_cli("measure", tmp_path / "empty.npy", "--grey", tmp_path / "empty_grey.npy",
+                           "--out", tmp_path / "z.parquet")
+    assert code == 2 and "empty" in err and "Traceback" not in err
+    assert not (tmp_path / "z.parquet").exists()
 
 
 def test_track_and_stats(run_cli, tmp_path):

@@ -34,7 +34,8 @@ def check_labels(
     Raises
     ------
     InputError
-        When the dtype is not integer (or bool) or the values are negative.
+        When the dtype is not integer (or bool), the array is empty or the values are
+        negative.
     ShapeError
         When the number of dimensions is not one of ``ndim``.
     """
@@ -49,7 +50,9 @@ def check_labels(
     if arr.ndim not in ndim:
         want = " or ".join(f"{n}-D" for n in ndim)
         raise ShapeError(f"{name}: expected a {want} label array, got shape {arr.shape}")
-    if np.issubdtype(arr.dtype, np.signedinteger) and arr.size and arr.min() < 0:
+    if arr.size == 0:
+        raise InputError(f"{name}: the label volume is empty (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
         raise InputError(f"{name}: particle labels must be >= 0, got minimum {int(arr.min())}")
     return arr
 
