@@ -84,11 +84,12 @@ def test_train_cnn_members_and_tta_reach_segment_predict(run_cli, files, tmp_pat
     model, out = tmp_path / "e.cnn", tmp_path / "seg.tif"
     code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", model,
                            *TINY_ARGS, "--members", "2", "--tta", "4", "--label-smoothing",
-                           "0.1")
+                           "0.1", "--ema", "0.9")
     assert code == 0, err
     head = read_header(model)
     assert head["members"] == 2 and head["prediction"]["transforms"] == 4
     assert head["training"]["config"]["label_smoothing"] == 0.1
+    assert head["training"]["config"]["ema"] == 0.9
     code, _, err = run_cli("segment", "predict", model, files["vimg"], out)
     assert code == 0, err
     # ect segment predict applies the stored defaults: both members, 4 transforms
@@ -99,6 +100,10 @@ def test_train_cnn_members_and_tta_reach_segment_predict(run_cli, files, tmp_pat
     code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model",
                            tmp_path / "bad.cnn", *TINY_ARGS, "--tta", "9")
     assert code == 2 and "transforms 9: expected 1 to 8" in err
+    assert not (tmp_path / "bad.cnn").exists()
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model",
+                           tmp_path / "bad.cnn", *TINY_ARGS, "--ema", "1")
+    assert code == 2 and "ema 1.0: expected a decay 0 <= value < 1" in err
     assert not (tmp_path / "bad.cnn").exists()
 
 

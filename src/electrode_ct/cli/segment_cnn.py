@@ -95,6 +95,9 @@ def train_cnn_cmd(
                                    "(1-8) [1]."),
     label_smoothing: float = typer.Option(None, "--label-smoothing",
                                           help="Cross-entropy label smoothing (0-1) [0]."),
+    ema: float = typer.Option(None, "--ema", help="Exponential moving average of the weights: "
+                              "per-step decay (0-1, 0 = off); the averaged weights are "
+                              "validated and kept [0]."),
     distill: bool = typer.Option(None, "--distill/--no-distill",
                                  help="After the members, train one student on their averaged "
                                       "probabilities and save the student alone (one network "
@@ -125,7 +128,8 @@ def train_cnn_cmd(
                   batch_size=batch_size, lr=lr, schedule=schedule, channels=channels,
                   depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
                   threads=threads, time_limit_s=time_limit, members=members,
-                  transforms=transforms, label_smoothing=label_smoothing, distill=distill)
+                  transforms=transforms, label_smoothing=label_smoothing, distill=distill,
+                  ema=ema)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
     extra = None

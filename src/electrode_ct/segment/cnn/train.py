@@ -27,6 +27,7 @@ from electrode_ct.segment.cnn._torch import (
     resolve_device,
     set_threads,
 )
+from electrode_ct.segment.cnn.averaging import WeightAverage
 from electrode_ct.segment.cnn.distill import (
     MAX_PLANES,
     TEACHER_TRANSFORMS,
@@ -94,6 +95,10 @@ class TrainConfig:
     noise, contrast, brightness, elastic : float
         Augmentation strengths: noise std (normalised units), ± relative contrast,
         ± brightness (normalised units), maximum elastic displacement (pixels).
+    ema : float
+        Exponential moving average of the weights (:mod:`~electrode_ct.segment.cnn.averaging`):
+        per-step decay in (0, 1), 0 = off. The averaged weights are the ones validated each
+        epoch, early-stopped and kept (the raw weights only drive the optimiser).
     patience : int
         Epochs without validation improvement before stopping (0 = never stop early).
     normalisation : {"image", "slice", "fixed"}
@@ -149,6 +154,7 @@ class TrainConfig:
     contrast: float = 0.15
     brightness: float = 0.15
     elastic: float = 2.0
+    ema: float = 0.0
     patience: int = 8
     normalisation: str = "image"
     seed: int = 0
@@ -190,6 +196,8 @@ class TrainConfig:
             raise ConfigError(f"transforms {self.transforms}: expected 1 to 8")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing {self.label_smoothing}: expected 0 <= value < 1")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema {self.ema}: expected a decay 0 <= value < 1 (0 = off)")
         if not self.lr > 0 or self.lr_floor < 0:
             raise ConfigError(f"learning rate {self.lr} / floor {self.lr_floor}: expected > 0")
 
@@ -694,6 +702,8 @@ def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
                            targets=targets)
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    average = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
+    judged = net if average is None else average.net  # the weights validated and kept
     history: list[dict[str, float]] = []
     best, best_state, best_epoch, stale, stopped = -np.inf, None, 0, 0, False
     steps = max(1, cfg.patches_per_epoch // cfg.batch_size)
@@ -716,9 +726,11 @@ def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if average is not None:
+                average.update(net)
             total += float(loss.detach())
         mean_loss = total / steps
-        score = (_evaluate(net, val_planes, k, device, adapt_bn=cfg.adapt_bn)[0]
+        score = (_evaluate(judged, val_planes, k, device, adapt_bn=cfg.adapt_bn)[0]
                  if val_planes else -mean_loss)
         rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": mean_loss,
                "val_mean_iou": score if val_planes else float("nan"),
@@ -728,7 +740,7 @@ def _fit(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
             callback(rec)
         if score > best:
             best, best_epoch, stale = score, epoch + 1, 0
-            best_state = copy.deepcopy(net.state_dict())
+            best_state = copy.deepcopy(judged.state_dict())
         else:
             stale += 1
         if cfg.patience and stale >= cfg.patience:

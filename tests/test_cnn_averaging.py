@@ -1,0 +1,65 @@
+"""Tests of weight averaging (EMA) in CNN training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from electrode_ct.errors import ConfigError  # noqa: E402
+from electrode_ct.segment.cnn.averaging import WeightAverage  # noqa: E402
+from electrode_ct.segment.cnn.train import TrainConfig, train  # noqa: E402
+from test_cnn import TINY, one_thread, phantom_slice  # noqa: E402,F401
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+
+
+def test_ema_follows_the_closed_form_with_warm_up():
+    net = _net()
+    avg = WeightAverage(net, 0.6)
+    for t, c in enumerate([1.0, -2.0, 3.0, 0.5, 4.0]):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(c)
+        net[1].num_batches_tracked.fill_(t + 1)
+        avg.update(net)
+    # decay_t = min(0.6, t / (t + 1)) = 0, 0.5, 0.6, 0.6, 0.6 (the random start is dropped):
+    # 1 -> (1 - 2) / 2 = -0.5 -> 0.6 * -0.5 + 0.4 * 3 = 0.9 -> 0.74 -> 0.6 * 0.74 + 1.6 = 2.044
+    torch.testing.assert_close(avg.net[0].weight, torch.full_like(net[0].weight, 2.044))
+    torch.testing.assert_close(avg.net[1].bias, torch.full((2,), 2.044))
+    assert avg.steps == 5 and int(avg.net[1].num_batches_tracked) == 5  # counters copied
+    # the averaged copy is separate from the trained network and needs no gradients
+    assert torch.equal(net[0].weight, torch.full_like(net[0].weight, 4.0))
+    assert not any(p.requires_grad for p in avg.net.parameters())
+    # batch-norm running statistics are averaged too (the net's stay at 0)
+    with torch.no_grad():
+        net[1].running_mean.fill_(10.0)
+    avg.update(net)
+    torch.testing.assert_close(avg.net[1].running_mean, torch.full((2,), 4.0))
+
+
+def test_ema_decay_is_checked():
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="ema"):
+            TrainConfig(ema=bad).check()
+    with pytest.raises(ConfigError, match="ema"):
+        WeightAverage(_net(), 0.0)
+
+
+def test_training_keeps_the_averaged_weights():
+    img, lab = phantom_slice(0)
+    cfg = TrainConfig(**{**TINY, "epochs": 6, "ema": 0.9})
+    base = train(img, lab, config=TrainConfig(**{**TINY, "epochs": 6}),
+                 val=phantom_slice(1)).model
+    ema = train(img, lab, config=cfg, val=phantom_slice(1))
+    # same seed, same optimiser trajectory: only the kept (averaged) weights differ
+    a = dict(base.net.state_dict())
+    b = dict(ema.model.net.state_dict())
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].dtype.is_floating_point)
+    assert ema.model.training["config"]["ema"] == 0.9
+    test, truth = phantom_slice(2, size=64)
+    assert np.mean(ema.model.predict(test).labels[0] == truth) > 0.8
