@@ -299,8 +299,10 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
         thr = model.default_threshold(score) if threshold is None else float(threshold)
         flawed = score >= thr
     split_ids = ids[flawed] if split == "flawed" else ids
+    intact = ids[~flawed]
     phases, crack_tab, grey_thr = three_phase(prep.grey, prep.healed, split_ids,
-                                              labels=prep.labels, spacing=prep.spacing)
+                                              labels=prep.labels, spacing=prep.spacing,
+                                              reference=intact if intact.size else ids)
     base = prep.candidates.set_index("label").loc[ids]
     table = pd.DataFrame({
         "label": ids.astype(np.uint32),
@@ -314,7 +316,8 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
         "crack_fraction_pv": np.clip(prep.descriptors["pv_deficit"].to_numpy(), 0, 1),
     })
     table = table.merge(crack_tab, on="label", how="left")
-    for c in ("crack_voxels", "crack_volume_um3", "crack_volume_fraction", "crack_surface_um2"):
+    for c in ("crack_voxels", "crack_volume_um3", "crack_volume_fraction", "crack_surface_um2",
+              "crack_volume_pv_um3", "crack_volume_fraction_pv"):
         table[c] = table[c].fillna(0)
     table["crack_voxels"] = table["crack_voxels"].astype(np.int64)
     pos = table[f"centroid_{'zyx'[depth_axis]}"].to_numpy()
@@ -336,6 +339,7 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
         "percent_flawed_by_depth": depth["percent_flawed"].tolist(),
         "depth_bins_voxels": depth["depth_start"].tolist() + [float(depth["depth_stop"].iloc[-1])],
         "crack_volume_um3": float(table["crack_volume_um3"].sum()),
+        "crack_volume_pv_um3": float(np.nansum(table["crack_volume_pv_um3"])),
     }
     if sweep is not None:
         summary["percent_flawed_vs_m"] = sweep
