@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from electrode_ct.errors import ConfigError  # noqa: E402
-from electrode_ct.segment.cnn.averaging import WeightAverage  # noqa: E402
+from electrode_ct.segment.cnn.averaging import WeightAverage, capped_decay  # noqa: E402
 from electrode_ct.segment.cnn.train import TrainConfig, train  # noqa: E402
 from test_cnn import TINY, one_thread, phantom_slice  # noqa: E402,F401
 
@@ -47,7 +47,23 @@ def test_ema_decay_is_checked():
         with pytest.raises(ConfigError, match="ema"):
             TrainConfig(ema=bad).check()
     with pytest.raises(ConfigError, match="ema"):
-        WeightAverage(_net(), 0.0)
+        WeightAverage(_net(), -0.1)
+
+
+def test_decay_is_capped_to_a_third_of_the_planned_steps():
+    assert capped_decay(0.995, 640) == 0.995  # 200-step span < 213
+    assert capped_decay(0.995, 160) == pytest.approx(1 - 3 / 160)  # tiny runs: 53 steps
+    assert capped_decay(0.9, 6) == 0.5  # span 2 steps
+    assert capped_decay(0.9, 3) == 0.0 and capped_decay(0.9, 0) == 0.0  # last weights
+    # decay 0 keeps exactly the last weights
+    net = _net()
+    avg = WeightAverage(net, 0.0)
+    for c in (1.0, 2.0):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.fill_(c)
+        avg.update(net)
+    torch.testing.assert_close(avg.net[0].weight, net[0].weight)
 
 
 def test_training_keeps_the_averaged_weights():
@@ -63,3 +79,25 @@ def test_training_keeps_the_averaged_weights():
     assert ema.model.training["config"]["ema"] == 0.9
     test, truth = phantom_slice(2, size=64)
     assert np.mean(ema.model.predict(test).labels[0] == truth) > 0.8
+
+
+def test_keep_last_or_best_validation_weights():
+    from electrode_ct.segment.cnn.train import _evaluate, prepare
+
+    img, lab = phantom_slice(3)
+    vimg, vlab = phantom_slice(4)
+    vplanes, _, _ = prepare(vimg, vlab, all_axes=False)
+    cfg = {**TINY, "epochs": 5, "patches_per_epoch": 32, "patience": 2}
+    for keep in ("best", "last"):
+        res = train(img, lab, config=TrainConfig(**{**cfg, "keep": keep}), val=(vimg, vlab))
+        scores = [h["val_mean_iou"] for h in res.history]
+        kept = _evaluate(res.model.nets, vplanes, 3, "cpu")[0]
+        if keep == "best":  # the best epoch's weights; stops after `patience` epochs without gain
+            assert kept == pytest.approx(max(scores), abs=1e-9)
+            assert res.best_epoch == 1 + int(np.argmax(scores))
+        else:  # the final weights, never stopped early
+            assert len(scores) == 5 and res.best_epoch == 5
+            assert kept == pytest.approx(scores[-1], abs=1e-9)
+        assert res.model.training["best_val_mean_iou"] == pytest.approx(kept, abs=1e-9)
+    with pytest.raises(ConfigError, match="keep"):
+        TrainConfig(keep="first").check()

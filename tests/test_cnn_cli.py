@@ -84,12 +84,13 @@ def test_train_cnn_members_and_tta_reach_segment_predict(run_cli, files, tmp_pat
     model, out = tmp_path / "e.cnn", tmp_path / "seg.tif"
     code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", model,
                            *TINY_ARGS, "--members", "2", "--tta", "4", "--label-smoothing",
-                           "0.1", "--ema", "0.9")
+                           "0.1", "--ema", "0.9", "--keep", "best")
     assert code == 0, err
     head = read_header(model)
     assert head["members"] == 2 and head["prediction"]["transforms"] == 4
     assert head["training"]["config"]["label_smoothing"] == 0.1
     assert head["training"]["config"]["ema"] == 0.9
+    assert head["training"]["config"]["keep"] == "best"
     code, _, err = run_cli("segment", "predict", model, files["vimg"], out)
     assert code == 0, err
     # ect segment predict applies the stored defaults: both members, 4 transforms

@@ -87,7 +87,7 @@ def train_cnn_cmd(
     depth: int = typer.Option(None, "--depth", help="Pooling levels [3]."),
     kernel: int = typer.Option(None, "--kernel", help="Kernel size (lrcs 5, unet 3)."),
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience in "
-                                 "epochs (0 = off) [8]."),
+                                 "epochs with --keep best (0 = off) [8]."),
     members: int = typer.Option(None, "--members", help="Networks trained with seeds SEED, "
                                 "SEED+1, ... whose probabilities are averaged [3]."),
     transforms: int = typer.Option(None, "--tta", help="Test-time augmentation stored as the "
@@ -96,8 +96,11 @@ def train_cnn_cmd(
     label_smoothing: float = typer.Option(None, "--label-smoothing",
                                           help="Cross-entropy label smoothing (0-1) [0]."),
     ema: float = typer.Option(None, "--ema", help="Exponential moving average of the weights: "
-                              "per-step decay (0-1, 0 = off); the averaged weights are "
-                              "validated and kept [0]."),
+                              "per-step decay (0-1, 0 = off; at most a third of the planned "
+                              "steps); the averaged weights are validated and kept [0.995]."),
+    keep: str = typer.Option(None, "--keep", help="Weights kept per network: last (the final, "
+                             "averaged ones) | best (best validation epoch, early stopping "
+                             "after --patience) [last]."),
     distill: bool = typer.Option(None, "--distill/--no-distill",
                                  help="After the members, train one student on their averaged "
                                       "probabilities and save the student alone (one network "
@@ -129,7 +132,7 @@ def train_cnn_cmd(
                   depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
                   threads=threads, time_limit_s=time_limit, members=members,
                   transforms=transforms, label_smoothing=label_smoothing, distill=distill,
-                  ema=ema)
+                  ema=ema, keep=keep)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
     extra = None

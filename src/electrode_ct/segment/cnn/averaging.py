@@ -21,6 +21,34 @@ from electrode_ct.segment.cnn._torch import require_torch
 torch = require_torch()
 
 
+MAX_SPAN = 1 / 3
+"""Largest share of the planned optimiser steps an average may span (:func:`capped_decay`)."""
+
+
+def capped_decay(decay: float, steps: int) -> float:
+    """The decay to use for ``steps`` planned optimiser steps: at most ``MAX_SPAN`` of them.
+
+    An average spanning most of a short training keeps the poor early iterates (on the
+    one-slice nano-CT protocol a span of 500 of 640 steps scored 0.018 below one of 200),
+    so the span ``1 / (1 - decay)`` is capped at ``MAX_SPAN * steps``.
+
+    Parameters
+    ----------
+    decay : float
+        Requested per-step decay, 0 <= decay < 1.
+    steps : int
+        Planned optimiser steps (epochs x steps per epoch).
+
+    Returns
+    -------
+    float
+        ``min(decay, 1 - 1 / (MAX_SPAN * steps))``, and 0 (the last weights) when that span
+        is a single step or less.
+    """
+    span = MAX_SPAN * max(int(steps), 0)
+    return float(min(decay, 1.0 - 1.0 / span)) if span > 1 else 0.0
+
+
 class WeightAverage:
     """Exponential moving average of a network's parameters and buffers.
 
@@ -29,8 +57,8 @@ class WeightAverage:
     net : torch.nn.Module
         The network being trained (copied; not modified).
     decay : float
-        Per-step decay in (0, 1): the average spans about ``1 / (1 - decay)`` optimiser
-        steps (0.99: ~100 steps, about 3 epochs of 32 steps).
+        Per-step decay in [0, 1): the average spans about ``1 / (1 - decay)`` optimiser
+        steps (0.99: ~100 steps, about 3 epochs of 32 steps; 0: the last weights).
 
     Attributes
     ----------
@@ -41,8 +69,8 @@ class WeightAverage:
     """
 
     def __init__(self, net: Any, decay: float) -> None:
-        if not 0 < decay < 1:
-            raise ConfigError(f"ema decay {decay}: expected 0 < decay < 1 (0 = off)")
+        if not 0 <= decay < 1:
+            raise ConfigError(f"ema decay {decay}: expected 0 <= decay < 1")
         self.decay = float(decay)
         self.steps = 0
         self.net = copy.deepcopy(net)
