@@ -18,6 +18,16 @@ seed 102. ``known_flaw_observer`` (seed 102) is the AUC of a matched filter that
 each flaw's position and image (from noise-free renders of the same scene), an upper
 bound for any classifier at the preset's noise.
 
+Crack volume fraction (``crack_fraction``, cracks 1 µm = 2 voxels wide, seeds 103-106;
+``crack_fraction_1voxel``, 0.5 µm): the triangle 3-phase split, the clipped
+``pv_deficit`` descriptor (``partial_volume``) and the integral estimate of
+``cracks.pvolume`` (``integral``; reference: the particles the features classifier trained
+on seed 101 calls intact), each against the truth over the truly cracked particles; the
+times of ``three_phase`` with and without the integral estimate; and
+``cracked_level_offset_contrast``: the intrinsic grey level of the cracked particles minus
+the intact candidates' on a noise-free, flaw-free render (what shading and the particle
+level spread give the cracked subset by chance).
+
 ``--crack-kinds network,radial`` builds every phantom (training, test, crack fraction)
 with only those flaw kinds, still 30 % flawed; the JSON key ``condition.crack_kinds``
 names the kinds used (default: all of ``synth.flaws.KINDS``, the headline condition).

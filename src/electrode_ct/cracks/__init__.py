@@ -9,6 +9,7 @@
   VGG-style classifier (torch, imported only when used).
 - :mod:`.evaluate` — ROC/AUC, confusion, threshold choice, % flawed, depth profile.
 - :mod:`.threephase` — solid / flaw / exterior split and crack measurements.
+- :mod:`.pvolume` — integral (partial-volume) crack volume per particle.
 - :mod:`.classify` — the whole chain (:func:`classify`, :func:`train`).
 
 See ``docs/cracks.md``.
@@ -25,6 +26,7 @@ from electrode_ct.cracks.classify import (
     train,
 )
 from electrode_ct.cracks.descriptors import FEATURE_COLUMNS, particle_descriptors
+from electrode_ct.cracks.pvolume import crack_volume_pv
 from electrode_ct.cracks.sampling import sample_slices, slice_indices
 from electrode_ct.cracks.threephase import PHASES, three_phase
 
@@ -36,6 +38,7 @@ __all__ = [
     "candidate_table",
     "check_inputs",
     "classify",
+    "crack_volume_pv",
     "heal_labels",
     "load_cracks_model",
     "particle_descriptors",
