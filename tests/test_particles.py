@@ -176,12 +176,37 @@ def test_confidence_ranks_merges_and_truncated_particles_last():
     assert ranked["ap50"] > by_peak["ap50"] + 0.05
 
 
+def test_confidence_with_solidity_ranks_a_well_filled_merge_last():
+    from scipy import ndimage as ndi
+
+    from electrode_ct.particles import particle_solidity
+
+    # five intact spheres (r 8) and a merge of a large (r 10) and a small (r 5) sphere:
+    # its volume nearly fits its larger inscribed ball, only its neck gives it away
+    shape = (30, 30, 150)
+    labels = spheres(shape, [(15, 15, 10 + 19 * i) for i in range(5)], 8).astype(np.uint32)
+    labels[spheres(shape, [(15, 15, 113)], 10) > 0] = 6
+    labels[spheres(shape, [(15, 15, 127)], 5) > 0] = 6
+    dist = ndi.distance_transform_edt(labels > 0).astype(np.float32)
+    sol = particle_solidity(labels, spacing=1.0)
+    assert sol[6] < 0.95 * np.median(sol[1:6])
+    plain, peak = particle_confidence(labels, dist, spacing=1.0)
+    conf, peak2 = particle_confidence(labels, dist, spacing=1.0, solidity=sol)
+    np.testing.assert_array_equal(peak, peak2)
+    assert np.argmax(plain) == 6  # the fill ratio alone ranks the merge first ...
+    assert np.argmin(conf[1:]) + 1 == 6  # ... the solidity ranks it last
+    np.testing.assert_allclose(conf[1:6], plain[1:6])  # typical particles unchanged
+    off, _ = particle_confidence(labels, dist, spacing=1.0, solidity=sol, convexity_power=0)
+    np.testing.assert_array_equal(off, plain)
+
+
 def test_separate_returns_confidence_and_peak():
     truth = spheres((24, 24, 44), [(12, 12, 11), (12, 12, 29)], 9)
     lab, info = separate_particles(truth > 0, spacing=0.5, return_info=True)
     assert lab.max() == 2
-    assert info["scores"].shape == info["peak_um"].shape == (3,)
+    assert info["scores"].shape == info["peak_um"].shape == info["solidity"].shape == (3,)
     assert np.all(info["scores"][1:] <= info["peak_um"][1:] + 1e-12)
+    assert np.all((info["solidity"][1:] > 0.7) & (info["solidity"][1:] <= 1))
     # two identical spheres: same peak (about the radius, 4.5 µm, less the smoothing)
     assert 3.0 < info["peak_um"][1] <= 4.6
     np.testing.assert_allclose(info["peak_um"][1], info["peak_um"][2], rtol=0.02)

@@ -25,7 +25,7 @@ import numpy as np
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.particles.cleanup import relabel_sequential, remove_small
 from electrode_ct.particles.confidence import particle_confidence
-from electrode_ct.particles.resplit import resplit_merged
+from electrode_ct.particles.resplit import particle_solidity, resplit_merged
 from electrode_ct.particles.seeding import distance_map, seed_markers, watershed
 from electrode_ct.volume import Volume, as_spacing, resolve_phase
 
@@ -156,6 +156,18 @@ def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
     return votes >= 2, boundary / 3.0
 
 
+def _same_ids(whole: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The healed regions ``whole`` renumbered with the final ids of ``labels`` (0: removed).
+
+    ``labels`` is ``whole`` cut back to the phase mask, cleaned and made sequential, so
+    every final id comes from exactly one id of ``whole``.
+    """
+    lut = np.zeros(int(whole.max(initial=0)) + 1, dtype=np.uint32)
+    inside = labels > 0
+    lut[whole[inside]] = labels[inside]
+    return lut[whole]
+
+
 def separate_particles(
     phases: Any,
     *,
@@ -219,9 +231,11 @@ def separate_particles(
         ``n_resplit`` (particles split by ``resplit``),
         ``n_phase_voxels``, ``method``, ``heal_cracks_um``, ``h_um``, ``peak_um``
         (float64, index = particle id, element 0 unused: the peak of each particle's
-        smoothed distance map, µm) and ``scores`` (same indexing): the confidence of
-        each particle, its peak down-weighted when its volume does not fit that peak
-        like the other particles'
+        smoothed distance map, µm), ``solidity`` (same indexing: volume / convex-hull
+        volume of each particle's healed region, before the cut back) and ``scores``
+        (same indexing): the confidence of each particle, its peak down-weighted when
+        its volume does not fit that peak like the other particles' and when it is less
+        convex than the typical particle
         (:func:`~electrode_ct.particles.confidence.particle_confidence`; merges, fragments
         and truncated particles rank last). Pass it as ``scores=`` to
         :func:`electrode_ct.metrics.instances.match_instances`.
@@ -289,6 +303,7 @@ def separate_particles(
         markers = seed_markers(score, h_um, core)
         elevation = bnd - score / max(float(score.max()), 1e-6)
         labels = watershed(elevation, markers, region, compactness)
+    whole = labels  # on the healed region, before the cut back
     labels = np.where(mask, labels, 0)
     n_markers = int(markers.max())
     labels, n_small = remove_small(labels, min_volume_um3=min_volume_um3, spacing=sp)
@@ -296,11 +311,13 @@ def separate_particles(
     if not return_info:
         return labels
     n = int(labels.max())
-    scores, peak = particle_confidence(labels, score, spacing=sp)
+    solidity = particle_solidity(_same_ids(whole, labels), spacing=sp)
+    scores, peak = particle_confidence(labels, score, spacing=sp, solidity=solidity)
     return labels, {
         "n_particles": n,
         "scores": scores,
         "peak_um": peak,
+        "solidity": solidity,
         "n_removed_small": n_small,
         "n_markers": n_markers,
         "n_resplit": n_resplit,
