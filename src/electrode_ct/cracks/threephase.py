@@ -72,7 +72,8 @@ def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                 spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
                 method: str = "triangle", sigma: float = 0.0,
                 threshold: float | None = None, reference: np.ndarray | None = None,
-                fine: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame, float]:
+                fine: np.ndarray | None = None,
+                integral: bool = True) -> tuple[np.ndarray, pd.DataFrame, float]:
     """Split the particles ``ids`` into solid and flaw; measure their cracks.
 
     Parameters
@@ -100,6 +101,9 @@ def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
     fine : numpy.ndarray, optional
         The fine-scale image of ``grey`` (:func:`~electrode_ct.cracks.highpass.fine_scale`),
         computed when not given.
+    integral : bool
+        Compute the integral crack volume columns (about 0.35 s per 96³ volume, 3-4 times
+        the voxel split); NaN when False.
 
     Returns
     -------
@@ -193,7 +197,11 @@ def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
         "crack_tilt_deg": tilt,
         "crack_depth_um": depth,
     })
-    pv, _ = crack_volume_pv(grey, healed, ids, reference=reference, spacing=sp, fine=fine)
-    for c in PV_COLUMNS:
-        table[c] = pv[c].to_numpy()
+    if integral:
+        pv, _ = crack_volume_pv(grey, healed, ids, reference=reference, spacing=sp, fine=fine)
+        for c in PV_COLUMNS:
+            table[c] = pv[c].to_numpy()
+    else:
+        for c in PV_COLUMNS:
+            table[c] = np.nan
     return phases, table, float(threshold)
