@@ -13,7 +13,9 @@ Sections:
   whole benchmark in ``flock /tmp/ect-heavy.lock``).
 - ``variability``: 3 simulated users × methods on the NREL crop and on a phantom.
 
-Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b]``.
+Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b] [--seeds 0,1,2]``
+(``--seeds``: scribble seeds of the ``segmentpy`` section, one simulated user each; the
+figures of the first seed keep their keys, means over the seeds are added).
 """
 
 from __future__ import annotations
@@ -53,55 +55,68 @@ def plain_forest(img, scr, tests, seed):
     return out
 
 
-def segmentpy(quick: bool) -> dict:
+def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,)) -> dict:
     """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
 
     The training slice is the central one of each sub-volume (``scribble_slices(n, 1)``);
-    scribbles hold the training values 1 pore, 2 cbd, 3 active.
+    scribbles hold the training values 1 pore, 2 cbd, 3 active. Each scribble seed is one
+    simulated user; the per-case keys describe the first seed, and with several seeds
+    ``per_seed`` lists every seed's figures and ``*_mean_over_seeds`` their means (both
+    forests always see the same scribbles).
     """
-    from electrode_ct.segment.scribbles import scribble_slices
-
     res: dict = {}
     coverages = [0.1] if quick else [0.1, 0.25]
     for name in ("A", "C"):
         sv = load_subvolume(name)
-        train = sv.slices[int(scribble_slices(len(sv.slices), 1)[0])]
-        ref = sv.labels[train]
-        tests = [n for n in sv.slices if n != train][: 2 if quick else None]
         for cov in coverages:
             for style in ("perclass", "uniform"):
-                scr = simulate_scribbles(ref, coverage=cov, style=style, seed=0)
-                scr = np.unique(ref)[np.maximum(scr.astype(int) - 1, 0)] * (scr > 0)
-                scr = scr.astype(np.uint8)
-                t0 = time.perf_counter()
-                model = train_forest(sv.images[train], scr, seed=0,
-                                     n_trees=50 if quick else 100)
-                ours = [model.predict(sv.images[n]).labels[0] for n in tests]
-                t_ours = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                plain = plain_forest(sv.images[train], scr, [sv.images[n] for n in tests], 0)
-                t_plain = time.perf_counter() - t0
-
-                def ious(preds, tests=tests, sv=sv):
-                    return [compare(phases(p), phases(sv.labels[n]), class_map=PHASE_MAP)["iou"]
-                            for p, n in zip(preds, tests, strict=True)]
-
-                iou_o, iou_p = ious(ours), ious(plain)
-                mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
-                mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
-                res[f"{name}_{style}_{int(cov * 100)}"] = {
-                    "train_slice": train, "test_slices": tests,
-                    "label_mapping": {str(k): v for k, v in sv.mapping.items()},
-                    "mean_iou_ours": mo, "mean_iou_plain": mp, "gain": mo - mp,
-                    "iou_ours_per_class": {k: float(np.mean([d[k] for d in iou_o]))
-                                           for k in iou_o[0]},
-                    "iou_plain_per_class": {k: float(np.mean([d[k] for d in iou_p]))
-                                            for k in iou_p[0]},
-                    "oob_accuracy": model.report["oob_accuracy"],
-                    "time_ours_s": t_ours, "time_plain_s": t_plain,
-                    "top_features": dict(list(model.report["feature_importance"].items())[:8]),
-                }
+                runs = [_segmentpy_case(sv, cov, style, seed, quick) for seed in seeds]
+                entry = dict(runs[0])
+                if len(seeds) > 1:
+                    entry["per_seed"] = {str(s): {k: r[k] for k in
+                                                  ("mean_iou_ours", "mean_iou_plain", "gain")}
+                                         for s, r in zip(seeds, runs, strict=True)}
+                    for k in ("mean_iou_ours", "mean_iou_plain", "gain"):
+                        entry[f"{k}_mean_over_seeds"] = float(np.mean([r[k] for r in runs]))
+                    entry["gain_min_over_seeds"] = float(min(r["gain"] for r in runs))
+                res[f"{name}_{style}_{int(cov * 100)}"] = entry
     return res
+
+
+def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool) -> dict:
+    """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
+    from electrode_ct.segment.scribbles import scribble_slices
+
+    train = sv.slices[int(scribble_slices(len(sv.slices), 1)[0])]
+    ref = sv.labels[train]
+    tests = [n for n in sv.slices if n != train][: 2 if quick else None]
+    scr = simulate_scribbles(ref, coverage=cov, style=style, seed=seed)
+    scr = (np.unique(ref)[np.maximum(scr.astype(int) - 1, 0)] * (scr > 0)).astype(np.uint8)
+    t0 = time.perf_counter()
+    model = train_forest(sv.images[train], scr, seed=0, n_trees=50 if quick else 100)
+    ours = [model.predict(sv.images[n]).labels[0] for n in tests]
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plain = plain_forest(sv.images[train], scr, [sv.images[n] for n in tests], 0)
+    t_plain = time.perf_counter() - t0
+
+    def ious(preds):
+        return [compare(phases(p), phases(sv.labels[n]), class_map=PHASE_MAP)["iou"]
+                for p, n in zip(preds, tests, strict=True)]
+
+    iou_o, iou_p = ious(ours), ious(plain)
+    mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
+    mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
+    return {
+        "train_slice": train, "test_slices": tests, "scribble_seed": seed,
+        "label_mapping": {str(k): v for k, v in sv.mapping.items()},
+        "mean_iou_ours": mo, "mean_iou_plain": mp, "gain": mo - mp,
+        "iou_ours_per_class": {k: float(np.mean([d[k] for d in iou_o])) for k in iou_o[0]},
+        "iou_plain_per_class": {k: float(np.mean([d[k] for d in iou_p])) for k in iou_p[0]},
+        "oob_accuracy": model.report["oob_accuracy"],
+        "time_ours_s": t_ours, "time_plain_s": t_plain,
+        "top_features": dict(list(model.report["feature_importance"].items())[:8]),
+    }
 
 
 def importance() -> dict:
@@ -320,12 +335,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sections", default="segmentpy,nrel,speed,memory,variability")
+    ap.add_argument("--seeds", default="0",
+                    help="segmentpy: scribble seeds (simulated users), e.g. 0,1,2")
     args = ap.parse_args()
+    seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")
     out: dict = {"quick": args.quick}
     t0 = time.perf_counter()
     if "segmentpy" in secs:
-        out["segmentpy"] = segmentpy(args.quick)
+        out["segmentpy"] = segmentpy(args.quick, seeds)
     if "importance" in secs:
         out["importance"] = importance()
     if "nrel" in secs:

@@ -142,3 +142,15 @@ def test_normalisation_makes_features_affine_invariant(smooth_volume):
     a = ft.compute_features(smooth_volume, cfg)
     b = ft.compute_features(smooth_volume * 3.0 + 100.0, cfg)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_offset_normalisation_removes_shifts_and_keeps_the_grey_scale(smooth_volume):
+    cfg = ft.parse_features("minimal", normalise="offset")
+    a = ft.compute_features(smooth_volume, cfg)
+    np.testing.assert_allclose(ft.compute_features(smooth_volume + 37.5, cfg), a, atol=1e-4)
+    # a gain is kept: the gaussian channels scale about their mid-range, derivatives scale
+    lo, hi = np.percentile(smooth_volume, [0.5, 99.5])
+    np.testing.assert_allclose(ft.intensity_range(smooth_volume, normalise="offset"),
+                               ((lo + hi) / 2, (lo + hi) / 2 + 1), rtol=1e-6)
+    b = ft.compute_features(smooth_volume * 2.0, cfg)
+    np.testing.assert_allclose(b, 2.0 * a, atol=1e-4)

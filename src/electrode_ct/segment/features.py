@@ -52,7 +52,7 @@ DOG_RATIO = 0.66
 STE_OUTER = 0.5
 """Structure tensor: outer (integration) scale = STE_OUTER · σ."""
 
-NORMALISATIONS: tuple[str, ...] = ("percentile", "none")
+NORMALISATIONS: tuple[str, ...] = ("percentile", "offset", "none")
 
 # ilastik does not offer σ = 0.3 for the derivative filters; we keep the same rule
 _SMOOTHING_ONLY_SCALES = (0.3,)
@@ -86,11 +86,14 @@ class FeatureConfig:
         (filter, σ in voxels) pairs, in output order.
     mode : {"3d", "2d"}
         3-D filters, or per 2-D z slice.
-    normalise : {"percentile", "none"}
+    normalise : {"percentile", "offset", "none"}
         Per-image intensity normalisation applied before filtering: ``percentile`` (default)
         maps the 0.5 and 99.5 percentiles of the image to 0 and 1, so a model transfers to
         slices or scans whose grey levels drift (measured: +0.05 mean IoU on SegmentPy
-        sub-volume A, neutral on C); ``none`` uses the grey values as they are.
+        sub-volume A, neutral on C); ``offset`` only shifts the mid-point of those
+        percentiles to 0 and keeps the grey scale (for images of one scan, whose gain is
+        the same but whose offset drifts; no residual gain from differing phase
+        fractions); ``none`` uses the grey values as they are.
     """
 
     features: tuple[tuple[str, float], ...] = DEFAULT_FEATURES
@@ -161,7 +164,7 @@ def parse_features(text: str | Iterable[str] | None, *, mode: str = "3d",
         ``"gaussian:0.7,ggm:1.0,hge:1.6"``; a bare filter name takes every scale of
         :data:`SCALES`. ``None`` gives the default set.
     mode : {"3d", "2d"}
-    normalise : {"percentile", "none"}
+    normalise : {"percentile", "offset", "none"}
 
     Raises
     ------
@@ -242,7 +245,9 @@ def intensity_range(image: Any, *, normalise: str = "none",
         The whole image (numpy, memmap or dask); a regular subsample of at most
         ``max_samples`` voxels is used, so the range is the same however the image is
         later split into blocks.
-    normalise : {"percentile", "none"}
+    normalise : {"percentile", "offset", "none"}
+        ``percentile``: (0.5 %, 99.5 %) percentiles; ``offset``: (m, m + 1) with m their
+        mid-point (a pure shift); ``none``: (0, 1).
 
     Raises
     ------
@@ -268,6 +273,10 @@ def intensity_range(image: Any, *, normalise: str = "none",
             raise InputError(f"image: every voxel has the value {full_min:g}; "
                              "nothing to segment (expected varying grey values)")
         lo, hi = (full_min, full_max) if normalise != "none" else (0.0, 1.0)
+    if normalise == "offset":
+        # shift only: the percentile mid-range goes to 0, the grey scale is kept
+        lo = 0.5 * (lo + hi)
+        hi = lo + 1.0
     return lo, hi
 
 
