@@ -181,3 +181,19 @@ def test_augmented_training_keeps_accuracy_and_reports_original_samples(phantom)
     assert min(res["iou"].values()) >= 0.85
     with pytest.raises(Exception, match="augment"):
         fo.train_forest(grey, scr, augment=1.5, **FAST)
+
+
+def test_offset_normalised_model_round_trips_and_ignores_grey_shifts(phantom, tmp_path):
+    from electrode_ct.segment import features as ft
+
+    truth, grey = phantom
+    scr = simulate_scribbles(truth, coverage=0.05, n_slices=4, style="uniform", seed=1)
+    cfg = ft.parse_features("minimal", normalise="offset")
+    model = fo.train_forest(grey, scr, n_trees=20, features=cfg, n_jobs=1)
+    back = load_model(model.save(tmp_path / "off.ectmodel"))
+    assert back.config.normalise == "offset"
+    pred = back.predict(grey).labels
+    assert min(compare(pred, truth + 1)["iou"].values()) >= 0.85
+    # a constant shift of every grey value (slice-to-slice drift) does not change labels
+    # (float32 rounding may flip a voxel on a tie)
+    assert np.mean(back.predict(grey + 40.0).labels == pred) > 0.999
