@@ -15,7 +15,8 @@ Sections:
 
 Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b] [--seeds 0,1,2]``
 (``--seeds``: scribble seeds of the ``segmentpy`` section, one simulated user each; the
-figures of the first seed keep their keys, means over the seeds are added).
+figures of the first seed keep their keys, means over the seeds are added;
+``--normalise offset|none`` runs that section with another normalisation of ours).
 """
 
 from __future__ import annotations
@@ -55,14 +56,15 @@ def plain_forest(img, scr, tests, seed):
     return out
 
 
-def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,)) -> dict:
+def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "percentile") -> dict:
     """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
 
     The training slice is the central one of each sub-volume (``scribble_slices(n, 1)``);
     scribbles hold the training values 1 pore, 2 cbd, 3 active. Each scribble seed is one
     simulated user; the per-case keys describe the first seed, and with several seeds
     ``per_seed`` lists every seed's figures and ``*_mean_over_seeds`` their means (both
-    forests always see the same scribbles).
+    forests always see the same scribbles). ``normalise`` is our forest's intensity
+    normalisation (the shipped default ``percentile``, or ``offset``/``none``).
     """
     res: dict = {}
     coverages = [0.1] if quick else [0.1, 0.25]
@@ -70,7 +72,8 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,)) -> dict:
         sv = load_subvolume(name)
         for cov in coverages:
             for style in ("perclass", "uniform"):
-                runs = [_segmentpy_case(sv, cov, style, seed, quick) for seed in seeds]
+                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise)
+                        for seed in seeds]
                 entry = dict(runs[0])
                 if len(seeds) > 1:
                     entry["per_seed"] = {str(s): {k: r[k] for k in
@@ -83,7 +86,8 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,)) -> dict:
     return res
 
 
-def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool) -> dict:
+def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
+                    normalise: str = "percentile") -> dict:
     """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
     from electrode_ct.segment.scribbles import scribble_slices
 
@@ -93,7 +97,9 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool) -> dict:
     scr = simulate_scribbles(ref, coverage=cov, style=style, seed=seed)
     scr = (np.unique(ref)[np.maximum(scr.astype(int) - 1, 0)] * (scr > 0)).astype(np.uint8)
     t0 = time.perf_counter()
-    model = train_forest(sv.images[train], scr, seed=0, n_trees=50 if quick else 100)
+    cfg = parse_features("default", mode="2d", normalise=normalise)
+    model = train_forest(sv.images[train], scr, features=cfg, seed=0,
+                         n_trees=50 if quick else 100)
     ours = [model.predict(sv.images[n]).labels[0] for n in tests]
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -108,7 +114,7 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool) -> dict:
     mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
     mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
     return {
-        "train_slice": train, "test_slices": tests, "scribble_seed": seed,
+        "train_slice": train, "test_slices": tests, "scribble_seed": seed, "normalise": normalise,
         "label_mapping": {str(k): v for k, v in sv.mapping.items()},
         "mean_iou_ours": mo, "mean_iou_plain": mp, "gain": mo - mp,
         "iou_ours_per_class": {k: float(np.mean([d[k] for d in iou_o])) for k in iou_o[0]},
@@ -337,13 +343,15 @@ def main() -> None:
     ap.add_argument("--sections", default="segmentpy,nrel,speed,memory,variability")
     ap.add_argument("--seeds", default="0",
                     help="segmentpy: scribble seeds (simulated users), e.g. 0,1,2")
+    ap.add_argument("--normalise", default="percentile",
+                    help="segmentpy: our forest's normalisation (percentile | offset | none)")
     args = ap.parse_args()
     seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")
     out: dict = {"quick": args.quick}
     t0 = time.perf_counter()
     if "segmentpy" in secs:
-        out["segmentpy"] = segmentpy(args.quick, seeds)
+        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise)
     if "importance" in secs:
         out["importance"] = importance()
     if "nrel" in secs:
