@@ -172,6 +172,9 @@ def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
                 100 * ((cal >= 0.4).mean() - y_b.mean())),
             "percent_flawed_error_pp_platt_expected_count": float(
                 100 * ((cal >= n_thr).mean() - y_b.mean())),
+            "count_threshold": cm.count_threshold,
+            "percent_flawed_error_pp_count_rule": None if cm.count_threshold is None else float(
+                100 * ((score >= cm.count_threshold).mean() - y_b.mean())),
             "platt": cm.training["platt"], "calibrated_scores": cm.calibration is not None,
             "image": cnn_cfg.image,
             "particles_per_s": len(pb.ids) / (t_prep + t_cnn),

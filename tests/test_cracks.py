@@ -266,6 +266,28 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     assert again.calibration == model.calibration
     # the scores are the model's calibrated mean slice probabilities
     assert np.allclose(res1.table["flaw_score"], model.scores(res1.slice_prob))
+    # the stored count threshold flags as many validation particles as are truly flawed
+    from electrode_ct.cracks.classify import cnn_slices
+
+    order = np.random.default_rng(cfg.seed).permutation(len(pa.ids))
+    val = order[:max(2, round(cfg.val_fraction * len(pa.ids)))]
+    y_val = reference_flawed(a.truth, pa.ids[val])
+    assert 0 < y_val.sum() < len(val) and y_val.sum() == model.training["n_val_flawed"]
+    s_val = model.scores(model.slice_probabilities(
+        cnn_slices(pa, pa.ids[val], image="both", k=4, axes=[0], size=24)))
+    assert int((s_val >= model.count_threshold).sum()) == int(y_val.sum())
+    # default rule: the published 0.4; the count rule on request, kept by the archive
+    assert model.threshold_rule == "fixed" and res1.summary["threshold"] == 0.4
+    assert again.count_threshold == model.count_threshold
+    model.threshold_rule = "count"
+    again = load_cracks_model(model.save(tmp_path / "n.ectmodel"))
+    assert again.threshold_rule == "count"
+    res3 = classify(None, None, model=again, prepared=pb)
+    assert res3.summary["threshold"] == model.count_threshold
+    assert res3.summary["n_flawed"] == int((res1.table["flaw_score"]
+                                            >= model.count_threshold).sum())
+    assert classify(None, None, model=again, threshold=0.4,
+                    prepared=pb).summary["n_flawed"] == res1.summary["n_flawed"]
 
 
 def test_cnn_grey_image_and_models_saved_before_the_option(phantoms, tmp_path):
@@ -291,10 +313,13 @@ def test_cnn_grey_image_and_models_saved_before_the_option(phantoms, tmp_path):
                 head["config"].pop("image")
                 head["config"].pop("calibrate")
                 head.pop("calibration")
+                head.pop("threshold_rule")
+                head.pop("count_threshold")
                 data = json.dumps(head).encode()
             dst.writestr(item, data)
     again = load_cracks_model(old, method="cnn")
     assert again.config.image == "grey" and again.calibration is None
+    assert again.threshold_rule == "fixed" and again.count_threshold is None
     assert model.calibration is None and model.training["platt"] is not None  # off: default
     res = classify(None, None, model=again, prepared=pb)
     assert res.slice_prob.shape == (len(pb.ids), 2)

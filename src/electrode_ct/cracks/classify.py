@@ -289,7 +289,7 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
                             axes=model.axes if axes is None else axes, size=size)
         slice_prob = model.slice_probabilities(slices)
         score = model.scores(slice_prob)
-        thr = model.threshold if threshold is None else float(threshold)
+        thr = model.default_threshold(score) if threshold is None else float(threshold)
         flawed = flawed_by_slices(slice_prob, min_slices) if min_slices else score >= thr
         sweep = m_sweep(slice_prob)
     else:

@@ -2,9 +2,11 @@
 
 Each particle is seen through ``k`` slices (:func:`~electrode_ct.cracks.sampling.sample_slices`);
 the network gives each slice a flaw probability, the particle's score is the mean slice
-probability, and the particle is flawed when the score is at least 0.4 (the published
-rule) or, alternatively, when at least ``m`` of its ``k`` slices are (:func:`m_sweep`
-shows the % flawed against ``m`` to choose it).
+probability, and the particle is flawed when the score is at least a threshold (0.4 is
+the published rule; models trained by this version default to the count threshold chosen
+on their validation particles, see :class:`CNNModel`) or, alternatively, when at least
+``m`` of its ``k`` slices are (:func:`m_sweep` shows the % flawed against ``m`` to choose
+it).
 
 Training takes labelled particles (user labels or phantom truth): every slice inherits its
 particle's label, particles are split into training and validation sets (never slices of
@@ -29,6 +31,8 @@ from electrode_ct.segment.models import read_member, register_kind, write_archiv
 
 KIND = "cracks-cnn"
 PUBLISHED_THRESHOLD = 0.4
+THRESHOLD_RULES = ("count", "fixed")
+"""Default threshold rules of a CNN model (:attr:`CNNModel.threshold_rule`)."""
 IMAGES = ("both", "fine", "grey")
 """Images the slices can be cut from (:attr:`CNNConfig.image`)."""
 
@@ -68,6 +72,15 @@ class CNNConfig:
         (:func:`platt`; always recorded as ``training["platt"]``). Off by default: on the
         phantoms it did not carry over to another scan (the % flawed at 0.4 moved from
         +2.8 / -7.0 pp to -8.8 / -8.5 pp on micro / nano, docs/cracks.md).
+    count_folds : int
+        Folds of the held-out scores behind the count threshold
+        (:attr:`CNNModel.count_threshold`): the validation particles, scored by the model,
+        and ``count_folds - 1`` chunks of the training particles, each scored by an extra
+        network fitted (same settings) without it, so every particle gets a held-out score
+        and training costs about ``count_folds`` times one fit; 1: the validation
+        particles only (default, no extra cost). Neither carried over to another scan on
+        the phantoms (nano -13 / -10 pp with 1 / 5 folds, micro +5.6 pp with 5), so the
+        default rule stays the published 0.4 (``threshold_rule="fixed"``).
     """
 
     channels: tuple[int, ...] = (16, 32, 64)
@@ -81,6 +94,7 @@ class CNNConfig:
     threads: int = 2
     image: str = "auto"
     calibrate: bool = False
+    count_folds: int = 1
 
     @property
     def n_images(self) -> int:
@@ -148,7 +162,16 @@ class CNNModel:
     k, axes : int, list of int
         Slices per axis and axes used in training (defaults for classification).
     threshold : float
-        Score threshold (0.4 published).
+        Fixed score threshold (0.4 published), used when ``threshold_rule`` is ``fixed``.
+    threshold_rule : {"count", "fixed"}
+        Default threshold when none is given: ``count`` uses ``count_threshold``, the
+        score threshold whose % flawed on held-out training particles (see
+        :attr:`CNNConfig.count_folds`) equals their true % flawed (count-matching, as the features
+        classifier's ``expected`` rule); ``fixed`` uses ``threshold``. Models saved before
+        the option load as ``fixed``.
+    count_threshold : float or None
+        The count-matching threshold on the validation particles' scores (same scale as
+        :meth:`scores`); None for models saved before the option.
     training : dict
         Training record (epochs run, best validation loss/AUC, counts).
     calibration : (float, float) or None
@@ -160,9 +183,17 @@ class CNNModel:
     method = "cnn"
 
     def __init__(self, net: Any, *, config: CNNConfig, k: int = 10, axes: list[int] | None = None,
-                 threshold: float = PUBLISHED_THRESHOLD,
+                 threshold: float = PUBLISHED_THRESHOLD, threshold_rule: str = "fixed",
+                 count_threshold: float | None = None,
                  training: dict[str, Any] | None = None,
                  calibration: tuple[float, float] | None = None) -> None:
+        if threshold_rule not in THRESHOLD_RULES:
+            raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
+                             f"got {threshold_rule!r}")
+        if threshold_rule == "count" and count_threshold is None:
+            raise InputError("threshold_rule 'count' needs a count_threshold")
+        self.threshold_rule = threshold_rule
+        self.count_threshold = None if count_threshold is None else float(count_threshold)
         self.net = net
         self.config = config
         self.k = int(k)
@@ -175,6 +206,13 @@ class CNNModel:
     def scores(self, slice_prob: np.ndarray) -> np.ndarray:
         """Calibrated per-particle score from the slice probabilities (rows = particles)."""
         return apply_platt(particle_scores(slice_prob), self.calibration)
+
+    def default_threshold(self, score: np.ndarray | None = None) -> float:
+        """The threshold used when none is given (``score``, the scan's scores, is unused:
+        the CNN's rules are fixed numbers; same signature as the features model's)."""
+        if self.threshold_rule == "count":
+            return float(self.count_threshold)
+        return self.threshold
 
     @property
     def size(self) -> int:
@@ -221,6 +259,7 @@ class CNNModel:
 
         return {"kind": KIND, "method": "cnn", "config": asdict(self.config), "k": self.k,
                 "axes": self.axes, "slice_size": self.size, "threshold": self.threshold,
+                "threshold_rule": self.threshold_rule, "count_threshold": self.count_threshold,
                 "training": self.training, "calibration": self.calibration,
                 "class_values": [0, 1],
                 "class_names": ["intact", "flawed"], "torch_version": torch.__version__}
@@ -306,7 +345,8 @@ def _augment(x: Any, gen: Any) -> Any:
 
 def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | None = None,
               k: int | None = None, axes: list[int] | None = None,
-              threshold: float = PUBLISHED_THRESHOLD) -> CNNModel:
+              threshold: float = PUBLISHED_THRESHOLD,
+              threshold_rule: str = "fixed") -> CNNModel:
     """Train the slice classifier from labelled particles.
 
     Parameters
@@ -320,7 +360,10 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     k, axes : optional
         Sampling used (recorded in the model as the default for classification).
     threshold : float
-        Particle score threshold stored with the model.
+        Fixed particle score threshold stored with the model.
+    threshold_rule : {"count", "fixed"}
+        Default rule stored with the model (see :class:`CNNModel`); the count threshold is
+        computed and stored either way.
 
     Raises
     ------
@@ -329,10 +372,13 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     """
     import torch
 
-    from electrode_ct.cracks.evaluate import roc_auc
+    from electrode_ct.cracks.evaluate import roc_auc, select_threshold
     from electrode_ct.segment.cnn._torch import require_torch, set_threads
 
     require_torch()
+    if threshold_rule not in THRESHOLD_RULES:
+        raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
+                         f"got {threshold_rule!r}")
     cfg = config or CNNConfig(size=int(slices.shape[-1]))
     if cfg.image not in IMAGES:
         raise InputError(f"image: expected one of {', '.join(IMAGES)} (resolve 'auto' with "
@@ -354,19 +400,58 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     order = rng.permutation(len(y))
     n_val = max(2, int(round(cfg.val_fraction * len(y))))
     val, tr = order[:n_val], order[n_val:]
+    model = CNNModel(_net(tuple(cfg.channels), cfg.n_images), config=cfg,
+                     k=k or slices.shape[1], axes=axes, threshold=threshold)
+    best, history = _fit(model, slices, y, tr, val, gen)
+    raw_val = particle_scores(model.slice_probabilities(np.ascontiguousarray(slices[val])))
+    auc = roc_auc(y[val], raw_val)
+    pair = platt(raw_val, y[val], prior=float(y.mean()))
+    model.calibration = pair if cfg.calibrate else None
+    # held-out scores of every particle: the validation particles from this network, each
+    # further chunk of the training particles from a network fitted without it
+    held, raw = [val], [raw_val]
+    n_extra = max(int(cfg.count_folds), 1) - 1
+    for chunk in (np.array_split(tr, n_extra) if n_extra else []):
+        if chunk.size < 2:
+            continue
+        extra = CNNModel(_net(tuple(cfg.channels), cfg.n_images), config=cfg)
+        _fit(extra, slices, y, np.setdiff1d(tr, chunk), chunk, gen)
+        held.append(chunk)
+        raw.append(particle_scores(extra.slice_probabilities(
+            np.ascontiguousarray(slices[chunk]))))
+    yh = y[np.concatenate(held)]
+    both = 0 < yh.sum() < len(yh)  # else no count to match: fall back to ``threshold``
+    model.count_threshold = select_threshold(
+        yh, apply_platt(np.concatenate(raw), model.calibration), rule="prevalence") \
+        if both else None
+    model.threshold_rule = threshold_rule if both else "fixed"
+    model.training = {"epochs_run": len(history), "best_epoch": best[2],
+                      "best_val_loss": best[0], "val_auc": auc, "n_particles": len(y),
+                      "n_flawed": int(y.sum()), "n_val_flawed": int(y[val].sum()),
+                      "n_val": int(len(val)), "platt": pair, "val_history": history,
+                      "n_count_particles": int(len(yh)), "count_folds": len(held)}
+    return model
+
+
+def _fit(model: CNNModel, slices: np.ndarray, y: np.ndarray, tr: np.ndarray, val: np.ndarray,
+         gen: Any) -> tuple[tuple[float, Any, int], list[float]]:
+    """Fit ``model.net`` on the particles ``tr``, early-stopped on the particles ``val``
+    (best weights kept); returns ``(best val loss, weights, epoch)`` and the loss history."""
+    import torch
+
+    cfg = model.config
+    net = model.net
     n_sl = slices.shape[1]
     xt = torch.from_numpy(network_input(slices[tr]))
     yt = torch.from_numpy(np.repeat(y[tr], n_sl))
     xv = np.ascontiguousarray(slices[val])
-    net = _net(tuple(cfg.channels), cfg.n_images)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-3)
     steps = max(1, cfg.epochs * -(-xt.shape[0] // cfg.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     pos = float(yt.mean())
     loss_fn = torch.nn.BCEWithLogitsLoss(
         pos_weight=torch.tensor((1 - pos) / max(pos, 1e-6)))
-    model = CNNModel(net, config=cfg, k=k or n_sl, axes=axes, threshold=threshold)
-    best = (np.inf, None, 0)
+    best: tuple[float, Any, int] = (np.inf, None, 0)
     history = []
     for epoch in range(cfg.epochs):
         net.train()
@@ -380,8 +465,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
             loss.backward()
             opt.step()
             sched.step()
-        pv = model.slice_probabilities(xv)
-        ps = np.clip(particle_scores(pv), 1e-6, 1 - 1e-6)
+        ps = np.clip(particle_scores(model.slice_probabilities(xv)), 1e-6, 1 - 1e-6)
         yv = y[val]
         vloss = float(-np.mean(yv * np.log(ps) + (1 - yv) * np.log(1 - ps)))
         history.append(vloss)
@@ -392,15 +476,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     if best[1] is not None:
         net.load_state_dict(best[1])
     net.eval()
-    raw_val = particle_scores(model.slice_probabilities(xv))
-    auc = roc_auc(y[val], raw_val)
-    pair = platt(raw_val, y[val], prior=float(y.mean()))
-    model.calibration = pair if cfg.calibrate else None
-    model.training = {"epochs_run": len(history), "best_epoch": best[2],
-                      "best_val_loss": best[0], "val_auc": auc, "n_particles": len(y),
-                      "n_flawed": int(y.sum()), "n_val_flawed": int(y[val].sum()),
-                      "n_val": int(len(val)), "platt": pair, "val_history": history}
-    return model
+    return best, history
 
 
 def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNNModel:
@@ -416,12 +492,14 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNN
         state = torch.load(read_member(archive, "state_dict.pt"), map_location="cpu",
                            weights_only=True)
         net.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        net.eval()
+        return CNNModel(net, config=cfg, k=header.get("k", 10), axes=header.get("axes"),
+                        threshold=header.get("threshold", PUBLISHED_THRESHOLD),
+                        threshold_rule=header.get("threshold_rule", "fixed"),
+                        count_threshold=header.get("count_threshold"),
+                        training=header.get("training"), calibration=header.get("calibration"))
+    except (KeyError, TypeError, RuntimeError, ValueError, InputError) as exc:
         raise ModelError(f"{path}: damaged cracks-cnn model ({type(exc).__name__})") from exc
-    net.eval()
-    return CNNModel(net, config=cfg, k=header.get("k", 10), axes=header.get("axes"),
-                    threshold=header.get("threshold", PUBLISHED_THRESHOLD),
-                    training=header.get("training"), calibration=header.get("calibration"))
 
 
 register_kind(KIND, _loader)
