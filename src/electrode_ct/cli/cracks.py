@@ -52,7 +52,8 @@ def classify_cmd(
     slice_size: int = typer.Option(None, "--slice-size", help="CNN: slice side in pixels "
                                    "(must match the model)."),
     threshold: float = typer.Option(None, "--threshold", help="Flawed when score >= this "
-                                    "(default: the model's rule; 0.4 for CNN models unless trained with the count rule)."),
+                                    "(default: the model's rule; 0.4 for CNN models unless "
+                                    "trained with the count rule)."),
     min_slices: int = typer.Option(None, "--min-slices", help="CNN: flawed when at least m "
                                    "slices are (instead of the threshold)."),
     truth: str = typer.Option(None, "--truth", help="Reference table (label + flawed/cracked): "
