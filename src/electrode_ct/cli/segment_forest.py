@@ -41,7 +41,8 @@ def train_forest_cmd(
     no_balance: bool = typer.Option(False, "--no-balance", help="Do not weight classes."),
     max_depth: int = typer.Option(14, "--max-depth", help="Tree depth limit (0 = none)."),
     normalise: str = typer.Option("percentile", "--normalise",
-                                  help="Per-image intensity normalisation: percentile | none."),
+                                  help="Per-image intensity normalisation: "
+                                  "percentile | offset | none."),
     augment: float = typer.Option(0.1, "--augment",
                                   help="Intensity augmentation: training copies with gains "
                                        "1 ± A and offsets ± A/2 of the range (0 = off)."),
