@@ -32,7 +32,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / \
 
 @dataclass
 class Prepared:
-    """Candidates, healed labels and descriptors of a scan."""
+    """Candidates, healed labels, descriptors and fine-scale image of a scan."""
 
     grey: np.ndarray
     labels: np.ndarray
@@ -42,6 +42,9 @@ class Prepared:
     ids: np.ndarray
     descriptors: pd.DataFrame
     reference: Any
+    fine: np.ndarray
+    """Fine-scale image of ``grey`` (:func:`~electrode_ct.cracks.highpass.fine_scale`),
+    shared by the descriptors, the CNN slices and the integral crack volume."""
 
 
 @dataclass
@@ -74,6 +77,7 @@ def prepare(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0, 
     ``heal_width_um`` defaults to two voxels (the widest crack bridged by the closing).
     """
     from electrode_ct.cracks.descriptors import particle_descriptors
+    from electrode_ct.cracks.highpass import fine_scale
 
     g, lab = check_inputs(grey, labels, grey_name=grey_name, labels_name=labels_name)
     sp = as_spacing(spacing, name="spacing")
@@ -81,8 +85,9 @@ def prepare(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0, 
     ids = require_candidates(cand, name=labels_name)
     width = 2 * max(sp) if heal_width_um is None else float(heal_width_um)
     healed = heal_labels(lab, width_um=width, spacing=sp)
-    desc, ref = particle_descriptors(g, healed, ids, spacing=sp)
-    return Prepared(g, lab, healed, sp, cand, ids, desc, ref)
+    fine = fine_scale(g, healed)
+    desc, ref = particle_descriptors(g, healed, ids, spacing=sp, fine=fine)
+    return Prepared(g, lab, healed, sp, cand, ids, desc, ref, fine)
 
 
 FINE_SLICE_SCALE = 4.0
@@ -114,7 +119,6 @@ def cnn_slices(prep: Prepared, ids: np.ndarray, *, image: str = "both", k: int =
         size)`` for ``both``.
     """
     from electrode_ct.cracks.cnn_model import IMAGES
-    from electrode_ct.cracks.highpass import fine_scale
     from electrode_ct.cracks.sampling import sample_slices
 
     if image not in IMAGES:
@@ -126,7 +130,7 @@ def cnn_slices(prep: Prepared, ids: np.ndarray, *, image: str = "both", k: int =
                                  solid=ref.to_input(ref.solid),
                                  background=ref.to_input(ref.background)))
     if image in ("fine", "both"):
-        out.append(sample_slices(fine_scale(prep.grey, prep.healed), prep.healed, ids, k=k,
+        out.append(sample_slices(prep.fine, prep.healed, ids, k=k,
                                  axes=axes, size=size, solid=0.0,
                                  background=-FINE_SLICE_SCALE))
     return out[0] if len(out) == 1 else np.stack(out, axis=2)
@@ -302,7 +306,8 @@ def classify(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0,
     intact = ids[~flawed]
     phases, crack_tab, grey_thr = three_phase(prep.grey, prep.healed, split_ids,
                                               labels=prep.labels, spacing=prep.spacing,
-                                              reference=intact if intact.size else ids)
+                                              reference=intact if intact.size else ids,
+                                              fine=prep.fine)
     base = prep.candidates.set_index("label").loc[ids]
     table = pd.DataFrame({
         "label": ids.astype(np.uint32),

@@ -3,8 +3,8 @@
 Each particle is seen through ``k`` slices (:func:`~electrode_ct.cracks.sampling.sample_slices`);
 the network gives each slice a flaw probability, the particle's score is the mean slice
 probability, and the particle is flawed when the score is at least a threshold (0.4 is
-the published rule; models trained by this version default to the count threshold chosen
-on their validation particles, see :class:`CNNModel`) or, alternatively, when at least
+the published rule and the default; a count-matching threshold chosen on held-out
+training particles is stored too, see :class:`CNNModel`) or, alternatively, when at least
 ``m`` of its ``k`` slices are (:func:`m_sweep` shows the % flawed against ``m`` to choose
 it).
 
@@ -33,6 +33,13 @@ KIND = "cracks-cnn"
 PUBLISHED_THRESHOLD = 0.4
 THRESHOLD_RULES = ("count", "fixed")
 """Default threshold rules of a CNN model (:attr:`CNNModel.threshold_rule`)."""
+
+
+def _check_rule(threshold_rule: str) -> None:
+    """Raise a one-line :class:`InputError` unless ``threshold_rule`` is a known rule."""
+    if threshold_rule not in THRESHOLD_RULES:
+        raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
+                         f"got {threshold_rule!r}")
 IMAGES = ("both", "fine", "grey")
 """Images the slices can be cut from (:attr:`CNNConfig.image`)."""
 
@@ -187,9 +194,7 @@ class CNNModel:
                  count_threshold: float | None = None,
                  training: dict[str, Any] | None = None,
                  calibration: tuple[float, float] | None = None) -> None:
-        if threshold_rule not in THRESHOLD_RULES:
-            raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
-                             f"got {threshold_rule!r}")
+        _check_rule(threshold_rule)
         if threshold_rule == "count" and count_threshold is None:
             raise InputError("threshold_rule 'count' needs a count_threshold")
         self.threshold_rule = threshold_rule
@@ -376,9 +381,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     from electrode_ct.segment.cnn._torch import require_torch, set_threads
 
     require_torch()
-    if threshold_rule not in THRESHOLD_RULES:
-        raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
-                         f"got {threshold_rule!r}")
+    _check_rule(threshold_rule)
     cfg = config or CNNConfig(size=int(slices.shape[-1]))
     if cfg.image not in IMAGES:
         raise InputError(f"image: expected one of {', '.join(IMAGES)} (resolve 'auto' with "

@@ -200,7 +200,8 @@ def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, floa
 
 def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                          spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-                         sums: LayerSums | None = None) -> tuple[pd.DataFrame, Reference]:
+                         sums: LayerSums | None = None,
+                         fine: np.ndarray | None = None) -> tuple[pd.DataFrame, Reference]:
     """Descriptors of the particles ``ids`` (rows in the order of ``ids``).
 
     Parameters
@@ -216,6 +217,9 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
     sums : LayerSums, optional
         Precomputed ``layer_sums(healed, grey)``; ``grey`` is then used as given,
         otherwise it is first :func:`quantise`-d.
+    fine : numpy.ndarray, optional
+        :func:`~electrode_ct.cracks.highpass.fine_scale` of ``grey`` (input grey levels),
+        computed when not given.
 
     Returns
     -------
@@ -249,7 +253,8 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
 
     sp = as_spacing(spacing, name="spacing")
     offset, scale = 0.0, 1.0
-    fine = fine_scale(grey, healed)  # on the input grey levels (before quantising)
+    if fine is None:  # on the input grey levels (before quantising)
+        fine = fine_scale(grey, healed)
     if sums is None:
         lo, hi = quantise_range(grey)
         offset, scale = lo, (hi - lo) / (GREY_LEVELS - 1)
