@@ -98,6 +98,10 @@ def train_cnn_cmd(
     ema: float = typer.Option(None, "--ema", help="Exponential moving average of the weights: "
                               "per-step decay (0-1, 0 = off; at most a third of the planned "
                               "steps); the averaged weights are validated and kept [0.995]."),
+    priors: str = typer.Option(None, "--priors", help="Prediction-time class-prior correction "
+                               "stored as the model's default: none | em (each input's phase "
+                               "fractions re-estimated by EM, probabilities adjusted to them) "
+                               "[none]."),
     keep: str = typer.Option(None, "--keep", help="Weights kept per network: last (the final, "
                              "averaged ones) | best (best validation epoch, early stopping "
                              "after --patience) [last]."),
@@ -132,7 +136,7 @@ def train_cnn_cmd(
                   depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
                   threads=threads, time_limit_s=time_limit, members=members,
                   transforms=transforms, label_smoothing=label_smoothing, distill=distill,
-                  ema=ema, keep=keep)
+                  ema=ema, keep=keep, priors=priors)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
     extra = None

@@ -35,11 +35,16 @@ from electrode_ct.segment.models import (
     register_kind,
     write_archive,
 )
+from electrode_ct.segment.priors import adapt
 from electrode_ct.volume import Volume
 
 torch = require_torch()
 
 KIND = "cnn"
+
+PRIORS = ("none", "em")
+"""Prediction-time class-prior options: ``none``, or ``em`` — each input's class priors
+re-estimated by EM and its probabilities adjusted to them (:mod:`electrode_ct.segment.priors`)."""
 
 
 class CNNModel:
@@ -62,8 +67,12 @@ class CNNModel:
         Hyper-parameters and training summary (stored, not used to predict).
     prediction : dict, optional
         Prediction defaults: ``{"mode": "auto"|"slice"|"triplanar", "axis": 0,
-        "transforms": 1, "adapt_bn": False}`` (``transforms``: test-time dihedral transforms
-        averaged; ``adapt_bn``: batch-norm statistics re-estimated on each input).
+        "transforms": 1, "adapt_bn": False, "priors": "none", "train_prior": None}``
+        (``transforms``: test-time dihedral transforms averaged; ``adapt_bn``: batch-norm
+        statistics re-estimated on each input; ``priors``: see :data:`PRIORS`;
+        ``train_prior``: the K class priors the networks' probabilities correspond to — the
+        mean predicted probability over the training planes, set by training; uniform when
+        absent).
     """
 
     kind = KIND
@@ -79,7 +88,7 @@ class CNNModel:
         self.normalisation = dict(normalisation)
         self.training = dict(training or {})
         self.prediction = {"mode": "auto", "axis": 0, "transforms": 1, "adapt_bn": False,
-                           **(prediction or {})}
+                           "priors": "none", "train_prior": None, **(prediction or {})}
 
     @property
     def net(self) -> Any:
@@ -99,7 +108,7 @@ class CNNModel:
                       tile: int = 512, overlap: int = 32, batch_size: int = 2,
                       device: str = "cpu", transforms: int | None = None,
                       threads: int | None = None, adapt_bn: bool | None = None,
-                      progress: Any = None) -> np.ndarray:
+                      priors: str | None = None, progress: Any = None) -> np.ndarray:
         """Class probabilities (K, z, y, x) of a grey volume (z, y, x) or image (y, x).
 
         Parameters
@@ -124,6 +133,12 @@ class CNNModel:
             Re-estimate batch-norm statistics on this input before predicting
             (:func:`~.predict.adapt_batchnorm`; default from the model's ``prediction``
             record).
+        priors : {"none", "em"}, optional
+            ``em``: re-estimate the class priors of this input (the whole image or volume)
+            by EM from its probabilities and adjust them to those priors (label-shift
+            correction, Saerens et al. 2002; :func:`electrode_ct.segment.priors.adapt`,
+            relative to the model's ``train_prior``). Default from the model's
+            ``prediction`` record.
         progress : callable, optional
             Wraps the plane iterator.
         """
@@ -141,12 +156,26 @@ class CNNModel:
             transforms = int(self.prediction.get("transforms", 1))
         if adapt_bn is None:
             adapt_bn = bool(self.prediction.get("adapt_bn", False))
+        priors = priors or self.prediction.get("priors", "none")
+        if priors not in PRIORS:
+            raise InputError(f"priors {priors!r}: expected one of {', '.join(PRIORS)}")
         dev = resolve_device(device)
         for member in self.nets:  # channels-last: ~1.4x faster convolutions on CPU (oneDNN)
             member.to(dev, memory_format=torch.channels_last).eval()
-        return predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
+        prob = predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
                               tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
                               transforms=transforms, progress=progress, adapt_bn=adapt_bn)
+        return self.adjust_priors(prob) if priors == "em" else prob
+
+    def train_prior(self) -> np.ndarray:
+        """The K class priors the networks' probabilities correspond to (uniform if unset)."""
+        stored = self.prediction.get("train_prior")
+        k = len(self.class_values)
+        return np.full(k, 1.0 / k) if stored is None else np.asarray(stored, np.float64)
+
+    def adjust_priors(self, prob: np.ndarray) -> np.ndarray:
+        """``prob`` (K, ...) adjusted to the class priors EM-estimated from ``prob`` itself."""
+        return adapt(prob, self.train_prior())[0]
 
     def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
                 uncertainty: bool = False, **options: Any) -> Prediction:
@@ -162,7 +191,7 @@ class CNNModel:
             Return the normalised entropy of the probabilities (0 certain – 1 uniform).
         **options
             Passed to :meth:`predict_proba` (mode, axis, tile, overlap, batch_size, device,
-            transforms, threads, progress).
+            transforms, threads, adapt_bn, priors, progress).
 
         Returns
         -------

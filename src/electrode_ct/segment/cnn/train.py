@@ -36,7 +36,7 @@ from electrode_ct.segment.cnn.distill import (
     teacher_targets,
     unlabelled_planes,
 )
-from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
+from electrode_ct.segment.cnn.model import PRIORS, CNNModel, load_cnn, net_from_arch
 from electrode_ct.segment.cnn.nets import ARCH_DEFAULTS
 from electrode_ct.segment.cnn.normalise import NORMALISATIONS, normalise, robust_stats
 from electrode_ct.segment.cnn.predict import (
@@ -123,6 +123,12 @@ class TrainConfig:
         Test-time batch-norm adaptation stored as the model's prediction default: batch-norm
         statistics re-estimated on each input (:func:`~.predict.adapt_batchnorm`); the
         validation score then uses it too.
+    priors : {"none", "em"}
+        Prediction-time class-prior (label-shift) correction stored as the model's default
+        (:data:`~.model.PRIORS`): ``em`` re-estimates each input's phase fractions by EM and
+        adjusts its probabilities to them, relative to the model's ``train_prior`` (the mean
+        predicted probability over the training planes, always stored). Not used for the
+        validation score.
     members : int
         Networks trained one after the other with different seeds (each early-stopped on the
         validation slice, each given ``time_limit_s / members``); prediction averages their
@@ -174,6 +180,7 @@ class TrainConfig:
     distill: bool = False
     transforms: int = 1
     adapt_bn: bool = False
+    priors: str = "none"
     device: str = "cpu"
     threads: int | None = None
     time_limit_s: float | None = None
@@ -208,6 +215,8 @@ class TrainConfig:
             raise ConfigError(f"transforms {self.transforms}: expected 1 to 8")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing {self.label_smoothing}: expected 0 <= value < 1")
+        if self.priors not in PRIORS:
+            raise ConfigError(f"priors {self.priors!r}: expected one of {', '.join(PRIORS)}")
         if self.keep not in ("last", "best"):
             raise ConfigError(f"keep {self.keep!r}: expected last or best")
         if not 0 <= self.ema < 1:
@@ -494,6 +503,23 @@ def _evaluate(net: Any, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     return float(np.nanmean(iou)), conf.sum(0) / total, conf.sum(1) / total
 
 
+def mean_probability(net: Any, planes: list[tuple[np.ndarray, np.ndarray]],
+                     device: Any) -> list[float]:
+    """Mean predicted class probability over (at most 16 evenly spaced) training planes.
+
+    The class priors the network's probabilities correspond to, for the prediction-time
+    prior correction (``priors="em"``; class balancing in training makes them differ from
+    the labelled fractions). Whole planes, labelled or not, are averaged.
+    """
+    acc = None
+    for i in evenly_spaced(len(planes), MAX_PLANES):
+        prob = predict_plane(net, planes[i][0], device=device, tile=512, overlap=32)
+        mean = prob.reshape(prob.shape[0], -1).astype(np.float64).mean(axis=1)
+        acc = mean if acc is None else acc + mean
+    total = acc / acc.sum()
+    return [float(v) for v in total]
+
+
 def collapse_check(pred_frac: np.ndarray, ref_frac: np.ndarray) -> str | None:
     """A message when predictions collapsed onto the dominant class, else None.
 
@@ -664,7 +690,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                      training=training,
                      prediction={"mode": "slice" if slices_2d else "auto", "axis": 0,
                                  "transforms": int(cfg.transforms),
-                                 "adapt_bn": bool(cfg.adapt_bn)})
+                                 "adapt_bn": bool(cfg.adapt_bn), "priors": cfg.priors,
+                                 "train_prior": mean_probability(nets, planes, device)})
     return TrainResult(model=model, history=history, best_epoch=runs[0]["best_epoch"],
                        stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
                        collapsed=message is not None,
