@@ -197,3 +197,28 @@ def test_offset_normalised_model_round_trips_and_ignores_grey_shifts(phantom, tm
     # a constant shift of every grey value (slice-to-slice drift) does not change labels
     # (float32 rounding may flip a voxel on a tie)
     assert np.mean(back.predict(grey + 40.0).labels == pred) > 0.999
+
+
+def test_prior_adaptation_estimates_fractions_and_is_blockwise_safe(phantom, trained,
+                                                                     monkeypatch, tmp_path):
+    truth, grey = phantom
+    model, _ = trained
+    np.testing.assert_allclose(model.training_prior(), [1 / 3] * 3)  # class-balanced forest
+    pred = model.predict(grey, probabilities=True, adapt_priors=True, block_shape=(32, 32, 32))
+    est = np.asarray(model.last_priors["estimated"])
+    np.testing.assert_allclose(est, np.bincount(truth.ravel()) / truth.size, atol=0.03)
+    np.testing.assert_allclose(pred.probabilities.sum(axis=0), 1, atol=1e-5)
+    assert min(compare(pred.labels, truth + 1)["iou"].values()) >= 0.9
+    # blocks, and the two-pass path without kept probabilities, give the same labels
+    monkeypatch.setattr(fo, "PRIOR_CACHE_BYTES", 0)
+    blocky = model.predict(grey, adapt_priors=True, block_shape=(12, 32, 13))
+    np.testing.assert_array_equal(blocky.labels, pred.labels)
+    np.testing.assert_allclose(model.last_priors["estimated"], est, atol=1e-6)
+    # the model attribute is the default and survives a round trip
+    model.adapt_priors = True
+    try:
+        back = load_model(model.save(tmp_path / "adapt.ectmodel"))
+    finally:
+        model.adapt_priors = False
+    assert back.adapt_priors
+    np.testing.assert_array_equal(back.predict(grey).labels, pred.labels)

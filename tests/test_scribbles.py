@@ -111,6 +111,13 @@ def test_cli_roundtrip_train_predict(tmp_path, run_cli, three_phase_phantom):
     acc = np.mean(labels.numpy() == truth + 1)
     assert acc > 0.95
     assert read(unc).shape == truth.shape
+    # prior adaptation: the EM-estimated priors are reported and close to the phantom's
+    code, out, err = run_cli("segment", "predict", model, img, seg, "--adapt-priors", "--json")
+    assert code == 0, err
+    priors = json.loads(out)["priors"]
+    frac = np.bincount(truth.ravel(), minlength=3) / truth.size
+    assert list(priors) == ["pore", "cbd", "active"]
+    np.testing.assert_allclose(list(priors.values()), frac, atol=0.05)
     # bad input: one line, exit 2, no output written
     code, out, err = run_cli("segment", "train-forest", img, scr, "--model",
                              tmp_path / "m2.model", "--class-names", "a,b,c,d")

@@ -23,6 +23,8 @@ from electrode_ct.errors import InputError, ModelError
 _FEATURES_HELP = ("Feature set: default | full | minimal, or filter:σ items, e.g. "
                   "'gaussian:0.7,ggm:1.6,hge:3.5' (filters: gaussian log ggm dog ste hge std).")
 _TWO_D_HELP = "Compute features per 2-D z slice (required for single 2-D images)."
+_ADAPT_HELP = ("Re-estimate each image's class priors by EM and adjust the probabilities "
+               "to them (label-shift correction; off: lowered SegmentPy IoU).")
 
 
 @segment_app.command("train-forest")
@@ -46,6 +48,8 @@ def train_forest_cmd(
     augment: float = typer.Option(0.1, "--augment",
                                   help="Intensity augmentation: training copies with gains "
                                        "1 ± A and offsets ± A/2 of the range (0 = off)."),
+    adapt_priors: bool = typer.Option(False, "--adapt-priors/--no-adapt-priors",
+                                      help=_ADAPT_HELP + " Stored as the model's default."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -67,6 +71,7 @@ def train_forest_cmd(
     m = train_forest(img.compute(), lab, features=cfg, class_names=names, n_trees=trees,
                      auto_context=context, balance=not no_balance,
                      max_depth=max_depth or None, augment=augment, seed=seed)
+    m.adapt_priors = adapt_priors
     m.report["train_time_s"] = time.perf_counter() - t0
     m.report["inputs"] = {"image": image, "scribbles": scribbles}
     m.save(model)
@@ -94,6 +99,8 @@ def predict_cmd(
     uncertainty: Path = typer.Option(None, "--uncertainty",
                                      help="Also write the entropy uncertainty map (0..1)."),
     two_d: bool = typer.Option(False, "--2d", help="Require a model working per 2-D slice."),
+    adapt_priors: bool = typer.Option(None, "--adapt-priors/--no-adapt-priors",
+                                      help=_ADAPT_HELP + " Default: the model's setting."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -106,10 +113,14 @@ def predict_cmd(
     if two_d and mode == "3d":
         raise ModelError(f"{model}: --2d given but the model was trained with 3-D features")
     vol = read(image, voxel_size=voxel_size(voxel))
+    extra = {}
+    if adapt_priors is not None:  # forest: adapt_priors; CNN: its priors option
+        extra = ({"priors": "em" if adapt_priors else "none"} if getattr(m, "kind", None) == "cnn"
+                 else {"adapt_priors": adapt_priors})
     t0 = time.perf_counter()
     pred = m.predict(vol, probabilities=probabilities is not None,
                      uncertainty=uncertainty is not None,
-                     progress=lambda it: progress(it, desc="predict"))
+                     progress=lambda it: progress(it, desc="predict"), **extra)
     dt = time.perf_counter() - t0
     cmap = dict(zip(m.class_names, m.class_values, strict=True))
     labels = pred.labels[0] if vol.is_2d else pred.labels
@@ -131,6 +142,8 @@ def predict_cmd(
                "kind": getattr(m, "kind", None)}
     if pred.uncertainty is not None:
         summary["mean_uncertainty"] = float(pred.uncertainty.mean())
+    if getattr(m, "last_priors", None) and (adapt_priors or getattr(m, "adapt_priors", False)):
+        summary["priors"] = dict(zip(m.class_names, m.last_priors["estimated"], strict=True))
     if as_json:
         emit_json(summary)
         return

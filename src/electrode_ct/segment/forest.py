@@ -27,6 +27,7 @@ from scipy import ndimage as ndi
 
 from electrode_ct.errors import ConfigError, InputError, ModelError, ShapeError
 from electrode_ct.segment import features as ft
+from electrode_ct.segment import priors as pr
 from electrode_ct.segment.models import Prediction, entropy, read_member, register_kind
 from electrode_ct.volume import Spacing, Volume, as_spacing
 
@@ -44,6 +45,14 @@ ranges of one sub-volume's slices differ by ±10 % with the phase fractions)."""
 
 DEFAULT_BLOCK_VOXELS = 2_000_000
 """Core voxels per prediction block (memory ~ 100 B per voxel of block plus halo)."""
+
+PRIOR_POINTS = 1_000_000
+"""Voxels (a regular grid in image coordinates) from which prior adaptation estimates an
+image's class priors."""
+
+PRIOR_CACHE_BYTES = 512 * 1024 ** 2
+"""With prior adaptation, first-pass probabilities up to this size are kept for the second
+pass; larger images are predicted twice (memory stays bounded)."""
 
 
 @dataclass
@@ -66,6 +75,9 @@ class ForestModel:
         Smoothing scales of the context probabilities (voxels).
     report : dict
         Training summary: samples per class, out-of-bag accuracy, feature importances.
+    adapt_priors : bool
+        Default of :meth:`predict`'s ``adapt_priors`` (off: measured to lower SegmentPy
+        IoU, see docs/forest.md).
     """
 
     config: ft.FeatureConfig
@@ -76,6 +88,8 @@ class ForestModel:
     stage2: Any = None
     context_sigmas: tuple[float, ...] = CONTEXT_SIGMAS
     report: dict[str, Any] = field(default_factory=dict)
+    adapt_priors: bool = False
+    last_priors: dict[str, Any] = field(default_factory=dict, repr=False)
     kind: str = "forest"
 
     # -- geometry ---------------------------------------------------------------------
@@ -86,7 +100,8 @@ class ForestModel:
     # -- prediction -------------------------------------------------------------------
     def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
                 uncertainty: bool = False, block_shape: Sequence[int] | None = None,
-                n_jobs: int = -1, progress: Any = None, **_: Any) -> Prediction:
+                n_jobs: int = -1, progress: Any = None, adapt_priors: bool | None = None,
+                **_: Any) -> Prediction:
         """Segment a grey volume.
 
         Parameters
@@ -103,6 +118,14 @@ class ForestModel:
             Threads for the forest (-1 = all cores).
         progress : callable, optional
             Wraps the block iterator (e.g. a tqdm bar).
+        adapt_priors : bool, optional
+            Re-estimate this image's class priors by EM from the forest's probabilities
+            on a regular grid of at most :data:`PRIOR_POINTS` voxels and adjust every
+            voxel's probabilities to them (label-shift correction, Saerens et al. 2002,
+            :mod:`electrode_ct.segment.priors`; relative to :meth:`training_prior`).
+            Two passes over the blocks (the first pass's probabilities are kept when
+            they fit in :data:`PRIOR_CACHE_BYTES`). Default: the model's
+            ``adapt_priors`` (off). The estimated priors land in ``self.last_priors``.
 
         Returns
         -------
@@ -125,14 +148,59 @@ class ForestModel:
         if progress is not None:
             it = progress(it)
         self._set_jobs(n_jobs)
+        adapt = self.adapt_priors if adapt_priors is None else bool(adapt_priors)
+        first = prob
+        if adapt and first is None and k * labels.size * 4 <= PRIOR_CACHE_BYTES:
+            first = np.zeros((k, *shape), np.float32)
+        fix = self._prior_fix(data, shape, bshape, rng, first) if adapt else None
         for core in it:
-            p = self.block_probabilities(data, core, value_range=rng)
+            if fix is not None and first is not None:
+                p = first[(slice(None), *core)]  # first-pass probabilities, kept
+            else:
+                p = self.block_probabilities(data, core, value_range=rng)
+            if fix is not None:
+                p = pr.adjust(p, fix[0], fix[1])
             labels[core] = lut[np.argmax(p, axis=0)]
             if prob is not None:
                 prob[(slice(None), *core)] = p
             if unc is not None:
                 unc[core] = entropy(p)
         return Prediction(labels=labels, probabilities=prob, uncertainty=unc)
+
+    def training_prior(self) -> np.ndarray:
+        """Class priors (K,) the forest's probabilities correspond to.
+
+        Uniform for a class-balanced forest (``balance=True``: every class carries the
+        same total weight), else the training voxels' class frequencies.
+        """
+        counts = self.report.get("n_samples", {})
+        if self.report.get("balance", True) or len(counts) != len(self.class_names):
+            return np.full(len(self.class_values), 1.0 / len(self.class_values))
+        c = np.array([float(counts[n]) for n in self.class_names])
+        return c / c.sum()
+
+    def _prior_fix(self, data: Any, shape: Sequence[int], bshape: Sequence[int],
+                   rng: tuple[float, float], keep: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """First pass of prior adaptation: (training prior, EM-estimated image prior).
+
+        Probabilities are sampled on a regular grid in image coordinates (so the estimate
+        does not depend on the blocks); ``keep`` (K, z, y, x), if given, receives every
+        block's probabilities for the second pass.
+        """
+        n = int(np.prod(shape))
+        step = max(1, int(np.ceil((n / PRIOR_POINTS) ** (1 / 3))))
+        samples = []
+        for core in ft.blocks(shape, bshape):
+            p = self.block_probabilities(data, core, value_range=rng)
+            if keep is not None:
+                keep[(slice(None), *core)] = p
+            grid = tuple(slice((-c.start) % step, None, step) for c in core)
+            samples.append(p[(slice(None), *grid)].reshape(p.shape[0], -1))
+        pt = self.training_prior()
+        est, info = pr.estimate_priors(np.concatenate(samples, axis=1), pt)
+        self.last_priors = {"training": pt.tolist(), "estimated": est.tolist(), **info}
+        return pt, est
 
     def default_block(self, shape: Sequence[int]) -> tuple[int, int, int]:
         """A block shape of about :data:`DEFAULT_BLOCK_VOXELS` core voxels."""
@@ -218,6 +286,7 @@ class ForestModel:
             "auto_context": self.stage2 is not None,
             "context_sigmas": list(self.context_sigmas),
             "n_trees": int(self.stage1.n_estimators),
+            "adapt_priors": bool(self.adapt_priors),
             "sklearn_version": sklearn.__version__,
             "report": self.report,
         }
@@ -274,7 +343,8 @@ def load_forest(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) ->
     return ForestModel(config=config, class_values=values, class_names=names, spacing=spacing,
                        stage1=stage1, stage2=stage2,
                        context_sigmas=tuple(header.get("context_sigmas", CONTEXT_SIGMAS)),
-                       report=header.get("report", {}))
+                       report=header.get("report", {}),
+                       adapt_priors=bool(header.get("adapt_priors", False)))
 
 
 register_kind("forest", load_forest)
