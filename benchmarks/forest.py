@@ -16,7 +16,9 @@ Sections:
 Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b] [--seeds 0,1,2]``
 (``--seeds``: scribble seeds of the ``segmentpy`` section, one simulated user each; the
 figures of the first seed keep their keys, means over the seeds are added;
-``--normalise offset|none`` runs that section with another normalisation of ours).
+``--normalise offset|none`` runs that section with another normalisation of ours;
+``--adapt-priors`` also predicts with EM class-prior adaptation, from the same models, and
+adds ``mean_iou_ours_adapt_priors`` and ``gain_adapt_priors`` to every case).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def plain_forest(img, scr, tests, seed):
     return out
 
 
-def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "percentile") -> dict:
+def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "percentile",
+              adapt_priors: bool = False) -> dict:
     """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
 
     The training slice is the central one of each sub-volume (``scribble_slices(n, 1)``);
@@ -64,7 +67,8 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "perc
     simulated user; the per-case keys describe the first seed, and with several seeds
     ``per_seed`` lists every seed's figures and ``*_mean_over_seeds`` their means (both
     forests always see the same scribbles). ``normalise`` is our forest's intensity
-    normalisation (the shipped default ``percentile``, or ``offset``/``none``).
+    normalisation (the shipped default ``percentile``, or ``offset``/``none``);
+    ``adapt_priors`` adds our forest's figures with prior adaptation (same models).
     """
     res: dict = {}
     coverages = [0.1] if quick else [0.1, 0.25]
@@ -72,14 +76,16 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "perc
         sv = load_subvolume(name)
         for cov in coverages:
             for style in ("perclass", "uniform"):
-                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise)
+                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise, adapt_priors)
                         for seed in seeds]
                 entry = dict(runs[0])
+                keys = ["mean_iou_ours", "mean_iou_plain", "gain"]
+                if adapt_priors:
+                    keys += ["mean_iou_ours_adapt_priors", "gain_adapt_priors"]
                 if len(seeds) > 1:
-                    entry["per_seed"] = {str(s): {k: r[k] for k in
-                                                  ("mean_iou_ours", "mean_iou_plain", "gain")}
+                    entry["per_seed"] = {str(s): {k: r[k] for k in keys}
                                          for s, r in zip(seeds, runs, strict=True)}
-                    for k in ("mean_iou_ours", "mean_iou_plain", "gain"):
+                    for k in keys:
                         entry[f"{k}_mean_over_seeds"] = float(np.mean([r[k] for r in runs]))
                     entry["gain_min_over_seeds"] = float(min(r["gain"] for r in runs))
                 res[f"{name}_{style}_{int(cov * 100)}"] = entry
@@ -87,7 +93,7 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "perc
 
 
 def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
-                    normalise: str = "percentile") -> dict:
+                    normalise: str = "percentile", adapt_priors: bool = False) -> dict:
     """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
     from electrode_ct.segment.scribbles import scribble_slices
 
@@ -113,6 +119,13 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
     iou_o, iou_p = ious(ours), ious(plain)
     mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
     mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
+    extra = {}
+    if adapt_priors:
+        iou_a = ious([model.predict(sv.images[n], adapt_priors=True).labels[0] for n in tests])
+        ma = float(np.mean([np.mean(list(d.values())) for d in iou_a]))
+        extra = {"mean_iou_ours_adapt_priors": ma, "gain_adapt_priors": ma - mp,
+                 "iou_ours_adapt_priors_per_class": {k: float(np.mean([d[k] for d in iou_a]))
+                                                     for k in iou_a[0]}}
     return {
         "train_slice": train, "test_slices": tests, "scribble_seed": seed, "normalise": normalise,
         "label_mapping": {str(k): v for k, v in sv.mapping.items()},
@@ -122,6 +135,7 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
         "oob_accuracy": model.report["oob_accuracy"],
         "time_ours_s": t_ours, "time_plain_s": t_plain,
         "top_features": dict(list(model.report["feature_importance"].items())[:8]),
+        **extra,
     }
 
 
@@ -345,13 +359,16 @@ def main() -> None:
                     help="segmentpy: scribble seeds (simulated users), e.g. 0,1,2")
     ap.add_argument("--normalise", default="percentile",
                     help="segmentpy: our forest's normalisation (percentile | offset | none)")
+    ap.add_argument("--adapt-priors", action="store_true",
+                    help="segmentpy: also score our forest with EM class-prior adaptation")
     args = ap.parse_args()
     seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")
     out: dict = {"quick": args.quick}
     t0 = time.perf_counter()
     if "segmentpy" in secs:
-        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise)
+        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise,
+                                     args.adapt_priors)
     if "importance" in secs:
         out["importance"] = importance()
     if "nrel" in secs:
