@@ -274,3 +274,33 @@ def test_particle_solidity_exact_on_voxel_shapes():
     lab[1, 6, 1] = 2
     sol = particle_solidity(lab, spacing=(2.0, 1.0, 1.0))
     assert sol[1] == pytest.approx(1.0) and sol[2] == pytest.approx(3 / 3.5)
+
+
+def test_wider_healing_hypothesis_bridges_a_wide_crack_and_keeps_the_small_ball():
+    truth, _ = resplit_scene()
+    truth[:, :, 12:17][truth[:, :, 12:17] == 1] = 0  # ball 1: a 5-voxel (2.5 µm) crack
+    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5, return_info=True)
+    one, info1 = separate_particles(truth > 0, heal_alternative=1.0, **kw)
+    assert len(np.unique(one[truth == 1])) == 2 and info1["n_rehealed"] == 0  # too wide
+    lab, info = separate_particles(truth > 0, **kw)  # also healed with 1.25 x 2 µm
+    assert info["n_rehealed"] == 1 and lab.max() == 8
+    m = match_instances(lab, truth, scores=info["scores"])
+    assert m["ap50"] == 1.0 and m["splits"] == 0 and m["merges"] == 0
+    assert info["scores"].shape == info["solidity"].shape == (9,)
+    assert np.array_equal(lab > 0, truth > 0)
+
+
+def test_choose_hypotheses_takes_the_cheaper_component_only():
+    from electrode_ct.particles.hypotheses import choose_hypotheses, conflict_components
+
+    first = np.array([[1, 1, 2, 2, 3, 3, 4, 4]])
+    second = np.array([[1, 1, 1, 1, 2, 2, 2, 3]])
+    c1, c2 = conflict_components(first, second)
+    assert c1[1] == c1[2] == c2[1] and c1[3] == c1[4] == c2[2] == c2[3]
+    mask = first > 0
+    # component {1, 2} | {1}: second cheaper -> taken; {3, 4} | {2, 3}: first cheaper
+    pen1 = np.array([0, 5.0, 5.0, 1.0, 1.0])
+    pen2 = np.array([0, 2.0, 4.0, 4.0])
+    out, n = choose_hypotheses(first, second, pen1, pen2, mask)
+    assert n == 1
+    assert out.tolist() == [[5, 5, 5, 5, 3, 3, 4, 4]]

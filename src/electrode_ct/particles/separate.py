@@ -24,7 +24,8 @@ import numpy as np
 
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.particles.cleanup import relabel_sequential, remove_small
-from electrode_ct.particles.confidence import particle_confidence
+from electrode_ct.particles.confidence import fill_ratio, particle_confidence
+from electrode_ct.particles.hypotheses import choose_hypotheses, shape_penalty
 from electrode_ct.particles.resplit import particle_solidity, resplit_merged
 from electrode_ct.particles.seeding import distance_map, seed_markers, watershed
 from electrode_ct.volume import Volume, as_spacing, resolve_phase
@@ -168,6 +169,93 @@ def _same_ids(whole: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lut[whole]
 
 
+def _finish(mask: np.ndarray, whole: np.ndarray, score: np.ndarray, markers: np.ndarray,
+            n_resplit: int, *, spacing: tuple[float, float, float],
+            min_volume_um3: float) -> dict[str, Any]:
+    """Cut the healed-region labels back to the mask, clean and renumber them."""
+    labels = np.where(mask, whole, 0)
+    labels, n_small = remove_small(labels, min_volume_um3=min_volume_um3, spacing=spacing)
+    labels = relabel_sequential(labels)
+    return {"labels": labels, "whole": _same_ids(whole, labels), "score": score,
+            "n_small": n_small, "n_markers": int(markers.max()), "n_resplit": n_resplit}
+
+
+def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float, float],
+                  h_um: float, smooth: float, compactness: float, resplit: bool,
+                  min_volume_um3: float) -> dict[str, Any]:
+    """Distance-transform watershed of the mask healed with ``width`` µm (one hypothesis)."""
+    from scipy import ndimage as ndi
+
+    healed = heal_cracks(mask, width_um=width, spacing=spacing) if width > 0 else mask
+    dist = distance_map(healed, spacing)
+    score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
+    markers = seed_markers(score, h_um, healed)
+    labels = watershed(-score, markers, healed, compactness)
+    n_resplit = 0
+    if resplit and width > 0:
+        labels, n_resplit = resplit_merged(labels, mask, score, spacing=spacing, h=h_um,
+                                           smooth=smooth, min_volume_um3=min_volume_um3)
+    return _finish(mask, labels, score, markers, n_resplit, spacing=spacing,
+                   min_volume_um3=min_volume_um3)
+
+
+def _learned_run(mask: np.ndarray, width: float, *, method: str,
+                 boundary: np.ndarray | None, planes: Sequence[np.ndarray] | None,
+                 spacing: tuple[float, float, float], h_um: float, smooth: float,
+                 compactness: float, resplit: bool, min_volume_um3: float) -> dict[str, Any]:
+    """Watershed of a boundary map (``boundary``) or of voted 2-D predictions (``triplanar``)."""
+    from scipy import ndimage as ndi
+
+    healed = heal_cracks(mask, width_um=width, spacing=spacing) if width > 0 else mask
+    if method == "boundary":
+        if boundary is None:
+            raise InputError("boundary: method 'boundary' needs a boundary-probability map")
+        bnd = np.asarray(getattr(boundary, "data", boundary), dtype=np.float32)
+        if bnd.shape != mask.shape:
+            raise ShapeError(f"boundary: shape {bnd.shape} differs from phases {mask.shape}")
+        region = healed
+    else:
+        fg, bnd = boundary_from_planes(planes if planes is not None else [mask] * 3)
+        region = (fg | healed) if width > 0 else fg
+    core = region & (bnd < 0.5)
+    dist = distance_map(core, spacing)
+    score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
+    markers = seed_markers(score, h_um, core)
+    elevation = bnd - score / max(float(score.max()), 1e-6)
+    labels = watershed(elevation, markers, region, compactness)
+    return _finish(mask, labels, score, markers, 0, spacing=spacing,
+                   min_volume_um3=min_volume_um3)
+
+
+def _choose_width(mask: np.ndarray, first: dict[str, Any], second: dict[str, Any], *,
+                  spacing: tuple[float, float, float]) -> dict[str, Any]:
+    """Where the two healing widths disagree, keep the particles with the smaller penalty.
+
+    See :mod:`electrode_ct.particles.hypotheses`. The result carries the healed-region
+    solidity and the distance map of the hypothesis each particle comes from.
+    """
+    sol1 = particle_solidity(first["whole"], spacing=spacing)
+    out = dict(first, solidity=sol1, n_rehealed=0)
+    n1, n2 = int(first["labels"].max()), int(second["labels"].max())
+    if n1 < 2 or n2 < 1:
+        return out
+    sol2 = particle_solidity(second["whole"], spacing=spacing)
+    fill, _ = fill_ratio(first["labels"], first["score"], spacing=spacing)
+    medians = {"median_fill": float(np.median(fill[1:])),
+               "median_solidity": float(np.median(sol1[1:]))}
+    pen1 = shape_penalty(first["labels"], first["score"], sol1, spacing=spacing, **medians)
+    pen2 = shape_penalty(second["labels"], second["score"], sol2, spacing=spacing, **medians)
+    labels, n_taken = choose_hypotheses(first["labels"], second["labels"], pen1, pen2, mask)
+    if not n_taken:
+        return out
+    present = np.bincount(labels.ravel(), minlength=n1 + n2 + 1) > 0
+    present[0] = True
+    lut = (np.cumsum(present) - 1).astype(np.uint32)
+    solidity = np.concatenate([sol1, sol2[1:]])[present]
+    score = np.where(labels > n1, second["score"], first["score"])
+    return dict(out, labels=lut[labels], score=score, solidity=solidity, n_rehealed=n_taken)
+
+
 def separate_particles(
     phases: Any,
     *,
@@ -183,6 +271,7 @@ def separate_particles(
     compactness: float = 0.0,
     smooth: float = 1.0,
     resplit: bool = True,
+    heal_alternative: float = 1.25,
     return_info: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Split the particle phase into particles (uint32 ids, 0 background, sequential).
@@ -226,9 +315,18 @@ def separate_particles(
         them to a neighbour) and split them where the pieces fit their inscribed balls
         better; cracked particles stay whole
         (:func:`electrode_ct.particles.resplit.resplit_merged`).
+    heal_alternative : float
+        With healing and ``method="distance"``: also separate with cracks healed up to
+        ``heal_alternative * heal_cracks_um`` and, wherever the two results disagree, keep
+        the particles that look more like single particles (smaller volume-weighted
+        confidence down-weighting; :mod:`electrode_ct.particles.hypotheses`). A crack the
+        segmentation widened beyond the given width is bridged by the wider one, while the
+        narrower one keeps the small particles the wider closing would merge. 1 (or less)
+        disables it.
     return_info : bool
         Also return a dict: ``n_particles``, ``n_removed_small``, ``n_markers``,
-        ``n_resplit`` (particles split by ``resplit``),
+        ``n_resplit`` (particles split by ``resplit``), ``n_rehealed`` (regions taken
+        from the wider healing, ``heal_alternative``),
         ``n_phase_voxels``, ``method``, ``heal_cracks_um``, ``h_um``, ``peak_um``
         (float64, index = particle id, element 0 unused: the peak of each particle's
         smoothed distance map, µm), ``solidity`` (same indexing: volume / convex-hull
@@ -261,7 +359,6 @@ def separate_particles(
     >>> int(separate_particles(two, phase=1).max())
     2
     """
-    from scipy import ndimage as ndi
 
     if method not in METHODS:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
@@ -274,45 +371,24 @@ def separate_particles(
     if heal_cracks_um < 0 or min_volume_um3 < 0:
         raise InputError("heal_cracks_um and min_volume_um3 must be >= 0 µm")
     h_um = float(max(sp) if h is None else h)
-    n_resplit = 0
-
-    healed = heal_cracks(mask, width_um=heal_cracks_um, spacing=sp) if heal_cracks_um > 0 \
-        else mask
+    settings = {"spacing": sp, "h_um": h_um, "smooth": smooth, "compactness": compactness,
+                "resplit": resplit, "min_volume_um3": min_volume_um3}
     if method == "distance":
-        dist = distance_map(healed, sp)
-        score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
-        markers = seed_markers(score, h_um, healed)
-        labels = watershed(-score, markers, healed, compactness)
-        if resplit and heal_cracks_um > 0:
-            labels, n_resplit = resplit_merged(labels, mask, score, spacing=sp, h=h_um,
-                                               smooth=smooth, min_volume_um3=min_volume_um3)
+        run = _distance_run(mask, heal_cracks_um, **settings)
+        if heal_cracks_um > 0 and heal_alternative > 1:
+            run = _choose_width(mask, run, _distance_run(mask, heal_alternative * heal_cracks_um,
+                                                         **settings), spacing=sp)
     else:
-        if method == "boundary":
-            if boundary is None:
-                raise InputError("boundary: method 'boundary' needs a boundary-probability map")
-            bnd = np.asarray(getattr(boundary, "data", boundary), dtype=np.float32)
-            if bnd.shape != mask.shape:
-                raise ShapeError(f"boundary: shape {bnd.shape} differs from phases {mask.shape}")
-            region = healed
-        else:
-            fg, bnd = boundary_from_planes(planes if planes is not None else [mask] * 3)
-            region = (fg | healed) if heal_cracks_um > 0 else fg
-        core = region & (bnd < 0.5)
-        dist = distance_map(core, sp)
-        score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
-        markers = seed_markers(score, h_um, core)
-        elevation = bnd - score / max(float(score.max()), 1e-6)
-        labels = watershed(elevation, markers, region, compactness)
-    whole = labels  # on the healed region, before the cut back
-    labels = np.where(mask, labels, 0)
-    n_markers = int(markers.max())
-    labels, n_small = remove_small(labels, min_volume_um3=min_volume_um3, spacing=sp)
-    labels = relabel_sequential(labels)
+        run = _learned_run(mask, heal_cracks_um, method=method, boundary=boundary,
+                           planes=planes, **settings)
+    labels = run["labels"]
     if not return_info:
         return labels
     n = int(labels.max())
-    solidity = particle_solidity(_same_ids(whole, labels), spacing=sp)
-    scores, peak = particle_confidence(labels, score, spacing=sp, solidity=solidity)
+    solidity = run["solidity"] if "solidity" in run else \
+        particle_solidity(run["whole"], spacing=sp)
+    scores, peak = particle_confidence(labels, run["score"], spacing=sp, solidity=solidity)
+    n_small, n_markers, n_resplit = run["n_small"], run["n_markers"], run["n_resplit"]
     return labels, {
         "n_particles": n,
         "scores": scores,
@@ -321,6 +397,7 @@ def separate_particles(
         "n_removed_small": n_small,
         "n_markers": n_markers,
         "n_resplit": n_resplit,
+        "n_rehealed": run.get("n_rehealed", 0),
         "n_phase_voxels": int(mask.sum()),
         "method": method,
         "heal_cracks_um": float(heal_cracks_um),
