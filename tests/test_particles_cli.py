@@ -56,6 +56,7 @@ def test_particles_cli_resplit_switch_matches_the_api(tmp_path, run_cli):
                                         heal_cracks_um=1.0, resplit=resplit, return_info=True)
         assert np.array_equal(read(tmp_path / f"{flag}.tif").numpy(), api)
         assert json.loads(out)["n_resplit"] == stats["n_resplit"]
+        assert json.loads(out)["n_rehealed"] == stats["n_rehealed"]
         if not resplit:
             assert stats["n_resplit"] == 0
 

@@ -135,6 +135,7 @@ def particles_cmd(
         "n_removed_border": n_removed_border,
         "n_markers": stats["n_markers"],
         "n_resplit": stats.get("n_resplit", 0),
+        "n_rehealed": stats.get("n_rehealed", 0),
         "method": method,
         "heal_cracks_um": heal,
         "h_um": stats["h_um"],
