@@ -119,6 +119,8 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int],
         "epochs_run": len(res.history), "best_epoch": res.best_epoch,
         "best_val_mean_iou": res.model.training["best_val_mean_iou"],
         "members": res.model.training["members"],
+        "normalisation": res.model.normalisation["mode"],
+        "normalisation_choice": res.model.training.get("normalisation_choice"),
         "stopped_early": res.stopped_early, "collapsed": res.collapsed,
         "predict_wall_s": t_pred, **extra,
     }, res.model

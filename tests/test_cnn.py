@@ -126,7 +126,8 @@ def test_model_round_trip(tmp_path, trained):
     head = read_header(path)
     assert head["kind"] == "cnn" and head["class_names"] == ["pore", "cbd", "active"]
     assert head["arch"] == {"name": "lrcs", "channels": 8, "depth": 2, "kernel": 3}
-    assert head["normalisation"]["mode"] == "image"
+    assert head["normalisation"] == trained.model.normalisation
+    assert head["normalisation"]["mode"] in ("image", "fixed")  # "auto" resolves to one
     loaded = load_model(path)
     img, _ = phantom_slice(7, size=50)
     a = trained.model.predict(img, probabilities=True).probabilities
@@ -352,3 +353,50 @@ def test_train_prior_is_stored_and_em_priors_adjust_predictions(tmp_path, traine
         m.predict(img, priors="bayes")
     with pytest.raises(ConfigError, match="priors"):
         train(img, truth, config=replace(TrainConfig(**TINY), priors="bayes"))
+
+
+class _Threshold(torch.nn.Module):
+    """Toy 'network': class 1 where the normalised input is above 0 (logits ±10 x)."""
+
+    def forward(self, x):
+        return torch.cat([-10 * x, 10 * x], dim=1)
+
+
+def _val_case(bright_fraction: float, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """Dark (grey 0-0.4, label 1) and bright (0.6-1, label 2) columns of a 64 × 64 image,
+    ``bright_fraction`` of them bright, grey + ``shift``."""
+    lab = np.ones((64, 64), np.uint8)
+    lab[:, : int(64 * bright_fraction)] = 2
+    ramp = np.linspace(0.0, 0.4, 64, dtype=np.float32)[:, None]
+    grey = np.where(lab == 2, 0.6, 0.0).astype(np.float32) + ramp + shift
+    return grey, lab
+
+
+@pytest.mark.parametrize(("bright", "shift", "expected"),
+                         [(0.85, 0.0, "fixed"),   # same grey scale, other phase fractions
+                          (0.5, 0.7, "image")])   # balanced fractions, grey levels drifted
+def test_auto_normalisation_keeps_what_validates_better(bright, shift, expected):
+    from electrode_ct.segment.cnn.normalise import robust_stats
+    from electrode_ct.segment.cnn.train import _choose_normalisation, _validation_planes
+
+    train_img, _ = _val_case(0.5, 0.0)
+    stats = robust_stats(train_img)  # centre 0.5: the threshold sits between the phases
+    val = _val_case(bright, shift)
+    values = np.array([1, 2])
+    image_planes = _validation_planes(val, "image", stats, values)
+    fixed_planes = _validation_planes(val, "fixed", stats, values)
+    assert np.allclose(fixed_planes[0][0], (val[0] - stats[0]) / stats[1])  # training stats
+    mode, scores, planes = _choose_normalisation([_Threshold().eval()], image_planes,
+                                                 fixed_planes, 2, "cpu")
+    assert mode == expected and planes is (fixed_planes if expected == "fixed" else image_planes)
+    other = "image" if expected == "fixed" else "fixed"
+    assert scores[expected] == pytest.approx(1.0) and scores[other] < 0.9
+
+
+def test_auto_normalisation_is_recorded(trained):
+    choice = trained.model.training["normalisation_choice"]
+    assert set(choice) == {"image", "fixed"}
+    best = "fixed" if choice["fixed"] > choice["image"] else "image"
+    assert trained.model.normalisation["mode"] == best
+    with pytest.raises(ConfigError, match="normalisation"):
+        TrainConfig(normalisation="zscore").check()

@@ -102,6 +102,10 @@ def train_cnn_cmd(
                                "stored as the model's default: none | em (each input's phase "
                                "fractions re-estimated by EM, probabilities adjusted to them) "
                                "[none]."),
+    normalisation: str = typer.Option(None, "--normalisation", help="Input normalisation: "
+                                      "auto (image, or the training slice's statistics for "
+                                      "every input if that validates better on --val) | image "
+                                      "| slice | fixed [auto]."),
     keep: str = typer.Option(None, "--keep", help="Weights kept per network: last (the final, "
                              "averaged ones) | best (best validation epoch, early stopping "
                              "after --patience) [last]."),
@@ -136,7 +140,7 @@ def train_cnn_cmd(
                   depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
                   threads=threads, time_limit_s=time_limit, members=members,
                   transforms=transforms, label_smoothing=label_smoothing, distill=distill,
-                  ema=ema, keep=keep, priors=priors)
+                  ema=ema, keep=keep, priors=priors, normalisation=normalisation)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
     extra = None

@@ -112,8 +112,14 @@ class TrainConfig:
     patience : int
         With ``keep="best"``: epochs without validation improvement before stopping (0 =
         never stop early); unused with ``keep="last"``.
-    normalisation : {"image", "slice", "fixed"}
-        Input normalisation (see :mod:`~electrode_ct.segment.cnn.normalise`).
+    normalisation : {"auto", "image", "slice", "fixed"}
+        Input normalisation (see :mod:`~electrode_ct.segment.cnn.normalise`). ``auto``
+        (default) trains with ``image`` and, when a validation slice is given, keeps
+        ``fixed`` (the training slice's statistics for every input) instead if the
+        trained model scores a higher validation mean IoU with it: slices of one
+        calibrated scan share their grey scale, and renormalising each by its own
+        statistics then shifts images whose phase fractions differ; slices whose grey
+        levels drift need ``image``. Without a validation slice ``auto`` is ``image``.
     seed : int
         Random seed (patches, augmentation, initial weights); member ``i`` uses ``seed + i``.
     transforms : int
@@ -174,7 +180,7 @@ class TrainConfig:
     ema: float = 0.995
     keep: str = "last"
     patience: int = 8
-    normalisation: str = "image"
+    normalisation: str = "auto"
     seed: int = 0
     members: int = 3
     distill: bool = False
@@ -199,9 +205,9 @@ class TrainConfig:
         """Raise :class:`ConfigError` for out-of-range values."""
         if self.schedule not in ("cosine", "step", "constant"):
             raise ConfigError(f"schedule {self.schedule!r}: expected cosine, step or constant")
-        if self.normalisation not in NORMALISATIONS:
+        if self.normalisation not in (*NORMALISATIONS, "auto"):
             raise ConfigError(f"normalisation {self.normalisation!r}: expected one of "
-                              f"{', '.join(NORMALISATIONS)}")
+                              f"auto, {', '.join(NORMALISATIONS)}")
         if self.class_weighting not in ("balanced", "none"):
             raise ConfigError(f"class weighting {self.class_weighting!r}: expected balanced "
                               "or none")
@@ -295,9 +301,13 @@ def _planes(image: np.ndarray, labels: np.ndarray, *, all_axes: bool,
 
 
 def prepare(images: Any, labels: Any, *, normalisation: str = "image",
-            all_axes: bool = True, name: str = "labels"
+            all_axes: bool = True, name: str = "labels",
+            stats: tuple[float, float] | None = None,
             ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, tuple[float, float]]:
     """Normalise images and turn labels 1..K into class indices (unlabelled → ignore).
+
+    ``stats`` (centre, scale) are the ``fixed`` normalisation's statistics (default: those
+    of the first image; pass the training statistics for validation images).
 
     Returns
     -------
@@ -324,7 +334,7 @@ def prepare(images: Any, labels: Any, *, normalisation: str = "image",
                          "training needs at least 2 labelled classes (0 = unlabelled)")
     if values.min() < 0 or values.max() > 255:
         raise InputError(f"{name}: class values must be 1..255, got {values.min()}..{values.max()}")
-    stats = robust_stats(imgs[0])
+    stats = robust_stats(imgs[0]) if stats is None else stats
     lut = np.full(int(values.max()) + 1, IGNORE, np.int64)
     lut[values] = np.arange(values.size)
     planes = []
@@ -480,6 +490,36 @@ def learning_rate(epoch: int, cfg: TrainConfig, *, elapsed_s: float | None = Non
 
 
 # -- evaluation ---------------------------------------------------------------------------
+def _validation_planes(val: tuple[Any, Any], mode: str, stats: tuple[float, float],
+                       values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validation planes normalised by ``mode`` (``fixed``: the training ``stats``), labels
+    as training class indices."""
+    vp, vvals, _ = prepare(val[0], val[1], normalisation=mode, all_axes=False,
+                           name="validation labels", stats=stats)
+    if not set(vvals.tolist()) <= set(values.tolist()):
+        raise InputError(f"validation labels: classes {vvals.tolist()} not all among the "
+                         f"training classes {values.tolist()}")
+    remap = np.searchsorted(values, vvals)
+    return [(img, np.where(lab == IGNORE, IGNORE, remap[np.clip(lab, 0, None)]))
+            for img, lab in vp]
+
+
+def _choose_normalisation(nets: Any, image_planes: list[tuple[np.ndarray, np.ndarray]],
+                          fixed_planes: list[tuple[np.ndarray, np.ndarray]], k: int,
+                          device: Any, *, adapt_bn: bool = False,
+                          ) -> tuple[str, dict[str, float], list[tuple[np.ndarray, np.ndarray]]]:
+    """``normalisation="auto"``: ``image`` or ``fixed``, whichever validates better.
+
+    Returns the chosen mode, both validation mean IoUs, and the validation planes in the
+    chosen normalisation. A tie keeps ``image``.
+    """
+    scores = {mode: _evaluate(nets, planes[:4], k, device, adapt_bn=adapt_bn)[0]
+              for mode, planes in (("image", image_planes), ("fixed", fixed_planes))}
+    if scores["fixed"] > scores["image"]:
+        return "fixed", scores, fixed_planes
+    return "image", scores, image_planes
+
+
 def _evaluate(net: Any, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
               device: Any, *, adapt_bn: bool = False) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean IoU over labelled pixels, and predicted / reference class fractions.
@@ -587,20 +627,13 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     t0, c0 = time.perf_counter(), time.process_time()
     set_threads(default_threads(cfg.threads))
     device = resolve_device(cfg.device)
-    planes, values, stats = prepare(images, labels, normalisation=cfg.normalisation,
+    train_norm = "image" if cfg.normalisation == "auto" else cfg.normalisation
+    planes, values, stats = prepare(images, labels, normalisation=train_norm,
                                     all_axes=not slices_2d)
     k = values.size
     val_planes: list[tuple[np.ndarray, np.ndarray]] = []
     if val is not None:
-        vp, vvals, _ = prepare(val[0], val[1], normalisation=cfg.normalisation,
-                               all_axes=False, name="validation labels")
-        if not set(vvals.tolist()) <= set(values.tolist()):
-            raise InputError(f"validation labels: classes {vvals.tolist()} not all among the "
-                             f"training classes {values.tolist()}")
-        remap = np.searchsorted(values, vvals)
-        for img, lab in vp:
-            lab2 = np.where(lab == IGNORE, IGNORE, remap[np.clip(lab, 0, None)])
-            val_planes.append((img, lab2))
+        val_planes = _validation_planes(val, train_norm, stats, values)
     names = list(class_names) if class_names else [f"class{int(v)}" for v in values]
     if len(names) != k:
         raise InputError(f"class names: {len(names)} names for {k} classes {values.tolist()}")
@@ -638,15 +671,20 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         nets.append(net.eval())
         history += run["history"]
         runs.append(run)
+    norm_mode, choice = train_norm, None
+    if cfg.normalisation == "auto" and val is not None:
+        norm_mode, choice, val_planes = _choose_normalisation(
+            nets, val_planes, _validation_planes(val, "fixed", stats, values), k, device,
+            adapt_bn=cfg.adapt_bn)
     check_planes = val_planes or planes
-    norm_record = {"mode": cfg.normalisation, "train_center": stats[0], "train_scale": stats[1]}
+    norm_record = {"mode": norm_mode, "train_center": stats[0], "train_scale": stats[1]}
     ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device,
                                                adapt_bn=cfg.adapt_bn)
     distilled = teacher_model = None
     if cfg.distill:
         teacher_model = CNNModel(list(nets), arch=arch, class_values=values.tolist(),
                                  class_names=names, normalisation=norm_record)
-        extra = (unlabelled_planes(_as_list(unlabelled), normalisation=cfg.normalisation,
+        extra = (unlabelled_planes(_as_list(unlabelled), normalisation=norm_mode,
                                    stats=stats, all_axes=not slices_2d)
                  if unlabelled is not None else [])
         left = (None if cfg.time_limit_s is None
@@ -681,6 +719,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                              "epochs_run": len(r["history"]),
                              "best_val_mean_iou": r["best"] if val_planes else None}
                             for i, r in enumerate(runs)]}
+    if choice is not None:
+        training["normalisation_choice"] = choice
     if distilled is not None:
         training["members"] = [{**training["members"][0], "seed": cfg.seed + cfg.members}]
         training["distilled"] = distilled
