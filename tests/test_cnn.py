@@ -386,8 +386,8 @@ def test_auto_normalisation_keeps_what_validates_better(bright, shift, expected)
     image_planes = _validation_planes(val, "image", stats, values)
     fixed_planes = _validation_planes(val, "fixed", stats, values)
     assert np.allclose(fixed_planes[0][0], (val[0] - stats[0]) / stats[1])  # training stats
-    mode, scores, planes = _choose_normalisation([_Threshold().eval()], image_planes,
-                                                 fixed_planes, 2, "cpu")
+    mode, scores, planes, _ = _choose_normalisation([_Threshold().eval()], image_planes,
+                                                    fixed_planes, 2, "cpu")
     assert mode == expected and planes is (fixed_planes if expected == "fixed" else image_planes)
     other = "image" if expected == "fixed" else "fixed"
     assert scores[expected] == pytest.approx(1.0) and scores[other] < 0.9

@@ -507,17 +507,19 @@ def _validation_planes(val: tuple[Any, Any], mode: str, stats: tuple[float, floa
 def _choose_normalisation(nets: Any, image_planes: list[tuple[np.ndarray, np.ndarray]],
                           fixed_planes: list[tuple[np.ndarray, np.ndarray]], k: int,
                           device: Any, *, adapt_bn: bool = False,
-                          ) -> tuple[str, dict[str, float], list[tuple[np.ndarray, np.ndarray]]]:
+                          ) -> tuple[str, dict[str, float], list[tuple[np.ndarray, np.ndarray]],
+                                     tuple[float, np.ndarray, np.ndarray]]:
     """``normalisation="auto"``: ``image`` or ``fixed``, whichever validates better.
 
-    Returns the chosen mode, both validation mean IoUs, and the validation planes in the
-    chosen normalisation. A tie keeps ``image``.
+    Returns the chosen mode, both validation mean IoUs, the validation planes in the
+    chosen normalisation and their :func:`_evaluate` result (not computed again). A tie
+    keeps ``image``.
     """
-    scores = {mode: _evaluate(nets, planes[:4], k, device, adapt_bn=adapt_bn)[0]
-              for mode, planes in (("image", image_planes), ("fixed", fixed_planes))}
-    if scores["fixed"] > scores["image"]:
-        return "fixed", scores, fixed_planes
-    return "image", scores, image_planes
+    runs = {mode: (planes, _evaluate(nets, planes[:4], k, device, adapt_bn=adapt_bn))
+            for mode, planes in (("image", image_planes), ("fixed", fixed_planes))}
+    scores = {mode: run[1][0] for mode, run in runs.items()}
+    mode = "fixed" if scores["fixed"] > scores["image"] else "image"
+    return mode, scores, *runs[mode]
 
 
 def _evaluate(net: Any, planes: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
@@ -671,15 +673,15 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         nets.append(net.eval())
         history += run["history"]
         runs.append(run)
-    norm_mode, choice = train_norm, None
+    norm_mode, choice, evaluated = train_norm, None, None
     if cfg.normalisation == "auto" and val is not None:
-        norm_mode, choice, val_planes = _choose_normalisation(
+        norm_mode, choice, val_planes, evaluated = _choose_normalisation(
             nets, val_planes, _validation_planes(val, "fixed", stats, values), k, device,
             adapt_bn=cfg.adapt_bn)
     check_planes = val_planes or planes
     norm_record = {"mode": norm_mode, "train_center": stats[0], "train_scale": stats[1]}
-    ens_score, pred_frac, ref_frac = _evaluate(nets, check_planes[:4], k, device,
-                                               adapt_bn=cfg.adapt_bn)
+    ens_score, pred_frac, ref_frac = evaluated or _evaluate(nets, check_planes[:4], k, device,
+                                                            adapt_bn=cfg.adapt_bn)
     distilled = teacher_model = None
     if cfg.distill:
         teacher_model = CNNModel(list(nets), arch=arch, class_values=values.tolist(),
