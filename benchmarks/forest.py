@@ -16,7 +16,7 @@ Sections:
 Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b] [--seeds 0,1,2]``
 (``--seeds``: scribble seeds of the ``segmentpy`` section, one simulated user each; the
 figures of the first seed keep their keys, means over the seeds are added;
-``--normalise offset|none`` runs that section with another normalisation of ours;
+``--normalise percentile|offset|none`` runs that section with another normalisation of ours;
 ``--adapt-priors`` also predicts with EM class-prior adaptation, from the same models, and
 adds ``mean_iou_ours_adapt_priors`` and ``gain_adapt_priors`` to every case).
 """
@@ -58,7 +58,7 @@ def plain_forest(img, scr, tests, seed):
     return out
 
 
-def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "percentile",
+def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto",
               adapt_priors: bool = False) -> dict:
     """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
 
@@ -67,7 +67,7 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "perc
     simulated user; the per-case keys describe the first seed, and with several seeds
     ``per_seed`` lists every seed's figures and ``*_mean_over_seeds`` their means (both
     forests always see the same scribbles). ``normalise`` is our forest's intensity
-    normalisation (the shipped default ``percentile``, or ``offset``/``none``);
+    normalisation (the shipped default ``auto``, or ``percentile``/``offset``/``none``);
     ``adapt_priors`` adds our forest's figures with prior adaptation (same models).
     """
     res: dict = {}
@@ -93,7 +93,7 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "perc
 
 
 def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
-                    normalise: str = "percentile", adapt_priors: bool = False) -> dict:
+                    normalise: str = "auto", adapt_priors: bool = False) -> dict:
     """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
     from electrode_ct.segment.scribbles import scribble_slices
 
@@ -357,8 +357,8 @@ def main() -> None:
     ap.add_argument("--sections", default="segmentpy,nrel,speed,memory,variability")
     ap.add_argument("--seeds", default="0",
                     help="segmentpy: scribble seeds (simulated users), e.g. 0,1,2")
-    ap.add_argument("--normalise", default="percentile",
-                    help="segmentpy: our forest's normalisation (percentile | offset | none)")
+    ap.add_argument("--normalise", default="auto",
+                    help="segmentpy: our normalisation (auto | percentile | offset | none)")
     ap.add_argument("--adapt-priors", action="store_true",
                     help="segmentpy: also score our forest with EM class-prior adaptation")
     args = ap.parse_args()

@@ -154,3 +154,27 @@ def test_offset_normalisation_removes_shifts_and_keeps_the_grey_scale(smooth_vol
                                ((lo + hi) / 2, (lo + hi) / 2 + 1), rtol=1e-6)
     b = ft.compute_features(smooth_volume * 2.0, cfg)
     np.testing.assert_allclose(b, 2.0 * a, atol=1e-4)
+
+
+def test_auto_normalisation_shifts_within_the_gain_tolerance_and_rescales_beyond(
+        smooth_volume):
+    lo, hi = np.percentile(smooth_volume, [0.5, 99.5])
+    w, mid = hi - lo, (lo + hi) / 2
+    # without a reference (training) it is the pure shift of ``offset``
+    np.testing.assert_allclose(ft.intensity_range(smooth_volume, normalise="auto"),
+                               (mid, mid + 1), rtol=1e-6)
+    # a range 1.3x wider (e.g. other phase fractions in one scan): grey scale kept
+    np.testing.assert_allclose(
+        ft.intensity_range(smooth_volume, normalise="auto", reference_width=w / 1.3),
+        (mid, mid + 1), rtol=1e-6)
+    # a 3x gain (another scan): mapped back onto the reference's grey scale
+    cfg = ft.parse_features("minimal", normalise="auto")
+    rng = ft.intensity_range(smooth_volume * 3.0 + 100.0, normalise="auto", reference_width=w)
+    np.testing.assert_allclose(rng, (3 * mid + 100, 3 * mid + 103), rtol=1e-6)
+    a = ft.compute_features(smooth_volume, cfg)
+    b = ft.compute_features(smooth_volume * 3.0 + 100.0, cfg, value_range=rng)
+    np.testing.assert_allclose(b, a, atol=1e-4)
+    # and a 1.4x gain is kept (within the tolerance): derivatives scale by 1.4
+    rng = ft.intensity_range(smooth_volume * 1.4, normalise="auto", reference_width=w)
+    assert rng[1] - rng[0] == pytest.approx(1.0)
+    assert ft.GAIN_TOLERANCE == 1.5

@@ -222,3 +222,31 @@ def test_prior_adaptation_estimates_fractions_and_is_blockwise_safe(phantom, tra
         model.adapt_priors = False
     assert back.adapt_priors
     np.testing.assert_array_equal(back.predict(grey).labels, pred.labels)
+
+
+def test_auto_normalised_model_corrects_a_gain_change_but_not_a_small_range_change(
+        phantom, tmp_path):
+    from electrode_ct.segment import features as ft
+
+    truth, grey = phantom
+    grey = grey.astype(np.float32)
+    scr = simulate_scribbles(truth, coverage=0.05, n_slices=4, style="uniform", seed=1)
+    model = fo.train_forest(grey, scr, n_trees=20, features="minimal", n_jobs=1)
+    assert model.config.normalise == "auto"  # the default
+    lo, hi = np.percentile(grey, [0.5, 99.5])
+    assert model.reference_width == pytest.approx(hi - lo, rel=0.02)  # subsampled range
+    back = load_model(model.save(tmp_path / "auto.ectmodel"))
+    assert back.reference_width == pytest.approx(model.reference_width)
+    pred = back.predict(grey).labels
+    assert min(compare(pred, truth + 1)["iou"].values()) >= 0.85
+    # another scan: gain x2.5 and an offset -> rescaled to the training grey scale
+    other = grey * 2.5 + 30.0
+    assert np.mean(back.predict(other).labels == pred) > 0.999
+    assert back.last_range[1] - back.last_range[0] == pytest.approx(2.5, rel=0.02)
+    # the same image under a pure-shift model is wrong: the test can fail
+    off = fo.train_forest(grey, scr, n_trees=20, n_jobs=1,
+                          features=ft.parse_features("minimal", normalise="offset"))
+    assert np.mean(off.predict(other).labels == pred) < 0.95
+    # a 1.2x wider range stays within the tolerance: grey scale kept (a pure shift)
+    back.predict(grey * 1.2)
+    assert back.last_range[1] - back.last_range[0] == 1.0

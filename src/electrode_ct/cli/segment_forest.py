@@ -42,9 +42,10 @@ def train_forest_cmd(
                                       "no measured gain, half the speed)."),
     no_balance: bool = typer.Option(False, "--no-balance", help="Do not weight classes."),
     max_depth: int = typer.Option(14, "--max-depth", help="Tree depth limit (0 = none)."),
-    normalise: str = typer.Option("percentile", "--normalise",
-                                  help="Per-image intensity normalisation: "
-                                  "percentile | offset | none."),
+    normalise: str = typer.Option("auto", "--normalise",
+                                  help="Per-image intensity normalisation: auto (shift; "
+                                  "rescale only when the grey range differs from the "
+                                  "training image's by > 1.5×) | percentile | offset | none."),
     augment: float = typer.Option(0.1, "--augment",
                                   help="Intensity augmentation: training copies with gains "
                                        "1 ± A and offsets ± A/2 of the range (0 = off)."),
@@ -142,6 +143,8 @@ def predict_cmd(
                "kind": getattr(m, "kind", None)}
     if pred.uncertainty is not None:
         summary["mean_uncertainty"] = float(pred.uncertainty.mean())
+    if getattr(m, "last_range", None) is not None:
+        summary["intensity_range"] = [float(v) for v in m.last_range]
     if getattr(m, "last_priors", None) and (adapt_priors or getattr(m, "adapt_priors", False)):
         summary["priors"] = dict(zip(m.class_names, m.last_priors["estimated"], strict=True))
     if as_json:

@@ -52,7 +52,14 @@ DOG_RATIO = 0.66
 STE_OUTER = 0.5
 """Structure tensor: outer (integration) scale = STE_OUTER · σ."""
 
-NORMALISATIONS: tuple[str, ...] = ("percentile", "offset", "none")
+NORMALISATIONS: tuple[str, ...] = ("auto", "percentile", "offset", "none")
+
+GAIN_TOLERANCE = 1.5
+"""``auto`` normalisation keeps the training grey scale (a pure shift) while an image's
+robust range (0.5–99.5 % percentiles) is within this factor of the training image's, and
+rescales it to the training range beyond. Within one scan the range moves with the phase
+fractions (±10–25 % between SegmentPy slices) while the gain does not; a different gain
+(another scan, detector or reconstruction scaling) usually moves it by more."""
 
 # ilastik does not offer σ = 0.3 for the derivative filters; we keep the same rule
 _SMOOTHING_ONLY_SCALES = (0.3,)
@@ -86,19 +93,22 @@ class FeatureConfig:
         (filter, σ in voxels) pairs, in output order.
     mode : {"3d", "2d"}
         3-D filters, or per 2-D z slice.
-    normalise : {"percentile", "offset", "none"}
-        Per-image intensity normalisation applied before filtering: ``percentile`` (default)
-        maps the 0.5 and 99.5 percentiles of the image to 0 and 1, so a model transfers to
+    normalise : {"auto", "percentile", "offset", "none"}
+        Per-image intensity normalisation applied before filtering: ``percentile`` maps
+        the 0.5 and 99.5 percentiles of the image to 0 and 1, so a model transfers to
         slices or scans whose grey levels drift (measured: +0.05 mean IoU on SegmentPy
         sub-volume A, neutral on C); ``offset`` only shifts the mid-point of those
         percentiles to 0 and keeps the grey scale (for images of one scan, whose gain is
         the same but whose offset drifts; no residual gain from differing phase
-        fractions); ``none`` uses the grey values as they are.
+        fractions); ``auto`` (default) is ``offset``, and also rescales an image to the
+        training image's range when the two ranges differ by more than
+        :data:`GAIN_TOLERANCE` (a gain change); ``none`` uses the grey values as they
+        are.
     """
 
     features: tuple[tuple[str, float], ...] = DEFAULT_FEATURES
     mode: str = "3d"
-    normalise: str = "percentile"
+    normalise: str = "auto"
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -154,7 +164,7 @@ class FeatureConfig:
 
 
 def parse_features(text: str | Iterable[str] | None, *, mode: str = "3d",
-                   normalise: str = "percentile") -> FeatureConfig:
+                   normalise: str = "auto") -> FeatureConfig:
     """Build a :class:`FeatureConfig` from a set name or ``filter:σ`` items.
 
     Parameters
@@ -164,7 +174,7 @@ def parse_features(text: str | Iterable[str] | None, *, mode: str = "3d",
         ``"gaussian:0.7,ggm:1.0,hge:1.6"``; a bare filter name takes every scale of
         :data:`SCALES`. ``None`` gives the default set.
     mode : {"3d", "2d"}
-    normalise : {"percentile", "offset", "none"}
+    normalise : {"auto", "percentile", "offset", "none"}
 
     Raises
     ------
@@ -236,7 +246,8 @@ def halo(config: FeatureConfig, spacing: Spacing = (1.0, 1.0, 1.0)) -> tuple[int
 
 
 def intensity_range(image: Any, *, normalise: str = "none",
-                    max_samples: int = 2_000_000) -> tuple[float, float]:
+                    max_samples: int = 2_000_000,
+                    reference_width: float | None = None) -> tuple[float, float]:
     """Per-image normalisation range (lo, hi): intensities are mapped by (v − lo)/(hi − lo).
 
     Parameters
@@ -245,9 +256,14 @@ def intensity_range(image: Any, *, normalise: str = "none",
         The whole image (numpy, memmap or dask); a regular subsample of at most
         ``max_samples`` voxels is used, so the range is the same however the image is
         later split into blocks.
-    normalise : {"percentile", "offset", "none"}
+    normalise : {"auto", "percentile", "offset", "none"}
         ``percentile``: (0.5 %, 99.5 %) percentiles; ``offset``: (m, m + 1) with m their
-        mid-point (a pure shift); ``none``: (0, 1).
+        mid-point (a pure shift); ``auto``: (m, m + 1) while the percentile width w is
+        within a factor :data:`GAIN_TOLERANCE` of ``reference_width`` (or none is given),
+        else (m, m + w / ``reference_width``), which maps the image onto the reference's
+        grey scale; ``none``: (0, 1).
+    reference_width : float, optional
+        ``auto`` only: the training image's percentile width (grey units).
 
     Raises
     ------
@@ -273,10 +289,15 @@ def intensity_range(image: Any, *, normalise: str = "none",
             raise InputError(f"image: every voxel has the value {full_min:g}; "
                              "nothing to segment (expected varying grey values)")
         lo, hi = (full_min, full_max) if normalise != "none" else (0.0, 1.0)
-    if normalise == "offset":
-        # shift only: the percentile mid-range goes to 0, the grey scale is kept
+    if normalise in ("offset", "auto"):
+        # shift only: the percentile mid-range goes to 0, the grey scale is kept ...
+        scale = 1.0
+        if normalise == "auto" and reference_width is not None and reference_width > 0:
+            ratio = (hi - lo) / reference_width
+            if not 1.0 / GAIN_TOLERANCE <= ratio <= GAIN_TOLERANCE:
+                scale = ratio  # ... unless the gain differs: back to the training scale
         lo = 0.5 * (lo + hi)
-        hi = lo + 1.0
+        hi = lo + scale
     return lo, hi
 
 

@@ -78,6 +78,13 @@ class ForestModel:
     adapt_priors : bool
         Default of :meth:`predict`'s ``adapt_priors`` (off: measured to lower SegmentPy
         IoU, see docs/forest.md).
+    reference_width : float or None
+        Robust grey range (0.5–99.5 % percentile width, grey units) of the training image;
+        ``auto`` normalisation rescales a new image to it when the ranges differ by more
+        than :data:`features.GAIN_TOLERANCE` (None: models from before it was stored).
+    last_range : (float, float) or None
+        Normalisation range (lo, hi) used by the last :meth:`predict` (intensities were
+        mapped by (v − lo)/(hi − lo)).
     """
 
     config: ft.FeatureConfig
@@ -89,7 +96,9 @@ class ForestModel:
     context_sigmas: tuple[float, ...] = CONTEXT_SIGMAS
     report: dict[str, Any] = field(default_factory=dict)
     adapt_priors: bool = False
+    reference_width: float | None = None
     last_priors: dict[str, Any] = field(default_factory=dict, repr=False)
+    last_range: tuple[float, float] | None = field(default=None, repr=False)
     kind: str = "forest"
 
     # -- geometry ---------------------------------------------------------------------
@@ -136,7 +145,9 @@ class ForestModel:
         vol = volume if isinstance(volume, Volume) else Volume(np.asarray(volume))
         data = vol.data
         self.check_image(vol)
-        rng = ft.intensity_range(data, normalise=self.config.normalise)
+        rng = ft.intensity_range(data, normalise=self.config.normalise,
+                                 reference_width=self.reference_width)
+        self.last_range = rng
         shape = vol.shape
         k = len(self.class_values)
         labels = np.zeros(shape, np.uint8)
@@ -287,6 +298,7 @@ class ForestModel:
             "context_sigmas": list(self.context_sigmas),
             "n_trees": int(self.stage1.n_estimators),
             "adapt_priors": bool(self.adapt_priors),
+            "reference_width": self.reference_width,
             "sklearn_version": sklearn.__version__,
             "report": self.report,
         }
@@ -344,7 +356,12 @@ def load_forest(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) ->
                        stage1=stage1, stage2=stage2,
                        context_sigmas=tuple(header.get("context_sigmas", CONTEXT_SIGMAS)),
                        report=header.get("report", {}),
-                       adapt_priors=bool(header.get("adapt_priors", False)))
+                       adapt_priors=bool(header.get("adapt_priors", False)),
+                       reference_width=_optional_float(header.get("reference_width")))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 register_kind("forest", load_forest)
@@ -535,12 +552,14 @@ def train_forest(
         raise ConfigError(f"--augment: expected a fraction in [0, 1), got {augment}")
     data = img_vol.data
     vrange = ft.intensity_range(data, normalise=cfg.normalise)
+    prange = ft.intensity_range(data, normalise="percentile")
     idx = _sample(lab, values, max_samples, seed)
     y = lab.ravel()[idx]
     shape = img_vol.shape
 
     model = ForestModel(config=cfg, class_values=list(values), class_names=list(class_names),
-                        spacing=sp, stage1=None, context_sigmas=tuple(context_sigmas))
+                        spacing=sp, stage1=None, context_sigmas=tuple(context_sigmas),
+                        reference_width=prange[1] - prange[0])
     bshape = tuple(block_shape) if block_shape else model.default_block(shape)
 
     x = np.empty((idx.size, cfg.n_features), np.float32)
@@ -552,7 +571,6 @@ def train_forest(
     unit = 1.0
     if augment > 0:
         # offsets in units of the image's robust (percentile) range, whatever normalisation
-        prange = ft.intensity_range(data, normalise="percentile")
         unit = (prange[1] - prange[0]) / (vrange[1] - vrange[0])
 
     def jitter(xx: np.ndarray, passthrough: int = 0) -> tuple[np.ndarray, np.ndarray]:
