@@ -94,16 +94,25 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto
     return res
 
 
-def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
-                    normalise: str = "auto", adapt_priors: bool = False) -> dict:
-    """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
+def _split(sv, quick: bool) -> tuple[int, list[int]]:
+    """The protocol's training slice (the central one) and test slices (every other)."""
     from electrode_ct.segment.scribbles import scribble_slices
 
     train = sv.slices[int(scribble_slices(len(sv.slices), 1)[0])]
-    ref = sv.labels[train]
-    tests = [n for n in sv.slices if n != train][: 2 if quick else None]
+    return train, [n for n in sv.slices if n != train][: 2 if quick else None]
+
+
+def _strokes(ref: np.ndarray, cov: float, style: str, seed: int) -> np.ndarray:
+    """Simulated scribbles on one slice, holding the reference's own values."""
     scr = simulate_scribbles(ref, coverage=cov, style=style, seed=seed)
-    scr = (np.unique(ref)[np.maximum(scr.astype(int) - 1, 0)] * (scr > 0)).astype(np.uint8)
+    return (np.unique(ref)[np.maximum(scr.astype(int) - 1, 0)] * (scr > 0)).astype(np.uint8)
+
+
+def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
+                    normalise: str = "auto", adapt_priors: bool = False) -> dict:
+    """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
+    train, tests = _split(sv, quick)
+    scr = _strokes(sv.labels[train], cov, style, seed)
     t0 = time.perf_counter()
     cfg = parse_features("default", mode="2d", normalise=normalise)
     model = train_forest(sv.images[train], scr, features=cfg, seed=0,
@@ -158,14 +167,11 @@ def ceiling(quick: bool) -> dict:
     trained forest on those features can meet it. Not run by default
     (``--sections ceiling``).
     """
-    from electrode_ct.segment.scribbles import scribble_slices
-
     out: dict = {}
     trees = 30 if quick else 50
     for name in ("A", "C"):
         sv = load_subvolume(name)
-        train = sv.slices[int(scribble_slices(len(sv.slices), 1)[0])]
-        tests = [n for n in sv.slices if n != train][: 2 if quick else None]
+        train, tests = _split(sv, quick)
         dense = sv.labels[train]
 
         def score(preds, tests=tests, sv=sv):
@@ -175,9 +181,7 @@ def ceiling(quick: bool) -> dict:
 
         entry: dict = {"train_slice": train, "test_slices": tests}
         for style in ("perclass", "uniform"):
-            scr = simulate_scribbles(dense, coverage=0.1, style=style, seed=0)
-            scr = (np.unique(dense)[np.maximum(scr.astype(int) - 1, 0)]
-                   * (scr > 0)).astype(np.uint8)
+            scr = _strokes(dense, 0.1, style, 0)
             plain10 = score(plain_forest(sv.images[train], scr,
                                          [sv.images[n] for n in tests], 0))
             entry[f"plain_10_{style}"] = plain10
@@ -216,9 +220,7 @@ def importance() -> dict:
         sv = load_subvolume(name)
         for n in sv.slices:
             for style in ("perclass", "uniform"):
-                scr = simulate_scribbles(sv.labels[n], coverage=0.1, style=style, seed=0)
-                scr = (np.unique(sv.labels[n])[np.maximum(scr.astype(int) - 1, 0)]
-                       * (scr > 0)).astype(np.uint8)
+                scr = _strokes(sv.labels[n], 0.1, style, 0)
                 m = train_forest(sv.images[n], scr, features=full2, n_trees=50, seed=0)
                 add(m.report["feature_importance"])
     grey, scr = nmc_microct()

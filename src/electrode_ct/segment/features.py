@@ -245,25 +245,16 @@ def halo(config: FeatureConfig, spacing: Spacing = (1.0, 1.0, 1.0)) -> tuple[int
     return (out[0], out[1], out[2])
 
 
-def intensity_range(image: Any, *, normalise: str = "none",
-                    max_samples: int = 2_000_000,
-                    reference_width: float | None = None) -> tuple[float, float]:
-    """Per-image normalisation range (lo, hi): intensities are mapped by (v − lo)/(hi − lo).
+def robust_range(image: Any, *, max_samples: int = 2_000_000) -> tuple[float, float]:
+    """The image's robust grey range: its (0.5 %, 99.5 %) percentiles.
 
     Parameters
     ----------
     image : array-like
         The whole image (numpy, memmap or dask); a regular subsample of at most
         ``max_samples`` voxels is used, so the range is the same however the image is
-        later split into blocks.
-    normalise : {"auto", "percentile", "offset", "none"}
-        ``percentile``: (0.5 %, 99.5 %) percentiles; ``offset``: (m, m + 1) with m their
-        mid-point (a pure shift); ``auto``: (m, m + 1) while the percentile width w is
-        within a factor :data:`GAIN_TOLERANCE` of ``reference_width`` (or none is given),
-        else (m, m + w / ``reference_width``), which maps the image onto the reference's
-        grey scale; ``none``: (0, 1).
-    reference_width : float, optional
-        ``auto`` only: the training image's percentile width (grey units).
+        later split into blocks. Falls back to the subsample's, then the whole image's,
+        minimum and maximum when the percentiles coincide.
 
     Raises
     ------
@@ -276,19 +267,23 @@ def intensity_range(image: Any, *, normalise: str = "none",
     sub = np.asarray(image[::step, ::step, ::step], dtype=np.float64)
     if sub.size == 0 or not np.all(np.isfinite(sub)):
         raise InputError("image: contains NaN/inf values or is empty; expected finite grey values")
-    if normalise == "none":
-        lo, hi = 0.0, 1.0
-    else:
-        lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
-        if hi <= lo:
-            lo, hi = float(sub.min()), float(sub.max())
-    if float(sub.min()) == float(sub.max()):
-        full_min = float(np.min(image))
-        full_max = float(np.max(image))
-        if full_min == full_max:
-            raise InputError(f"image: every voxel has the value {full_min:g}; "
+    lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
+    if hi <= lo:
+        lo, hi = float(sub.min()), float(sub.max())
+    if lo == hi:
+        lo, hi = float(np.min(image)), float(np.max(image))
+        if lo == hi:
+            raise InputError(f"image: every voxel has the value {lo:g}; "
                              "nothing to segment (expected varying grey values)")
-        lo, hi = (full_min, full_max) if normalise != "none" else (0.0, 1.0)
+    return lo, hi
+
+
+def normalisation_range(robust: tuple[float, float], normalise: str, *,
+                        reference_width: float | None = None) -> tuple[float, float]:
+    """Normalisation range (lo, hi) from a :func:`robust_range`; see :func:`intensity_range`."""
+    lo, hi = robust
+    if normalise == "none":
+        return 0.0, 1.0
     if normalise in ("offset", "auto"):
         # shift only: the percentile mid-range goes to 0, the grey scale is kept ...
         scale = 1.0
@@ -299,6 +294,34 @@ def intensity_range(image: Any, *, normalise: str = "none",
         lo = 0.5 * (lo + hi)
         hi = lo + scale
     return lo, hi
+
+
+def intensity_range(image: Any, *, normalise: str = "none",
+                    max_samples: int = 2_000_000,
+                    reference_width: float | None = None) -> tuple[float, float]:
+    """Per-image normalisation range (lo, hi): intensities are mapped by (v − lo)/(hi − lo).
+
+    Parameters
+    ----------
+    image : array-like
+        The whole image (numpy, memmap or dask); see :func:`robust_range`.
+    normalise : {"auto", "percentile", "offset", "none"}
+        ``percentile``: (0.5 %, 99.5 %) percentiles; ``offset``: (m, m + 1) with m their
+        mid-point (a pure shift); ``auto``: (m, m + 1) while the percentile width w is
+        within a factor :data:`GAIN_TOLERANCE` of ``reference_width`` (or none is given),
+        else (m, m + w / ``reference_width``), which maps the image onto the reference's
+        grey scale; ``none``: (0, 1).
+    reference_width : float, optional
+        ``auto`` only: the training image's percentile width (grey units).
+
+    Raises
+    ------
+    InputError
+        When the image holds a single value (nothing to segment) or non-finite values
+        (checked whatever ``normalise`` is).
+    """
+    return normalisation_range(robust_range(image, max_samples=max_samples), normalise,
+                               reference_width=reference_width)
 
 
 def _deriv_scale(spacing: Spacing, mode: str) -> tuple[float, float, float]:

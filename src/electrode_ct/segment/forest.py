@@ -551,8 +551,8 @@ def train_forest(
     if augment < 0 or augment >= 1:
         raise ConfigError(f"--augment: expected a fraction in [0, 1), got {augment}")
     data = img_vol.data
-    vrange = ft.intensity_range(data, normalise=cfg.normalise)
-    prange = ft.intensity_range(data, normalise="percentile")
+    prange = ft.robust_range(data)  # one pass over the image's subsample
+    vrange = ft.normalisation_range(prange, cfg.normalise)
     idx = _sample(lab, values, max_samples, seed)
     y = lab.ravel()[idx]
     shape = img_vol.shape
