@@ -216,7 +216,8 @@ def compare_instances_cmd(
 ) -> None:
     """Instance metrics: precision, recall, F1 and AP at IoU 0.5, AP@[.5:.95], splits, merges."""
     from electrode_ct.io import read
-    from electrode_ct.metrics.instances import check_labels, match_instances, slice_instances
+    from electrode_ct.labels import check_labels
+    from electrode_ct.metrics.instances import match_instances, slice_instances
 
     pred = check_labels(read(labels).numpy(), name=labels)
     truth = check_labels(read(ref).numpy(), name=ref)

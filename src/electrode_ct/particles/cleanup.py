@@ -13,8 +13,7 @@ import pandas as pd
 
 from electrode_ct.errors import InputError
 from electrode_ct.labels import border_labels as _border_ids
-from electrode_ct.labels import contact_pairs
-from electrode_ct.metrics.instances import check_labels
+from electrode_ct.labels import check_labels, contact_pairs
 from electrode_ct.volume import as_spacing
 
 
