@@ -7,12 +7,13 @@
 - :mod:`.resplit` — re-split of particles that healing bridged to a neighbour.
 - :mod:`.hypotheses` — region-by-region choice between two healing widths.
 - :mod:`.seeding` — distance map, h-maxima seeds, watershed.
-- :mod:`.cleanup` — small, border, truncated, island and outlier particles; hole filling.
+- :mod:`.cleanup` — small, border, truncated, island and outlier particles; hole filling
+  (:func:`border_labels` is :func:`electrode_ct.labels.border_labels`).
 - :mod:`.coco` — COCO export.
 """
 
+from electrode_ct.labels import border_labels
 from electrode_ct.particles.cleanup import (
-    border_labels,
     fill_holes,
     mahalanobis_outliers,
     relabel_sequential,
