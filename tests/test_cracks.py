@@ -218,6 +218,35 @@ def test_default_model_matches_retrained(phantoms, tmp_path):
     assert np.corrcoef(s_ship, s_new)[0, 1] > 0.85
 
 
+def test_classify_chain_equals_its_steps_and_checks_its_options(phantoms):
+    import json
+
+    from electrode_ct.cracks import classify, classify_scan, load_cracks_model
+    from electrode_ct.cracks.models import resolve_model
+
+    _, b, _, pb = phantoms
+    whole = classify(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing,
+                     truth=b.truth, depth_bins=3)
+    shipped = load_cracks_model(None)
+    steps = classify_scan(pb, shipped, truth=b.truth, depth_bins=3)
+    pd.testing.assert_frame_equal(whole.table, steps.table, check_exact=True)
+    assert np.array_equal(whole.phases, steps.phases)
+    assert json.dumps(whole.summary) == json.dumps(steps.summary)
+    assert len(whole.summary["percent_flawed_by_depth"]) == 3
+    assert whole.summary["n_flawed"] == int(whole.table["flawed"].sum())
+    assert resolve_model(shipped) is shipped
+    with pytest.raises(InputError, match="method: expected features or cnn"):
+        resolve_model(None, method="magic")
+    with pytest.raises(ModelError, match="no CNN model is shipped"):
+        resolve_model(None, method="cnn")
+    with pytest.raises(ModelError, match="'features' cracks model"):
+        resolve_model(shipped, method="cnn")
+    with pytest.raises(InputError, match="split"):
+        classify_scan(pb, shipped, split="some")
+    with pytest.raises(InputError, match="min_slices"):
+        classify_scan(pb, shipped, min_slices=2)
+
+
 # -- models -----------------------------------------------------------------------------------
 def test_features_model_round_trip(phantoms, tmp_path):
     from electrode_ct.cracks import load_cracks_model, train_cracks_model
