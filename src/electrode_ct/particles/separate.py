@@ -3,13 +3,13 @@
 Three ways to place the cuts between touching particles, one function each, and
 :func:`separate_particles` choosing among them by name; all return a :class:`Separation`:
 
-- :func:`separate_distance`: watershed of the (anisotropic, smoothed) Euclidean distance transform
-  of the particle phase, seeded by its h-maxima;
-- :func:`separate_boundary`: watershed of a learned boundary-probability map, seeded by the cores
-  (the phase minus the likely boundaries);
-- :func:`separate_triplanar`: slice-wise 2-D instance or foreground predictions along XY, XZ and YZ
-  are voted into one 3-D foreground and boundary map (:func:`boundary_from_planes`),
-  then as ``boundary``.
+- :func:`separate_distance`: watershed of the (anisotropic, smoothed) Euclidean distance
+  transform of the particle phase, seeded by its h-maxima;
+- :func:`separate_boundary`: watershed of a learned boundary-probability map, seeded by
+  the cores (the phase minus the likely boundaries);
+- :func:`separate_triplanar`: slice-wise 2-D instance or foreground predictions along XY,
+  XZ and YZ are voted into one 3-D foreground and boundary map
+  (:func:`boundary_from_planes`), then as ``boundary``.
 
 Crack healing (``heal_cracks_um``) closes gaps up to that width and fills internal
 holes *before* the distance transform, so the watershed sees a cracked particle as
