@@ -146,9 +146,10 @@ def _auc_ge(y, score, frac, lo):
 def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
     from dataclasses import replace
 
-    from electrode_ct.cracks.classify import choose_image, cnn_slices
-    from electrode_ct.cracks.cnn_model import apply_platt, particle_scores, train_cnn
-    from electrode_ct.cracks.evaluate import expected_count_threshold, roc_auc
+    from electrode_ct.cracks.cnn_model import train_cnn
+    from electrode_ct.cracks.evaluate import roc_auc
+    from electrode_ct.cracks.scan import cnn_slices
+    from electrode_ct.cracks.train import choose_image
 
     cnn_cfg = replace(cnn_cfg, image=choose_image(cnn_cfg.image, pa.descriptors, y_a))
 
@@ -162,20 +163,10 @@ def _cnn(pa, pb, y_a, y_b, frac_b, t_prep, cnn_cfg, k) -> dict:
     prob = cm.slice_probabilities(slices(pb))
     score = cm.scores(prob)
     t_cnn = time.perf_counter() - t0
-    cal = apply_platt(particle_scores(prob), cm.training["platt"])
-    n_thr = expected_count_threshold(cal)
     return {"auc": roc_auc(y_b, score), "auc_flaws_ge_1pct": _auc_ge(y_b, score, frac_b, 0.01),
             "auc_flaws_ge_3pct": _auc_ge(y_b, score, frac_b, 0.03), "_score": score,
             "percent_flawed_at_0_4": float(100 * (score >= 0.4).mean()),
             "percent_flawed_error_pp_at_0_4": float(100 * ((score >= 0.4).mean() - y_b.mean())),
-            "percent_flawed_error_pp_platt_at_0_4": float(
-                100 * ((cal >= 0.4).mean() - y_b.mean())),
-            "percent_flawed_error_pp_platt_expected_count": float(
-                100 * ((cal >= n_thr).mean() - y_b.mean())),
-            "count_threshold": cm.count_threshold,
-            "percent_flawed_error_pp_count_rule": None if cm.count_threshold is None else float(
-                100 * ((score >= cm.count_threshold).mean() - y_b.mean())),
-            "platt": cm.training["platt"], "calibrated_scores": cm.calibration is not None,
             "image": cnn_cfg.image,
             "particles_per_s": len(pb.ids) / (t_prep + t_cnn),
             "particles_per_s_network_only": len(pb.ids) / t_cnn,
@@ -249,11 +240,11 @@ def _crack_fraction(shape, seed, modality, crack_kinds, fm=None, width=1.0,
     (``crack_volume_pv_um3``) takes as intact reference the particles that the features
     classifier ``fm`` does not call flawed (default rule), as ``ect cracks classify`` does.
     """
-    from electrode_ct.cracks import prepare, three_phase
+    from electrode_ct.cracks import prepare_scan, three_phase
     from electrode_ct.cracks.pvolume import crack_volume_pv
 
     w, _, aux = _phantom(shape, seed, modality, width=width, crack_kinds=crack_kinds)
-    pw = prepare(w.grey.numpy(), w.particles.numpy(), spacing=w.grey.spacing)
+    pw = prepare_scan(w.grey.numpy(), w.particles.numpy(), spacing=w.grey.spacing)
     tr = w.truth.set_index("label").loc[pw.ids]
     cracked = pw.ids[tr["cracked"].to_numpy()]
     reference = None
@@ -302,7 +293,7 @@ def _cf_spreads(by_seed: dict) -> dict:
 
 def run(quick: bool = False, cnn: bool = True, crack_kinds: tuple[str, ...] | None = None) -> dict:
     """All figures; ``crack_kinds`` restricts the flaw kinds of every phantom (None: all)."""
-    from electrode_ct.cracks import prepare, reference_flawed, train
+    from electrode_ct.cracks import prepare_scan, reference_flawed, train_cracks_model
     from electrode_ct.cracks.cnn_model import CNNConfig
     from electrode_ct.cracks.evaluate import roc_auc, select_threshold
     from electrode_ct.measure.radial import layer_sums
@@ -321,9 +312,9 @@ def run(quick: bool = False, cnn: bool = True, crack_kinds: tuple[str, ...] | No
                  "presets": {}}
     for modality in ("micro", "nano"):
         a, _, _ = _phantom(shape, 101, modality, crack_kinds=crack_kinds)
-        pa = prepare(a.grey.numpy(), a.particles.numpy(), spacing=a.grey.spacing)
+        pa = prepare_scan(a.grey.numpy(), a.particles.numpy(), spacing=a.grey.spacing)
         y_a = reference_flawed(a.truth, pa.ids)
-        fm = train(None, None, a.truth, prepared=pa)
+        fm = train_cracks_model(pa, a.truth)
         s_a = fm.score(pa.descriptors)
         thr_prev = select_threshold(y_a, s_a, rule="prevalence")
         thr_youden = select_threshold(y_a, s_a, rule="youden")
@@ -341,7 +332,7 @@ def run(quick: bool = False, cnn: bool = True, crack_kinds: tuple[str, ...] | No
         for seed in test_seeds:
             b, scene_b, aux_b = _phantom(shape, seed, modality, crack_kinds=crack_kinds)
             t0 = time.perf_counter()
-            pb = prepare(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing)
+            pb = prepare_scan(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing)
             t_prep = time.perf_counter() - t0
             t0 = time.perf_counter()
             layer_sums(b.particles.numpy(), b.grey.numpy(), spacing=b.grey.spacing)

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from electrode_ct.particles.separate import Separation
+
 PHANTOM = {"voxel_size": 0.5, "radius_mean_um": 5.0, "radius_sd_um": 1.0,
            "active_fraction": 0.45, "cbd_fraction": 0.05, "cracked_fraction": 0.3,
            "crack_width_um": 0.75, "crack_kinds": ("radial",), "modality": "micro"}
@@ -88,14 +90,15 @@ def _interior(pred: np.ndarray, truth: np.ndarray, *,
     return remove_labels(pred, ignored), remove_labels(truth, on_border_ids)
 
 
-def _fill_only(info: dict) -> np.ndarray:
-    """The confidence without its solidity factor (fill ratio and peak only)."""
-    from electrode_ct.particles.confidence import CONVEXITY_POWER
+def _fill_only(info: Separation) -> np.ndarray:
+    """The confidence of a ``Separation`` without its solidity factor (fill ratio and peak
+    only)."""
+    from electrode_ct.particles.shape import CONVEXITY_POWER
 
-    sol = info["solidity"]
+    sol = info.solidity
     factor = np.ones_like(sol)
     factor[1:] = np.minimum(sol[1:] / np.median(sol[1:]), 1.0) ** CONVEXITY_POWER
-    return info["scores"] / np.maximum(factor, 1e-300)
+    return info.scores / np.maximum(factor, 1e-300)
 
 
 def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float = H_UM,
@@ -117,37 +120,36 @@ def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float =
            "generate_s": time.perf_counter() - t0}
     for name, width in (("healed", heal), ("plain", 0.0)):
         t0 = time.perf_counter()
-        lab, info = separate_particles(active.astype(np.uint8), phase=1,
-                                       spacing=ph.grey.spacing, heal_cracks_um=width, h=h,
-                                       smooth=SMOOTH_VOXELS, min_volume_um3=min_volume,
-                                       return_info=True)
+        info = separate_particles(active.astype(np.uint8), phase=1,
+                                  spacing=ph.grey.spacing, heal_cracks_um=width, h=h,
+                                  smooth=SMOOTH_VOXELS, min_volume_um3=min_volume)
+        lab = info.labels
+        scores = info.scores  # computed on first use: timed with the separation
         dt = time.perf_counter() - t0
         pred_in, truth_in = _interior(lab, truth)
-        m = match_instances(pred_in, truth_in, scores=info["scores"])
+        m = match_instances(pred_in, truth_in, scores=scores)
         # the same particles ranked by the bare distance peak (the first confidence) and
         # by the fill ratio alone, without the solidity factor (the previous confidence)
-        m_peak = match_instances(pred_in, truth_in, scores=info["peak_um"])
+        m_peak = match_instances(pred_in, truth_in, scores=info.peak_um)
         m_fill = match_instances(pred_in, truth_in, scores=_fill_only(info))
-        single = match_instances(*_interior(lab, truth, rule="single"), scores=info["scores"])
-        whole = match_instances(lab, truth, scores=info["scores"])
+        single = match_instances(*_interior(lab, truth, rule="single"), scores=scores)
+        whole = match_instances(lab, truth, scores=scores)
         n_true = m["n_ref"]
         reference = {}
         if width > 0:
             # the same separation without the re-split of heal-bridged merges (before it)
-            lab0, info0 = separate_particles(active.astype(np.uint8), phase=1,
-                                             spacing=ph.grey.spacing, heal_cracks_um=width,
-                                             h=h, smooth=SMOOTH_VOXELS,
-                                             min_volume_um3=min_volume, resplit=False,
-                                             return_info=True)
-            m0 = match_instances(*_interior(lab0, truth), scores=info0["scores"])
+            info0 = separate_particles(active.astype(np.uint8), phase=1,
+                                       spacing=ph.grey.spacing, heal_cracks_um=width,
+                                       h=h, smooth=SMOOTH_VOXELS,
+                                       min_volume_um3=min_volume, resplit=False)
+            m0 = match_instances(*_interior(info0.labels, truth), scores=info0.scores)
             # one healing width only (before the wider-healing hypothesis, the previous
             # result)
-            lab1, info1 = separate_particles(active.astype(np.uint8), phase=1,
-                                             spacing=ph.grey.spacing, heal_cracks_um=width,
-                                             h=h, smooth=SMOOTH_VOXELS,
-                                             min_volume_um3=min_volume, heal_alternative=1.0,
-                                             return_info=True)
-            m1 = match_instances(*_interior(lab1, truth), scores=info1["scores"])
+            info1 = separate_particles(active.astype(np.uint8), phase=1,
+                                       spacing=ph.grey.spacing, heal_cracks_um=width,
+                                       h=h, smooth=SMOOTH_VOXELS,
+                                       min_volume_um3=min_volume, heal_alternative=1.0)
+            m1 = match_instances(*_interior(info1.labels, truth), scores=info1.scores)
             reference = {name: {
                 "n_particles": r["n_pred"], "ap50": r["ap50"], "ap": r["ap"],
                 "count_error": abs(r["n_pred"] - n_true) / max(n_true, 1),
@@ -159,8 +161,8 @@ def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float =
             "n_true": n_true, "count_error": abs(m["n_pred"] - n_true) / max(n_true, 1),
             "ap50": m["ap50"], "ap": m["ap"], "f1": m["f1"], "precision": m["precision"],
             "recall": m["recall"], "splits": m["splits"], "merges": m["merges"],
-            "fp": m["fp"], "fn": m["fn"], "time_s": dt, "n_resplit": info["n_resplit"],
-            "n_rehealed": info["n_rehealed"],
+            "fp": m["fp"], "fn": m["fn"], "time_s": dt, "n_resplit": info.n_resplit,
+            "n_rehealed": info.n_rehealed,
             "ap50_peak_confidence": m_peak["ap50"],
             "ap50_fill_confidence": m_fill["ap50"],
             "single_particle_ignore": {k: single[k] for k in ("n_pred", "ap50", "ap", "f1")},
@@ -250,12 +252,14 @@ def main() -> None:
     if args.quick:
         vol = vol.with_data(vol.numpy()[:80, :100, :100])
     t0 = time.perf_counter()
-    lab0 = separate_particles(vol, phase="active", heal_cracks_um=0.8, resplit=False)
+    lab0 = separate_particles(vol, phase="active", heal_cracks_um=0.8, resplit=False).labels
     t_sep0 = time.perf_counter() - t0
     dist0 = size_distribution(morphology_table(lab0, spacing=vol.spacing, properties="basic"))
     del lab0
     t0 = time.perf_counter()
-    lab, info = separate_particles(vol, phase="active", heal_cracks_um=0.8, return_info=True)
+    info = separate_particles(vol, phase="active", heal_cracks_um=0.8)
+    lab = info.labels
+    _ = info.scores  # the confidence is computed on first use: timed with the separation
     t_sep = time.perf_counter() - t0
     # the cost of the confidence's solidity factor (one convex hull per particle; the
     # separation above computes it on the healed regions): the same hulls on the labels
@@ -264,7 +268,8 @@ def main() -> None:
     t_solidity = time.perf_counter() - t0
     # one healing width only (before the wider-healing hypothesis)
     t0 = time.perf_counter()
-    lab1 = separate_particles(vol, phase="active", heal_cracks_um=0.8, heal_alternative=1.0)
+    lab1 = separate_particles(vol, phase="active", heal_cracks_um=0.8,
+                              heal_alternative=1.0).labels
     t_sep1 = time.perf_counter() - t0
     dist1 = size_distribution(morphology_table(lab1, spacing=vol.spacing, properties="basic"))
     del lab1
@@ -278,9 +283,9 @@ def main() -> None:
         "d50_volume_um": dist["volume"]["d50_um"], "d50_number_um": dist["number"]["d50_um"],
         "d10_volume_um": dist["volume"]["d10_um"], "d90_volume_um": dist["volume"]["d90_um"],
         "d50_volume_um_interior": inner["volume"]["d50_um"],
-        "separation_time_s": t_sep, "n_resplit": info["n_resplit"],
+        "separation_time_s": t_sep, "n_resplit": info.n_resplit,
         "solidity_time_s": t_solidity,
-        "n_rehealed": info["n_rehealed"],
+        "n_rehealed": info.n_rehealed,
         "single_width": {"n_particles": dist1["n_particles"],
                          "d50_volume_um": dist1["volume"]["d50_um"],
                          "d50_number_um": dist1["number"]["d50_um"],

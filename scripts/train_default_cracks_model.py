@@ -31,7 +31,7 @@ def train_default(*, shape: tuple[int, int, int] = (96, 96, 96), seeds: Sequence
     """
     import numpy as np
 
-    from electrode_ct.cracks.classify import prepare, reference_flawed
+    from electrode_ct.cracks import prepare_scan, reference_flawed
     from electrode_ct.cracks.features_model import train_features
     from electrode_ct.synth import electrode
 
@@ -41,7 +41,8 @@ def train_default(*, shape: tuple[int, int, int] = (96, 96, 96), seeds: Sequence
             ph = electrode(shape, voxel_size=voxel_size, radius_mean_um=radius_mean_um,
                            radius_sd_um=0.25 * radius_mean_um, modality=modality, seed=seed,
                            cracked_fraction=0.3)
-            prep = prepare(ph.grey.numpy(), ph.particles.numpy(), spacing=ph.grey.spacing)
+            prep = prepare_scan(ph.grey.numpy(), ph.particles.numpy(),
+                                spacing=ph.grey.spacing)
             tables.append(prep.descriptors)
             ys.append(reference_flawed(ph.truth, prep.ids))
     model = train_features(pd.concat(tables, ignore_index=True), np.concatenate(ys),

@@ -8,7 +8,7 @@ import pytest
 
 from electrode_ct.cracks import (
     heal_labels,
-    prepare,
+    prepare_scan,
     sample_slices,
     slice_indices,
     three_phase,
@@ -143,8 +143,8 @@ def phantoms():
               crack_width_um=1.0)
     a = electrode((64, 64, 64), seed=21, **kw)
     b = electrode((64, 64, 64), seed=22, **kw)
-    pa = prepare(a.grey.numpy(), a.particles.numpy(), spacing=a.grey.spacing)
-    pb = prepare(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing)
+    pa = prepare_scan(a.grey.numpy(), a.particles.numpy(), spacing=a.grey.spacing)
+    pb = prepare_scan(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing)
     return a, b, pa, pb
 
 
@@ -165,11 +165,11 @@ def test_known_cracked_vs_intact_descriptors():
 
 
 def test_features_classifier_generalises(phantoms):
-    from electrode_ct.cracks import classify, train
+    from electrode_ct.cracks import classify_scan, train_cracks_model
 
     a, b, pa, pb = phantoms
-    model = train(None, None, a.truth, prepared=pa)
-    res = classify(None, None, model=model, truth=b.truth, prepared=pb)
+    model = train_cracks_model(pa, a.truth)
+    res = classify_scan(pb, model, truth=b.truth)
     assert res.summary["auc"] > 0.8
     assert abs(res.summary["percent_flawed"] - res.summary["percent_flawed_truth"]) < 25
     # reference levels map back to the input grey units (the CNN slices use them)
@@ -198,7 +198,7 @@ def test_default_model_matches_retrained(phantoms, tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from electrode_ct.cracks import DEFAULT_MODEL, classify, load_cracks_model
+    from electrode_ct.cracks import DEFAULT_MODEL, classify_scan, load_cracks_model
     from electrode_ct.cracks.evaluate import roc_auc as auc
 
     spec = importlib.util.spec_from_file_location(
@@ -209,7 +209,7 @@ def test_default_model_matches_retrained(phantoms, tmp_path):
     shipped = load_cracks_model(DEFAULT_MODEL)
     assert shipped.features == retrained.features
     _, b, _, pb = phantoms
-    y = classify(None, None, model=shipped, truth=b.truth, prepared=pb).table
+    y = classify_scan(pb, shipped, truth=b.truth).table
     s_ship = shipped.score(pb.descriptors)
     s_new = retrained.score(pb.descriptors)
     ref = y["reference_flawed"].to_numpy()
@@ -218,12 +218,41 @@ def test_default_model_matches_retrained(phantoms, tmp_path):
     assert np.corrcoef(s_ship, s_new)[0, 1] > 0.85
 
 
+def test_classify_chain_equals_its_steps_and_checks_its_options(phantoms):
+    import json
+
+    from electrode_ct.cracks import classify, classify_scan, load_cracks_model
+    from electrode_ct.cracks.models import resolve_model
+
+    _, b, _, pb = phantoms
+    whole = classify(b.grey.numpy(), b.particles.numpy(), spacing=b.grey.spacing,
+                     truth=b.truth, depth_bins=3)
+    shipped = load_cracks_model(None)
+    steps = classify_scan(pb, shipped, truth=b.truth, depth_bins=3)
+    pd.testing.assert_frame_equal(whole.table, steps.table, check_exact=True)
+    assert np.array_equal(whole.phases, steps.phases)
+    assert json.dumps(whole.summary) == json.dumps(steps.summary)
+    assert len(whole.summary["percent_flawed_by_depth"]) == 3
+    assert whole.summary["n_flawed"] == int(whole.table["flawed"].sum())
+    assert resolve_model(shipped) is shipped
+    with pytest.raises(InputError, match="method: expected features or cnn"):
+        resolve_model(None, method="magic")
+    with pytest.raises(ModelError, match="no CNN model is shipped"):
+        resolve_model(None, method="cnn")
+    with pytest.raises(ModelError, match="'features' cracks model"):
+        resolve_model(shipped, method="cnn")
+    with pytest.raises(InputError, match="split"):
+        classify_scan(pb, shipped, split="some")
+    with pytest.raises(InputError, match="min_slices"):
+        classify_scan(pb, shipped, min_slices=2)
+
+
 # -- models -----------------------------------------------------------------------------------
 def test_features_model_round_trip(phantoms, tmp_path):
-    from electrode_ct.cracks import load_cracks_model, train
+    from electrode_ct.cracks import load_cracks_model, train_cracks_model
 
     a, _, pa, pb = phantoms
-    model = train(None, None, a.truth, prepared=pa, estimator="boosting")
+    model = train_cracks_model(pa, a.truth, estimator="boosting")
     path = model.save(tmp_path / "f.ectmodel")
     again = load_cracks_model(path, method="features")
     assert np.array_equal(model.score(pb.descriptors), again.score(pb.descriptors))
@@ -233,18 +262,22 @@ def test_features_model_round_trip(phantoms, tmp_path):
 
 def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     pytest.importorskip("torch")
-    from electrode_ct.cracks import classify, load_cracks_model, reference_flawed, train
-    from electrode_ct.cracks.cnn_model import CNNConfig, m_sweep
+    from electrode_ct.cracks import (
+        classify_scan,
+        load_cracks_model,
+        reference_flawed,
+        train_cracks_model,
+    )
+    from electrode_ct.cracks.cnn_model import CNNConfig, CrackSliceCNN, m_sweep
 
     a, _, pa, pb = phantoms
-    cfg = CNNConfig(channels=(4, 8), epochs=2, patience=1, batch=64, seed=1, calibrate=True)
-    model = train(None, None, a.truth, prepared=pa, method="cnn", k=4, slice_size=24,
-                  cnn_config=cfg)
-    assert model.calibration is not None and model.calibration == model.training["platt"]
+    cfg = CNNConfig(channels=(4, 8), epochs=2, patience=1, batch=64, seed=1)
+    model = train_cracks_model(pa, a.truth, method="cnn", k=4, slice_size=24, cnn_config=cfg)
+    assert isinstance(model, CrackSliceCNN)
     assert model.size == 24 and model.training["epochs_run"] >= 1
     # "auto" resolved on the training scan: nano-CT phantom, the fine scale carries cracks
-    from electrode_ct.cracks.classify import choose_image
     from electrode_ct.cracks.evaluate import roc_auc
+    from electrode_ct.cracks.train import choose_image
 
     assert roc_auc(reference_flawed(a.truth, pa.ids),
                    pa.descriptors["fine_dark_fraction"].to_numpy()) > 0.65
@@ -252,81 +285,84 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     assert choose_image("grey", pa.descriptors, np.zeros(len(pa.ids))) == "grey"
     path = model.save(tmp_path / "c.ectmodel")
     again = load_cracks_model(path, method="cnn")
-    res1 = classify(None, None, model=model, prepared=pb)
-    res2 = classify(None, None, model=again, prepared=pb)
+    res1 = classify_scan(pb, model)
+    res2 = classify_scan(pb, again)
     assert np.allclose(res1.table["flaw_score"], res2.table["flaw_score"], atol=1e-6)
     assert res1.slice_prob.shape == (len(pb.ids), 4)
     sweep = m_sweep(res1.slice_prob)
     assert list(sweep) == [1, 2, 3, 4]
     assert all(sweep[m] >= sweep[m + 1] for m in (1, 2, 3))
+    assert res1.summary["percent_flawed_vs_m"] == sweep
     with pytest.raises(ModelError, match="24x24"):
-        classify(None, None, model=again, slice_size=32, prepared=pb)
+        classify_scan(pb, again, slice_size=32)
     with pytest.raises(ModelError, match="cnn"):
         load_cracks_model(path, method="features")
-    assert again.calibration == model.calibration
-    # the scores are the model's calibrated mean slice probabilities
-    assert np.allclose(res1.table["flaw_score"], model.scores(res1.slice_prob))
-    # the stored count threshold flags as many validation particles as are truly flawed
-    from electrode_ct.cracks.classify import cnn_slices
-
+    # the scores are the mean slice probabilities
+    assert np.allclose(res1.table["flaw_score"], res1.slice_prob.mean(axis=1))
+    # the validation particles are a particle-wise split of the training scan
     order = np.random.default_rng(cfg.seed).permutation(len(pa.ids))
     val = order[:max(2, round(cfg.val_fraction * len(pa.ids)))]
     y_val = reference_flawed(a.truth, pa.ids[val])
     assert 0 < y_val.sum() < len(val) and y_val.sum() == model.training["n_val_flawed"]
-    s_val = model.scores(model.slice_probabilities(
-        cnn_slices(pa, pa.ids[val], image="both", k=4, axes=[0], size=24)))
-    assert int((s_val >= model.count_threshold).sum()) == int(y_val.sum())
-    # default rule: the published 0.4; the count rule on request, kept by the archive
-    assert model.threshold_rule == "fixed" and res1.summary["threshold"] == 0.4
-    assert again.count_threshold == model.count_threshold
-    model.threshold_rule = "count"
-    again = load_cracks_model(model.save(tmp_path / "n.ectmodel"))
-    assert again.threshold_rule == "count"
-    res3 = classify(None, None, model=again, prepared=pb)
-    assert res3.summary["threshold"] == model.count_threshold
-    assert res3.summary["n_flawed"] == int((res1.table["flaw_score"]
-                                            >= model.count_threshold).sum())
-    assert classify(None, None, model=again, threshold=0.4,
-                    prepared=pb).summary["n_flawed"] == res1.summary["n_flawed"]
+    # default rule: the published 0.4, kept by the archive
+    assert model.threshold == again.threshold == 0.4 and res1.summary["threshold"] == 0.4
+    assert res1.summary["n_flawed"] == int((res1.table["flaw_score"] >= 0.4).sum())
+    assert classify_scan(pb, again, threshold=0.4).summary["n_flawed"] == res1.summary["n_flawed"]
 
 
-def test_cnn_grey_image_and_models_saved_before_the_option(phantoms, tmp_path):
-    pytest.importorskip("torch")
+def _rewrite_header(path, out, edit):
+    """Copy a model archive with its ``model.json`` changed by ``edit(head)``."""
     import json
     import zipfile
 
-    from electrode_ct.cracks import classify, load_cracks_model, train
-    from electrode_ct.cracks.cnn_model import CNNConfig
-
-    a, _, pa, pb = phantoms
-    cfg = CNNConfig(channels=(4,), epochs=1, patience=1, batch=64, seed=1, image="grey")
-    model = train(None, None, a.truth, prepared=pa, method="cnn", k=2, slice_size=16,
-                  cnn_config=cfg)
-    path = model.save(tmp_path / "g.ectmodel")
-    # an archive written before the image and calibration options: no such keys
-    old = tmp_path / "old.ectmodel"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
         for item in src.infolist():
             data = src.read(item)
             if item.filename == "model.json":
                 head = json.loads(data)
-                head["config"].pop("image")
-                head["config"].pop("calibrate")
-                head.pop("calibration")
-                head.pop("threshold_rule")
-                head.pop("count_threshold")
+                edit(head)
                 data = json.dumps(head).encode()
             dst.writestr(item, data)
+    return out
+
+
+def test_cnn_grey_image_and_models_saved_by_earlier_versions(phantoms, tmp_path):
+    pytest.importorskip("torch")
+    from electrode_ct.cracks import classify_scan, load_cracks_model, train_cracks_model
+    from electrode_ct.cracks.cnn_model import CNNConfig
+
+    a, _, pa, pb = phantoms
+    cfg = CNNConfig(channels=(4,), epochs=1, patience=1, batch=64, seed=1, image="grey")
+    model = train_cracks_model(pa, a.truth, method="cnn", k=2, slice_size=16, cnn_config=cfg)
+    path = model.save(tmp_path / "g.ectmodel")
+    # an archive written before the image option: no such key, loads as a grey model
+    old = _rewrite_header(path, tmp_path / "old.ectmodel",
+                          lambda head: head["config"].pop("image"))
     again = load_cracks_model(old, method="cnn")
-    assert again.config.image == "grey" and again.calibration is None
-    assert again.threshold_rule == "fixed" and again.count_threshold is None
-    assert model.calibration is None and model.training["platt"] is not None  # off: default
-    res = classify(None, None, model=again, prepared=pb)
+    assert again.config.image == "grey" and again.threshold == 0.4
+    res = classify_scan(pb, again)
     assert res.slice_prob.shape == (len(pb.ids), 2)
     assert np.allclose(res.table["flaw_score"], res.slice_prob.mean(axis=1))
+
+    # an archive of the version with the (removed) calibration and count-threshold options,
+    # both off: loads, same scores and the published threshold
+    def previous(head, calibration=None, rule="fixed"):
+        head["config"].update(calibrate=calibration is not None, count_folds=1)
+        head.update(calibration=calibration, threshold_rule=rule, count_threshold=0.47)
+
+    prev = load_cracks_model(_rewrite_header(path, tmp_path / "prev.ectmodel", previous))
+    assert prev.threshold == 0.4
+    assert np.allclose(classify_scan(pb, prev).table["flaw_score"],
+                       classify_scan(pb, model).table["flaw_score"], atol=1e-6)
+    # either option on: not loaded silently with other scores or another threshold
+    for name, kw in (("cal", {"calibration": [1.2, -0.1]}), ("count", {"rule": "count"})):
+        bad = _rewrite_header(path, tmp_path / f"{name}.ectmodel",
+                              lambda head, kw=kw: previous(head, **kw))
+        with pytest.raises(ModelError, match="removed in this version"):
+            load_cracks_model(bad)
     with pytest.raises(InputError, match="image"):
-        train(None, None, a.truth, prepared=pa, method="cnn", k=2, slice_size=16,
-              cnn_config=CNNConfig(channels=(4,), epochs=1, image="edges"))
+        train_cracks_model(pa, a.truth, method="cnn", k=2, slice_size=16,
+                           cnn_config=CNNConfig(channels=(4,), epochs=1, image="edges"))
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -335,9 +371,9 @@ def test_bad_inputs(phantoms):
 
     _, b, _, pb = phantoms
     with pytest.raises(InputError, match="no particles"):
-        prepare(np.zeros((8, 8, 8)), np.zeros((8, 8, 8), np.uint32))
+        prepare_scan(np.zeros((8, 8, 8)), np.zeros((8, 8, 8), np.uint32))
     with pytest.raises(ShapeError, match="differs"):
-        prepare(np.zeros((8, 8, 9)), np.ones((8, 8, 8), np.uint32))
+        prepare_scan(np.zeros((8, 8, 9)), np.ones((8, 8, 8), np.uint32))
     with pytest.raises(InputError, match="no row"):
         reference_flawed(b.truth.iloc[5:], pb.ids)
     with pytest.raises(InputError, match="flawed"):

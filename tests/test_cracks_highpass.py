@@ -93,22 +93,10 @@ def test_network_input_two_images_and_mask():
         assert np.all(x[:, ch, :2] == 0)
 
 
-def test_platt_recovers_known_scaling():
-    from electrode_ct.cracks.cnn_model import _logit, platt
-
-    rng = np.random.default_rng(2)
-    s = rng.uniform(0.02, 0.98, 20000)
-    p = 1 / (1 + np.exp(-(2.0 * _logit(s) - 1.0)))
-    y = rng.random(s.size) < p
-    a, b = platt(s, y)
-    assert a == pytest.approx(2.0, abs=0.1) and b == pytest.approx(-1.0, abs=0.1)
-    assert platt(s, np.zeros(s.size)) is None
-
-
 def test_choose_image_follows_fine_scale_information():
     import pandas as pd
 
-    from electrode_ct.cracks.classify import FINE_MIN_AUC, choose_image
+    from electrode_ct.cracks.train import FINE_MIN_AUC, choose_image
 
     rng = np.random.default_rng(3)
     y = np.repeat([0, 1], 50)
@@ -120,17 +108,3 @@ def test_choose_image_follows_fine_scale_information():
     assert choose_image("auto", noise.iloc[np.argsort(noise["fine_dark_fraction"])]
                         .set_axis(range(100)), np.tile([0, 1], 50)) == "grey"
     assert choose_image("fine", noise, y) == "fine"
-
-
-def test_platt_prior_undoes_calibration_sample_imbalance():
-    from electrode_ct.cracks.cnn_model import _logit, platt
-
-    rng = np.random.default_rng(4)
-    s = rng.uniform(0.02, 0.98, 40000)
-    y = rng.random(s.size) < 1 / (1 + np.exp(-(2.0 * _logit(s) - 1.0)))
-    prior = y.mean()
-    keep = ~y | (rng.random(s.size) < 0.5)  # a calibration sample with half the positives
-    a0, b0 = platt(s[keep], y[keep])
-    a1, b1 = platt(s[keep], y[keep], prior=prior)
-    assert b0 == pytest.approx(-1.0 + np.log(0.5), abs=0.1)  # shifted by the imbalance
-    assert b1 == pytest.approx(-1.0, abs=0.1) and a1 == pytest.approx(2.0, abs=0.1)

@@ -70,3 +70,20 @@ def test_border_labels():
     lab[3, 3, 6] = 11
     assert border_labels(lab).tolist() == [3, 9, 11]
     assert border_labels(np.zeros((0, 3), np.uint8)).size == 0
+
+
+def test_check_labels_accepts_integer_labels_and_names_the_bad_ones():
+    from electrode_ct.errors import ShapeError
+    from electrode_ct.labels import check_labels
+
+    ok = np.array([[0, 2], [3, 0]], np.int16)
+    assert check_labels(ok) is not None and check_labels(ok).dtype == np.int16
+    assert check_labels(ok > 0).dtype == np.uint8
+    with pytest.raises(InputError, match="seg.tif: a label volume must have an integer"):
+        check_labels(ok.astype(np.float32), name="seg.tif")
+    with pytest.raises(InputError, match=">= 0, got minimum -1"):
+        check_labels(ok - 1)
+    with pytest.raises(ShapeError, match="expected a 3-D label array"):
+        check_labels(ok, ndim=(3,))
+    with pytest.raises(InputError, match="empty"):
+        check_labels(np.zeros((0, 4), np.uint8))

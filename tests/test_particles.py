@@ -36,7 +36,7 @@ def spheres(shape, centres, r):
 def test_touching_spheres_separated():
     truth = spheres((24, 24, 44), [(12, 12, 11), (12, 12, 29)], 9)  # overlap of 1 voxel
     phases = (truth > 0).astype(np.uint8) * 2
-    lab = separate_particles(phases, phase=2)
+    lab = separate_particles(phases, phase=2).labels
     assert lab.dtype == np.uint32 and lab.max() == 2
     m = match_instances(lab, truth)
     assert m["ap"] > 0.9 and m["splits"] == 0 and m["merges"] == 0
@@ -47,9 +47,9 @@ def test_cracked_sphere_kept_whole_only_with_healing():
     z = np.arange(32)[:, None, None]
     truth[np.broadcast_to((z == 15) | (z == 16), truth.shape)] = 0  # 2-voxel crack through it
     vol = Volume(truth.astype(np.uint8), spacing=0.5, metadata={"class_map": {"active": 1}})
-    broken = separate_particles(vol, phase="active")
+    broken = separate_particles(vol, phase="active").labels
     assert broken.max() == 2  # the problem: the crack looks like pore
-    healed = separate_particles(vol, phase="active", heal_cracks_um=1.0)  # 2 voxels of 0.5 µm
+    healed = separate_particles(vol, phase="active", heal_cracks_um=1.0).labels  # 2 voxels
     assert healed.max() == 1
     assert np.array_equal(healed > 0, truth > 0)  # labels cut back to the original mask
 
@@ -67,11 +67,11 @@ def cracked_electrode(shape=(64, 64, 64), seed=3):
 def test_healing_keeps_cracked_particles_whole_in_packing():
     ph, truth = cracked_electrode()
     assert ph.truth.cracked.sum() == round(0.3 * len(ph.truth))
-    lab = separate_particles(ph.phases, phase="active", heal_cracks_um=1.0)
+    lab = separate_particles(ph.phases, phase="active", heal_cracks_um=1.0).labels
     m = match_instances(lab, truth)
     assert abs(m["n_pred"] - m["n_ref"]) <= 2
     assert m["ap50"] >= 0.9 and m["splits"] <= 1 and m["merges"] <= 2
-    plain = match_instances(separate_particles(ph.phases, phase="active"), truth)
+    plain = match_instances(separate_particles(ph.phases, phase="active").labels, truth)
     assert plain["splits"] >= 5 and plain["ap50"] < m["ap50"] - 0.3
 
 
@@ -90,11 +90,12 @@ def test_boundary_and_triplanar_methods():
     mask = truth > 0
     bnd = np.zeros(mask.shape, np.float32)
     bnd[:, :, 19:21] = 1.0  # a learned boundary between the two
-    lab = separate_particles(mask.astype(np.uint8), phase=1, method="boundary", boundary=bnd)
+    lab = separate_particles(mask.astype(np.uint8), phase=1, method="boundary",
+                             boundary=bnd).labels
     assert lab.max() == 2 and match_instances(lab, truth)["ap50"] == 1.0
     # tri-planar: slice-wise 2-D instance labels along the three axes (here: the truth)
     tri = separate_particles(mask.astype(np.uint8), phase=1, method="triplanar",
-                             planes=[truth, truth, truth])
+                             planes=[truth, truth, truth]).labels
     assert tri.max() == 2 and match_instances(tri, truth)["ap50"] == 1.0
     with pytest.raises(InputError, match="boundary"):
         separate_particles(mask.astype(np.uint8), phase=1, method="boundary")
@@ -111,8 +112,8 @@ def test_bad_input_and_min_volume():
         separate_particles(phases)
     with pytest.raises(InputError, match="method"):
         separate_particles(phases, phase=2, method="magic")
-    lab, info = separate_particles(phases, phase=2, min_volume_um3=100, return_info=True)
-    assert lab.max() == 0 and info["n_particles"] == 0 and info["n_removed_small"] == 1
+    sep = separate_particles(phases, phase=2, min_volume_um3=100)
+    assert sep.labels.max() == 0 and sep.n_particles == 0 and sep.n_removed_small == 1
 
 
 def test_cleanup_functions():
@@ -202,14 +203,15 @@ def test_confidence_with_solidity_ranks_a_well_filled_merge_last():
 
 def test_separate_returns_confidence_and_peak():
     truth = spheres((24, 24, 44), [(12, 12, 11), (12, 12, 29)], 9)
-    lab, info = separate_particles(truth > 0, spacing=0.5, return_info=True)
+    info = separate_particles(truth > 0, spacing=0.5)
+    lab = info.labels
     assert lab.max() == 2
-    assert info["scores"].shape == info["peak_um"].shape == info["solidity"].shape == (3,)
-    assert np.all(info["scores"][1:] <= info["peak_um"][1:] + 1e-12)
-    assert np.all((info["solidity"][1:] > 0.7) & (info["solidity"][1:] <= 1))
+    assert info.scores.shape == info.peak_um.shape == info.solidity.shape == (3,)
+    assert np.all(info.scores[1:] <= info.peak_um[1:] + 1e-12)
+    assert np.all((info.solidity[1:] > 0.7) & (info.solidity[1:] <= 1))
     # two identical spheres: same peak (about the radius, 4.5 µm, less the smoothing)
-    assert 3.0 < info["peak_um"][1] <= 4.6
-    np.testing.assert_allclose(info["peak_um"][1], info["peak_um"][2], rtol=0.02)
+    assert 3.0 < info.peak_um[1] <= 4.6
+    np.testing.assert_allclose(info.peak_um[1], info.peak_um[2], rtol=0.02)
 
 
 def resplit_scene():
@@ -231,13 +233,15 @@ def resplit_scene():
 
 def test_resplit_separates_heal_bridged_ball_and_keeps_cracked_ball_whole():
     truth, _ = resplit_scene()
-    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5, return_info=True)
-    merged, info0 = separate_particles(truth > 0, resplit=False, **kw)
-    assert merged.max() == 7 and info0["n_resplit"] == 0  # the small ball joined ball 7
+    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5)
+    info0 = separate_particles(truth > 0, resplit=False, **kw)
+    merged = info0.labels
+    assert merged.max() == 7 and info0.n_resplit == 0  # the small ball joined ball 7
     assert len(np.unique(merged[truth == 7])) == 1
     assert np.array_equal(np.unique(merged[truth == 8]), np.unique(merged[truth == 7]))
-    lab, info = separate_particles(truth > 0, **kw)
-    assert info["n_resplit"] == 1 and lab.max() == 8
+    info = separate_particles(truth > 0, **kw)
+    lab = info.labels
+    assert info.n_resplit == 1 and lab.max() == 8
     m = match_instances(lab, truth)
     assert m["ap50"] == 1.0 and m["merges"] == 0 and m["splits"] == 0
     assert len(np.unique(lab[truth == 6])) == 1  # the cracked ball keeps one id
@@ -246,8 +250,9 @@ def test_resplit_separates_heal_bridged_ball_and_keeps_cracked_ball_whole():
 def test_resplit_never_cuts_a_cracked_ball_even_when_every_particle_is_examined():
     from scipy import ndimage as ndi
 
-    from electrode_ct.particles.resplit import particle_solidity, resplit_merged
+    from electrode_ct.particles.resplit import resplit_merged
     from electrode_ct.particles.seeding import distance_map
+    from electrode_ct.particles.shape import particle_solidity
 
     truth, whole = resplit_scene()
     sp = (0.5, 0.5, 0.5)
@@ -279,14 +284,16 @@ def test_particle_solidity_exact_on_voxel_shapes():
 def test_wider_healing_hypothesis_bridges_a_wide_crack_and_keeps_the_small_ball():
     truth, _ = resplit_scene()
     truth[:, :, 12:17][truth[:, :, 12:17] == 1] = 0  # ball 1: a 5-voxel (2.5 µm) crack
-    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5, return_info=True)
-    one, info1 = separate_particles(truth > 0, heal_alternative=1.0, **kw)
-    assert len(np.unique(one[truth == 1])) == 2 and info1["n_rehealed"] == 0  # too wide
-    lab, info = separate_particles(truth > 0, **kw)  # also healed with 1.25 x 2 µm
-    assert info["n_rehealed"] == 1 and lab.max() == 8
-    m = match_instances(lab, truth, scores=info["scores"])
+    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5)
+    info1 = separate_particles(truth > 0, heal_alternative=1.0, **kw)
+    one = info1.labels
+    assert len(np.unique(one[truth == 1])) == 2 and info1.n_rehealed == 0  # too wide
+    info = separate_particles(truth > 0, **kw)  # also healed with 1.25 x 2 µm
+    lab = info.labels
+    assert info.n_rehealed == 1 and lab.max() == 8
+    m = match_instances(lab, truth, scores=info.scores)
     assert m["ap50"] == 1.0 and m["splits"] == 0 and m["merges"] == 0
-    assert info["scores"].shape == info["solidity"].shape == (9,)
+    assert info.scores.shape == info.solidity.shape == (9,)
     assert np.array_equal(lab > 0, truth > 0)
 
 
@@ -304,3 +311,36 @@ def test_choose_hypotheses_takes_the_cheaper_component_only():
     out, n = choose_hypotheses(first, second, pen1, pen2, mask)
     assert n == 1
     assert out.tolist() == [[5, 5, 5, 5, 3, 3, 4, 4]]
+
+
+def test_dispatcher_equals_the_named_methods_and_scores_on_demand():
+    from electrode_ct.particles import (
+        Separation,
+        separate_boundary,
+        separate_distance,
+        separate_triplanar,
+    )
+
+    truth, _ = resplit_scene()
+    kw = dict(spacing=0.5, heal_cracks_um=2.0, h=0.2, smooth=0.5)
+    bnd = np.zeros(truth.shape, np.float32)
+    bnd[:, 29:31] = 1.0
+    planes = [truth, truth, truth]
+    pairs = [(separate_particles(truth > 0, **kw), separate_distance(truth > 0, **kw)),
+             (separate_particles(truth > 0, method="boundary", boundary=bnd, **kw),
+              separate_boundary(truth > 0, bnd, **kw)),
+             (separate_particles(truth > 0, method="triplanar", planes=planes, **kw),
+              separate_triplanar(truth > 0, planes, **kw))]
+    for via, direct in pairs:
+        assert isinstance(via, Separation) and via.labels.dtype == np.uint32
+        assert np.array_equal(via.labels, direct.labels)
+        assert via.summary() == direct.summary()
+        np.testing.assert_array_equal(via.scores, direct.scores)
+        assert via.scores.shape == (via.n_particles + 1,)
+    summary = pairs[0][0].summary()
+    assert summary["method"] == "distance" and summary["n_particles"] == 8
+    assert summary["n_phase_voxels"] == int((truth > 0).sum())
+    assert set(summary) == {"n_particles", "n_removed_small", "n_markers", "n_resplit",
+                            "n_rehealed", "n_phase_voxels", "method", "heal_cracks_um", "h_um"}
+    with pytest.raises(ShapeError, match="planes"):
+        separate_triplanar(truth > 0, [truth[1:]] * 3, spacing=0.5)

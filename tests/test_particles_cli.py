@@ -51,14 +51,14 @@ def test_particles_cli_resplit_switch_matches_the_api(tmp_path, run_cli):
         code, out, err = run_cli("particles", tmp_path / "phases.tif", tmp_path / f"{flag}.tif",
                                  "--heal-cracks-um", "1", flag, "--json")
         assert code == 0, err
-        api, stats = separate_particles(ph.phases.numpy(), phase="active",
-                                        class_map=ph.phases.class_map, spacing=0.5,
-                                        heal_cracks_um=1.0, resplit=resplit, return_info=True)
-        assert np.array_equal(read(tmp_path / f"{flag}.tif").numpy(), api)
-        assert json.loads(out)["n_resplit"] == stats["n_resplit"]
-        assert json.loads(out)["n_rehealed"] == stats["n_rehealed"]
+        stats = separate_particles(ph.phases.numpy(), phase="active",
+                                   class_map=ph.phases.class_map, spacing=0.5,
+                                   heal_cracks_um=1.0, resplit=resplit)
+        assert np.array_equal(read(tmp_path / f"{flag}.tif").numpy(), stats.labels)
+        assert json.loads(out)["n_resplit"] == stats.n_resplit
+        assert json.loads(out)["n_rehealed"] == stats.n_rehealed
         if not resplit:
-            assert stats["n_resplit"] == 0
+            assert stats.n_resplit == 0
 
 
 def test_particles_cli_errors(tmp_path, run_cli):

@@ -10,17 +10,18 @@ a small multiple of one slab whatever the volume size:
 - :func:`label_runs`: run-length encoding along x (label, z, y, x0, length per run), the
   raw material of exact per-label moments and bounding boxes;
 - :func:`contact_pairs`: pairs of different labels sharing a voxel face;
-- :func:`border_labels`: labels with a voxel on a face of the volume.
+- :func:`border_labels`: labels with a voxel on a face of the volume;
+- :func:`check_labels`: the input check every label-taking function starts with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from electrode_ct.errors import InputError
+from electrode_ct.errors import InputError, ShapeError
 
 SLAB_VOXELS = 1 << 24
 """Default number of voxels processed at once (16 M: ~16-64 MB temporaries)."""
@@ -188,3 +189,43 @@ def border_labels(labels: np.ndarray) -> np.ndarray:
     ids = [np.unique(np.take(arr, i, axis=a)) for a in range(arr.ndim) for i in (0, -1)]
     out = np.unique(np.concatenate(ids))
     return out[out != 0]
+
+
+def check_labels(
+    labels: Any, *, name: str = "labels", ndim: tuple[int, ...] = (2, 3)
+) -> np.ndarray:
+    """Return a label array as numpy, checking it is an integer array of the right rank.
+
+    Parameters
+    ----------
+    labels : array-like
+        Particle label image (0 = background).
+    name : str
+        Parameter or file name used in error messages.
+    ndim : tuple of int
+        Accepted numbers of dimensions.
+
+    Raises
+    ------
+    InputError
+        When the dtype is not integer (or bool), the array is empty or the values are
+        negative.
+    ShapeError
+        When the number of dimensions is not one of ``ndim``.
+    """
+    arr = np.asarray(getattr(labels, "data", labels))
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(
+            f"{name}: a label volume must have an integer dtype, got {arr.dtype} "
+            "(round or convert the particle ids first)"
+        )
+    if arr.ndim not in ndim:
+        want = " or ".join(f"{n}-D" for n in ndim)
+        raise ShapeError(f"{name}: expected a {want} label array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name}: the label volume is empty (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        raise InputError(f"{name}: particle labels must be >= 0, got minimum {int(arr.min())}")
+    return arr

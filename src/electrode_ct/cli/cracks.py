@@ -67,7 +67,7 @@ def classify_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Classify every particle as flawed or intact and split flawed ones into 3 phases."""
-    from electrode_ct.cracks import PHASES, classify
+    from electrode_ct.cracks import PHASES, classify_scan, load_cracks_model, prepare_scan
     from electrode_ct.io import write, write_json, write_table
     from electrode_ct.provenance import record
 
@@ -78,15 +78,12 @@ def classify_cmd(
         raise InputError(f"--collector: expected z0 or z1, got {collector!r}")
     ref = _read_truth(truth) if truth is not None else None
     g, lab, sp = _read_pair(grey, labels, voxel)
-    from electrode_ct.cracks.classify import load_cracks_model, prepare
-
     mdl = load_cracks_model(model, method=method)
     info(f"classifying the particles of {labels} ({mdl.method})")
-    prep = prepare(g.numpy(), lab.numpy(), spacing=sp, grey_name=grey, labels_name=labels)
-    res = classify(None, None, model=mdl, k=slices, slice_size=slice_size,
-                   threshold=threshold, min_slices=min_slices, truth=ref,
-                   depth_axis=_AXES[depth_axis], depth_bins=depth_bins,
-                   collector_end=collector == "z1", split=split, prepared=prep)
+    scan = prepare_scan(g.numpy(), lab.numpy(), spacing=sp, grey_name=grey, labels_name=labels)
+    res = classify_scan(scan, mdl, k=slices, slice_size=slice_size, threshold=threshold,
+                        min_slices=min_slices, truth=ref, depth_axis=_AXES[depth_axis],
+                        depth_bins=depth_bins, collector_end=collector == "z1", split=split)
     params = {"model": model or "default", "method": mdl.method, "slices": slices,
               "threshold": res.summary["threshold"], "min_slices": min_slices,
               "split": split, "truth": truth}
@@ -126,24 +123,23 @@ def train_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a cracks model from labelled particles."""
-    from electrode_ct.cracks import train
+    from electrode_ct.cracks import prepare_scan, train_cracks_model
 
     method = _method(method) or "features"
     ref = _read_truth(truth)
     g, lab, sp = _read_pair(grey, labels, voxel)
-    from electrode_ct.cracks.classify import prepare
-
-    prep = prepare(g.numpy(), lab.numpy(), spacing=sp, grey_name=grey, labels_name=labels)
+    scan = prepare_scan(g.numpy(), lab.numpy(), spacing=sp, grey_name=grey, labels_name=labels)
     cfg = None
     if method == "cnn":
         from electrode_ct.cracks.cnn_model import CNNConfig
 
         cfg = CNNConfig(epochs=epochs, seed=seed)
-    info(f"training a {method} cracks model on {len(prep.ids)} particles")
-    mdl = train(None, None, ref, method=method, k=slices, axes=axis, slice_size=slice_size,
-                estimator=estimator, seed=seed, cnn_config=cfg, prepared=prep)
+    info(f"training a {method} cracks model on {len(scan.ids)} particles")
+    mdl = train_cracks_model(scan, ref, method=method, k=slices, axes=axis,
+                             slice_size=slice_size, estimator=estimator, seed=seed,
+                             cnn_config=cfg)
     mdl.save(model)
-    summary = {"model": str(model), "method": method, "n_particles": int(len(prep.ids)),
+    summary = {"model": str(model), "method": method, "n_particles": int(len(scan.ids)),
                **{k: v for k, v in mdl.training.items() if k != "val_history"}}
     if as_json:
         emit_json(summary)

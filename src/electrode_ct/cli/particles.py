@@ -109,11 +109,12 @@ def particles_cmd(
             raise ShapeError(f"{boundary}: shape {bnd.shape} differs from {phases} {vol.shape}")
     plane_arrays = _read_planes(planes, method=method, shape=vol.shape)
     info(f"separating particles of {phases} ({method})")
-    labels, stats = separate_particles(
+    sep = separate_particles(
         vol.numpy(), phase=phase, class_map=cmap, spacing=vol.spacing, heal_cracks_um=heal,
         h=h, method=method, boundary=bnd, planes=plane_arrays, min_volume_um3=min_volume,
-        compactness=compactness, resplit=resplit, return_info=True,
+        compactness=compactness, resplit=resplit,
     )
+    labels = sep.labels
     n_border = int(border_labels(labels).size)
     n_removed_border = 0
     if remove_border != "none":
@@ -123,22 +124,22 @@ def particles_cmd(
     meta = {"particles": {"method": method, "phase": phase, "heal_cracks_um": heal,
                           "resplit": resplit,
                           "planes": list(planes) if plane_arrays is not None else None,
-                          "h_um": stats["h_um"], "min_volume_um3": min_volume,
+                          "h_um": sep.h_um, "min_volume_um3": min_volume,
                           "remove_border": remove_border}}
     out_vol = vol.with_data(labels.astype(np.uint32), **meta).with_class_map(None)
     write(out_vol, out)
     summary = {
         "n_particles": int(labels.max()),
         "n_border": n_border if remove_border == "none" else int(border_labels(labels).size),
-        "n_removed": stats["n_removed_small"] + n_removed_border,
-        "n_removed_small": stats["n_removed_small"],
+        "n_removed": sep.n_removed_small + n_removed_border,
+        "n_removed_small": sep.n_removed_small,
         "n_removed_border": n_removed_border,
-        "n_markers": stats["n_markers"],
-        "n_resplit": stats.get("n_resplit", 0),
-        "n_rehealed": stats.get("n_rehealed", 0),
+        "n_markers": sep.n_markers,
+        "n_resplit": sep.n_resplit,
+        "n_rehealed": sep.n_rehealed,
         "method": method,
         "heal_cracks_um": heal,
-        "h_um": stats["h_um"],
+        "h_um": sep.h_um,
         "output": str(out),
     }
     if as_json:
@@ -216,7 +217,8 @@ def compare_instances_cmd(
 ) -> None:
     """Instance metrics: precision, recall, F1 and AP at IoU 0.5, AP@[.5:.95], splits, merges."""
     from electrode_ct.io import read
-    from electrode_ct.metrics.instances import check_labels, match_instances, slice_instances
+    from electrode_ct.labels import check_labels
+    from electrode_ct.metrics.instances import match_instances, slice_instances
 
     pred = check_labels(read(labels).numpy(), name=labels)
     truth = check_labels(read(ref).numpy(), name=ref)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError, ShapeError
-from electrode_ct.metrics.instances import check_labels
+from electrode_ct.labels import check_labels
 from electrode_ct.volume import as_spacing
 
 

@@ -2,11 +2,9 @@
 
 Each particle is seen through ``k`` slices (:func:`~electrode_ct.cracks.sampling.sample_slices`);
 the network gives each slice a flaw probability, the particle's score is the mean slice
-probability, and the particle is flawed when the score is at least a threshold (0.4 is
-the published rule and the default; a count-matching threshold chosen on held-out
-training particles is stored too, see :class:`CNNModel`) or, alternatively, when at least
-``m`` of its ``k`` slices are (:func:`m_sweep` shows the % flawed against ``m`` to choose
-it).
+probability, and the particle is flawed when the score is at least a threshold (0.4, the
+published rule, by default) or, alternatively, when at least ``m`` of its ``k`` slices
+are (:func:`m_sweep` shows the % flawed against ``m`` to choose it).
 
 Training takes labelled particles (user labels or phantom truth): every slice inherits its
 particle's label, particles are split into training and validation sets (never slices of
@@ -31,15 +29,7 @@ from electrode_ct.segment.models import read_member, register_kind, write_archiv
 
 KIND = "cracks-cnn"
 PUBLISHED_THRESHOLD = 0.4
-THRESHOLD_RULES = ("count", "fixed")
-"""Default threshold rules of a CNN model (:attr:`CNNModel.threshold_rule`)."""
-
-
-def _check_rule(threshold_rule: str) -> None:
-    """Raise a one-line :class:`InputError` unless ``threshold_rule`` is a known rule."""
-    if threshold_rule not in THRESHOLD_RULES:
-        raise InputError(f"threshold_rule: expected one of {', '.join(THRESHOLD_RULES)}, "
-                         f"got {threshold_rule!r}")
+"""Particle score threshold of the published rule (the default of every CNN model)."""
 IMAGES = ("both", "fine", "grey")
 """Images the slices can be cut from (:attr:`CNNConfig.image`)."""
 
@@ -72,22 +62,8 @@ class CNNConfig:
         (:func:`~electrode_ct.cracks.highpass.fine_scale`: shading and grey offsets removed,
         in units of its robust spread); ``both``, the two as two input channels; ``auto``
         (default), ``both`` when the fine scale carries the flaws of the training scan,
-        else ``grey`` (:func:`~electrode_ct.cracks.classify.choose_image`, resolved before
+        else ``grey`` (:func:`~electrode_ct.cracks.train.choose_image`, resolved before
         training; a trained model never holds ``auto``).
-    calibrate : bool
-        Apply the Platt scaling fitted on the validation particles to the particle scores
-        (:func:`platt`; always recorded as ``training["platt"]``). Off by default: on the
-        phantoms it did not carry over to another scan (the % flawed at 0.4 moved from
-        +2.8 / -7.0 pp to -8.8 / -8.5 pp on micro / nano, docs/cracks.md).
-    count_folds : int
-        Folds of the held-out scores behind the count threshold
-        (:attr:`CNNModel.count_threshold`): the validation particles, scored by the model,
-        and ``count_folds - 1`` chunks of the training particles, each scored by an extra
-        network fitted (same settings) without it, so every particle gets a held-out score
-        and training costs about ``count_folds`` times one fit; 1: the validation
-        particles only (default, no extra cost). Neither carried over to another scan on
-        the phantoms (nano -13 / -10 pp with 1 / 5 folds, micro +5.6 pp with 5), so the
-        default rule stays the published 0.4 (``threshold_rule="fixed"``).
     """
 
     channels: tuple[int, ...] = (16, 32, 64)
@@ -100,8 +76,6 @@ class CNNConfig:
     seed: int = 0
     threads: int = 2
     image: str = "auto"
-    calibrate: bool = False
-    count_folds: int = 1
 
     @property
     def n_images(self) -> int:
@@ -142,7 +116,7 @@ def network_input(slices: np.ndarray) -> np.ndarray:
     ----------
     slices : numpy.ndarray
         ``(n_particles, n_slices, size, size)`` (one image) or ``(n_particles, n_slices,
-        images, size, size)`` from :func:`~electrode_ct.cracks.classify.cnn_slices`
+        images, size, size)`` from :func:`~electrode_ct.cracks.scan.cnn_slices`
         (``OUTSIDE`` = -1 outside the particle); float32 result.
     """
     from electrode_ct.cracks.sampling import OUTSIDE
@@ -157,8 +131,8 @@ def network_input(slices: np.ndarray) -> np.ndarray:
     return np.concatenate([val, inside], axis=1).astype(np.float32)
 
 
-class CNNModel:
-    """A trained slice classifier.
+class CrackSliceCNN:
+    """A trained crack slice classifier (model kind ``cracks-cnn``).
 
     Attributes
     ----------
@@ -169,54 +143,31 @@ class CNNModel:
     k, axes : int, list of int
         Slices per axis and axes used in training (defaults for classification).
     threshold : float
-        Fixed score threshold (0.4 published), used when ``threshold_rule`` is ``fixed``.
-    threshold_rule : {"count", "fixed"}
-        Default threshold when none is given: ``count`` uses ``count_threshold``, the
-        score threshold whose % flawed on held-out training particles (see
-        :attr:`CNNConfig.count_folds`) equals their true % flawed (count-matching, as the features
-        classifier's ``expected`` rule); ``fixed`` uses ``threshold``. Models saved before
-        the option load as ``fixed``.
-    count_threshold : float or None
-        The count-matching threshold on the validation particles' scores (same scale as
-        :meth:`scores`); None for models saved before the option.
+        Particle score threshold used when none is given (0.4 published).
     training : dict
         Training record (epochs run, best validation loss/AUC, counts).
-    calibration : (float, float) or None
-        Platt scaling of the particle score, fitted on the validation particles:
-        ``score = sigmoid(a * logit(mean slice probability) + b)``; None: the plain mean.
     """
 
     kind = KIND
     method = "cnn"
 
     def __init__(self, net: Any, *, config: CNNConfig, k: int = 10, axes: list[int] | None = None,
-                 threshold: float = PUBLISHED_THRESHOLD, threshold_rule: str = "fixed",
-                 count_threshold: float | None = None,
-                 training: dict[str, Any] | None = None,
-                 calibration: tuple[float, float] | None = None) -> None:
-        _check_rule(threshold_rule)
-        if threshold_rule == "count" and count_threshold is None:
-            raise InputError("threshold_rule 'count' needs a count_threshold")
-        self.threshold_rule = threshold_rule
-        self.count_threshold = None if count_threshold is None else float(count_threshold)
+                 threshold: float = PUBLISHED_THRESHOLD,
+                 training: dict[str, Any] | None = None) -> None:
         self.net = net
         self.config = config
         self.k = int(k)
         self.axes = list(axes or [0])
         self.threshold = float(threshold)
         self.training = dict(training or {})
-        self.calibration = None if calibration is None else (float(calibration[0]),
-                                                             float(calibration[1]))
 
     def scores(self, slice_prob: np.ndarray) -> np.ndarray:
-        """Calibrated per-particle score from the slice probabilities (rows = particles)."""
-        return apply_platt(particle_scores(slice_prob), self.calibration)
+        """Per-particle score from the slice probabilities (rows = particles)."""
+        return particle_scores(slice_prob)
 
     def default_threshold(self, score: np.ndarray | None = None) -> float:
         """The threshold used when none is given (``score``, the scan's scores, is unused:
-        the CNN's rules are fixed numbers; same signature as the features model's)."""
-        if self.threshold_rule == "count":
-            return float(self.count_threshold)
+        the CNN's rule is a fixed number; same signature as the features model's)."""
         return self.threshold
 
     @property
@@ -264,9 +215,7 @@ class CNNModel:
 
         return {"kind": KIND, "method": "cnn", "config": asdict(self.config), "k": self.k,
                 "axes": self.axes, "slice_size": self.size, "threshold": self.threshold,
-                "threshold_rule": self.threshold_rule, "count_threshold": self.count_threshold,
-                "training": self.training, "calibration": self.calibration,
-                "class_values": [0, 1],
+                "training": self.training, "class_values": [0, 1],
                 "class_names": ["intact", "flawed"], "torch_version": torch.__version__}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -279,45 +228,8 @@ class CNNModel:
 
 
 def particle_scores(slice_prob: np.ndarray) -> np.ndarray:
-    """Per-particle score: the mean slice probability (rows = particles), uncalibrated
-    (:meth:`CNNModel.scores` applies the model's calibration)."""
+    """Per-particle score: the mean slice probability (rows = particles), float64."""
     return np.asarray(slice_prob, np.float64).mean(axis=1)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(q / (1 - q))
-
-
-def apply_platt(score: np.ndarray, pair: tuple[float, float] | None) -> np.ndarray:
-    """``sigmoid(a * logit(score) + b)`` for ``pair = (a, b)``; ``score`` itself for None."""
-    if pair is None:
-        return np.asarray(score, np.float64)
-    a, b = pair
-    return 1.0 / (1.0 + np.exp(-(a * _logit(score) + b)))
-
-
-def platt(score: np.ndarray, flawed: np.ndarray, *,
-          prior: float | None = None) -> tuple[float, float] | None:
-    """Platt scaling ``(a, b)`` of scores against 0/1 labels (None when a class is missing).
-
-    A logistic regression (mildly regularised, C = 10) of the labels on ``logit(score)``.
-    With ``prior`` (the flawed fraction of the whole labelled set), the classes are
-    weighted so that the fit sees that fraction rather than the one of the (small)
-    calibration sample, whose chance imbalance would otherwise shift every score.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    y = np.asarray(flawed).astype(np.int64).ravel()
-    if y.min() == y.max():
-        return None
-    w = None
-    if prior is not None:
-        pv = float(y.mean())
-        w = np.where(y == 1, prior / pv, (1 - prior) / (1 - pv))
-    lr = LogisticRegression(C=10.0, max_iter=1000).fit(_logit(score)[:, None], y,
-                                                      sample_weight=w)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
 def flawed_by_slices(slice_prob: np.ndarray, m: int, *, slice_threshold: float = 0.5) -> np.ndarray:
@@ -350,8 +262,7 @@ def _augment(x: Any, gen: Any) -> Any:
 
 def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | None = None,
               k: int | None = None, axes: list[int] | None = None,
-              threshold: float = PUBLISHED_THRESHOLD,
-              threshold_rule: str = "fixed") -> CNNModel:
+              threshold: float = PUBLISHED_THRESHOLD) -> CrackSliceCNN:
     """Train the slice classifier from labelled particles.
 
     Parameters
@@ -365,10 +276,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     k, axes : optional
         Sampling used (recorded in the model as the default for classification).
     threshold : float
-        Fixed particle score threshold stored with the model.
-    threshold_rule : {"count", "fixed"}
-        Default rule stored with the model (see :class:`CNNModel`); the count threshold is
-        computed and stored either way.
+        Particle score threshold stored with the model (used when none is given).
 
     Raises
     ------
@@ -377,15 +285,14 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     """
     import torch
 
-    from electrode_ct.cracks.evaluate import roc_auc, select_threshold
+    from electrode_ct.cracks.evaluate import roc_auc
     from electrode_ct.segment.cnn._torch import require_torch, set_threads
 
     require_torch()
-    _check_rule(threshold_rule)
     cfg = config or CNNConfig(size=int(slices.shape[-1]))
     if cfg.image not in IMAGES:
         raise InputError(f"image: expected one of {', '.join(IMAGES)} (resolve 'auto' with "
-                         f"classify.choose_image first), got {cfg.image!r}")
+                         f"train.choose_image first), got {cfg.image!r}")
     want = (cfg.n_images,) if cfg.n_images > 1 else ()
     if slices.ndim != 4 + len(want) or slices.shape[2:] != (*want, cfg.size, cfg.size):
         dims = ", ".join(map(str, ("n", "k", *want, cfg.size, cfg.size)))
@@ -403,40 +310,19 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     order = rng.permutation(len(y))
     n_val = max(2, int(round(cfg.val_fraction * len(y))))
     val, tr = order[:n_val], order[n_val:]
-    model = CNNModel(_net(tuple(cfg.channels), cfg.n_images), config=cfg,
-                     k=k or slices.shape[1], axes=axes, threshold=threshold)
+    model = CrackSliceCNN(_net(tuple(cfg.channels), cfg.n_images), config=cfg,
+                          k=k or slices.shape[1], axes=axes, threshold=threshold)
     best, history = _fit(model, slices, y, tr, val, gen)
     raw_val = particle_scores(model.slice_probabilities(np.ascontiguousarray(slices[val])))
-    auc = roc_auc(y[val], raw_val)
-    pair = platt(raw_val, y[val], prior=float(y.mean()))
-    model.calibration = pair if cfg.calibrate else None
-    # held-out scores of every particle: the validation particles from this network, each
-    # further chunk of the training particles from a network fitted without it
-    held, raw = [val], [raw_val]
-    n_extra = max(int(cfg.count_folds), 1) - 1
-    for chunk in (np.array_split(tr, n_extra) if n_extra else []):
-        if chunk.size < 2:
-            continue
-        extra = CNNModel(_net(tuple(cfg.channels), cfg.n_images), config=cfg)
-        _fit(extra, slices, y, np.setdiff1d(tr, chunk), chunk, gen)
-        held.append(chunk)
-        raw.append(particle_scores(extra.slice_probabilities(
-            np.ascontiguousarray(slices[chunk]))))
-    yh = y[np.concatenate(held)]
-    both = 0 < yh.sum() < len(yh)  # else no count to match: fall back to ``threshold``
-    model.count_threshold = select_threshold(
-        yh, apply_platt(np.concatenate(raw), model.calibration), rule="prevalence") \
-        if both else None
-    model.threshold_rule = threshold_rule if both else "fixed"
     model.training = {"epochs_run": len(history), "best_epoch": best[2],
-                      "best_val_loss": best[0], "val_auc": auc, "n_particles": len(y),
-                      "n_flawed": int(y.sum()), "n_val_flawed": int(y[val].sum()),
-                      "n_val": int(len(val)), "platt": pair, "val_history": history,
-                      "n_count_particles": int(len(yh)), "count_folds": len(held)}
+                      "best_val_loss": best[0], "val_auc": roc_auc(y[val], raw_val),
+                      "n_particles": len(y), "n_flawed": int(y.sum()),
+                      "n_val_flawed": int(y[val].sum()), "n_val": int(len(val)),
+                      "val_history": history}
     return model
 
 
-def _fit(model: CNNModel, slices: np.ndarray, y: np.ndarray, tr: np.ndarray, val: np.ndarray,
+def _fit(model: CrackSliceCNN, slices: np.ndarray, y: np.ndarray, tr: np.ndarray, val: np.ndarray,
          gen: Any) -> tuple[tuple[float, Any, int], list[float]]:
     """Fit ``model.net`` on the particles ``tr``, early-stopped on the particles ``val``
     (best weights kept); returns ``(best val loss, weights, epoch)`` and the loss history."""
@@ -482,12 +368,22 @@ def _fit(model: CNNModel, slices: np.ndarray, y: np.ndarray, tr: np.ndarray, val
     return best, history
 
 
-def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNNModel:
+REMOVED_OPTIONS = ("calibrate", "count_folds")
+"""Training options of earlier versions, removed (docs/cracks.md). A model saved with
+calibrated scores (``calibration`` in its header) or the ``count`` threshold rule does not
+load; otherwise these keys are ignored and the model loads unchanged."""
+
+
+def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CrackSliceCNN:
     from electrode_ct.segment.cnn._torch import require_torch
 
     torch = require_torch()
+    if header.get("calibration") is not None or header.get("threshold_rule", "fixed") != "fixed":
+        raise ModelError(f"{path}: a cracks-cnn model with calibrated scores or the count "
+                         "threshold rule, options removed in this version (they did not "
+                         "carry over between scans); retrain it")
     try:
-        cfg_d = dict(header["config"])
+        cfg_d = {k: v for k, v in dict(header["config"]).items() if k not in REMOVED_OPTIONS}
         cfg_d["channels"] = tuple(cfg_d["channels"])
         cfg_d.setdefault("image", "grey")  # saved before the option existed
         cfg = CNNConfig(**cfg_d)
@@ -496,11 +392,9 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNN
                            weights_only=True)
         net.load_state_dict(state)
         net.eval()
-        return CNNModel(net, config=cfg, k=header.get("k", 10), axes=header.get("axes"),
-                        threshold=header.get("threshold", PUBLISHED_THRESHOLD),
-                        threshold_rule=header.get("threshold_rule", "fixed"),
-                        count_threshold=header.get("count_threshold"),
-                        training=header.get("training"), calibration=header.get("calibration"))
+        return CrackSliceCNN(net, config=cfg, k=header.get("k", 10), axes=header.get("axes"),
+                             threshold=header.get("threshold", PUBLISHED_THRESHOLD),
+                             training=header.get("training"))
     except (KeyError, TypeError, RuntimeError, ValueError, InputError) as exc:
         raise ModelError(f"{path}: damaged cracks-cnn model ({type(exc).__name__})") from exc
 

@@ -1,4 +1,5 @@
-"""Scores against a reference: ROC/AUC, confusion matrix, threshold choice, % flawed.
+"""Scores against a reference: the reference itself, ROC/AUC, confusion matrix, threshold
+choice, % flawed, depth profile.
 
 Plain numpy (no per-particle loop), so the figures are the same wherever they are
 computed: tests, benchmarks, the CLI's ``--truth``.
@@ -12,6 +13,34 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError
+
+
+def reference_flawed(truth: pd.DataFrame, ids: np.ndarray, *, name: str = "truth") -> np.ndarray:
+    """0/1 reference of the particles ``ids`` from a table with ``label`` and ``flawed``
+    (or ``cracked``).
+
+    Raises
+    ------
+    InputError
+        Missing columns, or particles of ``ids`` absent from the table.
+    """
+    if "label" not in truth.columns:
+        raise InputError(f"{name}: no 'label' column (columns: {list(truth.columns)})")
+    col = "flawed" if "flawed" in truth.columns else "cracked" if "cracked" in truth.columns \
+        else None
+    if col is None:
+        raise InputError(f"{name}: needs a 'flawed' (0/1) or 'cracked' column next to 'label'")
+    t = truth.drop_duplicates("label").set_index(truth["label"].astype(np.int64)
+                                                 .drop_duplicates())
+    missing = np.setdiff1d(ids, t.index.to_numpy(np.int64))
+    if missing.size:
+        raise InputError(f"{name}: {missing.size} of the {len(ids)} classified particles have "
+                         f"no row (labels {missing[:5].tolist()}...); expected a row per "
+                         "particle label")
+    vals = pd.to_numeric(t.loc[ids, col], errors="coerce").to_numpy(np.float64)
+    if np.isnan(vals).any() or not np.isin(vals, (0, 1)).all():
+        raise InputError(f"{name}: column {col!r} must hold 0/1 (or true/false)")
+    return vals.astype(np.int64)
 
 
 def _pair(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:

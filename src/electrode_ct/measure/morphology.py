@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError
-from electrode_ct.labels import SLAB_VOXELS, contact_pairs, label_runs
-from electrode_ct.metrics.instances import check_labels
+from electrode_ct.labels import SLAB_VOXELS, check_labels, contact_pairs, label_runs
 from electrode_ct.volume import as_spacing
 
 BASIC_COLUMNS = (

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError, ShapeError
-from electrode_ct.metrics.instances import check_labels
+from electrode_ct.labels import border_labels, check_labels
 
 NORMALISATIONS = ("radial_max", "surface")
 """Ways to normalise a radial profile (see :func:`radial_table`)."""
@@ -250,13 +250,6 @@ def _bins(g: np.ndarray, spec: _Hist) -> np.ndarray:
     return b
 
 
-def border_ids(labels: np.ndarray) -> np.ndarray:
-    """Sorted non-zero ids of the labels with a voxel on a face of the array."""
-    faces = [np.unique(np.take(labels, i, axis=a)) for a in range(labels.ndim) for i in (0, -1)]
-    ids = np.unique(np.concatenate(faces))
-    return ids[ids != 0]
-
-
 def layer_sums(
     labels: np.ndarray,
     grey: np.ndarray,
@@ -374,7 +367,7 @@ def layer_sums(
         pmax = spec.low + levels[hi_idx]
     else:
         pmin, pmax = gmin[sel], gmax[sel]
-    border = np.isin(ids, border_ids(lab))
+    border = np.isin(ids, border_labels(lab))
     return LayerSums(
         ids=ids, count=count[sel], total=total[sel], total_sq=total_sq[sel],
         hist=hist2[sel], background_hist=hist2[0].copy(), hist_low=spec.low,

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from electrode_ct.labels import contact_pairs
-from electrode_ct.measure.radial import border_ids
+from electrode_ct.labels import border_labels, contact_pairs
 
 
 def clean_tracks(
@@ -50,7 +49,7 @@ def clean_tracks(
     change = np.zeros(n)
     present = np.ones(n, dtype=bool)
     border = np.zeros(n, dtype=bool)
-    border[border_ids(ref)] = True
+    border[border_labels(ref)] = True
     for s in state_labels:
         s = np.asarray(s)
         c = np.bincount(s.ravel(), minlength=n)
@@ -58,7 +57,7 @@ def clean_tracks(
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.abs(c - ref_count) / np.maximum(ref_count, 1)
         change = np.maximum(change, rel)
-        border[border_ids(s)] = True
+        border[border_labels(s)] = True
     inconsistent = ~present | (change > volume_tolerance)
     neighbour = np.zeros(n, dtype=bool)
     pairs = contact_pairs(ref)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError, ShapeError
+from electrode_ct.labels import check_labels
 from electrode_ct.measure.intensity import measure_grey
-from electrode_ct.metrics.instances import check_labels
 from electrode_ct.operando.clean import clean_tracks
 from electrode_ct.operando.propagate import otsu_foreground, propagate_labels
 from electrode_ct.operando.register import Rigid, register_rigid

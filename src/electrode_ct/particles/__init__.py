@@ -1,7 +1,19 @@
-"""Particle instance segmentation (crack-healing watershed), cleanup and COCO export."""
+"""Particle instance segmentation (crack-healing watershed), cleanup and COCO export.
 
+- :mod:`.separate` — :func:`separate_particles` and the three methods it dispatches to
+  (:func:`separate_distance`, :func:`separate_boundary`, :func:`separate_triplanar`), each
+  returning a :class:`Separation`; crack healing.
+- :mod:`.shape` — shape scores: fill ratio, solidity, particle confidence, shape penalty.
+- :mod:`.resplit` — re-split of particles that healing bridged to a neighbour.
+- :mod:`.hypotheses` — region-by-region choice between two healing widths.
+- :mod:`.seeding` — distance map, h-maxima seeds, watershed.
+- :mod:`.cleanup` — small, border, truncated, island and outlier particles; hole filling
+  (:func:`border_labels` is :func:`electrode_ct.labels.border_labels`).
+- :mod:`.coco` — COCO export.
+"""
+
+from electrode_ct.labels import border_labels
 from electrode_ct.particles.cleanup import (
-    border_labels,
     fill_holes,
     mahalanobis_outliers,
     relabel_sequential,
@@ -10,12 +22,25 @@ from electrode_ct.particles.cleanup import (
     remove_small,
     truncated_labels,
 )
-from electrode_ct.particles.confidence import fill_ratio, particle_confidence
-from electrode_ct.particles.hypotheses import choose_hypotheses, shape_penalty
-from electrode_ct.particles.resplit import particle_solidity, resplit_merged
-from electrode_ct.particles.separate import heal_cracks, separate_particles
+from electrode_ct.particles.hypotheses import choose_hypotheses
+from electrode_ct.particles.resplit import resplit_merged
+from electrode_ct.particles.separate import (
+    Separation,
+    heal_cracks,
+    separate_boundary,
+    separate_distance,
+    separate_particles,
+    separate_triplanar,
+)
+from electrode_ct.particles.shape import (
+    fill_ratio,
+    particle_confidence,
+    particle_solidity,
+    shape_penalty,
+)
 
 __all__ = [
+    "Separation",
     "border_labels",
     "choose_hypotheses",
     "fill_holes",
@@ -29,7 +54,10 @@ __all__ = [
     "remove_islands",
     "remove_small",
     "resplit_merged",
+    "separate_boundary",
+    "separate_distance",
     "separate_particles",
+    "separate_triplanar",
     "shape_penalty",
     "truncated_labels",
 ]

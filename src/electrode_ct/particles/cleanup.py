@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.errors import InputError
-from electrode_ct.labels import border_labels as _border_ids
-from electrode_ct.labels import contact_pairs
-from electrode_ct.metrics.instances import check_labels
+from electrode_ct.labels import border_labels, check_labels, contact_pairs
 from electrode_ct.volume import as_spacing
 
 
@@ -135,7 +133,7 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     if n_h == 0:
         return arr.copy()
     on_border = np.zeros(n_h + 1, dtype=bool)
-    on_border[_border_ids(holes)] = True
+    on_border[border_labels(holes)] = True
     offset = int(arr.max()) + 1
     combined = np.where(holes > 0, holes.astype(np.int64) + offset, arr.astype(np.int64))
     pairs = contact_pairs(combined)
@@ -147,11 +145,6 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     fill[(n_touch != 1) | on_border] = 0
     fill[0] = 0
     return np.where(holes > 0, fill[holes], arr).astype(np.uint32)
-
-
-def border_labels(labels: np.ndarray) -> np.ndarray:
-    """Sorted ids of the particles with at least one voxel on a face of the volume."""
-    return _border_ids(check_labels(labels))
 
 
 def truncated_labels(labels: np.ndarray, *, fraction: float = 0.2) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 from electrode_ct.errors import FormatError, InputError, ShapeError
 from electrode_ct.io._atomic import atomic_path
 from electrode_ct.io.tables import write_json
-from electrode_ct.metrics.instances import check_labels
+from electrode_ct.labels import check_labels
 
 CATEGORY = {"id": 1, "name": "particle", "supercategory": "particle"}
 

@@ -8,9 +8,10 @@ disagree the one whose particles look more like single particles is kept.
 
 Disagreements are *conflict components*: the particles of both results linked by
 overlaps of at least ``min_overlap`` of the smaller one (a particle found by both, 1:1,
-is left as it is). The shape penalty of a particle is ``V log(p / c)``, its volume times
+is left as it is). The shape penalty of a particle
+(:func:`~electrode_ct.particles.shape.shape_penalty`) is ``V log(p / c)``, its volume times
 the log of how much its confidence ``c``
-(:func:`~electrode_ct.particles.confidence.particle_confidence`) is down-weighted from its
+(:func:`~electrode_ct.particles.shape.particle_confidence`) is down-weighted from its
 distance peak ``p``: ``V (|log q| + k |log min(s / median s, 1)|)`` with ``q`` its fill
 ratio relative to the median and ``s`` its solidity (``k`` the confidence's convexity
 power). A crack half (too little volume for its ball) and a merge (too much volume, not
@@ -21,60 +22,7 @@ so both are measured on the same scale.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
-
-from electrode_ct.particles.confidence import CONVEXITY_POWER, fill_ratio
-from electrode_ct.volume import as_spacing
-
-
-def shape_penalty(
-    labels: np.ndarray,
-    score: np.ndarray,
-    solidity: np.ndarray,
-    *,
-    spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-    median_fill: float,
-    median_solidity: float,
-    convexity_power: float = CONVEXITY_POWER,
-) -> np.ndarray:
-    """Volume-weighted log down-weighting of each particle's confidence (µm³).
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Particle labels (z, y, x), 0 = background; ids need not be sequential.
-    score : numpy.ndarray
-        Distance map the particles were seeded on (µm).
-    solidity : numpy.ndarray
-        Solidity per particle id (index = id), e.g. of the healed regions.
-    spacing : float or 3 floats
-        Voxel size (z, y, x) in µm.
-    median_fill, median_solidity : float
-        Reference fill ratio and solidity (the typical particle).
-    convexity_power : float
-        Weight of the solidity term (the confidence's exponent).
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, index = particle id: ``V (|log q| + k |log min(s / median, 1)|)``, 0 for
-        absent ids.
-    """
-    sp = as_spacing(spacing, name="spacing")
-    fill, _ = fill_ratio(labels, score, spacing=sp)
-    n = fill.size - 1
-    volume = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64) * np.prod(sp)
-    present = volume > 0
-    present[0] = False
-    out = np.zeros(n + 1, dtype=np.float64)
-    q = fill[present] / median_fill
-    relative = np.minimum(np.asarray(solidity, dtype=np.float64)[: n + 1][present]
-                          / median_solidity, 1.0)
-    out[present] = volume[present] * (np.abs(np.log(q))
-                                      + convexity_power * np.abs(np.log(relative)))
-    return out
 
 
 def conflict_components(
@@ -135,7 +83,7 @@ def choose_hypotheses(
     first, second : numpy.ndarray
         Two particle labellings of the same mask (0 = background).
     penalty_first, penalty_second : numpy.ndarray
-        Shape penalty per id (:func:`shape_penalty`).
+        Shape penalty per id (:func:`~electrode_ct.particles.shape.shape_penalty`).
     mask : numpy.ndarray
         The particle mask (bool); taken particles are painted inside it only.
     min_overlap : float

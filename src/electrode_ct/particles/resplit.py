@@ -21,7 +21,8 @@ particle. Only those flagged particles are looked at again:
    cracked particle stays whole.
 
 The loop runs over the flagged particles only, each on its bounding-box crop; the
-solidity of all particles is one convex hull per particle (a loop on crops, 1-2 ms each).
+shape scores (solidity, fill ratio, piece cost) are those of
+:mod:`electrode_ct.particles.shape`.
 """
 
 from __future__ import annotations
@@ -31,99 +32,26 @@ from collections.abc import Iterable
 import numpy as np
 
 from electrode_ct.labels import contact_pairs
-from electrode_ct.particles.confidence import fill_ratio
-from electrode_ct.particles.seeding import distance_map, seed_markers, watershed
+from electrode_ct.particles.seeding import seed_markers, smoothed_distance, watershed
+from electrode_ct.particles.shape import (
+    PieceShape,
+    fill_ratio,
+    particle_solidity,
+    region_solidity,
+)
 from electrode_ct.volume import as_spacing
 
-_CORNERS = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
 
-
-def _solidity(region: np.ndarray, spacing: tuple[float, float, float]) -> float:
-    """Volume / convex-hull volume of one binary region (hull of its voxels' corners).
-
-    The hull of the corners is the hull of the voxel centres grown by one voxel box
-    (a Minkowski sum), so only the vertices of the centres' hull need their corners.
-    """
-    from scipy import ndimage as ndi
-    from scipy.spatial import ConvexHull, QhullError
-
-    centres = np.argwhere(region & ~ndi.binary_erosion(region)).astype(np.float64)
-    try:
-        vertices = centres[ConvexHull(centres).vertices]
-    except (QhullError, ValueError):  # fewer than 4 voxels, or all in one plane or line
-        vertices = centres
-    corners = (vertices[:, None, :] + _CORNERS[None]).reshape(-1, 3) * np.asarray(spacing)
-    hull = ConvexHull(corners).volume
-    return float(region.sum() * np.prod(spacing) / hull)
-
-
-def particle_solidity(
-    labels: np.ndarray,
-    *,
-    spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-) -> np.ndarray:
-    """Solidity of every particle: its volume divided by the volume of its convex hull.
-
-    The hull is taken over the corners of the particle's surface voxels, so a digital
-    ball has a solidity a little below 1 (about 0.85 at a radius of 5 voxels, 0.95 at 20);
-    compare particles of similar size, or relative to the median.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray
-        Integer particle labels (z, y, x), 0 = background.
-    spacing : float or 3 floats
-        Voxel size (z, y, x) in µm.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, index = particle id (element 0 and absent ids are 1).
-    """
-    from scipy import ndimage as ndi
-
-    sp = as_spacing(spacing, name="spacing")
-    n = int(labels.max(initial=0))
-    out = np.ones(n + 1, dtype=np.float64)
-    for i, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is not None:
-            out[i] = _solidity(labels[box] == i, sp)
-    return out
-
-
-class _Shape:
-    """Shape cost of pieces of one crop, relative to the volume's typical particle."""
-
-    def __init__(self, spacing: tuple[float, float, float], smooth: float,
-                 median_fill: float) -> None:
-        self.sp, self.smooth, self.median_fill = spacing, smooth, median_fill
-        self.voxel = float(np.prod(spacing))
-
-    def q(self, piece: np.ndarray) -> float:
-        from scipy import ndimage as ndi
-
-        dist = distance_map(piece, self.sp)
-        if self.smooth > 0:
-            dist = ndi.gaussian_filter(dist, self.smooth)
-        ball = 4.0 / 3.0 * np.pi * max(float(dist.max()), 1e-6) ** 3
-        return float(piece.sum() * self.voxel / ball / self.median_fill)
-
-    def cost(self, piece: np.ndarray) -> float:
-        return float(piece.sum() * self.voxel * abs(np.log(self.q(piece))))
-
-
-def _fragments(region: np.ndarray, solid: np.ndarray, shape: _Shape, h: float) -> np.ndarray:
+def _fragments(region: np.ndarray, solid: np.ndarray, shape: PieceShape, h: float) -> np.ndarray:
     """Watershed of the un-healed (hole-filled) distance map over the healed region."""
     from scipy import ndimage as ndi
 
     inner = ndi.binary_fill_holes(solid & region)
-    dist = distance_map(inner, shape.sp)
-    if shape.smooth > 0:
-        dist = ndi.gaussian_filter(dist, shape.smooth)
+    dist = smoothed_distance(inner, shape.sp, shape.smooth)
     return watershed(-dist, seed_markers(dist, h, inner), region, 0.0)
 
 
-def _join(frag: np.ndarray, shape: _Shape, min_voxels: int) -> dict[int, np.ndarray]:
+def _join(frag: np.ndarray, shape: PieceShape, min_voxels: int) -> dict[int, np.ndarray]:
     """Join adjacent fragments: tiny ones first, then while a join lowers the shape cost."""
     ids = [int(i) for i in np.unique(frag) if i > 0]
     members = {i: (i,) for i in ids}  # group id -> its fragments
@@ -222,7 +150,7 @@ def resplit_merged(
     present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
     median_solidity = float(np.median(solidity[1:][present]))
     fill, _ = fill_ratio(labels, score, spacing=sp)
-    shape = _Shape(sp, smooth, float(np.median(fill[1:][present])))
+    shape = PieceShape(sp, smooth, float(np.median(fill[1:][present])))
     flagged = np.flatnonzero(solidity < solidity_flag * median_solidity)
     boxes = ndi.find_objects(labels)
     min_voxels = max(int(np.ceil(min_volume_um3 / shape.voxel)), 1)
@@ -239,7 +167,7 @@ def resplit_merged(
         qs = np.array([shape.q(m) for m in pieces])
         costs = np.array([m.sum() * shape.voxel * abs(np.log(q))
                           for m, q in zip(pieces, qs, strict=True)])
-        solid_enough = all(_solidity(m, sp) >= min_piece_solidity * median_solidity
+        solid_enough = all(region_solidity(m, sp) >= min_piece_solidity * median_solidity
                            for m in pieces)
         if not (solid_enough and costs.sum() < shape.cost(region)
                 and np.abs(np.log(qs)).min() < np.log(typical_fill)

@@ -28,6 +28,18 @@ def distance_map(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
                    black_border=False, parallel=1).astype(np.float32, copy=False)
 
 
+def smoothed_distance(mask: np.ndarray, spacing: tuple[float, float, float],
+                      smooth: float) -> np.ndarray:
+    """:func:`distance_map` of ``mask`` smoothed by a Gaussian of ``smooth`` voxels (0: none).
+
+    The map particles are seeded on and their shapes are measured on (float32, µm).
+    """
+    from scipy import ndimage as ndi
+
+    dist = distance_map(mask, spacing)
+    return ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
+
+
 def seed_markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
     """Label the regional maxima of ``score`` at least ``h`` high (h-maxima; h = 0: all).
 

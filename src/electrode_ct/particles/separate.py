@@ -1,33 +1,47 @@
 """Particle instance segmentation that keeps cracked particles whole.
 
-Three ways to place the cuts between touching particles, one pipeline:
+Three ways to place the cuts between touching particles, one function each, and
+:func:`separate_particles` choosing among them by name; all return a :class:`Separation`:
 
-- ``distance``: watershed of the (anisotropic, smoothed) Euclidean distance transform
-  of the particle phase, seeded by its h-maxima;
-- ``boundary``: watershed of a learned boundary-probability map, seeded by the cores
-  (the phase minus the likely boundaries);
-- ``triplanar``: slice-wise 2-D instance or foreground predictions along XY, XZ and YZ
-  are voted into one 3-D foreground and boundary map, then as ``boundary``.
+- :func:`separate_distance`: watershed of the (anisotropic, smoothed) Euclidean distance
+  transform of the particle phase, seeded by its h-maxima;
+- :func:`separate_boundary`: watershed of a learned boundary-probability map, seeded by
+  the cores (the phase minus the likely boundaries);
+- :func:`separate_triplanar`: slice-wise 2-D instance or foreground predictions along XY,
+  XZ and YZ are voted into one 3-D foreground and boundary map
+  (:func:`boundary_from_planes`), then as ``boundary``.
 
 Crack healing (``heal_cracks_um``) closes gaps up to that width and fills internal
 holes *before* the distance transform, so the watershed sees a cracked particle as
 one solid body; the labels are then cut back to the original mask, so the crack
-voxels stay pore while both halves keep the same id.
+voxels stay pore while both halves keep the same id. The shape scores that rank the
+particles and repair the healing are in :mod:`electrode_ct.particles.shape`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.particles.cleanup import relabel_sequential, remove_small
-from electrode_ct.particles.confidence import fill_ratio, particle_confidence
-from electrode_ct.particles.hypotheses import choose_hypotheses, shape_penalty
-from electrode_ct.particles.resplit import particle_solidity, resplit_merged
-from electrode_ct.particles.seeding import distance_map, seed_markers, watershed
+from electrode_ct.particles.hypotheses import choose_hypotheses
+from electrode_ct.particles.resplit import resplit_merged
+from electrode_ct.particles.seeding import (
+    distance_map,
+    seed_markers,
+    smoothed_distance,
+    watershed,
+)
+from electrode_ct.particles.shape import (
+    fill_ratio,
+    particle_confidence,
+    particle_solidity,
+    shape_penalty,
+)
 from electrode_ct.volume import Volume, as_spacing, resolve_phase
 
 METHODS = ("distance", "triplanar", "boundary")
@@ -157,6 +171,105 @@ def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
     return votes >= 2, boundary / 3.0
 
 
+@dataclass
+class _Run:
+    """One watershed result before scoring: final labels, healed-region labels (same ids,
+    0 where removed), the distance map seeded on (µm) and the counts."""
+
+    labels: np.ndarray
+    whole: np.ndarray
+    score: np.ndarray
+    n_small: int
+    n_markers: int
+    n_resplit: int = 0
+    n_rehealed: int = 0
+    solidity: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class Separation:
+    """Particles found by a separation, with their confidence and what happened on the way.
+
+    ``scores``, ``peak_um`` and ``solidity`` are computed on first use (one convex hull
+    per particle, 1-2 ms each); until then the result also holds the healed-region labels
+    and the distance map they are computed from.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        uint32 particle labels (z, y, x), 0 = background, sequential; possibly all zero
+        after cleanup.
+    method : str
+        ``distance``, ``boundary`` or ``triplanar``.
+    heal_cracks_um, h_um : float
+        Healing width and seed height used (µm).
+    n_phase_voxels, n_markers, n_removed_small : int
+        Voxels of the particle phase, watershed seeds, particles removed as too small.
+    n_resplit : int
+        Particles split by the re-split of heal-bridged merges (``distance`` only).
+    n_rehealed : int
+        Regions taken from the wider healing width (``distance`` only).
+    """
+
+    labels: np.ndarray
+    method: str
+    heal_cracks_um: float
+    h_um: float
+    n_phase_voxels: int
+    n_markers: int
+    n_removed_small: int
+    n_resplit: int = 0
+    n_rehealed: int = 0
+    _run: _Run | None = field(default=None, repr=False)
+    _spacing: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0), repr=False)
+    _scored: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False)
+
+    @property
+    def n_particles(self) -> int:
+        """Number of particles (the largest id)."""
+        return int(self.labels.max(initial=0))
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float64, index = particle id (element 0 unused): the confidence of each particle.
+
+        Its distance peak, down-weighted when its volume does not fit that peak like the
+        other particles' and when it is less convex than the typical particle
+        (:func:`~electrode_ct.particles.shape.particle_confidence`; merges, fragments and
+        truncated particles rank last). Pass it as ``scores=`` to
+        :func:`electrode_ct.metrics.instances.match_instances`.
+        """
+        return self._score()[0]
+
+    @property
+    def peak_um(self) -> np.ndarray:
+        """Same indexing: the peak of each particle's smoothed distance map (µm)."""
+        return self._score()[1]
+
+    @property
+    def solidity(self) -> np.ndarray:
+        """Same indexing: volume / convex-hull volume of each particle's healed region,
+        before the cut back."""
+        return self._score()[2]
+
+    def _score(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._scored is None:
+            run, sp = self._run, self._spacing
+            solidity = run.solidity if run.solidity is not None else \
+                particle_solidity(run.whole, spacing=sp)
+            scores, peak = particle_confidence(self.labels, run.score, spacing=sp,
+                                               solidity=solidity)
+            self._scored, self._run = (scores, peak, solidity), None
+        return self._scored
+
+    def summary(self) -> dict[str, Any]:
+        """The counts and settings (everything but the arrays) as a JSON-ready dict."""
+        keys = ("n_particles", "n_removed_small", "n_markers", "n_resplit", "n_rehealed",
+                "n_phase_voxels", "method", "heal_cracks_um", "h_um")
+        return {k: getattr(self, k) for k in keys}
+
+
 def _same_ids(whole: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The healed regions ``whole`` renumbered with the final ids of ``labels`` (0: removed).
 
@@ -171,24 +284,26 @@ def _same_ids(whole: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _finish(mask: np.ndarray, whole: np.ndarray, score: np.ndarray, markers: np.ndarray,
             n_resplit: int, *, spacing: tuple[float, float, float],
-            min_volume_um3: float) -> dict[str, Any]:
+            min_volume_um3: float) -> _Run:
     """Cut the healed-region labels back to the mask, clean and renumber them."""
     labels = np.where(mask, whole, 0)
     labels, n_small = remove_small(labels, min_volume_um3=min_volume_um3, spacing=spacing)
     labels = relabel_sequential(labels)
-    return {"labels": labels, "whole": _same_ids(whole, labels), "score": score,
-            "n_small": n_small, "n_markers": int(markers.max()), "n_resplit": n_resplit}
+    return _Run(labels, _same_ids(whole, labels), score, n_small, int(markers.max()),
+                n_resplit)
+
+
+def _healed(mask: np.ndarray, width: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """``mask`` with cracks up to ``width`` µm closed and holes filled (itself for 0)."""
+    return heal_cracks(mask, width_um=width, spacing=spacing) if width > 0 else mask
 
 
 def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float, float],
                   h_um: float, smooth: float, compactness: float, resplit: bool,
-                  min_volume_um3: float) -> dict[str, Any]:
+                  min_volume_um3: float) -> _Run:
     """Distance-transform watershed of the mask healed with ``width`` µm (one hypothesis)."""
-    from scipy import ndimage as ndi
-
-    healed = heal_cracks(mask, width_um=width, spacing=spacing) if width > 0 else mask
-    dist = distance_map(healed, spacing)
-    score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
+    healed = _healed(mask, width, spacing)
+    score = smoothed_distance(healed, spacing, smooth)
     markers = seed_markers(score, h_um, healed)
     labels = watershed(-score, markers, healed, compactness)
     n_resplit = 0
@@ -199,27 +314,12 @@ def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float
                    min_volume_um3=min_volume_um3)
 
 
-def _learned_run(mask: np.ndarray, width: float, *, method: str,
-                 boundary: np.ndarray | None, planes: Sequence[np.ndarray] | None,
-                 spacing: tuple[float, float, float], h_um: float, smooth: float,
-                 compactness: float, resplit: bool, min_volume_um3: float) -> dict[str, Any]:
-    """Watershed of a boundary map (``boundary``) or of voted 2-D predictions (``triplanar``)."""
-    from scipy import ndimage as ndi
-
-    healed = heal_cracks(mask, width_um=width, spacing=spacing) if width > 0 else mask
-    if method == "boundary":
-        if boundary is None:
-            raise InputError("boundary: method 'boundary' needs a boundary-probability map")
-        bnd = np.asarray(getattr(boundary, "data", boundary), dtype=np.float32)
-        if bnd.shape != mask.shape:
-            raise ShapeError(f"boundary: shape {bnd.shape} differs from phases {mask.shape}")
-        region = healed
-    else:
-        fg, bnd = boundary_from_planes(planes if planes is not None else [mask] * 3)
-        region = (fg | healed) if width > 0 else fg
+def _boundary_run(mask: np.ndarray, region: np.ndarray, bnd: np.ndarray, *,
+                  spacing: tuple[float, float, float], h_um: float, smooth: float,
+                  compactness: float, min_volume_um3: float) -> _Run:
+    """Watershed of ``region`` on a boundary map, seeded by the cores (``bnd`` < 0.5)."""
     core = region & (bnd < 0.5)
-    dist = distance_map(core, spacing)
-    score = ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
+    score = smoothed_distance(core, spacing, smooth)
     markers = seed_markers(score, h_um, core)
     elevation = bnd - score / max(float(score.max()), 1e-6)
     labels = watershed(elevation, markers, region, compactness)
@@ -227,33 +327,206 @@ def _learned_run(mask: np.ndarray, width: float, *, method: str,
                    min_volume_um3=min_volume_um3)
 
 
-def _choose_width(mask: np.ndarray, first: dict[str, Any], second: dict[str, Any], *,
-                  spacing: tuple[float, float, float]) -> dict[str, Any]:
+def _choose_width(mask: np.ndarray, first: _Run, second: _Run, *,
+                  spacing: tuple[float, float, float]) -> _Run:
     """Where the two healing widths disagree, keep the particles with the smaller penalty.
 
     See :mod:`electrode_ct.particles.hypotheses`. The result carries the healed-region
     solidity and the distance map of the hypothesis each particle comes from.
     """
-    sol1 = particle_solidity(first["whole"], spacing=spacing)
-    out = dict(first, solidity=sol1, n_rehealed=0)
-    n1, n2 = int(first["labels"].max()), int(second["labels"].max())
+    sol1 = particle_solidity(first.whole, spacing=spacing)
+    out = replace(first, solidity=sol1, n_rehealed=0)
+    n1, n2 = int(first.labels.max()), int(second.labels.max())
     if n1 < 2 or n2 < 1:
         return out
-    sol2 = particle_solidity(second["whole"], spacing=spacing)
-    fill, _ = fill_ratio(first["labels"], first["score"], spacing=spacing)
+    sol2 = particle_solidity(second.whole, spacing=spacing)
+    fill, _ = fill_ratio(first.labels, first.score, spacing=spacing)
     medians = {"median_fill": float(np.median(fill[1:])),
                "median_solidity": float(np.median(sol1[1:]))}
-    pen1 = shape_penalty(first["labels"], first["score"], sol1, spacing=spacing, **medians)
-    pen2 = shape_penalty(second["labels"], second["score"], sol2, spacing=spacing, **medians)
-    labels, n_taken = choose_hypotheses(first["labels"], second["labels"], pen1, pen2, mask)
+    pen1 = shape_penalty(first.labels, first.score, sol1, spacing=spacing, **medians)
+    pen2 = shape_penalty(second.labels, second.score, sol2, spacing=spacing, **medians)
+    labels, n_taken = choose_hypotheses(first.labels, second.labels, pen1, pen2, mask)
     if not n_taken:
         return out
     present = np.bincount(labels.ravel(), minlength=n1 + n2 + 1) > 0
     present[0] = True
     lut = (np.cumsum(present) - 1).astype(np.uint32)
     solidity = np.concatenate([sol1, sol2[1:]])[present]
-    score = np.where(labels > n1, second["score"], first["score"])
-    return dict(out, labels=lut[labels], score=score, solidity=solidity, n_rehealed=n_taken)
+    score = np.where(labels > n1, second.score, first.score)
+    return replace(out, labels=lut[labels], score=score, solidity=solidity, n_rehealed=n_taken)
+
+
+def _inputs(phases: Any, *, phase: str | int | None, class_map: Mapping[str, int] | None,
+            spacing: float | Iterable[float] | None, heal_cracks_um: float, h: float | None,
+            min_volume_um3: float) -> tuple[np.ndarray, tuple[float, float, float], float]:
+    """Check the common inputs: the particle mask, the spacing (µm) and the seed height (µm)."""
+    if spacing is None and isinstance(phases, Volume):
+        spacing = phases.spacing
+    sp = as_spacing(spacing, name="spacing")
+    mask = particle_mask(phases, phase=phase, class_map=class_map)
+    if mask.ndim != 3:
+        raise ShapeError(f"phases: expected a 3-D (z, y, x) volume, got shape {mask.shape}")
+    if heal_cracks_um < 0 or min_volume_um3 < 0:
+        raise InputError("heal_cracks_um and min_volume_um3 must be >= 0 µm")
+    return mask, sp, float(max(sp) if h is None else h)
+
+
+def _result(run: _Run, mask: np.ndarray, *, method: str, heal_cracks_um: float, h_um: float,
+            spacing: tuple[float, float, float]) -> Separation:
+    """The :class:`Separation` of a run (scored on first use)."""
+    return Separation(labels=run.labels, method=method, heal_cracks_um=float(heal_cracks_um),
+                      h_um=h_um, n_phase_voxels=int(mask.sum()), n_markers=run.n_markers,
+                      n_removed_small=run.n_small, n_resplit=run.n_resplit,
+                      n_rehealed=run.n_rehealed, _run=run, _spacing=spacing)
+
+
+def separate_distance(
+    phases: Any,
+    *,
+    phase: str | int | None = None,
+    class_map: Mapping[str, int] | None = None,
+    spacing: float | Iterable[float] | None = None,
+    heal_cracks_um: float = 0.0,
+    h: float | None = None,
+    min_volume_um3: float = 0.0,
+    compactness: float = 0.0,
+    smooth: float = 1.0,
+    resplit: bool = True,
+    heal_alternative: float = 1.25,
+) -> Separation:
+    """Split the particle phase by a watershed of its (healed) distance transform.
+
+    Parameters
+    ----------
+    phases, phase, class_map, spacing, heal_cracks_um, h, min_volume_um3, compactness, smooth
+        As :func:`separate_particles`.
+    resplit : bool
+        With healing: look again at the particles that are much less convex than the
+        typical one (the healing closing may have bridged them to a neighbour) and split
+        them where the pieces fit their inscribed balls better; cracked particles stay
+        whole (:func:`electrode_ct.particles.resplit.resplit_merged`).
+    heal_alternative : float
+        With healing: also separate with cracks healed up to ``heal_alternative *
+        heal_cracks_um`` and, wherever the two results disagree, keep the particles that
+        look more like single particles (smaller volume-weighted confidence
+        down-weighting; :mod:`electrode_ct.particles.hypotheses`). A crack the
+        segmentation widened beyond the given width is bridged by the wider one, while the
+        narrower one keeps the small particles the wider closing would merge. 1 (or less)
+        disables it.
+
+    Returns
+    -------
+    Separation
+    """
+    mask, sp, h_um = _inputs(phases, phase=phase, class_map=class_map, spacing=spacing,
+                             heal_cracks_um=heal_cracks_um, h=h, min_volume_um3=min_volume_um3)
+    settings = {"spacing": sp, "h_um": h_um, "smooth": smooth, "compactness": compactness,
+                "resplit": resplit, "min_volume_um3": min_volume_um3}
+    run = _distance_run(mask, heal_cracks_um, **settings)
+    if heal_cracks_um > 0 and heal_alternative > 1:
+        wider = _distance_run(mask, heal_alternative * heal_cracks_um, **settings)
+        run = _choose_width(mask, run, wider, spacing=sp)
+    return _result(run, mask, method="distance", heal_cracks_um=heal_cracks_um, h_um=h_um,
+                   spacing=sp)
+
+
+def separate_boundary(
+    phases: Any,
+    boundary: Any,
+    *,
+    phase: str | int | None = None,
+    class_map: Mapping[str, int] | None = None,
+    spacing: float | Iterable[float] | None = None,
+    heal_cracks_um: float = 0.0,
+    h: float | None = None,
+    min_volume_um3: float = 0.0,
+    compactness: float = 0.0,
+    smooth: float = 1.0,
+) -> Separation:
+    """Split the particle phase by a watershed of a boundary-probability map.
+
+    Seeds are the h-maxima of the distance transform of the cores (the healed phase where
+    ``boundary`` < 0.5); the watershed floods ``boundary`` minus the normalised core
+    distance over the healed phase.
+
+    Parameters
+    ----------
+    phases : numpy.ndarray or Volume
+        As :func:`separate_particles`.
+    boundary : numpy.ndarray or Volume
+        Boundary probability in [0, 1], same shape as ``phases``.
+    phase, class_map, spacing, heal_cracks_um, h, min_volume_um3, compactness, smooth
+        As :func:`separate_particles`.
+
+    Returns
+    -------
+    Separation
+
+    Raises
+    ------
+    InputError
+        No boundary map (and as :func:`separate_particles`).
+    ShapeError
+        A boundary map of another shape.
+    """
+    if boundary is None:
+        raise InputError("boundary: method 'boundary' needs a boundary-probability map")
+    mask, sp, h_um = _inputs(phases, phase=phase, class_map=class_map, spacing=spacing,
+                             heal_cracks_um=heal_cracks_um, h=h, min_volume_um3=min_volume_um3)
+    bnd = np.asarray(getattr(boundary, "data", boundary), dtype=np.float32)
+    if bnd.shape != mask.shape:
+        raise ShapeError(f"boundary: shape {bnd.shape} differs from phases {mask.shape}")
+    run = _boundary_run(mask, _healed(mask, heal_cracks_um, sp), bnd, spacing=sp, h_um=h_um,
+                        smooth=smooth, compactness=compactness, min_volume_um3=min_volume_um3)
+    return _result(run, mask, method="boundary", heal_cracks_um=heal_cracks_um, h_um=h_um,
+                   spacing=sp)
+
+
+def separate_triplanar(
+    phases: Any,
+    planes: Sequence[np.ndarray] | None = None,
+    *,
+    phase: str | int | None = None,
+    class_map: Mapping[str, int] | None = None,
+    spacing: float | Iterable[float] | None = None,
+    heal_cracks_um: float = 0.0,
+    h: float | None = None,
+    min_volume_um3: float = 0.0,
+    compactness: float = 0.0,
+    smooth: float = 1.0,
+) -> Separation:
+    """Split the particle phase by voting slice-wise 2-D predictions into 3-D.
+
+    The three planes give a foreground (2 of 3 votes) and a boundary map
+    (:func:`boundary_from_planes`); the particles are then separated as by
+    :func:`separate_boundary` over the foreground (with healing: the foreground plus the
+    healed phase).
+
+    Parameters
+    ----------
+    phases : numpy.ndarray or Volume
+        As :func:`separate_particles`.
+    planes : sequence of 3 arrays, optional
+        Slice-wise predictions along z (XY), y (XZ) and x (YZ), stacked back into volumes
+        of the shape of ``phases``. Without them, the particle mask itself is used as the
+        foreground of all three.
+    phase, class_map, spacing, heal_cracks_um, h, min_volume_um3, compactness, smooth
+        As :func:`separate_particles`.
+
+    Returns
+    -------
+    Separation
+    """
+    mask, sp, h_um = _inputs(phases, phase=phase, class_map=class_map, spacing=spacing,
+                             heal_cracks_um=heal_cracks_um, h=h, min_volume_um3=min_volume_um3)
+    fg, bnd = boundary_from_planes(planes if planes is not None else [mask] * 3)
+    if fg.shape != mask.shape:
+        raise ShapeError(f"planes: shape {fg.shape} differs from phases {mask.shape}")
+    region = (fg | _healed(mask, heal_cracks_um, sp)) if heal_cracks_um > 0 else fg
+    run = _boundary_run(mask, region, bnd, spacing=sp, h_um=h_um, smooth=smooth,
+                        compactness=compactness, min_volume_um3=min_volume_um3)
+    return _result(run, mask, method="triplanar", heal_cracks_um=heal_cracks_um, h_um=h_um,
+                   spacing=sp)
 
 
 def separate_particles(
@@ -272,9 +545,8 @@ def separate_particles(
     smooth: float = 1.0,
     resplit: bool = True,
     heal_alternative: float = 1.25,
-    return_info: bool = False,
-) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
-    """Split the particle phase into particles (uint32 ids, 0 background, sequential).
+) -> Separation:
+    """Split the particle phase into particles with the method named ``method``.
 
     Parameters
     ----------
@@ -297,51 +569,26 @@ def separate_particles(
         (h-maxima); larger values merge more. Default: the largest voxel size.
         For ``boundary``/``triplanar`` the seeds are h-maxima of the core distance.
     method : {"distance", "boundary", "triplanar"}
-        How cuts are placed (see the module docstring).
+        :func:`separate_distance`, :func:`separate_boundary` or
+        :func:`separate_triplanar` (see the module docstring).
     boundary : numpy.ndarray, optional
         Boundary probability map in [0, 1] (same shape), required by ``boundary``.
     planes : sequence of 3 arrays, optional
-        Slice-wise predictions for ``triplanar`` (see :func:`boundary_from_planes`).
-        Without them, the particle mask itself is used as the foreground of all three.
+        Slice-wise predictions for ``triplanar`` (see :func:`separate_triplanar`).
     min_volume_um3 : float
         Particles with a smaller volume (µm³, all pieces together) are removed.
     compactness : float
         Compact-watershed parameter (0: classic watershed).
     smooth : float
         Gaussian smoothing (voxels) of the distance map before seeding; 0 disables.
-    resplit : bool
-        With healing and ``method="distance"``: look again at the particles that are
-        much less convex than the typical one (the healing closing may have bridged
-        them to a neighbour) and split them where the pieces fit their inscribed balls
-        better; cracked particles stay whole
-        (:func:`electrode_ct.particles.resplit.resplit_merged`).
-    heal_alternative : float
-        With healing and ``method="distance"``: also separate with cracks healed up to
-        ``heal_alternative * heal_cracks_um`` and, wherever the two results disagree, keep
-        the particles that look more like single particles (smaller volume-weighted
-        confidence down-weighting; :mod:`electrode_ct.particles.hypotheses`). A crack the
-        segmentation widened beyond the given width is bridged by the wider one, while the
-        narrower one keeps the small particles the wider closing would merge. 1 (or less)
-        disables it.
-    return_info : bool
-        Also return a dict: ``n_particles``, ``n_removed_small``, ``n_markers``,
-        ``n_resplit`` (particles split by ``resplit``), ``n_rehealed`` (regions taken
-        from the wider healing, ``heal_alternative``),
-        ``n_phase_voxels``, ``method``, ``heal_cracks_um``, ``h_um``, ``peak_um``
-        (float64, index = particle id, element 0 unused: the peak of each particle's
-        smoothed distance map, µm), ``solidity`` (same indexing: volume / convex-hull
-        volume of each particle's healed region, before the cut back) and ``scores``
-        (same indexing): the confidence of each particle, its peak down-weighted when
-        its volume does not fit that peak like the other particles' and when it is less
-        convex than the typical particle
-        (:func:`~electrode_ct.particles.confidence.particle_confidence`; merges, fragments
-        and truncated particles rank last). Pass it as ``scores=`` to
-        :func:`electrode_ct.metrics.instances.match_instances`.
+    resplit, heal_alternative : bool, float
+        ``distance`` only: see :func:`separate_distance`.
 
     Returns
     -------
-    numpy.ndarray
-        uint32 particle labels (z, y, x); possibly empty (all zero) after cleanup.
+    Separation
+        ``labels`` (uint32, 0 background, sequential) with the particle confidence
+        (``scores``) and the counts.
 
     Raises
     ------
@@ -356,50 +603,17 @@ def separate_particles(
     >>> z, y, x = np.mgrid[:20, :20, :36]
     >>> two = (((z - 10)**2 + (y - 10)**2 + (x - 10)**2 <= 64)
     ...        | ((z - 10)**2 + (y - 10)**2 + (x - 25)**2 <= 64)).astype(np.uint8)
-    >>> int(separate_particles(two, phase=1).max())
+    >>> separate_particles(two, phase=1).n_particles
     2
     """
-
     if method not in METHODS:
         raise InputError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if spacing is None and isinstance(phases, Volume):
-        spacing = phases.spacing
-    sp = as_spacing(spacing, name="spacing")
-    mask = particle_mask(phases, phase=phase, class_map=class_map)
-    if mask.ndim != 3:
-        raise ShapeError(f"phases: expected a 3-D (z, y, x) volume, got shape {mask.shape}")
-    if heal_cracks_um < 0 or min_volume_um3 < 0:
-        raise InputError("heal_cracks_um and min_volume_um3 must be >= 0 µm")
-    h_um = float(max(sp) if h is None else h)
-    settings = {"spacing": sp, "h_um": h_um, "smooth": smooth, "compactness": compactness,
-                "resplit": resplit, "min_volume_um3": min_volume_um3}
+    common = {"phase": phase, "class_map": class_map, "spacing": spacing,
+              "heal_cracks_um": heal_cracks_um, "h": h, "min_volume_um3": min_volume_um3,
+              "compactness": compactness, "smooth": smooth}
     if method == "distance":
-        run = _distance_run(mask, heal_cracks_um, **settings)
-        if heal_cracks_um > 0 and heal_alternative > 1:
-            run = _choose_width(mask, run, _distance_run(mask, heal_alternative * heal_cracks_um,
-                                                         **settings), spacing=sp)
-    else:
-        run = _learned_run(mask, heal_cracks_um, method=method, boundary=boundary,
-                           planes=planes, **settings)
-    labels = run["labels"]
-    if not return_info:
-        return labels
-    n = int(labels.max())
-    solidity = run["solidity"] if "solidity" in run else \
-        particle_solidity(run["whole"], spacing=sp)
-    scores, peak = particle_confidence(labels, run["score"], spacing=sp, solidity=solidity)
-    n_small, n_markers, n_resplit = run["n_small"], run["n_markers"], run["n_resplit"]
-    return labels, {
-        "n_particles": n,
-        "scores": scores,
-        "peak_um": peak,
-        "solidity": solidity,
-        "n_removed_small": n_small,
-        "n_markers": n_markers,
-        "n_resplit": n_resplit,
-        "n_rehealed": run.get("n_rehealed", 0),
-        "n_phase_voxels": int(mask.sum()),
-        "method": method,
-        "heal_cracks_um": float(heal_cracks_um),
-        "h_um": h_um,
-    }
+        return separate_distance(phases, resplit=resplit, heal_alternative=heal_alternative,
+                                 **common)
+    if method == "boundary":
+        return separate_boundary(phases, boundary, **common)
+    return separate_triplanar(phases, planes, **common)

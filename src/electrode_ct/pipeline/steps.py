@@ -209,18 +209,19 @@ def step_particles(run: Run) -> StepResult:
     p = run.cfg.steps.particles
     ref = run.cfg.steps.track.reference if n_states(run) > 1 else 0
     ph = phases(run, ref)
-    labels, info = separate_particles(
+    sep = separate_particles(
         ph, phase=resolve_phase(p.phase, ph.class_map, where="steps.particles.phase"),
         heal_cracks_um=p.heal_cracks_um, h=p.h, method=p.method,
-        min_volume_um3=p.min_volume_um3, return_info=True,
+        min_volume_um3=p.min_volume_um3,
     )
+    labels = sep.labels
     if p.remove_border:
         from electrode_ct.particles.cleanup import relabel_sequential, remove_border
 
         labels = relabel_sequential(remove_border(labels))
     vol = ph.with_data(labels.astype(np.uint32)).with_class_map(None)
     rel = _save(run, vol, f"volumes/particles{_ext(run)}")
-    summary = {k: v for k, v in info.items() if np.isscalar(v)}
+    summary = sep.summary()
     summary["n_particles"] = int(labels.max())
     return StepResult({"particles": rel}, summary)
 
