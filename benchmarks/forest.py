@@ -19,10 +19,7 @@ Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b] [--see
 (``--seeds``: scribble seeds of the ``segmentpy`` section, one simulated user each; the
 figures of the first seed keep their keys, means over the seeds are added;
 ``--normalise percentile|offset|none`` runs that section with another normalisation of ours;
-``--coverages 0.1`` limits that section to some scribble coverages;
-``--auto-context`` also trains our forest with a second auto-context stage on the same
-scribbles and adds ``mean_iou_ours_auto_context`` and ``gain_auto_context`` to every case:
-how the option was measured before it was removed, kept for the record).
+``--coverages 0.1`` limits that section to some scribble coverages).
 """
 
 from __future__ import annotations
@@ -63,7 +60,7 @@ def plain_forest(img, scr, tests, seed):
 
 
 def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto",
-              auto_context: bool = False, coverages: tuple[float, ...] | None = None) -> dict:
+              coverages: tuple[float, ...] | None = None) -> dict:
     """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
 
     The training slice is the central one of each sub-volume (``scribble_slices(n, 1)``);
@@ -72,8 +69,7 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto
     ``per_seed`` lists every seed's figures and ``*_mean_over_seeds`` their means (both
     forests always see the same scribbles). ``normalise`` is our forest's intensity
     normalisation (the shipped default ``auto``, or ``percentile``/``offset``/``none``);
-    ``auto_context`` adds our forest's figures with a second auto-context stage (same
-    scribbles); ``coverages`` overrides the scribble coverages (fractions).
+    ``coverages`` overrides the scribble coverages (fractions).
     """
     res: dict = {}
     if coverages is None:
@@ -82,12 +78,10 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto
         sv = load_subvolume(name)
         for cov in coverages:
             for style in ("perclass", "uniform"):
-                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise, auto_context)
+                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise)
                         for seed in seeds]
                 entry = dict(runs[0])
                 keys = ["mean_iou_ours", "mean_iou_plain", "gain"]
-                if auto_context:
-                    keys += ["mean_iou_ours_auto_context", "gain_auto_context"]
                 if len(seeds) > 1:
                     entry["per_seed"] = {str(s): {k: r[k] for k in keys}
                                          for s, r in zip(seeds, runs, strict=True)}
@@ -113,7 +107,7 @@ def _strokes(ref: np.ndarray, cov: float, style: str, seed: int) -> np.ndarray:
 
 
 def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
-                    normalise: str = "auto", auto_context: bool = False) -> dict:
+                    normalise: str = "auto") -> dict:
     """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
     train, tests = _split(sv, quick)
     scr = _strokes(sv.labels[train], cov, style, seed)
@@ -134,15 +128,6 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
     iou_o, iou_p = ious(ours), ious(plain)
     mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
     mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
-    extra = {}
-    if auto_context:
-        two = train_forest(sv.images[train], scr, features=cfg, seed=0,
-                           n_trees=50 if quick else 100, auto_context=True)
-        iou_a = ious([two.predict(sv.images[n]).labels[0] for n in tests])
-        ma = float(np.mean([np.mean(list(d.values())) for d in iou_a]))
-        extra = {"mean_iou_ours_auto_context": ma, "gain_auto_context": ma - mp,
-                 "iou_ours_auto_context_per_class": {k: float(np.mean([d[k] for d in iou_a]))
-                                                     for k in iou_a[0]}}
     return {
         "train_slice": train, "test_slices": tests, "scribble_seed": seed, "normalise": normalise,
         "label_mapping": {str(k): v for k, v in sv.mapping.items()},
@@ -152,7 +137,6 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
         "oob_accuracy": model.report["oob_accuracy"],
         "time_ours_s": t_ours, "time_plain_s": t_plain,
         "top_features": dict(list(model.report["feature_importance"].items())[:8]),
-        **extra,
     }
 
 
@@ -280,7 +264,6 @@ def speed(quick: bool) -> dict:
     out["reference_scipy_gaussian_sigma1_mvoxel_per_s"] = grey.size / (
         time.perf_counter() - t0) / 1e6
     variants = {"default": ("default", {}),
-                "default_auto_context": ("default", {"auto_context": True}),
                 "default_30_trees": ("default", {"n_trees": 30}),
                 "full": ("full", {})}
     for key, (fset, kw) in variants.items():
@@ -423,8 +406,6 @@ def main() -> None:
                     help="segmentpy: our normalisation (auto | percentile | offset | none)")
     ap.add_argument("--coverages", default=None,
                     help="segmentpy: scribble coverages, e.g. 0.1 (default 0.1,0.25)")
-    ap.add_argument("--auto-context", action="store_true",
-                    help="segmentpy: also score our forest with a second auto-context stage")
     args = ap.parse_args()
     seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")
@@ -433,8 +414,7 @@ def main() -> None:
     if "segmentpy" in secs:
         covs = (tuple(float(v) for v in args.coverages.split(","))
                 if args.coverages else None)
-        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, args.auto_context,
-                                     covs)
+        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, covs)
     if "importance" in secs:
         out["importance"] = importance()
     if "ceiling" in secs:

@@ -37,8 +37,7 @@ def phantom():
 def trained(phantom):
     truth, grey = phantom
     scr = simulate_scribbles(truth, coverage=0.08, n_slices=4, style="uniform", seed=1)
-    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], auto_context=True,
-                            **FAST)
+    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], **FAST)
     return model, scr
 
 
@@ -58,7 +57,7 @@ def test_one_percent_scribbles_reach_high_iou(phantom, trained):
     assert pred.uncertainty[border].mean() > 2 * pred.uncertainty[~border].mean()
     assert model.report["oob_accuracy"] > 0.9
     assert set(model.report["n_samples"]) == {"pore", "cbd", "active"}
-    assert len(model.report["feature_importance"]) == model.config.n_features + 6
+    assert len(model.report["feature_importance"]) == model.config.n_features
 
 
 def test_blockwise_prediction_identical(phantom, trained):
@@ -90,14 +89,17 @@ def test_incompatible_model_is_a_model_error(tmp_path, trained):
         files = {n: zf.read(n) for n in zf.namelist()}
     head = json.loads(files["model.json"])
     for key, value, match in [("forest_format", 99, "format 99"),
-                              ("feature_names", ["x"], "feature list")]:
-        bad = dict(head, **{key: value})
+                              ("feature_names", ["x"], "feature list"),
+                              ("stage2.pkl", None, "auto-context was removed")]:
+        bad = dict(head, **{key: value}) if value is not None else head
         out = tmp_path / f"bad_{key}.ectmodel"
         with zipfile.ZipFile(out, "w") as zf:
             zf.writestr("model.json", json.dumps(bad))
             for n, b in files.items():
                 if n != "model.json":
                     zf.writestr(n, b)
+            if value is None:  # a two-stage forest of an older release
+                zf.writestr(key, files["stage1.pkl"])
         with pytest.raises(ModelError, match=match):
             load_model(out)
     with pytest.raises(ModelError, match="2-D image"):

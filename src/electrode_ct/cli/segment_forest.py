@@ -34,9 +34,6 @@ def train_forest_cmd(
     trees: int = typer.Option(100, "--trees", help="Trees per forest."),
     class_names: str = typer.Option(None, "--class-names",
                                     help="Names of classes 1..K, comma-separated."),
-    context: bool = typer.Option(False, "--auto-context/--no-auto-context",
-                                 help="Add a second auto-context forest (off by default: "
-                                      "no measured gain, half the speed)."),
     no_balance: bool = typer.Option(False, "--no-balance", help="Do not weight classes."),
     max_depth: int = typer.Option(14, "--max-depth", help="Tree depth limit (0 = none)."),
     normalise: str = typer.Option("auto", "--normalise",
@@ -65,7 +62,7 @@ def train_forest_cmd(
     info(f"training on {image} with {cfg.n_features} features ({mode})")
     t0 = time.perf_counter()
     m = train_forest(img.compute(), lab, features=cfg, class_names=names, n_trees=trees,
-                     auto_context=context, balance=not no_balance,
+                     balance=not no_balance,
                      max_depth=max_depth or None, augment=augment, seed=seed)
     m.report["train_time_s"] = time.perf_counter() - t0
     m.report["inputs"] = {"image": image, "scribbles": scribbles}

@@ -1,12 +1,11 @@
 """Random-forest pixel classifier (ilastik-style): the model, blockwise prediction, model files.
 
-A :class:`ForestModel` holds the forest(s) trained by
+A :class:`ForestModel` holds the forest trained by
 :func:`electrode_ct.segment.forest_train.train_forest` on the filter-bank features of
-:mod:`electrode_ct.segment.features`. With auto-context a second forest was trained on
-the features plus the first forest's class probabilities smoothed at a few scales.
+:mod:`electrode_ct.segment.features`.
 
-Prediction runs block by block with a halo (features + context), so memory is bounded by
-the block size and the result does not depend on it. The model file is the archive of
+Prediction runs block by block with the features' halo, so memory is bounded by the block
+size and the result does not depend on it. The model file is the archive of
 :mod:`electrode_ct.segment.models` (kind ``forest``).
 """
 
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment import features as ft
@@ -37,16 +35,13 @@ from electrode_ct.volume import Spacing, Volume, as_spacing
 FOREST_FORMAT = 1
 """Version of the forest payload layout inside a model archive."""
 
-CONTEXT_SIGMAS: tuple[float, ...] = (1.0, 3.5)
-"""Scales (voxels) at which first-stage probabilities are smoothed for auto-context."""
-
 DEFAULT_BLOCK_VOXELS = 2_000_000
 """Core voxels per prediction block (memory ~ 100 B per voxel of block plus halo)."""
 
 
 @dataclass
 class ForestModel:
-    """A trained (two-stage) random-forest pixel classifier.
+    """A trained random-forest pixel classifier.
 
     Attributes
     ----------
@@ -58,10 +53,6 @@ class ForestModel:
         Training voxel size (z, y, x) in µm.
     stage1 : sklearn.ensemble.RandomForestClassifier
         Forest on the features.
-    stage2 : sklearn.ensemble.RandomForestClassifier or None
-        Auto-context forest on features + smoothed stage-1 probabilities.
-    context_sigmas : tuple of float
-        Smoothing scales of the context probabilities (voxels).
     report : dict
         Training summary: samples per class, out-of-bag accuracy, feature importances.
     reference_width : float or None
@@ -75,19 +66,12 @@ class ForestModel:
     class_names: list[str]
     spacing: Spacing
     stage1: Any
-    stage2: Any = None
-    context_sigmas: tuple[float, ...] = CONTEXT_SIGMAS
     report: dict[str, Any] = field(default_factory=dict)
     reference_width: float | None = None
     kind: str = "forest"
 
     prediction_options: ClassVar[tuple[str, ...]] = ("block_shape", "n_jobs")
     """The forest's own :meth:`predict` options (see :class:`models.SegmentationModel`)."""
-
-    # -- geometry ---------------------------------------------------------------------
-    def context_names(self) -> list[str]:
-        """Names of the context channels."""
-        return [f"context_{n}_{s:g}" for s in self.context_sigmas for n in self.class_names]
 
     # -- prediction -------------------------------------------------------------------
     def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
@@ -171,48 +155,15 @@ class ForestModel:
         return tuple(min(int(s), edge) for s in shape)  # type: ignore[return-value]
 
     def _set_jobs(self, n_jobs: int) -> None:
-        for est in (self.stage1, self.stage2):
-            if est is not None:
-                est.n_jobs = n_jobs
-                est.verbose = 0
+        self.stage1.n_jobs = n_jobs
+        self.stage1.verbose = 0
 
     def block_probabilities(self, image: Any, core: tuple[slice, ...], *,
                             value_range: tuple[float, float]) -> np.ndarray:
         """Class probabilities (K, bz, by, bx) of one block (reads the halo it needs)."""
-        x = self.block_inputs(image, core, value_range=value_range,
-                              context=self.stage2 is not None)
-        return _proba(self.stage2 if self.stage2 is not None else self.stage1, x)
-
-    def block_inputs(self, image: Any, core: tuple[slice, ...], *,
-                     value_range: tuple[float, float], context: bool,
-                     stage1_override: Any = None) -> np.ndarray:
-        """Final-stage inputs of one block: features (+ smoothed stage-1 probabilities).
-
-        ``stage1_override(region_slices, probs)`` may replace first-stage probabilities
-        in the context region (training inserts out-of-bag values there).
-        """
-        if not context:
-            return ft.block_features(image, core, self.config, spacing=self.spacing,
-                                     value_range=value_range)
-        sig = ft.axis_sigmas(max(self.context_sigmas), self.spacing, self.config.mode)
-        chalo = tuple(ft._radius(s) for s in sig)
-        ctx_region, ctx_inner = ft.expand(core, chalo, image.shape)
-        feats = ft.block_features(image, ctx_region, self.config, spacing=self.spacing,
+        feats = ft.block_features(image, core, self.config, spacing=self.spacing,
                                   value_range=value_range)
-        p1 = _proba(self.stage1, feats)
-        if stage1_override is not None:
-            stage1_override(ctx_region, p1)
-        ctx = self._context(p1)[(slice(None), *ctx_inner)]
-        return np.concatenate([feats[(slice(None), *ctx_inner)], ctx])
-
-    def _context(self, p1: np.ndarray) -> np.ndarray:
-        out = []
-        for s in self.context_sigmas:
-            sig = ft.axis_sigmas(s, self.spacing, self.config.mode)
-            for c in range(p1.shape[0]):
-                out.append(ndi.gaussian_filter(p1[c], sig, mode="reflect", truncate=ft.TRUNCATE,
-                                               output=np.float32))
-        return np.stack(out)
+        return _proba(self.stage1, feats)
 
     # -- compatibility ----------------------------------------------------------------
     def check_image(self, vol: Volume) -> None:
@@ -241,8 +192,6 @@ class ForestModel:
             "feature_config": self.config.to_dict(),
             "feature_names": self.config.names,
             "training_spacing_um": list(self.spacing),
-            "auto_context": self.stage2 is not None,
-            "context_sigmas": list(self.context_sigmas),
             "n_trees": int(self.stage1.n_estimators),
             "reference_width": self.reference_width,
             "sklearn_version": sklearn.__version__,
@@ -253,10 +202,8 @@ class ForestModel:
         """Write the model archive (``model.json`` + pickled forests)."""
         from electrode_ct.segment.models import write_archive
 
-        files = {"stage1.pkl": pickle.dumps(self.stage1, protocol=5)}
-        if self.stage2 is not None:
-            files["stage2.pkl"] = pickle.dumps(self.stage2, protocol=5)
-        return write_archive(path, self.header(), files)
+        return write_archive(path, self.header(),
+                             {"stage1.pkl": pickle.dumps(self.stage1, protocol=5)})
 
 
 def _proba(est: Any, feats: np.ndarray) -> np.ndarray:
@@ -282,25 +229,23 @@ def load_forest(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) ->
         spacing = as_spacing(header["training_spacing_um"])
     except (KeyError, TypeError, ConfigError, InputError) as exc:
         raise ModelError(f"{path}: model header is incomplete or malformed ({exc})") from exc
+    if "stage2.pkl" in archive.namelist():
+        raise ModelError(f"{path}: an auto-context (two-stage) forest; auto-context was "
+                         "removed (no measured gain, docs/forest.md): retrain the model")
     if config.names != header.get("feature_names", config.names):
         raise ModelError(f"{path}: feature list {header.get('feature_names')} does not match "
                          f"this electrode-ct's features {config.names}; retrain the model")
     try:
         stage1 = pickle.load(read_member(archive, "stage1.pkl"))
-        stage2 = (pickle.load(read_member(archive, "stage2.pkl"))
-                  if "stage2.pkl" in archive.namelist() else None)
     except Exception as exc:  # unpickling across library versions fails in many ways
         raise ModelError(f"{path}: cannot load the forest (trained with scikit-learn "
                          f"{header.get('sklearn_version')}, installed {sklearn.__version__}): "
                          f"{type(exc).__name__}; retrain the model") from exc
-    n_ctx = len(header.get("context_sigmas", [])) * len(values)
-    if getattr(stage1, "n_features_in_", config.n_features) != config.n_features or (
-            stage2 is not None and stage2.n_features_in_ != config.n_features + n_ctx):
+    if getattr(stage1, "n_features_in_", config.n_features) != config.n_features:
         raise ModelError(f"{path}: forest expects {stage1.n_features_in_} features but the "
                          f"stored configuration gives {config.n_features}")
     return ForestModel(config=config, class_values=values, class_names=names, spacing=spacing,
-                       stage1=stage1, stage2=stage2,
-                       context_sigmas=tuple(header.get("context_sigmas", CONTEXT_SIGMAS)),
+                       stage1=stage1,
                        report=header.get("report", {}),
                        reference_width=_optional_float(header.get("reference_width")))
 

@@ -3,10 +3,7 @@
 :func:`train_forest` computes the filter-bank features of
 :mod:`electrode_ct.segment.features` at the labelled voxels (block by block, with the
 halo the filters need) and fits a scikit-learn random forest, optionally on intensity-
-jittered copies of the rows (:func:`augment_intensity`). With ``auto_context`` a second
-forest is trained on the same features plus the first forest's class probabilities
-smoothed at a few scales; the first stage's out-of-bag probabilities are used at the
-training voxels so the second stage never sees over-confident inputs. The result is a
+jittered copies of the rows (:func:`augment_intensity`). The result is a
 :class:`~electrode_ct.segment.forest.ForestModel`.
 """
 
@@ -19,7 +16,7 @@ import numpy as np
 
 from electrode_ct.errors import ConfigError, InputError, ShapeError
 from electrode_ct.segment import features as ft
-from electrode_ct.segment.forest import CONTEXT_SIGMAS, ForestModel
+from electrode_ct.segment.forest import ForestModel
 from electrode_ct.volume import Volume, as_spacing
 
 AUGMENT = 0.1
@@ -125,8 +122,6 @@ def train_forest(
     class_names: Sequence[str] | None = None,
     n_trees: int = 100,
     balance: bool = True,
-    auto_context: bool = False,
-    context_sigmas: Sequence[float] = CONTEXT_SIGMAS,
     max_depth: int | None = 14,
     max_samples: int | None = 200_000,
     block_shape: Sequence[int] | None = None,
@@ -153,14 +148,9 @@ def train_forest(
         Names of classes 1..K (every class must have scribbles); default from the labels'
         class map, else ``class1..classK``.
     n_trees : int
-        Trees per forest (100).
+        Trees in the forest (100).
     balance : bool
         Weight classes inversely to their number of scribbled voxels.
-    auto_context : bool
-        Train a second forest on features + smoothed first-stage probabilities (off by
-        default: no measured accuracy gain on real nano-CT, and it halves the speed).
-    context_sigmas : sequence of float
-        Smoothing scales (voxels) of the context probabilities.
     max_depth : int or None
         Tree depth limit (bounds prediction time; None grows full trees).
     max_samples : int or None
@@ -173,22 +163,23 @@ def train_forest(
         normalised range, so the model tolerates the residual gain/offset between images
         that per-image normalisation leaves; 0 switches it off (default :data:`AUGMENT`).
     seed : int
-        Random seed (sampling and forests).
+        Random seed (sampling and forest).
     n_jobs : int
         Threads (-1 = all cores).
 
     Returns
     -------
     ForestModel
-        With ``report``: ``n_samples`` per class, ``oob_accuracy`` (out-of-bag accuracy of
-        the final stage, fraction), ``feature_importance`` (name -> mean decrease in
-        impurity, summed over stages' shared features).
+        With ``report``: ``n_samples`` per class, ``oob_accuracy`` (out-of-bag accuracy,
+        fraction), ``feature_importance`` (name -> mean decrease in impurity).
 
     Raises
     ------
     ShapeError, InputError
         Scribbles of another shape, no labelled voxels, a named class without scribbles,
         fewer than two classes, an image of a single value.
+    ConfigError
+        3-D features for a 2-D image, fewer than one tree, ``augment`` outside [0, 1).
     """
     img_vol = image if isinstance(image, Volume) else Volume(np.asarray(image))
     lab_vol = labels if isinstance(labels, Volume) else Volume(np.asarray(labels))
@@ -197,15 +188,7 @@ def train_forest(
     if class_names is None:
         cmap = {int(v): k for k, v in (lab_vol.class_map or {}).items()}
         class_names = [cmap.get(v, f"class{v}") for v in values]
-    sp = as_spacing(spacing if spacing is not None else img_vol.spacing)
-    if isinstance(features, ft.FeatureConfig):
-        cfg = features if mode is None else ft.FeatureConfig(features.features, mode=mode,
-                                                             normalise=features.normalise)
-    else:
-        auto_mode = "2d" if img_vol.shape[0] == 1 else "3d"
-        cfg = ft.parse_features(features, mode=mode or auto_mode)
-    if cfg.mode == "3d" and img_vol.shape[0] == 1:
-        raise ConfigError(f"{img_vol.source}: a 2-D image needs 2-D features (--2d)")
+    cfg = _feature_config(features, mode, img_vol)
     if n_trees < 1:
         raise ConfigError(f"--trees: expected at least 1 tree, got {n_trees}")
     if augment < 0 or augment >= 1:
@@ -215,68 +198,57 @@ def train_forest(
     vrange = ft.normalisation_range(prange, cfg.normalise)
     idx = _sample(lab, values, max_samples, seed)
     y = lab.ravel()[idx]
-    shape = img_vol.shape
-
     model = ForestModel(config=cfg, class_values=list(values), class_names=list(class_names),
-                        spacing=sp, stage1=None, context_sigmas=tuple(context_sigmas),
-                        reference_width=prange[1] - prange[0])
-    bshape = tuple(block_shape) if block_shape else model.default_block(shape)
-
-    x = np.empty((idx.size, cfg.n_features), np.float32)
-    pos = np.searchsorted
-    for core, bidx in _label_blocks(shape, bshape, idx):
-        f = ft.block_features(data, core, cfg, spacing=sp, value_range=vrange)
-        loc = _local(bidx, core, shape)
-        x[pos(idx, bidx)] = f[(slice(None), *loc)].T
-    unit = 1.0
+                        spacing=as_spacing(spacing if spacing is not None else img_vol.spacing),
+                        stage1=None, reference_width=prange[1] - prange[0])
+    x = _training_rows(model, data, idx, block_shape, vrange)
+    xa, ya = x, y
     if augment > 0:
         # offsets in units of the image's robust (percentile) range, whatever normalisation
         unit = (prange[1] - prange[0]) / (vrange[1] - vrange[0])
-
-    def jitter(xx: np.ndarray, passthrough: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        if augment <= 0:
-            return xx, y
-        return augment_intensity(xx, y, cfg, amount=augment, offset_unit=unit,
-                                 passthrough=passthrough, seed=seed)
-
+        xa, ya = augment_intensity(x, y, cfg, amount=augment, offset_unit=unit, seed=seed)
     model.stage1 = _fit(_make_forest(n_trees, balance=balance, max_depth=max_depth, seed=seed,
-                                     n_jobs=n_jobs, oob=True), *jitter(x))
-    report: dict[str, Any] = {
+                                     n_jobs=n_jobs, oob=True), xa, ya)
+    imp = dict(zip(cfg.names, model.stage1.feature_importances_.tolist(), strict=True))
+    model.report = {
         "n_samples": {n: int((y == v).sum()) for v, n in zip(values, class_names, strict=True)},
         "n_labelled": int(np.count_nonzero(lab)),
-        "oob_accuracy_stage1": _oob_accuracy(model.stage1, y),
         "seed": seed, "max_depth": max_depth, "balance": balance, "augment": augment,
+        "oob_accuracy": _oob_accuracy(model.stage1, y),
+        "feature_importance": dict(sorted(imp.items(), key=lambda kv: -kv[1])),
     }
-    imp = dict(zip(cfg.names, model.stage1.feature_importances_.tolist(), strict=True))
-    if auto_context:
-        # original rows come first in the (augmented) training set
-        oob = model.stage1.oob_decision_function_[:idx.size].astype(np.float32)
-        model.stage2 = _make_forest(n_trees, balance=balance, max_depth=max_depth,
-                                    seed=seed + 1, n_jobs=n_jobs, oob=True)
-        xc = np.empty((idx.size, len(context_sigmas) * len(values)), np.float32)
-
-        def override(region: tuple[slice, ...], p1: np.ndarray) -> None:
-            sub = _indices_in(idx, region, shape)
-            ok = np.all(np.isfinite(oob[sub]), axis=1)
-            loc = _local(idx[sub[ok]], region, shape)
-            p1[(slice(None), *loc)] = oob[sub[ok]].T
-
-        nf = cfg.n_features
-        for core, bidx in _label_blocks(shape, bshape, idx):
-            inp = model.block_inputs(data, core, value_range=vrange, context=True,
-                                     stage1_override=override)
-            loc = _local(bidx, core, shape)
-            xc[pos(idx, bidx)] = inp[(slice(nf, None), *loc)].T
-        model.stage2 = _fit(model.stage2, *jitter(np.concatenate([x, xc], axis=1),
-                                                  passthrough=xc.shape[1]))
-        report["oob_accuracy"] = _oob_accuracy(model.stage2, y)
-        names2 = cfg.names + model.context_names()
-        imp = dict(zip(names2, model.stage2.feature_importances_.tolist(), strict=True))
-    else:
-        report["oob_accuracy"] = report["oob_accuracy_stage1"]
-    report["feature_importance"] = dict(sorted(imp.items(), key=lambda kv: -kv[1]))
-    model.report = report
     return model
+
+
+def _feature_config(features: ft.FeatureConfig | str | None, mode: str | None,
+                    image: Volume) -> ft.FeatureConfig:
+    """The training features: ``features`` in ``mode`` (default 2-D for a single image)."""
+    if isinstance(features, ft.FeatureConfig):
+        cfg = features if mode is None else ft.FeatureConfig(features.features, mode=mode,
+                                                             normalise=features.normalise)
+    else:
+        cfg = ft.parse_features(features, mode=mode or ("2d" if image.shape[0] == 1 else "3d"))
+    if cfg.mode == "3d" and image.shape[0] == 1:
+        raise ConfigError(f"{image.source}: a 2-D image needs 2-D features (--2d)")
+    return cfg
+
+
+def _training_rows(model: ForestModel, data: Any, idx: np.ndarray,
+                   block_shape: Sequence[int] | None,
+                   value_range: tuple[float, float]) -> np.ndarray:
+    """Features (n, F) float32 of the training voxels ``idx`` (sorted flat indices).
+
+    Computed block by block (only the blocks that hold training voxels, each with its
+    halo), so the result does not depend on the block shape.
+    """
+    shape = tuple(data.shape)
+    bshape = tuple(block_shape) if block_shape else model.default_block(shape)
+    x = np.empty((idx.size, model.config.n_features), np.float32)
+    for core, bidx in _label_blocks(shape, bshape, idx):
+        f = ft.block_features(data, core, model.config, spacing=model.spacing,
+                              value_range=value_range)
+        x[np.searchsorted(idx, bidx)] = f[(slice(None), *_local(bidx, core, shape))].T
+    return x
 
 
 def _oob_accuracy(est: Any, y: np.ndarray) -> float:
@@ -294,7 +266,6 @@ def _oob_accuracy(est: Any, y: np.ndarray) -> float:
 
 def augment_intensity(x: np.ndarray, y: np.ndarray, config: ft.FeatureConfig, *,
                       amount: float, offset_unit: float = 1.0, copies: int = 2,
-                      passthrough: int = 0,
                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Training rows plus copies as if the image had another gain and offset.
 
@@ -319,8 +290,6 @@ def augment_intensity(x: np.ndarray, y: np.ndarray, config: ft.FeatureConfig, *,
         ``percentile`` normalisation).
     copies : int
         Jittered copies added to the original rows.
-    passthrough : int
-        Trailing columns copied unchanged (auto-context probabilities).
     seed : int
         Random seed.
 
@@ -335,24 +304,22 @@ def augment_intensity(x: np.ndarray, y: np.ndarray, config: ft.FeatureConfig, *,
         a = rng.uniform(1 - amount, 1 + amount, (x.shape[0], 1)).astype(np.float32)
         b = (rng.uniform(-amount / 2, amount / 2, (x.shape[0], 1))
              * offset_unit).astype(np.float32)
-        xs.append(affine_features(x, config, a, b, passthrough=passthrough))
+        xs.append(affine_features(x, config, a, b))
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def affine_features(x: np.ndarray, config: ft.FeatureConfig, gain: Any, offset: Any, *,
-                    passthrough: int = 0) -> np.ndarray:
+def affine_features(x: np.ndarray, config: ft.FeatureConfig, gain: Any,
+                    offset: Any) -> np.ndarray:
     """Features of the image ``gain · v + offset`` from the features ``x`` of ``v``.
 
     Parameters
     ----------
     x : numpy.ndarray
-        (n, F [+ passthrough]) features in ``config.names`` order.
+        (n, F) features in ``config.names`` order.
     config : FeatureConfig
     gain, offset : float or numpy.ndarray
         Scalars or (n, 1) arrays (offset in the features' intensity units).
-    passthrough : int
-        Trailing columns returned unchanged.
 
     Returns
     -------
@@ -360,9 +327,8 @@ def affine_features(x: np.ndarray, config: ft.FeatureConfig, gain: Any, offset: 
         float32 features of the same shape.
     """
     kinds = [n.split("_")[0] for n in config.names]
-    power = np.array([2.0 if k == "ste" else 1.0 for k in kinds] + [0.0] * passthrough,
-                     np.float32)
-    shift = np.array([k == "gaussian" for k in kinds] + [False] * passthrough, np.float32)
+    power = np.array([2.0 if k == "ste" else 1.0 for k in kinds], np.float32)
+    shift = np.array([k == "gaussian" for k in kinds], np.float32)
     g = np.asarray(gain, np.float32)
     return (x * g ** power + np.asarray(offset, np.float32) * shift).astype(np.float32)
 
@@ -373,12 +339,3 @@ def _fit(est: Any, x: np.ndarray, y: np.ndarray) -> Any:
     with warnings.catch_warnings():  # few trees: some samples lack OOB scores (handled)
         warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores")
         return est.fit(x, y)
-
-
-def _indices_in(idx: np.ndarray, region: tuple[slice, ...], shape: Sequence[int]) -> np.ndarray:
-    """Positions in ``idx`` of the flat indices that lie inside ``region``."""
-    coords = np.unravel_index(idx, tuple(shape))
-    inside = np.ones(idx.size, bool)
-    for c, r in zip(coords, region, strict=True):
-        inside &= (c >= r.start) & (c < r.stop)
-    return np.flatnonzero(inside)
