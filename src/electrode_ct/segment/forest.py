@@ -29,6 +29,7 @@ from electrode_ct.segment.models import (
     entropy,
     read_member,
     register_kind,
+    write_archive,
 )
 from electrode_ct.volume import Spacing, Volume, as_spacing
 
@@ -52,7 +53,8 @@ class ForestModel:
     spacing : tuple of float
         Training voxel size (z, y, x) in µm.
     stage1 : sklearn.ensemble.RandomForestClassifier
-        Forest on the features.
+        The forest on the features (``stage1.pkl`` in the model file: the name of the
+        two-stage releases, kept for file compatibility).
     report : dict
         Training summary: samples per class, out-of-bag accuracy, feature importances.
     reference_width : float or None
@@ -199,9 +201,7 @@ class ForestModel:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model archive (``model.json`` + pickled forests)."""
-        from electrode_ct.segment.models import write_archive
-
+        """Write the model archive (``model.json`` + the pickled forest ``stage1.pkl``)."""
         return write_archive(path, self.header(),
                              {"stage1.pkl": pickle.dumps(self.stage1, protocol=5)})
 
@@ -245,8 +245,7 @@ def load_forest(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) ->
         raise ModelError(f"{path}: forest expects {stage1.n_features_in_} features but the "
                          f"stored configuration gives {config.n_features}")
     return ForestModel(config=config, class_values=values, class_names=names, spacing=spacing,
-                       stage1=stage1,
-                       report=header.get("report", {}),
+                       stage1=stage1, report=header.get("report", {}),
                        reference_width=_optional_float(header.get("reference_width")))
 
 
