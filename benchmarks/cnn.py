@@ -16,7 +16,7 @@ threads, beside the published LRCS-Net size (32 channels, 5 × 5) measured in th
 (the machine is shared: compare ratios, not absolute numbers).
 
 Also an ablation on the same models (``ablation_mean_iou``): the first member alone and all
-members, without and with test-time augmentation, and with batch-norm adaptation toggled.
+members, without and with test-time augmentation.
 
 Prints one JSON object. Run (the default model: 3 members, 20 epochs; docs/cnn.md)::
 
@@ -130,41 +130,29 @@ def ablation(model, sv: SubVolume, tests: list[int], transforms: int) -> dict:
     """Test mean IoU of the first member alone and of all members, without and with TTA.
 
     TTA: the first member with 2, 3 and 8 of the dihedral transforms (2 and 3 cost about as
-    much as 2 and 3 members) and all members with 8; batch-norm adaptation and the EM
-    class-prior correction each toggled against the model's default.
+    much as 2 and 3 members) and all members with 8. (Batch-norm adaptation and the EM
+    class-prior correction were toggled here too until they were retired, docs/cnn.md.)
     """
     from electrode_ct.segment.cnn.model import CNNModel
 
     first = CNNModel(model.nets[0], arch=model.arch, class_values=model.class_values,
                      class_names=model.class_names, normalisation=model.normalisation,
                      prediction=model.prediction)
-    adapt = bool(model.prediction.get("adapt_bn", False))
-    prior = model.prediction.get("priors", "none")
-    other = "none" if prior == "em" else "em"
-    variants = {"first_member_tta1": (first, 1, adapt, prior),
-                "all_members_tta1": (model, 1, adapt, prior),
-                f"all_members_tta{transforms}_adapt_bn_{not adapt}".lower():
-                    (model, transforms, not adapt, prior),
-                f"all_members_tta{transforms}_priors_{other}": (model, transforms, adapt, other),
-                f"first_member_tta1_priors_{other}": (first, 1, adapt, other)}
+    variants = {"first_member_tta1": (first, 1), "all_members_tta1": (model, 1)}
     for t in sorted({2, 3, 8, transforms} - {1}):  # test-time flips/rotations, same models
-        variants[f"first_member_tta{t}"] = (first, t, adapt, prior)
-    variants["all_members_tta8"] = (model, 8, adapt, prior)
+        variants[f"first_member_tta{t}"] = (first, t)
+    variants["all_members_tta8"] = (model, 8)
     refs = [sv.labels[s] for s in tests]
     out = {}
-    for name, (m, t, a, p) in variants.items():
-        preds = [m.predict(sv.images[s], transforms=t, adapt_bn=a, priors=p).labels[0]
-                 for s in tests]
-        res = _score(preds, refs)
-        out[name] = res["mean_iou"]
-        if "priors" in name:  # the per-class effect of the correction
-            out[name + "_iou"] = res["iou"]
+    for name, (m, t) in variants.items():
+        preds = [m.predict(sv.images[s], transforms=t).labels[0] for s in tests]
+        out[name] = _score(preds, refs)["mean_iou"]
     return out
 
 
 def run_forest(sv: SubVolume, *, tests: list[int]) -> dict:
     """The project's forest on the same training slice and labels, same test slices."""
-    from electrode_ct.segment.forest import train_forest
+    from electrode_ct.segment.forest_train import train_forest
 
     tr = SPLITS[sv.name]["train"]
     t0, c0 = time.perf_counter(), time.process_time()

@@ -19,8 +19,7 @@ Usage: ``.venv/bin/python benchmarks/forest.py [--quick] [--sections a,b] [--see
 (``--seeds``: scribble seeds of the ``segmentpy`` section, one simulated user each; the
 figures of the first seed keep their keys, means over the seeds are added;
 ``--normalise percentile|offset|none`` runs that section with another normalisation of ours;
-``--adapt-priors`` also predicts with EM class-prior adaptation, from the same models, and
-adds ``mean_iou_ours_adapt_priors`` and ``gain_adapt_priors`` to every case).
+``--coverages 0.1`` limits that section to some scribble coverages).
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import numpy as np
 
 from electrode_ct.metrics.compare import compare
 from electrode_ct.segment.features import compute_features, parse_features
-from electrode_ct.segment.forest import train_forest
+from electrode_ct.segment.forest_train import train_forest
 from electrode_ct.segment.scribbles import simulate_scribbles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,7 +60,7 @@ def plain_forest(img, scr, tests, seed):
 
 
 def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto",
-              adapt_priors: bool = False) -> dict:
+              coverages: tuple[float, ...] | None = None) -> dict:
     """Single-slice protocol; labels mapped once per sub-volume (``_segmentpy.py``).
 
     The training slice is the central one of each sub-volume (``scribble_slices(n, 1)``);
@@ -70,20 +69,19 @@ def segmentpy(quick: bool, seeds: tuple[int, ...] = (0,), normalise: str = "auto
     ``per_seed`` lists every seed's figures and ``*_mean_over_seeds`` their means (both
     forests always see the same scribbles). ``normalise`` is our forest's intensity
     normalisation (the shipped default ``auto``, or ``percentile``/``offset``/``none``);
-    ``adapt_priors`` adds our forest's figures with prior adaptation (same models).
+    ``coverages`` overrides the scribble coverages (fractions).
     """
     res: dict = {}
-    coverages = [0.1] if quick else [0.1, 0.25]
+    if coverages is None:
+        coverages = (0.1,) if quick else (0.1, 0.25)
     for name in ("A", "C"):
         sv = load_subvolume(name)
         for cov in coverages:
             for style in ("perclass", "uniform"):
-                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise, adapt_priors)
+                runs = [_segmentpy_case(sv, cov, style, seed, quick, normalise)
                         for seed in seeds]
                 entry = dict(runs[0])
                 keys = ["mean_iou_ours", "mean_iou_plain", "gain"]
-                if adapt_priors:
-                    keys += ["mean_iou_ours_adapt_priors", "gain_adapt_priors"]
                 if len(seeds) > 1:
                     entry["per_seed"] = {str(s): {k: r[k] for k in keys}
                                          for s, r in zip(seeds, runs, strict=True)}
@@ -109,7 +107,7 @@ def _strokes(ref: np.ndarray, cov: float, style: str, seed: int) -> np.ndarray:
 
 
 def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
-                    normalise: str = "auto", adapt_priors: bool = False) -> dict:
+                    normalise: str = "auto") -> dict:
     """One sub-volume, coverage, stroke style and scribble seed: ours vs plain."""
     train, tests = _split(sv, quick)
     scr = _strokes(sv.labels[train], cov, style, seed)
@@ -130,13 +128,6 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
     iou_o, iou_p = ious(ours), ious(plain)
     mo = float(np.mean([np.mean(list(d.values())) for d in iou_o]))
     mp = float(np.mean([np.mean(list(d.values())) for d in iou_p]))
-    extra = {}
-    if adapt_priors:
-        iou_a = ious([model.predict(sv.images[n], adapt_priors=True).labels[0] for n in tests])
-        ma = float(np.mean([np.mean(list(d.values())) for d in iou_a]))
-        extra = {"mean_iou_ours_adapt_priors": ma, "gain_adapt_priors": ma - mp,
-                 "iou_ours_adapt_priors_per_class": {k: float(np.mean([d[k] for d in iou_a]))
-                                                     for k in iou_a[0]}}
     return {
         "train_slice": train, "test_slices": tests, "scribble_seed": seed, "normalise": normalise,
         "label_mapping": {str(k): v for k, v in sv.mapping.items()},
@@ -146,7 +137,6 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
         "oob_accuracy": model.report["oob_accuracy"],
         "time_ours_s": t_ours, "time_plain_s": t_plain,
         "top_features": dict(list(model.report["feature_importance"].items())[:8]),
-        **extra,
     }
 
 
@@ -274,7 +264,6 @@ def speed(quick: bool) -> dict:
     out["reference_scipy_gaussian_sigma1_mvoxel_per_s"] = grey.size / (
         time.perf_counter() - t0) / 1e6
     variants = {"default": ("default", {}),
-                "default_auto_context": ("default", {"auto_context": True}),
                 "default_30_trees": ("default", {"n_trees": 30}),
                 "full": ("full", {})}
     for key, (fset, kw) in variants.items():
@@ -296,7 +285,7 @@ _MEM_CHILD = """
 import numpy as np, resource, sys, time
 sys.path.insert(0, {bench!r})
 from forest import _phantom
-from electrode_ct.segment.forest import train_forest
+from electrode_ct.segment.forest_train import train_forest
 from electrode_ct.segment.scribbles import simulate_scribbles
 truth, grey = _phantom(48)
 model = train_forest(grey, simulate_scribbles(truth, coverage=0.05, n_slices=5), seed=0,
@@ -415,16 +404,17 @@ def main() -> None:
                     help="segmentpy: scribble seeds (simulated users), e.g. 0,1,2")
     ap.add_argument("--normalise", default="auto",
                     help="segmentpy: our normalisation (auto | percentile | offset | none)")
-    ap.add_argument("--adapt-priors", action="store_true",
-                    help="segmentpy: also score our forest with EM class-prior adaptation")
+    ap.add_argument("--coverages", default=None,
+                    help="segmentpy: scribble coverages, e.g. 0.1 (default 0.1,0.25)")
     args = ap.parse_args()
     seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")
     out: dict = {"quick": args.quick}
     t0 = time.perf_counter()
     if "segmentpy" in secs:
-        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise,
-                                     args.adapt_priors)
+        covs = (tuple(float(v) for v in args.coverages.split(","))
+                if args.coverages else None)
+        out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, covs)
     if "importance" in secs:
         out["importance"] = importance()
     if "ceiling" in secs:

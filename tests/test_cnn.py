@@ -179,11 +179,9 @@ def test_adapt_batchnorm_uses_input_statistics(trained):
     np.testing.assert_allclose(bn.running_mean.numpy(), feats["x"].mean(dim=(0, 2, 3)).numpy(),
                                rtol=0, atol=2e-3)  # unbiased vs biased variance upstream
     assert not torch.allclose(bn.running_mean, net.post[1].running_mean)
-    # predict(adapt_bn=True) is the adapted network's prediction
-    from electrode_ct.segment.cnn.predict import predict_plane
-
-    want = predict_plane([adapted], norm, tile=512).argmax(0) + 1
-    np.testing.assert_array_equal(trained.model.predict(img, adapt_bn=True).labels[0], want)
+    # no longer a prediction option (retired: measured without gain, docs/cnn.md)
+    with pytest.raises(ConfigError, match="unknown prediction option.*adapt_bn"):
+        trained.model.predict(img, adapt_bn=True)
 
 
 def test_label_smoothing_is_checked_and_used(trained):
@@ -326,31 +324,12 @@ def test_missing_torch_gives_dependency_error(monkeypatch):
         require_torch()
 
 
-def test_train_prior_is_stored_and_em_priors_adjust_predictions(tmp_path, trained):
+def test_em_priors_are_no_prediction_option(trained):
     from dataclasses import replace
 
-    from electrode_ct.segment.models import load_model
-    from electrode_ct.segment.priors import adapt
-
-    m = trained.model
-    prior = m.train_prior()
-    _, lab = phantom_slice(0)
-    frac = np.bincount(lab.ravel(), minlength=4)[1:] / lab.size
-    assert prior.sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(prior, frac, atol=0.08)  # the net is accurate on its slice
-    img, truth = phantom_slice(12, size=120)
-    plain = m.predict(img, probabilities=True, priors="none").probabilities
-    em = m.predict(img, probabilities=True, priors="em")
-    np.testing.assert_allclose(em.probabilities, adapt(plain, prior)[0], atol=1e-6)
-    assert compare(em.labels[0], truth)["mean_iou"] >= 0.9
-    # the option is stored as the model's default and survives a round trip
-    m2 = type(m)(m.nets, arch=m.arch, class_values=m.class_values, class_names=m.class_names,
-                 normalisation=m.normalisation, prediction={**m.prediction, "priors": "em"})
-    loaded = load_model(m2.save(tmp_path / "em.cnn"))
-    np.testing.assert_allclose(loaded.predict(img, probabilities=True).probabilities,
-                               em.probabilities, atol=1e-5)
-    with pytest.raises(InputError, match="priors"):
-        m.predict(img, priors="bayes")
+    img, truth = phantom_slice(12, size=40)
+    with pytest.raises(ConfigError, match="unknown prediction option.*priors"):
+        trained.model.predict(img, priors="em")
     with pytest.raises(ConfigError, match="priors"):
         train(img, truth, config=replace(TrainConfig(**TINY), priors="bayes"))
 

@@ -1,4 +1,5 @@
-"""Random-forest training/prediction: phantom accuracy, blockwise identity, model files."""
+"""Random-forest training/prediction: phantom accuracy, blockwise identity, model files,
+the shared prediction signature (two_d, unknown options)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from electrode_ct.errors import InputError, ModelError, ShapeError
+from electrode_ct.errors import ConfigError, InputError, ModelError, ShapeError
 from electrode_ct.metrics.compare import compare
-from electrode_ct.segment import forest as fo
-from electrode_ct.segment.models import load_model
+from electrode_ct.segment import forest_train as fo
+from electrode_ct.segment.forest import ForestModel
+from electrode_ct.segment.models import SegmentationModel, load_model
 from electrode_ct.segment.scribbles import simulate_scribbles
 from electrode_ct.volume import Volume
 
@@ -35,8 +37,7 @@ def phantom():
 def trained(phantom):
     truth, grey = phantom
     scr = simulate_scribbles(truth, coverage=0.08, n_slices=4, style="uniform", seed=1)
-    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], auto_context=True,
-                            **FAST)
+    model = fo.train_forest(grey, scr, class_names=["pore", "cbd", "active"], **FAST)
     return model, scr
 
 
@@ -56,7 +57,7 @@ def test_one_percent_scribbles_reach_high_iou(phantom, trained):
     assert pred.uncertainty[border].mean() > 2 * pred.uncertainty[~border].mean()
     assert model.report["oob_accuracy"] > 0.9
     assert set(model.report["n_samples"]) == {"pore", "cbd", "active"}
-    assert len(model.report["feature_importance"]) == model.config.n_features + 6
+    assert len(model.report["feature_importance"]) == model.config.n_features
 
 
 def test_blockwise_prediction_identical(phantom, trained):
@@ -88,14 +89,17 @@ def test_incompatible_model_is_a_model_error(tmp_path, trained):
         files = {n: zf.read(n) for n in zf.namelist()}
     head = json.loads(files["model.json"])
     for key, value, match in [("forest_format", 99, "format 99"),
-                              ("feature_names", ["x"], "feature list")]:
-        bad = dict(head, **{key: value})
+                              ("feature_names", ["x"], "feature list"),
+                              ("stage2.pkl", None, "auto-context was removed")]:
+        bad = dict(head, **{key: value}) if value is not None else head
         out = tmp_path / f"bad_{key}.ectmodel"
         with zipfile.ZipFile(out, "w") as zf:
             zf.writestr("model.json", json.dumps(bad))
             for n, b in files.items():
                 if n != "model.json":
                     zf.writestr(n, b)
+            if value is None:  # a two-stage forest of an older release
+                zf.writestr(key, files["stage1.pkl"])
         with pytest.raises(ModelError, match=match):
             load_model(out)
     with pytest.raises(ModelError, match="2-D image"):
@@ -134,25 +138,6 @@ def test_two_d_training_on_a_slice(phantom):
     assert compare(pred.labels[0], sl + 1)["mean_iou"] > 0.8
     # a 2-D model segments a volume slice by slice
     assert model.predict(grey[14:18]).labels.shape == (4, 32, 32)
-
-
-def test_threshold_seeds_and_uncertain_regions(phantom):
-    truth, grey = phantom
-    seeds = fo.threshold_seeds(grey, [85.0, 160.0], variant="ML1")
-    on = np.flatnonzero(np.any(seeds > 0, axis=(1, 2)))
-    assert on.tolist() == [16]
-    lab = seeds[seeds > 0]
-    assert np.mean(lab == truth[seeds > 0] + 1) > 0.99
-    ml3 = fo.threshold_seeds(grey, [85.0, 160.0], variant="ML3")
-    assert np.any(ml3 > 0, axis=(1, 2)).all()
-    unc = np.zeros((20, 20, 20), np.float32)
-    unc[3:6, 3:6, 3:6] = 1.0
-    unc[15:17, 15:17, 15:17] = 0.5
-    regions = fo.uncertain_regions(unc, n=3, size=3)
-    assert len(regions) == 2  # nothing uncertain left after the two blobs
-    assert (regions[0]["z"], regions[0]["y"], regions[0]["x"]) == (4, 4, 4)
-    assert all(14 <= regions[1][k] <= 17 for k in "zyx")
-    assert regions[0]["mean_uncertainty"] > regions[1]["mean_uncertainty"]
 
 
 def test_affine_features_equal_features_of_rescaled_image(phantom):
@@ -199,31 +184,6 @@ def test_offset_normalised_model_round_trips_and_ignores_grey_shifts(phantom, tm
     assert np.mean(back.predict(grey + 40.0).labels == pred) > 0.999
 
 
-def test_prior_adaptation_estimates_fractions_and_is_blockwise_safe(phantom, trained,
-                                                                     monkeypatch, tmp_path):
-    truth, grey = phantom
-    model, _ = trained
-    np.testing.assert_allclose(model.training_prior(), [1 / 3] * 3)  # class-balanced forest
-    pred = model.predict(grey, probabilities=True, adapt_priors=True, block_shape=(32, 32, 32))
-    est = np.asarray(model.last_priors["estimated"])
-    np.testing.assert_allclose(est, np.bincount(truth.ravel()) / truth.size, atol=0.03)
-    np.testing.assert_allclose(pred.probabilities.sum(axis=0), 1, atol=1e-5)
-    assert min(compare(pred.labels, truth + 1)["iou"].values()) >= 0.9
-    # blocks, and the two-pass path without kept probabilities, give the same labels
-    monkeypatch.setattr(fo, "PRIOR_CACHE_BYTES", 0)
-    blocky = model.predict(grey, adapt_priors=True, block_shape=(12, 32, 13))
-    np.testing.assert_array_equal(blocky.labels, pred.labels)
-    np.testing.assert_allclose(model.last_priors["estimated"], est, atol=1e-6)
-    # the model attribute is the default and survives a round trip
-    model.adapt_priors = True
-    try:
-        back = load_model(model.save(tmp_path / "adapt.ectmodel"))
-    finally:
-        model.adapt_priors = False
-    assert back.adapt_priors
-    np.testing.assert_array_equal(back.predict(grey).labels, pred.labels)
-
-
 def test_auto_normalised_model_corrects_a_gain_change_but_not_a_small_range_change(
         phantom, tmp_path):
     from electrode_ct.segment import features as ft
@@ -241,12 +201,57 @@ def test_auto_normalised_model_corrects_a_gain_change_but_not_a_small_range_chan
     assert min(compare(pred, truth + 1)["iou"].values()) >= 0.85
     # another scan: gain x2.5 and an offset -> rescaled to the training grey scale
     other = grey * 2.5 + 30.0
-    assert np.mean(back.predict(other).labels == pred) > 0.999
-    assert back.last_range[1] - back.last_range[0] == pytest.approx(2.5, rel=0.02)
+    scaled = back.predict(other)
+    assert np.mean(scaled.labels == pred) > 0.999
+    lo, hi = scaled.intensity_range  # the range travels with the prediction
+    assert hi - lo == pytest.approx(2.5, rel=0.02)
     # the same image under a pure-shift model is wrong: the test can fail
     off = fo.train_forest(grey, scr, n_trees=20, n_jobs=1,
                           features=ft.parse_features("minimal", normalise="offset"))
     assert np.mean(off.predict(other).labels == pred) < 0.95
     # a 1.2x wider range stays within the tolerance: grey scale kept (a pure shift)
-    back.predict(grey * 1.2)
-    assert back.last_range[1] - back.last_range[0] == 1.0
+    lo, hi = back.predict(grey * 1.2).intensity_range
+    assert hi - lo == 1.0
+    assert not hasattr(back, "last_range")  # nothing is left on the model
+
+
+def test_unknown_or_retired_prediction_options_raise(phantom, trained):
+    _, grey = phantom
+    model, _ = trained
+    assert isinstance(model, SegmentationModel) and model.prediction_options == (
+        "block_shape", "n_jobs")
+    for bad in ({"blok_shape": (8, 8, 8)}, {"transforms": 4}, {"adapt_priors": True}):
+        with pytest.raises(ConfigError, match=f"unknown prediction option.*{next(iter(bad))}"):
+            model.predict(grey[:8], **bad)
+    # the forest's own options still work
+    assert model.predict(grey[:8], block_shape=(8, 16, 16), n_jobs=1).labels.shape == (8, 32, 32)
+
+
+def test_two_d_prediction_needs_a_two_d_model(phantom, trained):
+    truth, grey = phantom
+    model, _ = trained  # 3-D features
+    with pytest.raises(ModelError, match="trained on 2-D features"):
+        model.predict(grey, two_d=True)
+    scr = simulate_scribbles(truth, coverage=0.1, n_slices=4, style="uniform", seed=0)
+    from electrode_ct.segment.features import parse_features
+
+    cfg = parse_features("minimal", mode="2d", normalise="none")  # no per-image range
+    flat = fo.train_forest(grey, scr, features=cfg, n_trees=20, n_jobs=1)
+    per_slice = flat.predict(grey, two_d=True, probabilities=True)
+    np.testing.assert_array_equal(per_slice.labels, flat.predict(grey).labels)
+    # every slice is segmented on its own: slice 5 alone gives the same probabilities
+    alone = flat.predict(grey[5:6], two_d=True, probabilities=True).probabilities
+    np.testing.assert_allclose(per_slice.probabilities[:, 5:6], alone, atol=1e-6)
+
+
+def test_prediction_signature_is_shared_by_every_kind():
+    import inspect
+
+    from electrode_ct.segment.models import SegmentationModel as Protocol_
+
+    want = inspect.signature(Protocol_.predict)
+    assert inspect.signature(ForestModel.predict) == want
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from electrode_ct.segment.cnn.model import CNNModel
+
+    assert inspect.signature(CNNModel.predict) == want

@@ -9,13 +9,16 @@ import pytest
 import tifffile
 from scipy import ndimage as ndi
 
-from electrode_ct.errors import InputError
+from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.segment.scribbles import (
     correction_scribbles,
     coverage_of,
     interior,
+    merge_scribbles,
     scribble_slices,
     simulate_scribbles,
+    threshold_seeds,
+    uncertain_regions,
 )
 
 
@@ -111,13 +114,6 @@ def test_cli_roundtrip_train_predict(tmp_path, run_cli, three_phase_phantom):
     acc = np.mean(labels.numpy() == truth + 1)
     assert acc > 0.95
     assert read(unc).shape == truth.shape
-    # prior adaptation: the EM-estimated priors are reported and close to the phantom's
-    code, out, err = run_cli("segment", "predict", model, img, seg, "--adapt-priors", "--json")
-    assert code == 0, err
-    priors = json.loads(out)["priors"]
-    frac = np.bincount(truth.ravel(), minlength=3) / truth.size
-    assert list(priors) == ["pore", "cbd", "active"]
-    np.testing.assert_allclose(list(priors.values()), frac, atol=0.05)
     # bad input: one line, exit 2, no output written
     code, out, err = run_cli("segment", "train-forest", img, scr, "--model",
                              tmp_path / "m2.model", "--class-names", "a,b,c,d")
@@ -149,3 +145,39 @@ def test_interior_picks_largest_margin_that_fits():
     # needing more than the 3-px interior (576 px) relaxes to margin 2 (676 px)
     assert np.array_equal(interior(mask, border_px=3, need=600), dist > 2)
     assert interior(mask, border_px=3, need=10_000).sum() == mask.sum()
+
+
+def test_threshold_seeds_and_uncertain_regions(three_phase_phantom):
+    truth, grey = three_phase_phantom
+    seeds = threshold_seeds(grey, [85.0, 160.0], variant="ML1")
+    on = np.flatnonzero(np.any(seeds > 0, axis=(1, 2)))
+    assert on.tolist() == [20]  # the central slice of 40
+    lab = seeds[seeds > 0]
+    assert np.mean(lab == truth[seeds > 0] + 1) > 0.99
+    ml3 = threshold_seeds(grey, [85.0, 160.0], variant="ML3")
+    assert np.any(ml3 > 0, axis=(1, 2)).all()
+    unc = np.zeros((20, 20, 20), np.float32)
+    unc[3:6, 3:6, 3:6] = 1.0
+    unc[15:17, 15:17, 15:17] = 0.5
+    regions = uncertain_regions(unc, n=3, size=3)
+    assert len(regions) == 2  # nothing uncertain left after the two blobs
+    assert (regions[0]["z"], regions[0]["y"], regions[0]["x"]) == (4, 4, 4)
+    assert all(14 <= regions[1][k] <= 17 for k in "zyx")
+    assert regions[0]["mean_uncertainty"] > regions[1]["mean_uncertainty"]
+
+
+def test_merge_scribbles_draws_new_strokes_over_old():
+    base = np.zeros((2, 4, 4), np.uint8)
+    base[0, 0] = 1
+    base[1, 1] = 2
+    added = np.zeros_like(base)
+    added[0, 0, :2] = 3  # repaints two of the old strokes' pixels
+    added[1, 3] = 1
+    got = merge_scribbles(base, added)
+    want = base.copy()
+    want[0, 0, :2] = 3
+    want[1, 3] = 1
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.uint8
+    with pytest.raises(ShapeError, match="differ in shape"):
+        merge_scribbles(base, added[:1])

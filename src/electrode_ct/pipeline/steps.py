@@ -159,7 +159,7 @@ def _trained_model(run: Run) -> Any:
 
     if p.model:
         return load_model(p.model)
-    from electrode_ct.segment.forest import train_forest
+    from electrode_ct.segment.forest_train import train_forest
 
     scribbles = read(p.scribbles).numpy()
     model = train_forest(grey(run, 0).numpy(), scribbles, class_names=p.class_names,

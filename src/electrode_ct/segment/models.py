@@ -15,14 +15,14 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from electrode_ct.errors import ModelError
+from electrode_ct.errors import ConfigError, ModelError
 from electrode_ct.io._atomic import atomic_path
 from electrode_ct.volume import Volume
 
@@ -41,28 +41,59 @@ class Prediction:
         Per-class probabilities, shape (K, z, y, x), float32, in ``class_values`` order.
     uncertainty : numpy.ndarray or None
         Normalised entropy of the probabilities in [0, 1], shape (z, y, x), float32.
+    intensity_range : (float, float) or None
+        Normalisation range (lo, hi) in grey units that this prediction mapped the image
+        by, (v − lo)/(hi − lo) (forest models; None where a model has no such range).
     """
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
+    intensity_range: tuple[float, float] | None = None
 
 
+@runtime_checkable
 class SegmentationModel(Protocol):
-    """What every model kind provides."""
+    """What every model kind provides: one ``predict`` signature, one archive.
+
+    ``predict`` takes the grey volume and the keywords every kind shares
+    (``probabilities``, ``uncertainty``, ``two_d``: segment each z slice (axis 0) on its
+    own, ``progress``: wraps the kind's block or plane iterator) plus the kind's own
+    options, named in ``prediction_options``; any other keyword raises
+    :class:`ConfigError` (:func:`check_options`).
+    """
 
     kind: str
     class_values: list[int]
     class_names: list[str]
+    prediction_options: tuple[str, ...]
 
-    def predict(self, volume: Volume, *, probabilities: bool = False,
-                uncertainty: bool = False, **options: Any) -> Prediction:
+    def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
+                uncertainty: bool = False, two_d: bool = False,
+                progress: Callable[[Any], Any] | None = None,
+                **options: Any) -> Prediction:
         """Segment a volume."""
         ...
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model archive."""
         ...
+
+
+def check_options(model: SegmentationModel, options: Mapping[str, Any]) -> None:
+    """Refuse prediction options that ``model``'s kind does not know.
+
+    Raises
+    ------
+    ConfigError
+        Naming the unknown options and the ones the kind accepts.
+    """
+    unknown = sorted(set(options) - set(model.prediction_options))
+    if unknown:
+        known = ", ".join(model.prediction_options) or "none"
+        raise ConfigError(f"{model.kind} model: unknown prediction option(s) "
+                          f"{', '.join(unknown)}; this kind accepts {known} (and "
+                          "probabilities, uncertainty, two_d, progress)")
 
 
 Loader = Callable[[dict[str, Any], zipfile.ZipFile, Path], Any]
@@ -118,7 +149,7 @@ def read_member(zf: zipfile.ZipFile, name: str) -> io.BytesIO:
     return io.BytesIO(zf.read(name))
 
 
-def load_model(path: str | os.PathLike[str], *, kind: str | None = None) -> Any:
+def load_model(path: str | os.PathLike[str], *, kind: str | None = None) -> SegmentationModel:
     """Load a model of any registered kind.
 
     Parameters

@@ -1,4 +1,4 @@
-"""Simulated user scribbles from a dense reference labelling (the published protocol).
+"""Training labels for the pixel classifiers: simulated, threshold-seeded, merged scribbles.
 
 A simulated user paints brush strokes (smooth random curves, 1–3 voxels brush radius) on
 ``n_slices`` z slices — the central one plus equally spaced others — until the strokes
@@ -12,6 +12,11 @@ cover ``coverage`` of those slices' pixels:
 Scribble values are 1..K for the reference classes in increasing value order (0 =
 unlabelled). :func:`correction_scribbles` adds strokes where a prediction disagrees with
 the reference (the retraining step). Everything is seeded.
+
+Beside simulated users, training labels also come from thresholds
+(:func:`threshold_seeds`, the published ML1–ML3 variants) and from a user's further
+strokes (:func:`merge_scribbles`), painted where a prediction is least certain
+(:func:`uncertain_regions`: the regions to label next).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from electrode_ct.errors import InputError
+from electrode_ct.errors import InputError, ShapeError
 
 STYLES = ("perclass", "uniform")
 BORDER_PX = 3
@@ -284,3 +289,105 @@ def coverage_of(scribbles: np.ndarray) -> dict[str, Any]:
     return {"coverage_total": float((s3 > 0).mean()),
             "coverage_on_slices": float((s3[used] > 0).mean()) if used.any() else 0.0,
             "slices": np.flatnonzero(used).tolist()}
+
+
+# -- threshold seeds, merging, regions to label next ---------------------------------
+
+ML_VARIANTS = {"ML1": "one central slice", "ML2": "7 equally spaced slices",
+               "ML3": "the whole volume"}
+"""The published threshold-seeded forest variants."""
+
+
+def threshold_seeds(image: np.ndarray, thresholds: Sequence[float], *,
+                    variant: str = "ML1", margin: float | None = None,
+                    slices: Sequence[int] | None = None) -> np.ndarray:
+    """Training labels from thresholds: voxels far from every cut value (ML1–ML3).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Grey image (z, y, x) or (y, x).
+    thresholds : sequence of float
+        Increasing cut values (grey levels) between K = len + 1 classes.
+    variant : {"ML1", "ML2", "ML3"}
+        Seeds on the central slice, on 7 equally spaced slices, or on every slice.
+    margin : float, optional
+        Minimum distance (grey levels) from every cut; default a quarter of the smallest
+        gap between cuts (or of the grey range for a single cut).
+    slices : sequence of int, optional
+        Explicit z slices (overrides the variant's choice).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 labels of the image's shape: 0 unlabelled, class k+1 for grey levels between
+        cut k−1 and cut k (darkest = 1).
+    """
+    img = np.asarray(image)
+    two_d = img.ndim == 2
+    img3 = img[None] if two_d else img
+    cuts = np.sort(np.asarray(thresholds, np.float64))
+    if cuts.size == 0:
+        raise InputError("thresholds: at least one cut value is needed")
+    if variant not in ML_VARIANTS:
+        raise InputError(f"variant: expected one of {', '.join(ML_VARIANTS)}, got {variant!r}")
+    if margin is None:
+        gaps = np.diff(cuts) if cuts.size > 1 else np.array([np.ptp(img3) / 2])
+        margin = 0.25 * float(gaps.min())
+    nz = img3.shape[0]
+    if slices is not None:
+        zs = np.asarray(slices, int)
+    else:
+        zs = {"ML1": scribble_slices(nz, 1), "ML2": scribble_slices(nz, 7),
+              "ML3": np.arange(nz)}[variant]
+    out = np.zeros(img3.shape, np.uint8)
+    sub = img3[zs].astype(np.float64)
+    cls = np.searchsorted(cuts, sub).astype(np.uint8) + 1
+    near = np.min(np.abs(sub[..., None] - cuts), axis=-1) < margin
+    cls[near] = 0
+    out[zs] = cls
+    return out[0] if two_d else out
+
+
+def merge_scribbles(base: np.ndarray, added: np.ndarray) -> np.ndarray:
+    """Scribbles for retraining: ``added`` strokes (non-zero) drawn over ``base``."""
+    a, b = np.asarray(base), np.asarray(added)
+    if a.shape != b.shape:
+        raise ShapeError(f"added scribbles {b.shape} differ in shape from the first {a.shape}")
+    return np.where(b > 0, b, a).astype(np.uint8)
+
+
+def uncertain_regions(uncertainty: np.ndarray, *, n: int = 5,
+                      size: int = 32) -> list[dict[str, Any]]:
+    """The ``n`` windows of highest mean uncertainty: where to paint next.
+
+    Parameters
+    ----------
+    uncertainty : numpy.ndarray
+        Uncertainty map (z, y, x), e.g. :attr:`Prediction.uncertainty`.
+    n : int
+        Number of regions.
+    size : int
+        Window edge (voxels); windows do not overlap.
+
+    Returns
+    -------
+    list of dict
+        ``z, y, x`` (window centre, voxels), ``mean_uncertainty``, highest first.
+    """
+    u = np.asarray(uncertainty, np.float32)
+    if u.ndim == 2:
+        u = u[None]
+    win = [min(size, s) for s in u.shape]
+    mean = ndi.uniform_filter(u, size=win, mode="constant")
+    out: list[dict[str, Any]] = []
+    for _ in range(int(n)):  # n small: one argmax + suppression each
+        i = int(np.argmax(mean))
+        val = float(mean.flat[i])
+        if not np.isfinite(val) or val <= 0:
+            break
+        c = np.unravel_index(i, u.shape)
+        out.append({"z": int(c[0]), "y": int(c[1]), "x": int(c[2]), "mean_uncertainty": val})
+        sl = tuple(slice(max(0, ci - w + 1), ci + w) for ci, w in zip(c, win, strict=True))
+        mean[sl] = -np.inf
+    return out

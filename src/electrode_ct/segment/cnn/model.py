@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from electrode_ct.errors import InputError, ModelError
+from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment.cnn._torch import (
     default_threads,
     require_torch,
@@ -29,13 +30,13 @@ from electrode_ct.segment.cnn.normalise import normalise
 from electrode_ct.segment.cnn.predict import as_members, predict_volume
 from electrode_ct.segment.models import (
     Prediction,
+    check_options,
     entropy,
     load_model,
     read_member,
     register_kind,
     write_archive,
 )
-from electrode_ct.segment.priors import adapt
 from electrode_ct.volume import Volume
 
 torch = require_torch()
@@ -43,8 +44,13 @@ torch = require_torch()
 KIND = "cnn"
 
 PRIORS = ("none", "em")
-"""Prediction-time class-prior options: ``none``, or ``em`` — each input's class priors
-re-estimated by EM and its probabilities adjusted to them (:mod:`electrode_ct.segment.priors`)."""
+"""Values the training option ``priors`` still accepts (it is stored in a model's
+``prediction`` record). Prediction no longer applies ``em`` (EM class-prior adaptation was
+measured without gain and retired, see docs/cnn.md): the stored value has no effect."""
+
+PREDICTION_OPTIONS: tuple[str, ...] = ("mode", "axis", "tile", "overlap", "batch_size",
+                                       "device", "transforms", "threads")
+"""The CNN's own :meth:`CNNModel.predict` options (see :class:`models.SegmentationModel`)."""
 
 
 class CNNModel:
@@ -67,15 +73,13 @@ class CNNModel:
         Hyper-parameters and training summary (stored, not used to predict).
     prediction : dict, optional
         Prediction defaults: ``{"mode": "auto"|"slice"|"triplanar", "axis": 0,
-        "transforms": 1, "adapt_bn": False, "priors": "none", "train_prior": None}``
-        (``transforms``: test-time dihedral transforms averaged; ``adapt_bn``: batch-norm
-        statistics re-estimated on each input; ``priors``: see :data:`PRIORS`;
-        ``train_prior``: the K class priors the networks' probabilities correspond to — the
-        mean predicted probability over the training planes, set by training; uniform when
-        absent).
+        "transforms": 1}`` (``transforms``: test-time dihedral transforms averaged). Other
+        keys (``adapt_bn``, ``priors``, ``train_prior`` of older models) are kept in the
+        file but not used.
     """
 
     kind = KIND
+    prediction_options = PREDICTION_OPTIONS
 
     def __init__(self, net: Any, *, arch: dict[str, Any], class_values: list[int],
                  class_names: list[str], normalisation: dict[str, Any],
@@ -87,8 +91,7 @@ class CNNModel:
         self.class_names = [str(n) for n in class_names]
         self.normalisation = dict(normalisation)
         self.training = dict(training or {})
-        self.prediction = {"mode": "auto", "axis": 0, "transforms": 1, "adapt_bn": False,
-                           "priors": "none", "train_prior": None, **(prediction or {})}
+        self.prediction = {"mode": "auto", "axis": 0, "transforms": 1, **(prediction or {})}
 
     @property
     def net(self) -> Any:
@@ -107,8 +110,7 @@ class CNNModel:
     def predict_proba(self, data: np.ndarray, *, mode: str | None = None, axis: int | None = None,
                       tile: int = 512, overlap: int = 32, batch_size: int = 2,
                       device: str = "cpu", transforms: int | None = None,
-                      threads: int | None = None, adapt_bn: bool | None = None,
-                      priors: str | None = None, progress: Any = None) -> np.ndarray:
+                      threads: int | None = None, progress: Any = None) -> np.ndarray:
         """Class probabilities (K, z, y, x) of a grey volume (z, y, x) or image (y, x).
 
         Parameters
@@ -129,16 +131,6 @@ class CNNModel:
             model's ``prediction`` record, 1 unless set at training).
         threads : int, optional
             Torch CPU threads (default :data:`~._torch.DEFAULT_THREADS`, 2).
-        adapt_bn : bool, optional
-            Re-estimate batch-norm statistics on this input before predicting
-            (:func:`~.predict.adapt_batchnorm`; default from the model's ``prediction``
-            record).
-        priors : {"none", "em"}, optional
-            ``em``: re-estimate the class priors of this input (the whole image or volume)
-            by EM from its probabilities and adjust them to those priors (label-shift
-            correction, Saerens et al. 2002; :func:`electrode_ct.segment.priors.adapt`,
-            relative to the model's ``train_prior``). Default from the model's
-            ``prediction`` record.
         progress : callable, optional
             Wraps the plane iterator.
         """
@@ -154,31 +146,17 @@ class CNNModel:
             mode = "triplanar" if min(arr.shape) >= 8 else "slice"
         if transforms is None:
             transforms = int(self.prediction.get("transforms", 1))
-        if adapt_bn is None:
-            adapt_bn = bool(self.prediction.get("adapt_bn", False))
-        priors = priors or self.prediction.get("priors", "none")
-        if priors not in PRIORS:
-            raise InputError(f"priors {priors!r}: expected one of {', '.join(PRIORS)}")
         dev = resolve_device(device)
         for member in self.nets:  # channels-last: ~1.4x faster convolutions on CPU (oneDNN)
             member.to(dev, memory_format=torch.channels_last).eval()
-        prob = predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
+        return predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
                               tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
-                              transforms=transforms, progress=progress, adapt_bn=adapt_bn)
-        return self.adjust_priors(prob) if priors == "em" else prob
-
-    def train_prior(self) -> np.ndarray:
-        """The K class priors the networks' probabilities correspond to (uniform if unset)."""
-        stored = self.prediction.get("train_prior")
-        k = len(self.class_values)
-        return np.full(k, 1.0 / k) if stored is None else np.asarray(stored, np.float64)
-
-    def adjust_priors(self, prob: np.ndarray) -> np.ndarray:
-        """``prob`` (K, ...) adjusted to the class priors EM-estimated from ``prob`` itself."""
-        return adapt(prob, self.train_prior())[0]
+                              transforms=transforms, progress=progress)
 
     def predict(self, volume: Volume | np.ndarray, *, probabilities: bool = False,
-                uncertainty: bool = False, **options: Any) -> Prediction:
+                uncertainty: bool = False, two_d: bool = False,
+                progress: Callable[[Any], Any] | None = None,
+                **options: Any) -> Prediction:
         """Segment a volume.
 
         Parameters
@@ -189,17 +167,35 @@ class CNNModel:
             Return the per-class probabilities (K, z, y, x).
         uncertainty : bool
             Return the normalised entropy of the probabilities (0 certain – 1 uniform).
+        two_d : bool
+            Segment every z slice (axis 0) on its own: ``mode="slice"``, ``axis=0``
+            (instead of the model's default, tri-planar for volumes).
+        progress : callable, optional
+            Wraps the plane iterator.
         **options
-            Passed to :meth:`predict_proba` (mode, axis, tile, overlap, batch_size, device,
-            transforms, threads, adapt_bn, priors, progress).
+            The CNN's own options (:data:`PREDICTION_OPTIONS`), passed to
+            :meth:`predict_proba`: mode, axis, tile, overlap, batch_size, device,
+            transforms, threads. Any other keyword raises :class:`ConfigError`.
 
         Returns
         -------
         Prediction
             Labels (class values, uint8, (z, y, x)) and optionally probabilities/entropy.
+
+        Raises
+        ------
+        ConfigError
+            An unknown option, or ``two_d`` with another mode or slicing axis.
         """
+        check_options(self, options)
+        if two_d:
+            if options.get("mode", "slice") != "slice" or options.get("axis", 0) != 0:
+                raise ConfigError(f"two_d (--2d) predicts z slices (mode 'slice', axis 0); "
+                                  f"got mode {options.get('mode')!r}, axis "
+                                  f"{options.get('axis')!r}")
+            options = {**options, "mode": "slice", "axis": 0}
         data = volume.numpy() if isinstance(volume, Volume) else np.asarray(volume)
-        prob = self.predict_proba(data, **options)
+        prob = self.predict_proba(data, progress=progress, **options)
         lut = np.asarray(self.class_values, dtype=np.uint8)
         labels = lut[prob.argmax(axis=0)]
         return Prediction(labels=labels, probabilities=prob if probabilities else None,

@@ -150,7 +150,8 @@ def adapt_batchnorm(net: Any, planes: Sequence[np.ndarray], *, tile: int = 512,
     of every batch-norm layer are replaced by those of the data to be segmented, so a grey
     level or texture drift between the training slice and other slices or scans does not
     shift the network's internal features. Weights are unchanged; the originals are not
-    modified.
+    modified. Only training's validation uses it (``TrainConfig.adapt_bn``): as a
+    prediction option it was measured without gain and retired (docs/cnn.md).
 
     Parameters
     ----------
@@ -195,8 +196,8 @@ def adapt_batchnorm(net: Any, planes: Sequence[np.ndarray], *, tile: int = 512,
 
 
 def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: int = 0,
-                   progress: Callable[[Any], Any] | None = None, adapt_bn: bool = False,
-                   adapt_planes: int = 16, **options: Any) -> np.ndarray:
+                   progress: Callable[[Any], Any] | None = None,
+                   **options: Any) -> np.ndarray:
     """Class probabilities of a normalised (z, y, x) volume.
 
     Parameters
@@ -212,11 +213,6 @@ def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: i
         Slicing axis for ``mode="slice"`` (0 = z, 1 = y, 2 = x).
     progress : callable, optional
         Wraps the plane iterator (e.g. a tqdm progress bar).
-    adapt_bn : bool
-        Re-estimate batch-norm statistics on this volume first (:func:`adapt_batchnorm`;
-        per slicing axis, from ``adapt_planes`` evenly spaced planes).
-    adapt_planes : int
-        Planes per axis used for the adaptation.
     **options
         Passed to :func:`predict_plane` (tile, overlap, batch_size, device, transforms).
 
@@ -236,17 +232,11 @@ def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: i
     acc = None
     for ax in axes:
         n = volume.shape[ax]
-        nets = net
-        if adapt_bn:
-            nets = adapt_batchnorm(net, [np.take(volume, int(i), axis=ax)
-                                         for i in evenly_spaced(n, adapt_planes)],
-                                   tile=options.get("tile", 512),
-                                   device=options.get("device", "cpu"))
         planes = range(n) if progress is None else progress(range(n))
         for i in planes:
             sl = [slice(None)] * 3
             sl[ax] = i
-            prob = predict_plane(nets, volume[tuple(sl)], **options)
+            prob = predict_plane(net, volume[tuple(sl)], **options)
             if acc is None:
                 acc = np.zeros((prob.shape[0], *volume.shape), np.float32)
             acc[(slice(None), *sl)] += prob
