@@ -206,7 +206,7 @@ def main() -> None:
 
     from dataclasses import asdict, fields
 
-    from electrode_ct.segment.cnn.train import TrainConfig
+    from electrode_ct.segment.cnn.config import TrainConfig
 
     cfg = TrainConfig(threads=args.threads)
     types = {f.name: type(getattr(cfg, f.name)) for f in fields(TrainConfig)}

@@ -17,7 +17,8 @@ from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info
 from electrode_ct.cli.app import segment_app
 from electrode_ct.errors import InputError
 
-_VAL_HELP = "Validation IMAGE and LABELS (two paths) for early stopping and model selection."
+_VAL_HELP = ("Validation IMAGE and LABELS (two paths): scored every epoch; chooses the input "
+             "normalisation (and the kept weights with --keep best).")
 
 
 def _read_pair(image: str, labels: str, voxel: str | None = None) -> tuple[Any, np.ndarray,
@@ -64,6 +65,24 @@ def _train_with_warnings(fn: Any, *args: Any, **kwargs: Any) -> Any:
     for w in caught:
         info(f"warning: {w.message}")
     return result
+
+
+def _report_epoch(rec: dict[str, float]) -> None:
+    """One progress line per epoch (stderr)."""
+    val_iou = rec.get("val_mean_iou", float("nan"))
+    shown = "" if val_iou != val_iou else f", val mIoU {val_iou:.4f}"  # NaN: no --val
+    info(f"epoch {int(rec['epoch'])}: loss {rec['loss']:.4f}{shown}, lr {rec['lr']:.2e}, "
+         f"{rec['seconds']:.1f} s")
+
+
+def _train_summary(res: Any, model: Path) -> dict[str, Any]:
+    """The ``train-cnn --json`` object of a :class:`~.train.TrainResult` saved as ``model``."""
+    return {"model": str(model), "arch": res.model.arch, "class_values":
+            res.model.class_values, "class_names": res.model.class_names,
+            "epochs_run": len(res.history), "best_epoch": res.best_epoch,
+            "best_val_mean_iou": res.model.training.get("best_val_mean_iou"),
+            "stopped_early": res.stopped_early, "collapsed": res.collapsed,
+            "wall_s": res.wall_s, "cpu_s": res.cpu_s, "history": res.history}
 
 
 @segment_app.command("train-cnn")
@@ -126,27 +145,14 @@ def train_cnn_cmd(
                   keep=keep, normalisation=normalisation)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
-
-    def report(rec: dict[str, float]) -> None:
-        val_iou = rec.get("val_mean_iou", float("nan"))
-        shown = "" if val_iou != val_iou else f", val mIoU {val_iou:.4f}"  # NaN: no --val
-        info(f"epoch {int(rec['epoch'])}: loss {rec['loss']:.4f}{shown}, lr {rec['lr']:.2e}, "
-             f"{rec['seconds']:.1f} s")
-
     res = _train_with_warnings(train, img, lab, config=cfg, val=valpair,
                                init=str(init) if init else None,
                                class_names=_names(class_names), slices_2d=two_d,
-                               callback=report)
+                               callback=_report_epoch)
     res.model.training["inputs"] = {"image": image, "labels": labels}
     res.model.save(model)
-    summary = {"model": str(model), "arch": res.model.arch, "class_values":
-               res.model.class_values, "class_names": res.model.class_names,
-               "epochs_run": len(res.history), "best_epoch": res.best_epoch,
-               "best_val_mean_iou": res.model.training.get("best_val_mean_iou"),
-               "stopped_early": res.stopped_early, "collapsed": res.collapsed,
-               "wall_s": res.wall_s, "cpu_s": res.cpu_s, "history": res.history}
     if as_json:
-        emit_json(summary)
+        emit_json(_train_summary(res, model))
         return
     say(f"wrote {model}: {res.model.arch['name']}, {len(res.history)} epochs (best "
         f"{res.best_epoch}), {res.wall_s:.0f} s")
