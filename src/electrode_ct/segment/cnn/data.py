@@ -188,8 +188,9 @@ class PatchSampler:
             return int(i), y0, x0
         i = self.rng.choice(len(self.planes), p=self.plane_p)
         shape = self.planes[i][1].shape
-        return int(i), int(self.rng.integers(shape[0] - p + 1)), int(self.rng.integers(
-            shape[1] - p + 1))
+        y0 = int(self.rng.integers(shape[0] - p + 1))
+        x0 = int(self.rng.integers(shape[1] - p + 1))
+        return int(i), y0, x0
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` patches: images (n, 1, P, P) float32 and class indices (n, P, P) int64."""
