@@ -23,10 +23,6 @@ Prints one JSON object. Run (the default model: 3 members, 20 epochs; docs/cnn.m
     flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/cnn.py --threads 1 --parallel \
         --time-limit 600
 
-``--set distill=true --transductive`` measures ensemble distillation (the student also
-learns on the images, never the labels, of the other slices; a student without them and
-the teachers are scored too).
-
 (``--quick`` for a smoke run; ``--subvolumes C`` for one sub-volume).
 """
 
@@ -68,41 +64,15 @@ def _score(preds: list[np.ndarray], refs: list[np.ndarray]) -> dict:
     return {"iou": res["iou"], "mean_iou": res["mean_iou"], "accuracy": res["accuracy"]}
 
 
-def run_cnn(sv: SubVolume, cfg, *, tests: list[int],
-            transductive: bool = False) -> tuple[dict, object]:
-    """Train on the split's slice, early-stop on its validation slice, score the tests.
-
-    ``transductive``: with distillation, the images (never the labels) of every other slice
-    of the sub-volume are passed as ``unlabelled``; a student distilled from the same
-    teachers without them is scored too.
-    """
-    from dataclasses import replace
-
+def run_cnn(sv: SubVolume, cfg, *, tests: list[int]) -> tuple[dict, object]:
+    """Train on the split's slice, validate on its validation slice, score the tests."""
     from electrode_ct.segment.cnn.train import train
 
     split = SPLITS[sv.name]
     tr, va = split["train"], split["val"]
-    others = [s for s in sv.slices if s != tr]
-    unlabelled = [sv.images[s] for s in others] if transductive else None
     res = train(sv.images[tr], sv.labels[tr], config=cfg,
                 val=(sv.images[va], sv.labels[va]), class_names=list(CLASS_NAMES),
-                unlabelled=unlabelled, callback=_log(sv.name))
-    extra = {}
-    if res.teachers is not None:
-        refs = [sv.labels[s] for s in tests]
-        extra["teachers_mean_iou"] = _score(
-            [res.teachers.predict(sv.images[s], transforms=1).labels[0] for s in tests],
-            refs)["mean_iou"]
-        extra["unlabelled_slices"] = others if transductive else []
-        if transductive:
-            share = replace(cfg, time_limit_s=None if cfg.time_limit_s is None
-                            else cfg.time_limit_s / (cfg.members + 1))  # the student's share
-            plain = train(sv.images[tr], sv.labels[tr], config=share, teachers=res.teachers,
-                          val=(sv.images[va], sv.labels[va]), class_names=list(CLASS_NAMES),
-                          callback=_log(sv.name + " student without unlabelled"))
-            extra["student_without_unlabelled"] = {
-                **_score([plain.model.predict(sv.images[s]).labels[0] for s in tests], refs),
-                "train_wall_s": plain.wall_s}
+                callback=_log(sv.name))
     preds, t_pred = {}, 0.0
     for s in [*tests, va]:
         t = time.perf_counter()
@@ -122,7 +92,7 @@ def run_cnn(sv: SubVolume, cfg, *, tests: list[int],
         "normalisation": res.model.normalisation["mode"],
         "normalisation_choice": res.model.training.get("normalisation_choice"),
         "stopped_early": res.stopped_early, "collapsed": res.collapsed,
-        "predict_wall_s": t_pred, **extra,
+        "predict_wall_s": t_pred,
     }, res.model
 
 
@@ -130,8 +100,7 @@ def ablation(model, sv: SubVolume, tests: list[int], transforms: int) -> dict:
     """Test mean IoU of the first member alone and of all members, without and with TTA.
 
     TTA: the first member with 2, 3 and 8 of the dihedral transforms (2 and 3 cost about as
-    much as 2 and 3 members) and all members with 8. (Batch-norm adaptation and the EM
-    class-prior correction were toggled here too until they were retired, docs/cnn.md.)
+    much as 2 and 3 members) and all members with 8.
     """
     from electrode_ct.segment.cnn.model import CNNModel
 
@@ -143,11 +112,9 @@ def ablation(model, sv: SubVolume, tests: list[int], transforms: int) -> dict:
         variants[f"first_member_tta{t}"] = (first, t)
     variants["all_members_tta8"] = (model, 8)
     refs = [sv.labels[s] for s in tests]
-    out = {}
-    for name, (m, t) in variants.items():
-        preds = [m.predict(sv.images[s], transforms=t).labels[0] for s in tests]
-        out[name] = _score(preds, refs)["mean_iou"]
-    return out
+    return {name: _score([m.predict(sv.images[s], transforms=t).labels[0] for s in tests],
+                         refs)["mean_iou"]
+            for name, (m, t) in variants.items()}
 
 
 def run_forest(sv: SubVolume, *, tests: list[int]) -> dict:
@@ -235,14 +202,11 @@ def main() -> None:
                     help="train the sub-volumes at the same time, one process each (use with "
                          "--threads 1 on a 2-core machine)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
-    ap.add_argument("--transductive", action="store_true",
-                    help="with distill: pass the images (not labels) of the other slices of "
-                         "the sub-volume as unlabelled data for the student")
     args = ap.parse_args()
 
     from dataclasses import asdict, fields
 
-    from electrode_ct.segment.cnn.train import TrainConfig
+    from electrode_ct.segment.cnn.config import TrainConfig
 
     cfg = TrainConfig(threads=args.threads)
     types = {f.name: type(getattr(cfg, f.name)) for f in fields(TrainConfig)}
@@ -253,7 +217,9 @@ def main() -> None:
             setattr(cfg, key, val)
     for item in args.set:
         key, val = item.split("=", 1)
-        kind = types.get(key, str)
+        if key not in types:  # e.g. an option removed since a documented run
+            raise SystemExit(f"--set {key}: not a TrainConfig field; known: {sorted(types)}")
+        kind = types[key]
         setattr(cfg, key, (val.lower() in ("1", "true", "yes")) if kind is bool
                 else kind(val) if kind in (int, float) else val)
     if args.quick:
@@ -272,7 +238,7 @@ def main() -> None:
         tests = [s for s in sv.slices if s not in (split["train"], split["val"])]
         if args.quick:
             tests = tests[:1]
-        res, _ = run_cnn(sv, cfg, tests=tests, transductive=args.transductive)
+        res, _ = run_cnn(sv, cfg, tests=tests)
         res.update(train_slice=split["train"], val_slice=split["val"], test_slices=tests,
                    label_mapping={str(k): CLASS_NAMES[v - 1] for k, v in sv.mapping.items()})
         if not args.no_forest:
@@ -287,11 +253,10 @@ def main() -> None:
     arch = cfg.arch_record()
     published = {"name": "lrcs", "channels": 32, "depth": 3, "kernel": 5}
     reps = 1 if args.quick else 3
-    shipped = 1 if cfg.distill else cfg.members  # a distilled model is the student alone
     out["predict_mpixel_per_s"] = {
         f"{label}_{th}_threads": speed(a, threads=th, repeats=reps, members=m, transforms=t)
         for th in (1, 2)
-        for label, a, m, t in (("as_benchmarked", arch, shipped, cfg.transforms),
+        for label, a, m, t in (("as_benchmarked", arch, cfg.members, cfg.transforms),
                                ("one_network", arch, 1, 1),
                                ("published_32ch_5x5", published, 1, 1))}
     out["target"] = {"mean_iou": 0.62, "train_minutes": 20, "predict_mpixel_per_s": 0.4}

@@ -41,8 +41,8 @@ CLASS_MAP = {n: i + 1 for i, n in enumerate(CLASS_NAMES)}
 
 def val_metrics(net, planes, k: int) -> tuple[float, float]:
     """Validation mean IoU and mean cross-entropy (nats) of one network."""
+    from electrode_ct.segment.cnn.data import IGNORE
     from electrode_ct.segment.cnn.predict import predict_plane
-    from electrode_ct.segment.cnn.train import IGNORE
 
     net.eval()
     conf = np.zeros((k, k), np.int64)
@@ -62,14 +62,10 @@ def val_metrics(net, planes, k: int) -> tuple[float, float]:
 def train_member(cfg, planes, vplanes, weight, arch, k, decays, log):
     """One member's trajectory: per variant, the state and (val IoU, val NLL) per epoch."""
     from electrode_ct.segment.cnn.averaging import WeightAverage
+    from electrode_ct.segment.cnn.data import PatchSampler, augment, torch
+    from electrode_ct.segment.cnn.fit import learning_rate
+    from electrode_ct.segment.cnn.loss import loss_fn
     from electrode_ct.segment.cnn.model import net_from_arch
-    from electrode_ct.segment.cnn.train import (
-        PatchSampler,
-        augment,
-        learning_rate,
-        loss_fn,
-        torch,
-    )
 
     torch.manual_seed(cfg.seed)
     net = net_from_arch(arch, k)
@@ -123,10 +119,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from electrode_ct.metrics.compare import compare
+    from electrode_ct.segment.cnn.config import TrainConfig
+    from electrode_ct.segment.cnn.data import prepare, torch
+    from electrode_ct.segment.cnn.loss import class_weights
     from electrode_ct.segment.cnn.model import net_from_arch
     from electrode_ct.segment.cnn.normalise import normalise
     from electrode_ct.segment.cnn.predict import predict_plane
-    from electrode_ct.segment.cnn.train import TrainConfig, class_weights, prepare, torch
 
     torch.set_num_threads(1)
     sv = load_subvolume(args.subvolume)
@@ -142,7 +140,7 @@ def main() -> None:
     k = values.size
     weight = torch.from_numpy(class_weights(planes, k, cfg.class_weighting))
     arch = cfg.arch_record()
-    timgs = {s: normalise(sv.images[s], mode=cfg.normalisation, stats=stats) for s in tests}
+    timgs = {s: normalise(sv.images[s], mode="image", stats=stats) for s in tests}  # as trained
     t0 = time.perf_counter()
     runs = []
     for m in range(members):

@@ -17,10 +17,11 @@ from electrode_ct.errors import (  # noqa: E402
     ShapeError,
 )
 from electrode_ct.metrics.compare import compare  # noqa: E402
-from electrode_ct.segment.cnn.train import TrainConfig, collapse_check, train  # noqa: E402
+from electrode_ct.segment.cnn.evaluate import collapse_check  # noqa: E402
+from electrode_ct.segment.cnn.train import TrainConfig, train  # noqa: E402
 
 TINY = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=64,
-            batch_size=8, epochs=20, lr=5e-3, patience=0, threads=1, members=1, ema=0.0)
+            batch_size=8, epochs=20, lr=5e-3, threads=1, members=1, ema=0.0)
 """A tiny network trained for 160 steps. It still improves at its last epoch, so no weight
 averaging (an average over its last third scores ~0.03 mean IoU lower on the phantom; the
 default EMA is for runs that reach a plateau, see docs/cnn.md)."""
@@ -159,43 +160,6 @@ def test_members_average_probabilities_and_round_trip(tmp_path, trained):
                                both, atol=1e-6)
 
 
-def test_adapt_batchnorm_uses_input_statistics(trained):
-    from electrode_ct.segment.cnn.predict import adapt_batchnorm
-
-    net = trained.model.net
-    before = {k: v.clone() for k, v in net.state_dict().items()}
-    img, lab = phantom_slice(12, size=64)
-    norm = trained.model.normalise(img)
-    (adapted,) = adapt_batchnorm(net, [norm], tile=512)
-    for k, v in net.state_dict().items():  # the original is untouched
-        assert torch.equal(v, before[k])
-    # the last batch-norm's running mean is the mean of its input over the image
-    bn = adapted.post[1]
-    feats = {}
-    hook = adapted.post[0].register_forward_hook(lambda m, i, o: feats.setdefault("x", o))
-    with torch.no_grad():
-        adapted(torch.from_numpy(norm)[None, None])
-    hook.remove()
-    np.testing.assert_allclose(bn.running_mean.numpy(), feats["x"].mean(dim=(0, 2, 3)).numpy(),
-                               rtol=0, atol=2e-3)  # unbiased vs biased variance upstream
-    assert not torch.allclose(bn.running_mean, net.post[1].running_mean)
-    # no longer a prediction option (retired: measured without gain, docs/cnn.md)
-    with pytest.raises(ConfigError, match="unknown prediction option.*adapt_bn"):
-        trained.model.predict(img, adapt_bn=True)
-
-
-def test_label_smoothing_is_checked_and_used(trained):
-    with pytest.raises(ConfigError, match="label smoothing"):
-        TrainConfig(label_smoothing=1.0).check()
-    from electrode_ct.segment.cnn.train import loss_fn
-
-    logits = torch.tensor([[[[8.0]], [[-8.0]]]])
-    target = torch.tensor([[[0]]])
-    sharp = float(loss_fn(logits, target, None, 0.0))
-    smooth = float(loss_fn(logits, target, None, 0.0, label_smoothing=0.2))
-    assert sharp < 1e-3 and smooth > 0.5  # smoothing penalises over-confident logits
-
-
 def test_model_of_another_kind_is_refused(tmp_path, trained):
     from electrode_ct.segment.cnn.model import load_cnn
     from electrode_ct.segment.models import load_model, write_archive
@@ -221,7 +185,7 @@ def test_transfer_learning_starts_from_init(trained, tmp_path):
 
 
 def test_lr_schedules():
-    from electrode_ct.segment.cnn.train import learning_rate
+    from electrode_ct.segment.cnn.fit import learning_rate
 
     step = TrainConfig(lr=1e-3, schedule="step", step_epochs=2, step_gamma=0.3, lr_floor=5e-5)
     rates = [learning_rate(e, step) for e in range(12)]
@@ -271,7 +235,7 @@ def test_collapse_warns_on_training_that_fails():
 
 
 def test_hyperparameter_search_ranks(trained):
-    from electrode_ct.segment.cnn.train import search
+    from electrode_ct.segment.cnn.search import search
 
     img, lab = phantom_slice(10, size=64)
     vimg, vlab = phantom_slice(11, size=64)
@@ -283,6 +247,25 @@ def test_hyperparameter_search_ranks(trained):
     assert table["val_mean_iou"].between(0, 1).all()
     with pytest.raises(ConfigError, match="unknown parameter"):
         search(img, lab, val=(vimg, vlab), space={"colour": [1]}, config=base)
+
+
+@pytest.mark.parametrize("option", ["label_smoothing", "adapt_bn", "priors", "distill",
+                                    "patience"])
+def test_retired_options_are_refused(option):
+    """Options measured without gain were removed (docs/cnn.md): an error, not ignored."""
+    with pytest.raises(TypeError, match=option):
+        TrainConfig(**{option: 1})
+
+
+def test_retired_training_inputs_and_normalisation_are_refused():
+    img, lab = phantom_slice(0, size=48)
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "patches_per_epoch": 8})
+    for key in ("unlabelled", "teachers"):
+        with pytest.raises(TypeError, match=key):
+            train(img, lab, config=cfg, **{key: img})
+    with pytest.raises(ConfigError, match="normalisation 'slice': expected one of auto, "
+                                          "image, fixed"):
+        train(img, lab, config=TrainConfig(**{**TINY, "normalisation": "slice"}))
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -324,14 +307,11 @@ def test_missing_torch_gives_dependency_error(monkeypatch):
         require_torch()
 
 
-def test_em_priors_are_no_prediction_option(trained):
-    from dataclasses import replace
-
-    img, truth = phantom_slice(12, size=40)
-    with pytest.raises(ConfigError, match="unknown prediction option.*priors"):
-        trained.model.predict(img, priors="em")
-    with pytest.raises(ConfigError, match="priors"):
-        train(img, truth, config=replace(TrainConfig(**TINY), priors="bayes"))
+def test_retired_prediction_options_are_refused(trained):
+    img, _ = phantom_slice(12, size=40)
+    for option, value in (("adapt_bn", True), ("priors", "em")):
+        with pytest.raises(ConfigError, match=f"unknown prediction option.*{option}"):
+            trained.model.predict(img, **{option: value})
 
 
 class _Threshold(torch.nn.Module):
@@ -355,17 +335,18 @@ def _val_case(bright_fraction: float, shift: float) -> tuple[np.ndarray, np.ndar
                          [(0.85, 0.0, "fixed"),   # same grey scale, other phase fractions
                           (0.5, 0.7, "image")])   # balanced fractions, grey levels drifted
 def test_auto_normalisation_keeps_what_validates_better(bright, shift, expected):
+    from electrode_ct.segment.cnn.data import validation_planes
+    from electrode_ct.segment.cnn.evaluate import choose_normalisation
     from electrode_ct.segment.cnn.normalise import robust_stats
-    from electrode_ct.segment.cnn.train import _choose_normalisation, _validation_planes
 
     train_img, _ = _val_case(0.5, 0.0)
     stats = robust_stats(train_img)  # centre 0.5: the threshold sits between the phases
     val = _val_case(bright, shift)
     values = np.array([1, 2])
-    image_planes = _validation_planes(val, "image", stats, values)
-    fixed_planes = _validation_planes(val, "fixed", stats, values)
+    image_planes = validation_planes(val, "image", stats, values)
+    fixed_planes = validation_planes(val, "fixed", stats, values)
     assert np.allclose(fixed_planes[0][0], (val[0] - stats[0]) / stats[1])  # training stats
-    mode, scores, planes, _ = _choose_normalisation([_Threshold().eval()], image_planes,
+    mode, scores, planes, _ = choose_normalisation([_Threshold().eval()], image_planes,
                                                     fixed_planes, 2, "cpu")
     assert mode == expected and planes is (fixed_planes if expected == "fixed" else image_planes)
     other = "image" if expected == "fixed" else "fixed"

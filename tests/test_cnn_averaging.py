@@ -82,21 +82,23 @@ def test_training_keeps_the_averaged_weights():
 
 
 def test_keep_last_or_best_validation_weights():
-    from electrode_ct.segment.cnn.train import _evaluate, prepare
+    from electrode_ct.segment.cnn.data import prepare
+    from electrode_ct.segment.cnn.evaluate import evaluate
 
     img, lab = phantom_slice(3)
     vimg, vlab = phantom_slice(4)
     vplanes, _, _ = prepare(vimg, vlab, all_axes=False)
-    cfg = {**TINY, "epochs": 5, "patches_per_epoch": 32, "patience": 2}
+    cfg = {**TINY, "epochs": 5, "patches_per_epoch": 32}
     for keep in ("best", "last"):
         res = train(img, lab, config=TrainConfig(**{**cfg, "keep": keep}), val=(vimg, vlab))
         scores = [h["val_mean_iou"] for h in res.history]
-        kept = _evaluate(res.model.nets, vplanes, 3, "cpu")[0]
-        if keep == "best":  # the best epoch's weights; stops after `patience` epochs without gain
+        kept = evaluate(res.model.nets, vplanes, 3, "cpu")[0]
+        assert len(scores) == 5  # every epoch runs: no early stopping
+        if keep == "best":  # the best epoch's weights
             assert kept == pytest.approx(max(scores), abs=1e-9)
             assert res.best_epoch == 1 + int(np.argmax(scores))
-        else:  # the final weights, never stopped early
-            assert len(scores) == 5 and res.best_epoch == 5
+        else:  # the final weights
+            assert res.best_epoch == 5
             assert kept == pytest.approx(scores[-1], abs=1e-9)
         assert res.model.training["best_val_mean_iou"] == pytest.approx(kept, abs=1e-9)
     with pytest.raises(ConfigError, match="keep"):

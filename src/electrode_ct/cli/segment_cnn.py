@@ -17,7 +17,8 @@ from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info
 from electrode_ct.cli.app import segment_app
 from electrode_ct.errors import InputError
 
-_VAL_HELP = "Validation IMAGE and LABELS (two paths) for early stopping and model selection."
+_VAL_HELP = ("Validation IMAGE and LABELS (two paths): scored every epoch; chooses the input "
+             "normalisation (and the kept weights with --keep best).")
 
 
 def _read_pair(image: str, labels: str, voxel: str | None = None) -> tuple[Any, np.ndarray,
@@ -48,7 +49,7 @@ def _val_pair(val: tuple[str, str] | None, val_image: str | None,
 
 
 def _config(**kw: Any) -> Any:
-    from electrode_ct.segment.cnn.train import TrainConfig
+    from electrode_ct.segment.cnn.config import TrainConfig
 
     return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
 
@@ -64,6 +65,24 @@ def _train_with_warnings(fn: Any, *args: Any, **kwargs: Any) -> Any:
     for w in caught:
         info(f"warning: {w.message}")
     return result
+
+
+def _report_epoch(rec: dict[str, float]) -> None:
+    """One progress line per epoch (stderr)."""
+    val_iou = rec.get("val_mean_iou", float("nan"))
+    shown = "" if val_iou != val_iou else f", val mIoU {val_iou:.4f}"  # NaN: no --val
+    info(f"epoch {int(rec['epoch'])}: loss {rec['loss']:.4f}{shown}, lr {rec['lr']:.2e}, "
+         f"{rec['seconds']:.1f} s")
+
+
+def _train_summary(res: Any, model: Path) -> dict[str, Any]:
+    """The ``train-cnn --json`` object of a :class:`~.train.TrainResult` saved as ``model``."""
+    return {"model": str(model), "arch": res.model.arch, "class_values":
+            res.model.class_values, "class_names": res.model.class_names,
+            "epochs_run": len(res.history), "best_epoch": res.best_epoch,
+            "best_val_mean_iou": res.model.training.get("best_val_mean_iou"),
+            "stopped_early": res.stopped_early, "collapsed": res.collapsed,
+            "wall_s": res.wall_s, "cpu_s": res.cpu_s, "history": res.history}
 
 
 @segment_app.command("train-cnn")
@@ -83,40 +102,24 @@ def train_cnn_cmd(
     batch_size: int = typer.Option(None, "--batch-size", help="Patches per step [8]."),
     lr: float = typer.Option(None, "--lr", help="Initial learning rate [2e-3]."),
     schedule: str = typer.Option(None, "--schedule", help="cosine | step | constant."),
-    channels: int = typer.Option(None, "--channels", help="Base channels [8]."),
+    channels: int = typer.Option(None, "--channels", help="Base channels (unet 16, lrcs 8)."),
     depth: int = typer.Option(None, "--depth", help="Pooling levels [3]."),
-    kernel: int = typer.Option(None, "--kernel", help="Kernel size (lrcs 5, unet 3)."),
-    patience: int = typer.Option(None, "--patience", help="Early-stopping patience in "
-                                 "epochs with --keep best (0 = off) [8]."),
+    kernel: int = typer.Option(None, "--kernel", help="Kernel size (unet 3, lrcs 5)."),
     members: int = typer.Option(None, "--members", help="Networks trained with seeds SEED, "
                                 "SEED+1, ... whose probabilities are averaged [3]."),
     transforms: int = typer.Option(None, "--tta", help="Test-time augmentation stored as the "
                                    "model's prediction default: rotations/flips averaged "
                                    "(1-8) [1]."),
-    label_smoothing: float = typer.Option(None, "--label-smoothing",
-                                          help="Cross-entropy label smoothing (0-1) [0]."),
     ema: float = typer.Option(None, "--ema", help="Exponential moving average of the weights: "
                               "per-step decay (0-1, 0 = off; at most a third of the planned "
                               "steps); the averaged weights are validated and kept [0.995]."),
-    priors: str = typer.Option(None, "--priors", help="Prediction-time class-prior correction "
-                               "stored as the model's default: none | em (each input's phase "
-                               "fractions re-estimated by EM, probabilities adjusted to them) "
-                               "[none]."),
     normalisation: str = typer.Option(None, "--normalisation", help="Input normalisation: "
                                       "auto (image, or the training slice's statistics for "
                                       "every input if that validates better on --val) | image "
-                                      "| slice | fixed [auto]."),
+                                      "| fixed [auto]."),
     keep: str = typer.Option(None, "--keep", help="Weights kept per network: last (the final, "
-                             "averaged ones) | best (best validation epoch, early stopping "
-                             "after --patience) [last]."),
-    distill: bool = typer.Option(None, "--distill/--no-distill",
-                                 help="After the members, train one student on their averaged "
-                                      "probabilities and save the student alone (one network "
-                                      "to predict)."),
-    unlabelled: list[str] = typer.Option(None, "--unlabelled",
-                                         help="Unlabelled image or volume (repeatable) on which "
-                                              "the student also learns the members' "
-                                              "probabilities (with --distill)."),
+                             "averaged ones) | best (those of the best validation epoch) "
+                             "[last]."),
     init: Path = typer.Option(None, "--init", help="Start from this trained model (fine-tune)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
     two_d: bool = typer.Option(False, "--2d", help="Treat a volume as independent 2-D slices "
@@ -137,43 +140,19 @@ def train_cnn_cmd(
     resolve_device(device)
     cfg = _config(arch=arch, epochs=epochs, patch=patch, patches_per_epoch=patches_per_epoch,
                   batch_size=batch_size, lr=lr, schedule=schedule, channels=channels,
-                  depth=depth, kernel=kernel, patience=patience, device=device, seed=seed,
-                  threads=threads, time_limit_s=time_limit, members=members,
-                  transforms=transforms, label_smoothing=label_smoothing, distill=distill,
-                  ema=ema, keep=keep, priors=priors, normalisation=normalisation)
+                  depth=depth, kernel=kernel, device=device, seed=seed, threads=threads,
+                  time_limit_s=time_limit, members=members, transforms=transforms, ema=ema,
+                  keep=keep, normalisation=normalisation)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
-    extra = None
-    if unlabelled:
-        if not cfg.distill:
-            raise InputError("--unlabelled: only used by the student; add --distill")
-        from electrode_ct.io import read
-
-        extra = [read(path).numpy() for path in unlabelled]
-        extra = [a[0] if a.ndim == 3 and a.shape[0] == 1 else a for a in extra]
-
-    def report(rec: dict[str, float]) -> None:
-        val_iou = rec.get("val_mean_iou", float("nan"))
-        shown = "" if val_iou != val_iou else f", val mIoU {val_iou:.4f}"  # NaN: no --val
-        info(f"epoch {int(rec['epoch'])}: loss {rec['loss']:.4f}{shown}, lr {rec['lr']:.2e}, "
-             f"{rec['seconds']:.1f} s")
-
     res = _train_with_warnings(train, img, lab, config=cfg, val=valpair,
                                init=str(init) if init else None,
                                class_names=_names(class_names), slices_2d=two_d,
-                               unlabelled=extra, callback=report)
-    res.model.training["inputs"] = {"image": image, "labels": labels,
-                                    "unlabelled": list(unlabelled or [])}
+                               callback=_report_epoch)
+    res.model.training["inputs"] = {"image": image, "labels": labels}
     res.model.save(model)
-    summary = {"model": str(model), "arch": res.model.arch, "class_values":
-               res.model.class_values, "class_names": res.model.class_names,
-               "epochs_run": len(res.history), "best_epoch": res.best_epoch,
-               "best_val_mean_iou": res.model.training.get("best_val_mean_iou"),
-               "stopped_early": res.stopped_early, "collapsed": res.collapsed,
-               "wall_s": res.wall_s, "cpu_s": res.cpu_s, "history": res.history,
-               "distilled": res.model.training.get("distilled")}
     if as_json:
-        emit_json(summary)
+        emit_json(_train_summary(res, model))
         return
     say(f"wrote {model}: {res.model.arch['name']}, {len(res.history)} epochs (best "
         f"{res.best_epoch}), {res.wall_s:.0f} s")

@@ -3,9 +3,14 @@
 Importing this package does not import torch; the modules below do:
 
 - :mod:`.nets` — LRCS-Net-like encoder–decoder and U-Net, built by name.
-- :mod:`.train` — patch-based training, augmentation, early stopping, search.
+- :mod:`.train` — :func:`~.train.train`: a model of one or several networks from labelled
+  slices, built on :mod:`.config` (hyper-parameters), :mod:`.data` (labelled planes, patch
+  sampling, augmentation), :mod:`.loss` (weighted cross-entropy + Dice), :mod:`.fit` (the
+  schedule and epoch loop of one network), :mod:`.averaging` (EMA weights) and
+  :mod:`.evaluate` (validation scores, the ``auto`` normalisation, the collapse check);
+  :mod:`.search` — a small hyper-parameter search.
+- :mod:`.normalise` — input normalisation (statistics stored with the model).
 - :mod:`.predict` — tiled, blended, slice-wise or tri-planar prediction.
-- :mod:`.distill` — ensemble distillation into one student network (soft targets).
 - :mod:`.model` — the ``cnn`` model kind (save/load via the model archive registry).
 - :mod:`.perturb`, :mod:`.ensemble` — perturbed ground truth and ensemble uncertainty.
 - :mod:`.boundary` — foreground/boundary/background targets from particle labels.

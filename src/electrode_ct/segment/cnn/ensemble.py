@@ -124,13 +124,14 @@ def train_ensemble(image: np.ndarray, labels: np.ndarray, *, n: int = 5, config:
     n : int
         Ensemble members (default 5; SegmentPy used 15).
     config : TrainConfig, optional
-        Training hyper-parameters (member ``i`` uses seed ``config.seed + i``).
+        Training hyper-parameters (default: one network per member; member ``i`` uses seed
+        ``config.seed + i``).
     fraction, iterations : float, int
         Perturbation: fraction of interface voxels moved per round, rounds (10 %, 5).
     mode : {"auto", "2d", "3d"}
         Perturbation neighbourhood (``2d`` for isolated slices; forced when ``slices_2d``).
     val : (image, labels), optional
-        Validation data for early stopping (unperturbed).
+        Validation data (unperturbed; see ``TrainConfig.keep``).
     slices_2d : bool
         Treat a volume as independent 2-D slices.
     class_names : list of str, optional
@@ -150,7 +151,8 @@ def train_ensemble(image: np.ndarray, labels: np.ndarray, *, n: int = 5, config:
     """
     import pandas as pd
 
-    from electrode_ct.segment.cnn.train import TrainConfig, train
+    from electrode_ct.segment.cnn.config import TrainConfig
+    from electrode_ct.segment.cnn.train import train
 
     if n < 2:
         raise InputError(f"--n {n}: an ensemble needs at least 2 members")

@@ -43,11 +43,6 @@ torch = require_torch()
 
 KIND = "cnn"
 
-PRIORS = ("none", "em")
-"""Values the training option ``priors`` still accepts (it is stored in a model's
-``prediction`` record). Prediction no longer applies ``em`` (EM class-prior adaptation was
-measured without gain and retired, see docs/cnn.md): the stored value has no effect."""
-
 PREDICTION_OPTIONS: tuple[str, ...] = ("mode", "axis", "tile", "overlap", "batch_size",
                                        "device", "transforms", "threads")
 """The CNN's own :meth:`CNNModel.predict` options (see :class:`models.SegmentationModel`)."""

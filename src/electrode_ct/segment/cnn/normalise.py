@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from electrode_ct.errors import ConfigError
 
-NORMALISATIONS = ("image", "slice", "fixed")
+NORMALISATIONS = ("image", "fixed")
 """``image``: robust statistics of each input array (a 2-D image or a whole volume);
-``slice``: of each 2-D slice (stacks of unrelated slices); ``fixed``: the training
-statistics for every input."""
+``fixed``: the training statistics for every input. The two that ``normalisation="auto"``
+(the training default) chooses between; a per-2-D-slice mode was removed unused."""
 
 
 def robust_stats(image: np.ndarray, *, max_samples: int = 1_000_000,
@@ -52,7 +50,7 @@ def normalise(image: np.ndarray, *, mode: str = "image",
     ----------
     image : numpy.ndarray
         2-D (y, x) or 3-D (z, y, x) grey values.
-    mode : {"image", "slice", "fixed"}
+    mode : {"image", "fixed"}
         See :data:`NORMALISATIONS`.
     stats : (float, float), optional
         Centre and scale for ``mode="fixed"``.
@@ -69,17 +67,6 @@ def normalise(image: np.ndarray, *, mode: str = "image",
             raise ConfigError("normalisation 'fixed' needs the training statistics")
         c, s = stats
         return (img - np.float32(c)) / np.float32(s)
-    if mode == "slice" and img.ndim == 3:
-        out = np.empty_like(img)
-        for i in range(img.shape[0]):
-            c, s = robust_stats(img[i])
-            out[i] = (img[i] - np.float32(c)) / np.float32(s)
-        return out
     c, s = robust_stats(img)
     return (img - np.float32(c)) / np.float32(s)
 
-
-def describe(mode: str, stats: tuple[float, float] | None) -> dict[str, Any]:
-    """The normalisation record stored in a model file."""
-    return {"mode": mode, "train_center": None if stats is None else float(stats[0]),
-            "train_scale": None if stats is None else float(stats[1])}

@@ -6,8 +6,7 @@ voxel): inputs are processed plane by plane and tile by tile.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -140,59 +139,6 @@ def predict_plane(net: Any, image: np.ndarray, *, tile: int = 256, overlap: int 
     if return_std:
         return prob, (sq / norm).numpy().astype(np.float32)
     return prob
-
-
-def adapt_batchnorm(net: Any, planes: Sequence[np.ndarray], *, tile: int = 512,
-                    device: Any = "cpu") -> list[Any]:
-    """Copies of the network(s) with batch-norm statistics re-estimated on the given planes.
-
-    Test-time batch-norm adaptation (AdaBN, Li et al. 2018): the running mean and variance
-    of every batch-norm layer are replaced by those of the data to be segmented, so a grey
-    level or texture drift between the training slice and other slices or scans does not
-    shift the network's internal features. Weights are unchanged; the originals are not
-    modified. Only training's validation uses it (``TrainConfig.adapt_bn``): as a
-    prediction option it was measured without gain and retired (docs/cnn.md).
-
-    Parameters
-    ----------
-    net : torch.nn.Module or sequence of torch.nn.Module
-        Trained network(s).
-    planes : sequence of numpy.ndarray
-        Normalised 2-D images (y, x) the statistics are taken from (cut into non-overlapping
-        tiles of at most ``tile`` pixels).
-    tile : int
-        Tile edge in pixels (memory bound).
-    device : torch.device or str
-        Compute device.
-
-    Returns
-    -------
-    list of torch.nn.Module
-        Adapted copies in eval mode (a network without batch-norm is returned as is).
-    """
-    nets = as_members(net)
-    out = []
-    for member in nets:
-        bns = [m for m in member.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if not bns:
-            out.append(member)
-            continue
-        adapted = copy.deepcopy(member)
-        for m in adapted.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over all tiles
-        adapted.train()
-        with torch.no_grad():
-            for plane in planes:
-                h, w = plane.shape
-                th, tw = min(tile, h), min(tile, w)
-                img = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
-                for y in _starts(h, th, th):
-                    for x in _starts(w, tw, tw):
-                        adapted(img[None, None, y:y + th, x:x + tw].to(device))
-        out.append(adapted.eval())
-    return out
 
 
 def predict_volume(net: Any, volume: np.ndarray, *, mode: str = "slice", axis: int = 0,
