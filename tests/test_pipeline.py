@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -252,3 +253,39 @@ def test_tracked_pipeline_pairs_and_drops_border(tmp_path):
     stats = read_table(out / "tables" / "stats.parquet")
     assert stats.loc[stats.state == 1, "n_tracked"].iloc[0] == len(t[0]) > 0
     assert "paired by label" in (out / "report.html").read_text()
+
+
+def _literal(text):
+    """A documented default written as a plain literal (number, true/false, `word`) or None."""
+    text = text.split(";")[0].strip()
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(r"`[\w-]+`", text):
+        return text.strip("`")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def test_docs_config_keys_match_the_model():
+    from pathlib import Path
+
+    from electrode_ct.pipeline.config import PipelineConfig, Steps
+
+    doc = (Path(__file__).parents[1] / "docs" / "pipeline.md").read_text()
+    section = doc.split("## Configuration keys")[1].split("\n## ")[0]
+    bullets = re.findall(r"^- `([\w.]+)`(.*?)(?=^- |\Z)", section, flags=re.M | re.S)
+    models = {"input": PipelineConfig.model_fields["input"].annotation,
+              "output": PipelineConfig}
+    models.update({f"steps.{k}": f.annotation for k, f in Steps.model_fields.items()})
+    assert {head for head, _ in bullets} == set(models)
+    for head, text in bullets:
+        model = models[head]
+        text = f"`{head}`{text}" if head == "output" else text
+        for name in set(model.model_fields) - {"enabled", "input", "steps"}:
+            assert f"`{name}`" in text, f"{head}.{name} is not documented"
+        for name, default in re.findall(r"`(\w+)` \(([^()]*)\)", text):
+            value = _literal(default)
+            if name in model.model_fields and value is not None:
+                assert model.model_fields[name].default == value, f"{head}.{name}: {default}"
