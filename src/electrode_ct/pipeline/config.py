@@ -333,11 +333,10 @@ def check_values(cfg: PipelineConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: input.reference_state {cfg.input.reference_state} does "
                           f"not exist: {n} input state(s), indices 0..{n - 1}")
     spec = parse_subsets(cfg.steps.stats.by, name="steps.stats.by")
-    if spec and cfg.steps.stats.enabled:
+    if spec and cfg.steps.stats.enabled and cfg.input.grey:  # stats runs on grey tables
         from electrode_ct.measure.table import table_columns
 
-        known = table_columns(properties=cfg.steps.measure.properties,
-                              grey=bool(cfg.input.grey))
+        known = table_columns(properties=cfg.steps.measure.properties)
         if spec[0] not in known:
             raise ConfigError(f"{source}: steps.stats.by: column {spec[0]!r} is not written by "
                               f"steps.measure (properties {cfg.steps.measure.properties}); "
