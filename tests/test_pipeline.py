@@ -289,3 +289,30 @@ def test_docs_config_keys_match_the_model():
             value = _literal(default)
             if name in model.model_fields and value is not None:
                 assert model.model_fields[name].default == value, f"{head}.{name}: {default}"
+
+
+def test_stats_step_leaves_out_border_particles(phantom_config, tmp_path):
+    from electrode_ct.io import read_table
+
+    path, cfg = phantom_config
+    cfg["input"]["crop"] = {"x": [0, 24]}  # cuts two of the four spheres at x = 24
+    cfg["input"].pop("reference")
+    cfg["steps"]["stats"] = {"roi": False}  # grey_mean: every particle has a value
+    path.write_text(yaml.safe_dump(cfg))
+    run_pipeline(load_config(path), quiet=True)
+    out = tmp_path / "out"
+    table = read_table(out / "tables" / "particles_0.parquet")
+    n_border = int(table["touches_border"].sum())
+    assert 0 < n_border < len(table)
+    stats = read_table(out / "tables" / "stats.parquet")
+    assert stats["n"].tolist() == [len(table) - n_border]
+    man = json.loads((out / "provenance.json").read_text())
+    assert man["steps"]["stats"]["summary"]["n_border_excluded"] == [n_border]
+    html = (out / "report.html").read_text()
+    assert f"{n_border} border particle rows excluded" in html
+    assert "left out of the population statistics" in html
+    cfg["steps"]["stats"]["keep_border"] = True
+    path.write_text(yaml.safe_dump(cfg))
+    again = run_pipeline(load_config(path), quiet=True)
+    assert "measure" in again["skipped"] and "stats" in again["ran"]
+    assert read_table(out / "tables" / "stats.parquet")["n"].tolist() == [len(table)]

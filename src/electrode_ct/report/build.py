@@ -145,9 +145,10 @@ def _particles(out: Path, man: dict[str, Any]) -> list[Section]:
     summ = Section("Particle table")
     n_border = int(table["touches_border"].sum()) if "touches_border" in table else 0
     keep = man.get("config", {}).get("steps", {}).get("stats", {}).get("keep_border", False)
+    where = (f" ({'kept in' if keep else 'left out of'} the population statistics)"
+             if "stats" in man.get("steps", {}) else "")
     summ.text(f"{len(table)} particles of the reference state, {n_border} touching a face of "
-              f"the volume ({'kept in' if keep else 'left out of'} the population "
-              f"statistics). Full table: {outs[key]}.")
+              f"the volume{where}. Full table: {outs[key]}.")
     cols = [c for c in ("volume_um3", "equivalent_diameter_um", "surface_area_um2",
                         "sphericity", "grey_mean", "roi_mean", "sem", "n_neighbours")
             if c in table]
