@@ -85,16 +85,64 @@ def test_track_and_stats(run_cli, tmp_path):
     assert set(np.unique(lab1)) <= set(np.unique(s.ref_labels))
     ts = read_table(out / "timeseries.parquet")
     kept = ts[ts["kept"]]
-    tables = []
-    for i in (0, 1):
-        p = tmp_path / f"t{i}.parquet"
-        kept[kept.state == i].to_parquet(p)
-        tables.append(p)
-    code, stdout, err = run_cli("stats", *tables, "--roi", "--json")
+    t0 = read_table(out / "particles_0.parquet").set_index("label")
+    assert sorted(t0.index) == sorted(kept["label"].unique())
+    assert {"volume_um3", "touches_border", "roi_mean", "sem"} <= set(t0.columns)
+    k0 = kept[kept.state == 0].set_index("label")
+    np.testing.assert_allclose(t0["roi_mean"], k0.loc[t0.index, "roi_mean"])
+    code, stdout, err = run_cli("stats", out / "particles_0.parquet", out / "particles_1.parquet",
+                                "--roi", "--json")
     assert code == 0, err
-    rows = json.loads(stdout)["rows"]
+    got = json.loads(stdout)
+    rows = got["rows"]
+    assert got["paired"] and "paired by label" in got["pairing_note"]
     assert rows[1]["state"] == 1 and rows[1]["n_tracked"] == res["n_tracked"]
     assert {"I_mean", "dI", "SE_tot", "Z", "p"} <= set(rows[1])
+    # a second tracking from another reference: its tables are not paired with the first
+    other = s.ref_labels.copy()
+    other[other == other.max()] = 0
+    write(Volume(other), tmp_path / "ref2.tif")
+    code, _, err = run_cli("track", tmp_path / "ref2.tif", tmp_path / "g0.tif",
+                           tmp_path / "g1.tif", "--out", tmp_path / "track2",
+                           "--exclude-layers", "2", "--json")
+    assert code == 0, err
+    code, stdout, err = run_cli("stats", out / "particles_0.parquet",
+                                tmp_path / "track2" / "particles_1.parquet", "--roi", "--json")
+    got = json.loads(stdout)
+    assert code == 0 and not got["paired"] and "different reference" in got["pairing_note"]
+    assert got["rows"][1]["n_tracked"] == 0 and "different reference" in err
+
+
+def test_stats_unrelated_scans_are_not_paired(run_cli, tmp_path):
+    from electrode_ct.operando.phantom import shifted_series
+
+    tables = []
+    for seed in (4, 5):  # two independent phantoms: label ids overlap by chance only
+        s = shifted_series(shape=(32, 56, 56), radius=(6.0, 8.0), n_particles=25, noise=2.0,
+                           seed=seed)
+        write(Volume(s.ref_labels), tmp_path / f"lab{seed}.tif")
+        write(Volume(s.greys[0]), tmp_path / f"grey{seed}.tif")
+        tables.append(tmp_path / f"t{seed}.parquet")
+        code, _, err = run_cli("measure", tmp_path / f"lab{seed}.tif", "--grey",
+                               tmp_path / f"grey{seed}.tif", "--out", tables[-1],
+                               "--properties", "basic", "--exclude-layers", "1")
+        assert code == 0, err
+    code, stdout, err = run_cli("stats", *tables, "--json")
+    assert code == 0, err
+    got = json.loads(stdout)
+    assert not got["paired"] and "no tracking stamp" in got["pairing_note"]
+    assert "note: two-sample statistics" in err and "no tracking stamp" in err
+    t = [read_table(p) for p in tables]
+    inner = [x[~x["touches_border"]] for x in t]
+    assert got["n_border_excluded"] == [int(x["touches_border"].sum()) for x in t]
+    assert min(got["n_border_excluded"]) > 0  # the phantoms do have border particles
+    row = got["rows"][1]
+    assert row["n"] == len(inner[1]) and row["n_tracked"] == 0
+    assert row["percent_darker"] is None and row["Z"] == row["Z_independent"]
+    assert row["I_mean"] == pytest.approx(inner[1]["grey_mean"].mean())
+    code, stdout, _ = run_cli("stats", *tables, "--keep-border", "--json")
+    got = json.loads(stdout)
+    assert got["rows"][1]["n"] == len(t[1]) and got["n_border_excluded"] == [0, 0]
 
 
 def test_stats_subsets_cli(run_cli, tmp_path):

@@ -53,3 +53,40 @@ def test_bad_input(tmp_path):
     (tmp_path / "x.json").write_text("[1, 2]")
     with pytest.raises(FormatError):
         import_coco(tmp_path / "x.json")
+
+
+def test_binary_mask_is_annotated_per_component(tmp_path, run_cli):
+    from scipy import ndimage as ndi
+
+    from electrode_ct.io import write
+    from electrode_ct.volume import Volume
+
+    _, y, x = np.ogrid[:6, :40, :40]
+    ids = np.zeros((6, 40, 40), np.uint32)
+    ids[:, ((y - 10) ** 2 + (x - 10) ** 2 <= 36)[0]] = 1
+    ids[:, ((y - 28) ** 2 + (x - 26) ** 2 <= 49)[0]] = 2
+    ids[3:, 30:36, 2:8] = 3
+    mask = np.where(ids > 0, 255, 0).astype(np.uint8)  # published form: 0/255, no ids
+    grey = np.random.default_rng(0).normal(100, 5, ids.shape) + 60.0 * (ids > 0)
+    res = export_coco(grey, mask, tmp_path / "m", val=0.0)
+    assert res["binary_mask"] and res["n_train_images"] == 6
+    assert res["n_train_annotations"] == 3 * 2 + 3 * 3  # one per section, not per slice
+    data = json.loads((tmp_path / "m" / "train" / "annotations.json").read_text())
+    assert all("particle_id" not in a for a in data["annotations"])
+    back = import_coco(data)
+    for im in data["images"]:
+        comps, n = ndi.label(mask[im["slice_index"]] > 0)
+        got = back[im["file_name"]]
+        assert np.array_equal(got > 0, comps > 0) and len(np.unique(got)) - 1 == n
+    forced = export_coco(grey, mask, tmp_path / "ids", val=0.0, binary=False)
+    assert not forced["binary_mask"] and forced["n_train_annotations"] == 6
+    assert not export_coco(grey, ids, tmp_path / "i", val=0.0)["binary_mask"]
+    write(Volume(grey.astype(np.float32)), tmp_path / "g.tif")
+    write(Volume(mask), tmp_path / "mask.tif")
+    code, out, err = run_cli("coco", tmp_path / "g.tif", tmp_path / "mask.tif", tmp_path / "c",
+                             "--val", "0", "--json")
+    assert code == 0 and json.loads(out)["n_train_annotations"] == 15
+    assert "binary mask" in err and "connected components" in err
+    code, out, _ = run_cli("coco", tmp_path / "g.tif", tmp_path / "mask.tif", tmp_path / "d",
+                           "--val", "0", "--ids", "--json")
+    assert code == 0 and json.loads(out)["n_train_annotations"] == 6

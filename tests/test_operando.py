@@ -109,3 +109,18 @@ def test_bad_inputs(series):
         track(series.ref_labels, [series.greys[0]])
     with pytest.raises(InputError, match="integer"):
         track(series.ref_labels.astype(float), series.greys)
+
+
+def test_state_tables_carry_the_tracking_stamp(series, tracked):
+    from electrode_ct.operando.track import labels_id
+    from electrode_ct.stats import pairing, tracking_stamp
+
+    tables = tracked.state_tables()
+    stamps = [tracking_stamp(t) for t in tables]
+    ref_id = labels_id(series.ref_labels.astype(np.uint32))
+    assert [s["reference_id"] for s in stamps] == [ref_id, ref_id]
+    assert [s["state"] for s in stamps] == [0, 1] and pairing(tables)[0]
+    other = series.ref_labels.astype(np.uint32)
+    other[tuple(np.argwhere(other > 0)[0])] = 0  # one voxel less: another reference
+    assert labels_id(other) != ref_id
+    assert labels_id(other.astype(np.uint16)) != labels_id(other)

@@ -10,15 +10,26 @@ import pytest
 
 from electrode_ct.errors import InputError
 from electrode_ct.stats import (
+    TRACKING_KEY,
     aggregate_radial,
     paired,
+    pairing,
+    parse_subsets,
     percent,
     population,
     position_subsets,
+    prepare_tables,
     quantile_subsets,
     summarise,
     z_test,
 )
+
+
+def _stamped(table, reference_id, state):
+    t = table.copy()
+    t.attrs["electrode_ct"] = {TRACKING_KEY: {"tracked": True, "reference_id": reference_id,
+                                              "reference_state": 0, "state": state}}
+    return t
 
 
 def test_paper_z_example():
@@ -85,7 +96,8 @@ def test_summarise_states_and_subsets():
     sub = np.arange(n) % 2
     t0 = pd.DataFrame({"label": np.arange(1, n + 1), "grey_mean": base, "sem": 0.1})
     t1 = t0.assign(grey_mean=base - 1.0 * sub + rng.normal(0, 0.2, n))
-    s = summarise([t0, t1], subsets=pd.Series(sub, index=t0["label"]), subset_name="cracked")
+    s = summarise([t0, t1], subsets=pd.Series(sub, index=t0["label"]), subset_name="cracked",
+                  paired=True)  # the caller vouches: same particles in both tables
     row = s[(s.state == 1) & (s.subset == 1)].iloc[0]
     assert row["dI"] == pytest.approx(-1.0, abs=0.05)
     assert row["Z"] < -5 and row["percent_darker"] > 95
@@ -133,3 +145,68 @@ def test_great2_plots():
             condition_chart({"a": 40.0, "b": 75.0}), painted_figure(lab, t, "grey_mean"),
             change_map_figure(np.random.default_rng(0).normal(size=(5, 6, 7)))]
     assert all(isinstance(f, Figure) for f in figs)
+
+
+def test_unstamped_tables_get_two_sample_statistics():
+    # two unrelated scans whose label ids happen to overlap: nothing may be paired
+    rng = np.random.default_rng(3)
+    n = 300
+    t0 = pd.DataFrame({"label": np.arange(1, n + 1), "grey_mean": rng.normal(170, 10, n),
+                       "sem": 0.5})
+    t1 = t0.assign(grey_mean=rng.normal(168, 10, n))
+    ok, note = pairing([t0, t1], names=["a.parquet", "b.parquet"])
+    assert not ok and "no tracking stamp" in note and "a.parquet, b.parquet" in note
+    s = summarise([t0, t1])
+    row = s[s.state == 1].iloc[0]
+    a, b = population(t0), population(t1)
+    z = z_test(b["I_mean"], b["SE_tot"], a["I_mean"], a["SE_tot"])
+    assert not row["paired"] and row["n_tracked"] == 0 and np.isnan(row["percent_darker"])
+    assert row["Z"] == pytest.approx(z["Z"]) == row["Z_independent"]
+    assert row["dI"] == pytest.approx(b["I_mean"] - a["I_mean"])
+    assert row["dI_SE_tot"] == pytest.approx(math.hypot(a["SE_tot"], b["SE_tot"]))
+    # stamped from one reference: paired, exactly as paired() computes it
+    s0, s1 = _stamped(t0, "ref-A", 0), _stamped(t1, "ref-A", 1)
+    ok, note = pairing([s0, s1])
+    assert ok and "paired by label" in note
+    row = summarise([s0, s1]).iloc[1]
+    ch, _ = paired(t0, t1)
+    assert row["paired"] and row["n_tracked"] == n and row["Z"] == pytest.approx(ch["Z"])
+    # stamped from two different references: not paired
+    ok, note = pairing([s0, _stamped(t1, "ref-B", 1)])
+    assert not ok and "different reference" in note
+    assert not summarise([s0, _stamped(t1, "ref-B", 1)]).iloc[1]["paired"]
+    assert not pairing([s0])[0]
+
+
+def test_border_particles_left_out():
+    t0 = pd.DataFrame({"label": [1, 2, 3, 4], "grey_mean": [10.0, 20, 30, 40],
+                       "touches_border": [True, False, False, False]})
+    t1 = pd.DataFrame({"label": [1, 2, 3, 4], "grey_mean": [11.0, 21, 31, 41],
+                       "touches_border": [False, False, True, False]})
+    prep = prepare_tables([t0, t1])
+    assert not prep.paired
+    assert [t["label"].tolist() for t in prep.tables] == [[2, 3, 4], [1, 2, 4]]
+    assert prep.n_border == [1, 1] and "2 border particle rows excluded" in prep.border_note
+    # tracked: a particle at the border in any state leaves every state
+    prep = prepare_tables([_stamped(t0, "r", 0), _stamped(t1, "r", 1)])
+    assert prep.paired and [t["label"].tolist() for t in prep.tables] == [[2, 4], [2, 4]]
+    kept = prepare_tables([t0, t1], keep_border=True)
+    assert [len(t) for t in kept.tables] == [4, 4] and kept.n_border == [0, 0]
+    # the grey table's `border` flag serves when there is no touches_border
+    g = t0.rename(columns={"touches_border": "border"})
+    assert prepare_tables([g]).tables[0]["label"].tolist() == [2, 3, 4]
+    bare = prepare_tables([t0.drop(columns="touches_border")], names=["x.csv"])
+    assert len(bare.tables[0]) == 4 and "x.csv has no touches_border or border" in \
+        bare.border_note
+
+
+def test_parse_subsets():
+    assert parse_subsets("volume_um3:3", name="--by") == ("volume_um3", 3)
+    assert parse_subsets("volume_um3", name="--by") == ("volume_um3", 4)
+    assert parse_subsets(None, name="--by") is None
+    assert parse_subsets("z:2", name="--position", axis=True) == ("z", 2)
+    for bad in ("volume_um3:x", "volume_um3:0", ":3"):
+        with pytest.raises(InputError, match="--by: expected COLUMN:N"):
+            parse_subsets(bad, name="--by")
+    with pytest.raises(InputError, match="AXIS:N"):
+        parse_subsets("w:2", name="--position", axis=True)

@@ -11,11 +11,18 @@ means I_i and per-particle standard errors of measurement SEM_i:
   paired Z = ΔĪ_prist / SE_tot;
 - two independent populations: Z = (Ī_a − Ī_b) / √(SE_tot,a² + SE_tot,b²);
 - p from the standard normal (one- and two-sided); the σ level is |Z|.
+
+Paired statistics need the same particles in every state: only tables carrying the
+tracking stamp of one reference (written by ``ect track`` or the pipeline's track step,
+:data:`TRACKING_KEY` in the table provenance) are paired by ``label``; any other set of
+tables gets two-sample statistics (:func:`pairing`). Particles touching a face of the
+volume are left out by default, as in GREAT2 (:func:`prepare_tables`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +32,12 @@ from scipy import stats as _st
 from electrode_ct.errors import InputError
 
 COLLECTORS = ("z0", "z1")
+TRACKING_KEY = "tracking"
+"""Key of the tracking stamp in a table's provenance (``df.attrs["electrode_ct"]``)."""
+BORDER_COLUMNS = ("touches_border", "border")
+"""Columns flagging particles that touch a face of the volume, in order of preference."""
+DEFAULT_BINS = 4
+"""Subsets of ``COLUMN`` / ``AXIS`` given without ``:N``."""
 
 
 # -- building blocks ----------------------------------------------------------------------
@@ -181,6 +194,168 @@ def percent(table: pd.DataFrame, condition: str | Callable[[pd.DataFrame], Any])
     return {"n": n, "n_true": k, "percent": 100.0 * p, "se_percent": float(se)}
 
 
+# -- which particles, paired or not -------------------------------------------------------
+def tracking_stamp(table: pd.DataFrame) -> dict[str, Any] | None:
+    """The tracking stamp of a table (from its provenance), or None when it has none."""
+    prov = table.attrs.get("electrode_ct")
+    stamp = prov.get(TRACKING_KEY) if isinstance(prov, dict) else None
+    ok = isinstance(stamp, dict) and stamp.get("tracked") is True and stamp.get("reference_id")
+    return stamp if ok else None
+
+
+def pairing(tables: Sequence[pd.DataFrame], *, names: Sequence[str] | None = None
+            ) -> tuple[bool, str]:
+    """Whether particles of several tables may be paired by ``label``, and why.
+
+    Parameters
+    ----------
+    tables : sequence of pandas.DataFrame
+        Per-particle tables of each state.
+    names : sequence of str, optional
+        Names of the tables for the note (default ``table 0``, ``table 1``, …).
+
+    Returns
+    -------
+    (bool, str)
+        True when every table carries a tracking stamp (:data:`TRACKING_KEY`) with the
+        same ``reference_id``; a one-line note saying why (or why not).
+    """
+    names = list(names) if names is not None else [f"table {i}" for i in range(len(tables))]
+    if len(tables) < 2:
+        return False, "one state: nothing to pair"
+    stamps = [tracking_stamp(t) for t in tables]
+    missing = [n for n, st in zip(names, stamps, strict=True) if st is None]
+    if missing:
+        return False, (f"two-sample statistics: {', '.join(missing)} carr"
+                       f"{'ies' if len(missing) == 1 else 'y'} no tracking stamp, so particle "
+                       "ids need not match; only tables written by `ect track` or the "
+                       "pipeline's track step are paired by label")
+    refs = {st["reference_id"] for st in stamps if st is not None}
+    if len(refs) > 1:
+        return False, ("two-sample statistics: the tables were tracked from different "
+                       "reference label volumes, so their particle ids do not match")
+    return True, "paired by label: every table carries the tracking stamp of one reference"
+
+
+def border_labels(table: pd.DataFrame) -> np.ndarray | None:
+    """Labels of the particles touching a face of the volume (None: no border column)."""
+    for col in BORDER_COLUMNS:
+        if col in table.columns:
+            flag = table[col].fillna(False).to_numpy(dtype=bool)
+            return table["label"].to_numpy()[flag]
+    return None
+
+
+@dataclass
+class StatsInput:
+    """Tables ready for :func:`summarise`, with how they were chosen.
+
+    Attributes
+    ----------
+    tables : list of pandas.DataFrame
+        The tables without the excluded border particles.
+    paired : bool
+        Particles may be paired by label (:func:`pairing`).
+    pairing_note : str
+        One line saying why (or why not).
+    keep_border : bool
+        Border particles were kept.
+    n_border : list of int
+        Rows left out of each table as border particles.
+    border_note : str
+        One line on the border particles.
+    """
+
+    tables: list[pd.DataFrame]
+    paired: bool
+    pairing_note: str
+    keep_border: bool = False
+    n_border: list[int] = field(default_factory=list)
+    border_note: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready record of the choices (``paired``, notes, border counts)."""
+        return {"paired": self.paired, "pairing_note": self.pairing_note,
+                "keep_border": self.keep_border, "n_border_excluded": list(self.n_border),
+                "border_note": self.border_note}
+
+
+def prepare_tables(tables: Sequence[pd.DataFrame], *, keep_border: bool = False,
+                   names: Sequence[str] | None = None) -> StatsInput:
+    """Decide pairing from the tracking stamps and leave out border particles.
+
+    Parameters
+    ----------
+    tables : sequence of pandas.DataFrame
+        Per-particle tables of each state (``label`` and, for the border,
+        ``touches_border`` or ``border``).
+    keep_border : bool
+        Keep the particles touching a face of the volume (GREAT2 leaves them out). When
+        the tables are paired, a particle at the border in any state is left out of all.
+    names : sequence of str, optional
+        Table names for the notes.
+
+    Returns
+    -------
+    StatsInput
+    """
+    names = list(names) if names is not None else [f"table {i}" for i in range(len(tables))]
+    paired, note = pairing(tables, names=names)
+    if keep_border:
+        return StatsInput(list(tables), paired, note, True, [0] * len(tables),
+                          "border particles kept (--keep-border)")
+    flagged = [border_labels(t) for t in tables]
+    lacking = [n for n, f in zip(names, flagged, strict=True) if f is None]
+    union = np.unique(np.concatenate([f for f in flagged if f is not None] or [[]]))
+    out, counts = [], []
+    for t, f in zip(tables, flagged, strict=True):
+        drop = union if paired else (f if f is not None else np.array([]))
+        keep = ~t["label"].isin(drop) if "label" in t.columns else np.ones(len(t), bool)
+        out.append(t[keep])
+        counts.append(int(len(t) - int(np.sum(keep))))
+    bnote = f"{sum(counts)} border particle rows excluded (touching a face of the volume)"
+    if lacking:
+        bnote += (f"; {', '.join(lacking)} ha{'s' if len(lacking) == 1 else 've'} no "
+                  f"{' or '.join(BORDER_COLUMNS)} column, so border particles could not be "
+                  "excluded there")
+    return StatsInput(out, paired, note, False, counts, bnote)
+
+
+def parse_subsets(text: str | None, *, name: str, axis: bool = False) -> tuple[str, int] | None:
+    """Parse a subset option ``COLUMN[:N]`` (``--by``) or ``AXIS[:N]`` (``--position``).
+
+    Parameters
+    ----------
+    text : str or None
+        The option's value; None or empty gives None.
+    name : str
+        Option or config key for the message.
+    axis : bool
+        The first part must be an axis (``z``, ``y`` or ``x``).
+
+    Returns
+    -------
+    (str, int) or None
+        Column (or axis) and number of subsets (default :data:`DEFAULT_BINS`).
+
+    Raises
+    ------
+    InputError
+        A count that is not a whole number >= 1, an empty column, an unknown axis.
+    """
+    if not text:
+        return None
+    col, sep, n = str(text).partition(":")
+    what = "AXIS:N with AXIS z, y or x" if axis else "COLUMN:N"
+    try:
+        bins = int(n) if sep else DEFAULT_BINS
+    except ValueError:
+        raise InputError(f"{name}: expected {what}, got {text!r}") from None
+    if bins < 1 or not col.strip() or (axis and col not in ("z", "y", "x")):
+        raise InputError(f"{name}: expected {what} with N >= 1, got {text!r}")
+    return col.strip(), bins
+
+
 # -- subsets ----------------------------------------------------------------------------
 def quantile_subsets(table: pd.DataFrame, column: str, n_bins: int) -> pd.Series:
     """Subset index 0..n_bins−1 of each particle by quantiles of a property column.
@@ -317,13 +492,14 @@ def summarise(
     reference: int = 0,
     subsets: pd.Series | None = None,
     subset_name: str = "all",
+    paired: bool | None = None,
 ) -> pd.DataFrame:
-    """Ī, ΔĪ_prist, SE_tot, Z and p per state and subset.
+    """Ī, ΔĪ, SE_tot, Z and p per state and subset.
 
     Parameters
     ----------
     tables : sequence of pandas.DataFrame
-        Per-particle tables of each state (matched on ``label``).
+        Per-particle tables of each state.
     column, sem_column : str
         Grey and SEM columns.
     reference : int
@@ -333,43 +509,61 @@ def summarise(
         None: one subset holding everything.
     subset_name : str
         Name of the grouping (written in the ``grouping`` column).
+    paired : bool, optional
+        Pair particles by ``label`` (tracked states). Default: :func:`pairing` decides
+        from the tables' tracking stamps; ``True`` is for callers that know the ids match.
 
     Returns
     -------
     pandas.DataFrame
         One row per (state, subset): ``state``, ``grouping``, ``subset``, ``n``,
-        ``I_mean``, ``sigma``, ``SES``, ``SEM``, ``SE_tot`` and, versus the reference:
-        ``Z_independent``, ``p_independent`` (two-sample test), ``n_tracked``, ``dI``,
-        ``dI_SE_tot``, ``Z``, ``p``, ``p_one_sided``, ``sigma_level`` (paired, tracked
-        particles), ``percent_darker``.
+        ``I_mean``, ``sigma``, ``SES``, ``SEM``, ``SE_tot``, ``paired`` and, versus the
+        reference: ``Z_independent``, ``p_independent`` (two-sample test), ``n_tracked``,
+        ``dI``, ``dI_SE_tot``, ``Z``, ``p``, ``p_one_sided``, ``sigma_level`` and
+        ``percent_darker``. Paired: ΔĪ_prist of the tracked particles and the paired
+        test. Not paired: ``n_tracked`` 0, ``dI`` = Ī − Ī_ref with
+        ``dI_SE_tot`` = √(SE_tot² + SE_tot,ref²), the two-sample Z and p, and no
+        ``percent_darker`` (NaN).
     """
     if not tables:
         raise InputError("stats: no tables given")
     if not 0 <= reference < len(tables):
         raise InputError(f"reference: state {reference} does not exist (0..{len(tables) - 1})")
+    if paired is None:
+        paired = pairing(tables)[0]
     rows = []
     keys = [None] if subsets is None else sorted(set(subsets.dropna().unique()))
     for key in keys:
-        sel = []
-        for t in tables:
-            if key is None:
-                sel.append(t)
-            else:
-                ids = subsets.index[subsets == key]
-                sel.append(t[t["label"].isin(ids)])
+        ids = None if key is None else subsets.index[subsets == key]
+        sel = [t if ids is None else t[t["label"].isin(ids)] for t in tables]
         ref = population(sel[reference], column=column, sem_column=sem_column)
         for i, t in enumerate(sel):
             pop = population(t, column=column, sem_column=sem_column)
             row: dict[str, Any] = {"state": i, "grouping": subset_name,
-                                   "subset": "all" if key is None else key, **pop}
-            ind = z_test(pop["I_mean"], pop["SE_tot"], ref["I_mean"], ref["SE_tot"])
-            row["Z_independent"] = ind["Z"] if i != reference else float("nan")
-            row["p_independent"] = ind["p"] if i != reference else float("nan")
+                                   "subset": "all" if key is None else key, **pop,
+                                   "paired": bool(paired)}
             if i != reference:
-                ch, per = paired(sel[reference], t, column=column, sem_column=sem_column)
-                row.update({"n_tracked": ch["n"], "dI": ch["dI"], "dI_SE_tot": ch["SE_tot"],
-                            "Z": ch["Z"], "p": ch["p"], "p_one_sided": ch["p_one_sided"],
-                            "sigma_level": ch["sigma_level"],
-                            "percent_darker": percent(per, "delta < 0")["percent"]})
+                row.update(_versus(sel[reference], t, pop, ref, tracked=bool(paired),
+                                   column=column, sem_column=sem_column))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _versus(ref_table: pd.DataFrame, table: pd.DataFrame, pop: dict[str, float],
+            ref: dict[str, float], *, tracked: bool, column: str,
+            sem_column: str | None) -> dict[str, Any]:
+    """The comparison columns of one state against the reference (see :func:`summarise`)."""
+    ind = z_test(pop["I_mean"], pop["SE_tot"], ref["I_mean"], ref["SE_tot"])
+    row: dict[str, Any] = {"Z_independent": ind["Z"], "p_independent": ind["p"]}
+    if not tracked:
+        row.update({"n_tracked": 0, "dI": pop["I_mean"] - ref["I_mean"],
+                    "dI_SE_tot": float(np.hypot(pop["SE_tot"], ref["SE_tot"])), "Z": ind["Z"],
+                    "p": ind["p"], "p_one_sided": ind["p_one_sided"],
+                    "sigma_level": ind["sigma_level"], "percent_darker": float("nan")})
+        return row
+    ch, per = paired(ref_table, table, column=column, sem_column=sem_column)
+    row.update({"n_tracked": ch["n"], "dI": ch["dI"], "dI_SE_tot": ch["SE_tot"], "Z": ch["Z"],
+                "p": ch["p"], "p_one_sided": ch["p_one_sided"],
+                "sigma_level": ch["sigma_level"],
+                "percent_darker": percent(per, "delta < 0")["percent"]})
+    return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -29,7 +30,7 @@ def track_cmd(
 ) -> None:
     """Track particles across states: register, propagate ids, clean, measure grey levels."""
     from electrode_ct.errors import InputError
-    from electrode_ct.io import read, write, write_json, write_table
+    from electrode_ct.io import read, write_json
     from electrode_ct.operando.track import track
     from electrode_ct.provenance import record
     from electrode_ct.volume import resolve_phase
@@ -59,10 +60,7 @@ def track_cmd(
                   parameters={"reference": reference, "metric": metric,
                               "exclude_layers": exclude_layers, "spacing_um": list(spacing),
                               "drop_border": not keep_border})
-    out.mkdir(parents=True, exist_ok=True)
-    for i, labels in enumerate(res.labels):
-        write(lab.with_data(labels), out / f"labels_{i}.tif")
-    write_table(res.timeseries(), out / "timeseries.parquet", metadata=meta)
+    _write_tracked(res, lab, out, meta)
     summary = {"states": res.registration, "n_reference": len(res.cleaning),
                "n_tracked": res.n_tracked,
                "n_inconsistent": int(res.cleaning["inconsistent"].sum()),
@@ -75,63 +73,63 @@ def track_cmd(
         say(f"{res.n_tracked} of {len(res.cleaning)} particles tracked -> {out}")
 
 
-def _spec(text: str | None, name: str) -> tuple[str, int] | None:
-    from electrode_ct.errors import InputError
+def _write_tracked(res: Any, lab: Any, out: Path, meta: dict[str, Any]) -> None:
+    """labels_<i>.tif, particles_<i>.parquet (stamped, kept particles) and the time series."""
+    from electrode_ct.io import write, write_table
+    from electrode_ct.measure import join_grey, morphology_table
+    from electrode_ct.stats import TRACKING_KEY
 
-    if not text:
-        return None
-    col, _, n = text.partition(":")
-    try:
-        bins = int(n) if n else 4
-    except ValueError:
-        raise InputError(f"{name}: expected COLUMN:N, got {text!r}") from None
-    if bins < 1 or not col:
-        raise InputError(f"{name}: expected COLUMN:N with N >= 1, got {text!r}")
-    return col, bins
+    out.mkdir(parents=True, exist_ok=True)
+    kept = res.kept
+    for i, (labels, grey_cols) in enumerate(zip(res.labels, res.state_tables(), strict=True)):
+        write(lab.with_data(labels), out / f"labels_{i}.tif")
+        morph = morphology_table(labels, spacing=res.spacing, properties="basic")
+        table = join_grey(morph[morph["label"].isin(kept)].reset_index(drop=True), grey_cols)
+        write_table(table, out / f"particles_{i}.parquet",
+                    metadata={**meta, TRACKING_KEY: res.stamp(i)})
+    write_table(res.timeseries(), out / "timeseries.parquet",
+                metadata={**meta, TRACKING_KEY: res.stamp()})
 
 
 @app.command("stats")
 def stats_cmd(
     tables: list[Path] = typer.Argument(..., help="Per-particle tables TABLE_0 [TABLE_1 …] "
-                                        "(one per state; ids matched on label)."),
+                                        "(one per state; paired by label only when tracked)."),
     by: str = typer.Option(None, "--by", help="Quantile subsets COLUMN:N, e.g. volume_um3:4."),
     position: str = typer.Option(None, "--position", help="Depth subsets AXIS:N, e.g. z:4."),
     collector: str = typer.Option("z0", "--collector", help="Current collector side: z0|z1."),
     reference: int = typer.Option(0, "--reference", help="Index of the reference state."),
     roi: bool = typer.Option(False, "--roi", help="Use roi_mean (core) instead of grey_mean."),
     column: str = typer.Option(None, "--column", help="Grey column (overrides --roi)."),
+    keep_border: bool = typer.Option(False, "--keep-border", help="Keep the particles "
+                                     "touching a face of the volume (GREAT2 leaves them out)."),
     out: Path = typer.Option(None, "--out", help="Also write the summary table (.parquet/.csv)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Ī, ΔĪ_prist, SE_tot, Z and p per state and subset (GREAT2 statistics)."""
+    """Ī, ΔĪ, SE_tot, Z and p per state and subset (GREAT2 statistics).
+
+    Particles are paired by label (ΔĪ_prist, paired Z) only when every table carries the
+    tracking stamp of one reference (``ect track``'s particles_<i>.parquet); otherwise the
+    states are compared as independent populations, with a note saying why.
+    """
+    from electrode_ct.errors import InputError
     from electrode_ct.io import read_table, write_table
-    from electrode_ct.stats import position_subsets, quantile_subsets, summarise
+    from electrode_ct.stats import parse_subsets, prepare_tables
 
+    spec = parse_subsets(by, name="--by")
+    pos = parse_subsets(position, name="--position", axis=True)
     dfs = [read_table(t) for t in tables]
-    col = column or ("roi_mean" if roi else "grey_mean")
-    groupings = [("all", None)]
     if reference < 0 or reference >= len(dfs):
-        from electrode_ct.errors import InputError
-
         raise InputError(f"--reference: state {reference} does not exist (0..{len(dfs) - 1})")
-    ref = dfs[reference]
-    spec = _spec(by, "--by")
-    if spec:
-        s = quantile_subsets(ref, spec[0], spec[1])
-        groupings.append((f"{spec[0]}:q{spec[1]}", s.set_axis(ref["label"].to_numpy())))
-    pos = _spec(position, "--position")
-    if pos:
-        s, _ = position_subsets(ref, axis=pos[0], n_bins=pos[1], collector=collector)
-        groupings.append((f"depth_{pos[0]}:{pos[1]}:{collector}",
-                          s.set_axis(ref["label"].to_numpy())))
-    import pandas as pd
-
-    parts = [summarise(dfs, column=col, reference=reference, subsets=s, subset_name=name)
-             for name, s in groupings]
-    summary = pd.concat(parts, ignore_index=True)
+    prep = prepare_tables(dfs, keep_border=keep_border, names=[str(t) for t in tables])
+    col = column or ("roi_mean" if roi else "grey_mean")
+    summary = _summary(prep, col, reference, spec, pos, collector)
     if out is not None:
         write_table(summary.astype({"subset": str}), out)
-    result = {"column": col, "reference": reference, "n_states": len(dfs),
+    if len(dfs) > 1:
+        typer.echo(f"note: {prep.pairing_note}", err=True)
+    typer.echo(f"note: {prep.border_note}", err=True)
+    result = {"column": col, "reference": reference, "n_states": len(dfs), **prep.summary(),
               "rows": summary.to_dict(orient="records")}
     if as_json:
         emit_json(result)
@@ -140,5 +138,27 @@ def stats_cmd(
         line = (f"state {r['state']} {r['grouping']}={r['subset']}: n={r['n']} "
                 f"Ī={r['I_mean']:.3f} ± {r['SE_tot']:.3f}")
         if r.get("dI") is not None and r["state"] != reference:
-            line += f"  ΔĪ={r['dI']:.3f} ± {r['dI_SE_tot']:.3f}  Z={r['Z']:.2f} p={r['p']:.2g}"
+            line += (f"  ΔĪ={r['dI']:.3f} ± {r['dI_SE_tot']:.3f}  Z={r['Z']:.2f} p={r['p']:.2g}"
+                     + ("" if prep.paired else " (two-sample)"))
         say(line)
+
+
+def _summary(prep: Any, col: str, reference: int, spec: tuple[str, int] | None,
+             pos: tuple[str, int] | None, collector: str) -> Any:
+    """summarise() over all particles and the --by / --position subsets."""
+    import pandas as pd
+
+    from electrode_ct.stats import position_subsets, quantile_subsets, summarise
+
+    ref = prep.tables[reference]
+    groupings: list[tuple[str, Any]] = [("all", None)]
+    if spec:
+        s = quantile_subsets(ref, spec[0], spec[1])
+        groupings.append((f"{spec[0]}:q{spec[1]}", s.set_axis(ref["label"].to_numpy())))
+    if pos:
+        s, _ = position_subsets(ref, axis=pos[0], n_bins=pos[1], collector=collector)
+        groupings.append((f"depth_{pos[0]}:{pos[1]}:{collector}",
+                          s.set_axis(ref["label"].to_numpy())))
+    parts = [summarise(prep.tables, column=col, reference=reference, subsets=s,
+                       subset_name=name, paired=prep.paired) for name, s in groupings]
+    return pd.concat(parts, ignore_index=True)

@@ -39,8 +39,7 @@ def measure_cmd(
 
     from electrode_ct.errors import InputError, ShapeError
     from electrode_ct.io import read, write_table
-    from electrode_ct.measure.intensity import measure_grey
-    from electrode_ct.measure.morphology import morphology_table
+    from electrode_ct.measure.table import particle_table
     from electrode_ct.provenance import record
 
     if radial is not None and grey is None:
@@ -49,11 +48,9 @@ def measure_cmd(
     t0 = time.perf_counter()
     lab_vol = read(labels, voxel_size=voxel_size(voxel))
     spacing = lab_vol.spacing
-    lab = lab_vol.data
     if lab_vol.is_2d:
         spacing = (1.0, *spacing[1:])
-    grey_df = radial_df = None
-    sigma = None
+    g = mask = None
     if grey is not None:
         g_vol = read(grey)
         if g_vol.shape != lab_vol.shape:
@@ -61,30 +58,17 @@ def measure_cmd(
                 f"{grey}: grey shape {g_vol.shape} differs from the labels' shape "
                 f"{lab_vol.shape} ({labels})"
             )
-        mask = None
+        g = g_vol.data
         if background is not None and background_sigma is None:
             mask = read(background).data
-        timings["read"] = time.perf_counter() - t0
-        info("measuring grey levels per particle and layer")
-        t1 = time.perf_counter()
-        grey_df, radial_df = measure_grey(
-            lab, g_vol.data, spacing=spacing, exclude_layers=exclude_layers, background=mask,
-            background_sigma=background_sigma, normalise=normalise,
-        )
-        sigma = grey_df.attrs.get("background_sigma")
-        del g_vol, mask
-        timings["grey"] = time.perf_counter() - t1
-    else:
-        timings["read"] = time.perf_counter() - t0
-    t2 = time.perf_counter()
-    info("measuring morphology")
-    table = morphology_table(lab, spacing=spacing, properties=properties)
-    timings["morphology"] = time.perf_counter() - t2
-    if grey_df is not None:
-        extra = [c for c in grey_df.columns if c == "label" or c not in table.columns]
-        if "touches_border" in table.columns:
-            extra = [c for c in extra if c != "border"]
-        table = table.merge(grey_df[extra], on="label", how="left")
+    timings["read"] = time.perf_counter() - t0
+    info("measuring grey levels per particle and layer, then morphology")
+    table, radial_df = particle_table(
+        lab_vol.data, g, spacing=spacing, properties=properties,
+        exclude_layers=exclude_layers, background=mask, background_sigma=background_sigma,
+        normalise=normalise, timings=timings,
+    )
+    sigma = table.attrs.get("background_sigma")
     params = {"exclude_layers": exclude_layers, "properties": properties,
               "normalise": normalise, "spacing_um": list(spacing),
               "background_sigma": sigma, "layer_um": min(spacing[1:] if lab_vol.is_2d

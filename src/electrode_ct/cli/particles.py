@@ -187,6 +187,9 @@ def coco_cmd(
     axis: str = typer.Option("z", "--axis", help="Slicing axis: z (XY slices), y or x."),
     val: float = typer.Option(0.2, "--val", help="Fraction of slices for validation."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the split."),
+    mask: bool = typer.Option(None, "--mask/--ids", help="LABELS is a binary mask (annotate "
+                              "each slice's connected components) / holds particle ids. "
+                              "Default: a mask when it holds one non-zero value."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Export slices and particle polygons as COCO instance-segmentation datasets."""
@@ -196,7 +199,12 @@ def coco_cmd(
     g, lab = read(grey), read(labels)
     if g.shape != lab.shape:
         raise ShapeError(f"{grey}: shape {g.shape} differs from {labels} {lab.shape}")
-    res = export_coco(g.numpy(), lab.numpy(), out_dir, axis=_axis(axis), val=val, seed=seed)
+    res = export_coco(g.numpy(), lab.numpy(), out_dir, axis=_axis(axis), val=val, seed=seed,
+                      binary=mask)
+    if res["binary_mask"]:
+        typer.echo(f"note: {labels} is read as a binary mask: each slice's connected "
+                   "components are annotated (no 3-D particle_id); --ids to read it as ids",
+                   err=True)
     if as_json:
         emit_json(res)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from electrode_ct.measure.intensity import measure_grey
 from electrode_ct.operando.clean import clean_tracks
 from electrode_ct.operando.propagate import otsu_foreground, propagate_labels
 from electrode_ct.operando.register import Rigid, register_rigid
+from electrode_ct.stats import TRACKING_KEY
 
 TIMESERIES_COLUMNS = ("label", "state", "grey_n", "grey_mean", "grey_std", "roi_mean",
                       "roi_n", "sem")
@@ -38,6 +40,10 @@ class TrackResult:
         Per-state grey tables (:func:`electrode_ct.measure.intensity.grey_table`).
     reference : int
         Index of the reference state.
+    spacing : tuple of float
+        Voxel size (z, y, x) in µm.
+    reference_id : str
+        :func:`labels_id` of the reference labels, the identity in every stamp.
     """
 
     labels: list[np.ndarray]
@@ -47,6 +53,7 @@ class TrackResult:
     tables: list[pd.DataFrame]
     reference: int = 0
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    reference_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,12 +66,27 @@ class TrackResult:
         """Number of particles kept after cleaning."""
         return int(self.cleaning["kept"].sum())
 
+    def stamp(self, state: int | None = None) -> dict[str, Any]:
+        """The tracking stamp of a table of this result (``state`` None: all states).
+
+        Written under :data:`electrode_ct.stats.TRACKING_KEY` in a table's provenance, it
+        lets :func:`electrode_ct.stats.pairing` pair tables by label: ``tracked``,
+        ``reference_id`` (:func:`labels_id` of the reference labels), ``reference_state``,
+        ``state`` and ``n_states``.
+        """
+        return {"tracked": True, "reference_id": self.reference_id,
+                "reference_state": int(self.reference), "state": state,
+                "n_states": len(self.labels)}
+
     def state_tables(self, *, kept_only: bool = True) -> list[pd.DataFrame]:
-        """Per-state grey tables, restricted to the kept particles by default."""
-        if not kept_only:
-            return list(self.tables)
+        """Per-state grey tables (kept particles by default), each carrying its stamp."""
         ids = self.kept
-        return [t[t["label"].isin(ids)].reset_index(drop=True) for t in self.tables]
+        out = []
+        for i, t in enumerate(self.tables):
+            t = t[t["label"].isin(ids)].reset_index(drop=True) if kept_only else t.copy()
+            t.attrs["electrode_ct"] = {TRACKING_KEY: self.stamp(i)}
+            out.append(t)
+        return out
 
     def timeseries(self) -> pd.DataFrame:
         """Long per-particle time series: one row per (label, state) with cleaning flags.
@@ -85,6 +107,21 @@ class TrackResult:
         ts = ts.merge(flags, on="label", how="right")
         ts["state"] = ts["state"].fillna(-1).astype(np.int64)
         return ts.sort_values(["label", "state"]).reset_index(drop=True)
+
+
+def labels_id(labels: np.ndarray) -> str:
+    """SHA-256 of a label volume's shape, dtype and bytes (slab by slab along z).
+
+    Two tables are paired only when their stamps carry the same id: the particles were
+    propagated from the same reference label volume.
+    """
+    arr = np.ascontiguousarray(labels)
+    h = hashlib.sha256(f"{arr.shape}|{arr.dtype.str}".encode())
+    flat = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, -1)
+    step = max(1, (1 << 26) // max(flat[0].nbytes, 1))
+    for z in range(0, flat.shape[0], step):
+        h.update(flat[z:z + step].tobytes())
+    return h.hexdigest()
 
 
 def _foreground(i: int, grey: np.ndarray, phases: Sequence[Any] | None,
@@ -193,4 +230,5 @@ def track(
                             drop_border=drop_border)
     tables = [measure_grey(lab, g, spacing=spacing, exclude_layers=exclude_layers)[0]
               for lab, g in zip(labels, gs, strict=True)]
-    return TrackResult(labels, transforms, reports, cleaning, tables, reference, spacing)
+    return TrackResult(labels, transforms, reports, cleaning, tables, reference, spacing,
+                       labels_id(ref))

@@ -11,6 +11,10 @@ Annotations follow the COCO format (``images``, ``annotations`` with ``segmentat
 polygons, ``bbox`` [x, y, width, height], ``area``, ``iscrowd``, ``categories``) and
 carry the 3-D ``particle_id`` as an extra key. Polygons cannot hold holes: a hole
 inside a section is filled on import.
+
+A binary mask (one non-zero value, e.g. 0/1 or 0/255, the form particle masks are often
+published in) holds no particle ids: its sections are the connected components of each
+slice (4-connected in the plane), one annotation each, without ``particle_id``.
 """
 
 from __future__ import annotations
@@ -75,6 +79,25 @@ def slice_polygons(labels2d: np.ndarray, *, min_area: int = 1) -> list[dict[str,
     return out
 
 
+def is_mask(labels: np.ndarray) -> bool:
+    """True when a label volume holds a single non-zero value (a binary mask, no ids)."""
+    top = labels.max()
+    return bool(top > 0) and not bool(np.any((labels != 0) & (labels != top)))
+
+
+def _sections(plane: np.ndarray, *, mask: bool, min_area: int) -> list[dict[str, Any]]:
+    """Polygons of one slice: per particle id, or per connected component of a mask."""
+    if not mask:
+        return slice_polygons(plane, min_area=min_area)
+    from scipy import ndimage as ndi
+
+    comps, _ = ndi.label(plane != 0)
+    polys = slice_polygons(comps, min_area=min_area)
+    for p in polys:
+        del p["particle_id"]  # a component of one slice is no 3-D particle
+    return polys
+
+
 def _to_uint8(grey: np.ndarray) -> tuple[np.ndarray, float, float]:
     lo, hi = np.percentile(grey, (0.5, 99.5)) if grey.size else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1.0
@@ -92,6 +115,7 @@ def export_coco(
     seed: int = 0,
     min_area: int = 1,
     skip_empty: bool = True,
+    binary: bool | None = None,
 ) -> dict[str, Any]:
     """Write grey slices and particle polygons as COCO train/val datasets.
 
@@ -113,12 +137,16 @@ def export_coco(
         Skip sections with fewer pixels.
     skip_empty : bool
         Leave out slices without any particle.
+    binary : bool, optional
+        ``labels`` is a binary mask: annotate the connected components of each slice.
+        Default: when it holds a single non-zero value (:func:`is_mask`).
 
     Returns
     -------
     dict
         ``n_train_images``, ``n_val_images``, ``n_train_annotations``,
-        ``n_val_annotations``, ``grey_range`` (the values mapped to 0 and 255), ``paths``.
+        ``n_val_annotations``, ``grey_range`` (the values mapped to 0 and 255),
+        ``binary_mask`` (components per slice were annotated), ``paths``.
 
     Raises
     ------
@@ -137,6 +165,7 @@ def export_coco(
         raise InputError(f"val: expected a fraction in [0, 1], got {val}")
     if axis not in (0, 1, 2):
         raise InputError(f"axis: expected 0 (z), 1 (y) or 2 (x), got {axis}")
+    mask = is_mask(lab) if binary is None else bool(binary)
     g8, lo, hi = _to_uint8(g)
     g8, lab2 = np.moveaxis(g8, axis, 0), np.moveaxis(lab, axis, 0)
     n = g8.shape[0]
@@ -150,7 +179,7 @@ def export_coco(
         for name in ("train", "val")
     }
     for k in range(n):
-        polys = slice_polygons(lab2[k], min_area=min_area)
+        polys = _sections(lab2[k], mask=mask, min_area=min_area)
         if skip_empty and not polys:
             continue
         name = "val" if is_val[k] else "train"
@@ -176,6 +205,7 @@ def export_coco(
         "n_train_annotations": len(sets["train"]["annotations"]),
         "n_val_annotations": len(sets["val"]["annotations"]),
         "grey_range": [lo, hi],
+        "binary_mask": mask,
         "paths": paths,
     }
 

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from electrode_ct.errors import ConfigError
+from electrode_ct.errors import ConfigError, InputError
+from electrode_ct.stats import parse_subsets
 
 
 class _Strict(BaseModel):
@@ -37,6 +38,10 @@ class InputConfig(_Strict):
     reference: str | None = Field(
         None, description="Reference phase labels for segmentation quality.")
     reference_ignore: int | None = Field(None, description="Reference value to ignore.")
+    reference_state: int = Field(
+        0, ge=0, description="Index of the reference (pristine) state: particles are "
+        "separated on it, tracking propagates its ids, measure (untracked), metrics, "
+        "segmentation quality and stats use it.")
     crop: dict[str, list[int]] | None = Field(
         None, description="Region of interest, e.g. {z: [0, 100], y: [0, 200], x: [0, 200]}.")
 
@@ -64,7 +69,10 @@ class SegmentStep(_Strict):
     threshold_method: Literal[
         "manual", "otsu", "multiotsu", "triangle", "li", "hysteresis", "fraction"
     ] = "multiotsu"
-    classes: int = 3
+    classes: int | None = Field(
+        None, description="Number of phases; default: the method's own (multiotsu and "
+        "kmeans 3, otsu/triangle/li/hysteresis 2, manual len(thresholds) + 1, fraction "
+        "len(fractions)).")
     thresholds: list[float] | None = None
     fractions: list[float] | None = None
     low: float | None = None
@@ -73,7 +81,8 @@ class SegmentStep(_Strict):
     class_names: list[str] | None = None
     trees: int = 100
     model: str | None = Field(None, description="A trained model file (forest or cnn).")
-    two_d: bool = False
+    two_d: bool = Field(False, description="Independent 2-D slices: per-slice thresholds, "
+                        "per-slice k-means, the model's per-slice prediction.")
     cleanup_min_island_um3: float = 0.0
 
 
@@ -88,6 +97,15 @@ class ParticlesStep(_Strict):
     min_volume_um3: float = 0.0
     remove_border: bool = False
 
+    @field_validator("method")
+    @classmethod
+    def _method_wired(cls, v: str) -> str:
+        if v != "distance":
+            raise ValueError(f"method {v!r} needs learned probabilities (boundary or "
+                             "per-plane predictions) that the pipeline does not provide yet; "
+                             "use 'distance' here or `ect particles --method " + v + "`")
+        return v
+
 
 class MeasureStep(_Strict):
     """Per-particle morphology and grey-level tables (GREAT2 radial layers)."""
@@ -99,10 +117,9 @@ class MeasureStep(_Strict):
 
 
 class TrackStep(_Strict):
-    """Operando: register states and propagate particle ids (needs several grey inputs)."""
+    """Operando: register states to ``input.reference_state`` and propagate particle ids."""
 
     enabled: bool = True
-    reference: int = 0
 
 
 class CracksStep(_Strict):
@@ -131,8 +148,19 @@ class StatsStep(_Strict):
     by: str | None = Field(None, description="COLUMN:NBINS, e.g. volume_um3:4.")
     position: str | None = Field(None, description="AXIS:NBINS, e.g. z:4.")
     collector: Literal["z0", "z1"] = "z0"
-    reference: int = 0
     roi: bool = True
+    keep_border: bool = Field(False, description="Keep the particles touching a face of the "
+                              "volume (GREAT2 leaves them out).")
+
+    @field_validator("by", "position")
+    @classmethod
+    def _subsets(cls, v: str | None, info: Any) -> str | None:
+        try:
+            parse_subsets(v, name=f"steps.stats.{info.field_name}",
+                          axis=info.field_name == "position")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class ReportStep(_Strict):
@@ -183,6 +211,8 @@ def _format_error(exc: ValidationError, source: str) -> str:
         return f"{source}: unknown config key {loc!r}; allowed here: {allowed}"
     if err["type"] == "missing":
         return f"{source}: missing required config key {loc!r}"
+    if err["type"] == "value_error":
+        return f"{source}: config key {loc!r}: {err['ctx']['error']}"
     return f"{source}: config key {loc!r}: {err['msg']} (got {err.get('input')!r})"
 
 
@@ -196,12 +226,24 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineCon
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys at the top level")
+    _refuse_old_keys(data, source)
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source)) from None
     check_prerequisites(cfg, source=source)
+    check_values(cfg, source=source)
     return cfg
+
+
+def _refuse_old_keys(data: dict[str, Any], source: str) -> None:
+    """One line for the keys replaced by ``input.reference_state``."""
+    steps = data.get("steps")
+    for step in ("track", "stats"):
+        sub = steps.get(step) if isinstance(steps, dict) else None
+        if isinstance(sub, dict) and "reference" in sub:
+            raise ConfigError(f"{source}: steps.{step}.reference was replaced by "
+                              "input.reference_state (one reference state for every step)")
 
 
 def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
@@ -277,6 +319,30 @@ def check_prerequisites(cfg: PipelineConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: steps.segment.method 'watershed' needs low and high")
 
 
+def check_values(cfg: PipelineConfig, *, source: str = "config") -> None:
+    """Refuse values that only the whole config can check (before any step runs).
+
+    Raises
+    ------
+    ConfigError
+        ``input.reference_state`` beyond the inputs; a ``steps.stats.by`` column that the
+        measure step does not write.
+    """
+    n = len(cfg.input.grey) or len(cfg.input.phases or [])
+    if cfg.input.reference_state >= max(n, 1):
+        raise ConfigError(f"{source}: input.reference_state {cfg.input.reference_state} does "
+                          f"not exist: {n} input state(s), indices 0..{n - 1}")
+    spec = parse_subsets(cfg.steps.stats.by, name="steps.stats.by")
+    if spec and cfg.steps.stats.enabled and cfg.input.grey:  # stats runs on grey tables
+        from electrode_ct.measure.table import table_columns
+
+        known = table_columns(properties=cfg.steps.measure.properties)
+        if spec[0] not in known:
+            raise ConfigError(f"{source}: steps.stats.by: column {spec[0]!r} is not written by "
+                              f"steps.measure (properties {cfg.steps.measure.properties}); "
+                              f"available: {', '.join(known)}")
+
+
 _PRESETS: dict[str, dict[str, Any]] = {
     "micro": {
         "comment": "Lab micro-CT (0.3–1 µm voxels): particles resolved, CBD ~ pore.",
@@ -319,6 +385,7 @@ input:
   voxel_size: null          # µm, one value or [z, y, x]; null = from the file
   phases: null              # existing phase segmentation(s): skips steps.segment
   reference: null           # reference labels: segmentation quality in the report
+  reference_state: 0        # the reference (pristine) state, used by every step
 output: ect-out             # output folder (relative to this file)
 seed: 0
 volume_format: tiff         # tiff | ome-zarr
@@ -359,6 +426,7 @@ steps:
     by: null                # e.g. volume_um3:4
     position: null          # e.g. z:4
     collector: z0           # z0 | z1
+    keep_border: false      # GREAT2 leaves out particles touching a face of the volume
   report:
     enabled: true
 """

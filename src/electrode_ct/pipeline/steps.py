@@ -11,6 +11,7 @@ import numpy as np
 
 from electrode_ct.errors import ConfigError
 from electrode_ct.io import read, read_table, write, write_table
+from electrode_ct.stats import TRACKING_KEY
 from electrode_ct.volume import Volume, resolve_phase
 
 if TYPE_CHECKING:
@@ -23,6 +24,11 @@ from electrode_ct.pipeline.runner import StepResult
 def n_states(run: Run) -> int:
     """Number of inputs (states of charge): grey volumes, else phase volumes."""
     return len(run.cfg.input.grey) or len(run.cfg.input.phases or [])
+
+
+def reference_state(run: Run) -> int:
+    """Index of the reference state (``input.reference_state``), used by every step."""
+    return int(run.cfg.input.reference_state)
 
 
 def has_grey(run: Run) -> bool:
@@ -122,33 +128,44 @@ def step_filter(run: Run) -> StepResult:
 def _segment_one(run: Run, vol: Volume, model: Any) -> tuple[np.ndarray, dict[str, int], dict]:
     p = run.cfg.steps.segment
     arr = vol.numpy()
-    info: dict[str, Any] = {"method": p.method}
+    info: dict[str, Any] = {"method": p.method, "two_d": p.two_d}
     if p.method == "threshold":
-        from electrode_ct.segment.classes import class_map
-        from electrode_ct.segment.threshold import apply_thresholds, threshold_values
+        return (*_threshold(arr, p, info), info)
+    from electrode_ct.segment.classes import class_map
 
-        cuts = threshold_values(arr, method=p.threshold_method, classes=p.classes,
-                                thresholds=p.thresholds, fractions=p.fractions)
-        labels = apply_thresholds(arr, cuts)
-        info["thresholds"] = [float(c) for c in np.ravel(cuts)]
-        return labels, class_map(int(labels.max()) + 1 if p.classes is None else p.classes), info
     if p.method == "watershed":
-        from electrode_ct.segment.classes import class_map
         from electrode_ct.segment.watershed import seeded_watershed
 
         labels = seeded_watershed(arr, low=p.low, high=p.high, two_d=p.two_d)
         info["thresholds"] = [p.low, p.high]
         return labels, class_map(int(labels.max()) + 1), info
     if p.method == "kmeans":
-        from electrode_ct.segment.classes import class_map
         from electrode_ct.segment.kmeans import kmeans
 
-        labels = kmeans(arr, classes=p.classes, seed=run.cfg.seed)
-        return labels, class_map(p.classes), info
-    pred = model.predict(vol)
+        n = p.classes or 3
+        planes = list(arr) if p.two_d and arr.ndim == 3 else [arr]
+        labels = np.stack([kmeans(a, classes=n, seed=run.cfg.seed) for a in planes])
+        return labels.reshape(arr.shape), class_map(n), info
+    pred = model.predict(vol, **({"two_d": True} if p.two_d else {}))
     names = list(model.class_names)
     values = [int(v) for v in model.class_values]
     return pred.labels, dict(zip(names, values, strict=True)), info
+
+
+def _threshold(arr: np.ndarray, p: Any, info: dict[str, Any]
+               ) -> tuple[np.ndarray, dict[str, int]]:
+    """``segment.threshold.threshold`` with the configured options; cut values into info."""
+    from electrode_ct.segment.classes import class_map
+    from electrode_ct.segment.threshold import slice_thresholds, threshold, threshold_values
+
+    kw = {"method": p.threshold_method, "classes": p.classes, "thresholds": p.thresholds,
+          "fractions": p.fractions}
+    labels = threshold(arr, two_d=p.two_d, **kw)
+    per_slice = p.two_d and arr.ndim == 3
+    cuts = np.asarray(slice_thresholds(arr, **kw) if per_slice else threshold_values(arr, **kw))
+    info["thresholds" if not per_slice else "thresholds_per_slice"] = cuts.tolist()
+    n = 2 if p.threshold_method == "hysteresis" else int(cuts.shape[-1]) + 1
+    return labels, class_map(n)
 
 
 def _trained_model(run: Run) -> Any:
@@ -162,8 +179,9 @@ def _trained_model(run: Run) -> Any:
     from electrode_ct.segment.forest_train import train_forest
 
     scribbles = read(p.scribbles).numpy()
-    model = train_forest(grey(run, 0).numpy(), scribbles, class_names=p.class_names,
-                         n_trees=p.trees, seed=run.cfg.seed, spacing=grey(run, 0).spacing)
+    image = grey(run, reference_state(run))  # scribbles are drawn on the reference state
+    model = train_forest(image.numpy(), scribbles, class_names=p.class_names,
+                         n_trees=p.trees, seed=run.cfg.seed, spacing=image.spacing)
     model.save(run.path("models/forest.ectmodel"))
     return model
 
@@ -173,7 +191,7 @@ def step_segment(run: Run) -> StepResult:
     model = _trained_model(run)
     outputs: dict[str, str] = {}
     summary: dict[str, Any] = {}
-    first: Volume | None = None
+    first: Volume | None = None  # the reference state's phases
     for i in range(n_states(run)):
         vol = grey(run, i)
         labels, cmap, info = _segment_one(run, vol, model)
@@ -183,7 +201,7 @@ def step_segment(run: Run) -> StepResult:
             labels = remove_islands(labels, spacing=vol.spacing,
                                     min_volume_um3=run.cfg.steps.segment.cleanup_min_island_um3)
         out = vol.with_data(labels.astype(np.uint8)).with_class_map(cmap)
-        first = out if first is None else first
+        first = out if i == reference_state(run) else first
         outputs[f"phases_{i}"] = _save(run, out, f"volumes/phases_{i}{_ext(run)}")
         counts = np.bincount(labels.ravel(), minlength=max(cmap.values()) + 1)
         info["volume_fraction"] = {k: float(counts[v] / labels.size) for k, v in cmap.items()}
@@ -207,8 +225,7 @@ def step_particles(run: Run) -> StepResult:
     from electrode_ct.particles.separate import separate_particles
 
     p = run.cfg.steps.particles
-    ref = run.cfg.steps.track.reference if n_states(run) > 1 else 0
-    ph = phases(run, ref)
+    ph = phases(run, reference_state(run))
     sep = separate_particles(
         ph, phase=resolve_phase(p.phase, ph.class_map, where="steps.particles.phase"),
         heal_cracks_um=p.heal_cracks_um, h=p.h, method=p.method,
@@ -237,11 +254,11 @@ def step_track(run: Run) -> StepResult:
     """Operando: register each state to the reference and propagate particle ids."""
     from electrode_ct.operando import track
 
-    ref = run.cfg.steps.track.reference
+    ref = reference_state(run)
     labels = load(run, "particles", "particles")
     greys = [grey_input(run, i).numpy() for i in range(n_states(run))]
     ph = [phases(run, i) for i in range(n_states(run))]
-    phase_value = resolve_phase(run.cfg.steps.particles.phase, ph[0].class_map,
+    phase_value = resolve_phase(run.cfg.steps.particles.phase, ph[ref].class_map,
                                 where="steps.particles.phase")
     result = track(labels.numpy(), greys, spacing=labels.spacing, reference=ref,
                    phases=[p.numpy() for p in ph], phase_value=phase_value,
@@ -252,35 +269,36 @@ def step_track(run: Run) -> StepResult:
         lab = np.where(np.isin(lab, list(kept)), lab, 0).astype(np.uint32)
         outputs[f"labels_{i}"] = _save(run, labels.with_data(lab),
                                        f"volumes/labels_{i}{_ext(run)}")
-    write_table(result.timeseries(), run.path("tables/timeseries.parquet"), csv=True)
+    write_table(result.timeseries(), run.path("tables/timeseries.parquet"), csv=True,
+                metadata={TRACKING_KEY: result.stamp()})
     outputs["timeseries"] = "tables/timeseries.parquet"
     return StepResult(outputs, {"registration": result.registration,
                                 "n_reference": int(labels.numpy().max()),
-                                "n_tracked": int(result.n_tracked)})
+                                "n_tracked": int(result.n_tracked),
+                                "stamp": result.stamp()})
 
 
 def step_measure(run: Run) -> StepResult:
-    """Morphology + grey (GREAT2) tables for every state."""
-    from electrode_ct.measure import measure_grey, morphology_table
+    """Morphology + grey (GREAT2) tables: every tracked state, else the reference state."""
+    from electrode_ct.measure import particle_table
 
     p = run.cfg.steps.measure
-    states = range(n_states(run)) if "track" in run.results else [0]
+    stamp = run.summary("track").get("stamp") if "track" in run.results else None
+    states = range(n_states(run)) if stamp else [reference_state(run)]
     outputs, summary = {}, {}
     for i in states:
         lab = particle_labels(run, i)
-        table = morphology_table(lab.numpy(), spacing=lab.spacing, properties=p.properties)
-        radial = None
-        if has_grey(run):
-            g = grey_input(run, i)
-            grey_cols, radial = measure_grey(lab.numpy(), g.numpy(), spacing=lab.spacing,
-                                             exclude_layers=p.exclude_layers)
-            table = table.merge(grey_cols, on="label", how="left", suffixes=("", "_grey"))
+        table, radial = particle_table(
+            lab.numpy(), grey_input(run, i).numpy() if has_grey(run) else None,
+            spacing=lab.spacing, properties=p.properties, exclude_layers=p.exclude_layers)
+        meta = {TRACKING_KEY: {**stamp, "state": i}} if stamp else None
         outputs[f"particles_{i}"] = str(write_table(
-            table, run.path(f"tables/particles_{i}.parquet"), csv=True
+            table, run.path(f"tables/particles_{i}.parquet"), csv=True, metadata=meta
         ).relative_to(run.out))
         if p.radial and radial is not None:
             outputs[f"radial_{i}"] = str(write_table(
-                radial, run.path(f"tables/radial_{i}.parquet")).relative_to(run.out))
+                radial, run.path(f"tables/radial_{i}.parquet"), metadata=meta
+            ).relative_to(run.out))
         summary[f"state_{i}"] = {"n_particles": len(table)}
     return StepResult(outputs, summary)
 
@@ -290,7 +308,7 @@ def step_metrics(run: Run) -> StepResult:
     from electrode_ct.metrics.microstructure import microstructure_metrics
 
     p = run.cfg.steps.metrics
-    ph = phases(run, 0)
+    ph = phases(run, reference_state(run))
     result = microstructure_metrics(ph, phase=p.phase, tortuosity=p.tortuosity,
                                     surface_method=p.surface_method, tol=p.tol,
                                     report=run.log.info)
@@ -324,35 +342,49 @@ def step_cracks(run: Run) -> StepResult:
 
 
 def step_stats(run: Run) -> StepResult:
-    """Population statistics (Ī, ΔĪ, SE, Z) per state and subset."""
+    """Population statistics (Ī, ΔĪ, SE, Z) per state and subset, versus the reference."""
     import pandas as pd
 
-    from electrode_ct.stats import position_subsets, quantile_subsets, summarise
+    from electrode_ct.stats import (
+        parse_subsets,
+        position_subsets,
+        prepare_tables,
+        quantile_subsets,
+        summarise,
+    )
 
     p = run.cfg.steps.stats
     keys = sorted((k for k in run.results["measure"].outputs if k.startswith("particles_")),
                   key=lambda k: int(k.split("_")[1]))
-    tables = [read_table(run.output("measure", k)) for k in keys]
-    col = "grey_mean"
-    if p.roi and "roi_n" in tables[0]:
-        # the ROI leaves out the outer layers; fall back when most particles are too small
-        with_roi = float((tables[0]["roi_n"] > 0).mean()) if len(tables[0]) else 0.0
-        col = "roi_mean" if with_roi >= 0.5 else "grey_mean"
-    reference = min(p.reference, len(tables) - 1)
-    frames = [summarise(tables, column=col, reference=reference)]
-    ref_table = tables[reference].set_index("label", drop=False)
-    if p.by:
-        column, n = p.by.split(":")
-        subsets = quantile_subsets(ref_table, column, int(n))
-        frames.append(summarise(tables, column=col, reference=reference, subsets=subsets,
-                                subset_name=column))
-    if p.position:
-        axis, n = p.position.split(":")
-        subsets, _ = position_subsets(ref_table, axis=axis, n_bins=int(n),
-                                      collector=p.collector)
-        frames.append(summarise(tables, column=col, reference=reference, subsets=subsets,
-                                subset_name=f"depth_{axis}"))
-    stats = pd.concat(frames, ignore_index=True)
+    states = [int(k.split("_")[1]) for k in keys]
+    ref = states.index(reference_state(run))
+    prep = prepare_tables([read_table(run.output("measure", k)) for k in keys],
+                          keep_border=p.keep_border, names=keys)
+    run.log.info("stats: %s; %s", prep.pairing_note, prep.border_note)
+    col = _grey_column(prep.tables[ref], roi=p.roi)
+    ref_table = prep.tables[ref].set_index("label", drop=False)
+    groupings: list[tuple[str, Any]] = [("all", None)]
+    by = parse_subsets(p.by, name="steps.stats.by")
+    if by:
+        groupings.append((by[0], quantile_subsets(ref_table, by[0], by[1])))
+    pos = parse_subsets(p.position, name="steps.stats.position", axis=True)
+    if pos:
+        groupings.append((f"depth_{pos[0]}", position_subsets(
+            ref_table, axis=pos[0], n_bins=pos[1], collector=p.collector)[0]))
+    stats = pd.concat([summarise(prep.tables, column=col, reference=ref, subsets=sub,
+                                 subset_name=name, paired=prep.paired)
+                       for name, sub in groupings], ignore_index=True)
+    stats["state"] = np.asarray(states)[stats["state"].to_numpy()]
     stats["subset"] = stats["subset"].astype(str)  # "all" beside bin numbers
     rel = str(write_table(stats, run.path("tables/stats.parquet"), csv=True).relative_to(run.out))
-    return StepResult({"stats": rel}, {"column": col, "rows": len(stats)})
+    return StepResult({"stats": rel}, {"column": col, "rows": len(stats),
+                                       "reference_state": reference_state(run),
+                                       **prep.summary()})
+
+
+def _grey_column(table: Any, *, roi: bool) -> str:
+    """``roi_mean`` when asked and most particles have a core, else ``grey_mean``."""
+    if not roi or "roi_n" not in table or not len(table):
+        return "grey_mean"
+    # the ROI leaves out the outer layers; fall back when most particles are too small
+    return "roi_mean" if float((table["roi_n"] > 0).mean()) >= 0.5 else "grey_mean"

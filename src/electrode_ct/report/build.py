@@ -34,6 +34,11 @@ def _cropped(vol: Any, roi: dict[str, list[int]] | None) -> Any:
     return vol.with_data(data)
 
 
+def _ref(man: dict[str, Any]) -> int:
+    """The run's reference state (``input.reference_state``; 0 for older runs)."""
+    return int(man.get("config", {}).get("input", {}).get("reference_state") or 0)
+
+
 def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
     cfg = man.get("config", {})
     steps = man.get("steps", {})
@@ -44,9 +49,12 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
         return []
     from electrode_ct.inspect import summary
 
-    g = _cropped(read(greys[0], voxel_size=inp.get("voxel_size")).compute(), inp.get("crop"))
+    ref = _ref(man)
+    g = _cropped(read(greys[ref], voxel_size=inp.get("voxel_size")).compute(),
+                 inp.get("crop"))
     s = summary(g)
-    sec.table({"input": greys[0], "states": len(greys), "crop": str(inp.get("crop") or "none"),
+    sec.table({"input": greys[ref], "states": len(greys), "reference state": ref,
+               "crop": str(inp.get("crop") or "none"),
                "kind": "grey scan" if inp.get("grey") else "phase segmentation",
                "shape (z, y, x)": str(tuple(s["shape"])),
                "voxel size (µm)": " × ".join(f"{v:g}" for v in s["spacing_um"])
@@ -54,9 +62,9 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
                   if s["spacing_source"] == "assumed" else ""),
                "dtype": s["dtype"], "grey range": f"{s['min']:.4g} … {s['max']:.4g}",
                "noise σ (grey levels)": s["noise_sigma"]})
-    ph = _vol(out, steps.get("segment", {}).get("outputs", {}).get("phases_0"))
+    ph = _vol(out, steps.get("segment", {}).get("outputs", {}).get(f"phases_{ref}"))
     if ph is None and cfg.get("input", {}).get("phases"):
-        ph = _cropped(read(cfg["input"]["phases"][0]).compute(), inp.get("crop"))
+        ph = _cropped(read(cfg["input"]["phases"][ref]).compute(), inp.get("crop"))
     par = _vol(out, steps.get("particles", {}).get("outputs", {}).get("particles"))
     arr = g.numpy()
     if ph is not None and ph.shape == g.shape:
@@ -69,7 +77,7 @@ def _dataset(out: Path, man: dict[str, Any]) -> list[Section]:
                                spacing=g.spacing, title="Orthoslices with particles"),
                    alt="orthoslices with particles")
     if inp.get("grey"):
-        seg = steps.get("segment", {}).get("summary", {}).get("state_0", {})
+        seg = steps.get("segment", {}).get("summary", {}).get(f"state_{ref}", {})
         sec.figure(histogram(arr, thresholds=seg.get("thresholds")),
                    alt="histogram with thresholds")
     return [sec]
@@ -80,7 +88,7 @@ def _segmentation(man: dict[str, Any]) -> list[Section]:
     if not seg:
         return []
     sec = Section("Segmentation")
-    s0 = seg.get("state_0", {})
+    s0 = seg.get(f"state_{_ref(man)}", {})
     sec.text(f"Method: {s0.get('method')}; thresholds: {s0.get('thresholds')}; "
              f"class map: {s0.get('class_map')}.")
     if s0.get("volume_fraction"):
@@ -119,11 +127,12 @@ def _metrics(man: dict[str, Any]) -> list[Section]:
 
 def _particles(out: Path, man: dict[str, Any]) -> list[Section]:
     outs = man.get("steps", {}).get("measure", {}).get("outputs", {})
-    if "particles_0" not in outs:
+    key = f"particles_{_ref(man)}"
+    if key not in outs:
         return []
     from electrode_ct.measure.psd import plot_size_distribution, size_distribution
 
-    table = read_table(out / outs["particles_0"])
+    table = read_table(out / outs[key])
     secs = []
     sec = Section("Particle size distribution")
     if len(table) and "equivalent_diameter_um" in table:
@@ -134,7 +143,12 @@ def _particles(out: Path, man: dict[str, Any]) -> list[Section]:
         sec.table({k: v for k, v in dist.items() if np.isscalar(v)})
     secs.append(sec)
     summ = Section("Particle table")
-    summ.text(f"{len(table)} particles. Full table: {outs['particles_0']}.")
+    n_border = int(table["touches_border"].sum()) if "touches_border" in table else 0
+    keep = man.get("config", {}).get("steps", {}).get("stats", {}).get("keep_border", False)
+    where = (f" ({'kept in' if keep else 'left out of'} the population statistics)"
+             if "stats" in man.get("steps", {}) else "")
+    summ.text(f"{len(table)} particles of the reference state, {n_border} touching a face of "
+              f"the volume{where}. Full table: {outs[key]}.")
     cols = [c for c in ("volume_um3", "equivalent_diameter_um", "surface_area_um2",
                         "sphericity", "grey_mean", "roi_mean", "sem", "n_neighbours")
             if c in table]
@@ -184,7 +198,12 @@ def _stats(out: Path, man: dict[str, Any]) -> list[Section]:
     from electrode_ct.report.great2_plots import state_plot
 
     st = read_table(out / outs["stats"])
+    summ = man["steps"]["stats"].get("summary", {})
     sec = Section("Population statistics")
+    notes = [n for n in (summ.get("pairing_note") if st["state"].nunique() > 1 else None,
+                         summ.get("border_note")) if n]
+    if notes:
+        sec.text("; ".join(notes) + ".", note=True)
     if st["state"].nunique() > 1:
         sec.figure(state_plot(st, value="I_mean", k=2.0), alt="mean grey level per state")
         if "dI" in st:
