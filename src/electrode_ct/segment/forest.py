@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from electrode_ct.blocks import block_grid, expand
 from electrode_ct.errors import ConfigError, InputError, ModelError, ShapeError
 from electrode_ct.segment import features as ft
 from electrode_ct.segment import priors as pr
@@ -155,7 +156,7 @@ class ForestModel:
         unc = np.zeros(shape, np.float32) if uncertainty else None
         lut = np.asarray(self.class_values, np.uint8)
         bshape = tuple(block_shape) if block_shape else self.default_block(shape)
-        it: Iterator[tuple[slice, ...]] = ft.blocks(shape, bshape)
+        it: Iterator[tuple[slice, ...]] = (b.write for b in block_grid(shape, bshape))
         if progress is not None:
             it = progress(it)
         self._set_jobs(n_jobs)
@@ -202,7 +203,7 @@ class ForestModel:
         n = int(np.prod(shape))
         step = max(1, int(np.ceil((n / PRIOR_POINTS) ** (1 / 3))))
         samples = []
-        for core in ft.blocks(shape, bshape):
+        for core in (b.write for b in block_grid(shape, bshape)):
             p = self.block_probabilities(data, core, value_range=rng)
             if keep is not None:
                 keep[(slice(None), *core)] = p
@@ -249,7 +250,8 @@ class ForestModel:
                                      value_range=value_range)
         sig = ft.axis_sigmas(max(self.context_sigmas), self.spacing, self.config.mode)
         chalo = tuple(ft._radius(s) for s in sig)
-        ctx_region, ctx_inner = ft.expand(core, chalo, image.shape)
+        grown = expand(core, chalo, image.shape)
+        ctx_region, ctx_inner = grown.read, grown.interior
         feats = ft.block_features(image, ctx_region, self.config, spacing=self.spacing,
                                   value_range=value_range)
         p1 = _proba(self.stage1, feats)
