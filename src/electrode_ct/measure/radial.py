@@ -138,7 +138,9 @@ def _spacing(spacing: float | Iterable[float] | None, ndim: int) -> tuple[float,
     image also takes its two (y, x) values."""
     if ndim == 2 and spacing is not None and not np.isscalar(spacing):
         vals = list(spacing)  # type: ignore[arg-type]
-        spacing = (vals[0], *vals) if len(vals) == 2 else vals
+        if len(vals) == 2:  # (y, x): a z value is made up, then dropped below
+            vals = [vals[0], *vals]
+        spacing = vals
     return as_spacing(spacing, name="spacing")[3 - ndim:]
 
 
