@@ -240,7 +240,8 @@ def map_blocks(func: BlockFunction, array: Any, *, block_shape: Sequence[int],
         return block, func(np.asarray(array[block.read]), block)
 
     if in_place:
-        _in_place(run, write, blocks, h, progress)
+        _in_place(lambda b: (b, run(b)[1].astype(out.dtype, copy=False)), write, blocks, h,
+                  progress)
     elif workers > 1 and len(blocks) > 1:
         write(*run(blocks[0]))  # allocates the output before threads write into it
         with ThreadPoolExecutor(max_workers=int(workers)) as pool:
@@ -257,7 +258,8 @@ def _in_place(run: Callable[[Block], tuple[Block, np.ndarray]],
               write: Callable[[Block, np.ndarray], None], blocks: list[Block],
               halo: tuple[int, ...],
               progress: Callable[[Iterable[Any]], Iterable[Any]] | None) -> None:
-    """Serial run writing into the input: results wait until their last reader ran."""
+    """Serial run writing into the input: results (cast to the output's dtype) wait
+    until the last block reading their voxels ran."""
     last = _last_readers(blocks, halo)
     pending: list[tuple[int, Block, np.ndarray]] = []
     positions: Iterator[int] | Iterable[int] = range(len(blocks))
