@@ -19,7 +19,7 @@ axes such as feature channels, the same for every block).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, product
@@ -31,6 +31,9 @@ from electrode_ct.errors import InputError
 
 BlockFunction = Callable[[np.ndarray, "Block"], np.ndarray]
 """``func(region, block) -> interior`` (see the module docstring)."""
+
+Progress = Callable[[Iterable[Any]], Iterable[Any]]
+"""Wraps an iteration over blocks (e.g. ``tqdm``)."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +188,8 @@ def _last_readers(blocks: list[Block], halo: tuple[int, ...]) -> list[int]:
 
 def map_blocks(func: BlockFunction, array: Any, *, block_shape: Sequence[int],
                halo: int | Sequence[int] = 0, out: np.ndarray | None = None,
-               dtype: Any = None, progress: Callable[[Iterable[Any]], Iterable[Any]] | None
-               = None, workers: int = 1) -> np.ndarray:
+               dtype: Any = None, progress: Progress | None = None,
+               workers: int = 1) -> np.ndarray:
     """Run a block function over every block of ``array`` and assemble the interiors.
 
     Parameters
@@ -256,13 +259,12 @@ def map_blocks(func: BlockFunction, array: Any, *, block_shape: Sequence[int],
 
 def _in_place(run: Callable[[Block], tuple[Block, np.ndarray]],
               write: Callable[[Block, np.ndarray], None], blocks: list[Block],
-              halo: tuple[int, ...],
-              progress: Callable[[Iterable[Any]], Iterable[Any]] | None) -> None:
+              halo: tuple[int, ...], progress: Progress | None) -> None:
     """Serial run writing into the input: results (cast to the output's dtype) wait
     until the last block reading their voxels ran."""
     last = _last_readers(blocks, halo)
     pending: list[tuple[int, Block, np.ndarray]] = []
-    positions: Iterator[int] | Iterable[int] = range(len(blocks))
+    positions = range(len(blocks))
     for pos in progress(positions) if progress is not None else positions:
         pending.append((last[pos], *run(blocks[pos])))
         keep = []
