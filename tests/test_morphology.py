@@ -88,13 +88,24 @@ def test_configuration_weights_unbiased_over_orientations():
 
 def test_faces_method_staircase_bias():
     lab = ball(15)
-    faces = surface_areas(lab, method="faces")[1]
+    faces = surface_areas(lab, method="face")[1]
     # exposed faces of a digital sphere overestimate its area by ~1.5x
     assert 1.4 < faces / (4 * np.pi * 15**2) < 1.6
     cube = np.zeros((8, 8, 8), np.uint8)
     cube[2:5, 2:6, 2:7] = 1
-    assert surface_areas(cube, method="faces", spacing=(2, 1, 1))[1] == 2 * (
+    assert surface_areas(cube, method="face", spacing=(2, 1, 1))[1] == 2 * (
         4 * 5 + 3 * 2 * 5 + 3 * 2 * 4)
+
+
+def test_face_counting_is_spelled_as_in_the_phase_metrics():
+    from electrode_ct.metrics.surface import METHODS, phase_surface_area
+
+    cube = np.zeros((8, 8, 8), np.uint8)
+    cube[2:5, 2:6, 2:7] = 1
+    assert "face" in METHODS
+    assert surface_areas(cube, method="face")[1] == phase_surface_area(cube == 1, method="face")
+    with pytest.raises(InputError, match="surface method.*'face'"):
+        surface_areas(cube, method="faces")
 
 
 def test_matches_regionprops_and_neighbours_and_border():

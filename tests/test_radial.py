@@ -167,6 +167,23 @@ def test_bad_input():
     assert len(empty) == 0 and "roi_mean" in empty.columns
 
 
+def test_spacing_forms_and_errors_are_those_of_as_spacing():
+    from electrode_ct.volume import as_spacing
+
+    flat, grey = np.zeros((6, 7), np.uint32), np.zeros((6, 7), np.uint8)
+    for sp, want in [((0.5, 0.25), (0.5, 0.25)), ((9.0, 0.5, 0.25), (0.5, 0.25)),
+                     (0.3, (0.3, 0.3)), (None, (1.0, 1.0))]:
+        assert layer_sums(flat, grey, spacing=sp).spacing == want
+    lab, g3 = np.zeros((5, 6, 7), np.uint32), np.zeros((5, 6, 7), np.uint8)
+    assert layer_sums(lab, g3, spacing=[2]).spacing == as_spacing(2)
+    for bad in [(1.0, -1.0, 1.0), (1.0, float("nan"), 1.0), (1, 2)]:
+        with pytest.raises(InputError) as ref:
+            as_spacing(bad, name="spacing")
+        with pytest.raises(InputError) as got:
+            layer_sums(lab, g3, spacing=bad)
+        assert str(got.value) == str(ref.value)
+
+
 def test_large_ids_give_the_same_tables():
     lab, grey = _packing((24, 26, 28), 8, seed=9)
     big = np.where(lab > 0, lab.astype(np.uint32) + np.uint32(3_000_000_000), 0).astype(np.uint32)

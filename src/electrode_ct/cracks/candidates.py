@@ -139,7 +139,7 @@ def candidate_table(labels: np.ndarray, *, spacing: float | Iterable[float] = (1
     from electrode_ct.particles import mahalanobis_outliers, truncated_labels
 
     sp = as_spacing(spacing, name="spacing")
-    table = morphology_table(labels, spacing=sp, properties="all", surface_method="faces")
+    table = morphology_table(labels, spacing=sp, properties="all", surface_method="face")
     cols = ["label", "n_voxels", "volume_um3", "equivalent_diameter_um", "centroid_z",
             "centroid_y", "centroid_x", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1",
             "bbox_y1", "bbox_x1"]

@@ -16,8 +16,11 @@ response holds all but ~0.1 % of its energy within 4 voxels, well inside the hal
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from electrode_ct.blocks import Block, map_blocks
 from electrode_ct.errors import InputError
 
 CUTOFF = 2.3
@@ -82,8 +85,6 @@ def highpass(grey: np.ndarray, *, cutoff: float = CUTOFF, order: int = ORDER,
     InputError
         A non-3-D volume or a bad cut-off, order, block or halo.
     """
-    from scipy import fft
-
     g = np.asarray(grey)
     if g.ndim != 3:
         raise InputError(f"grey: expected a 3-D volume, got shape {g.shape}")
@@ -93,31 +94,36 @@ def highpass(grey: np.ndarray, *, cutoff: float = CUTOFF, order: int = ORDER,
     if order < 1 or block < 1 or halo < 0:
         raise InputError(f"order/block/halo: expected >= 1, >= 1, >= 0; got {order}, {block}, "
                          f"{halo}")
-    out = np.empty(g.shape, np.float32)
+    run = _tile_function(cutoff=cutoff, order=order, halo=halo)
+    return map_blocks(run, g, block_shape=(block,) * 3, halo=halo,
+                      out=np.empty(g.shape, np.float32))
+
+
+def _tile_function(*, cutoff: float, order: int, halo: int
+                   ) -> Callable[[np.ndarray, Block], np.ndarray]:
+    """Block function (:mod:`electrode_ct.blocks`): the high-pass of a tile's interior.
+
+    The tile (block plus halo) is mirrored where the volume's faces clipped its halo, so
+    every FFT sees ``halo`` voxels of context on each side; transfers are cached by shape.
+    """
+    from scipy import fft
+
     cache: dict[tuple[int, ...], np.ndarray] = {}
-    ranges = [range(0, n, block) for n in g.shape]
-    for z0 in ranges[0]:
-        for y0 in ranges[1]:
-            for x0 in ranges[2]:
-                core = [(s, min(s + block, n)) for s, n in zip((z0, y0, x0), g.shape,
-                                                                  strict=True)]
-                outer = [(max(a - halo, 0), min(b + halo, n))
-                         for (a, b), n in zip(core, g.shape, strict=True)]
-                tile = g[tuple(slice(a, b) for a, b in outer)].astype(np.float32)
-                pad = [(halo - (a - oa), halo - (ob - b))
-                       for (a, b), (oa, ob) in zip(core, outer, strict=True)]
-                pad = [(min(lo, s - 1), min(hi, s - 1))
-                       for (lo, hi), s in zip(pad, tile.shape, strict=True)]
-                if any(lo or hi for lo, hi in pad):
-                    tile = np.pad(tile, pad, mode="reflect")
-                shape = tile.shape
-                if shape not in cache:
-                    cache[shape] = transfer(shape, cutoff=cutoff, order=order)
-                filt = fft.irfftn(fft.rfftn(tile) * cache[shape], s=shape)
-                sl = tuple(slice(lo + (a - oa), lo + (a - oa) + (b - a))
-                           for (lo, _), (a, b), (oa, _) in zip(pad, core, outer, strict=True))
-                out[tuple(slice(a, b) for a, b in core)] = filt[sl]
-    return out
+
+    def run(region: np.ndarray, block: Block) -> np.ndarray:
+        tile = region.astype(np.float32)
+        pad = [(min(halo - lo, s - 1), min(halo - hi, s - 1))
+               for (lo, hi), s in zip(block.margins, tile.shape, strict=True)]
+        if any(lo or hi for lo, hi in pad):
+            tile = np.pad(tile, pad, mode="reflect")
+        shape = tile.shape
+        if shape not in cache:
+            cache[shape] = transfer(shape, cutoff=cutoff, order=order)
+        filt = fft.irfftn(fft.rfftn(tile) * cache[shape], s=shape)
+        return filt[tuple(slice(lo + i.start, lo + i.stop)
+                          for (lo, _), i in zip(pad, block.interior, strict=True))]
+
+    return run
 
 
 def fine_scale_levels(fine: np.ndarray, healed: np.ndarray) -> tuple[float, float]:

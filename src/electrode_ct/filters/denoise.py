@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.restoration import denoise_nl_means
 
+from electrode_ct.blocks import Block, map_blocks
 from electrode_ct.errors import InputError
 from electrode_ct.filters._checks import as_float, check_image, to_voxels
 from electrode_ct.inspect import noise_sigma
@@ -183,17 +183,10 @@ def nlm(
         return denoise_nl_means(img, **kw).astype(np.float32)
     if slab < 1:
         raise InputError(f"nlm: slab must be >= 1 slice, got {slab}")
-    halo = patch_distance + patch_size // 2 + 1
-    nz = img.shape[0]
-    starts = list(range(0, nz, int(slab)))
-    out = np.empty(img.shape, np.float32)
+    halo = patch_distance + patch_size // 2 + 1  # a patch's reach from its searched centre
 
-    def run(z0: int) -> None:
-        z1 = min(nz, z0 + int(slab))
-        a, b = max(0, z0 - halo), min(nz, z1 + halo)
-        res = denoise_nl_means(img[a:b], **kw)
-        out[z0:z1] = res[z0 - a:z1 - a]
+    def run(region: np.ndarray, block: Block) -> np.ndarray:
+        return block.crop(denoise_nl_means(region, **kw))
 
-    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        list(pool.map(run, starts))
-    return out
+    return map_blocks(run, img, block_shape=(int(slab), *img.shape[1:]), halo=(halo, 0, 0),
+                      out=np.empty(img.shape, np.float32), workers=max(1, int(workers)))

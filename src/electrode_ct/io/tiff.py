@@ -490,7 +490,6 @@ def write_tiff(
     path: Path,
     *,
     compression: str | None = "zlib",
-    final: Path | None = None,
     **_: Any,
 ) -> None:
     """Write a volume as TIFF with its spacing and class map.
@@ -508,8 +507,8 @@ def write_tiff(
         Destination (the registry's temporary name).
     compression : str or None
         TIFF compression (``zlib`` default, None for uncompressed).
-    final : pathlib.Path, optional
-        Final name (unused).
+    **_
+        Options of other formats (e.g. the registry's ``final`` name), ignored.
     """
     data: Any = volume.data if volume.is_lazy else np.asarray(volume.data)
     if volume.is_2d:

@@ -39,7 +39,7 @@ SHAPE_COLUMNS = (
 )
 """Columns added by ``properties="all"``."""
 
-SURFACE_METHODS = ("configurations", "marching_cubes", "faces")
+SURFACE_METHODS = ("configurations", "marching_cubes", "face")
 
 
 
@@ -154,7 +154,7 @@ def _areas_by_id(
     """Surface area of the labels ``ids`` (sorted, present) of a 3-D volume, in µm²."""
     if method == "configurations":
         return _configuration_area(arr, ids, spacing)
-    if method == "faces":
+    if method == "face":
         return _face_area(arr, ids, spacing)
     if method == "marching_cubes":
         if boxes is None:
@@ -178,12 +178,12 @@ def surface_areas(
         Integer particle labels, 0 = background, (z, y, x).
     spacing : float or 3 floats
         Voxel size (z, y, x) in µm.
-    method : {"configurations", "marching_cubes", "faces"}
+    method : {"configurations", "marching_cubes", "face"}
         ``configurations`` (default): weighted 2×2×2 local configurations, all particles
         in one vectorised pass (:func:`configuration_weights`); spheres of radius >= 5
         voxels within 1 %. ``marching_cubes``: each particle's mask smoothed with a
         Gaussian of ``sigma`` voxels and meshed at level 0.5 (a loop over particles,
-        ~10x slower; within 1 % from radius 8). ``faces``: exposed voxel faces; fast but
+        ~10x slower; within 1 % from radius 8). ``face``: exposed voxel faces; fast but
         ~50 % too large on smooth surfaces (the staircase bias). Measured biases:
         ``docs/particles.md``.
     sigma : float
@@ -374,7 +374,7 @@ def morphology_table(
         Voxel size (z, y, x) in µm.
     properties : {"all", "basic"}
         ``basic`` skips the surface and shape columns (:data:`SHAPE_COLUMNS`).
-    surface_method : {"configurations", "marching_cubes", "faces"}
+    surface_method : {"configurations", "marching_cubes", "face"}
         How ``surface_area_um2`` is measured (see :func:`surface_areas`).
     sigma : float
         Gaussian smoothing in voxels of the ``marching_cubes`` surface.

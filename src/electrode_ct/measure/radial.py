@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from electrode_ct.blocks import block_grid, expand
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.labels import border_labels, check_labels
+from electrode_ct.volume import as_spacing
 
 NORMALISATIONS = ("radial_max", "surface")
 """Ways to normalise a radial profile (see :func:`radial_table`)."""
@@ -127,26 +129,19 @@ def prepare(
         raise InputError(f"grey: expected an integer or float image, got dtype {g.dtype}")
     if lab.ndim == 3 and lab.shape[0] == 1:
         lab, g = lab[0], g[0]
-    sp = _axis_spacing(spacing, lab.ndim)
+    sp = _spacing(spacing, lab.ndim)
     return np.ascontiguousarray(lab), np.ascontiguousarray(g), sp
 
 
-def _axis_spacing(spacing: float | Iterable[float] | None, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        vals = [1.0] * ndim
-    elif np.isscalar(spacing):
-        vals = [float(spacing)] * ndim  # type: ignore[arg-type]
-    else:
-        vals = [float(v) for v in spacing]  # type: ignore[union-attr]
-        if len(vals) == 3 and ndim == 2:
-            vals = vals[1:]
-        if len(vals) == 1:
-            vals = vals * ndim
-    if len(vals) != ndim or not all(math.isfinite(v) and v > 0 for v in vals):
-        raise InputError(
-            f"spacing: expected 1 or {ndim} positive values in µm, got {spacing!r}"
-        )
-    return tuple(vals)
+def _spacing(spacing: float | Iterable[float] | None, ndim: int) -> tuple[float, ...]:
+    """Voxel size per array axis (µm) by :func:`~electrode_ct.volume.as_spacing`; a 2-D
+    image also takes its two (y, x) values."""
+    if ndim == 2 and spacing is not None and not np.isscalar(spacing):
+        vals = list(spacing)  # type: ignore[arg-type]
+        if len(vals) == 2:  # (y, x): a z value is made up, then dropped below
+            vals = [vals[0], *vals]
+        spacing = vals
+    return as_spacing(spacing, name="spacing")[3 - ndim:]
 
 
 # -- distance transform -----------------------------------------------------------------
@@ -196,23 +191,20 @@ def distance_slabs(
         return
     step = max(1, slab_voxels // max(row, 1))
     h = max(1, int(halo))
-    start = 0
-    while start < n0:
-        stop = min(n0, start + step)
-        lo, hi = max(0, start - h), min(n0, stop + h)
-        d = edt.edt(np.ascontiguousarray(labels[lo:hi]), anisotropy=spacing,
-                    black_border=False, parallel=threads)
-        core = d[start - lo:stop - lo]
-        reach = float(core.max()) if core.size else 0.0
-        cut = lo > 0 or hi < n0
-        if cut and reach > h * spacing[0]:
+    for slab in block_grid(labels.shape, (step, *labels.shape[1:])):
+        while True:  # the halo needed is known only after the transform: grow and redo
+            block = expand(slab.write, (h,) + (0,) * (labels.ndim - 1), labels.shape)
+            d = edt.edt(np.ascontiguousarray(labels[block.read]), anisotropy=spacing,
+                        black_border=False, parallel=threads)
+            core = block.crop(d)
+            reach = float(core.max()) if core.size else 0.0
+            if block.read[0] == slice(0, n0) or reach <= h * spacing[0]:
+                break
             h *= 2
-            continue
-        yield start, stop, core, h
+        yield slab.write[0].start, slab.write[0].stop, core, h
         del d, core
         # next halo: what the distances seen need, with a margin
         h = max(4, int(math.ceil(1.25 * reach / spacing[0])) + 2)
-        start = stop
 
 
 # -- reduction --------------------------------------------------------------------------

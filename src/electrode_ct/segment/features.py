@@ -23,14 +23,14 @@ to the whole-volume features (kernel radius, plus the outer scale for the struct
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import product
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from electrode_ct.blocks import Block, expand, map_blocks
 from electrode_ct.errors import ConfigError, InputError
 from electrode_ct.volume import Spacing, as_spacing
 
@@ -109,7 +109,6 @@ class FeatureConfig:
     features: tuple[tuple[str, float], ...] = DEFAULT_FEATURES
     mode: str = "3d"
     normalise: str = "auto"
-    _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         feats = tuple((str(f), float(s)) for f, s in self.features)
@@ -476,32 +475,30 @@ def normalised(image: Any, lo: float, hi: float) -> np.ndarray:
     return ((arr - np.float32(lo)) * np.float32(1.0 / (hi - lo))).astype(np.float32, copy=False)
 
 
-def expand(core: tuple[slice, ...], margin: Sequence[int],
-           shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
-    """A block grown by ``margin`` (clipped to ``shape``) and the core's place inside it.
+def block_function(config: FeatureConfig, *, spacing: Spacing = (1.0, 1.0, 1.0),
+                   value_range: tuple[float, float] = (0.0, 1.0)
+                   ) -> Callable[[np.ndarray, Block], np.ndarray]:
+    """The block function (:mod:`electrode_ct.blocks`) computing features.
+
+    Parameters
+    ----------
+    config : FeatureConfig
+    spacing : tuple of float
+        Voxel size (z, y, x) in µm.
+    value_range : (float, float)
+        Normalisation range from :func:`intensity_range` (of the whole image).
 
     Returns
     -------
-    outer : tuple of slice
-        The grown block in volume coordinates.
-    inner : tuple of slice
-        The original block in the grown block's coordinates.
+    callable
+        ``func(region, block)``: the (F, bz, by, bx) float32 features of the block's
+        interior from its grey region read with the halo of :func:`halo`.
     """
-    outer, inner = [], []
-    for sl, m, n in zip(core, margin, shape, strict=True):
-        lo = max(0, sl.start - m)
-        hi = min(n, sl.stop + m)
-        outer.append(slice(lo, hi))
-        inner.append(slice(sl.start - lo, sl.stop - lo))
-    return tuple(outer), tuple(inner)
+    def run(region: np.ndarray, block: Block) -> np.ndarray:
+        feats = _compute(normalised(region, *value_range), config, spacing)
+        return np.ascontiguousarray(block.crop(feats))
 
-
-def blocks(shape: Sequence[int], block_shape: Sequence[int]) -> Iterator[tuple[slice, ...]]:
-    """Regular non-overlapping blocks covering ``shape`` (the last ones may be smaller)."""
-    ranges = [range(0, int(n), int(b)) for n, b in zip(shape, block_shape, strict=True)]
-    for starts in product(*ranges):
-        yield tuple(slice(s, min(s + int(b), int(n)))
-                    for s, b, n in zip(starts, block_shape, shape, strict=True))
+    return run
 
 
 def block_features(image: Any, core: tuple[slice, ...], config: FeatureConfig, *,
@@ -526,10 +523,9 @@ def block_features(image: Any, core: tuple[slice, ...], config: FeatureConfig, *
     numpy.ndarray
         (F, bz, by, bx) float32, equal to the whole-volume features inside the block.
     """
-    outer, inner = expand(core, halo(config, spacing), image.shape)
-    region = normalised(image[outer], *value_range)
-    feats = _compute(region, config, spacing)
-    return np.ascontiguousarray(feats[(slice(None), *inner)])
+    block = expand(core, halo(config, spacing), image.shape)
+    run = block_function(config, spacing=spacing, value_range=value_range)
+    return run(np.asarray(image[block.read]), block)
 
 
 def compute_features(image: Any, config: FeatureConfig | str | None = None, *,
@@ -573,6 +569,5 @@ def compute_features(image: Any, config: FeatureConfig | str | None = None, *,
         arr, normalise=cfg.normalise)
     bshape = tuple(block_shape) if block_shape is not None else tuple(arr.shape)
     out = np.empty((cfg.n_features, *arr.shape), np.float32)
-    for core in blocks(arr.shape, bshape):
-        out[(slice(None), *core)] = block_features(arr, core, cfg, spacing=sp, value_range=rng)
-    return out
+    return map_blocks(block_function(cfg, spacing=sp, value_range=rng), arr,
+                      block_shape=bshape, halo=halo(cfg, sp), out=out)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from electrode_ct.blocks import block_grid
 from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment import features as ft
 from electrode_ct.segment.models import (
@@ -132,7 +133,7 @@ class ForestModel:
         lut = np.asarray(self.class_values, np.uint8)
         block_shape = options.get("block_shape")
         bshape = tuple(block_shape) if block_shape else self.default_block(shape)
-        it: Iterator[tuple[slice, ...]] = ft.blocks(shape, bshape)
+        it: Iterator[tuple[slice, ...]] = (b.write for b in block_grid(shape, bshape))
         if progress is not None:
             it = progress(it)
         self._set_jobs(int(options.get("n_jobs", -1)))

@@ -10,12 +10,13 @@ white). Presets were calibrated on real scans (see ``docs/synth.md`` and
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from electrode_ct.blocks import Block, map_blocks
 from electrode_ct.errors import InputError
 from electrode_ct.synth.render import Grid, WaveField
 
@@ -166,14 +167,80 @@ def _white_noise(seed: int, z0: int, z1: int, plane: tuple[int, int],
     return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
+def _radius(sigma: float) -> int:
+    """Reach (voxels) of scipy's Gaussian filters of ``sigma`` (truncated at 4 σ)."""
+    return int(4.0 * sigma + 0.5) if sigma > 0 else 0
+
+
+def imaging_halo(preset: Preset) -> int:
+    """Slices of context a z-slab needs for :func:`forward` to equal the whole-volume
+    image: the fringe's Laplacian of Gaussian followed by the PSF (their reaches add up)
+    or the noise correlation, whichever reaches farther."""
+    fringe = _radius(max(preset.psf_sigma_vox, 0.7)) if preset.fringe > 0 else 0
+    return max(fringe + _radius(preset.psf_sigma_vox), _radius(preset.noise_corr_vox))
+
+
+@dataclass
+class _Imager:
+    """Block function (:mod:`electrode_ct.blocks`) of :func:`forward`: one z-slab."""
+
+    preset: Preset
+    seed: int
+    top: float
+    scale: np.float32
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray]
+    shading: WaveField | None
+    profile: np.ndarray | None
+    ring: np.ndarray | None
+    cache: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def _noise(self, z0: int, z1: int, slab: np.ndarray) -> np.ndarray:
+        p = self.preset
+        noise = _white_noise(self.seed, z0, z1, slab.shape[1:], self.cache)
+        if p.noise == "poisson":
+            photons = (p.active + p.pore) / 2 * p.snr**2 / p.contrast**2
+            noise *= np.sqrt(np.clip(slab, 0, None) / np.float32(photons))
+            noise *= np.float32(_kernel_gain(p.noise_corr_vox))
+        else:
+            noise *= np.float32(p.contrast / p.snr * _kernel_gain(p.noise_corr_vox))
+        if p.noise_corr_vox > 0:
+            ndi.gaussian_filter(noise, p.noise_corr_vox, output=noise, mode="reflect")
+        return noise
+
+    def __call__(self, region: np.ndarray, block: Block) -> np.ndarray:
+        p = self.preset
+        z0, z1 = block.read[0].start, block.read[0].stop
+        slab = region.astype(np.float32)
+        slab *= self.scale
+        noise = self._noise(z0, z1, slab)
+        if self.shading is not None:
+            cz, cy, cx = self.coords
+            slab += np.float32(p.contrast) * self.shading.evaluate(cz[z0:z1], cy, cx)
+        if p.fringe > 0:
+            s = max(p.psf_sigma_vox, 0.7)
+            slab -= np.float32(p.fringe * s * s) * ndi.gaussian_laplace(slab, s, mode="nearest")
+        if p.psf_sigma_vox > 0:
+            ndi.gaussian_filter(slab, p.psf_sigma_vox, output=slab, mode="nearest")
+        slab = block.crop(slab)
+        if self.profile is not None:
+            slab *= self.profile[None]
+        if self.ring is not None:
+            slab += self.ring[None]
+        slab += block.crop(noise)
+        slab *= np.float32(self.top)
+        np.clip(slab, 0, self.top, out=slab)
+        np.rint(slab, out=slab)
+        return slab
+
+
 def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
             seed: int = 0, shading: WaveField | None = None, block: int | None = None,
             out: np.ndarray | None = None) -> np.ndarray:
     """Image an ideal grey volume (normalised levels) with the CT forward model.
 
-    Steps per z-slab (with a halo of 4σ + 1 slices, so results do not depend on the slab
-    size): additive smooth shading, phase-contrast fringe (``-fringe * σ² ∇²`` of the
-    Gaussian-smoothed image, bright rim on the dense side), Gaussian PSF, cupping
+    Steps per z-slab (with the halo of :func:`imaging_halo`, so results do not depend on
+    the slab size): additive smooth shading, phase-contrast fringe (``-fringe * σ² ∇²`` of
+    the Gaussian-smoothed image, bright rim on the dense side), Gaussian PSF, cupping
     (``1 - cupping * (1 - (r/R)²)`` around the z axis), rings (random amplitude per
     integer radius, constant along z), noise at ``preset.snr`` correlated by a Gaussian of
     ``noise_corr_vox`` across slab borders, clipping and rounding to 8/16 bits.
@@ -198,7 +265,7 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
     shading : WaveField or None
         Intensity variation field in contrast units (None = none).
     block : int, optional
-        Slab thickness in voxels (default: from the volume size); does not change the
+        Slab thickness in voxels (default: twice the render slab); does not change the
         result.
     out : ndarray of uint8 or uint16, optional
         Output array; may be ``ideal`` itself (uint16, 16 bits) to image in place.
@@ -218,13 +285,6 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
     elif out.dtype != dtype or out.shape != ideal.shape:
         raise InputError(f"out: expected a {np.dtype(dtype).name} array of shape "
                          f"{ideal.shape}, got {out.dtype} {out.shape}")
-    in_place = np.shares_memory(out, ideal)
-    scale = np.float32(1 / 65535) if ideal.dtype == np.uint16 else np.float32(1)
-    top = float(np.iinfo(dtype).max)
-    sig = max(preset.psf_sigma_vox, preset.noise_corr_vox, 0.5)
-    halo = int(np.ceil(4 * sig)) + 1
-    # default: twice the render slab (the halo costs 2 × halo / block extra filtering)
-    block = max(2 * slab_voxels(ideal.shape) if block is None else int(block), halo)
     rad = _radial((ny, nx))
     rmax = max(float(rad.max()), 1.0)
     profile = None
@@ -236,47 +296,11 @@ def forward(ideal: np.ndarray, *, grid: Grid, preset: Preset, bits: int = 16,
         amp = rr.normal(0, 1, int(rmax) + 2) * (rr.random(int(rmax) + 2) < 0.15)
         ring = (preset.rings * preset.contrast * amp[np.round(rad).astype(int)]).astype(
             np.float32)
-    sigma_n = np.float32(preset.contrast / preset.snr * _kernel_gain(preset.noise_corr_vox))
-    mid = (preset.active + preset.pore) / 2
-    photons = mid * preset.snr**2 / preset.contrast**2
-    cz, cy, cx = grid.coords(0), grid.coords(1), grid.coords(2)
-    cache: dict[int, np.ndarray] = {}
-    tail = None  # ideal slices [z0 - halo, z0) already overwritten by the output
-    for z0 in range(0, nz, block):
-        z1 = min(nz, z0 + block)
-        h0, h1 = max(0, z0 - halo), min(nz, z1 + halo)
-        if in_place and tail is not None:
-            slab = np.concatenate([tail[len(tail) - (z0 - h0):], ideal[z0:h1]]).astype(
-                np.float32)
-        else:
-            slab = ideal[h0:h1].astype(np.float32)
-        slab *= scale
-        if in_place:
-            tail = ideal[max(0, z1 - halo):z1].copy()
-        noise = _white_noise(seed, h0, h1, (ny, nx), cache)
-        if preset.noise == "poisson":
-            noise *= np.sqrt(np.clip(slab, 0, None) / np.float32(photons))
-            noise *= np.float32(_kernel_gain(preset.noise_corr_vox))
-        else:
-            noise *= sigma_n
-        if preset.noise_corr_vox > 0:
-            ndi.gaussian_filter(noise, preset.noise_corr_vox, output=noise, mode="reflect")
-        if shading is not None:
-            slab += np.float32(preset.contrast) * shading.evaluate(cz[h0:h1], cy, cx)
-        if preset.fringe > 0:
-            s = max(preset.psf_sigma_vox, 0.7)
-            slab -= np.float32(preset.fringe * s * s) * ndi.gaussian_laplace(
-                slab, s, mode="nearest")
-        if preset.psf_sigma_vox > 0:
-            ndi.gaussian_filter(slab, preset.psf_sigma_vox, output=slab, mode="nearest")
-        slab = slab[z0 - h0:z1 - h0]
-        if profile is not None:
-            slab *= profile[None]
-        if ring is not None:
-            slab += ring[None]
-        slab += noise[z0 - h0:z1 - h0]
-        slab *= np.float32(top)
-        np.clip(slab, 0, top, out=slab)
-        np.rint(slab, out=slab)
-        out[z0:z1] = slab
-    return out
+    run = _Imager(preset=preset, seed=seed, top=float(np.iinfo(dtype).max),
+                  scale=np.float32(1 / 65535) if ideal.dtype == np.uint16 else np.float32(1),
+                  coords=(grid.coords(0), grid.coords(1), grid.coords(2)), shading=shading,
+                  profile=profile, ring=ring)
+    # default: twice the render slab (the halo costs 2 × halo / block extra filtering)
+    slab = 2 * slab_voxels(ideal.shape) if block is None else max(1, int(block))
+    return map_blocks(run, ideal, block_shape=(slab, ny, nx),
+                      halo=(imaging_halo(preset), 0, 0), out=out)
