@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from electrode_ct.blocks import Block, expand, map_blocks
+from electrode_ct.blocks import Block, map_blocks
 from electrode_ct.errors import ConfigError, InputError
 from electrode_ct.volume import Spacing, as_spacing
 
@@ -499,33 +499,6 @@ def block_function(config: FeatureConfig, *, spacing: Spacing = (1.0, 1.0, 1.0),
         return np.ascontiguousarray(block.crop(feats))
 
     return run
-
-
-def block_features(image: Any, core: tuple[slice, ...], config: FeatureConfig, *,
-                   spacing: Spacing = (1.0, 1.0, 1.0),
-                   value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
-    """Features of one block, read from ``image`` with the halo of :func:`halo`.
-
-    Parameters
-    ----------
-    image : array-like
-        Whole grey volume (z, y, x): numpy, memmap or dask (only the block plus halo is read).
-    core : tuple of slice
-        The block, in voxel coordinates.
-    config : FeatureConfig
-    spacing : tuple of float
-        Voxel size (z, y, x) in µm.
-    value_range : (float, float)
-        Normalisation range from :func:`intensity_range` (of the whole image).
-
-    Returns
-    -------
-    numpy.ndarray
-        (F, bz, by, bx) float32, equal to the whole-volume features inside the block.
-    """
-    block = expand(core, halo(config, spacing), image.shape)
-    run = block_function(config, spacing=spacing, value_range=value_range)
-    return run(np.asarray(image[block.read]), block)
 
 
 def compute_features(image: Any, config: FeatureConfig | str | None = None, *,

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from electrode_ct.blocks import block_grid
+from electrode_ct.blocks import Block, block_grid
 from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment import features as ft
 from electrode_ct.segment.models import (
@@ -133,17 +133,17 @@ class ForestModel:
         lut = np.asarray(self.class_values, np.uint8)
         block_shape = options.get("block_shape")
         bshape = tuple(block_shape) if block_shape else self.default_block(shape)
-        it: Iterator[tuple[slice, ...]] = (b.write for b in block_grid(shape, bshape))
-        if progress is not None:
-            it = progress(it)
+        blocks = block_grid(shape, bshape, ft.halo(self.config, self.spacing))
+        it: Iterator[Block] = progress(blocks) if progress is not None else iter(blocks)
         self._set_jobs(int(options.get("n_jobs", -1)))
-        for core in it:
-            p = self.block_probabilities(data, core, value_range=rng)
-            labels[core] = lut[np.argmax(p, axis=0)]
+        run = self.block_function(value_range=rng)
+        for block in it:
+            p = run(np.asarray(data[block.read]), block)
+            labels[block.write] = lut[np.argmax(p, axis=0)]
             if prob is not None:
-                prob[(slice(None), *core)] = p
+                prob[(slice(None), *block.write)] = p
             if unc is not None:
-                unc[core] = entropy(p)
+                unc[block.write] = entropy(p)
         return Prediction(labels=labels, probabilities=prob, uncertainty=unc,
                           intensity_range=rng)
 
@@ -161,12 +161,29 @@ class ForestModel:
         self.stage1.n_jobs = n_jobs
         self.stage1.verbose = 0
 
-    def block_probabilities(self, image: Any, core: tuple[slice, ...], *,
-                            value_range: tuple[float, float]) -> np.ndarray:
-        """Class probabilities (K, bz, by, bx) of one block (reads the halo it needs)."""
-        feats = ft.block_features(image, core, self.config, spacing=self.spacing,
-                                  value_range=value_range)
-        return _proba(self.stage1, feats)
+    def block_function(self, *, value_range: tuple[float, float]
+                       ) -> Callable[[np.ndarray, Block], np.ndarray]:
+        """The block function (:mod:`electrode_ct.blocks`) of prediction.
+
+        Parameters
+        ----------
+        value_range : (float, float)
+            Normalisation range of the whole image (:func:`features.intensity_range`).
+
+        Returns
+        -------
+        callable
+            ``func(region, block)``: class probabilities (K, bz, by, bx) float32 of the
+            block's interior from its grey region read with the feature halo
+            (:func:`features.halo`); equal to the whole-volume prediction there.
+        """
+        features = ft.block_function(self.config, spacing=self.spacing,
+                                     value_range=value_range)
+
+        def run(region: np.ndarray, block: Block) -> np.ndarray:
+            return _proba(self.stage1, features(region, block))
+
+        return run
 
     # -- compatibility ----------------------------------------------------------------
     def check_image(self, vol: Volume) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from electrode_ct.blocks import Block, block_grid
 from electrode_ct.errors import ConfigError, InputError, ShapeError
 from electrode_ct.segment import features as ft
 from electrode_ct.segment.forest import ForestModel
@@ -80,9 +81,10 @@ def _sample(lab: np.ndarray, values: Sequence[int], max_samples: int | None,
     return np.sort(np.concatenate(keep))
 
 
-def _label_blocks(shape: Sequence[int], bshape: Sequence[int],
-                  idx: np.ndarray) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
-    """Blocks that hold training voxels, with the (sorted) flat indices inside each."""
+def _label_blocks(blocks: list[Block], shape: Sequence[int], bshape: Sequence[int],
+                  idx: np.ndarray) -> Iterator[tuple[Block, np.ndarray]]:
+    """Blocks of ``blocks`` (a :func:`blocks.block_grid`, C order) that hold training
+    voxels, with the (sorted) flat indices inside each."""
     coords = np.unravel_index(idx, tuple(shape))
     bid = [c // b for c, b in zip(coords, bshape, strict=True)]
     nb = [-(-int(s) // int(b)) for s, b in zip(shape, bshape, strict=True)]
@@ -91,10 +93,7 @@ def _label_blocks(shape: Sequence[int], bshape: Sequence[int],
     keys, starts = np.unique(key[order], return_index=True)
     ends = np.append(starts[1:], order.size)
     for kk, s, e in zip(keys, starts, ends, strict=True):
-        b = np.unravel_index(int(kk), nb)
-        core = tuple(slice(int(i) * int(bb), min((int(i) + 1) * int(bb), int(n)))
-                     for i, bb, n in zip(b, bshape, shape, strict=True))
-        yield core, np.sort(idx[order[s:e]])
+        yield blocks[int(kk)], np.sort(idx[order[s:e]])
 
 
 def _local(idx: np.ndarray, region: tuple[slice, ...], shape: Sequence[int]) -> tuple:
@@ -244,10 +243,11 @@ def _training_rows(model: ForestModel, data: Any, idx: np.ndarray,
     shape = tuple(data.shape)
     bshape = tuple(block_shape) if block_shape else model.default_block(shape)
     x = np.empty((idx.size, model.config.n_features), np.float32)
-    for core, bidx in _label_blocks(shape, bshape, idx):
-        f = ft.block_features(data, core, model.config, spacing=model.spacing,
-                              value_range=value_range)
-        x[np.searchsorted(idx, bidx)] = f[(slice(None), *_local(bidx, core, shape))].T
+    blocks = block_grid(shape, bshape, ft.halo(model.config, model.spacing))
+    features = ft.block_function(model.config, spacing=model.spacing, value_range=value_range)
+    for block, bidx in _label_blocks(blocks, shape, bshape, idx):
+        f = features(np.asarray(data[block.read]), block)
+        x[np.searchsorted(idx, bidx)] = f[(slice(None), *_local(bidx, block.write, shape))].T
     return x
 
 
