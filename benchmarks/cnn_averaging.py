@@ -120,7 +120,7 @@ def main() -> None:
 
     from electrode_ct.metrics.compare import compare
     from electrode_ct.segment.cnn.config import TrainConfig
-    from electrode_ct.segment.cnn.data import prepare, torch
+    from electrode_ct.segment.cnn.data import torch, training_planes
     from electrode_ct.segment.cnn.loss import class_weights
     from electrode_ct.segment.cnn.model import net_from_arch
     from electrode_ct.segment.cnn.normalise import normalise
@@ -135,8 +135,8 @@ def main() -> None:
     if args.quick:
         cfg, members = replace(cfg, epochs=2, patches_per_epoch=16), 1
     decays = [float(d) for d in args.decays.split(",") if d]
-    planes, values, stats = prepare(sv.images[tr], sv.labels[tr])
-    vplanes, _, _ = prepare(sv.images[va], sv.labels[va], all_axes=False)
+    planes, values, stats = training_planes(sv.images[tr], sv.labels[tr])
+    vplanes, _, _ = training_planes(sv.images[va], sv.labels[va], all_axes=False)
     k = values.size
     weight = torch.from_numpy(class_weights(planes, k, cfg.class_weighting))
     arch = cfg.arch_record()

@@ -227,7 +227,7 @@ def main() -> None:
 
     from electrode_ct.data import nmc_phases
     from electrode_ct.measure import morphology_table, size_distribution
-    from electrode_ct.measure.morphology import surface_areas
+    from electrode_ct.measure.morphology import particle_surface_areas
     from electrode_ct.particles import particle_solidity, separate_particles
 
     result: dict = {"quick": args.quick}
@@ -312,7 +312,7 @@ def main() -> None:
     if not args.no_marching_cubes:
         # the previous default, per-particle marching cubes, measured in the same run
         t0 = time.perf_counter()
-        mc = surface_areas(big, spacing=vol.spacing, method="marching_cubes")
+        mc = particle_surface_areas(big, spacing=vol.spacing, method="marching_cubes")
         timing["reference_marching_cubes_surface_s"] = time.perf_counter() - t0
         ratio = full.surface_area_um2.to_numpy() / mc[full.label.to_numpy()]
         large = full.equivalent_diameter_um.to_numpy() >= 10 * min(vol.spacing)

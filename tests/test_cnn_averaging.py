@@ -82,12 +82,12 @@ def test_training_keeps_the_averaged_weights():
 
 
 def test_keep_last_or_best_validation_weights():
-    from electrode_ct.segment.cnn.data import prepare
+    from electrode_ct.segment.cnn.data import training_planes
     from electrode_ct.segment.cnn.evaluate import evaluate
 
     img, lab = phantom_slice(3)
     vimg, vlab = phantom_slice(4)
-    vplanes, _, _ = prepare(vimg, vlab, all_axes=False)
+    vplanes, _, _ = training_planes(vimg, vlab, all_axes=False)
     cfg = {**TINY, "epochs": 5, "patches_per_epoch": 32}
     for keep in ("best", "last"):
         res = train(img, lab, config=TrainConfig(**{**cfg, "keep": keep}), val=(vimg, vlab))

@@ -9,7 +9,7 @@ from skimage.measure import regionprops
 
 from electrode_ct.errors import InputError
 from electrode_ct.measure import morphology_table, size_distribution
-from electrode_ct.measure.morphology import BASIC_COLUMNS, SHAPE_COLUMNS, surface_areas
+from electrode_ct.measure.morphology import BASIC_COLUMNS, SHAPE_COLUMNS, particle_surface_areas
 from electrode_ct.measure.psd import plot_size_distribution, weighted_quantiles
 
 
@@ -62,8 +62,8 @@ def test_configurations_match_marching_cubes_on_touching_blobs(spacing):
         c = np.asarray(c) + rng.uniform(-1.5, 1.5, 3)
         r = rng.uniform(10.5, 12.5)
         lab[(z - c[0]) ** 2 + (y - c[1]) ** 2 + ((x - c[2]) * 1.1) ** 2 <= r * r] = i
-    conf = surface_areas(lab, spacing=spacing)
-    mc = surface_areas(lab, spacing=spacing, method="marching_cubes")
+    conf = particle_surface_areas(lab, spacing=spacing)
+    mc = particle_surface_areas(lab, spacing=spacing, method="marching_cubes")
     present = np.flatnonzero(mc)
     assert np.array_equal(present, np.flatnonzero(conf))
     assert len(present) == 8 and (lab[[0, -1]] > 0).any()  # some cut by the border
@@ -88,12 +88,12 @@ def test_configuration_weights_unbiased_over_orientations():
 
 def test_faces_method_staircase_bias():
     lab = ball(15)
-    faces = surface_areas(lab, method="face")[1]
+    faces = particle_surface_areas(lab, method="face")[1]
     # exposed faces of a digital sphere overestimate its area by ~1.5x
     assert 1.4 < faces / (4 * np.pi * 15**2) < 1.6
     cube = np.zeros((8, 8, 8), np.uint8)
     cube[2:5, 2:6, 2:7] = 1
-    assert surface_areas(cube, method="face", spacing=(2, 1, 1))[1] == 2 * (
+    assert particle_surface_areas(cube, method="face", spacing=(2, 1, 1))[1] == 2 * (
         4 * 5 + 3 * 2 * 5 + 3 * 2 * 4)
 
 
@@ -103,9 +103,9 @@ def test_face_counting_is_spelled_as_in_the_phase_metrics():
     cube = np.zeros((8, 8, 8), np.uint8)
     cube[2:5, 2:6, 2:7] = 1
     assert "face" in METHODS
-    assert surface_areas(cube, method="face")[1] == phase_surface_area(cube == 1, method="face")
+    assert particle_surface_areas(cube, method="face")[1] == phase_surface_area(cube == 1, method="face")
     with pytest.raises(InputError, match="surface method.*'face'"):
-        surface_areas(cube, method="faces")
+        particle_surface_areas(cube, method="faces")
 
 
 def test_matches_regionprops_and_neighbours_and_border():

@@ -163,7 +163,7 @@ def _areas_by_id(
     raise InputError(f"surface method: expected one of {SURFACE_METHODS}, got {method!r}")
 
 
-def surface_areas(
+def particle_surface_areas(
     labels: np.ndarray,
     *,
     spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
@@ -375,7 +375,7 @@ def morphology_table(
     properties : {"all", "basic"}
         ``basic`` skips the surface and shape columns (:data:`SHAPE_COLUMNS`).
     surface_method : {"configurations", "marching_cubes", "face"}
-        How ``surface_area_um2`` is measured (see :func:`surface_areas`).
+        How ``surface_area_um2`` is measured (see :func:`particle_surface_areas`).
     sigma : float
         Gaussian smoothing in voxels of the ``marching_cubes`` surface.
 

@@ -103,7 +103,7 @@ class LayerSums:
 
 
 # -- input checks ---------------------------------------------------------------------
-def prepare(
+def check_pair(
     labels: np.ndarray, grey: np.ndarray, spacing: float | Iterable[float] | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Check and squeeze a label/grey pair; return arrays and per-axis spacing (µm).
@@ -279,7 +279,7 @@ def layer_sums(
     InputError, ShapeError
         Non-integer labels, non-numeric grey, differing shapes, bad spacing.
     """
-    lab, g, sp = prepare(labels, grey, spacing)
+    lab, g, sp = check_pair(labels, grey, spacing)
     unit = min(sp)
     max_id = int(lab.max()) if lab.size else 0
     if max_id < _DENSE_IDS:

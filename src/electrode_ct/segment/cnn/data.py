@@ -73,7 +73,7 @@ def _check_pairs(imgs: list[np.ndarray], labs: list[np.ndarray], name: str) -> n
     return values
 
 
-def prepare(images: Any, labels: Any, *, normalisation: str = "image",
+def training_planes(images: Any, labels: Any, *, normalisation: str = "image",
             all_axes: bool = True, name: str = "labels",
             stats: tuple[float, float] | None = None,
             ) -> tuple[Planes, np.ndarray, tuple[float, float]]:
@@ -124,7 +124,7 @@ def validation_planes(val: tuple[Any, Any], mode: str, stats: tuple[float, float
     InputError
         For a validation class that is not among the training ``values``.
     """
-    vp, vvals, _ = prepare(val[0], val[1], normalisation=mode, all_axes=False,
+    vp, vvals, _ = training_planes(val[0], val[1], normalisation=mode, all_axes=False,
                            name="validation labels", stats=stats)
     if not set(vvals.tolist()) <= set(values.tolist()):
         raise InputError(f"validation labels: classes {vvals.tolist()} not all among the "
@@ -140,7 +140,7 @@ class PatchSampler:
     Parameters
     ----------
     planes : list of (image, index) pairs
-        From :func:`prepare`.
+        From :func:`training_planes`.
     n_classes : int
         Number of classes K.
     patch : int

@@ -66,7 +66,7 @@ def class_weights(planes: Planes, n_classes: int, mode: str) -> np.ndarray:
     Parameters
     ----------
     planes : list of (image, index) pairs
-        Training planes (:func:`~.data.prepare`).
+        Training planes (:func:`~.data.training_planes`).
     n_classes : int
         Number of classes K.
     mode : {"balanced", "none"}

@@ -28,7 +28,7 @@ from electrode_ct.segment.cnn._torch import (
     set_threads,
 )
 from electrode_ct.segment.cnn.config import TrainConfig
-from electrode_ct.segment.cnn.data import Planes, prepare, validation_planes
+from electrode_ct.segment.cnn.data import Planes, training_planes, validation_planes
 from electrode_ct.segment.cnn.evaluate import (
     CollapseWarning,
     choose_normalisation,
@@ -176,7 +176,7 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     set_threads(default_threads(cfg.threads))
     device = resolve_device(cfg.device)
     norm_mode = "image" if cfg.normalisation == "auto" else cfg.normalisation
-    planes, values, stats = prepare(images, labels, normalisation=norm_mode,
+    planes, values, stats = training_planes(images, labels, normalisation=norm_mode,
                                     all_axes=not slices_2d)
     k = values.size
     val_planes = [] if val is None else validation_planes(val, norm_mode, stats, values)
