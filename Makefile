@@ -14,7 +14,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --upgrade pip >/dev/null
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dl,dev]"
+	$(PIP) install -e ".[dl,dev,hpc]"
 	touch $(STAMP)
 
 install: $(STAMP)
