@@ -57,7 +57,7 @@ def test_gaussian_blockwise_equals_whole_volume_on_a_cluster(client, tmp_path, v
     src = _store(tmp_path, "in.zarr", volume)
     dst = _store(tmp_path, "out.zarr", shape=volume.shape, dtype=np.float32)
     n = run_blocks(gaussian_block, src, dst, block_shape=block_shape, halo=HALO, client=client)
-    assert n == int(np.prod([-(-s // b) for s, b in zip(volume.shape, block_shape)]))
+    assert n == int(np.prod([-(-s // b) for s, b in zip(volume.shape, block_shape, strict=True)]))
     whole = ndi.gaussian_filter(volume, SIGMA, truncate=4.0)
     np.testing.assert_array_equal(dst.open()[...], whole)
 
