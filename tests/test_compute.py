@@ -166,3 +166,17 @@ def test_slurm_job_script_is_dask_jobqueues_own():
     assert "#SBATCH -p compute" in script and "#SBATCH -t 02:00:00" in script
     assert "export OMP_NUM_THREADS=4" in script
     assert "distributed.cli.dask_worker" in script or "dask worker" in script
+
+
+def test_blocks_write_an_ome_zarr_that_reads_back_with_its_spacing(client, tmp_path, volume):
+    from electrode_ct.io import read
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.volume import Volume
+
+    like = Volume(volume, spacing=(0.5, 0.25, 0.25))
+    src = _store(tmp_path, "in.zarr", volume)
+    dst = create_ome_zarr(tmp_path / "out.ome.zarr", like, dtype=np.float32, chunks=(8, 10, 12))
+    run_blocks(gaussian_block, src, dst, block_shape=(16, 20, 24), halo=HALO, client=client)
+    back = read(tmp_path / "out.ome.zarr")
+    assert back.spacing == (0.5, 0.25, 0.25)
+    np.testing.assert_array_equal(back.numpy(), ndi.gaussian_filter(volume, SIGMA, truncate=4.0))

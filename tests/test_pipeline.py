@@ -277,13 +277,14 @@ def test_docs_config_keys_match_the_model():
     section = doc.split("## Configuration keys")[1].split("\n## ")[0]
     bullets = re.findall(r"^- `([\w.]+)`(.*?)(?=^- |\Z)", section, flags=re.M | re.S)
     models = {"input": PipelineConfig.model_fields["input"].annotation,
-              "output": PipelineConfig}
+              "output": PipelineConfig,
+              "compute": PipelineConfig.model_fields["compute"].annotation}
     models.update({f"steps.{k}": f.annotation for k, f in Steps.model_fields.items()})
     assert {head for head, _ in bullets} == set(models)
     for head, text in bullets:
         model = models[head]
         text = f"`{head}`{text}" if head == "output" else text
-        for name in set(model.model_fields) - {"enabled", "input", "steps"}:
+        for name in set(model.model_fields) - {"enabled", "input", "steps", "compute"}:
             assert f"`{name}`" in text, f"{head}.{name} is not documented"
         for name, default in re.findall(r"`(\w+)` \(([^()]*)\)", text):
             value = _literal(default)

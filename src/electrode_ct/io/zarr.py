@@ -278,70 +278,121 @@ def write_zarr(
     name : str, optional
         Image name stored in the metadata.
     """
-    import zarr
-
     data = volume.data
     if volume.is_2d:
         data = data[0]
-    shape = tuple(int(s) for s in data.shape)
-    chunk_shape = _chunks_for(shape, chunks)
-    if zarr_format not in (2, 3):
-        raise InputError(f"zarr_format: expected 2 or 3, got {zarr_format}")
-    compressors: Any = None
-    if compression:
-        if zarr_format == 2:
-            import numcodecs
-
-            compressors = numcodecs.Blosc(
-                cname=compression, clevel=int(compression_level),
-                shuffle=numcodecs.Blosc.SHUFFLE if data.dtype.itemsize > 1 else
-                numcodecs.Blosc.BITSHUFFLE,
-            )
-        else:
-            from zarr.codecs import BloscCodec
-
-            compressors = BloscCodec(cname=compression, clevel=int(compression_level))
-    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-    arr = group.create_array(
-        "0", shape=shape, chunks=chunk_shape, dtype=data.dtype, compressors=compressors,
-        fill_value=0,
-    )
+    group, arr = _create(path, tuple(int(s) for s in data.shape), data.dtype, chunks=chunks,
+                         compression=compression, compression_level=compression_level,
+                         zarr_format=zarr_format)
     if isinstance(data, np.ndarray):
         arr[...] = data
     else:
         import dask.array as da
 
-        da.store(data.rechunk(chunk_shape), arr, lock=False)
+        da.store(data.rechunk(arr.chunks), arr, lock=False)
+    group.attrs.update(_group_attrs(volume, len(arr.shape), zarr_format,
+                                    name or Path(final or path).name.split(".")[0]))
+
+
+def _compressors(compression: str | None, level: int, itemsize: int, zarr_format: int) -> Any:
+    if not compression:
+        return None
+    if zarr_format == 2:
+        import numcodecs
+
+        return numcodecs.Blosc(
+            cname=compression, clevel=int(level),
+            shuffle=numcodecs.Blosc.SHUFFLE if itemsize > 1 else numcodecs.Blosc.BITSHUFFLE)
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname=compression, clevel=int(level))
+
+
+def _create(path: Path, shape: tuple[int, ...], dtype: Any, *, chunks: Any,
+            compression: str | None, compression_level: int, zarr_format: int,
+            lead: tuple[int, ...] = ()) -> tuple[Any, Any]:
+    """A new group at ``path`` with an empty array ``0`` of ``(*lead, *shape)``."""
+    import zarr
+
+    if zarr_format not in (2, 3):
+        raise InputError(f"zarr_format: expected 2 or 3, got {zarr_format}")
+    chunk_shape = (*lead, *_chunks_for(shape, chunks))
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    arr = group.create_array(
+        "0", shape=(*lead, *shape), chunks=chunk_shape, dtype=dtype, fill_value=0,
+        compressors=_compressors(compression, compression_level, np.dtype(dtype).itemsize,
+                                 zarr_format))
+    return group, arr
+
+
+def _group_attrs(volume: Volume, ndim: int, zarr_format: int, name: str,
+                 lead_axes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """OME-Zarr ``multiscales`` (+ ``image-label``) and electrode-ct attributes."""
     own = spacing_attrs(volume)
-    axes_names = "zyx"[-len(shape):]
-    scale = own["spacing_um"][-len(shape):]
+    axes_names = "zyx"[-ndim:]
+    scale = [1.0] * len(lead_axes) + own["spacing_um"][-ndim:]
     transforms: list[dict[str, Any]] = [{"type": "scale", "scale": scale}]
     if any(own["origin_um"]):
-        transforms.append({"type": "translation", "translation": own["origin_um"][-len(shape):]})
+        transforms.append({"type": "translation",
+                           "translation": [0.0] * len(lead_axes) + own["origin_um"][-ndim:]})
     version = OME_VERSION if zarr_format == 2 else "0.5"
-    multiscale = {
-        "axes": [{"name": a, "type": "space", "unit": "micrometer"} for a in axes_names],
-        "datasets": [{"path": "0", "coordinateTransformations": transforms}],
-        "name": name or (Path(final or path).name.split(".")[0]),
-        "type": "none",
-        "metadata": {"written_by": "electrode-ct"},
-    }
+    axes = [{"name": a, "type": "channel"} for a in lead_axes]
+    axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in axes_names]
+    multiscale = {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations":
+                                              transforms}],
+                  "name": name, "type": "none", "metadata": {"written_by": "electrode-ct"}}
     ome: dict[str, Any] = {"multiscales": [multiscale]}
     if volume.class_map:
-        ome["image-label"] = {
-            "properties": [
-                {"label-value": int(v), "class": k} for k, v in sorted(
-                    volume.class_map.items(), key=lambda kv: kv[1])
-            ],
-        }
+        ome["image-label"] = {"properties": [
+            {"label-value": int(v), "class": k}
+            for k, v in sorted(volume.class_map.items(), key=lambda kv: kv[1])]}
     if zarr_format == 2:
         multiscale["version"] = version
         if "image-label" in ome:
             ome["image-label"]["version"] = version
-        attrs = {**ome, "electrode_ct": own}
-    else:
-        attrs = {"ome": {"version": version, **ome}, "electrode_ct": own}
-    group.attrs.update(attrs)
+        return {**ome, "electrode_ct": own}
+    return {"ome": {"version": version, **ome}, "electrode_ct": own}
+
+
+def create_ome_zarr(path: str | Path, like: Volume, *, dtype: Any, chunks: Any = None,
+                    lead: tuple[int, ...] = (), lead_axes: tuple[str, ...] = (),
+                    class_map: dict[str, int] | None = None,
+                    compression: str | None = "zstd") -> Any:
+    """An empty OME-Zarr image (v0.4, Zarr format 2) for blocks to write into.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Destination folder (replaced if it exists).
+    like : Volume
+        Gives the shape (z, y, x), spacing and origin (µm); its data is not read.
+    dtype : dtype
+        Voxel type.
+    chunks : tuple of int, optional
+        Chunk shape (z, y, x); block tasks writing into it use blocks that are multiples
+        of it.
+    lead, lead_axes : tuple
+        Leading axes (e.g. ``(3,)`` and ``("c",)`` for 3 class probabilities), one chunk
+        each.
+    class_map : dict, optional
+        Class names of a label volume.
+    compression : str or None
+        Blosc codec.
+
+    Returns
+    -------
+    electrode_ct.compute.engine.ZarrRef
+        Reference to the array ``0``, for :func:`electrode_ct.compute.run_blocks`.
+    """
+    from electrode_ct.compute.engine import ZarrRef
+
+    shape = tuple(int(s) for s in like.shape)
+    group, _ = _create(Path(path), shape, dtype, chunks=chunks, compression=compression,
+                       compression_level=3, zarr_format=2, lead=tuple(lead))
+    meta = like.with_class_map(class_map) if class_map else like.with_class_map(None)
+    group.attrs.update(_group_attrs(meta, len(shape), 2, Path(path).name.split(".")[0],
+                                    tuple(lead_axes)))
+    return ZarrRef(str(path), "0")
 
 
 def _sniff(path: Path) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from electrode_ct.compute.config import ComputeConfig
 from electrode_ct.errors import ConfigError, InputError
 from electrode_ct.stats import parse_subsets
 
@@ -191,6 +192,10 @@ class PipelineConfig(_Strict):
     output: str = "ect-out"
     seed: int = 0
     volume_format: Literal["tiff", "ome-zarr"] = "tiff"
+    compute: ComputeConfig = Field(
+        ComputeConfig(), description="Where blocks run (docs/scale.md): scheduler local | "
+        "tcp://HOST:PORT | slurm | pbs | sge | lsf, n_workers, threads_per_worker, "
+        "memory_limit, block_shape, in_memory_below_mb, jobqueue.")
     steps: Steps = Steps()
 
 
