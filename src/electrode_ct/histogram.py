@@ -1,0 +1,268 @@
+"""Fixed-layout grey-level histograms: a mergeable reduction for any dtype and range.
+
+A :class:`Bins` layout is fixed before the pass from the value range (itself a
+min/max reduction), so the histograms of blocks of a volume, computed independently,
+add up exactly to the histogram of the whole volume. Integer data get one bin per
+integer level whenever the range allows it (``np.bincount``, fast on uint8/uint16);
+float data (or integer ranges wider than ``max_bins``) get ``max_bins`` equal bins
+over ``[low, high]``. Coarser histograms are obtained by summing consecutive bins
+(:func:`rebin`), which keeps them exact and mergeable too.
+
+Examples
+--------
+>>> import numpy as np
+>>> img = np.arange(10, dtype=np.uint16).reshape(2, 5)
+>>> bins = bins_for(*value_range(img), integer=True)
+>>> halves = histogram(img[0], bins) + histogram(img[1], bins)
+>>> bool((halves == histogram(img, bins)).all()), bins.count
+(True, 10)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from electrode_ct.errors import InputError
+
+MAX_BINS = 1 << 16
+"""Default number of bins of a fine histogram (one per level for 16-bit data)."""
+
+_CHUNK = 1 << 22  # values per bincount call (bounds the int64 temporary to 32 MB)
+
+
+@dataclass(frozen=True)
+class Bins:
+    """A fixed bin layout.
+
+    Attributes
+    ----------
+    low : float
+        Lower edge of bin 0 (integer layouts: the integer held by bin 0), grey levels.
+    width : float
+        Bin width in grey levels (integer layouts: the number of integers per bin).
+    count : int
+        Number of bins.
+    integer : bool
+        Bins hold integers ``low + k·width … low + (k+1)·width − 1``; otherwise the
+        interval ``[low + k·width, low + (k+1)·width)`` (the last bin includes its
+        upper edge).
+    """
+
+    low: float
+    width: float
+    count: int
+    integer: bool
+
+    def centres(self) -> np.ndarray:
+        """Mean grey value each bin can hold (float64, length ``count``)."""
+        k = np.arange(self.count, dtype=np.float64)
+        offset = (self.width - 1.0) / 2.0 if self.integer else self.width / 2.0
+        return self.low + k * self.width + offset
+
+    def upper(self) -> np.ndarray:
+        """Largest grey value each bin can hold (integer layouts) or its upper edge."""
+        k = np.arange(1, self.count + 1, dtype=np.float64)
+        return self.low + k * self.width - (1.0 if self.integer else 0.0)
+
+
+def value_range(values: np.ndarray) -> tuple[float, float]:
+    """Minimum and maximum of an array (a reduction: merge blocks by min / max).
+
+    Raises
+    ------
+    InputError
+        Empty array, or NaN / infinite values.
+    """
+    v = np.asarray(values)
+    if v.size == 0:
+        raise InputError("image: no values to histogram (empty array)")
+    lo, hi = float(v.min()), float(v.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError("image: the values hold NaN or infinite numbers")
+    return lo, hi
+
+
+def bins_for(low: float, high: float, *, integer: bool, max_bins: int = MAX_BINS) -> Bins:
+    """Bin layout covering ``[low, high]`` with at most ``max_bins`` bins.
+
+    Parameters
+    ----------
+    low, high : float
+        Value range (grey levels), e.g. from :func:`value_range` merged over blocks.
+    integer : bool
+        The data are integers: bins hold whole integers (one each when the range has at
+        most ``max_bins`` levels).
+    max_bins : int
+        Upper bound on the number of bins.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)) or high < low:
+        raise InputError(f"histogram range: expected finite low <= high, got {low}, {high}")
+    if max_bins < 1:
+        raise InputError(f"max_bins: expected a positive integer, got {max_bins}")
+    if integer:
+        levels = int(high) - int(low) + 1
+        per_bin = -(-levels // max_bins)
+        return Bins(float(int(low)), float(per_bin), -(-levels // per_bin), True)
+    width = (high - low) / max_bins if high > low else 1.0
+    return Bins(float(low), float(width), int(max_bins) if high > low else 1, False)
+
+
+def bin_index(values: np.ndarray, bins: Bins) -> np.ndarray:
+    """Bin of every value (int64, clipped into ``[0, bins.count)``)."""
+    v = np.asarray(values)
+    if bins.integer:
+        b = v.astype(np.int64) - int(bins.low)
+        if bins.width != 1:
+            b //= int(bins.width)
+    else:
+        b = ((v.astype(np.float64) - bins.low) * (1.0 / bins.width)).astype(np.int64)
+    np.clip(b, 0, bins.count - 1, out=b)
+    return b
+
+
+def histogram(values: np.ndarray, bins: Bins) -> np.ndarray:
+    """Counts of ``values`` in a fixed layout (int64); sums over blocks merge exactly.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Any shape; values outside the layout's range go to the first / last bin.
+    bins : Bins
+        The layout (:func:`bins_for`).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 counts of length ``bins.count``.
+    """
+    flat = np.asarray(values).reshape(-1)
+    out = np.zeros(bins.count, np.int64)
+    direct = bins.integer and bins.width == 1 and flat.dtype.kind == "u" and bins.low == 0
+    for c0 in range(0, flat.size, _CHUNK):
+        chunk = flat[c0:c0 + _CHUNK]
+        idx = chunk if direct else bin_index(chunk, bins)
+        out += np.bincount(idx, minlength=bins.count)[:bins.count]
+    return out
+
+
+def image_histogram(image: np.ndarray, *, max_bins: int = MAX_BINS) -> tuple[np.ndarray, Bins]:
+    """Fine histogram of a whole image: one min/max pass and one counting pass.
+
+    Integer images get one bin per integer level whenever the range has at most
+    ``max_bins`` levels (every uint8 / uint16 image).
+
+    Returns
+    -------
+    (numpy.ndarray, Bins)
+        Counts and their layout.
+    """
+    img = np.asarray(image)
+    integer = img.dtype.kind in "uib"
+    lo, hi = value_range(img)
+    bins = bins_for(lo, hi, integer=integer, max_bins=max_bins)
+    return histogram(img.astype(np.uint8) if img.dtype == bool else img, bins), bins
+
+
+def group(counts: np.ndarray, factor: int) -> np.ndarray:
+    """Sum every ``factor`` consecutive bins (the last group may be partial)."""
+    c = np.asarray(counts)
+    f = max(1, int(factor))
+    if f == 1:
+        return c
+    n = -(-c.size // f)
+    padded = np.zeros(n * f, c.dtype)
+    padded[:c.size] = c
+    return padded.reshape(n, f).sum(axis=1)
+
+
+def rebin(counts: np.ndarray, bins: Bins, factor: int) -> tuple[np.ndarray, Bins]:
+    """Sum every ``factor`` consecutive bins (exact; the last bin may be partial).
+
+    Returns
+    -------
+    (numpy.ndarray, Bins)
+        Coarser counts and their layout.
+    """
+    f = max(1, int(factor))
+    out = group(counts, f)
+    return out, Bins(bins.low, bins.width * f, out.size, bins.integer)
+
+
+def at_most(counts: np.ndarray, bins: Bins, n: int) -> tuple[np.ndarray, Bins]:
+    """Rebin to at most ``n`` bins (unchanged when already that coarse)."""
+    return rebin(counts, bins, -(-bins.count // max(1, int(n))))
+
+
+def trim(counts: np.ndarray, bins: Bins) -> tuple[np.ndarray, Bins]:
+    """Drop the empty bins at both ends (the layout shifts accordingly).
+
+    Raises
+    ------
+    InputError
+        Every bin is empty.
+    """
+    c = np.asarray(counts)
+    nz = np.flatnonzero(c)
+    if nz.size == 0:
+        raise InputError("histogram: no values counted")
+    a, b = int(nz[0]), int(nz[-1]) + 1
+    return c[a:b], Bins(bins.low + a * bins.width, bins.width, b - a, bins.integer)
+
+
+def level_grid(counts: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """Counts of quantised data on their own level grid, without the empty bins between.
+
+    Data with fewer levels than bins (8-bit data stretched to 16 bits or stored as float)
+    populate only every q-th bin, q possibly fractional for float layouts; grouping such
+    a histogram aliases (groups of alternately one and two levels). When the gaps between
+    populated bins are all (within one bin) multiples of one spacing q > 1, the counts
+    are re-indexed by level; otherwise they are returned trimmed.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        1-D histogram with at least one non-zero count.
+
+    Returns
+    -------
+    (numpy.ndarray, int, float)
+        Counts per level (float64), the bin of the first level, and the level spacing q
+        in bins (1 when the data are not sparser than the bins).
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    nz = np.flatnonzero(c)
+    first = int(nz[0])
+    trimmed = c[first:int(nz[-1]) + 1]
+    if nz.size < 3:
+        return trimmed, first, 1.0
+    gaps = np.diff(nz)
+    m = float(np.median(gaps))
+    if m <= 1:
+        return trimmed, first, 1.0
+    k = np.rint(gaps / m)
+    q = float(nz[-1] - nz[0]) / float(k.sum()) if k.all() else 0.0
+    if q <= 1 or np.abs(gaps - k * q).max() > 1.0:
+        return trimmed, first, 1.0
+    idx = np.rint((nz - first) / q).astype(np.int64)
+    return np.bincount(idx, weights=c[nz]), first, q
+
+
+def levels(counts: np.ndarray, bins: Bins) -> tuple[np.ndarray, Bins]:
+    """:func:`level_grid` with the layout: bin k of the result is centred on level k.
+
+    Returns
+    -------
+    (numpy.ndarray, Bins)
+        Trimmed counts (their original layout when the data are not quantised more
+        coarsely than the bins) or counts per level in a float layout whose bin centres
+        are the levels.
+    """
+    out, first, q = level_grid(counts)
+    if q == 1.0:
+        return out, Bins(bins.low + first * bins.width, bins.width, out.size, bins.integer)
+    centre = float(bins.centres()[first])
+    w = q * bins.width
+    return out, Bins(centre - w / 2, w, out.size, False)
