@@ -148,13 +148,15 @@ def peak_sigma(hist: np.ndarray, *, low: float = 0.0, width: float = 1.0) -> tup
     bin, and this is repeated until the grouping settles. So the peak is never read
     off single noisy bins (one bin per integer of a 16-bit image) nor off bins wider
     than the peak. σ is that of a Gaussian fitted to the log counts of the bins above
-    half maximum (FWHM / 2.355 when fewer than 4 bins), robust to a second phase (e.g. CBD beside pore) that a plain standard deviation
-    would mix in, and corrected for the grouping width (Sheppard).
+    half maximum (FWHM / 2.355 when fewer than 4 bins), robust to a second phase
+    (e.g. CBD beside pore) that a plain standard deviation would mix in, and corrected
+    for the grouping width (Sheppard).
 
     The input is a mergeable reduction: histograms of blocks with one fixed layout
     (:func:`electrode_ct.histogram.histogram`) are summed before calling this. Integer
-    data stretched from fewer levels (only every k-th level populated) are read at
-    their own level spacing.
+    data stretched from fewer levels (only every k-th level populated, or 8-bit data
+    stored as float) are read at their own level spacing
+    (:func:`electrode_ct.histogram.level_grid`).
 
     Parameters
     ----------
