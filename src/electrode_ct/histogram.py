@@ -139,12 +139,27 @@ def histogram(values: np.ndarray, bins: Bins) -> np.ndarray:
         int64 counts of length ``bins.count``.
     """
     flat = np.asarray(values).reshape(-1)
+    if bins.integer and bins.width == 1 and flat.dtype.kind == "u" and flat.itemsize <= 2:
+        return _small_uint_histogram(flat, bins)
     out = np.zeros(bins.count, np.int64)
-    direct = bins.integer and bins.width == 1 and flat.dtype.kind == "u" and bins.low == 0
     for c0 in range(0, flat.size, _CHUNK):
-        chunk = flat[c0:c0 + _CHUNK]
-        idx = chunk if direct else bin_index(chunk, bins)
-        out += np.bincount(idx, minlength=bins.count)[:bins.count]
+        out += np.bincount(bin_index(flat[c0:c0 + _CHUNK], bins), minlength=bins.count)
+    return out
+
+
+def _small_uint_histogram(flat: np.ndarray, bins: Bins) -> np.ndarray:
+    """uint8 / uint16 values counted as they are (no index arithmetic), then cut to the
+    layout; values outside it go to the first / last bin."""
+    levels = 1 << (8 * flat.itemsize)
+    full = np.zeros(levels, np.int64)
+    for c0 in range(0, flat.size, _CHUNK):
+        full += np.bincount(flat[c0:c0 + _CHUNK], minlength=levels)
+    a = int(np.clip(bins.low, 0, levels))
+    out = np.zeros(bins.count, np.int64)
+    part = full[a:a + bins.count]
+    out[:part.size] = part
+    out[0] += full[:a].sum()
+    out[-1] += full[a + bins.count:].sum()
     return out
 
 
