@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from electrode_ct import stats
-from electrode_ct.histogram import bins_for, histogram, image_histogram, levels, value_range
+from electrode_ct.histogram import (
+    bins_for,
+    group_levels,
+    histogram,
+    image_histogram,
+    populated_levels,
+    value_range,
+)
 from electrode_ct.measure.intensity import measure_grey, peak_sigma
 
 SIGMA = 10.0  # noise σ in 8-bit grey levels
@@ -106,9 +113,16 @@ def test_histograms_of_blocks_add_up_exactly():
 
 
 def test_levels_of_stretched_and_float_8_bit_data():
-    u8 = np.arange(10, 200, 3, dtype=np.uint8)
-    for data in (u8.astype(np.uint16) * 257, u8.astype(np.float32) / 255):
-        counts, bins = levels(*image_histogram(data))
-        assert counts.size == u8.size and (counts == 1).all()  # one bin per populated level
-        fine = float(data.max() - data.min()) / 2**16  # one fine bin of the float layout
-        np.testing.assert_allclose(bins.centres(), np.sort(data).astype(float), atol=fine)
+    u8 = np.repeat(np.array([10, 12, 15, 17, 20, 22, 25], np.uint8), 3)  # uneven spacing
+    for data, scale in ((u8, 1.0), (u8.astype(np.uint16) * 257, 257.0),
+                        (u8.astype(np.float32) / 255, 1 / 255)):
+        counts, bins = image_histogram(data)
+        pos, n, cells = populated_levels(counts)
+        np.testing.assert_allclose(bins.centres()[pos.astype(int)] / scale, np.unique(u8),
+                                   atol=1e-3)
+        assert (n == 3).all()
+        # cells tile the range: halfway to each neighbour, in grey levels
+        np.testing.assert_allclose(cells * bins.width / scale, [2, 2.5, 2.5, 2.5, 2.5, 2.5, 3],
+                                   atol=1e-3)
+        x, gn, gc = group_levels(pos, n, cells, 3)
+        assert gn.tolist() == [9, 9, 3] and gc.sum() == pytest.approx(cells.sum())

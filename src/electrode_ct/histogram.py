@@ -227,14 +227,15 @@ def trim(counts: np.ndarray, bins: Bins) -> tuple[np.ndarray, Bins]:
     return c[a:b], Bins(bins.low + a * bins.width, bins.width, b - a, bins.integer)
 
 
-def level_grid(counts: np.ndarray) -> tuple[np.ndarray, int, float]:
-    """Counts of quantised data on their own level grid, without the empty bins between.
+def populated_levels(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The populated bins as levels: position, count and the width of each one's cell.
 
-    Data with fewer levels than bins (8-bit data stretched to 16 bits or stored as float)
-    populate only every q-th bin, q possibly fractional for float layouts; grouping such
-    a histogram aliases (groups of alternately one and two levels). When the gaps between
-    populated bins are all (within one bin) multiples of one spacing q > 1, the counts
-    are re-indexed by level; otherwise they are returned trimmed.
+    Quantised data (8-bit values stretched to 16 bits, a contrast-stretched 8-bit image,
+    8-bit values stored as float) populate only some bins, often at uneven spacing;
+    grouping such a histogram into equal bins aliases (groups holding alternately one
+    and two levels). Each level's cell reaches halfway to its neighbours (the cells
+    tile the populated range), so count / cell width is a density that neither the gaps
+    nor the bin layout change.
 
     Parameters
     ----------
@@ -243,41 +244,51 @@ def level_grid(counts: np.ndarray) -> tuple[np.ndarray, int, float]:
 
     Returns
     -------
-    (numpy.ndarray, int, float)
-        Counts per level (float64), the bin of the first level, and the level spacing q
-        in bins (1 when the data are not sparser than the bins).
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Bin index of each populated bin (float64), its count (float64), its cell width
+        in bins (1 for a lone level).
     """
     c = np.asarray(counts, dtype=np.float64)
-    nz = np.flatnonzero(c)
-    first = int(nz[0])
-    trimmed = c[first:int(nz[-1]) + 1]
-    if nz.size < 3:
-        return trimmed, first, 1.0
-    gaps = np.diff(nz)
-    m = float(np.median(gaps))
-    if m <= 1:
-        return trimmed, first, 1.0
-    k = np.rint(gaps / m)
-    q = float(nz[-1] - nz[0]) / float(k.sum()) if k.all() else 0.0
-    if q <= 1 or np.abs(gaps - k * q).max() > 1.0:
-        return trimmed, first, 1.0
-    idx = np.rint((nz - first) / q).astype(np.int64)
-    return np.bincount(idx, weights=c[nz]), first, q
+    pos = np.flatnonzero(c).astype(np.float64)
+    if pos.size == 1:
+        return pos, c[c > 0], np.ones(1)
+    gaps = np.diff(pos)
+    edges = np.concatenate([[pos[0] - gaps[0] / 2], pos[:-1] + gaps / 2,
+                            [pos[-1] + gaps[-1] / 2]])
+    return pos, c[c > 0], np.diff(edges)
 
 
-def levels(counts: np.ndarray, bins: Bins) -> tuple[np.ndarray, Bins]:
-    """:func:`level_grid` with the layout: bin k of the result is centred on level k.
+def group_levels(pos: np.ndarray, n: np.ndarray, cells: np.ndarray,
+                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge every ``k`` consecutive levels (the same levels whatever the bin layout).
 
     Returns
     -------
-    (numpy.ndarray, Bins)
-        Trimmed counts (their original layout when the data are not quantised more
-        coarsely than the bins) or counts per level in a float layout whose bin centres
-        are the levels.
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Count-weighted position, summed count and summed cell width of each group (its
+        density is count / cell width).
     """
-    out, first, q = level_grid(counts)
-    if q == 1.0:
-        return out, Bins(bins.low + first * bins.width, bins.width, out.size, bins.integer)
-    centre = float(bins.centres()[first])
-    w = q * bins.width
-    return out, Bins(centre - w / 2, w, out.size, False)
+    k = max(1, int(k))
+    if k == 1:
+        return pos, n, cells
+    starts = np.arange(0, pos.size, k)
+    ng = np.add.reduceat(n, starts)
+    return np.add.reduceat(n * pos, starts) / ng, ng, np.add.reduceat(cells, starts)
+
+
+def group_by_width(pos: np.ndarray, n: np.ndarray, cells: np.ndarray,
+                   width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge the levels into equal groups ``width`` bins wide from the first level.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        For each group holding a level: count-weighted position, summed count, summed
+        cell width, and the index of its last level.
+    """
+    gid = ((pos - pos[0]) / max(float(width), 1e-300)).astype(np.int64)
+    ng = np.bincount(gid, weights=n)
+    keep = np.flatnonzero(ng > 0)
+    xg = np.bincount(gid, weights=n * pos)[keep] / ng[keep]
+    last = np.searchsorted(gid, keep, side="right") - 1
+    return xg, ng[keep], np.bincount(gid, weights=cells)[keep], last

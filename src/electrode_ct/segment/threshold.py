@@ -25,7 +25,14 @@ from skimage import filters as skf
 
 from electrode_ct.errors import InputError
 from electrode_ct.filters._checks import check_image
-from electrode_ct.histogram import Bins, at_most, group, image_histogram, levels
+from electrode_ct.histogram import (
+    Bins,
+    group,
+    group_by_width,
+    image_histogram,
+    populated_levels,
+    trim,
+)
 from electrode_ct.segment.classes import check_classes
 
 METHODS = ("manual", "otsu", "multiotsu", "triangle", "li", "hysteresis", "fraction")
@@ -47,18 +54,17 @@ def _check_method(method: str) -> str:
 
 
 def grey_histogram(image: np.ndarray) -> tuple[np.ndarray, Bins]:
-    """Fine histogram of an image on its own level grid (trimmed to the populated range).
+    """Fine histogram of an image, trimmed to its populated range.
 
-    One bin per integer level (uint8 / uint16), 2¹⁶ bins over the range of float data;
-    data quantised more coarsely than the bins (8-bit values stored as uint16 or float)
-    get one bin per level (:func:`electrode_ct.histogram.levels`).
+    One bin per integer level (uint8 / uint16), 2¹⁶ bins over the range of float data
+    (:func:`electrode_ct.histogram.image_histogram`, a mergeable reduction).
 
     Returns
     -------
     (numpy.ndarray, Bins)
         Counts (first and last bins populated) and their layout.
     """
-    return levels(*image_histogram(image))
+    return trim(*image_histogram(image))
 
 
 # -- criteria on a histogram (index k: bins 0..k form the lower class) -----------------
@@ -117,20 +123,31 @@ def _multiotsu_indices(h: np.ndarray, x: np.ndarray, n: int, nbins: int) -> np.n
     return _refine_cuts(h, x, fine, 2 * f)
 
 
-def _triangle_index(h: np.ndarray, bins: Bins, nbins: int) -> int:
-    """Triangle (Zack) cut on a grouping of at most ``nbins`` bins; returned in fine bins."""
-    g, gb = at_most(h, bins, nbins)
-    f = int(round(gb.width / bins.width))
-    p = int(np.argmax(g))
-    flip = p < g.size - 1 - p
+def _triangle_index(h: np.ndarray, nbins: int) -> int:
+    """Triangle (Zack) cut on at most ``nbins`` equal groups of the populated range.
+
+    The histogram is read as a density (count / cell width of the levels in each group,
+    see :func:`electrode_ct.histogram.populated_levels`), so stretched or unevenly
+    quantised data give the triangle of their values, not of the empty bins between them.
+
+    Returns
+    -------
+    int
+        Fine bin ending the lower class.
+    """
+    pos, n, cells = populated_levels(h)
+    x, gn, gc, last = group_by_width(pos, n, cells, max(1.0, (pos[-1] - pos[0]) / nbins))
+    y = gn / gc
+    p = int(np.argmax(y))
+    flip = p < y.size - 1 - p  # the longer tail is searched
     if flip:
-        g, p = g[::-1], g.size - 1 - p
-    peak = float(g[p])
-    length = peak * np.arange(p) - p * g[:p]  # ∝ distance below the peak-to-end line
-    level = int(np.argmax(length)) if p > 0 else 0
+        x, y, p = x[-1] - x[::-1], y[::-1], y.size - 1 - p
+    # ∝ distance below the line from the tail's end (height 0) to the peak
+    length = y[p] * (x[:p] - x[0]) - (x[p] - x[0]) * y[:p]
+    g = int(np.argmax(length)) if p > 0 else 0
     if flip:
-        level = g.size - 1 - level
-    return min((level + 1) * f - 1, h.size - 2)
+        g = y.size - 1 - g
+    return int(min(pos[last[g]], h.size - 2))  # the group's last level ends the lower class
 
 
 def _li_index(h: np.ndarray, x: np.ndarray, width: float) -> int:
@@ -182,7 +199,7 @@ def _histogram_cuts(img: np.ndarray, m: str, n: int, fractions: Sequence[float] 
     if m == "otsu":
         idx = np.array([_otsu_index(h, x)])
     elif m == "triangle":
-        idx = np.array([_triangle_index(h, bins, triangle_bins)])
+        idx = np.array([_triangle_index(h, triangle_bins)])
     elif m == "li":
         idx = np.array([_li_index(h, x, bins.width)])
     elif m == "fraction":
