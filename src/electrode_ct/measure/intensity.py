@@ -233,9 +233,11 @@ def grey_table(
         roi_n, sums.total[:, k + 1:].sum(axis=1), sums.total_sq[:, k + 1:].sum(axis=1)
     )
     if background_sigma is None:
-        w = sums.background_width
+        fine = sums.background_fine is not None
+        counts = sums.background_fine if fine else sums.background_hist
+        w = sums.background_width if fine else sums.hist_width
         centre = sums.hist_low + (0.0 if sums.hist_exact else w / 2)
-        _, sigma = peak_sigma(sums.background_fine, low=centre, width=w)
+        _, sigma = peak_sigma(counts, low=centre, width=w)
     else:
         sigma = float(background_sigma)
         if not np.isfinite(sigma) or sigma < 0:

@@ -59,12 +59,6 @@ class LayerSums:
         Shape (n, B): per-particle grey histogram.
     background_hist : numpy.ndarray
         Shape (B,): histogram of the label-0 voxels.
-    background_fine : numpy.ndarray
-        Histogram of the label-0 voxels in bins of ``background_width`` from
-        ``hist_low``: ``background_hist`` itself when exact, else 64 bins per bin of it
-        (the resolution the noise σ estimate needs on float or wide-range data).
-    background_width : float
-        Bin width of ``background_fine`` (grey levels).
     hist_low, hist_width : float
         Grey value of bin 0 and bin width (1 for an exact integer histogram).
     hist_exact : bool
@@ -79,6 +73,13 @@ class LayerSums:
         Layer thickness, the smallest voxel edge in µm.
     edt_halo_voxels : list of int
         Halo used for each distance-transform slab (empty: one whole-volume transform).
+    background_fine : numpy.ndarray, optional
+        Histogram of the label-0 voxels in bins of ``background_width`` from
+        ``hist_low``: ``background_hist`` itself when exact, else 64 bins per bin of it
+        (the resolution the noise σ estimate needs on float or wide-range data); None:
+        use ``background_hist``.
+    background_width : float, optional
+        Bin width of ``background_fine`` (grey levels).
     """
 
     ids: np.ndarray
@@ -87,8 +88,6 @@ class LayerSums:
     total_sq: np.ndarray
     hist: np.ndarray
     background_hist: np.ndarray
-    background_fine: np.ndarray
-    background_width: float
     hist_low: float
     hist_width: float
     hist_exact: bool
@@ -98,6 +97,8 @@ class LayerSums:
     spacing: tuple[float, ...]
     unit_um: float
     edt_halo_voxels: list[int] = field(default_factory=list)
+    background_fine: np.ndarray | None = None
+    background_width: float | None = None
 
     @property
     def max_layer(self) -> np.ndarray:
