@@ -127,6 +127,9 @@ def test_manual_thresholds_and_offsets():
     img = np.array([[0.0, 1.0, 2.0], [5.0, 7.0, 9.0]])
     seg = threshold(img, method="manual", thresholds=[6, 1.5])  # order does not matter
     assert seg.tolist() == [[0, 0, 1], [1, 2, 2]]
+    # cut values as an array (e.g. from threshold_values) work as a list does
+    assert threshold(img, method="manual", thresholds=np.array([6, 1.5])).tolist() == seg.tolist()
+    assert threshold(img, method="hysteresis", thresholds=np.array([1.5, 6])).sum() == 4
     shifted = threshold(img, method="manual", thresholds=[1.5, 6], offset=-1)
     assert shifted.tolist() == [[0, 1, 1], [1, 2, 2]]  # cuts 0.5, 5
     cuts = threshold_values(img, method="otsu", offset=3)

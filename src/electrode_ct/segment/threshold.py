@@ -296,7 +296,7 @@ def threshold_values(
     given = m == "manual" or (m == "hysteresis" and thresholds is not None
                               and len(thresholds) > 0)
     if given:
-        cuts = _checked_cuts(thresholds or (), lo, hi, "thresholds")
+        cuts = _checked_cuts(() if thresholds is None else thresholds, lo, hi, "thresholds")
         if m == "hysteresis" and cuts.size != 2:
             raise InputError(f"thresholds: hysteresis needs 2 values (low high), got "
                              f"{cuts.size}")
