@@ -41,6 +41,9 @@ METHODS = ("manual", "otsu", "multiotsu", "triangle", "li", "hysteresis", "fract
 NBINS = 1024
 """Bins of the grouped histogram multi-Otsu searches exhaustively before refining."""
 
+_MIN_GROUPS = 64
+_VOXELS_PER_GROUP = 64
+
 TRIANGLE_BINS = 256
 """Bins of the grouped histogram the triangle method reads (scikit-image's default)."""
 
@@ -112,8 +115,11 @@ def _refine_cuts(h: np.ndarray, x: np.ndarray, cuts: np.ndarray, reach: int) -> 
 
 def _multiotsu_indices(h: np.ndarray, x: np.ndarray, n: int, nbins: int) -> np.ndarray:
     """Multi-Otsu cuts searched on at most ``nbins`` equal groups of bins (scikit-image's
-    exhaustive search, which takes bins as equally spaced), refined on the fine bins."""
-    f = max(1, -(-h.size // int(nbins)))
+    exhaustive search, which takes bins as equally spaced; at least 64 voxels a group on
+    average, so a small 2-D slice is not searched at 1024 groups), refined on the fine
+    bins."""
+    groups = min(int(nbins), max(_MIN_GROUPS, int(h.sum()) // _VOXELS_PER_GROUP))
+    f = max(1, -(-h.size // groups))
     g = group(h, f)
     if np.count_nonzero(g) < n:
         raise InputError(f"classes: the image has only {np.count_nonzero(g)} grey levels at "
@@ -158,13 +164,13 @@ def _li_index(h: np.ndarray, x: np.ndarray, width: float) -> int:
     cw, cs = np.cumsum(h), np.cumsum(h * v)
     while abs(t_next - t_curr) > width / 2:
         t_curr = t_next
-        k = int(np.searchsorted(v, t_curr, side="right")) - 1
+        k = min(max(int(np.searchsorted(v, t_curr, side="right")) - 1, 0), h.size - 2)
         mean_back = cs[k] / cw[k]
         mean_fore = (total_s - cs[k]) / (total_w - cw[k])
         if mean_back == 0:
             break
         t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
-    return min(int(np.searchsorted(v, t_next, side="right")) - 1, h.size - 2)
+    return min(max(int(np.searchsorted(v, t_next, side="right")) - 1, 0), h.size - 2)
 
 
 def _fraction_indices(h: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
