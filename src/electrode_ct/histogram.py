@@ -6,7 +6,8 @@ add up exactly to the histogram of the whole volume. Integer data get one bin pe
 integer level whenever the range allows it (``np.bincount``, fast on uint8/uint16);
 float data (or integer ranges wider than ``max_bins``) get ``max_bins`` equal bins
 over ``[low, high]``. Coarser histograms are obtained by summing consecutive bins
-(:func:`rebin`), which keeps them exact and mergeable too.
+(:func:`group`), which keeps them exact and mergeable too; :func:`populated_levels`
+reads quantised data (fewer levels than bins) as levels with their cells.
 
 Examples
 --------
@@ -61,11 +62,6 @@ class Bins:
         k = np.arange(self.count, dtype=np.float64)
         offset = (self.width - 1.0) / 2.0 if self.integer else self.width / 2.0
         return self.low + k * self.width + offset
-
-    def upper(self) -> np.ndarray:
-        """Largest grey value each bin can hold (integer layouts) or its upper edge."""
-        k = np.arange(1, self.count + 1, dtype=np.float64)
-        return self.low + k * self.width - (1.0 if self.integer else 0.0)
 
 
 def value_range(values: np.ndarray) -> tuple[float, float]:
@@ -191,24 +187,6 @@ def group(counts: np.ndarray, factor: int) -> np.ndarray:
     padded = np.zeros(n * f, c.dtype)
     padded[:c.size] = c
     return padded.reshape(n, f).sum(axis=1)
-
-
-def rebin(counts: np.ndarray, bins: Bins, factor: int) -> tuple[np.ndarray, Bins]:
-    """Sum every ``factor`` consecutive bins (exact; the last bin may be partial).
-
-    Returns
-    -------
-    (numpy.ndarray, Bins)
-        Coarser counts and their layout.
-    """
-    f = max(1, int(factor))
-    out = group(counts, f)
-    return out, Bins(bins.low, bins.width * f, out.size, bins.integer)
-
-
-def at_most(counts: np.ndarray, bins: Bins, n: int) -> tuple[np.ndarray, Bins]:
-    """Rebin to at most ``n`` bins (unchanged when already that coarse)."""
-    return rebin(counts, bins, -(-bins.count // max(1, int(n))))
 
 
 def trim(counts: np.ndarray, bins: Bins) -> tuple[np.ndarray, Bins]:
