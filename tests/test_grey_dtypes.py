@@ -65,6 +65,18 @@ def test_background_sigma_within_5_percent(dtype):
         assert table.attrs["background_sigma"] / scale == pytest.approx(SIGMA, rel=0.05)
 
 
+def test_background_sigma_when_particle_histograms_are_binned(monkeypatch):
+    """Many particles on 16-bit data: per-particle histograms fall back to 1024 bins; the
+    background keeps 64 fine bins per bin for σ_bg."""
+    from electrode_ct.measure import radial
+
+    lab, base = _phantom()
+    grey, scale = _quantised(base)["uint16"]
+    monkeypatch.setattr(radial, "_EXACT_BINS", 1000)  # as if there were > 10⁴ particles
+    table, _ = measure_grey(lab, grey, exclude_layers=2)
+    assert table.attrs["background_sigma"] / scale == pytest.approx(SIGMA, rel=0.05)
+
+
 def test_sem_se_tot_and_z_identical_across_dtypes():
     lab, base = _phantom()
     _, later = _phantom(seed=4, dark=6.0)
