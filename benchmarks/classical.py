@@ -12,9 +12,15 @@ Prints ONE JSON object:
   CBD or pore decided ONCE per sub-volume by the pooled mean grey level — the brighter is
   CBD — see ``benchmarks/_segmentpy.py``), per slice and mean IoU — the baseline learned
   methods must beat.
+- ``uint16_multiotsu``: multi-Otsu (3 classes) on an N³ uint16 phantom (full 16-bit range;
+  N = 512, ``--quick``: 128), seconds: the whole ``threshold_values`` call, the fine
+  histogram alone, and the same-run references (a plain min/max pass, ``np.histogram``
+  with 4096 float bins), best of 3; the same on a 48³ crop, and with
+  ``--skimage-per-level`` scikit-image's one bin per 16-bit level on it (minutes).
 - ``peak_rss_mb``: peak resident memory of the process.
 
-Usage: ``.venv/bin/python benchmarks/classical.py [--quick]``
+Usage: ``.venv/bin/python benchmarks/classical.py [--quick] [--uint16-only]
+[--skimage-per-level]``
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from electrode_ct import filters
 from electrode_ct.metrics.compare import compare
 from electrode_ct.segment.cleanup import fill_holes, majority_filter, remove_islands
 from electrode_ct.segment.kmeans import kmeans
-from electrode_ct.segment.threshold import threshold, threshold_values
+from electrode_ct.segment.threshold import grey_histogram, threshold, threshold_values
 from electrode_ct.segment.watershed import seeded_watershed, window_around
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +71,49 @@ def timed(fn, nvox: int, repeat: int = 1) -> tuple[float, object]:
     return nvox / best / 1e6, out
 
 
+def seconds(fn, repeat: int = 3) -> tuple[float, object]:
+    """Best wall time of ``repeat`` calls (a shared machine adds noise, never speed)."""
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def uint16_phantom(n: int, seed: int = 0) -> np.ndarray:
+    """A 64³ three-phase phantom tiled to n³, noise σ 8/255 of the range, full 16 bits."""
+    truth, _ = phantom(64, seed)
+    truth = np.tile(truth, (-(-n // 64),) * 3)[:n, :n, :n]
+    rng = np.random.default_rng(seed)
+    grey = np.array([50.0, 120.0, 200.0], np.float32)[truth]
+    for z in range(n):  # slice by slice: bounded float temporaries
+        grey[z] += rng.standard_normal((n, n), dtype=np.float32) * np.float32(8.0)
+    grey *= np.float32(257.0)
+    np.clip(grey, 0, 65535, out=grey)
+    return np.rint(grey).astype(np.uint16)
+
+
+def uint16_multiotsu(n: int, skimage_per_level: bool = False) -> dict:
+    """Seconds of 3-class multi-Otsu on an n³ uint16 volume and its same-run references."""
+    from skimage import filters as skf
+
+    img = uint16_phantom(n)
+    out: dict = {"shape": [n, n, n], "dtype": "uint16", "min": int(img.min()),
+                 "max": int(img.max())}
+    out["min_max_pass_s"], _ = seconds(lambda: (img.min(), img.max()))
+    out["np_histogram_4096_bins_s"], _ = seconds(lambda: np.histogram(img, bins=4096))
+    out["grey_histogram_s"], _ = seconds(lambda: grey_histogram(img))
+    out["multiotsu_s"], cuts = seconds(lambda: threshold_values(img, method="multiotsu"))
+    out["cuts"] = [float(c) for c in cuts]
+    crop = img[:48, :48, :48]
+    out["multiotsu_48cube_s"], _ = seconds(lambda: threshold_values(crop, method="multiotsu"))
+    if skimage_per_level:  # minutes: its search is quadratic in the 2¹⁶ levels
+        out["skimage_one_bin_per_level_48cube_s"], _ = seconds(
+            lambda: skf.threshold_multiotsu(crop, classes=3), repeat=1)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
 def segmentpy_baseline() -> dict:
     per_slice, ious = {}, {}
     for sub in SUBVOLUMES:
@@ -89,7 +138,19 @@ def segmentpy_baseline() -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="96³ instead of 256³")
+    ap.add_argument("--uint16-only", action="store_true",
+                    help="only the uint16 multi-Otsu section")
+    ap.add_argument("--skimage-per-level", action="store_true",
+                    help="also time scikit-image's one bin per 16-bit level (minutes)")
     args = ap.parse_args(argv)
+    n16 = 128 if args.quick else 512
+    if args.uint16_only:
+        result = {"benchmark": "classical",
+                  "uint16_multiotsu": uint16_multiotsu(n16, args.skimage_per_level),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+        return result
     n = 96 if args.quick else 256
     m = 32 if args.quick else 64
     truth, grey = phantom(n)
@@ -147,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         "reference_mvox_s": {k: round(v, 3) for k, v in ref.items()},
         "phantom_mean_iou": ious,
         "segmentpy_multiotsu": segmentpy_baseline(),
+        "uint16_multiotsu": uint16_multiotsu(n16, args.skimage_per_level),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
     json.dump(result, sys.stdout)

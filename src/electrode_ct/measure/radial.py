@@ -43,6 +43,7 @@ _SLAB_VOXELS = 1 << 28  # voxels per distance-transform slab (1 GB of float32)
 _DENSE_IDS = 1 << 20  # label ids below this index the tables directly
 _EXACT_BINS = 1 << 26  # (particles x grey levels) cells of an exact histogram
 _APPROX_BINS = 1024  # histogram bins per particle when exact is too large
+_FINE = 64  # background bins per particle-histogram bin when not exact
 
 
 @dataclass
@@ -74,6 +75,13 @@ class LayerSums:
         Layer thickness, the smallest voxel edge in µm.
     edt_halo_voxels : list of int
         Halo used for each distance-transform slab (empty: one whole-volume transform).
+    background_fine : numpy.ndarray, optional
+        Histogram of the label-0 voxels in bins of ``background_width`` from
+        ``hist_low``: ``background_hist`` itself when exact, else 64 bins per bin of it
+        (the resolution the noise σ estimate needs on float or wide-range data); None:
+        use ``background_hist``.
+    background_width : float, optional
+        Bin width of ``background_fine`` (grey levels).
     """
 
     ids: np.ndarray
@@ -91,6 +99,8 @@ class LayerSums:
     spacing: tuple[float, ...]
     unit_um: float
     edt_halo_voxels: list[int] = field(default_factory=list)
+    background_fine: np.ndarray | None = None
+    background_width: float | None = None
 
     @property
     def max_layer(self) -> np.ndarray:
@@ -296,6 +306,8 @@ def layer_sums(
     total = np.zeros((rows, n_layers), np.float64)
     total_sq = np.zeros((rows, n_layers), np.float64)
     hist = np.zeros(rows * spec.bins, np.int64)
+    fine = spec if spec.exact else _Hist(spec.low, spec.width / _FINE, spec.bins * _FINE, False)
+    bg_fine = np.zeros(fine.bins, np.int64)
     gmin = np.full(rows, np.inf)
     gmax = np.full(rows, -np.inf)
     halos: list[int] = []
@@ -314,7 +326,7 @@ def layer_sums(
             gc = g_flat[base + c0:base + c1]
             fg = lc != 0
             bg = gc[~fg]
-            hist[:spec.bins] += np.bincount(_bins(bg, spec), minlength=spec.bins)[:spec.bins]
+            bg_fine += np.bincount(_bins(bg, fine), minlength=fine.bins)[:fine.bins]
             if not fg.any():
                 continue
             lc = lc[fg]
@@ -342,6 +354,7 @@ def layer_sums(
                 np.maximum.at(gmax, r, gv)
         del dist, d_flat
     hist2 = hist.reshape(rows, spec.bins)
+    hist2[0] = bg_fine if spec.exact else bg_fine.reshape(spec.bins, _FINE).sum(axis=1)
     if ids_all is None:
         present = np.flatnonzero(count.sum(axis=1))
         present = present[present != 0]
@@ -362,7 +375,8 @@ def layer_sums(
     border = np.isin(ids, border_labels(lab))
     return LayerSums(
         ids=ids, count=count[sel], total=total[sel], total_sq=total_sq[sel],
-        hist=hist2[sel], background_hist=hist2[0].copy(), hist_low=spec.low,
+        hist=hist2[sel], background_hist=hist2[0].copy(), background_fine=bg_fine,
+        background_width=fine.width, hist_low=spec.low,
         hist_width=spec.width, hist_exact=spec.exact, grey_min=np.asarray(pmin, float),
         grey_max=np.asarray(pmax, float), border=border, spacing=sp, unit_um=unit,
         edt_halo_voxels=halos,

@@ -8,11 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from electrode_ct.errors import InputError
+from electrode_ct.histogram import image_histogram
 from electrode_ct.measure.intensity import peak_sigma
 
 
-def region_peak(grey: np.ndarray, mask: np.ndarray, *, bins: int = 512) -> tuple[float, float]:
+def region_peak(grey: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """Histogram peak position and σ (grey levels) of the voxels in a region.
+
+    The region's fine histogram (one bin per integer level, 2¹⁶ bins for float data)
+    goes to :func:`electrode_ct.measure.intensity.peak_sigma`, which groups it to the
+    peak's own width.
 
     Raises
     ------
@@ -22,14 +27,8 @@ def region_peak(grey: np.ndarray, mask: np.ndarray, *, bins: int = 512) -> tuple
     vals = np.asarray(grey)[np.asarray(mask, dtype=bool)]
     if vals.size == 0:
         raise InputError("calibration: a reference region selects no voxels")
-    lo, hi = float(vals.min()), float(vals.max())
-    if np.issubdtype(vals.dtype, np.integer) and hi - lo < 4096:
-        hist = np.bincount((vals - lo).astype(np.int64))
-        return peak_sigma(hist, low=lo, width=1.0)
-    width = (hi - lo) / bins if hi > lo else 1.0
-    hist = np.bincount(np.clip(((vals - lo) / width).astype(np.int64), 0, bins - 1),
-                       minlength=bins)
-    return peak_sigma(hist, low=lo + width / 2, width=width)
+    hist, bins = image_histogram(vals)
+    return peak_sigma(hist, low=float(bins.centres()[0]), width=bins.width)
 
 
 def calibrate(

@@ -3,6 +3,17 @@
 Every method returns phase codes 0..N−1 in increasing grey level (uint8); with
 :func:`electrode_ct.segment.classes.class_map` they are named pore/cbd/active for three
 classes. ``two_d=True`` treats a stack as independent 2-D slices (thresholds per slice).
+
+Every histogram method reads one fine histogram of the image
+(:func:`grey_histogram`: one bin per integer level of uint8/uint16 data, 2¹⁶ bins over
+the range of float data; a mergeable reduction that blocks of a volume can sum), never
+one bin per integer of a 16-bit image inside scikit-image. Otsu, Li and fractions are
+exact on that histogram (integer data: the scikit-image result); multi-Otsu (whose
+exhaustive search grows as bins^(classes−1)) searches a grouping of at most ``nbins``
+bins and refines each cut on the fine bins around it (coordinate ascent);
+the triangle method reads a grouping of at most ``triangle_bins`` bins (a shape method
+needs counts per bin). Each cut is then placed midway between the two populated bins
+it separates, so the labels do not depend on the dtype the grey values are stored in.
 """
 
 from __future__ import annotations
@@ -14,13 +25,27 @@ from skimage import filters as skf
 
 from electrode_ct.errors import InputError
 from electrode_ct.filters._checks import check_image
+from electrode_ct.histogram import (
+    Bins,
+    group,
+    group_by_width,
+    image_histogram,
+    populated_levels,
+    trim,
+)
 from electrode_ct.segment.classes import check_classes
 
 METHODS = ("manual", "otsu", "multiotsu", "triangle", "li", "hysteresis", "fraction")
 """Names accepted by :func:`threshold` and :func:`threshold_values`."""
 
-_TWO_CLASS = {"otsu": skf.threshold_otsu, "triangle": skf.threshold_triangle,
-              "li": skf.threshold_li}
+NBINS = 1024
+"""Bins of the grouped histogram multi-Otsu searches exhaustively before refining."""
+
+_MIN_GROUPS = 64
+_VOXELS_PER_GROUP = 64
+
+TRIANGLE_BINS = 256
+"""Bins of the grouped histogram the triangle method reads (scikit-image's default)."""
 
 
 def _check_method(method: str) -> str:
@@ -31,7 +56,125 @@ def _check_method(method: str) -> str:
     return m
 
 
-def _fraction_cuts(image: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+def grey_histogram(image: np.ndarray) -> tuple[np.ndarray, Bins]:
+    """Fine histogram of an image, trimmed to its populated range.
+
+    One bin per integer level (uint8 / uint16), 2¹⁶ bins over the range of float data
+    (:func:`electrode_ct.histogram.image_histogram`, a mergeable reduction).
+
+    Returns
+    -------
+    (numpy.ndarray, Bins)
+        Counts (first and last bins populated) and their layout.
+    """
+    return trim(*image_histogram(image))
+
+
+# -- criteria on a histogram (index k: bins 0..k form the lower class) -----------------
+def _otsu_index(h: np.ndarray, x: np.ndarray) -> int:
+    """Cut maximising the between-class variance (first of equal maxima)."""
+    w1 = np.cumsum(h)[:-1]
+    w2 = np.cumsum(h[::-1])[::-1][1:]
+    s1 = np.cumsum(h * x)[:-1]
+    s2 = np.cumsum((h * x)[::-1])[::-1][1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        score = w1 * w2 * (s1 / w1 - s2 / w2) ** 2
+    return int(np.argmax(np.nan_to_num(score, nan=-1.0)))
+
+
+def _class_score(p0: np.ndarray, s0: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Σ m²/w of the class of bins a+1..b (cumulative sums with a leading 0)."""
+    w = p0[b + 1] - p0[a + 1]
+    m = s0[b + 1] - s0[a + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(w > 0, m * m / np.where(w > 0, w, 1.0), 0.0)
+
+
+def _refine_cuts(h: np.ndarray, x: np.ndarray, cuts: np.ndarray, reach: int) -> np.ndarray:
+    """Move each multi-Otsu cut to its best fine bin within ``reach`` bins (coordinate
+    ascent of the between-class variance until no cut moves)."""
+    p0 = np.concatenate([[0.0], np.cumsum(h)])
+    s0 = np.concatenate([[0.0], np.cumsum(h * x)])
+    cuts = cuts.copy()
+    last = h.size - 1
+    for _ in range(4 * cuts.size + 4):
+        moved = False
+        for j in range(cuts.size):
+            lo_cut = cuts[j - 1] if j else -1
+            hi_cut = cuts[j + 1] if j + 1 < cuts.size else last
+            cand = np.arange(max(lo_cut + 1, cuts[j] - reach), min(hi_cut - 1, cuts[j] + reach) + 1)
+            score = (_class_score(p0, s0, np.full(cand.size, lo_cut), cand)
+                     + _class_score(p0, s0, cand, np.full(cand.size, hi_cut)))
+            best = int(cand[np.argmax(score)])
+            moved |= best != cuts[j]
+            cuts[j] = best
+        if not moved:
+            break
+    return cuts
+
+
+def _multiotsu_indices(h: np.ndarray, x: np.ndarray, n: int, nbins: int) -> np.ndarray:
+    """Multi-Otsu cuts searched on at most ``nbins`` equal groups of bins (scikit-image's
+    exhaustive search, which takes bins as equally spaced; at least 64 voxels a group on
+    average, so a small 2-D slice is not searched at 1024 groups), refined on the fine
+    bins."""
+    groups = min(int(nbins), max(_MIN_GROUPS, int(h.sum()) // _VOXELS_PER_GROUP))
+    f = max(1, -(-h.size // groups))
+    g = group(h, f)
+    if np.count_nonzero(g) < n:
+        raise InputError(f"classes: the image has only {np.count_nonzero(g)} grey levels at "
+                         f"{g.size} bins, fewer than the {n} classes asked for")
+    coarse = skf.threshold_multiotsu(hist=(g, np.arange(g.size, dtype=np.float64)), classes=n)
+    fine = np.minimum((coarse.astype(np.int64) + 1) * f - 1, h.size - 2)
+    return _refine_cuts(h, x, fine, 2 * f)
+
+
+def _triangle_index(h: np.ndarray, nbins: int) -> int:
+    """Triangle (Zack) cut on at most ``nbins`` equal groups of the populated range.
+
+    The histogram is read as a density (count / cell width of the levels in each group,
+    see :func:`electrode_ct.histogram.populated_levels`), so stretched or unevenly
+    quantised data give the triangle of their values, not of the empty bins between them.
+
+    Returns
+    -------
+    int
+        Fine bin ending the lower class.
+    """
+    pos, n, cells = populated_levels(h)
+    x, gn, gc, last = group_by_width(pos, n, cells, max(1.0, (pos[-1] - pos[0]) / nbins))
+    y = gn / gc
+    p = int(np.argmax(y))
+    flip = p < y.size - 1 - p  # the longer tail is searched
+    if flip:
+        x, y, p = x[-1] - x[::-1], y[::-1], y.size - 1 - p
+    # ∝ distance below the line from the tail's end (height 0) to the peak
+    length = y[p] * (x[:p] - x[0]) - (x[p] - x[0]) * y[:p]
+    g = int(np.argmax(length)) if p > 0 else 0
+    if flip:
+        g = y.size - 1 - g
+    return int(min(pos[last[g]], h.size - 2))  # the group's last level ends the lower class
+
+
+def _li_index(h: np.ndarray, x: np.ndarray, width: float) -> int:
+    """Li's minimum cross-entropy cut (scikit-image's iteration on the histogram)."""
+    v = x - x[0]
+    total_w, total_s = h.sum(), (h * v).sum()
+    t_next, t_curr = total_s / total_w, -width
+    cw, cs = np.cumsum(h), np.cumsum(h * v)
+    while abs(t_next - t_curr) > width / 2:
+        t_curr = t_next
+        k = min(max(int(np.searchsorted(v, t_curr, side="right")) - 1, 0), h.size - 2)
+        mean_back = cs[k] / cw[k]
+        mean_fore = (total_s - cs[k]) / (total_w - cw[k])
+        if mean_back == 0:
+            break
+        t_next = (mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore))
+    return min(max(int(np.searchsorted(v, t_next, side="right")) - 1, 0), h.size - 2)
+
+
+def _fraction_indices(h: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """Bins holding the order statistics ``numpy.quantile`` interpolates from."""
     fr = np.asarray(list(fractions), np.float64)
     check_classes(fr.size, name="fractions (number of values)")
     if not np.all(np.isfinite(fr)) or np.any(fr <= 0):
@@ -41,8 +184,65 @@ def _fraction_cuts(image: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
         fr = fr / 100.0
     elif abs(total - 1.0) > 5e-3:
         raise InputError(f"fractions: must sum to 1 (or 100 %), got {total:g}")
-    fr = fr / fr.sum()
-    return np.quantile(image, np.cumsum(fr)[:-1])
+    cum = np.cumsum(h)
+    pos = np.floor(np.cumsum(fr / fr.sum())[:-1] * (cum[-1] - 1))
+    return np.minimum(np.searchsorted(cum, pos, side="right"), h.size - 2)
+
+
+def _cut_values(h: np.ndarray, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Grey value midway between the populated bins on either side of each cut."""
+    pop = np.flatnonzero(h)
+    below = pop[np.searchsorted(pop, idx, side="right") - 1]
+    above = pop[np.minimum(np.searchsorted(pop, idx, side="right"), pop.size - 1)]
+    return np.sort((x[below] + x[above]) / 2.0)
+
+
+def _histogram_cuts(img: np.ndarray, m: str, n: int, fractions: Sequence[float] | None,
+                    nbins: int, triangle_bins: int) -> np.ndarray:
+    h, bins = grey_histogram(img)
+    h = h.astype(np.float64)
+    x = bins.centres()
+    if m == "otsu":
+        idx = np.array([_otsu_index(h, x)])
+    elif m == "triangle":
+        idx = np.array([_triangle_index(h, triangle_bins)])
+    elif m == "li":
+        idx = np.array([_li_index(h, x, bins.width)])
+    elif m == "fraction":
+        idx = _fraction_indices(h, () if fractions is None else fractions)
+    else:  # multiotsu, and hysteresis without thresholds
+        idx = _multiotsu_indices(h, x, n, nbins)
+    return _cut_values(h, x, idx)
+
+
+def _checked_cuts(values: Sequence[float], lo: float, hi: float, name: str) -> np.ndarray:
+    cuts = np.sort(np.asarray(list(values), np.float64))
+    bad = cuts[(cuts < lo) | (cuts > hi) | ~np.isfinite(cuts)]
+    if bad.size:
+        raise InputError(f"{name}: {bad.tolist()} outside the data range [{lo:g}, {hi:g}]")
+    return cuts
+
+
+def _class_count(m: str, classes: int | None, thresholds: Sequence[float] | None,
+                 fractions: Sequence[float] | None) -> int:
+    """Number of classes the method gives; raises when ``classes`` disagrees."""
+    if m in ("otsu", "triangle", "li", "hysteresis"):
+        n = 2
+    elif m == "multiotsu":
+        return 3 if classes is None else check_classes(classes)
+    elif m == "manual":
+        if thresholds is None or len(thresholds) == 0:
+            raise InputError("thresholds: the manual method needs at least one threshold value")
+        n = len(thresholds) + 1
+    else:
+        if fractions is None or len(fractions) == 0:
+            raise InputError("fractions: the fraction method needs the expected fractions")
+        n = len(fractions)
+    if classes is not None and check_classes(classes) != n:
+        what = {"manual": f"{n - 1} thresholds", "fraction": f"{n} fractions"}.get(
+            m, f"method {m!r} gives 2 classes")
+        raise InputError(f"classes: {what}, got classes={classes}")
+    return n
 
 
 def threshold_values(
@@ -53,7 +253,8 @@ def threshold_values(
     thresholds: Sequence[float] | None = None,
     fractions: Sequence[float] | None = None,
     offset: float = 0.0,
-    nbins: int = 256,
+    nbins: int = NBINS,
+    triangle_bins: int = TRIANGLE_BINS,
 ) -> np.ndarray:
     """Grey-level cut values of one image (the whole array, 2-D or 3-D).
 
@@ -75,12 +276,18 @@ def threshold_values(
     offset : float
         Grey levels added to every cut value (the ±k variants a user tries by eye).
     nbins : int
-        Histogram bins for Otsu-type methods.
+        Bins of the grouped histogram multi-Otsu searches before refining on the fine
+        histogram (see the module notes).
+    triangle_bins : int
+        Bins of the grouped histogram of the triangle method.
 
     Returns
     -------
     numpy.ndarray
-        Ascending float64 cut values (N−1 of them for N classes).
+        Ascending float64 cut values (N−1 of them for N classes); voxels ``<= cut`` fall
+        below it. Histogram methods give the exact result of their criterion on the
+        fine histogram (integer data: scikit-image's), placed midway between populated
+        levels; float data within one fine bin (range / 2¹⁶).
 
     Raises
     ------
@@ -91,49 +298,19 @@ def threshold_values(
     m = _check_method(method)
     img = np.asarray(image)
     lo, hi = float(img.min()), float(img.max())
-    if m == "manual":
-        if thresholds is None or len(thresholds) == 0:
-            raise InputError("thresholds: the manual method needs at least one threshold value")
-        cuts = np.sort(np.asarray(list(thresholds), np.float64))
-        if classes is not None and check_classes(classes) != cuts.size + 1:
-            raise InputError(f"classes: {classes} classes need {classes - 1} thresholds, got "
+    n = _class_count(m, classes, thresholds, fractions)
+    given = m == "manual" or (m == "hysteresis" and thresholds is not None
+                              and len(thresholds) > 0)
+    if given:
+        cuts = _checked_cuts(() if thresholds is None else thresholds, lo, hi, "thresholds")
+        if m == "hysteresis" and cuts.size != 2:
+            raise InputError(f"thresholds: hysteresis needs 2 values (low high), got "
                              f"{cuts.size}")
-        bad = cuts[(cuts < lo) | (cuts > hi) | ~np.isfinite(cuts)]
-        if bad.size:
-            raise InputError(f"thresholds: {bad.tolist()} outside the data range "
-                             f"[{lo:g}, {hi:g}]")
+    elif lo == hi:
+        raise InputError(f"image: constant grey level {lo:g}; nothing to threshold")
     else:
-        if lo == hi:
-            raise InputError(f"image: constant grey level {lo:g}; nothing to threshold")
-        if m in _TWO_CLASS:
-            if classes is not None and check_classes(classes) != 2:
-                raise InputError(f"classes: method {m!r} gives 2 classes, got classes={classes}")
-            kw = {"nbins": nbins} if m != "li" else {}
-            cuts = np.array([_TWO_CLASS[m](img, **kw)], np.float64)
-        elif m == "multiotsu":
-            n = 3 if classes is None else check_classes(classes)
-            cuts = np.asarray(skf.threshold_multiotsu(img, classes=n, nbins=nbins), np.float64)
-        elif m == "hysteresis":
-            if classes is not None and check_classes(classes) != 2:
-                raise InputError(f"classes: hysteresis gives 2 classes, got classes={classes}")
-            if thresholds is not None and len(thresholds) > 0:
-                cuts = np.sort(np.asarray(list(thresholds), np.float64))
-                if cuts.size != 2:
-                    raise InputError(f"thresholds: hysteresis needs 2 values (low high), got "
-                                     f"{cuts.size}")
-                bad = cuts[(cuts < lo) | (cuts > hi)]
-                if bad.size:
-                    raise InputError(f"thresholds: {bad.tolist()} outside the data range "
-                                     f"[{lo:g}, {hi:g}]")
-            else:
-                cuts = np.asarray(skf.threshold_multiotsu(img, classes=3, nbins=nbins),
-                                  np.float64)
-        else:  # fraction
-            if fractions is None or len(fractions) == 0:
-                raise InputError("fractions: the fraction method needs the expected fractions")
-            cuts = _fraction_cuts(img, fractions)
-            if classes is not None and check_classes(classes) != cuts.size + 1:
-                raise InputError(f"classes: {classes} classes but {cuts.size + 1} fractions")
+        k = 3 if m == "hysteresis" else n
+        cuts = _histogram_cuts(img, m, k, fractions, nbins, triangle_bins)
     return cuts + float(offset)
 
 
@@ -175,7 +352,7 @@ def threshold(
     fractions: Sequence[float] | None = None,
     offset: float = 0.0,
     two_d: bool = False,
-    nbins: int = 256,
+    nbins: int = NBINS,
 ) -> np.ndarray:
     """Segment a grey image into N phases with a global threshold method.
 
@@ -197,7 +374,7 @@ def threshold(
     two_d : bool
         Treat a 3-D stack as independent 2-D slices: cut values computed per slice.
     nbins : int
-        Histogram bins for Otsu-type methods.
+        Bins of multi-Otsu's grouped search (see :func:`threshold_values`).
 
     Returns
     -------
