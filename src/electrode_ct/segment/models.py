@@ -2,15 +2,20 @@
 
 A model file (any name the user chooses) is a zip archive holding ``model.json`` — at
 least ``{"kind": ..., "format_version": ..., "package_version": ...,
-"class_values": [...], "class_names": [...]}`` — plus the kind's payload files (e.g. a
-pickled forest, a torch state dict). :func:`load_model` reads the header and dispatches on
+"class_values": [...], "class_names": [...]}`` plus, where known, ``training_data``
+(SHA-256 of the training arrays) and ``training_spacing_um`` — and the kind's payload
+files: numeric arrays (``.npz``, read with ``allow_pickle=False``) or torch state dicts
+(read with ``weights_only=True``). :func:`load_model` reads the header and dispatches on
 ``kind``, so ``ect segment predict`` serves every kind.
 
-Model files may contain pickled objects: load only models you made or trust.
+Nothing in a model file is executed when it is loaded. Archives of format 1 that hold a
+pickle (``*.pkl``: forests and cracks-features models of earlier releases) are refused;
+``ect model convert OLD NEW --trust`` (:mod:`electrode_ct.segment.convert`) rewrites them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -26,7 +31,15 @@ from electrode_ct.errors import ConfigError, ModelError
 from electrode_ct.io._atomic import atomic_path
 from electrode_ct.volume import Volume
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+"""Archive format: 2 = no pickle anywhere (arrays and torch weights only); 1 = earlier
+releases (forests and cracks-features models pickled)."""
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+"""Archive members of earlier releases that only unpickling could read (refused)."""
+
+CONVERT_HINT = ("convert it with 'ect model convert OLD NEW --trust' if you trust its "
+                "source (loading it runs any code it contains)")
 
 
 @dataclass
@@ -149,6 +162,63 @@ def read_member(zf: zipfile.ZipFile, name: str) -> io.BytesIO:
     return io.BytesIO(zf.read(name))
 
 
+def pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Numeric arrays as the bytes of an ``.npz`` archive member (no object arrays)."""
+    for name, arr in arrays.items():
+        if np.asarray(arr).dtype.hasobject:
+            raise ValueError(f"array {name!r}: object arrays cannot be stored")
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def read_arrays(zf: zipfile.ZipFile, name: str, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` member, read with ``allow_pickle=False``.
+
+    Raises
+    ------
+    ModelError
+        The member is missing, not an npz archive, or holds pickled objects.
+    """
+    try:
+        with np.load(read_member(zf, name), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{path}: member {name} is not a plain numeric array archive "
+                         f"({type(exc).__name__}); the file is damaged or not a model "
+                         "written by electrode-ct") from exc
+
+
+def array_digest(*arrays: np.ndarray) -> str:
+    """SHA-256 of arrays (dtype, shape and bytes): the ``training_data`` hash of a model."""
+    h = hashlib.sha256()
+    for arr in arrays:
+        a = np.ascontiguousarray(arr)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def refuse_pickles(zf: zipfile.ZipFile, path: Path) -> None:
+    """Raise :class:`ModelError` when an archive holds a pickle (an old-format model)."""
+    old = [n for n in zf.namelist() if n.lower().endswith(PICKLE_SUFFIXES)]
+    if old:
+        raise ModelError(f"{path}: an old-format model (pickled {', '.join(old)}); "
+                         f"{CONVERT_HINT}")
+
+
+def check_classes(head: dict[str, Any], path: Path) -> None:
+    """Raise :class:`ModelError` unless the header's classes are a valid uint8 class map."""
+    values, names = head.get("class_values"), head.get("class_names")
+    if not isinstance(values, list) or not isinstance(names, list):
+        raise ModelError(f"{path}: model header lacks class_values and class_names lists")
+    if (len(values) != len(names) or len(set(values)) != len(values) or not values
+            or not all(isinstance(v, int) and 0 <= v <= 255 for v in values)
+            or not all(isinstance(n, str) for n in names)):
+        raise ModelError(f"{path}: class_values {values} and class_names {names}: expected "
+                         "as many distinct integers 0..255 as names")
+
+
 def load_model(path: str | os.PathLike[str], *, kind: str | None = None) -> SegmentationModel:
     """Load a model of any registered kind.
 
@@ -167,7 +237,9 @@ def load_model(path: str | os.PathLike[str], *, kind: str | None = None) -> Segm
         _import_kinds()
     if found not in _LOADERS:
         raise ModelError(f"{path}: unknown model kind {found!r}; known: {sorted(_LOADERS)}")
+    check_classes(head, Path(path))
     with zipfile.ZipFile(path) as zf:
+        refuse_pickles(zf, Path(path))
         return _LOADERS[found](head, zf, Path(path))
 
 

@@ -1,0 +1,210 @@
+"""Fitted tree ensembles as plain arrays, and back: model files without pickle.
+
+A scikit-learn :class:`~sklearn.ensemble.RandomForestClassifier` is stored as the node
+arrays of its trees (the content of ``tree_.__getstate__()``: ``children_left``,
+``children_right``, ``feature``, ``threshold``, ``impurity``, ``n_node_samples``,
+``weighted_n_node_samples``, ``missing_go_to_left``, ``value``), concatenated over the
+trees with ``node_offsets`` marking where each tree starts. The node records of a
+histogram gradient-boosting predictor (``TreePredictor.nodes``) are stored likewise,
+field by field. Every array is numeric, so the archive is read with
+``numpy.load(allow_pickle=False)`` and nothing in the file is ever executed.
+
+Loading checks the arrays before they reach scikit-learn's compiled tree walkers (which do
+not bound-check): every child index points forward inside its own tree, every split
+feature exists, and the value arrays have the stated number of classes. A model rebuilt
+from its arrays predicts bit-identically to the original with the same scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from electrode_ct.errors import ModelError
+
+FOREST_FIELDS = {  # array name in the file -> field of sklearn's node record
+    "children_left": "left_child",
+    "children_right": "right_child",
+    "feature": "feature",
+    "threshold": "threshold",
+    "impurity": "impurity",
+    "n_node_samples": "n_node_samples",
+    "weighted_n_node_samples": "weighted_n_node_samples",
+    "missing_go_to_left": "missing_go_to_left",
+}
+"""Node arrays of a forest (file name → field of ``sklearn.tree._tree.NODE_DTYPE``)."""
+
+LEAF = -1
+"""Child index of a leaf in a forest tree (sklearn's ``TREE_LEAF``)."""
+
+
+def forest_to_arrays(forest: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the JSON parameters of a fitted random forest.
+
+    Parameters
+    ----------
+    forest : sklearn.ensemble.RandomForestClassifier
+        Fitted, single output.
+
+    Returns
+    -------
+    arrays : dict of str to numpy.ndarray
+        Node arrays of all trees concatenated, ``node_offsets`` (n_trees + 1),
+        ``max_depth`` per tree, ``classes`` and ``n_features``.
+    params : dict
+        The forest's JSON-safe constructor parameters (``get_params``).
+    """
+    if getattr(forest, "n_outputs_", 1) != 1:
+        raise ModelError("forest: only single-output forests can be saved")
+    states = [est.tree_.__getstate__() for est in forest.estimators_]
+    counts = [int(s["node_count"]) for s in states]
+    nodes = np.concatenate([s["nodes"] for s in states])
+    arrays = {name: np.ascontiguousarray(nodes[field]) for name, field in FOREST_FIELDS.items()}
+    arrays["value"] = np.concatenate([s["values"] for s in states])
+    arrays["node_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    arrays["max_depth"] = np.array([int(s["max_depth"]) for s in states], np.int64)
+    arrays["classes"] = np.asarray(forest.classes_)
+    arrays["n_features"] = np.array(int(forest.n_features_in_), np.int64)
+    params = {k: v for k, v in forest.get_params(deep=False).items()
+              if k != "estimator" and _json_safe(v)}
+    return arrays, params
+
+
+def forest_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], *,
+                       source: str) -> Any:
+    """Rebuild a working :class:`~sklearn.ensemble.RandomForestClassifier`.
+
+    Parameters
+    ----------
+    arrays, params
+        As written by :func:`forest_to_arrays`.
+    source : str
+        The file the arrays came from (named in errors).
+
+    Raises
+    ------
+    ModelError
+        Missing or inconsistent arrays (child indices, features, class counts).
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
+    offsets, classes, n_features, value = _forest_parts(arrays, source)
+    nodes = _records(arrays, FOREST_FIELDS, NODE_DTYPE, len(value), source)
+    n_classes = len(classes)
+    try:
+        forest = RandomForestClassifier(**{**params, "n_estimators": len(offsets) - 1})
+    except TypeError as exc:
+        raise ModelError(f"{source}: forest parameters not understood ({exc})") from exc
+    trees = []
+    for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        check_children(nodes["left_child"][a:b], nodes["right_child"][a:b],
+                       nodes["feature"][a:b], n_features=n_features, leaf=LEAF,
+                       source=f"{source}: tree {i}")
+        tree = DecisionTreeClassifier(**{p: getattr(forest, p) for p in forest.estimator_params})
+        tree.tree_ = Tree(n_features, np.array([n_classes], np.intp), 1)
+        tree.tree_.__setstate__({"max_depth": int(arrays["max_depth"][i]), "node_count": b - a,
+                                 "nodes": nodes[a:b].copy(), "values": value[a:b].copy()})
+        _set_fitted(tree, classes, n_features)
+        trees.append(tree)
+    forest.estimators_ = trees
+    forest.estimator_ = DecisionTreeClassifier()
+    _set_fitted(forest, classes, n_features)
+    return forest
+
+
+def _forest_parts(arrays: dict[str, np.ndarray], source: str
+                  ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """The checked offsets, classes, feature count and values of stored forest arrays."""
+    need = [*FOREST_FIELDS, "value", "node_offsets", "max_depth", "classes", "n_features"]
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        raise ModelError(f"{source}: forest arrays missing: {', '.join(missing)}")
+    offsets = np.asarray(arrays["node_offsets"], np.int64)
+    value = np.ascontiguousarray(arrays["value"], np.float64)
+    classes = np.asarray(arrays["classes"])
+    n_features = int(arrays["n_features"])
+    n_trees = len(offsets) - 1
+    if (n_trees < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 1)
+            or offsets[-1] != len(value) or len(arrays["max_depth"]) != n_trees):
+        raise ModelError(f"{source}: forest node offsets do not match the node arrays")
+    if value.ndim != 3 or value.shape[1:] != (1, len(classes)) or n_features < 1:
+        raise ModelError(f"{source}: forest values of shape {value.shape} do not match "
+                         f"{len(classes)} classes")
+    return offsets, classes, n_features, value
+
+
+def _records(arrays: dict[str, np.ndarray], fields: dict[str, str], dtype: np.dtype,
+             n: int, source: str) -> np.ndarray:
+    """Assemble a node record array of ``dtype`` from per-field arrays of length ``n``."""
+    rec = np.zeros(n, dtype=dtype)
+    stored = {field: name for name, field in fields.items()}
+    for field in dtype.names:
+        if field not in stored:
+            raise ModelError(f"{source}: this scikit-learn's trees need node field {field!r}, "
+                             "which the model file lacks; retrain the model")
+        col = np.asarray(arrays[stored[field]])
+        if col.shape != (n,) or col.dtype.kind not in "biuf":
+            raise ModelError(f"{source}: node array {stored[field]!r} has shape {col.shape} "
+                             f"and dtype {col.dtype}; expected {n} numbers")
+        rec[field] = col
+    return rec
+
+
+def check_children(left: np.ndarray, right: np.ndarray, feature: np.ndarray, *,
+                   n_features: int, leaf: int | None, source: str,
+                   is_leaf: np.ndarray | None = None) -> None:
+    """Refuse a tree whose walk could leave its node array or loop.
+
+    Parameters
+    ----------
+    left, right, feature : numpy.ndarray
+        Child indices and split feature per node (indices local to the tree).
+    n_features : int
+        Number of input features.
+    leaf : int or None
+        Child index that marks a leaf (forests: -1); None when ``is_leaf`` says it.
+    source : str
+        Named in the error.
+    is_leaf : numpy.ndarray of bool, optional
+        Leaf flags (gradient-boosting predictors).
+
+    Raises
+    ------
+    ModelError
+        A split node whose children do not lie after it inside the tree, or whose feature
+        is out of range.
+    """
+    n = len(left)
+    split = (left != leaf) if is_leaf is None else ~np.asarray(is_leaf, bool)
+    idx = np.arange(n)
+    ok = ((left[split] > idx[split]) & (left[split] < n) & (right[split] > idx[split])
+          & (right[split] < n) & (feature[split] >= 0) & (feature[split] < n_features))
+    if is_leaf is None:
+        ok_leaf = (left[~split] == leaf) & (right[~split] == leaf)
+        ok = np.concatenate([ok, ok_leaf])
+    if not ok.all():
+        raise ModelError(f"{source}: node arrays are inconsistent (child index or feature "
+                         "out of range); the file is damaged or was not written by "
+                         "electrode-ct")
+
+
+def _set_fitted(est: Any, classes: np.ndarray, n_features: int) -> None:
+    """Set the fitted attributes a single-output classifier needs to predict."""
+    est.classes_ = classes
+    est.n_classes_ = len(classes)
+    est.n_outputs_ = 1
+    est.n_features_in_ = n_features
+
+
+def _json_safe(value: Any) -> bool:
+    """Whether a constructor parameter is a JSON value (no estimator objects, no arrays)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_safe(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_safe(v) for k, v in value.items())
+    return False
