@@ -24,6 +24,7 @@ import numpy as np
 from electrode_ct.blocks import Block, block_grid
 from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment import features as ft
+from electrode_ct.segment.convert import register_legacy
 from electrode_ct.segment.models import (
     Prediction,
     check_options,
@@ -246,22 +247,36 @@ def load_forest(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) ->
     if fmt != FOREST_FORMAT:
         raise ModelError(f"{path}: forest model format {fmt!r} is not supported by this "
                          f"electrode-ct (expected {FOREST_FORMAT}); retrain the model")
+    params = header.get("forest_params") or {}
+    if not isinstance(params, dict):
+        raise ModelError(f"{path}: forest_params in model.json: expected an object")
+    stage1 = forest_from_arrays(read_arrays(archive, FOREST_MEMBER, path), params,
+                                source=str(path))
+    return forest_model(header, stage1, path)
+
+
+def forest_model(header: dict[str, Any], stage1: Any, path: Path) -> ForestModel:
+    """A :class:`ForestModel` from its ``model.json`` header and its fitted forest.
+
+    Raises
+    ------
+    ModelError
+        A malformed header, or a forest that does not match it (feature list, number of
+        features or classes).
+    """
     try:
         config = ft.FeatureConfig.from_dict(header["feature_config"])
         values = [int(v) for v in header["class_values"]]
         names = [str(n) for n in header["class_names"]]
         spacing = as_spacing(header["training_spacing_um"])
-        params = dict(header.get("forest_params") or {})
     except (KeyError, TypeError, ValueError, ConfigError, InputError) as exc:
         raise ModelError(f"{path}: model header is incomplete or malformed ({exc})") from exc
     if config.names != header.get("feature_names", config.names):
         raise ModelError(f"{path}: feature list {header.get('feature_names')} does not match "
                          f"this electrode-ct's features {config.names}; retrain the model")
-    stage1 = forest_from_arrays(read_arrays(archive, FOREST_MEMBER, path), params,
-                                source=str(path))
-    if stage1.n_features_in_ != config.n_features:
-        raise ModelError(f"{path}: forest expects {stage1.n_features_in_} features but the "
-                         f"stored configuration gives {config.n_features}")
+    if getattr(stage1, "n_features_in_", None) != config.n_features:
+        raise ModelError(f"{path}: forest expects {getattr(stage1, 'n_features_in_', None)} "
+                         f"features but the stored configuration gives {config.n_features}")
     if len(stage1.classes_) != len(values):
         raise ModelError(f"{path}: forest has {len(stage1.classes_)} classes but the header "
                          f"names {len(values)}")
@@ -275,3 +290,4 @@ def _optional_float(value: Any) -> float | None:
 
 
 register_kind("forest", load_forest)
+register_legacy("forest", "stage1.pkl", forest_model)

@@ -189,6 +189,34 @@ def read_arrays(zf: zipfile.ZipFile, name: str, path: Path) -> dict[str, np.ndar
                          "written by electrode-ct") from exc
 
 
+def load_weights(zf: zipfile.ZipFile, name: str, path: Path) -> dict[str, Any]:
+    """A torch state dict member, read with ``torch.load(weights_only=True)``.
+
+    Only tensors and plain containers are accepted: a pickle that would build any other
+    object (and run code doing so) is refused before anything of it executes.
+
+    Raises
+    ------
+    ModelError
+        The member is missing or is not a plain state dict.
+    """
+    import pickle
+
+    from electrode_ct.segment.cnn._torch import require_torch
+
+    torch = require_torch()
+    try:
+        state = torch.load(read_member(zf, name), map_location="cpu", weights_only=True)
+    except (KeyError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"{path}: member {name} is not a plain torch state dict "
+                         f"({type(exc).__name__}); the file is damaged or was not written "
+                         "by electrode-ct") from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: member {name} holds a {type(state).__name__}, expected a "
+                         "state dict")
+    return state
+
+
 def array_digest(*arrays: np.ndarray) -> str:
     """SHA-256 of arrays (dtype, shape and bytes): the ``training_data`` hash of a model."""
     h = hashlib.sha256()

@@ -66,9 +66,7 @@ def forest_to_arrays(forest: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]
     arrays["max_depth"] = np.array([int(s["max_depth"]) for s in states], np.int64)
     arrays["classes"] = np.asarray(forest.classes_)
     arrays["n_features"] = np.array(int(forest.n_features_in_), np.int64)
-    params = {k: v for k, v in forest.get_params(deep=False).items()
-              if k != "estimator" and _json_safe(v)}
-    return arrays, params
+    return arrays, json_params(forest)
 
 
 def forest_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], *,
@@ -191,12 +189,99 @@ def check_children(left: np.ndarray, right: np.ndarray, feature: np.ndarray, *,
                          "electrode-ct")
 
 
+def boosting_to_arrays(model: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and JSON parameters of a fitted binary histogram gradient-boosting model.
+
+    Parameters
+    ----------
+    model : sklearn.ensemble.HistGradientBoostingClassifier
+        Fitted on numeric features (no categorical ones), two classes.
+
+    Returns
+    -------
+    arrays : dict of str to numpy.ndarray
+        Node fields of all predictors concatenated (``value``, ``feature_idx``,
+        ``num_threshold``, ``left``, ``right``, ``is_leaf``...), ``node_offsets``,
+        ``baseline``, ``classes``, ``n_features``.
+    params : dict
+        JSON-safe constructor parameters.
+    """
+    if model.n_trees_per_iteration_ != 1 or model.is_categorical_ is not None:
+        raise ModelError("boosting: only binary models on numeric features can be saved")
+    preds = [p[0] for p in model._predictors]
+    nodes = np.concatenate([p.nodes for p in preds])
+    arrays = {name: np.ascontiguousarray(nodes[name]) for name in nodes.dtype.names}
+    counts = [len(p.nodes) for p in preds]
+    arrays["node_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    arrays["baseline"] = np.asarray(model._baseline_prediction, np.float64)
+    arrays["classes"] = np.asarray(model.classes_)
+    arrays["n_features"] = np.array(int(model.n_features_in_), np.int64)
+    return arrays, json_params(model)
+
+
+def boosting_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], *,
+                         source: str) -> Any:
+    """Rebuild a working binary :class:`~sklearn.ensemble.HistGradientBoostingClassifier`.
+
+    Raises
+    ------
+    ModelError
+        Missing or inconsistent arrays, categorical splits.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
+    from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    need = ["node_offsets", "baseline", "classes", "n_features"]
+    if any(k not in arrays for k in need):
+        raise ModelError(f"{source}: boosting arrays missing: "
+                         f"{', '.join(k for k in need if k not in arrays)}")
+    offsets = np.asarray(arrays["node_offsets"], np.int64)
+    n_features = int(arrays["n_features"])
+    fields = {name: name for name in PREDICTOR_RECORD_DTYPE.names}
+    nodes = _records(arrays, fields, PREDICTOR_RECORD_DTYPE, int(offsets[-1]), source)
+    classes = np.asarray(arrays["classes"])
+    if (len(offsets) < 2 or offsets[0] != 0 or np.any(np.diff(offsets) < 1) or len(classes) != 2
+            or np.any(nodes["is_categorical"]) or np.shape(arrays["baseline"]) != (1, 1)):
+        raise ModelError(f"{source}: boosting arrays are inconsistent (offsets, classes, "
+                         "baseline or categorical splits)")
+    empty = np.zeros((0, 8), np.uint32)
+    predictors = []
+    for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        tree = nodes[a:b].copy()
+        check_children(tree["left"].astype(np.int64), tree["right"].astype(np.int64),
+                       tree["feature_idx"], n_features=n_features, leaf=None,
+                       is_leaf=tree["is_leaf"], source=f"{source}: predictor {i}")
+        predictors.append([TreePredictor(tree, empty, empty)])
+    try:
+        model = HistGradientBoostingClassifier(**params)
+    except TypeError as exc:
+        raise ModelError(f"{source}: boosting parameters not understood ({exc})") from exc
+    model.classes_, model.n_features_in_, model.n_trees_per_iteration_ = classes, n_features, 1
+    model.is_categorical_ = model._preprocessor = None
+    mapper = _BinMapper()
+    mapper.is_categorical_ = np.zeros(n_features, np.uint8)
+    mapper.bin_thresholds_ = [np.zeros(0)] * n_features
+    mapper.missing_values_bin_idx_ = int(model.max_bins)
+    model._bin_mapper, model._predictors = mapper, predictors
+    model._baseline_prediction = np.asarray(arrays["baseline"], np.float64)
+    model._loss = model._get_loss(sample_weight=None)
+    return model
+
+
 def _set_fitted(est: Any, classes: np.ndarray, n_features: int) -> None:
     """Set the fitted attributes a single-output classifier needs to predict."""
     est.classes_ = classes
     est.n_classes_ = len(classes)
     est.n_outputs_ = 1
     est.n_features_in_ = n_features
+
+
+def json_params(est: Any) -> dict[str, Any]:
+    """The JSON-valued constructor parameters of an estimator (``get_params(deep=False)``;
+    estimator objects and arrays left out: they are not needed to predict)."""
+    return {k: v for k, v in est.get_params(deep=False).items() if _json_safe(v)}
 
 
 def _json_safe(value: Any) -> bool:

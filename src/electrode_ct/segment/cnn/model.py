@@ -33,7 +33,7 @@ from electrode_ct.segment.models import (
     check_options,
     entropy,
     load_model,
-    read_member,
+    load_weights,
     register_kind,
     write_archive,
 )
@@ -202,6 +202,8 @@ class CNNModel:
         return {"kind": KIND, "arch": self.arch, "class_values": self.class_values,
                 "class_names": self.class_names, "normalisation": self.normalisation,
                 "training": self.training, "prediction": self.prediction,
+                "training_data": self.training.get("training_data"),
+                "training_spacing_um": self.training.get("spacing_um"),
                 "members": len(self.nets),
                 "torch_version": torch.__version__}
 
@@ -233,9 +235,7 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNN
         nets = []
         for i in range(int(header.get("members", 1))):
             net = net_from_arch(arch, len(values))
-            state = torch.load(read_member(archive, _member_file(i)), map_location="cpu",
-                               weights_only=True)
-            net.load_state_dict(state)
+            net.load_state_dict(load_weights(archive, _member_file(i), path))
             nets.append(net.eval())
     except (KeyError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{path}: damaged cnn model ({type(exc).__name__}: {exc})") from exc
