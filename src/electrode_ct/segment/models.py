@@ -38,6 +38,9 @@ releases (forests and cracks-features models pickled)."""
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 """Archive members of earlier releases that only unpickling could read (refused)."""
 
+PACKAGE_YAML = ("rdf.yaml", "bioimageio.yaml")
+"""Description file of a bioimage.io model package (read as a ``cnn`` model)."""
+
 CONVERT_HINT = ("convert it with 'ect model convert OLD NEW --trust' if you trust its "
                 "source (loading it runs any code it contains)")
 
@@ -147,14 +150,50 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelError(f"{p}: no such model file")
     try:
         with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+            if "model.json" not in names and any(n in names for n in PACKAGE_YAML):
+                return _package_header(zf, p)
             head = json.loads(zf.read("model.json"))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ModelError(f"{p}: not an electrode-ct model file (expected a model archive "
                          "written by 'ect segment train-*')") from exc
-    if int(head.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+    if not isinstance(head, dict):
+        raise ModelError(f"{p}: model.json is not an object")
+    fmt = head.get("format_version", 0)
+    if not isinstance(fmt, int):
+        raise ModelError(f"{p}: model.json format_version {fmt!r}: expected an integer")
+    if fmt > MODEL_FORMAT_VERSION:
         raise ModelError(f"{p}: model format {head.get('format_version')} is newer than this "
                          f"electrode-ct understands ({MODEL_FORMAT_VERSION}); upgrade electrode-ct")
     return head
+
+
+def _package_header(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    """The electrode-ct header of a bioimage.io model package (``config.electrode_ct``).
+
+    The package's YAML is read with ``yaml.safe_load`` (plain data only).
+
+    Raises
+    ------
+    ModelError
+        A package not exported by electrode-ct, or one without state dict weights.
+    """
+    import yaml
+
+    name = next(n for n in PACKAGE_YAML if n in zf.namelist())
+    try:
+        rdf = yaml.safe_load(zf.read(name))
+        head = rdf["config"]["electrode_ct"]
+        weights = rdf["weights"]["pytorch_state_dict"]["source"]
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: a bioimage.io package without electrode-ct's header and "
+                         "PyTorch state dict weights; only packages made by 'ect segment "
+                         "export' can be used as models") from exc
+    if not isinstance(head, dict) or head.get("kind") != "cnn":
+        raise ModelError(f"{path}: config.electrode_ct of this bioimage.io package is not a "
+                         "cnn model header")
+    return {**head, "package": {"format": "bioimageio", "rdf": name,
+                                "state_dict": str(weights)}}
 
 
 def read_member(zf: zipfile.ZipFile, name: str) -> io.BytesIO:

@@ -229,6 +229,10 @@ def net_from_arch(arch: dict[str, Any], n_classes: int) -> Any:
 
 
 def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNNModel:
+    if header.get("package"):  # a bioimage.io package exported by electrode-ct
+        from electrode_ct.segment.cnn.bioimageio import load_bioimageio_model
+
+        return load_bioimageio_model(header, archive, path)
     try:
         arch = header["arch"]
         values = header["class_values"]
