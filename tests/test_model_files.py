@@ -133,6 +133,15 @@ def test_features_estimators_bit_identical(descriptors, estimator, tmp_path):
     np.testing.assert_array_equal(back.score(probe), model.score(probe))
     with zipfile.ZipFile(tmp_path / "c.ectmodel") as zf:
         assert sorted(zf.namelist()) == ["estimator.npz", "model.json"]
+        arrays = dict(np.load(io.BytesIO(zf.read("estimator.npz")), allow_pickle=False))
+    key = "fold0_left" if estimator == "boosting" else "coef"
+    arrays[key] = arrays[key][..., :-1] if estimator == "logistic" else arrays[key] * 0 + 10**6
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    bad = _replace(tmp_path / "c.ectmodel", tmp_path / "bad.ectmodel",
+                   {"estimator.npz": buf.getvalue()})
+    with pytest.raises(ModelError, match="inconsistent|out of range"):
+        load_model(bad)
 
 
 def test_old_format_refused_and_converted_with_trust(forest_model, descriptors, tmp_path,

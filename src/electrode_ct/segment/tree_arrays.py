@@ -62,11 +62,8 @@ def forest_to_arrays(forest: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]
     nodes = np.concatenate([s["nodes"] for s in states])
     arrays = {name: np.ascontiguousarray(nodes[field]) for name, field in FOREST_FIELDS.items()}
     arrays["value"] = np.concatenate([s["values"] for s in states])
-    arrays["node_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     arrays["max_depth"] = np.array([int(s["max_depth"]) for s in states], np.int64)
-    arrays["classes"] = np.asarray(forest.classes_)
-    arrays["n_features"] = np.array(int(forest.n_features_in_), np.int64)
-    return arrays, json_params(forest)
+    return {**arrays, **_ensemble_arrays(forest, counts)}, json_params(forest)
 
 
 def forest_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], *,
@@ -113,6 +110,20 @@ def forest_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], *,
     return forest
 
 
+def _ensemble_arrays(est: Any, counts: list[int]) -> dict[str, np.ndarray]:
+    """``node_offsets`` (from the trees' node counts), ``classes`` and ``n_features``."""
+    return {"node_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "classes": np.asarray(est.classes_),
+            "n_features": np.array(int(est.n_features_in_), np.int64)}
+
+
+def _check_offsets(offsets: np.ndarray, n_nodes: int, source: str) -> None:
+    """Refuse tree offsets that do not split ``n_nodes`` nodes into non-empty trees."""
+    if (len(offsets) < 2 or offsets[0] != 0 or np.any(np.diff(offsets) < 1)
+            or offsets[-1] != n_nodes):
+        raise ModelError(f"{source}: tree node offsets do not match the node arrays")
+
+
 def _forest_parts(arrays: dict[str, np.ndarray], source: str
                   ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """The checked offsets, classes, feature count and values of stored forest arrays."""
@@ -124,10 +135,9 @@ def _forest_parts(arrays: dict[str, np.ndarray], source: str
     value = np.ascontiguousarray(arrays["value"], np.float64)
     classes = np.asarray(arrays["classes"])
     n_features = int(arrays["n_features"])
-    n_trees = len(offsets) - 1
-    if (n_trees < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 1)
-            or offsets[-1] != len(value) or len(arrays["max_depth"]) != n_trees):
-        raise ModelError(f"{source}: forest node offsets do not match the node arrays")
+    _check_offsets(offsets, len(value), source)
+    if len(arrays["max_depth"]) != len(offsets) - 1:
+        raise ModelError(f"{source}: forest max_depth does not match the number of trees")
     if value.ndim != 3 or value.shape[1:] != (1, len(classes)) or n_features < 1:
         raise ModelError(f"{source}: forest values of shape {value.shape} do not match "
                          f"{len(classes)} classes")
@@ -211,12 +221,9 @@ def boosting_to_arrays(model: Any) -> tuple[dict[str, np.ndarray], dict[str, Any
     preds = [p[0] for p in model._predictors]
     nodes = np.concatenate([p.nodes for p in preds])
     arrays = {name: np.ascontiguousarray(nodes[name]) for name in nodes.dtype.names}
-    counts = [len(p.nodes) for p in preds]
-    arrays["node_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     arrays["baseline"] = np.asarray(model._baseline_prediction, np.float64)
-    arrays["classes"] = np.asarray(model.classes_)
-    arrays["n_features"] = np.array(int(model.n_features_in_), np.int64)
-    return arrays, json_params(model)
+    counts = [len(p.nodes) for p in preds]
+    return {**arrays, **_ensemble_arrays(model, counts)}, json_params(model)
 
 
 def boosting_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], *,
@@ -240,12 +247,14 @@ def boosting_from_arrays(arrays: dict[str, np.ndarray], params: dict[str, Any], 
     offsets = np.asarray(arrays["node_offsets"], np.int64)
     n_features = int(arrays["n_features"])
     fields = {name: name for name in PREDICTOR_RECORD_DTYPE.names}
-    nodes = _records(arrays, fields, PREDICTOR_RECORD_DTYPE, int(offsets[-1]), source)
+    n_nodes = len(np.asarray(arrays.get("value", ())))
+    _check_offsets(offsets, n_nodes, source)
+    nodes = _records(arrays, fields, PREDICTOR_RECORD_DTYPE, n_nodes, source)
     classes = np.asarray(arrays["classes"])
-    if (len(offsets) < 2 or offsets[0] != 0 or np.any(np.diff(offsets) < 1) or len(classes) != 2
-            or np.any(nodes["is_categorical"]) or np.shape(arrays["baseline"]) != (1, 1)):
-        raise ModelError(f"{source}: boosting arrays are inconsistent (offsets, classes, "
-                         "baseline or categorical splits)")
+    if (len(classes) != 2 or np.any(nodes["is_categorical"])
+            or np.shape(arrays["baseline"]) != (1, 1)):
+        raise ModelError(f"{source}: boosting arrays are inconsistent (classes, baseline or "
+                         "categorical splits)")
     empty = np.zeros((0, 8), np.uint32)
     predictors = []
     for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
