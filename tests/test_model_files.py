@@ -349,3 +349,28 @@ def test_export_refuses_forest_and_unknown_format(forest_model, tmp_path, run_cl
         code, _, err = run_cli("segment", "export", path, tmp_path / "o.zip", *args)
         assert code == 2 and match in err and err.count("\n") == 1
         assert not (tmp_path / "o.zip").exists()
+
+
+def test_damaged_archives_are_model_errors(forest_model, descriptors, tmp_path):
+    """Bit flips anywhere in a forest or cracks-features archive: a ModelError, nothing else."""
+    model, grey = forest_model
+    x, y = descriptors
+    rng = np.random.default_rng(5)
+    for name, path in [("f", model.save(tmp_path / "f.ectmodel")),
+                       ("c", fm.train_features(x, y).save(tmp_path / "c.ectmodel"))]:
+        data = path.read_bytes()
+        for i, pos in enumerate(rng.integers(0, len(data), 40)):
+            bad = bytearray(data)
+            bad[pos] ^= 1 << int(rng.integers(8))
+            out = tmp_path / f"{name}{i}.ectmodel"
+            out.write_bytes(bytes(bad))
+            try:
+                m = load_model(out)
+            except ModelError:
+                continue
+            # a flip the archive tolerates (e.g. in a zip comment or timestamp) changes nothing
+            if name == "f":
+                np.testing.assert_array_equal(m.predict(grey[:4], n_jobs=1).labels,
+                                              model.predict(grey[:4], n_jobs=1).labels)
+            else:
+                np.testing.assert_array_equal(m.score(x), fm.train_features(x, y).score(x))

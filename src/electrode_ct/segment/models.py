@@ -20,6 +20,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ from electrode_ct.volume import Volume
 MODEL_FORMAT_VERSION = 2
 """Archive format: 2 = no pickle anywhere (arrays and torch weights only); 1 = earlier
 releases (forests and cracks-features models pickled)."""
+
+MAX_DEFLATE_RATIO = 1100
+"""Deflate expands at most ~1032:1; a member claiming more is refused before reading."""
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 """Archive members of earlier releases that only unpickling could read (refused)."""
@@ -153,8 +157,8 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, Any]:
             names = zf.namelist()
             if "model.json" not in names and any(n in names for n in PACKAGE_YAML):
                 return _package_header(zf, p)
-            head = json.loads(zf.read("model.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            head = json.loads(read_member(zf, "model.json").getvalue())
+    except (zipfile.BadZipFile, KeyError, ValueError, zlib.error, OSError) as exc:
         raise ModelError(f"{p}: not an electrode-ct model file (expected a model archive "
                          "written by 'ect segment train-*')") from exc
     if not isinstance(head, dict):
@@ -182,7 +186,7 @@ def _package_header(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
 
     name = next(n for n in PACKAGE_YAML if n in zf.namelist())
     try:
-        rdf = yaml.safe_load(zf.read(name))
+        rdf = yaml.safe_load(read_member(zf, name).getvalue())
         head = rdf["config"]["electrode_ct"]
         weights = rdf["weights"]["pytorch_state_dict"]["source"]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
@@ -197,8 +201,25 @@ def _package_header(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
 
 
 def read_member(zf: zipfile.ZipFile, name: str) -> io.BytesIO:
-    """A payload file of an open archive as a binary stream."""
-    return io.BytesIO(zf.read(name))
+    """A payload file of an open archive as a binary stream.
+
+    Raises
+    ------
+    ModelError
+        The member is missing, damaged (bad CRC or compressed data), or claims more
+        bytes than deflate can produce from its compressed size (a zip bomb).
+    """
+    try:
+        info = zf.getinfo(name)
+        if info.file_size > MAX_DEFLATE_RATIO * info.compress_size + (1 << 20):
+            raise ModelError(f"{zf.filename}: member {name} claims {info.file_size} bytes "
+                             f"from {info.compress_size}; the archive is damaged")
+        return io.BytesIO(zf.read(info))
+    except KeyError as exc:
+        raise ModelError(f"{zf.filename}: member {name} missing; the file is damaged or not "
+                         "a model written by electrode-ct") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ModelError(f"{zf.filename}: member {name} is damaged ({exc})") from exc
 
 
 def pack_arrays(arrays: Mapping[str, np.ndarray]) -> bytes:
