@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from electrode_ct.cracks import features_model as fm
 from electrode_ct.cracks.descriptors import FEATURE_COLUMNS
@@ -263,16 +264,15 @@ def _torch_case(case, tmp_path, marker, payload):
             tmp_path / "m.ectmodel")
         return base, {"state_dict.pt": buf.getvalue()}
     tiny = _tiny_cnn()
-    if case == "bioimageio_yaml":
-        pytest.importorskip("bioimageio.spec")
-        from electrode_ct.segment.cnn.bioimageio import export_bioimageio
-
+    if case == "bioimageio_yaml":  # a package's YAML with a tag that would run a command
         pkg = tmp_path / "m.zip"
-        export_bioimageio(tiny, pkg, tile=16)
-        with zipfile.ZipFile(pkg) as zf:
-            rdf = zf.read("rdf.yaml").decode()
-        evil = rdf + f"\nevil: !!python/object/apply:os.system ['touch {marker}']\n"
-        return pkg, {"rdf.yaml": evil.encode(), "weights_state_dict.pt": buf.getvalue()}
+        rdf = {"config": {"electrode_ct": json.loads(json.dumps(tiny.header()))},
+               "weights": {"pytorch_state_dict": {"source": "w.pt"}}}
+        evil = yaml.safe_dump(rdf) + f"evil: !!python/object/apply:os.system ['touch {marker}']\n"
+        assert "evil" in yaml.unsafe_load(evil.replace("os.system", "len"))  # valid YAML
+        with zipfile.ZipFile(pkg, "w") as zf:
+            zf.writestr("rdf.yaml", evil)
+        return pkg, {"w.pt": buf.getvalue()}
     base = tiny.save(tmp_path / "m.ectmodel")
     return base, {"state_dict.pt": buf.getvalue() if case == "cnn" else payload}
 
