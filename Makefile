@@ -14,7 +14,11 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --upgrade pip >/dev/null
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dl,dev,hpc]"
+	$(PIP) install -e ".[dl,dev,hpc,bioimageio]"
+	# bioimageio.core validates exported packages in the tests; it pins bioimageio.spec 0.5.12,
+	# which fails under pydantic 2.14 (fixed in spec 0.5.14): installed without that pin
+	$(PIP) install --no-deps "bioimageio.core==0.11.0"
+	$(PIP) install "xarray>=2023.01"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,5 +1,7 @@
 """Train the shipped default features classifier on phantoms and write it into the package.
 
+The model file is written in the current, pickle-free format (``estimator.npz``).
+
 Run: ``.venv/bin/python scripts/train_default_cracks_model.py [--out PATH] [--quick]``.
 The tests call :func:`train_default` on a small phantom and compare its behaviour with
 the shipped file.
@@ -50,7 +52,8 @@ def train_default(*, shape: tuple[int, int, int] = (96, 96, 96), seeds: Sequence
     model.training.update({"phantoms": {"shape": list(shape), "seeds": list(seeds),
                                         "modalities": list(modalities),
                                         "voxel_size_um": voxel_size,
-                                        "radius_mean_um": radius_mean_um}})
+                                        "radius_mean_um": radius_mean_um},
+                           "spacing_um": [float(voxel_size)] * 3})
     return model
 
 

@@ -360,3 +360,15 @@ def test_auto_normalisation_is_recorded(trained):
     assert trained.model.normalisation["mode"] == best
     with pytest.raises(ConfigError, match="normalisation"):
         TrainConfig(normalisation="zscore").check()
+
+
+def test_model_file_states_training_data_hash(trained, tmp_path):
+    """#27: the header carries the SHA-256 of the training images and labels."""
+    from electrode_ct.segment.models import array_digest, read_header
+
+    img, lab = phantom_slice(0)
+    head = read_header(trained.model.save(tmp_path / "m.ectmodel"))
+    assert head["training_data"] == {"images_labels_sha256": array_digest(img, lab)}
+    assert head["format_version"] == 2 and "training_spacing_um" in head
+    other = array_digest(*phantom_slice(1))
+    assert other != head["training_data"]["images_labels_sha256"]

@@ -258,6 +258,11 @@ def test_features_model_round_trip(phantoms, tmp_path):
     assert np.array_equal(model.score(pb.descriptors), again.score(pb.descriptors))
     with pytest.raises(ModelError, match="features"):
         load_cracks_model(path, method="cnn")
+    from electrode_ct.segment.models import read_header
+
+    head = read_header(path)  # #27: what the model was trained on
+    assert head["training_spacing_um"] == list(pa.spacing)
+    assert len(head["training_data"]["descriptors_sha256"]) == 64
 
 
 def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
@@ -285,6 +290,11 @@ def test_cnn_train_round_trip_and_slice_size(phantoms, tmp_path):
     assert choose_image("grey", pa.descriptors, np.zeros(len(pa.ids))) == "grey"
     path = model.save(tmp_path / "c.ectmodel")
     again = load_cracks_model(path, method="cnn")
+    from electrode_ct.segment.models import read_header
+
+    head = read_header(path)  # #27: what the model was trained on
+    assert head["training_spacing_um"] == list(pa.spacing)
+    assert len(head["training_data"]["slices_sha256"]) == 64
     res1 = classify_scan(pb, model)
     res2 = classify_scan(pb, again)
     assert np.allclose(res1.table["flaw_score"], res2.table["flaw_score"], atol=1e-6)

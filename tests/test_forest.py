@@ -90,7 +90,7 @@ def test_incompatible_model_is_a_model_error(tmp_path, trained):
     head = json.loads(files["model.json"])
     for key, value, match in [("forest_format", 99, "format 99"),
                               ("feature_names", ["x"], "feature list"),
-                              ("stage2.pkl", None, "auto-context was removed")]:
+                              ("stage2.pkl", None, "old-format model")]:
         bad = dict(head, **{key: value}) if value is not None else head
         out = tmp_path / f"bad_{key}.ectmodel"
         with zipfile.ZipFile(out, "w") as zf:
@@ -99,7 +99,7 @@ def test_incompatible_model_is_a_model_error(tmp_path, trained):
                 if n != "model.json":
                     zf.writestr(n, b)
             if value is None:  # a two-stage forest of an older release
-                zf.writestr(key, files["stage1.pkl"])
+                zf.writestr(key, b"not read")
         with pytest.raises(ModelError, match=match):
             load_model(out)
     with pytest.raises(ModelError, match="2-D image"):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import InputError, ModelError
-from electrode_ct.segment.models import read_member, register_kind, write_archive
+from electrode_ct.segment.models import array_digest, load_weights, register_kind, write_archive
 
 KIND = "cracks-cnn"
 PUBLISHED_THRESHOLD = 0.4
@@ -216,6 +216,8 @@ class CrackSliceCNN:
         return {"kind": KIND, "method": "cnn", "config": asdict(self.config), "k": self.k,
                 "axes": self.axes, "slice_size": self.size, "threshold": self.threshold,
                 "training": self.training, "class_values": [0, 1],
+                "training_data": self.training.get("training_data"),
+                "training_spacing_um": self.training.get("spacing_um"),
                 "class_names": ["intact", "flawed"], "torch_version": torch.__version__}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -318,7 +320,8 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
                       "best_val_loss": best[0], "val_auc": roc_auc(y[val], raw_val),
                       "n_particles": len(y), "n_flawed": int(y.sum()),
                       "n_val_flawed": int(y[val].sum()), "n_val": int(len(val)),
-                      "val_history": history}
+                      "val_history": history,
+                      "training_data": {"slices_sha256": array_digest(slices, y)}}
     return model
 
 
@@ -375,9 +378,6 @@ load; otherwise these keys are ignored and the model loads unchanged."""
 
 
 def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CrackSliceCNN:
-    from electrode_ct.segment.cnn._torch import require_torch
-
-    torch = require_torch()
     if header.get("calibration") is not None or header.get("threshold_rule", "fixed") != "fixed":
         raise ModelError(f"{path}: a cracks-cnn model with calibrated scores or the count "
                          "threshold rule, options removed in this version (they did not "
@@ -388,9 +388,7 @@ def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> Cra
         cfg_d.setdefault("image", "grey")  # saved before the option existed
         cfg = CNNConfig(**cfg_d)
         net = _net(cfg.channels, cfg.n_images)
-        state = torch.load(read_member(archive, "state_dict.pt"), map_location="cpu",
-                           weights_only=True)
-        net.load_state_dict(state)
+        net.load_state_dict(load_weights(archive, "state_dict.pt", path))
         net.eval()
         return CrackSliceCNN(net, config=cfg, k=header.get("k", 10), axes=header.get("axes"),
                              threshold=header.get("threshold", PUBLISHED_THRESHOLD),

@@ -4,14 +4,13 @@ A scikit-learn estimator on :data:`~electrode_ct.cracks.descriptors.FEATURE_COLU
 logistic regression on standardised descriptors (default; its probabilities are
 calibrated by construction) or gradient boosting wrapped in a sigmoid
 (Platt) calibration with 3-fold cross-validation. Saved in the project's model archive
-(:mod:`electrode_ct.segment.models`); the pickled estimator means: load only models you
-made or trust.
+(:mod:`electrode_ct.segment.models`) as plain arrays (``estimator.npz``,
+:mod:`electrode_ct.cracks.features_arrays`): loading runs nothing from the file.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,20 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.cracks.descriptors import FEATURE_COLUMNS
+from electrode_ct.cracks.features_arrays import estimator_from_arrays, estimator_to_arrays
 from electrode_ct.errors import InputError, ModelError
-from electrode_ct.segment.models import read_member, register_kind, write_archive
+from electrode_ct.segment.convert import register_legacy
+from electrode_ct.segment.models import (
+    array_digest,
+    pack_arrays,
+    read_arrays,
+    register_kind,
+    write_archive,
+)
 
 KIND = "cracks-features"
+MEMBER = "estimator.npz"
+"""Archive member holding the estimator's arrays."""
 ESTIMATORS = ("logistic", "boosting")
 THRESHOLD_RULES = ("expected", "fixed")
 
@@ -85,12 +94,15 @@ class FeaturesModel:
         return {"kind": KIND, "method": "features", "features": self.features,
                 "threshold": self.threshold,
                 "threshold_rule": self.threshold_rule, "training": self.training,
+                "training_data": self.training.get("training_data"),
+                "training_spacing_um": self.training.get("spacing_um"),
                 "class_values": [0, 1], "class_names": ["intact", "flawed"]}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model archive (atomically)."""
-        return write_archive(path, self.header(),
-                             {"estimator.pkl": pickle.dumps(self.estimator, protocol=4)})
+        """Write the model archive (atomically): ``model.json`` + ``estimator.npz``."""
+        arrays, spec = estimator_to_arrays(self.estimator)
+        return write_archive(path, {**self.header(), "estimator": spec},
+                             {MEMBER: pack_arrays(arrays)})
 
 
 def _estimator(name: str, seed: int) -> Any:
@@ -149,21 +161,44 @@ def train_features(descriptors: pd.DataFrame, flawed: np.ndarray, *,
     from electrode_ct.cracks.evaluate import roc_auc
 
     auc = roc_auc(y, est.predict_proba(x)[:, 1])
+    record = {"estimator": estimator, "n_particles": len(y), "n_flawed": n1, "seed": seed,
+              "train_auc": auc,
+              "training_data": {"descriptors_sha256": array_digest(x, y)}}
     return FeaturesModel(est, features=feats, threshold=threshold, threshold_rule=threshold_rule,
-                         training={"estimator": estimator, "n_particles": len(y),
-                                   "n_flawed": n1, "seed": seed, "train_auc": auc})
+                         training=record)
 
 
 def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> FeaturesModel:
+    spec = header.get("estimator")
+    if not isinstance(spec, dict):
+        raise ModelError(f"{path}: cracks-features model without an estimator description "
+                         "(expected 'estimator' in model.json)")
+    est = estimator_from_arrays(read_arrays(archive, MEMBER, path), spec, source=str(path))
+    return features_model(header, est, path)
+
+
+def features_model(header: dict[str, Any], estimator: Any, path: Path) -> FeaturesModel:
+    """A :class:`FeaturesModel` from its ``model.json`` header and its fitted estimator.
+
+    Raises
+    ------
+    ModelError
+        A malformed header or an estimator taking another number of descriptors.
+    """
     try:
-        est = pickle.load(read_member(archive, "estimator.pkl"))  # noqa: S301
-        return FeaturesModel(est, features=header["features"],
-                             threshold=header.get("threshold", 0.5),
-                             threshold_rule=header.get("threshold_rule", "fixed"),
-                             training=header.get("training"))
-    except (KeyError, pickle.UnpicklingError, EOFError, AttributeError,
-            ModuleNotFoundError, InputError) as exc:
+        features = [str(f) for f in header["features"]]
+        model = FeaturesModel(estimator, features=features,
+                              threshold=header.get("threshold", 0.5),
+                              threshold_rule=header.get("threshold_rule", "fixed"),
+                              training=header.get("training"))
+    except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: damaged cracks-features model ({type(exc).__name__})") from exc
+    n_in = getattr(estimator, "n_features_in_", None)
+    if n_in != len(features):
+        raise ModelError(f"{path}: estimator takes {n_in} descriptors, the header lists "
+                         f"{len(features)}")
+    return model
 
 
 register_kind(KIND, _loader)
+register_legacy(KIND, "estimator.pkl", features_model)

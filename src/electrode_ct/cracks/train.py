@@ -82,10 +82,12 @@ def train_cracks_model(scan: PreparedScan, truth: pd.DataFrame, *, method: str =
     if method == "features":
         from electrode_ct.cracks.features_model import train_features
 
-        return train_features(scan.descriptors, y, estimator=estimator,
-                              threshold=0.5 if threshold is None else threshold,
-                              threshold_rule="expected" if threshold is None else "fixed",
-                              seed=seed)
+        model = train_features(scan.descriptors, y, estimator=estimator,
+                               threshold=0.5 if threshold is None else threshold,
+                               threshold_rule="expected" if threshold is None else "fixed",
+                               seed=seed)
+        model.training["spacing_um"] = [float(s) for s in scan.spacing]
+        return model
     from dataclasses import replace
 
     from electrode_ct.cracks.cnn_model import PUBLISHED_THRESHOLD, CNNConfig, train_cnn
@@ -95,5 +97,7 @@ def train_cracks_model(scan: PreparedScan, truth: pd.DataFrame, *, method: str =
     cfg = replace(cfg, image=choose_image(cfg.image, scan.descriptors, y))
     ax = list(parse_axes(axes))
     slices = cnn_slices(scan, scan.ids, image=cfg.image, k=k, axes=ax, size=cfg.size)
-    return train_cnn(slices, y, config=cfg, k=k, axes=ax,
-                     threshold=PUBLISHED_THRESHOLD if threshold is None else threshold)
+    model = train_cnn(slices, y, config=cfg, k=k, axes=ax,
+                      threshold=PUBLISHED_THRESHOLD if threshold is None else threshold)
+    model.training["spacing_um"] = [float(s) for s in scan.spacing]
+    return model

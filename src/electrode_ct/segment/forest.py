@@ -6,13 +6,13 @@ A :class:`ForestModel` holds the forest trained by
 
 Prediction runs block by block with the features' halo, so memory is bounded by the block
 size and the result does not depend on it. The model file is the archive of
-:mod:`electrode_ct.segment.models` (kind ``forest``).
+:mod:`electrode_ct.segment.models` (kind ``forest``): ``model.json`` plus the trees as
+plain arrays (``forest.npz``, :mod:`electrode_ct.segment.tree_arrays`); no pickle.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,18 +24,25 @@ import numpy as np
 from electrode_ct.blocks import Block, block_grid
 from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment import features as ft
+from electrode_ct.segment.convert import register_legacy
 from electrode_ct.segment.models import (
     Prediction,
     check_options,
     entropy,
-    read_member,
+    pack_arrays,
+    read_arrays,
     register_kind,
     write_archive,
 )
+from electrode_ct.segment.tree_arrays import forest_from_arrays, forest_to_arrays
 from electrode_ct.volume import Spacing, Volume, as_spacing
 
-FOREST_FORMAT = 1
-"""Version of the forest payload layout inside a model archive."""
+FOREST_FORMAT = 2
+"""Version of the forest payload layout inside a model archive (2: tree arrays in
+``forest.npz``; 1: a pickled forest ``stage1.pkl``, refused)."""
+
+FOREST_MEMBER = "forest.npz"
+"""Archive member holding the tree arrays."""
 
 DEFAULT_BLOCK_VOXELS = 2_000_000
 """Core voxels per prediction block (memory ~ 100 B per voxel of block plus halo)."""
@@ -54,8 +61,8 @@ class ForestModel:
     spacing : tuple of float
         Training voxel size (z, y, x) in µm.
     stage1 : sklearn.ensemble.RandomForestClassifier
-        The forest on the features (``stage1.pkl`` in the model file: the name of the
-        two-stage releases, kept for file compatibility).
+        The forest on the features (the name of the two-stage releases), stored as its
+        tree arrays (``forest.npz``).
     report : dict
         Training summary: samples per class, out-of-bag accuracy, feature importances.
     reference_width : float or None
@@ -212,6 +219,7 @@ class ForestModel:
             "feature_config": self.config.to_dict(),
             "feature_names": self.config.names,
             "training_spacing_um": list(self.spacing),
+            "training_data": self.report.get("training_data"),
             "n_trees": int(self.stage1.n_estimators),
             "reference_width": self.reference_width,
             "sklearn_version": sklearn.__version__,
@@ -219,9 +227,10 @@ class ForestModel:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model archive (``model.json`` + the pickled forest ``stage1.pkl``)."""
-        return write_archive(path, self.header(),
-                             {"stage1.pkl": pickle.dumps(self.stage1, protocol=5)})
+        """Write the model archive (``model.json`` + the tree arrays ``forest.npz``)."""
+        arrays, params = forest_to_arrays(self.stage1)
+        return write_archive(path, {**self.header(), "forest_params": params},
+                             {FOREST_MEMBER: pack_arrays(arrays)})
 
 
 def _proba(est: Any, feats: np.ndarray) -> np.ndarray:
@@ -234,34 +243,43 @@ def _proba(est: Any, feats: np.ndarray) -> np.ndarray:
 
 def load_forest(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> ForestModel:
     """Loader registered for the ``forest`` kind (see :func:`models.load_model`)."""
-    import sklearn
-
     fmt = header.get("forest_format")
     if fmt != FOREST_FORMAT:
         raise ModelError(f"{path}: forest model format {fmt!r} is not supported by this "
                          f"electrode-ct (expected {FOREST_FORMAT}); retrain the model")
+    params = header.get("forest_params") or {}
+    if not isinstance(params, dict):
+        raise ModelError(f"{path}: forest_params in model.json: expected an object")
+    stage1 = forest_from_arrays(read_arrays(archive, FOREST_MEMBER, path), params,
+                                source=str(path))
+    return forest_model(header, stage1, path)
+
+
+def forest_model(header: dict[str, Any], stage1: Any, path: Path) -> ForestModel:
+    """A :class:`ForestModel` from its ``model.json`` header and its fitted forest.
+
+    Raises
+    ------
+    ModelError
+        A malformed header, or a forest that does not match it (feature list, number of
+        features or classes).
+    """
     try:
         config = ft.FeatureConfig.from_dict(header["feature_config"])
         values = [int(v) for v in header["class_values"]]
         names = [str(n) for n in header["class_names"]]
         spacing = as_spacing(header["training_spacing_um"])
-    except (KeyError, TypeError, ConfigError, InputError) as exc:
+    except (KeyError, TypeError, ValueError, ConfigError, InputError) as exc:
         raise ModelError(f"{path}: model header is incomplete or malformed ({exc})") from exc
-    if "stage2.pkl" in archive.namelist():
-        raise ModelError(f"{path}: an auto-context (two-stage) forest; auto-context was "
-                         "removed (no measured gain, docs/forest.md): retrain the model")
     if config.names != header.get("feature_names", config.names):
         raise ModelError(f"{path}: feature list {header.get('feature_names')} does not match "
                          f"this electrode-ct's features {config.names}; retrain the model")
-    try:
-        stage1 = pickle.load(read_member(archive, "stage1.pkl"))
-    except Exception as exc:  # unpickling across library versions fails in many ways
-        raise ModelError(f"{path}: cannot load the forest (trained with scikit-learn "
-                         f"{header.get('sklearn_version')}, installed {sklearn.__version__}): "
-                         f"{type(exc).__name__}; retrain the model") from exc
-    if getattr(stage1, "n_features_in_", config.n_features) != config.n_features:
-        raise ModelError(f"{path}: forest expects {stage1.n_features_in_} features but the "
-                         f"stored configuration gives {config.n_features}")
+    if getattr(stage1, "n_features_in_", None) != config.n_features:
+        raise ModelError(f"{path}: forest expects {getattr(stage1, 'n_features_in_', None)} "
+                         f"features but the stored configuration gives {config.n_features}")
+    if len(stage1.classes_) != len(values):
+        raise ModelError(f"{path}: forest has {len(stage1.classes_)} classes but the header "
+                         f"names {len(values)}")
     return ForestModel(config=config, class_values=values, class_names=names, spacing=spacing,
                        stage1=stage1, report=header.get("report", {}),
                        reference_width=_optional_float(header.get("reference_width")))
@@ -272,3 +290,4 @@ def _optional_float(value: Any) -> float | None:
 
 
 register_kind("forest", load_forest)
+register_legacy("forest", "stage1.pkl", forest_model)

@@ -18,6 +18,7 @@ from electrode_ct.blocks import Block, block_grid
 from electrode_ct.errors import ConfigError, InputError, ShapeError
 from electrode_ct.segment import features as ft
 from electrode_ct.segment.forest import ForestModel
+from electrode_ct.segment.models import array_digest
 from electrode_ct.volume import Volume, as_spacing
 
 AUGMENT = 0.1
@@ -215,6 +216,8 @@ def train_forest(
         "seed": seed, "max_depth": max_depth, "balance": balance, "augment": augment,
         "oob_accuracy": _oob_accuracy(model.stage1, y),
         "feature_importance": dict(sorted(imp.items(), key=lambda kv: -kv[1])),
+        "training_data": {"scribbles_sha256": array_digest(lab),
+                          "training_rows_sha256": array_digest(x, y)},
     }
     return model
 

@@ -12,6 +12,7 @@ Importing this package does not import torch; the modules below do:
 - :mod:`.normalise` — input normalisation (statistics stored with the model).
 - :mod:`.predict` — tiled, blended, slice-wise or tri-planar prediction.
 - :mod:`.model` — the ``cnn`` model kind (save/load via the model archive registry).
+- :mod:`.bioimageio` — export as a bioimage.io model package, and loading such packages.
 - :mod:`.perturb`, :mod:`.ensemble` — perturbed ground truth and ensemble uncertainty.
 - :mod:`.boundary` — foreground/boundary/background targets from particle labels.
 """

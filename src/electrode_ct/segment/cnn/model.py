@@ -33,7 +33,7 @@ from electrode_ct.segment.models import (
     check_options,
     entropy,
     load_model,
-    read_member,
+    load_weights,
     register_kind,
     write_archive,
 )
@@ -202,6 +202,8 @@ class CNNModel:
         return {"kind": KIND, "arch": self.arch, "class_values": self.class_values,
                 "class_names": self.class_names, "normalisation": self.normalisation,
                 "training": self.training, "prediction": self.prediction,
+                "training_data": self.training.get("training_data"),
+                "training_spacing_um": self.training.get("spacing_um"),
                 "members": len(self.nets),
                 "torch_version": torch.__version__}
 
@@ -227,15 +229,17 @@ def net_from_arch(arch: dict[str, Any], n_classes: int) -> Any:
 
 
 def _loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -> CNNModel:
+    if header.get("package"):  # a bioimage.io package exported by electrode-ct
+        from electrode_ct.segment.cnn.bioimageio import load_bioimageio_model
+
+        return load_bioimageio_model(header, archive, path)
     try:
         arch = header["arch"]
         values = header["class_values"]
         nets = []
         for i in range(int(header.get("members", 1))):
             net = net_from_arch(arch, len(values))
-            state = torch.load(read_member(archive, _member_file(i)), map_location="cpu",
-                               weights_only=True)
-            net.load_state_dict(state)
+            net.load_state_dict(load_weights(archive, _member_file(i), path))
             nets.append(net.eval())
     except (KeyError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{path}: damaged cnn model ({type(exc).__name__}: {exc})") from exc

@@ -26,9 +26,9 @@ nn = torch.nn
 F = torch.nn.functional
 
 
-def _pad_to_multiple(x: Any, multiple: int) -> tuple[Any, tuple[int, int]]:
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Reflect-pad (N, C, H, W) on the bottom/right to a multiple of ``multiple``."""
-    h, w = x.shape[-2:]
+    h, w = x.shape[-2], x.shape[-1]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
         mode = "reflect" if ph < h and pw < w else "replicate"
@@ -59,6 +59,7 @@ class LRCSNet(nn.Module):
                  depth: int = 3, kernel: int = 5, slope: float = 0.1) -> None:
         super().__init__()
         self.depth = depth
+        self.multiple = 2 ** depth  # input sizes are padded to this multiple
         pad = kernel // 2
         act = nn.LeakyReLU(slope, inplace=True)
         widths = [channels * 2 ** i for i in range(depth + 1)]
@@ -84,14 +85,15 @@ class LRCSNet(nn.Module):
         )
         self.head = nn.Conv2d(widths[0], n_classes, 1)
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-class logits, same spatial size as ``x`` (N, C, H, W)."""
-        x, (h, w) = _pad_to_multiple(x, 2 ** self.depth)
-        indices, sizes = [], []
+        x, (h, w) = _pad_to_multiple(x, self.multiple)
+        indices: list[torch.Tensor] = []
+        sizes: list[list[int]] = []
         for i, block in enumerate(self.enc):
             x = block(x)
             if i < self.depth:
-                sizes.append(x.shape[-2:])
+                sizes.append([x.shape[-2], x.shape[-1]])
                 x, idx = F.max_pool2d(x, 2, return_indices=True)
                 indices.append(idx)
         for block in self.dec:
@@ -115,6 +117,7 @@ class UNet(nn.Module):
                  depth: int = 3, kernel: int = 3) -> None:
         super().__init__()
         self.depth = depth
+        self.multiple = 2 ** depth  # input sizes are padded to this multiple
         pad = kernel // 2
 
         def block(cin: int, cout: int) -> Any:
@@ -138,16 +141,16 @@ class UNet(nn.Module):
             self.merge.append(block(2 * widths[level - 1], widths[level - 1]))
         self.head = nn.Conv2d(widths[0], n_classes, 1)
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-class logits, same spatial size as ``x`` (N, C, H, W)."""
-        x, (h, w) = _pad_to_multiple(x, 2 ** self.depth)
-        skips = []
+        x, (h, w) = _pad_to_multiple(x, self.multiple)
+        skips: list[torch.Tensor] = []
         for i, blk in enumerate(self.down):
             x = blk(x)
             if i < self.depth:
                 skips.append(x)
                 x = F.max_pool2d(x, 2)
-        for up, merge in zip(self.up, self.merge, strict=True):
+        for up, merge in zip(self.up, self.merge):  # noqa: B905 (TorchScript: no strict)
             x = merge(torch.cat([skips.pop(), up(x)], dim=1))
         return self.head(x)[..., :h, :w]
 

@@ -38,6 +38,7 @@ from electrode_ct.segment.cnn.evaluate import (
 from electrode_ct.segment.cnn.fit import EpochCallback, fit
 from electrode_ct.segment.cnn.loss import class_weights
 from electrode_ct.segment.cnn.model import CNNModel, load_cnn, net_from_arch
+from electrode_ct.segment.models import array_digest
 
 torch = require_torch()
 
@@ -133,6 +134,12 @@ def _record(cfg: TrainConfig, runs: list[dict[str, Any]], *, best_val: float | N
     return training
 
 
+def _listed(arrays: Any) -> list[np.ndarray]:
+    """One array or a list of arrays as a list of numpy arrays."""
+    items = arrays if isinstance(arrays, (list, tuple)) else [arrays]
+    return [np.asarray(a) for a in items]
+
+
 def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
           val: tuple[Any, Any] | None = None, init: CNNModel | str | None = None,
           class_names: Sequence[str] | None = None, slices_2d: bool = False,
@@ -209,6 +216,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                                       cpu=cpu, choice=choice),
                      prediction={"mode": "slice" if slices_2d else "auto", "axis": 0,
                                  "transforms": int(cfg.transforms)})
+    pairs = [*_listed(images), *_listed(labels)]
+    model.training["training_data"] = {"images_labels_sha256": array_digest(*pairs)}
     return TrainResult(model=model, history=[rec for r in runs for rec in r["history"]],
                        best_epoch=runs[0]["best_epoch"],
                        stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
