@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from electrode_ct.errors import InputError
 from electrode_ct.volume import Volume, resolve_phase
 
@@ -79,13 +81,31 @@ def microstructure_metrics(
     """
     from electrode_ct.metrics._phase import phase_mask
     from electrode_ct.metrics.connectivity import connectivity
-    from electrode_ct.metrics.fractions import phase_keys, volume_fractions
+    from electrode_ct.metrics.fractions import volume_fractions
     from electrode_ct.metrics.quality import interface_percentage
-    from electrode_ct.metrics.surface import METHODS, surface_areas
-    from electrode_ct.metrics.tortuosity import DEFAULT_RTOL, SOLVER_NAME
-    from electrode_ct.metrics.tortuosity import tortuosity as solve_tortuosity
+    from electrode_ct.metrics.surface import surface_areas
 
-    say = report or (lambda _msg: None)
+    axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    labels = volume.numpy()
+    cmap = volume.class_map
+    mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
+    fractions = volume_fractions(labels, class_map=cmap)
+    (report or (lambda _msg: None))(f"surface areas ({surface_method})")
+    surf = surface_areas(labels, method=surface_method, spacing=volume.spacing, class_map=cmap)
+    parts = {"fractions": fractions, "surfaces": surf,
+             "interfaces": interface_percentage(labels, class_map=cmap),
+             "connectivity": connectivity(mask)}
+    taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
+    return _result(key, value, surface_method, parts, taus, rtol)
+
+
+def _checked(volume: Volume, phase: str | int | None, tortuosity: str | Sequence[str],
+             surface_method: str, tol: float | None) -> tuple[list[str], float, int, str]:
+    """Checked options: tortuosity axes, solver tolerance, phase value and key."""
+    from electrode_ct.metrics.fractions import phase_keys
+    from electrode_ct.metrics.surface import METHODS
+    from electrode_ct.metrics.tortuosity import DEFAULT_RTOL
+
     if surface_method not in METHODS:
         raise InputError(
             f"--surface-method: expected one of {', '.join(METHODS)}, got {surface_method!r}"
@@ -94,34 +114,43 @@ def microstructure_metrics(
     rtol = DEFAULT_RTOL if tol is None else float(tol)
     if not 0 < rtol < 1:
         raise InputError(f"--tol: expected a relative tolerance in (0, 1), got {tol!r}")
-    labels = volume.numpy()
-    cmap = volume.class_map
     if axes and volume.is_2d:
         raise InputError(
             f"{volume.source}: a 2-D image; tortuosity needs a 3-D volume (use --tortuosity none)"
         )
-    chosen = phase if phase is not None else default_phase(cmap, volume.source)
-    value = resolve_phase(chosen, cmap, where="--phase")
-    mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
-    key = phase_keys([value], cmap)[0]
-    fractions = volume_fractions(labels, class_map=cmap)
-    say(f"surface areas ({surface_method})")
-    surf = surface_areas(labels, method=surface_method, spacing=volume.spacing, class_map=cmap)
-    conn = connectivity(mask)
+    chosen = phase if phase is not None else default_phase(volume.class_map, volume.source)
+    value = resolve_phase(chosen, volume.class_map, where="--phase")
+    return axes, rtol, value, phase_keys([value], volume.class_map)[0]
+
+
+def _tortuosities(mask: Any, axes: list[str], spacing: Any, rtol: float,
+                  report: Callable[[str], None] | None) -> dict[str, Any]:
+    from electrode_ct.metrics.tortuosity import tortuosity as solve_tortuosity
+
     taus: dict[str, Any] = {}
     for ax in axes:
-        say(f"tortuosity along {ax}")
-        taus[ax] = solve_tortuosity(mask, axis=ax, spacing=volume.spacing, rtol=rtol)
+        if report is not None:
+            report(f"tortuosity along {ax}")
+        taus[ax] = solve_tortuosity(mask, axis=ax, spacing=spacing, rtol=rtol)
+    return taus
+
+
+def _result(key: str, value: int, surface_method: str, parts: dict[str, Any],
+            taus: dict[str, Any], rtol: float) -> dict[str, Any]:
+    """The result dict (keys documented in :func:`microstructure_metrics`)."""
+    from electrode_ct.metrics.tortuosity import SOLVER_NAME
+
+    surf, conn = parts["surfaces"], parts["connectivity"]
     return {
         "phase": key,
         "phase_value": value,
-        "volume_fraction": fractions,
+        "volume_fraction": parts["fractions"],
         "specific_surface_area_per_um": surf["specific_surface_area_per_um"],
         "specific_interfacial_area_per_um": surf["specific_interfacial_area_per_um"],
         "surface_area_um2": surf["area_um2"],
         "interfacial_area_um2": surf["interfacial_area_um2"],
         "surface_method": surface_method,
-        "interface_voxel_percent": interface_percentage(labels, class_map=cmap),
+        "interface_voxel_percent": parts["interfaces"],
         "tortuosity": {ax: r.tortuosity for ax, r in taus.items()},
         "effective_diffusivity_ratio": {ax: r.effective_diffusivity_ratio
                                         for ax, r in taus.items()},
@@ -134,3 +163,88 @@ def microstructure_metrics(
         "solver_tolerance": rtol,
         "tortuosity_details": {ax: r.to_dict() for ax, r in taus.items()},
     }
+
+
+def microstructure_metrics_blockwise(
+    volume: Volume,
+    src: Any,
+    *,
+    block_shape: Sequence[int],
+    client: Any = None,
+    progress: Callable[[str], Any] | None = None,
+    phase: str | int | None = None,
+    tortuosity: str | Sequence[str] = ("x", "y", "z"),
+    surface_method: str = "marching_cubes",
+    tol: float | None = None,
+    tortuosity_below_mb: float = 256.0,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`microstructure_metrics` on the block engine: the same keys and values
+    (within 1e-9 relative), the volume read block by block.
+
+    Volume fractions, surface areas, interface voxels and percolation are exact reductions
+    over blocks (:mod:`electrode_ct.metrics.blockwise`). The tortuosity solve stays in
+    memory: it runs on the phase mask only when the volume is at most
+    ``tortuosity_below_mb`` MB, else the call is refused before anything runs.
+
+    Parameters
+    ----------
+    volume : Volume
+        The phase volume (its spacing, class map, shape and source name; its voxels are
+        read from ``src`` only, unless tortuosity is solved).
+    src : ZarrRef or numpy.ndarray
+        The same voxels as a block source.
+    block_shape : sequence of int
+        Block shape in voxels.
+    client : distributed.Client, optional
+        One task per block on the cluster; None runs the blocks serially.
+    progress : callable, optional
+        ``progress(step_name)`` gives the wrapper of that step's iteration over blocks.
+    phase, tortuosity, surface_method, tol, report
+        As for :func:`microstructure_metrics`.
+    tortuosity_below_mb : float
+        Largest volume (MB of labels) whose tortuosity is solved in memory.
+
+    Raises
+    ------
+    InputError
+        Tortuosity asked for on a volume above ``tortuosity_below_mb`` (naming
+        ``steps.metrics.tortuosity: []`` / ``--tortuosity none``), or a bad option.
+    """
+    from electrode_ct.metrics import blockwise as bw
+    from electrode_ct.metrics.components_blockwise import percolation_blockwise
+
+    axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    if axes and volume.nbytes > tortuosity_below_mb * 1e6:
+        raise InputError(
+            f"{volume.source}: tortuosity is solved in memory only and the volume "
+            f"({volume.nbytes / 1e6:.0f} MB) is above {tortuosity_below_mb:g} MB; skip it "
+            "with steps.metrics.tortuosity: [] (ect metrics --tortuosity none) or crop")
+    cmap = volume.class_map
+    say = report or (lambda _msg: None)
+    opts = {"block_shape": block_shape, "client": client}
+
+    def bar(name: str) -> Any:
+        return None if progress is None else progress(name)
+
+    present, counts = bw.value_counts_blockwise(src, progress=bar("fractions"), **opts)
+    if value not in present:
+        raise InputError(f"--phase: phase {key!r} (value {value}) is absent from "
+                         f"{volume.source}; values present: {present.tolist()[:20]}")
+    say(f"surface areas ({surface_method})")
+    parts = {
+        "fractions": bw.fractions_of_counts(present, counts, class_map=cmap),
+        "surfaces": bw.surface_areas_blockwise(src, method=surface_method,
+                                               spacing=volume.spacing, class_map=cmap,
+                                               values=present, progress=bar("surfaces"),
+                                               **opts),
+        "interfaces": bw.interface_percent_blockwise(src, class_map=cmap, values=present,
+                                                     progress=bar("interfaces"), **opts),
+        "connectivity": percolation_blockwise(src, value, progress=bar("percolation"),
+                                              **opts),
+    }
+    taus = {}
+    if axes:
+        labels = np.asarray(src.open("r")[...] if hasattr(src, "open") else src)
+        taus = _tortuosities(labels == value, axes, volume.spacing, rtol, report)
+    return _result(key, value, surface_method, parts, taus, rtol)
