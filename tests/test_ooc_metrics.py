@@ -172,7 +172,7 @@ def test_microstructure_blockwise_equals_in_memory(phantom, labels):
     _close(got, want)
     with pytest.raises(InputError, match=r"steps.metrics.tortuosity: \[\]"):
         microstructure_metrics_blockwise(phantom, labels, block_shape=(13, 17, 19),
-                                         tortuosity_below_mb=0.01)
+                                         tortuosity_memory=10**6)
     with pytest.raises(InputError, match="6-connected clusters only"):
         bw.percolation_blockwise(labels, 0, connectivity=26, block_shape=(13, 17, 19))
 
@@ -217,3 +217,34 @@ def test_cli_metrics_on_the_engine_equals_in_memory(tmp_path, phantom, run_cli):
     assert code == 0, err
     _close(json.loads(eng), json.loads(mem))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ph.tif"]  # temporary Zarr removed
+
+
+def test_pipeline_metrics_step_on_the_engine_equals_in_memory(tmp_path, phantom):
+    """The metrics step on the run's client (compute.in_memory_below_mb 0) writes the same
+    metrics.json as in memory; tortuosity too large for memory is refused naming the key."""
+    pytest.importorskip("electrode_ct.pipeline.compute")  # the run's client (h-ooc-io, #21)
+    from electrode_ct.errors import ElectrodeCTError
+    from electrode_ct.io import write
+    from electrode_ct.pipeline import parse_config, run_pipeline
+
+    write(phantom, tmp_path / "ph.tif")
+    off = {"enabled": False}
+    steps = {name: off for name in ("segment", "particles", "measure", "stats", "report")}
+
+    def run(name: str, tortuosity: list[str], **compute) -> dict:
+        cfg = parse_config({"input": {"phases": str(tmp_path / "ph.tif")},
+                            "output": str(tmp_path / name), "compute": compute,
+                            "steps": {**steps, "metrics": {"tortuosity": tortuosity}}})
+        run_pipeline(cfg, quiet=True)
+        return json.loads((tmp_path / name / "tables" / "metrics.json").read_text())
+
+    engine = {"in_memory_below_mb": 0, "n_workers": 1, "block_shape": [13, 17, 19]}
+    _close(run("eng", ["z"], **engine), run("mem", ["z"]))
+    assert not (tmp_path / "eng" / "work" / "phases_metrics.ome.zarr").exists()
+    from electrode_ct.metrics import microstructure
+
+    big = microstructure.TORTUOSITY_BYTES_PER_VOXEL * 1e9  # any phase voxel exceeds 80 %
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(microstructure, "TORTUOSITY_BYTES_PER_VOXEL", big)
+        with pytest.raises(ElectrodeCTError, match=r"steps.metrics.tortuosity: \[\]"):
+            run("refused", ["z"], **engine)

@@ -98,7 +98,10 @@ def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,
     import tempfile
 
     from electrode_ct.compute.engine import default_block_shape
-    from electrode_ct.metrics.microstructure import microstructure_metrics_blockwise
+    from electrode_ct.metrics.microstructure import (
+        METRICS_BYTES_PER_VOXEL,
+        microstructure_metrics_blockwise,
+    )
 
     blocks = tuple(min(int(b), n) for b, n in zip(cfg.block_shape, vol.shape, strict=True)) \
         if cfg.block_shape else default_block_shape(vol.shape, halo=(1, 1, 1),
@@ -107,12 +110,8 @@ def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,
     with tempfile.TemporaryDirectory(prefix=".ect-metrics-", dir=path.parent) as tmp:
         src = _zarr_copy(vol, Path(tmp) / "phases.ome.zarr", blocks)
         return microstructure_metrics_blockwise(
-            vol, src, block_shape=blocks, client=client, tortuosity_below_mb=cfg.in_memory_below_mb,
+            vol, src, block_shape=blocks, client=client,
             progress=lambda name: (lambda it: progress(it, desc=name)), **opts)
-
-
-METRICS_BYTES_PER_VOXEL = 12.0
-"""Working memory of the metrics block tasks per voxel of a label block (see docs/scale.md)."""
 
 
 def _zarr_copy(vol: Volume, path: Path, chunks: tuple[int, ...]) -> Any:

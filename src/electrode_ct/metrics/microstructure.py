@@ -12,6 +12,14 @@ import numpy as np
 from electrode_ct.errors import InputError
 from electrode_ct.volume import Volume, resolve_phase
 
+METRICS_BYTES_PER_VOXEL = 20.0
+"""Peak working memory of a metrics block task per voxel of its read region (uint8 labels;
+measured 17 for marching cubes, 16 for interface voxels, 10 for components)."""
+
+TORTUOSITY_BYTES_PER_VOXEL = 190.0
+"""Peak memory of the in-memory tortuosity solve per voxel of the phase (AMG-preconditioned
+CG, measured at 512³, docs/metrics.md)."""
+
 TAU_CONVENTION = (
     "tau = eps * D / D_eff; eps = volume fraction of the whole phase; D_eff/D = F*L/(A*dc) "
     "with A the full cross-section; fixed values on the two faces, no flux elsewhere"
@@ -176,7 +184,7 @@ def microstructure_metrics_blockwise(
     tortuosity: str | Sequence[str] = ("x", "y", "z"),
     surface_method: str = "marching_cubes",
     tol: float | None = None,
-    tortuosity_below_mb: float = 256.0,
+    tortuosity_memory: int | None = None,
     report: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """:func:`microstructure_metrics` on the block engine: the same keys and values
@@ -184,8 +192,9 @@ def microstructure_metrics_blockwise(
 
     Volume fractions, surface areas, interface voxels and percolation are exact reductions
     over blocks (:mod:`electrode_ct.metrics.blockwise`). The tortuosity solve stays in
-    memory: it runs on the phase mask only when the volume is at most
-    ``tortuosity_below_mb`` MB, else the call is refused before anything runs.
+    memory, on the phase mask, when it fits ``tortuosity_memory`` (at
+    :data:`TORTUOSITY_BYTES_PER_VOXEL` per phase voxel); else the call is refused after
+    the first (counting) pass, before the other metrics run.
 
     Parameters
     ----------
@@ -202,24 +211,19 @@ def microstructure_metrics_blockwise(
         ``progress(step_name)`` gives the wrapper of that step's iteration over blocks.
     phase, tortuosity, surface_method, tol, report
         As for :func:`microstructure_metrics`.
-    tortuosity_below_mb : float
-        Largest volume (MB of labels) whose tortuosity is solved in memory.
+    tortuosity_memory : int, optional
+        Bytes the tortuosity solve may use (default: 80 % of this machine's memory).
 
     Raises
     ------
     InputError
-        Tortuosity asked for on a volume above ``tortuosity_below_mb`` (naming
+        Tortuosity asked for on a phase too large to solve in memory (naming
         ``steps.metrics.tortuosity: []`` / ``--tortuosity none``), or a bad option.
     """
     from electrode_ct.metrics import blockwise as bw
     from electrode_ct.metrics.components_blockwise import percolation_blockwise
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
-    if axes and volume.nbytes > tortuosity_below_mb * 1e6:
-        raise InputError(
-            f"{volume.source}: tortuosity is solved in memory only and the volume "
-            f"({volume.nbytes / 1e6:.0f} MB) is above {tortuosity_below_mb:g} MB; skip it "
-            "with steps.metrics.tortuosity: [] (ect metrics --tortuosity none) or crop")
     cmap = volume.class_map
     say = report or (lambda _msg: None)
     opts = {"block_shape": block_shape, "client": client}
@@ -231,6 +235,9 @@ def microstructure_metrics_blockwise(
     if value not in present:
         raise InputError(f"--phase: phase {key!r} (value {value}) is absent from "
                          f"{volume.source}; values present: {present.tolist()[:20]}")
+    if axes:
+        _check_tortuosity_memory(volume.source, int(counts[present == value].sum()),
+                                 tortuosity_memory)
     say(f"surface areas ({surface_method})")
     parts = {
         "fractions": bw.fractions_of_counts(present, counts, class_map=cmap),
@@ -248,3 +255,17 @@ def microstructure_metrics_blockwise(
         labels = np.asarray(src.open("r")[...] if hasattr(src, "open") else src)
         taus = _tortuosities(labels == value, axes, volume.spacing, rtol, report)
     return _result(key, value, surface_method, parts, taus, rtol)
+
+
+def _check_tortuosity_memory(source: str, n_phase: int, budget: int | None) -> None:
+    """Refuse a tortuosity solve whose phase does not fit the memory budget."""
+    if budget is None:
+        from electrode_ct.compute.config import machine_memory
+
+        budget = int(0.8 * machine_memory())
+    need = n_phase * TORTUOSITY_BYTES_PER_VOXEL
+    if need > budget:
+        raise InputError(
+            f"{source}: tortuosity is solved in memory only and would need {need / 1e9:.1f} GB "
+            f"({n_phase} phase voxels), above {budget / 1e9:.1f} GB; skip it with "
+            "steps.metrics.tortuosity: [] (ect metrics --tortuosity none) or crop")

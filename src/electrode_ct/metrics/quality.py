@@ -82,22 +82,25 @@ def interface_counts(labels: np.ndarray, values: np.ndarray,
     """
     if values.size > 62:
         raise InputError(f"labels: {values.size} distinct values; interfaces need <= 62 phases")
-    idx = np.searchsorted(values, labels).astype(np.int64)
+    small = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                 if np.iinfo(t).bits >= values.size)
+    idx = np.searchsorted(values, labels).astype(np.uint8)
     # for each voxel, the set of neighbouring phases as a bit mask over ``values``
-    bits = np.zeros(labels.shape, np.int64)
+    bits = np.zeros(labels.shape, small)
+    one = small(1)
     for ax in range(labels.ndim):  # face neighbours along each axis, both directions
         a = [slice(None)] * labels.ndim
         b = [slice(None)] * labels.ndim
         a[ax], b[ax] = slice(None, -1), slice(1, None)
         ia, ib = idx[tuple(a)], idx[tuple(b)]
         differ = ia != ib
-        bits[tuple(a)] |= np.where(differ, np.left_shift(1, ib), 0)
-        bits[tuple(b)] |= np.where(differ, np.left_shift(1, ia), 0)
+        bits[tuple(a)] |= np.where(differ, np.left_shift(one, ib.astype(small)), small(0))
+        bits[tuple(b)] |= np.where(differ, np.left_shift(one, ia.astype(small)), small(0))
     idx, bits = idx[interior], bits[interior]
     out = []
     for i, j in combinations(range(values.size), 2):
-        on = ((idx == i) & ((bits >> j) & 1).astype(bool)) | \
-             ((idx == j) & ((bits >> i) & 1).astype(bool))
+        on = ((idx == i) & ((bits >> small(j)) & one).astype(bool)) | \
+             ((idx == j) & ((bits >> small(i)) & one).astype(bool))
         out.append(np.count_nonzero(on))
     out.append(np.count_nonzero(bits))
     return np.asarray(out, np.int64)

@@ -76,6 +76,13 @@ def _gradient_sum(mask: np.ndarray, spacing: tuple[float, float, float], sigma: 
     return float(np.sqrt(sq, out=sq)[interior].sum(dtype=np.float64))
 
 
+def _union(labels: np.ndarray, group: tuple[int, ...]) -> np.ndarray:
+    mask = labels == group[0]
+    for v in group[1:]:
+        mask |= labels == v
+    return mask
+
+
 def region_statistics(labels: np.ndarray, groups: list[tuple[int, ...]], *, method: str,
                       where: Region, spacing: tuple[float, float, float],
                       sigma: float = 1.0) -> list[Any]:
@@ -106,12 +113,12 @@ def region_statistics(labels: np.ndarray, groups: list[tuple[int, ...]], *, meth
     """
     interior, lower, upper = where
     if method == "gradient":
-        return [_gradient_sum(np.isin(labels, g), spacing, sigma, interior) for g in groups]
+        return [_gradient_sum(_union(labels, g), spacing, sigma, interior) for g in groups]
     if method == "face":
         sub = labels[tuple(slice(i.start, i.stop + (0 if up else 1))
                            for i, up in zip(interior, upper, strict=True))]
         extent = tuple(i.stop - i.start for i in interior)
-        return [_cubes.face_counts(np.isin(sub, g), extent) for g in groups]
+        return [_cubes.face_counts(_union(sub, g), extent) for g in groups]
     cells = _cubes.padded_cells(labels, interior, lower, upper)
     border = _cubes.border_count(tuple(n - 1 for n in cells.shape), lower, upper)
     config: dict[int, np.ndarray] = {}
