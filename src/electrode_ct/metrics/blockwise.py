@@ -137,12 +137,12 @@ def fractions_of_counts(present: np.ndarray, counts: np.ndarray, *,
 
 def _profile_partial(axis: int) -> Any:
     def partial(region: np.ndarray, block: Block) -> tuple[int, np.ndarray, np.ndarray]:
-        lab = block.crop(region).astype(np.int64)
-        slices = np.arange(lab.shape[axis]).reshape([-1 if i == axis else 1 for i in range(3)])
-        vals, inv = np.unique(lab, return_inverse=True)
-        code = np.broadcast_to(slices, lab.shape) * vals.size + inv.reshape(lab.shape)
-        counts = np.bincount(code.ravel(), minlength=lab.shape[axis] * vals.size)
-        return block.write[axis].start, vals, counts.reshape(lab.shape[axis], vals.size)
+        lab = block.crop(region)
+        lo, hi = int(lab.min()), int(lab.max())
+        counts = np.stack([np.bincount(np.take(lab, k, axis=axis).ravel().astype(np.int64) - lo,
+                                       minlength=hi - lo + 1) for k in range(lab.shape[axis])])
+        keep = counts.sum(axis=0) > 0
+        return block.write[axis].start, np.arange(lo, hi + 1)[keep], counts[:, keep]
     return partial
 
 
