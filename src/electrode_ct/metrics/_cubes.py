@@ -115,9 +115,15 @@ def configurations(mask: np.ndarray) -> np.ndarray:
 
 
 def cube_histogram(config: np.ndarray, border: np.ndarray) -> np.ndarray:
-    """Cells per (border count, configuration): (4, 256) int64."""
-    code = config.astype(np.uint16) | (border.astype(np.uint16) << np.uint16(8))
-    return np.bincount(code.ravel(), minlength=1024).reshape(4, 256).astype(np.int64)
+    """Cells per (border count, configuration): (4, 256) int64.
+
+    Only cells the surface crosses are counted (configurations 0 and 255, all outside or
+    all inside, hold no area and are left at 0).
+    """
+    flat = config.ravel()
+    crossed = np.flatnonzero((flat - np.uint8(1)) < np.uint8(254))
+    code = flat[crossed].astype(np.intp) | (border.ravel()[crossed].astype(np.intp) << 8)
+    return np.bincount(code, minlength=1024).reshape(4, 256).astype(np.int64)
 
 
 def marching_cubes_area(hist: np.ndarray, spacing: tuple[float, float, float]) -> float:

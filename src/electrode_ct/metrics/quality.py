@@ -96,13 +96,15 @@ def interface_counts(labels: np.ndarray, values: np.ndarray,
         differ = ia != ib
         bits[tuple(a)] |= np.where(differ, np.left_shift(one, ib.astype(small)), small(0))
         bits[tuple(b)] |= np.where(differ, np.left_shift(one, ia.astype(small)), small(0))
-    idx, bits = idx[interior], bits[interior]
+    bits = bits[interior]
+    on_any = bits != 0
+    idx, bits = idx[interior][on_any], bits[on_any]  # interface voxels only
     out = []
     for i, j in combinations(range(values.size), 2):
         on = ((idx == i) & ((bits >> small(j)) & one).astype(bool)) | \
              ((idx == j) & ((bits >> small(i)) & one).astype(bool))
         out.append(np.count_nonzero(on))
-    out.append(np.count_nonzero(bits))
+    out.append(idx.size)
     return np.asarray(out, np.int64)
 
 
