@@ -217,6 +217,14 @@ def test_cli_metrics_on_the_engine_equals_in_memory(tmp_path, phantom, run_cli):
     assert code == 0, err
     _close(json.loads(eng), json.loads(mem))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ph.tif"]  # temporary Zarr removed
+    code, out, err = run_cli(*args, "--block-shape", "40,17,19")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == ("error: block shape (40, 17, 19) is larger than "
+                                            "the volume (36, 41, 47): give blocks within the "
+                                            "volume")
+    code, out, err = run_cli(*args, "--block-shape", "13,17,19", "--memory-limit", "100kB")
+    assert code == 2 and "below what one block" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ph.tif"]
 
 
 def test_pipeline_metrics_step_on_the_engine_equals_in_memory(tmp_path, phantom):

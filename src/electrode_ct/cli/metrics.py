@@ -97,16 +97,17 @@ def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,
     """The metrics on the block engine, the labels copied to a temporary OME-Zarr."""
     import tempfile
 
-    from electrode_ct.compute.engine import default_block_shape
+    from electrode_ct.compute.engine import check_blocks, default_block_shape
     from electrode_ct.metrics.microstructure import (
         METRICS_BYTES_PER_VOXEL,
         microstructure_metrics_blockwise,
     )
 
-    blocks = tuple(min(int(b), n) for b, n in zip(cfg.block_shape, vol.shape, strict=True)) \
-        if cfg.block_shape else default_block_shape(vol.shape, halo=(1, 1, 1),
-                                                    bytes_per_voxel=METRICS_BYTES_PER_VOXEL,
-                                                    memory_limit=cfg.worker_memory())
+    blocks = tuple(cfg.block_shape) if cfg.block_shape else default_block_shape(
+        vol.shape, halo=(1, 1, 1), bytes_per_voxel=METRICS_BYTES_PER_VOXEL,
+        memory_limit=cfg.worker_memory())
+    check_blocks(vol.shape, blocks, (1, 1, 1), bytes_per_voxel=METRICS_BYTES_PER_VOXEL,
+                 memory_limit=cfg.worker_memory())  # before anything is copied
     with tempfile.TemporaryDirectory(prefix=".ect-metrics-", dir=path.parent) as tmp:
         src = _zarr_copy(vol, Path(tmp) / "phases.ome.zarr", blocks)
         return microstructure_metrics_blockwise(
