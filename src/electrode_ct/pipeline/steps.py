@@ -312,9 +312,9 @@ def step_metrics(run: Run) -> StepResult:
     opts = {"phase": p.phase, "tortuosity": p.tortuosity, "surface_method": p.surface_method,
             "tol": p.tol, "report": run.log.info}
     i = reference_state(run)
-    cfg = run.cfg.compute
-    if cfg.scheduler != "local" or cfg.in_memory_below_mb * 1e6 < _metrics_input(run, i).nbytes:
-        result = _metrics_engine(run, _metrics_input(run, i), opts)
+    cfg, lazy = run.cfg.compute, _metrics_input(run, i)
+    if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:
+        result = _metrics_engine(run, lazy, opts)
     else:
         result = microstructure_metrics(phases(run, i), **opts)
     from electrode_ct.io import write_json
