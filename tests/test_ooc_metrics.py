@@ -51,6 +51,8 @@ def test_fractions_and_profiles_identical(labels, phantom, block_shape):
     cmap = phantom.class_map
     assert bw.fractions_blockwise(labels, class_map=cmap, block_shape=block_shape) == \
         metrics.volume_fractions(labels, class_map=cmap)
+    assert bw.fractions_blockwise(labels, values=[0, 7], block_shape=block_shape) == \
+        metrics.volume_fractions(labels, values=[0, 7])
     for axis in ("z", "x"):
         got = bw.phase_profile_blockwise(labels, axis=axis, class_map=cmap, values=[0, 2, 7],
                                          spacing=SPACING, block_shape=block_shape)

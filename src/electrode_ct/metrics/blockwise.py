@@ -133,10 +133,8 @@ def fractions_of_counts(present: np.ndarray, counts: np.ndarray, *,
                         values: Iterable[int] | None = None) -> dict[str, float]:
     """Volume fractions from :func:`value_counts_blockwise` (see :func:`fractions_blockwise`)."""
     vals = reported_values(present, values, class_map)
-    pos = np.minimum(np.searchsorted(present, vals), max(present.size - 1, 0))
-    found = present.size > 0
-    mine = np.where(found & (present[pos] == vals), counts[pos], 0) if found else \
-        np.zeros(vals.size, np.int64)
+    lookup = dict(zip(present.tolist(), counts.tolist(), strict=True))
+    mine = np.array([lookup.get(int(v), 0) for v in vals], np.int64)
     return fractions_from_counts(mine, vals, int(counts.sum()), class_map)
 
 
@@ -177,10 +175,9 @@ def phase_profile_blockwise(src: Source, *, axis: str | int = "z",
     vals = reported_values(present, values, class_map)
     n_sl = volume_shape(src)[ax]
     counts = np.zeros((n_sl, vals.size + 1), np.int64)
+    column = {int(v): j for j, v in enumerate(vals)}  # others: the last column
     for start, v, c in parts:
-        pos = np.searchsorted(vals, v)
-        col = np.where((pos < vals.size) & (vals[np.minimum(pos, vals.size - 1)] == v), pos,
-                       vals.size)
+        col = np.array([column.get(int(x), vals.size) for x in v], np.intp)
         np.add.at(counts, (slice(start, start + c.shape[0]), col), c)
     return profile_table(counts, vals, class_map, spacing=sp3[ax])
 
