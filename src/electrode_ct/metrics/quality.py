@@ -84,7 +84,7 @@ def interface_counts(labels: np.ndarray, values: np.ndarray,
         raise InputError(f"labels: {values.size} distinct values; interfaces need <= 62 phases")
     small = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
                  if np.iinfo(t).bits >= values.size)
-    idx = np.searchsorted(values, labels).astype(np.uint8)
+    idx = _value_index(labels, values)
     # for each voxel, the set of neighbouring phases as a bit mask over ``values``
     bits = np.zeros(labels.shape, small)
     one = small(1)
@@ -106,6 +106,18 @@ def interface_counts(labels: np.ndarray, values: np.ndarray,
         out.append(np.count_nonzero(on))
     out.append(idx.size)
     return np.asarray(out, np.int64)
+
+
+def _value_index(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of every voxel's value in the sorted ``values`` (uint8; a look-up table
+    for small unsigned labels, a binary search otherwise)."""
+    if labels.dtype == bool:
+        labels = labels.view(np.uint8)
+    if labels.dtype.kind == "u" and labels.dtype.itemsize <= 2:
+        lut = np.zeros(int(values.max()) + 1, np.uint8)
+        lut[values] = np.arange(values.size)
+        return lut[labels]
+    return np.searchsorted(values, labels).astype(np.uint8)
 
 
 def interface_result(counts: np.ndarray, values: np.ndarray, total: int,
