@@ -60,6 +60,7 @@ __all__ = [
     "percolation_blockwise",
     "phase_profile_blockwise",
     "surface_areas_blockwise",
+    "surfaces_and_interfaces_blockwise",
     "thickness_distribution_blockwise",
     "value_counts_blockwise",
 ]
@@ -227,10 +228,51 @@ def surface_areas_blockwise(src: Source, *, method: str = "marching_cubes",
     halo = gradient_halo(sigma) if method == "gradient" else 1
     parts = reduce_blocks(_surface_partial(groups, method, sp3, float(sigma), shape), src,
                           block_shape=block_shape, halo=halo, client=client, progress=progress)
-    stats = [sum(p[i] for p in parts) for i in range(len(groups))]
-    areas = [statistic_area(st, method=method, spacing=sp3) for st in stats]
-    return assemble(areas, phase_keys(vals, class_map), float(np.prod(shape) * np.prod(sp3)),
-                    method=method, pairs=pairs)
+    return _surface_result(parts, vals, method=method, spacing=sp3, class_map=class_map,
+                           pairs=pairs, shape=shape)
+
+
+def _surface_result(parts: list[list[Any]], vals: np.ndarray, *, method: str,
+                    spacing: tuple[float, float, float], class_map: Mapping[str, int] | None,
+                    pairs: bool, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Sum the blocks' statistics of each group, then areas as in memory."""
+    stats = [sum(p[i] for p in parts) for i in range(len(parts[0]))]
+    areas = [statistic_area(st, method=method, spacing=spacing) for st in stats]
+    return assemble(areas, phase_keys(vals, class_map),
+                    float(np.prod(shape) * np.prod(spacing)), method=method, pairs=pairs)
+
+
+def _fused_partial(surfaces: Any, values: np.ndarray) -> Any:
+    def partial(region: np.ndarray, block: Block) -> tuple[list[Any], np.ndarray]:
+        return surfaces(region, block), interface_counts(region, values, block.interior)
+    return partial
+
+
+def surfaces_and_interfaces_blockwise(src: Source, values: Iterable[int], *,
+                                      method: str = "marching_cubes",
+                                      spacing: float | Iterable[float] | None = None,
+                                      class_map: Mapping[str, int] | None = None,
+                                      sigma: float = 1.0, block_shape: Sequence[int],
+                                      client: Any = None, progress: Progress | None = None
+                                      ) -> tuple[dict[str, Any], dict[str, float]]:
+    """:func:`surface_areas_blockwise` (with pairs) and :func:`interface_percent_blockwise`
+    in one pass over the blocks (each block read once, with the larger of their halos).
+
+    ``values`` are the label values present in the volume.
+    """
+    sp3 = as_spacing(spacing, name="spacing")
+    check_method(method, sigma)
+    shape = volume_shape(src)
+    vals = np.unique(np.asarray(list(values), dtype=np.int64))
+    groups = [tuple(int(vals[i]) for i in g) for g in phase_groups(len(vals))]
+    surfaces = _surface_partial(groups, method, sp3, float(sigma), shape)
+    halo = gradient_halo(sigma) if method == "gradient" else 1
+    parts = reduce_blocks(_fused_partial(surfaces, vals), src, block_shape=block_shape,
+                          halo=halo, client=client, progress=progress)
+    areas = _surface_result([p[0] for p in parts], vals, method=method, spacing=sp3,
+                            class_map=class_map, pairs=True, shape=shape)
+    return areas, interface_result(sum(p[1] for p in parts), vals, int(np.prod(shape)),
+                                   class_map)
 
 
 def _interface_partial(values: np.ndarray) -> Any:

@@ -238,18 +238,14 @@ def microstructure_metrics_blockwise(
     if axes:
         _check_tortuosity_memory(volume.source, int(counts[present == value].sum()),
                                  tortuosity_memory)
-    say(f"surface areas ({surface_method})")
-    parts = {
-        "fractions": bw.fractions_of_counts(present, counts, class_map=cmap),
-        "surfaces": bw.surface_areas_blockwise(src, method=surface_method,
-                                               spacing=volume.spacing, class_map=cmap,
-                                               values=present, progress=bar("surfaces"),
-                                               **opts),
-        "interfaces": bw.interface_percent_blockwise(src, class_map=cmap, values=present,
-                                                     progress=bar("interfaces"), **opts),
-        "connectivity": percolation_blockwise(src, value, progress=bar("percolation"),
-                                              **opts),
-    }
+    say(f"surface areas ({surface_method}) and interface voxels")
+    surfaces, interfaces = bw.surfaces_and_interfaces_blockwise(
+        src, present, method=surface_method, spacing=volume.spacing, class_map=cmap,
+        progress=bar("surfaces"), **opts)
+    parts = {"fractions": bw.fractions_of_counts(present, counts, class_map=cmap),
+             "surfaces": surfaces, "interfaces": interfaces,
+             "connectivity": percolation_blockwise(src, value, progress=bar("percolation"),
+                                                   **opts)}
     taus = {}
     if axes:
         labels = np.asarray(src.open("r")[...] if hasattr(src, "open") else src)
