@@ -175,6 +175,9 @@ def test_microstructure_blockwise_equals_in_memory(phantom, labels):
     with pytest.raises(InputError, match=r"steps.metrics.tortuosity: \[\]"):
         microstructure_metrics_blockwise(phantom, labels, block_shape=(13, 17, 19),
                                          tortuosity_memory=10**6)
+    with pytest.raises(InputError, match=r"--phase: phase '9' \(value 9\) is absent"):
+        microstructure_metrics_blockwise(phantom, labels, phase=9, tortuosity="none",
+                                         block_shape=(13, 17, 19))
     with pytest.raises(InputError, match="6-connected clusters only"):
         bw.percolation_blockwise(labels, 0, connectivity=26, block_shape=(13, 17, 19))
 

@@ -81,11 +81,11 @@ def local_thickness(
     if m.any():
         dt = edt.edt(m, anisotropy=sp3, black_border=False, parallel=1)
         dmin = min(sp3[1:]) if squeeze else min(sp3)
-        _sphere_levels(m, dt, sp3, step * dmin, float(dt.max()), out)
+        sphere_levels(m, dt, sp3, step * dmin, float(dt.max()), out)
     return out[0] if squeeze else out
 
 
-def _sphere_levels(m: np.ndarray, dt: np.ndarray, spacing: tuple[float, float, float],
+def sphere_levels(m: np.ndarray, dt: np.ndarray, spacing: tuple[float, float, float],
                    r_step: float, r_max: float, out: np.ndarray) -> None:
     """Write 2 r into ``out`` where a sphere of radius r (levels ``r_step`` apart, up to
     ``r_max``) centred on a voxel with ``dt >= r`` covers a voxel of ``m`` (µm)."""

@@ -27,10 +27,10 @@ from electrode_ct.compute.engine import Progress, Source, ZarrRef, reduce_blocks
 from electrode_ct.errors import InputError
 from electrode_ct.metrics._phase import axis_index, axis_name
 from electrode_ct.metrics.local_thickness import (
-    _sphere_levels,
     chord_statistics,
     distribution,
     runs,
+    sphere_levels,
 )
 from electrode_ct.volume import as_spacing, resolve_phase
 
@@ -138,7 +138,7 @@ def _thickness_block(value: int, spacing: tuple[float, float, float], step: floa
             if float(block.crop(dt).max()) > limit_um / 2:
                 raise InputError(f"max_thickness_um: the phase is thicker than {limit_um:g} µm "
                                  f"in {_where(block)}; raise max_thickness_um")
-            _sphere_levels(m, dt, spacing, step * min(spacing),
+            sphere_levels(m, dt, spacing, step * min(spacing),
                            min(float(dt.max()), limit_um / 2), out)
         return block.crop(out)
     return block_thickness
