@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    progress,
+    say,
+    voxel_size,
+)
+from electrode_ct.cli._compute import BLOCKS, MEMORY, N_WORKERS, SCHEDULER, THREADS
 from electrode_ct.cli.app import app
+from electrode_ct.volume import Volume
 
 
 @app.command("metrics")
@@ -29,18 +40,34 @@ def metrics_cmd(
         None, "--tol", help="Relative residual at which the tortuosity solve stops (1e-6)."
     ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    scheduler: str = SCHEDULER, n_workers: int = N_WORKERS, threads_per_worker: int = THREADS,
+    memory_limit: str = MEMORY, block_shape: str = BLOCKS,
 ) -> None:
-    """Volume fractions, specific surface areas, percolation and tortuosity factor."""
+    """Volume fractions, specific surface areas, percolation and tortuosity factor.
+
+    Large volumes (or any compute option) run on the block engine: the same JSON, the
+    tortuosity solve staying in memory (refused above the in-memory size).
+    """
+    from electrode_ct.cli._compute import compute_config, session
     from electrode_ct.io import read
     from electrode_ct.metrics.microstructure import microstructure_metrics
 
+    cfg, explicit = compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                   block_shape)
     spacing_opt = voxel_size(voxel)
-    vol = read(phases, voxel_size=spacing_opt)
+    vol = read(phases, voxel_size=spacing_opt, lazy=True)
     info(f"{phases}: shape {vol.shape}, spacing {vol.spacing} µm")
-    metrics = microstructure_metrics(
-        vol, phase=phase, tortuosity=tortuosity_axes, surface_method=surface_method, tol=tol,
-        report=info,
-    )
+    opts = {"phase": phase, "tortuosity": tortuosity_axes, "surface_method": surface_method,
+            "tol": tol, "report": info}
+    with session(cfg, vol.nbytes, explicit=explicit) as client:
+        if client is None:
+            import dask
+
+            with dask.config.set(scheduler="synchronous"):  # never a Dask client's
+                vol = vol.compute()
+            metrics = microstructure_metrics(vol, **opts)
+        else:
+            metrics = _on_engine(vol, cfg, client, Path(phases), opts)
     result: dict[str, Any] = {
         "input": phases,
         "shape": list(vol.shape),
@@ -63,3 +90,41 @@ def metrics_cmd(
         say(f"  tortuosity {ax}         {r['tortuosity']:.4f}  "
             f"(D_eff/D {r['effective_diffusivity_ratio']:.4g}, {r['iterations']} CG "
             f"iterations, residual {r['relative_residual']:.1e})")
+
+
+def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,
+               opts: dict[str, Any]) -> dict[str, Any]:
+    """The metrics on the block engine, the labels copied to a temporary OME-Zarr."""
+    import tempfile
+
+    from electrode_ct.compute.engine import check_blocks, default_block_shape
+    from electrode_ct.metrics.microstructure import (
+        METRICS_BYTES_PER_VOXEL,
+        microstructure_metrics_blockwise,
+    )
+
+    blocks = tuple(cfg.block_shape) if cfg.block_shape else default_block_shape(
+        vol.shape, halo=(1, 1, 1), bytes_per_voxel=METRICS_BYTES_PER_VOXEL,
+        memory_limit=cfg.worker_memory())
+    check_blocks(vol.shape, blocks, (1, 1, 1), bytes_per_voxel=METRICS_BYTES_PER_VOXEL,
+                 memory_limit=cfg.worker_memory())  # before anything is copied
+    with tempfile.TemporaryDirectory(prefix=".ect-metrics-", dir=path.parent) as tmp:
+        src = _zarr_copy(vol, Path(tmp) / "phases.ome.zarr", blocks)
+        return microstructure_metrics_blockwise(
+            vol, src, block_shape=blocks, client=client,
+            progress=lambda name: (lambda it: progress(it, desc=name)), **opts)
+
+
+def _zarr_copy(vol: Volume, path: Path, chunks: tuple[int, ...]) -> Any:
+    """Copy a (lazy) label volume into an OME-Zarr, one chunk-deep z slab at a time."""
+    import numpy as np
+
+    from electrode_ct.io.zarr import create_ome_zarr
+
+    ref = create_ome_zarr(path, vol, dtype=vol.dtype, chunks=chunks, class_map=vol.class_map)
+    arr = ref.open("r+")
+    for z in progress(range(0, vol.shape[0], chunks[0]), desc="copy"):
+        part = vol.data[z:z + chunks[0]]
+        arr[z:z + chunks[0]] = np.asarray(part.compute(scheduler="synchronous")
+                                          if hasattr(part, "compute") else part)
+    return ref

@@ -110,18 +110,38 @@ def connectivity(
     )
     n = int(n)
     sizes = np.bincount(lab.ravel(), minlength=n + 1).astype(np.int64)
-    total = int(sizes[1:].sum())
-    out: dict[str, Any] = {"percolating_fraction": {}}
-    touches = np.zeros(n + 1, bool)
+    touch = np.zeros((mask.ndim, 2, n + 1), bool)
     for ax in range(mask.ndim):
         for side in (0, 1):
-            touches[_face_labels(lab, ax, side)] = True
+            touch[ax, side, _face_labels(lab, ax, side)] = True
+    return cluster_summary(sizes, touch, axes=axes, connectivity=connectivity)
+
+
+def cluster_summary(sizes: np.ndarray, touch: np.ndarray, *, axes: Iterable[str | int],
+                    connectivity: int) -> dict[str, Any]:
+    """The :func:`connectivity` result from cluster sizes and the faces they touch.
+
+    Parameters
+    ----------
+    sizes : numpy.ndarray of int64
+        Voxels per cluster id, (n + 1,); id 0 (outside the phase) is ignored.
+    touch : numpy.ndarray of bool
+        (ndim, 2, n + 1): whether a cluster touches the lower / upper face along each axis.
+    axes : iterable of {"x", "y", "z"}
+        Directions to test.
+    connectivity : int
+        Neighbourhood of the clusters (reported).
+    """
+    n = sizes.size - 1
+    total = int(sizes[1:].sum())
+    out: dict[str, Any] = {"percolating_fraction": {}}
     for a in axes:
-        ax = axis_index(a, ndim=mask.ndim)
-        lut = _spanning_lut(lab, n, ax)
+        ax = axis_index(a, ndim=touch.shape[0])
+        lut = touch[ax, 0] & touch[ax, 1]
+        lut[0] = False
         frac = float(sizes[lut].sum() / total) if total else 0.0
         out["percolating_fraction"][axis_name(ax)] = frac
-    isolated = ~touches[1:]
+    isolated = ~touch[:, :, 1:].any(axis=(0, 1))
     out["n_clusters"] = n
     out["n_isolated"] = int(isolated.sum())
     out["isolated_fraction"] = float(sizes[1:][isolated].sum() / total) if total else 0.0

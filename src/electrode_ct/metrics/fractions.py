@@ -31,12 +31,8 @@ def _prepare(
         m = np.asarray(mask, dtype=bool)
         if m.shape != a.shape:
             raise ShapeError(f"mask: shape {m.shape} differs from the labels' {a.shape}")
-    if values is None:
-        present = np.unique(a if m is None else a[m])
-        known = np.asarray(sorted((class_map or {}).values()), dtype=np.int64)
-        vals = np.union1d(present.astype(np.int64), known)
-    else:
-        vals = np.unique(np.asarray(list(values), dtype=np.int64))
+    vals = reported_values(np.unique(a if m is None else a[m]) if values is None else
+                           np.zeros(0, np.int64), values, class_map)
     lo = int(min(vals.min(initial=0), a.min(initial=0)))
     hi = int(max(vals.max(initial=0), a.max(initial=0)))
     lut = np.full(hi - lo + 1, -1, dtype=np.int64)
@@ -81,10 +77,24 @@ def volume_fractions(
     """
     _, m, vals, cls = _prepare(labels, mask, values, class_map)
     sel = cls.ravel() if m is None else cls[m]
-    total = sel.size
-    if total == 0:
+    if sel.size == 0:
         raise InputError("mask: selects no voxels; volume fractions need at least one")
     counts = np.bincount(sel[sel >= 0], minlength=vals.size)
+    return fractions_from_counts(counts, vals, sel.size, class_map)
+
+
+def reported_values(present: np.ndarray, values: Iterable[int] | None,
+                    class_map: Mapping[str, int] | None) -> np.ndarray:
+    """The values a result reports: ``values``, else those present plus the class map's."""
+    if values is not None:
+        return np.unique(np.asarray(list(values), dtype=np.int64))
+    known = np.asarray(sorted((class_map or {}).values()), dtype=np.int64)
+    return np.union1d(np.asarray(present).astype(np.int64), known)
+
+
+def fractions_from_counts(counts: np.ndarray, vals: np.ndarray, total: int,
+                          class_map: Mapping[str, int] | None) -> dict[str, float]:
+    """``{key: count / total}`` for the reported values ``vals`` (see :func:`volume_fractions`)."""
     return {k: float(c / total) for k, c in zip(phase_keys(vals, class_map), counts, strict=True)}
 
 
@@ -129,12 +139,31 @@ def phase_profile(
     code = slice_idx * (k + 1) + np.where(cls >= 0, cls, k)
     code = code.ravel() if m is None else code[m]
     counts = np.bincount(code, minlength=n_sl * (k + 1)).reshape(n_sl, k + 1)
+    return profile_table(counts, vals, class_map, spacing=sp3[ax])
+
+
+def profile_table(counts: np.ndarray, vals: np.ndarray, class_map: Mapping[str, int] | None,
+                  *, spacing: float) -> pd.DataFrame:
+    """The :func:`phase_profile` table from voxel counts per (slice, reported value, other).
+
+    Parameters
+    ----------
+    counts : numpy.ndarray of int
+        (slices, len(vals) + 1): voxels of each reported value, then of all others.
+    vals : numpy.ndarray
+        Reported values.
+    class_map : mapping, optional
+        name -> value, for the column names.
+    spacing : float
+        Voxel size along the profile axis, µm.
+    """
+    n_sl, k = counts.shape[0], vals.size
     n_vox = counts.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = counts[:, :k] / n_vox[:, None]
     df = pd.DataFrame({
         "slice": np.arange(n_sl),
-        "position_um": (np.arange(n_sl) + 0.5) * sp3[ax],
+        "position_um": (np.arange(n_sl) + 0.5) * spacing,
         "n_voxels": n_vox,
     })
     for j, key in enumerate(phase_keys(vals, class_map)):

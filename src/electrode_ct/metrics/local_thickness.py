@@ -78,17 +78,22 @@ def local_thickness(
     if squeeze:
         sp3 = (1e6, sp3[1], sp3[2])  # no neighbours along the missing axis
     out = np.zeros(m.shape, np.float32)
-    if not m.any():
-        return out[0] if squeeze else out
-    dt = edt.edt(m, anisotropy=sp3, black_border=False, parallel=1)
-    dmin = min(sp3[1:]) if squeeze else min(sp3)
-    r_step = step * dmin
-    levels = np.arange(1, int(np.floor(float(dt.max()) / r_step)) + 1) * r_step
+    if m.any():
+        dt = edt.edt(m, anisotropy=sp3, black_border=False, parallel=1)
+        dmin = min(sp3[1:]) if squeeze else min(sp3)
+        sphere_levels(m, dt, sp3, step * dmin, float(dt.max()), out)
+    return out[0] if squeeze else out
+
+
+def sphere_levels(m: np.ndarray, dt: np.ndarray, spacing: tuple[float, float, float],
+                   r_step: float, r_max: float, out: np.ndarray) -> None:
+    """Write 2 r into ``out`` where a sphere of radius r (levels ``r_step`` apart, up to
+    ``r_max``) centred on a voxel with ``dt >= r`` covers a voxel of ``m`` (µm)."""
+    levels = np.arange(1, int(np.floor(r_max / r_step)) + 1) * r_step
     for r in levels:
         centres = dt >= r
-        reach = edt.edt(~centres, anisotropy=sp3, black_border=False, parallel=1)
+        reach = edt.edt(~centres, anisotropy=spacing, black_border=False, parallel=1)
         out[(reach <= r) & m] = 2.0 * r
-    return out[0] if squeeze else out
 
 
 def thickness_distribution(
@@ -125,8 +130,13 @@ def thickness_distribution(
     """
     mask = phase_mask(labels, phase, class_map=class_map)
     lt = local_thickness(mask, spacing=spacing, step=step)
-    vals = lt[mask]
-    th, counts = np.unique(vals, return_counts=True)
+    th, counts = np.unique(lt[mask], return_counts=True)
+    return distribution(th, counts)
+
+
+def distribution(th: np.ndarray, counts: np.ndarray) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The :func:`thickness_distribution` table and summary from the distinct thickness
+    values (µm, ascending) and their voxel counts."""
     frac = counts / counts.sum()
     cum = np.cumsum(frac)
     table = pd.DataFrame({"thickness_um": th.astype(float), "volume_fraction": frac,
@@ -135,8 +145,8 @@ def thickness_distribution(
     def _q(p: float) -> float:
         return float(th[min(int(np.searchsorted(cum, p - 1e-12)), th.size - 1)])
 
-    summary = {"mean_um": float(vals.mean(dtype=np.float64)), "d10_um": _q(0.1),
-               "d50_um": _q(0.5), "d90_um": _q(0.9)}
+    mean = float(np.dot(th.astype(np.float64), counts) / counts.sum())
+    summary = {"mean_um": mean, "d10_um": _q(0.1), "d50_um": _q(0.5), "d90_um": _q(0.9)}
     return table, summary
 
 
@@ -176,20 +186,29 @@ def chord_lengths(
         m = m[None]
     ax = axis_index(axis)
     sp3 = as_spacing(spacing, name="spacing")
-    lines = np.moveaxis(m, ax, -1).reshape(-1, m.shape[ax])
+    start, stop = runs(m, ax)
+    if not include_border:
+        keep = (start > 0) & (stop < m.shape[ax])
+        start, stop = start[keep], stop[keep]
+    return (stop - start).astype(np.float64) * sp3[ax]
+
+
+def runs(mask: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (exclusive) positions along ``axis`` of every run of True voxels.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        int64 positions in voxels, one pair per run (lines in C order of the other axes).
+    """
+    lines = np.moveaxis(mask, axis, -1).reshape(-1, mask.shape[axis])
     padded = np.zeros((lines.shape[0], lines.shape[1] + 2), np.int8)
     padded[:, 1:-1] = lines
     d = np.diff(padded, axis=1)
+    width = d.shape[1]
     starts = np.flatnonzero(d.ravel() == 1)
     ends = np.flatnonzero(d.ravel() == -1)  # same order: one end per start
-    width = d.shape[1]
-    length = ends - starts
-    if not include_border:
-        pos_s = starts % width
-        pos_e = ends % width
-        keep = (pos_s > 0) & (pos_e < width - 1)
-        length = length[keep]
-    return length.astype(np.float64) * sp3[ax]
+    return (starts % width).astype(np.int64), (ends % width).astype(np.int64)
 
 
 def chord_length_summary(
@@ -209,13 +228,14 @@ def chord_length_summary(
         out; NaN means when there are none).
     """
     mask = phase_mask(labels, phase, class_map=class_map)
-    out: dict[str, dict[str, float]] = {}
-    for a in axes:
-        ax = axis_index(a)
-        c = chord_lengths(mask, axis=ax, spacing=spacing)
-        out[axis_name(ax)] = {
-            "mean_um": float(c.mean()) if c.size else float("nan"),
-            "median_um": float(np.median(c)) if c.size else float("nan"),
-            "n_chords": int(c.size),
-        }
-    return out
+    return {axis_name(axis_index(a)): chord_statistics(
+        chord_lengths(mask, axis=a, spacing=spacing)) for a in axes}
+
+
+def chord_statistics(c: np.ndarray) -> dict[str, float]:
+    """``mean_um``, ``median_um`` (NaN without chords) and ``n_chords`` of chord lengths."""
+    return {
+        "mean_um": float(c.mean()) if c.size else float("nan"),
+        "median_um": float(np.median(c)) if c.size else float("nan"),
+        "n_chords": int(c.size),
+    }

@@ -7,8 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from electrode_ct.errors import InputError
 from electrode_ct.volume import Volume, resolve_phase
+
+METRICS_BYTES_PER_VOXEL = 20.0
+"""Peak working memory of a metrics block task per voxel of its read region (uint8 labels;
+measured 17 for marching cubes, 16 for interface voxels, 10 for components)."""
+
+TORTUOSITY_BYTES_PER_VOXEL = 190.0
+"""Peak memory of the in-memory tortuosity solve per voxel of the phase (AMG-preconditioned
+CG, measured at 512³, docs/metrics.md)."""
 
 TAU_CONVENTION = (
     "tau = eps * D / D_eff; eps = volume fraction of the whole phase; D_eff/D = F*L/(A*dc) "
@@ -79,13 +89,31 @@ def microstructure_metrics(
     """
     from electrode_ct.metrics._phase import phase_mask
     from electrode_ct.metrics.connectivity import connectivity
-    from electrode_ct.metrics.fractions import phase_keys, volume_fractions
+    from electrode_ct.metrics.fractions import volume_fractions
     from electrode_ct.metrics.quality import interface_percentage
-    from electrode_ct.metrics.surface import METHODS, surface_areas
-    from electrode_ct.metrics.tortuosity import DEFAULT_RTOL, SOLVER_NAME
-    from electrode_ct.metrics.tortuosity import tortuosity as solve_tortuosity
+    from electrode_ct.metrics.surface import surface_areas
 
-    say = report or (lambda _msg: None)
+    axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    labels = volume.numpy()
+    cmap = volume.class_map
+    mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
+    fractions = volume_fractions(labels, class_map=cmap)
+    (report or (lambda _msg: None))(f"surface areas ({surface_method})")
+    surf = surface_areas(labels, method=surface_method, spacing=volume.spacing, class_map=cmap)
+    parts = {"fractions": fractions, "surfaces": surf,
+             "interfaces": interface_percentage(labels, class_map=cmap),
+             "connectivity": connectivity(mask)}
+    taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
+    return _result(key, value, surface_method, parts, taus, rtol)
+
+
+def _checked(volume: Volume, phase: str | int | None, tortuosity: str | Sequence[str],
+             surface_method: str, tol: float | None) -> tuple[list[str], float, int, str]:
+    """Checked options: tortuosity axes, solver tolerance, phase value and key."""
+    from electrode_ct.metrics.fractions import phase_keys
+    from electrode_ct.metrics.surface import METHODS
+    from electrode_ct.metrics.tortuosity import DEFAULT_RTOL
+
     if surface_method not in METHODS:
         raise InputError(
             f"--surface-method: expected one of {', '.join(METHODS)}, got {surface_method!r}"
@@ -94,34 +122,43 @@ def microstructure_metrics(
     rtol = DEFAULT_RTOL if tol is None else float(tol)
     if not 0 < rtol < 1:
         raise InputError(f"--tol: expected a relative tolerance in (0, 1), got {tol!r}")
-    labels = volume.numpy()
-    cmap = volume.class_map
     if axes and volume.is_2d:
         raise InputError(
             f"{volume.source}: a 2-D image; tortuosity needs a 3-D volume (use --tortuosity none)"
         )
-    chosen = phase if phase is not None else default_phase(cmap, volume.source)
-    value = resolve_phase(chosen, cmap, where="--phase")
-    mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
-    key = phase_keys([value], cmap)[0]
-    fractions = volume_fractions(labels, class_map=cmap)
-    say(f"surface areas ({surface_method})")
-    surf = surface_areas(labels, method=surface_method, spacing=volume.spacing, class_map=cmap)
-    conn = connectivity(mask)
+    chosen = phase if phase is not None else default_phase(volume.class_map, volume.source)
+    value = resolve_phase(chosen, volume.class_map, where="--phase")
+    return axes, rtol, value, phase_keys([value], volume.class_map)[0]
+
+
+def _tortuosities(mask: Any, axes: list[str], spacing: Any, rtol: float,
+                  report: Callable[[str], None] | None) -> dict[str, Any]:
+    from electrode_ct.metrics.tortuosity import tortuosity as solve_tortuosity
+
     taus: dict[str, Any] = {}
     for ax in axes:
-        say(f"tortuosity along {ax}")
-        taus[ax] = solve_tortuosity(mask, axis=ax, spacing=volume.spacing, rtol=rtol)
+        if report is not None:
+            report(f"tortuosity along {ax}")
+        taus[ax] = solve_tortuosity(mask, axis=ax, spacing=spacing, rtol=rtol)
+    return taus
+
+
+def _result(key: str, value: int, surface_method: str, parts: dict[str, Any],
+            taus: dict[str, Any], rtol: float) -> dict[str, Any]:
+    """The result dict (keys documented in :func:`microstructure_metrics`)."""
+    from electrode_ct.metrics.tortuosity import SOLVER_NAME
+
+    surf, conn = parts["surfaces"], parts["connectivity"]
     return {
         "phase": key,
         "phase_value": value,
-        "volume_fraction": fractions,
+        "volume_fraction": parts["fractions"],
         "specific_surface_area_per_um": surf["specific_surface_area_per_um"],
         "specific_interfacial_area_per_um": surf["specific_interfacial_area_per_um"],
         "surface_area_um2": surf["area_um2"],
         "interfacial_area_um2": surf["interfacial_area_um2"],
         "surface_method": surface_method,
-        "interface_voxel_percent": interface_percentage(labels, class_map=cmap),
+        "interface_voxel_percent": parts["interfaces"],
         "tortuosity": {ax: r.tortuosity for ax, r in taus.items()},
         "effective_diffusivity_ratio": {ax: r.effective_diffusivity_ratio
                                         for ax, r in taus.items()},
@@ -134,3 +171,97 @@ def microstructure_metrics(
         "solver_tolerance": rtol,
         "tortuosity_details": {ax: r.to_dict() for ax, r in taus.items()},
     }
+
+
+def microstructure_metrics_blockwise(
+    volume: Volume,
+    src: Any,
+    *,
+    block_shape: Sequence[int],
+    client: Any = None,
+    progress: Callable[[str], Any] | None = None,
+    phase: str | int | None = None,
+    tortuosity: str | Sequence[str] = ("x", "y", "z"),
+    surface_method: str = "marching_cubes",
+    tol: float | None = None,
+    tortuosity_memory: int | None = None,
+    report: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`microstructure_metrics` on the block engine: the same keys and values
+    (within 1e-9 relative), the volume read block by block.
+
+    Volume fractions, surface areas, interface voxels and percolation are exact reductions
+    over blocks (:mod:`electrode_ct.metrics.blockwise`). The tortuosity solve stays in
+    memory, on the phase mask, when it fits ``tortuosity_memory`` (at
+    :data:`TORTUOSITY_BYTES_PER_VOXEL` per phase voxel); else the call is refused after
+    the first (counting) pass, before the other metrics run.
+
+    Parameters
+    ----------
+    volume : Volume
+        The phase volume (its spacing, class map, shape and source name; its voxels are
+        read from ``src`` only, unless tortuosity is solved).
+    src : ZarrRef or numpy.ndarray
+        The same voxels as a block source.
+    block_shape : sequence of int
+        Block shape in voxels.
+    client : distributed.Client, optional
+        One task per block on the cluster; None runs the blocks serially.
+    progress : callable, optional
+        ``progress(step_name)`` gives the wrapper of that step's iteration over blocks.
+    phase, tortuosity, surface_method, tol, report
+        As for :func:`microstructure_metrics`.
+    tortuosity_memory : int, optional
+        Bytes the tortuosity solve may use (default: 80 % of this machine's memory).
+
+    Raises
+    ------
+    InputError
+        Tortuosity asked for on a phase too large to solve in memory (naming
+        ``steps.metrics.tortuosity: []`` / ``--tortuosity none``), or a bad option.
+    """
+    from electrode_ct.metrics import blockwise as bw
+    from electrode_ct.metrics.components_blockwise import percolation_blockwise
+
+    axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    cmap = volume.class_map
+    say = report or (lambda _msg: None)
+    opts = {"block_shape": block_shape, "client": client}
+
+    def bar(name: str) -> Any:
+        return None if progress is None else progress(name)
+
+    present, counts = bw.value_counts_blockwise(src, progress=bar("fractions"), **opts)
+    if value not in present:
+        raise InputError(f"--phase: phase {key!r} (value {value}) is absent from "
+                         f"{volume.source}; values present: {present.tolist()[:20]}")
+    if axes:
+        _check_tortuosity_memory(volume.source, int(counts[present == value].sum()),
+                                 tortuosity_memory)
+    say(f"surface areas ({surface_method}) and interface voxels")
+    surfaces, interfaces = bw.surfaces_and_interfaces_blockwise(
+        src, present, method=surface_method, spacing=volume.spacing, class_map=cmap,
+        progress=bar("surfaces"), **opts)
+    parts = {"fractions": bw.fractions_of_counts(present, counts, class_map=cmap),
+             "surfaces": surfaces, "interfaces": interfaces,
+             "connectivity": percolation_blockwise(src, value, progress=bar("percolation"),
+                                                   **opts)}
+    taus = {}
+    if axes:
+        labels = np.asarray(src.open("r")[...] if hasattr(src, "open") else src)
+        taus = _tortuosities(labels == value, axes, volume.spacing, rtol, report)
+    return _result(key, value, surface_method, parts, taus, rtol)
+
+
+def _check_tortuosity_memory(source: str, n_phase: int, budget: int | None) -> None:
+    """Refuse a tortuosity solve whose phase does not fit the memory budget."""
+    if budget is None:
+        from electrode_ct.compute.config import machine_memory
+
+        budget = int(0.8 * machine_memory())
+    need = n_phase * TORTUOSITY_BYTES_PER_VOXEL
+    if need > budget:
+        raise InputError(
+            f"{source}: tortuosity is solved in memory only and would need {need / 1e9:.1f} GB "
+            f"({n_phase} phase voxels), above {budget / 1e9:.1f} GB; skip it with "
+            "steps.metrics.tortuosity: [] (ect metrics --tortuosity none) or crop")

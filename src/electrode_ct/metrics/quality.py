@@ -57,27 +57,77 @@ def interface_percentage(
     """
     lab = _checked_labels(labels)
     values = np.unique(lab)
-    keys = _names(values, class_map)
-    # for each voxel, the set of neighbouring phases as a bit mask over ``values``
-    idx = np.searchsorted(values, lab).astype(np.int64)
+    counts = interface_counts(lab, values, tuple(slice(0, n) for n in lab.shape))
+    return interface_result(counts, values, lab.size, class_map)
+
+
+def interface_counts(labels: np.ndarray, values: np.ndarray,
+                     interior: tuple[slice, ...]) -> np.ndarray:
+    """Interface voxels of a block: per pair (i < j, in :func:`itertools.combinations`
+    order), then of any pair.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        The block plus a halo of 1 voxel (clipped at the volume's faces).
+    values : numpy.ndarray
+        Sorted label values of the whole volume (every value of ``labels`` among them).
+    interior : tuple of slice
+        The block in ``labels``: only its voxels are counted.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``n_pairs + 1`` counts that add exactly over blocks.
+    """
     if values.size > 62:
         raise InputError(f"labels: {values.size} distinct values; interfaces need <= 62 phases")
-    bits = np.zeros(lab.shape, np.int64)
-    for ax in range(lab.ndim):  # face neighbours along each axis, both directions
-        a = [slice(None)] * lab.ndim
-        b = [slice(None)] * lab.ndim
+    small = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                 if np.iinfo(t).bits >= values.size)
+    idx = _value_index(labels, values)
+    # for each voxel, the set of neighbouring phases as a bit mask over ``values``
+    bits = np.zeros(labels.shape, small)
+    one = small(1)
+    for ax in range(labels.ndim):  # face neighbours along each axis, both directions
+        a = [slice(None)] * labels.ndim
+        b = [slice(None)] * labels.ndim
         a[ax], b[ax] = slice(None, -1), slice(1, None)
         ia, ib = idx[tuple(a)], idx[tuple(b)]
         differ = ia != ib
-        bits[tuple(a)] |= np.where(differ, np.left_shift(1, ib), 0)
-        bits[tuple(b)] |= np.where(differ, np.left_shift(1, ia), 0)
-    total = lab.size
-    out: dict[str, float] = {}
+        bits[tuple(a)] |= np.where(differ, np.left_shift(one, ib.astype(small)), small(0))
+        bits[tuple(b)] |= np.where(differ, np.left_shift(one, ia.astype(small)), small(0))
+    bits = bits[interior]
+    on_any = bits != 0
+    idx, bits = idx[interior][on_any], bits[on_any]  # interface voxels only
+    out = []
     for i, j in combinations(range(values.size), 2):
-        on = ((idx == i) & ((bits >> j) & 1).astype(bool)) | \
-             ((idx == j) & ((bits >> i) & 1).astype(bool))
-        out[f"{keys[i]}-{keys[j]}"] = 100.0 * float(np.count_nonzero(on)) / total
-    out["any"] = 100.0 * float(np.count_nonzero(bits)) / total
+        on = ((idx == i) & ((bits >> small(j)) & one).astype(bool)) | \
+             ((idx == j) & ((bits >> small(i)) & one).astype(bool))
+        out.append(np.count_nonzero(on))
+    out.append(idx.size)
+    return np.asarray(out, np.int64)
+
+
+def _value_index(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of every voxel's value in the sorted ``values`` (uint8; a look-up table
+    for small unsigned labels, a binary search otherwise)."""
+    if labels.dtype == bool:
+        labels = labels.view(np.uint8)
+    if labels.dtype.kind == "u" and labels.dtype.itemsize <= 2:
+        lut = np.zeros(int(values.max()) + 1, np.uint8)
+        lut[values] = np.arange(values.size)
+        return lut[labels]
+    return np.searchsorted(values, labels).astype(np.uint8)
+
+
+def interface_result(counts: np.ndarray, values: np.ndarray, total: int,
+                     class_map: Mapping[str, int] | None) -> dict[str, float]:
+    """The :func:`interface_percentage` dict from :func:`interface_counts` over ``total``
+    voxels."""
+    keys = _names(values, class_map)
+    out = {f"{keys[i]}-{keys[j]}": 100.0 * float(c) / total
+           for (i, j), c in zip(combinations(range(values.size), 2), counts[:-1], strict=True)}
+    out["any"] = 100.0 * float(counts[-1]) / total
     return out
 
 

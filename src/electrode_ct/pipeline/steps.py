@@ -304,19 +304,56 @@ def step_measure(run: Run) -> StepResult:
 
 
 def step_metrics(run: Run) -> StepResult:
-    """Microstructure metrics of the reference phase volume."""
+    """Microstructure metrics of the reference phase volume (block by block on the engine
+    for large inputs; tortuosity stays in memory)."""
     from electrode_ct.metrics.microstructure import microstructure_metrics
 
     p = run.cfg.steps.metrics
-    ph = phases(run, reference_state(run))
-    result = microstructure_metrics(ph, phase=p.phase, tortuosity=p.tortuosity,
-                                    surface_method=p.surface_method, tol=p.tol,
-                                    report=run.log.info)
+    opts = {"phase": p.phase, "tortuosity": p.tortuosity, "surface_method": p.surface_method,
+            "tol": p.tol, "report": run.log.info}
+    i = reference_state(run)
+    cfg, lazy = run.cfg.compute, _metrics_input(run, i)
+    if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:
+        result = _metrics_engine(run, lazy, opts)
+    else:
+        result = microstructure_metrics(phases(run, i), **opts)
     from electrode_ct.io import write_json
 
     rel = "tables/metrics.json"
     write_json(result, run.path(rel))
     return StepResult({"metrics": rel}, result)
+
+
+def _metrics_input(run: Run, i: int) -> Volume:
+    """The phase volume of state ``i``, lazily read (segmented or given)."""
+    if "segment" in run.results:
+        return read(run.output("segment", f"phases_{i}"), lazy=True)
+    paths = run.cfg.input.phases or []
+    if i >= len(paths):
+        raise ConfigError(f"input.phases: no phase volume for state {i}")
+    vol = _crop(run, read(paths[i], lazy=True, voxel_size=run.cfg.input.voxel_size))
+    return vol.with_class_map(run.cfg.input.class_map) if run.cfg.input.class_map else vol
+
+
+def _metrics_engine(run: Run, vol: Volume, opts: dict[str, Any]) -> dict[str, Any]:
+    """The metrics as reductions over blocks on the run's client."""
+    import shutil
+
+    from electrode_ct.metrics.microstructure import (
+        METRICS_BYTES_PER_VOXEL,
+        microstructure_metrics_blockwise,
+    )
+    from electrode_ct.pipeline.compute import engine
+
+    eng = engine(run)
+    src = eng.zarr_input(vol, "phases_metrics")
+    blocks = eng.block_shape(vol.shape, halo=(1, 1, 1), bytes_per_voxel=METRICS_BYTES_PER_VOXEL)
+    try:
+        return microstructure_metrics_blockwise(
+            vol, src, block_shape=blocks, client=eng.client(), progress=eng.progress, **opts)
+    finally:
+        if src.path.startswith(str(eng.work)):
+            shutil.rmtree(src.path, ignore_errors=True)
 
 
 def step_cracks(run: Run) -> StepResult:
