@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from electrode_ct.cli import _compute as co
 from electrode_ct.cli._argv import parse_floats
-from electrode_ct.cli._common import VOXEL_SIZE_HELP, info, say, voxel_size
+from electrode_ct.cli._common import VOXEL_SIZE_HELP, info, progress, say, voxel_size
 from electrode_ct.cli.app import app
 from electrode_ct.errors import InputError
 
@@ -45,36 +47,79 @@ def filter_cmd(
     high: float = typer.Option(99.5, "--high", help="normalise: upper percentile."),
     dtype: str = typer.Option("float32", "--dtype", help="normalise: float32 | uint8 | uint16."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Denoise, sharpen, remove rings or normalise a grey volume."""
+    """Denoise, sharpen, remove rings or normalise a grey volume (block by block on Dask
+    for large volumes or when a compute option is given; see docs/scale.md)."""
     from electrode_ct import filters
     from electrode_ct.io import read, write
 
     m = method.lower()
     if m not in filters.METHODS:
         raise InputError(f"--method: expected one of {', '.join(filters.METHODS)}, got {method!r}")
-    vol = read(src, voxel_size=voxel_size(voxel))
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
+    vol = read(src, lazy=True, voxel_size=voxel_size(voxel))
+    info(f"filter {m}: {src} {vol.shape}")
+    opts = _filter_options(m, sigma=sigma, size=size, radius=radius, amount=amount, h=h,
+                           patch_size=patch_size, patch_distance=patch_distance, slab=slab,
+                           workers=workers, width=width, center=center, scale=scale, low=low,
+                           high=high, dtype=dtype)
+    with co.session(cfg, 0 if vol.is_2d else vol.nbytes,
+                    explicit=explicit and not vol.is_2d) as client:
+        if client is not None and not vol.is_2d:
+            _filter_engine(vol, src, out, cfg, client, m, opts, in_um)
+            say(f"wrote {out}")
+            return
     img = filters.check_image(vol.numpy(), name=src)
     if vol.is_2d:
         img = img[0]
-    info(f"filter {m}: {src} {vol.shape}")
+    res = filters.apply_filter(img, m, spacing=vol.spacing, in_um=in_um, **opts)
+    write(vol.with_data(res, class_map=None), out)
+    say(f"wrote {out}")
+
+
+def _filter_options(m: str, **o: Any) -> dict[str, Any]:
+    """The options of filter ``m`` from the command line's values."""
+    sigma, size, radius, center = o["sigma"], o["size"], o["radius"], o["center"]
     if m == "gaussian":
         opts: dict = {"sigma": _lengths(sigma, "--sigma")}
     elif m == "median":
         opts = {"size": _lengths(size, "--size")}
     elif m == "unsharp":
-        opts = {"radius": _lengths(radius, "--radius"), "amount": amount}
+        opts = {"radius": _lengths(radius, "--radius"), "amount": o["amount"]}
     elif m == "nlm":
-        opts = {"h": h, "patch_size": patch_size, "patch_distance": patch_distance,
-                "slab": slab, "workers": workers}
+        opts = {k: o[k] for k in ("h", "patch_size", "patch_distance", "slab", "workers")}
     elif m == "rings":
         c = parse_floats(center, name="--center", count=(2,)) if center else None
-        opts = {"center": tuple(c) if c else None, "width": width}
+        opts = {"center": tuple(c) if c else None, "width": o["width"]}
     else:
-        opts = {"scale": scale, "low": low, "high": high, "dtype": dtype}
-    res = filters.apply_filter(img, m, spacing=vol.spacing, in_um=in_um, **opts)
-    write(vol.with_data(res, class_map=None), out)
-    say(f"wrote {out}")
+        opts = {k: o[k] for k in ("scale", "low", "high", "dtype")}
+    return opts
+
+
+def _filter_engine(vol: Any, src: str, out: Path, cfg: Any, client: Any, m: str,
+                   opts: dict[str, Any], in_um: bool) -> None:
+    """``ect filter`` on the block engine (see :mod:`electrode_ct.cli._engine`)."""
+    from electrode_ct.cli._engine import EngineJob, plan_blocks
+    from electrode_ct.filters import blockwise as fb
+    from electrode_ct.io.stream import choose_chunks
+
+    halo = fb.filter_halo(m, vol.shape, spacing=vol.spacing, in_um=in_um, **opts)
+    slab = m in ("rings", "nlm")
+    blocks = plan_blocks(cfg, vol.shape, halo, fb.BYTES_PER_VOXEL[m], slab=slab)
+    chunks = (blocks[0], *choose_chunks(vol.shape, 4)[1:]) if slab else blocks
+    job = EngineJob.start(vol, src, out, cfg, client, {
+        "command": "filter", "method": m, "in_um": in_um, "blocks": blocks,
+        "spacing": vol.spacing, **opts})
+    source = job.source()
+    dst = job.target(vol, fb.output_dtype(m, vol.dtype, **opts), chunks)
+    fb.filter_blockwise(source, dst, m, spacing=vol.spacing, in_um=in_um, block_shape=blocks,
+                        client=client, progress=lambda it: progress(it, desc=f"filter {m}"),
+                        memory_limit=job.memory_limit, **opts)
+    job.finish(dst)
 
 
 @app.command("crop")

@@ -112,19 +112,33 @@ def resample(
     sp, target = as_spacing(spacing, name="spacing"), as_spacing(voxel_size, name="voxel size")
     if order not in (0, 1, 3):
         raise InputError(f"order: expected 1 (linear) or 3 (cubic), got {order}")
-    k = arr.ndim
-    shape_in = np.array(arr.shape, np.float64)
-    factors = np.array(sp[-k:]) / np.array(target[-k:])
-    shape_out = np.maximum(1, np.rint(shape_in * factors)).astype(int)
-    zoom = shape_out / shape_in
+    shape_out, new_spacing = resample_shape(arr.shape, spacing=sp, voxel_size=target)
+    zoom = np.array(shape_out) / np.array(arr.shape, np.float64)
     if labels:
         out = ndi.zoom(arr, zoom, order=0, mode="nearest", grid_mode=True)
     else:
         src = arr.astype(np.float32, copy=False)
         out = ndi.zoom(src, zoom, order=int(order), mode="nearest", grid_mode=True)
+    return out, new_spacing
+
+
+def resample_shape(shape: tuple[int, ...], *, spacing: float | Iterable[float],
+                   voxel_size: float | Iterable[float]) -> tuple[tuple[int, ...], Spacing]:
+    """Output shape and exact voxel size (z, y, x, µm) of :func:`resample`.
+
+    Examples
+    --------
+    >>> resample_shape((10, 20, 20), spacing=(2.0, 1.0, 1.0), voxel_size=1.0)
+    ((20, 20, 20), (1.0, 1.0, 1.0))
+    """
+    sp, target = as_spacing(spacing, name="spacing"), as_spacing(voxel_size, name="voxel size")
+    k = len(shape)
+    shape_in = np.array(shape, np.float64)
+    factors = np.array(sp[-k:]) / np.array(target[-k:])
+    shape_out = np.maximum(1, np.rint(shape_in * factors)).astype(int)
     new = np.array(sp, np.float64)
     new[-k:] = np.array(sp[-k:]) * shape_in / shape_out
-    return out, as_spacing(new.tolist())
+    return tuple(int(n) for n in shape_out), as_spacing(new.tolist())
 
 
 def bin2(image: np.ndarray, *, labels: bool = False) -> np.ndarray:

@@ -245,3 +245,54 @@ def _run_level(path: str, level: int, blocks: list[tuple[slice, ...]], labels: b
     wait(futures)
     for fut in futures:
         fut.result()  # re-raises the first failure
+
+
+def own_store(volume: Volume) -> Any:
+    """The :class:`~electrode_ct.compute.engine.ZarrRef` a lazy volume reads unchanged
+    (read lazily from a Zarr store, not cropped or computed on), or None."""
+    from electrode_ct.compute.engine import ZarrRef
+    from electrode_ct.io.registry import split_dataset
+
+    name = str(getattr(volume.data, "name", ""))
+    inner = volume.metadata.get("zarr_path")
+    if not volume.is_lazy or not name.startswith("from-zarr") or inner is None:
+        return None
+    ref = ZarrRef(split_dataset(volume.source)[0], str(inner))
+    try:
+        same = tuple(ref.open("r").shape) == volume.shape
+    except Exception:  # noqa: BLE001 - an unreadable store: the caller copies instead
+        return None
+    return ref if same else None
+
+
+def _matches(ref: Any, volume: Volume) -> bool:
+    try:
+        arr = ref.open("r")
+    except Exception:  # noqa: BLE001 - absent or unreadable
+        return False
+    return tuple(arr.shape) == volume.shape and arr.dtype == volume.dtype
+
+
+def zarr_source(volume: Volume, work: str | Path, *, memory_limit: int | None = None,
+                progress: Progress | None = None, reuse: bool = False) -> Any:
+    """A Zarr reference block tasks can read ``volume`` from.
+
+    The volume's own store when :func:`own_store` finds one; else the volume is streamed
+    to ``work`` (an OME-Zarr without pyramid). With ``reuse``, a complete copy left at
+    ``work`` by an earlier call (same shape and dtype) is used as it is: only for work
+    paths keyed by the input's identity.
+
+    Returns
+    -------
+    electrode_ct.compute.engine.ZarrRef
+    """
+    from electrode_ct.compute.engine import ZarrRef
+
+    own = own_store(volume)
+    if own is not None:
+        return own
+    ref = ZarrRef(str(work), "0")
+    if reuse and _matches(ref, volume):  # written atomically: present means complete
+        return ref
+    stream_to_ome_zarr(volume, work, memory_limit=memory_limit, pyramid=0, progress=progress)
+    return ref

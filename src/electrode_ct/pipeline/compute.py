@@ -93,18 +93,12 @@ class PipelineCompute:
 
     def zarr_input(self, volume: Volume, name: str) -> ZarrRef:
         """A Zarr reference to ``volume``: its own store when it is a lazy, unchanged
-        Zarr array (``read(..., lazy=True)`` of a ``.zarr``), else a copy streamed slab by
-        slab to ``work/NAME.ome.zarr``."""
-        from electrode_ct.compute.engine import ZarrRef
-        from electrode_ct.io.stream import stream_to_ome_zarr
+        Zarr array, else a copy streamed slab by slab to ``work/NAME.ome.zarr``
+        (:func:`electrode_ct.io.stream.zarr_source`)."""
+        from electrode_ct.io.stream import zarr_source
 
-        own = _own_store(volume)
-        if own is not None:
-            return own
-        path = self.work / f"{name}.ome.zarr"
-        stream_to_ome_zarr(volume, path, memory_limit=self.memory_limit, pyramid=0,
-                           progress=self.progress(f"copy {name}"))
-        return ZarrRef(str(path), "0")
+        return zarr_source(volume, self.work / f"{name}.ome.zarr",
+                           memory_limit=self.memory_limit, progress=self.progress(f"copy {name}"))
 
     def progress(self, desc: str) -> Any:
         """A function wrapping an iteration in a tqdm bar on stderr (none when quiet)."""
@@ -121,23 +115,6 @@ class PipelineCompute:
         """Close the client and its cluster (if one was opened)."""
         self._stack.close()
         self._client = None
-
-
-def _own_store(volume: Volume) -> ZarrRef | None:
-    """The Zarr array a lazy volume reads unchanged (no crop, no operation), or None."""
-    from electrode_ct.compute.engine import ZarrRef
-    from electrode_ct.io.registry import split_dataset
-
-    name = str(getattr(volume.data, "name", ""))
-    inner = volume.metadata.get("zarr_path")
-    if not volume.is_lazy or not name.startswith("from-zarr") or inner is None:
-        return None
-    ref = ZarrRef(split_dataset(volume.source)[0], str(inner))
-    try:
-        same = tuple(ref.open("r").shape) == volume.shape
-    except Exception:  # noqa: BLE001 - any unreadable store: copy instead
-        return None
-    return ref if same else None
 
 
 def engine(run: Run) -> PipelineCompute:
