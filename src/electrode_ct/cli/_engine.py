@@ -26,8 +26,11 @@ from typing import Any
 
 from electrode_ct.cli._common import info, progress
 from electrode_ct.compute.config import ComputeConfig
-from electrode_ct.compute.engine import DONE_FOLDER, ZarrRef, check_blocks, default_block_shape
+from electrode_ct.compute.engine import DONE_FOLDER, ZarrRef
 from electrode_ct.io.tables import dumps
+from electrode_ct.pipeline.compute import plan_blocks
+
+__all__ = ["EngineJob", "plan_blocks"]
 from electrode_ct.volume import Volume
 
 
@@ -37,30 +40,6 @@ def _identity(src: str) -> list[Any]:
     path = split_dataset(src)[0]
     st = os.stat(path)
     return [os.path.abspath(path), src, st.st_size, st.st_mtime_ns]
-
-
-def plan_blocks(cfg: ComputeConfig, shape: Sequence[int], halo: Sequence[int],
-                bytes_per_voxel: float, *, slab: bool = False) -> tuple[int, ...]:
-    """Block shape of a command: ``--block-shape`` or one from the memory limit.
-
-    With ``slab`` (per-slice filters) a block is whole (y, x) planes, as many as the
-    budget allows. Refused before any work (one line naming both) when a block is larger
-    than the volume, smaller than the halo, or needs more than the memory limit.
-    """
-    limit = cfg.worker_memory()
-    if cfg.block_shape is not None:
-        blocks = tuple(int(b) for b in cfg.block_shape)
-        check_blocks(shape, blocks, halo)  # the given shape, before slabs widen it
-    else:
-        blocks = default_block_shape(shape, halo=halo, bytes_per_voxel=bytes_per_voxel,
-                                     memory_limit=limit)
-    if slab:
-        plane = int(shape[1]) * int(shape[2]) * bytes_per_voxel
-        fit = max(1, int(limit / 4 // plane) - 2 * int(halo[0]))
-        depth = blocks[0] if cfg.block_shape is not None else min(blocks[0], fit)
-        blocks = (min(int(depth), int(shape[0])), int(shape[1]), int(shape[2]))
-    check_blocks(shape, blocks, halo, bytes_per_voxel=bytes_per_voxel, memory_limit=limit)
-    return blocks
 
 
 @dataclass
@@ -124,15 +103,10 @@ class EngineJob:
 
     def finish(self, ref: ZarrRef) -> Path:
         """Move or write the output to OUT and remove the work folder."""
-        from electrode_ct.io import atomic_path, read, write
+        from electrode_ct.pipeline.compute import publish
 
-        store = Path(ref.path)
-        shutil.rmtree(store / DONE_FOLDER, ignore_errors=True)
-        if self.out.name.lower().endswith((".zarr", ".zr")):
-            with atomic_path(self.out) as tmp:
-                os.replace(store, tmp)
-        else:
+        if not self.out.name.lower().endswith((".zarr", ".zr")):
             info(f"writing {self.out}")
-            write(read(str(store), lazy=True), self.out)
+        publish(ref, self.out)
         shutil.rmtree(self.work, ignore_errors=True)
         return self.out

@@ -67,12 +67,10 @@ def filter_cmd(
                            patch_size=patch_size, patch_distance=patch_distance, slab=slab,
                            workers=workers, width=width, center=center, scale=scale, low=low,
                            high=high, dtype=dtype)
-    with co.session(cfg, 0 if vol.is_2d else vol.nbytes,
-                    explicit=explicit and not vol.is_2d) as client:
-        if client is not None and not vol.is_2d:
-            _filter_engine(vol, src, out, cfg, client, m, opts, in_um)
-            say(f"wrote {out}")
-            return
+    if not vol.is_2d and co.use_engine(cfg, vol.nbytes, explicit=explicit):
+        _filter_engine(vol, src, out, cfg, m, opts, in_um)
+        say(f"wrote {out}")
+        return
     img = filters.check_image(vol.numpy(), name=src)
     if vol.is_2d:
         img = img[0]
@@ -100,9 +98,10 @@ def _filter_options(m: str, **o: Any) -> dict[str, Any]:
     return opts
 
 
-def _filter_engine(vol: Any, src: str, out: Path, cfg: Any, client: Any, m: str,
-                   opts: dict[str, Any], in_um: bool) -> None:
-    """``ect filter`` on the block engine (see :mod:`electrode_ct.cli._engine`)."""
+def _filter_engine(vol: Any, src: str, out: Path, cfg: Any, m: str, opts: dict[str, Any],
+                   in_um: bool) -> None:
+    """``ect filter`` on the block engine (see :mod:`electrode_ct.cli._engine`); blocks
+    are checked before a cluster starts."""
     from electrode_ct.cli._engine import EngineJob, plan_blocks
     from electrode_ct.filters import blockwise as fb
     from electrode_ct.io.stream import choose_chunks
@@ -111,15 +110,17 @@ def _filter_engine(vol: Any, src: str, out: Path, cfg: Any, client: Any, m: str,
     slab = m in ("rings", "nlm")
     blocks = plan_blocks(cfg, vol.shape, halo, fb.BYTES_PER_VOXEL[m], slab=slab)
     chunks = (blocks[0], *choose_chunks(vol.shape, 4)[1:]) if slab else blocks
-    job = EngineJob.start(vol, src, out, cfg, client, {
-        "command": "filter", "method": m, "in_um": in_um, "blocks": blocks,
-        "spacing": vol.spacing, **opts})
-    source = job.source()
-    dst = job.target(vol, fb.output_dtype(m, vol.dtype, **opts), chunks)
-    fb.filter_blockwise(source, dst, m, spacing=vol.spacing, in_um=in_um, block_shape=blocks,
-                        client=client, progress=lambda it: progress(it, desc=f"filter {m}"),
-                        memory_limit=job.memory_limit, **opts)
-    job.finish(dst)
+    with co.session(cfg, vol.nbytes, explicit=True) as client:
+        job = EngineJob.start(vol, src, out, cfg, client, {
+            "command": "filter", "method": m, "in_um": in_um, "blocks": blocks,
+            "spacing": vol.spacing, **opts})
+        source = job.source()
+        dst = job.target(vol, fb.output_dtype(m, vol.dtype, **opts), chunks)
+        fb.filter_blockwise(source, dst, m, spacing=vol.spacing, in_um=in_um,
+                            block_shape=blocks, client=client,
+                            progress=lambda it: progress(it, desc=f"filter {m}"),
+                            memory_limit=job.memory_limit, **opts)
+        job.finish(dst)
 
 
 @app.command("crop")
@@ -130,20 +131,56 @@ def crop_cmd(
     y: str = typer.Option(None, "--y", help="Rows A:B."),
     x: str = typer.Option(None, "--x", help="Columns A:B."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Crop a region of interest (the origin moves by the cropped offset)."""
-    from electrode_ct.filters import crop, parse_range
+    """Crop a region of interest (the origin moves by the cropped offset); only the
+    region is read, block by block on the engine for large volumes."""
+    from electrode_ct.filters import crop_window, parse_range
     from electrode_ct.io import read, write
     from electrode_ct.volume import Volume
 
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
     vol = read(src, lazy=True, voxel_size=voxel_size(voxel))
     arr = vol.data[0] if vol.is_2d else vol.data
     ranges = {k: parse_range(v, name=f"--{k}") for k, v in (("z", z), ("y", y), ("x", x))}
-    cropped, off = crop(arr, **ranges)
+    window, off = crop_window(tuple(arr.shape), **ranges)
     origin = tuple(o + i * s for o, i, s in zip(vol.origin, off, vol.spacing, strict=True))
-    res = Volume(cropped, spacing=vol.spacing, origin=origin, metadata=dict(vol.metadata))
-    write(res, out)
+    res = Volume(arr[window], spacing=vol.spacing, origin=origin, metadata=dict(vol.metadata))
+    if not vol.is_2d and co.use_engine(cfg, res.nbytes, explicit=explicit):
+        _crop_engine(vol, res, src, out, cfg, off)
+    else:
+        write(res.compute(), out)
     say(f"wrote {out} {res.shape}")
+
+
+def _crop_engine(vol: Any, res: Any, src: str, out: Path, cfg: Any,
+                 offset: tuple[int, int, int]) -> None:
+    """``ect crop`` on the engine: blocks copy their window from a Zarr input; other
+    inputs have only the window streamed."""
+    from electrode_ct.cli._engine import EngineJob, plan_blocks
+    from electrode_ct.compute.engine import ZarrRef
+    from electrode_ct.filters.blockwise import BYTES_PER_VOXEL, crop_blockwise
+    from electrode_ct.io.stream import own_store, stream_to_ome_zarr
+
+    blocks = plan_blocks(cfg, res.shape, (0, 0, 0), BYTES_PER_VOXEL["crop"])
+    with co.session(cfg, res.nbytes, explicit=True) as client:
+        job = EngineJob.start(vol, src, out, cfg, client, {
+            "command": "crop", "offset": offset, "shape": res.shape, "blocks": blocks})
+        bar = lambda it: progress(it, desc="crop")  # noqa: E731
+        own = own_store(vol)
+        if own is None:  # only the window is streamed: the copy is the crop
+            path = job.work / "output.ome.zarr"
+            stream_to_ome_zarr(res, path, chunks=blocks, memory_limit=job.memory_limit,
+                               pyramid=0, progress=bar)
+            job.finish(ZarrRef(str(path), "0"))
+            return
+        dst = job.target(res, res.dtype, blocks, class_map=res.class_map)
+        crop_blockwise(own, dst, offset=offset, block_shape=blocks, client=client,
+                       progress=bar, memory_limit=job.memory_limit)
+        job.finish(dst)
 
 
 @app.command("resample")
@@ -160,21 +197,63 @@ def resample_cmd(
     spacing_in: str = typer.Option(
         None, "--input-voxel-size", help="Voxel size of the input in µm (default: from the file)."
     ),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Resample to another voxel size (anisotropic -> isotropic, up or down)."""
+    """Resample to another voxel size (anisotropic -> isotropic, up or down); block by
+    block on the engine for large volumes (linear or labels)."""
     from electrode_ct.filters import resample
     from electrode_ct.io import read, write
+    from electrode_ct.volume import Volume
 
     orders = {"linear": 1, "cubic": 3}
     if order not in orders:
         raise InputError(f"--order: expected linear or cubic, got {order!r}")
-    vol = read(src, voxel_size=voxel_size(spacing_in))
-    arr = vol.numpy()[0] if vol.is_2d else vol.numpy()
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
+    vol = read(src, lazy=True, voxel_size=voxel_size(spacing_in))
     is_labels = labels or vol.class_map is not None
-    res, new_sp = resample(arr, spacing=vol.spacing, voxel_size=voxel_size(target),
-                           order=orders[order], labels=is_labels)
-    meta = dict(vol.metadata)
+    if not vol.is_2d and co.use_engine(cfg, vol.nbytes, explicit=explicit):
+        shape, new_sp = _resample_engine(vol, src, out, cfg, voxel_size(target),
+                                         orders[order], is_labels)
+    else:
+        arr = vol.numpy()[0] if vol.is_2d else vol.numpy()
+        res, new_sp = resample(arr, spacing=vol.spacing, voxel_size=voxel_size(target),
+                               order=orders[order], labels=is_labels)
+        shape = res.shape
+        write(Volume(res, spacing=new_sp, origin=vol.origin, metadata=dict(vol.metadata)), out)
+    say(f"wrote {out} {shape} at " + " x ".join(f"{v:.4g}" for v in new_sp) + " µm")
+
+
+def _resample_engine(vol: Any, src: str, out: Path, cfg: Any, target: Any, order: int,
+                     is_labels: bool) -> tuple[tuple[int, ...], Any]:
+    """``ect resample`` on the engine: each output block reads the input box it maps to."""
+    import math
+
+    import dask.array as da
+
+    from electrode_ct.cli._engine import EngineJob, plan_blocks
+    from electrode_ct.filters.blockwise import BYTES_PER_VOXEL, resample_blockwise
+    from electrode_ct.filters.geometry import resample_shape
     from electrode_ct.volume import Volume
 
-    write(Volume(res, spacing=new_sp, origin=vol.origin, metadata=meta), out)
-    say(f"wrote {out} {res.shape} at " + " x ".join(f"{v:.4g}" for v in new_sp) + " µm")
+    if order == 3 and not is_labels:
+        raise InputError("--order cubic: splines need whole lines and do not run block by "
+                         "block; use --order linear, or no compute option for a small volume")
+    shape, new_sp = resample_shape(vol.shape, spacing=vol.spacing, voxel_size=target)
+    ratio = max(1.0, math.prod(vol.shape) / math.prod(shape))  # input voxels per output
+    blocks = plan_blocks(cfg, shape, (0, 0, 0), BYTES_PER_VOXEL["resample"] * ratio)
+    like = Volume(da.zeros(shape, chunks=blocks), spacing=new_sp, origin=vol.origin)
+    with co.session(cfg, vol.nbytes, explicit=True) as client:
+        job = EngineJob.start(vol, src, out, cfg, client, {
+            "command": "resample", "shape": shape, "spacing": vol.spacing, "order": order,
+            "labels": is_labels, "blocks": blocks})
+        dtype = vol.dtype if is_labels else "float32"
+        dst = job.target(like, dtype, blocks, class_map=vol.class_map if is_labels else None)
+        resample_blockwise(job.source(), dst, order=order, labels=is_labels,
+                           block_shape=blocks, client=client,
+                           progress=lambda it: progress(it, desc="resample"),
+                           memory_limit=job.memory_limit)
+        job.finish(dst)
+    return shape, new_sp

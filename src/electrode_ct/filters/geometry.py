@@ -62,19 +62,32 @@ def crop(
     arr = np.asarray(image)
     if arr.size == 0:
         raise InputError(f"crop: the image is empty (shape {arr.shape})")
-    ranges = (z, y, x)[-arr.ndim:] if arr.ndim in (2, 3) else None
+    slices, offset = crop_window(arr.shape, z=z, y=y, x=x)
+    return arr[slices].copy(), offset
+
+
+def crop_window(shape: tuple[int, ...], *, z: Range = None, y: Range = None,
+                x: Range = None) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
+    """The slices and (z, y, x) offset :func:`crop` keeps of an array of ``shape``.
+
+    Examples
+    --------
+    >>> crop_window((10, 20, 30), z=(2, -2), x=(None, 5))
+    ((slice(2, 8, None), slice(0, 20, None), slice(0, 5, None)), (2, 0, 0))
+    """
+    ranges = (z, y, x)[-len(shape):] if len(shape) in (2, 3) else None
     if ranges is None:
-        raise InputError(f"crop: expected a 2-D or 3-D array, got shape {arr.shape}")
-    names = ("z", "y", "x")[-arr.ndim:]
+        raise InputError(f"crop: expected a 2-D or 3-D array, got shape {tuple(shape)}")
+    names = ("z", "y", "x")[-len(shape):]
     slices = []
-    for n, r, size in zip(names, ranges, arr.shape, strict=True):
+    for n, r, size in zip(names, ranges, shape, strict=True):
         start, stop, _ = slice(*(r or (None, None))).indices(size)
         raw = r or (None, None)
         if any(v is not None and not -size <= v <= size for v in raw) or stop <= start:
             raise InputError(f"--{n}: range {raw[0]}:{raw[1]} is empty or outside 0:{size}")
         slices.append(slice(start, stop))
-    offset = tuple([0] * (3 - arr.ndim) + [s.start for s in slices])
-    return arr[tuple(slices)].copy(), offset  # type: ignore[return-value]
+    offset = tuple([0] * (3 - len(shape)) + [s.start for s in slices])
+    return tuple(slices), offset  # type: ignore[return-value]
 
 
 def resample(

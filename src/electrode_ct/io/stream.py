@@ -94,7 +94,8 @@ def _region(data: Any, region: tuple[slice, ...]) -> np.ndarray:
 
 def stream_to_ome_zarr(volume: Volume, path: str | Path, *, chunks: Sequence[int] | None = None,
                        memory_limit: int | None = None, pyramid: int | None = None,
-                       labels: bool | None = None, progress: Progress | None = None) -> Path:
+                       labels: bool | None = None, progress: Progress | None = None,
+                       client: Any = None) -> Path:
     """Copy a (lazy) volume into a new OME-Zarr image slab by slab, with a pyramid.
 
     Parameters
@@ -114,6 +115,8 @@ def stream_to_ome_zarr(volume: Volume, path: str | Path, *, chunks: Sequence[int
         Downsample as labels (nearest); default: when the volume has a class map.
     progress : callable, optional
         Wraps the iteration over slabs and pyramid chunks (e.g. ``tqdm``).
+    client : distributed.Client, optional
+        Builds the pyramid levels on the cluster (one task per few chunks).
 
     Returns
     -------
@@ -142,7 +145,7 @@ def stream_to_ome_zarr(volume: Volume, path: str | Path, *, chunks: Sequence[int
         regions = slabs(shape, chunks, dtype.itemsize, memory_limit=memory_limit)
         for region in progress(regions) if progress is not None else regions:
             arr[region] = _region(volume.data, region)
-        write_pyramid(tmp, levels, labels=is_labels, progress=progress)
+        write_pyramid(tmp, levels, labels=is_labels, progress=progress, client=client)
     return Path(path)
 
 

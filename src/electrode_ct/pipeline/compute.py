@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from electrode_ct.compute.config import ComputeConfig
+from electrode_ct.compute.engine import check_blocks, default_block_shape
 from electrode_ct.volume import Volume
 
 if TYPE_CHECKING:
@@ -37,6 +38,30 @@ if TYPE_CHECKING:
     from electrode_ct.pipeline.runner import Run
 
 _KEY = "_pipeline_compute"
+
+
+def plan_blocks(cfg: ComputeConfig, shape: Sequence[int], halo: Sequence[int],
+                bytes_per_voxel: float, *, slab: bool = False) -> tuple[int, ...]:
+    """Block shape of a step or command: ``block_shape`` or one from the memory limit.
+
+    With ``slab`` (per-slice filters) a block is whole (y, x) planes, as many as the
+    budget allows. Refused before any work (one line naming both) when a block is larger
+    than the volume, smaller than the halo, or needs more than the memory limit.
+    """
+    limit = cfg.worker_memory()
+    if cfg.block_shape is not None:
+        blocks = tuple(int(b) for b in cfg.block_shape)
+        check_blocks(shape, blocks, halo)  # the given shape, before slabs widen it
+    else:
+        blocks = default_block_shape(shape, halo=halo, bytes_per_voxel=bytes_per_voxel,
+                                     memory_limit=limit)
+    if slab:
+        plane = int(shape[1]) * int(shape[2]) * bytes_per_voxel
+        fit = max(1, int(limit / 4 // plane) - 2 * int(halo[0]))
+        depth = blocks[0] if cfg.block_shape is not None else min(blocks[0], fit)
+        blocks = (min(int(depth), int(shape[0])), int(shape[1]), int(shape[2]))
+    check_blocks(shape, blocks, halo, bytes_per_voxel=bytes_per_voxel, memory_limit=limit)
+    return blocks
 
 
 class PipelineCompute:
@@ -73,23 +98,27 @@ class PipelineCompute:
         return self.cfg.scheduler != "local" or nbytes > self.cfg.in_memory_below_mb * 1e6
 
     def client(self) -> Any:
-        """The run's ``distributed.Client`` (opened on first use, closed with the run)."""
+        """The run's ``distributed.Client`` (opened on first use, closed with the run).
+
+        Block tasks are submitted to it explicitly; while it is open, dask collections
+        computed elsewhere in the run use local threads (a Client would otherwise become
+        dask's default scheduler and receive, e.g., a TIFF reader it cannot pickle).
+        """
         if self._client is None:
+            import dask
+
             from electrode_ct.compute.cluster import open_client
 
             self._client = self._stack.enter_context(open_client(self.cfg, log=self.log))
+            # block tasks go to the client explicitly; lazy reads elsewhere stay local
+            self._stack.enter_context(dask.config.set(scheduler="threads"))
         return self._client
 
     def block_shape(self, shape: Sequence[int], *, halo: Sequence[int] = (0, 0, 0),
-                    bytes_per_voxel: float = 8.0) -> tuple[int, ...]:
-        """``compute.block_shape`` clipped to the volume, else one from the memory budget."""
-        from electrode_ct.compute.engine import default_block_shape
-
-        if self.cfg.block_shape is not None:
-            return tuple(min(int(b), int(n)) for b, n in zip(self.cfg.block_shape, shape,
-                                                             strict=True))
-        return default_block_shape(shape, halo=halo, bytes_per_voxel=bytes_per_voxel,
-                                   memory_limit=self.memory_limit)
+                    bytes_per_voxel: float = 8.0, slab: bool = False) -> tuple[int, ...]:
+        """The blocks of a step (:func:`plan_blocks`): ``compute.block_shape`` or one from
+        the memory budget, refused before any work when they cannot work."""
+        return plan_blocks(self.cfg, shape, halo, bytes_per_voxel, slab=slab)
 
     def zarr_input(self, volume: Volume, name: str) -> ZarrRef:
         """A Zarr reference to ``volume``: its own store when it is a lazy, unchanged
@@ -115,6 +144,30 @@ class PipelineCompute:
         """Close the client and its cluster (if one was opened)."""
         self._stack.close()
         self._client = None
+
+
+def publish(ref: ZarrRef, out: Path) -> Path:
+    """Make a finished block output the file ``out``: the store is renamed into place
+    when ``out`` is a ``.zarr`` (its block markers dropped), else written into ``out``'s
+    format from a lazy read (block by block where the format allows) and removed."""
+    import os
+    import shutil
+
+    from electrode_ct.compute.engine import DONE_FOLDER
+    from electrode_ct.io import atomic_path, read, write
+
+    store = Path(ref.path)
+    shutil.rmtree(store / DONE_FOLDER, ignore_errors=True)
+    if Path(out).name.lower().endswith((".zarr", ".zr")):
+        with atomic_path(out) as tmp:
+            os.replace(store, tmp)
+    else:
+        import dask
+
+        with dask.config.set(scheduler="threads"):  # local reads, not the run's cluster
+            write(read(str(store), lazy=True), out)
+        shutil.rmtree(store, ignore_errors=True)
+    return Path(out)
 
 
 def engine(run: Run) -> PipelineCompute:
