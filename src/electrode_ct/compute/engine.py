@@ -295,7 +295,7 @@ def _gather(client: Any, futures: list[Any], blocks: list[Block],
 
     position = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
-    finished = as_completed(futures, with_results=False)
+    finished = as_completed(futures, loop=client.loop, with_results=False)
     try:
         for fut in progress(finished) if progress is not None else finished:
             i = position[fut.key]

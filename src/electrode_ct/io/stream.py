@@ -242,12 +242,8 @@ def _run_level(path: str, level: int, blocks: list[tuple[slice, ...]], labels: b
         for write in progress(blocks) if progress is not None else blocks:
             _level_block(path, level, write, labels)
         return
-    from distributed import wait
-
     futures = [client.submit(_level_block, path, level, w, labels, pure=False) for w in blocks]
-    wait(futures)
-    for fut in futures:
-        fut.result()  # re-raises the first failure
+    client.gather(futures)  # re-raises the first failure
 
 
 def own_store(volume: Volume) -> Any:
