@@ -28,7 +28,7 @@ from electrode_ct.cli._common import info, progress
 from electrode_ct.compute.config import ComputeConfig
 from electrode_ct.compute.engine import DONE_FOLDER, ZarrRef
 from electrode_ct.io.tables import dumps
-from electrode_ct.pipeline.compute import plan_blocks
+from electrode_ct.pipeline.compute import codec_for, plan_blocks
 
 __all__ = ["EngineJob", "plan_blocks"]
 from electrode_ct.volume import Volume
@@ -99,7 +99,7 @@ class EngineJob:
         if (path / DONE_FOLDER).is_dir():
             return ZarrRef(str(path), "0")
         return create_ome_zarr(path, like, dtype=dtype, chunks=tuple(chunks),
-                               class_map=class_map)
+                               class_map=class_map, compression=codec_for(dtype))
 
     def finish(self, ref: ZarrRef) -> Path:
         """Move or write the output to OUT and remove the work folder."""

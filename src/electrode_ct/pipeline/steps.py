@@ -146,7 +146,7 @@ def _filter_engine(run: Run, vol: Volume, i: int, rel: str, method: str,
     from electrode_ct.compute.engine import ZarrRef
     from electrode_ct.filters import blockwise as fb
     from electrode_ct.io.zarr import create_ome_zarr
-    from electrode_ct.pipeline.compute import engine, publish
+    from electrode_ct.pipeline.compute import codec_for, engine, publish
 
     eng = engine(run)
     if vol.dtype == np.float64:  # the in-memory step filters float32
@@ -159,7 +159,8 @@ def _filter_engine(run: Run, vol: Volume, i: int, rel: str, method: str,
     work = eng.work / f"grey_filtered_{i}.{run.keys['filter'][:12]}.ome.zarr"
     chunks = (blocks[0], *eng.block_shape(vol.shape)[1:]) if slab else blocks
     dst = (ZarrRef(str(work), "0") if work.exists()  # an interrupted run's store: resumed
-           else create_ome_zarr(work, vol, dtype=np.float32, chunks=chunks))
+           else create_ome_zarr(work, vol, dtype=np.float32, chunks=chunks,
+                                compression=codec_for(np.float32)))
     fb.filter_blockwise(src, dst, method, spacing=vol.spacing, in_um=in_um,
                         block_shape=blocks, client=eng.client(),
                         progress=eng.progress(f"filter {i}"), memory_limit=eng.memory_limit,
