@@ -205,11 +205,15 @@ def _inputs(tmp_path, data):
         tifffile.imwrite(tmp_path / "slices" / f"s_{i:03d}.tif", plane)
     with h5py.File(tmp_path / "v.h5", "w") as fh:
         fh.create_dataset("data", data=data, chunks=(4, 8, 8))
+    from _olewriter import write_ole
+    from test_io_txm import _txm_streams
+
+    write_ole(tmp_path / "v.txm", _txm_streams(data))
     data.tofile(tmp_path / "v.raw")
     (tmp_path / "v.mhd").write_text(
         "ObjectType = Image\nNDims = 3\nDimSize = {} {} {}\nElementType = MET_USHORT\n"
         "ElementSpacing = 1 1 1\nElementDataFile = v.raw\n".format(*data.shape[::-1]))
-    return ["v.npy", "v.tif", "slices", "v.h5", "v.mhd"]
+    return ["v.npy", "v.tif", "slices", "v.h5", "v.mhd", "v.txm"]
 
 
 def test_convert_streams_every_lazy_reader_into_ome_zarr(run_cli, tmp_path):
@@ -275,3 +279,30 @@ def test_chunks_come_from_the_volume_and_budget_and_bad_chunks_are_refused(run_c
     code, _, err = run_cli("convert", tmp_path / "v.npy", tmp_path / "o.ome.zarr", "--chunks",
                            "8", "8", "8")
     assert code == 2 and "larger than the volume" in err and not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_convert_builds_the_pyramid_on_a_cluster(run_cli, tmp_path, address):
+    from electrode_ct.io.stream import downsample2
+
+    data = np.random.default_rng(4).integers(0, 4000, (20, 24, 28), dtype=np.uint16)
+    np.save(tmp_path / "v.npy", data)
+    code, _, err = run_cli("--quiet", "convert", tmp_path / "v.npy", tmp_path / "v.ome.zarr",
+                           "--chunks", "4", "4", "4", "--pyramid", "2", "--scheduler", address)
+    assert code == 0, err
+    level1 = read(tmp_path / "v.ome.zarr", level=1).numpy()
+    np.testing.assert_array_equal(level1, downsample2(data, labels=False))
+    np.testing.assert_array_equal(read(tmp_path / "v.ome.zarr", level=2).numpy(),
+                                  downsample2(level1, labels=False))
+
+
+def test_cluster_script_prints_dask_jobqueues_job_script(run_cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: {grey: g.tif}\ncompute: {scheduler: pbs, threads_per_worker: 2, "
+                   "jobqueue: {walltime: '00:30:00'}}\n")
+    code, out, err = run_cli("cluster", "script", "--config", cfg, "--scheduler", "pbs",
+                             "--memory-limit", "8GB", "--queue", "short")
+    assert code == 0, err
+    assert out.startswith("#!/usr/bin/env bash") and "#PBS -q short" in out
+    assert "walltime=00:30:00" in out and "export OMP_NUM_THREADS=2" in out
+    code, _, err = run_cli("cluster", "script", "--scheduler", "local")
+    assert code == 2 and err.startswith("error:") and "slurm, pbs, sge, lsf" in err
