@@ -306,3 +306,30 @@ def test_cluster_script_prints_dask_jobqueues_job_script(run_cli, tmp_path):
     assert "walltime=00:30:00" in out and "export OMP_NUM_THREADS=2" in out
     code, _, err = run_cli("cluster", "script", "--scheduler", "local")
     assert code == 2 and err.startswith("error:") and "slurm, pbs, sge, lsf" in err
+
+
+def test_an_interrupted_engine_command_resumes_from_its_work_folder(run_cli, grey, tmp_path,
+                                                                    address, monkeypatch):
+    from electrode_ct.cli import _engine
+
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    args = ["filter", tmp_path / "g.tif", tmp_path / "o.tif", "--method", "gaussian",
+            "--scheduler", address, "--block-shape", "16", "20", "24"]
+    finish = _engine.EngineJob.finish
+
+    def interrupted(self, ref):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_engine.EngineJob, "finish", interrupted)
+    assert run_cli(*args)[0] == 130 and not (tmp_path / "o.tif").exists()
+    work = list(tmp_path.glob(".o.tif.*.ect-work"))
+    markers = list(work[0].glob("output.ome.zarr/.ect_done/0/*"))
+    assert len(work) == 1 and len(markers) == 8  # every block finished and marked
+    monkeypatch.setattr(_engine.EngineJob, "finish", finish)
+    computed = []
+    run_blocks = B.run_blocks
+    monkeypatch.setattr(B, "run_blocks", lambda *a, **k: computed.append(run_blocks(*a, **k)))
+    code, _, err = run_cli(*args)
+    assert code == 0 and "resuming from" in err and computed == [0]  # no block recomputed
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tif"), F.gaussian(grey))
+    assert not work[0].exists()
