@@ -51,7 +51,7 @@ def choose_chunks(shape: Sequence[int], itemsize: int, *, memory_limit: int | No
     --------
     >>> choose_chunks((1024, 1024, 1024), 2)
     (128, 128, 128)
-    >>> choose_chunks((2000, 4000, 4000), 2, memory_limit=2 * 10**9)
+    >>> choose_chunks((2000, 4000, 4000), 2, memory_limit=8 * 10**9)
     (32, 32, 32)
     >>> choose_chunks((10, 300, 20), 1)
     (10, 128, 20)
