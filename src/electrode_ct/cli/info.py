@@ -126,7 +126,8 @@ def convert_cmd(
         return
     from electrode_ct.io.stream import stream_to_ome_zarr
 
-    with co.session(cfg, vol.nbytes, explicit=explicit) as client:
+    # streaming reads one input in this process; a cluster (when asked for) builds the pyramid
+    with co.session(cfg, 0, explicit=explicit) as client:
         stream_to_ome_zarr(vol, out, chunks=chunk_shape or cfg.block_shape,
                            memory_limit=cfg.worker_memory(), pyramid=pyramid,
                            progress=lambda it: progress(it, desc="convert"), client=client)
