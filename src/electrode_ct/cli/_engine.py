@@ -38,7 +38,10 @@ def _identity(src: str) -> list[Any]:
     from electrode_ct.io.registry import split_dataset
 
     path = split_dataset(src)[0]
-    st = os.stat(path)
+    try:
+        st = os.stat(path)
+    except OSError:  # a glob of slices: the pattern names the input
+        return [os.path.abspath(path), src]
     return [os.path.abspath(path), src, st.st_size, st.st_mtime_ns]
 
 
