@@ -235,7 +235,6 @@ def test_cli_metrics_on_the_engine_equals_in_memory(tmp_path, phantom, run_cli):
 def test_pipeline_metrics_step_on_the_engine_equals_in_memory(tmp_path, phantom):
     """The metrics step on the run's client (compute.in_memory_below_mb 0) writes the same
     metrics.json as in memory; tortuosity too large for memory is refused naming the key."""
-    pytest.importorskip("electrode_ct.pipeline.compute")  # the run's client (h-ooc-io, #21)
     from electrode_ct.errors import ElectrodeCTError
     from electrode_ct.io import write
     from electrode_ct.pipeline import parse_config, run_pipeline

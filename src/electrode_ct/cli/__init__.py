@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "metrics",
     "pipeline",
     "models",
+    "cluster",
 )
 
 

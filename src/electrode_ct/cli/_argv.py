@@ -17,6 +17,7 @@ MULTI_VALUE_OPTIONS: set[str] = {
     "--scales", "--size", "--origin",
     # filters / classical segmentation (issue 4)
     "--sigma", "--radius", "--center", "--low", "--high", "--input-voxel-size",
+    "--block-shape",  # compute options (issue 21)
 }
 """Options that accept several space-separated numbers. Commands may add to this set."""
 

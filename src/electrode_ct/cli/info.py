@@ -6,9 +6,19 @@ from pathlib import Path
 
 import typer
 
+from electrode_ct.cli import _compute as co
 from electrode_ct.cli._argv import parse_ints
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    progress,
+    say,
+    voxel_size,
+)
 from electrode_ct.cli.app import app
+from electrode_ct.errors import InputError
 
 SHAPE_HELP = "Raw files: array shape Z Y X (or Y X) in voxels."
 DTYPE_HELP = "Raw files: sample type, e.g. uint8, uint16, float32."
@@ -86,20 +96,41 @@ def convert_cmd(
     dtype: str = typer.Option(None, "--dtype", help=DTYPE_HELP),
     byte_order: str = typer.Option(None, "--byte-order", help=BYTE_ORDER_HELP),
     header_bytes: int = typer.Option(None, "--header-bytes", help=HEADER_BYTES_HELP),
+    pyramid: int = typer.Option(
+        None, "--pyramid", help="OME-Zarr output: extra resolution levels (2x block mean "
+        "for grey, nearest for labels). Default: down to ~256 voxels a side above 256^3 "
+        "voxels, else none."),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
     """Convert a volume between formats (TIFF, OME-Zarr, HDF5, npy, ...).
 
-    The input is read lazily; Zarr and HDF5 outputs are written block by block.
+    The input is read lazily. An OME-Zarr output is streamed slab by slab (memory bounded
+    by a slab within --memory-limit, not by the volume) with a viewing pyramid; HDF5 and
+    TIFF outputs are written block by block.
     """
     from electrode_ct.io import read, write
 
     raw = raw_options(shape, dtype, byte_order, header_bytes)
     vol = read(src, lazy=True, voxel_size=voxel_size(voxel), **raw)
-    opts = {}
-    if chunks:
-        opts["chunks"] = tuple(parse_ints(chunks, name="--chunks", count=(3,)))
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
+    chunk_shape = tuple(parse_ints(chunks, name="--chunks", count=(3,))) if chunks else None
     info(f"converting {src} -> {out}")
-    write(vol, out, **opts)
+    if not str(out).lower().rstrip("/").endswith((".zarr", ".zr")):
+        if pyramid:
+            raise InputError(f"--pyramid: only OME-Zarr outputs hold a pyramid, not {out}")
+        write(vol, out, **({"chunks": chunk_shape} if chunk_shape else {}))
+        say(f"wrote {out}")
+        return
+    from electrode_ct.io.stream import stream_to_ome_zarr
+
+    # streaming reads one input in this process; a cluster (when asked for) builds the pyramid
+    with co.session(cfg, 0, explicit=explicit) as client:
+        stream_to_ome_zarr(vol, out, chunks=chunk_shape or cfg.block_shape,
+                           memory_limit=cfg.worker_memory(), pyramid=pyramid,
+                           progress=lambda it: progress(it, desc="convert"), client=client)
     say(f"wrote {out}")
 
 

@@ -153,7 +153,9 @@ def default_block_shape(shape: Sequence[int], *, halo: Sequence[int] = (0, 0, 0)
 
 def _check_chunks(dst: Any, block_shape: Sequence[int]) -> None:
     chunks = tuple(dst.chunks[-len(block_shape):])
-    if any(b % c for b, c in zip(block_shape, chunks, strict=True)):
+    shape = tuple(dst.shape[-len(block_shape):])
+    # one block spanning an axis (whole slices for per-slice filters) writes whole chunks
+    if any(b % c and b < n for b, c, n in zip(block_shape, chunks, shape, strict=True)):
         raise ShapeError(f"block shape {tuple(block_shape)} is not a multiple of the output's "
                          f"chunks {chunks}: two blocks would write one chunk")
 
@@ -293,7 +295,7 @@ def _gather(client: Any, futures: list[Any], blocks: list[Block],
 
     position = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
-    finished = as_completed(futures, with_results=False)
+    finished = as_completed(futures, loop=client.loop, with_results=False)
     try:
         for fut in progress(finished) if progress is not None else finished:
             i = position[fut.key]

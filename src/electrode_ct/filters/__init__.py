@@ -10,7 +10,7 @@ import numpy as np
 
 from electrode_ct.filters._checks import check_image
 from electrode_ct.filters.denoise import gaussian, median, nlm, unsharp
-from electrode_ct.filters.geometry import bin2, crop, parse_range, resample
+from electrode_ct.filters.geometry import bin2, crop, crop_window, parse_range, resample
 from electrode_ct.filters.intensity import normalise
 from electrode_ct.filters.rings import suppress_rings
 
@@ -62,6 +62,7 @@ __all__ = [
     "bin2",
     "check_image",
     "crop",
+    "crop_window",
     "gaussian",
     "median",
     "nlm",

@@ -62,19 +62,32 @@ def crop(
     arr = np.asarray(image)
     if arr.size == 0:
         raise InputError(f"crop: the image is empty (shape {arr.shape})")
-    ranges = (z, y, x)[-arr.ndim:] if arr.ndim in (2, 3) else None
+    slices, offset = crop_window(arr.shape, z=z, y=y, x=x)
+    return arr[slices].copy(), offset
+
+
+def crop_window(shape: tuple[int, ...], *, z: Range = None, y: Range = None,
+                x: Range = None) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
+    """The slices and (z, y, x) offset :func:`crop` keeps of an array of ``shape``.
+
+    Examples
+    --------
+    >>> crop_window((10, 20, 30), z=(2, -2), x=(None, 5))
+    ((slice(2, 8, None), slice(0, 20, None), slice(0, 5, None)), (2, 0, 0))
+    """
+    ranges = (z, y, x)[-len(shape):] if len(shape) in (2, 3) else None
     if ranges is None:
-        raise InputError(f"crop: expected a 2-D or 3-D array, got shape {arr.shape}")
-    names = ("z", "y", "x")[-arr.ndim:]
+        raise InputError(f"crop: expected a 2-D or 3-D array, got shape {tuple(shape)}")
+    names = ("z", "y", "x")[-len(shape):]
     slices = []
-    for n, r, size in zip(names, ranges, arr.shape, strict=True):
+    for n, r, size in zip(names, ranges, shape, strict=True):
         start, stop, _ = slice(*(r or (None, None))).indices(size)
         raw = r or (None, None)
         if any(v is not None and not -size <= v <= size for v in raw) or stop <= start:
             raise InputError(f"--{n}: range {raw[0]}:{raw[1]} is empty or outside 0:{size}")
         slices.append(slice(start, stop))
-    offset = tuple([0] * (3 - arr.ndim) + [s.start for s in slices])
-    return arr[tuple(slices)].copy(), offset  # type: ignore[return-value]
+    offset = tuple([0] * (3 - len(shape)) + [s.start for s in slices])
+    return tuple(slices), offset  # type: ignore[return-value]
 
 
 def resample(
@@ -112,19 +125,33 @@ def resample(
     sp, target = as_spacing(spacing, name="spacing"), as_spacing(voxel_size, name="voxel size")
     if order not in (0, 1, 3):
         raise InputError(f"order: expected 1 (linear) or 3 (cubic), got {order}")
-    k = arr.ndim
-    shape_in = np.array(arr.shape, np.float64)
-    factors = np.array(sp[-k:]) / np.array(target[-k:])
-    shape_out = np.maximum(1, np.rint(shape_in * factors)).astype(int)
-    zoom = shape_out / shape_in
+    shape_out, new_spacing = resample_shape(arr.shape, spacing=sp, voxel_size=target)
+    zoom = np.array(shape_out) / np.array(arr.shape, np.float64)
     if labels:
         out = ndi.zoom(arr, zoom, order=0, mode="nearest", grid_mode=True)
     else:
         src = arr.astype(np.float32, copy=False)
         out = ndi.zoom(src, zoom, order=int(order), mode="nearest", grid_mode=True)
+    return out, new_spacing
+
+
+def resample_shape(shape: tuple[int, ...], *, spacing: float | Iterable[float],
+                   voxel_size: float | Iterable[float]) -> tuple[tuple[int, ...], Spacing]:
+    """Output shape and exact voxel size (z, y, x, µm) of :func:`resample`.
+
+    Examples
+    --------
+    >>> resample_shape((10, 20, 20), spacing=(2.0, 1.0, 1.0), voxel_size=1.0)
+    ((20, 20, 20), (1.0, 1.0, 1.0))
+    """
+    sp, target = as_spacing(spacing, name="spacing"), as_spacing(voxel_size, name="voxel size")
+    k = len(shape)
+    shape_in = np.array(shape, np.float64)
+    factors = np.array(sp[-k:]) / np.array(target[-k:])
+    shape_out = np.maximum(1, np.rint(shape_in * factors)).astype(int)
     new = np.array(sp, np.float64)
     new[-k:] = np.array(sp[-k:]) * shape_in / shape_out
-    return out, as_spacing(new.tolist())
+    return tuple(int(n) for n in shape_out), as_spacing(new.tolist())
 
 
 def bin2(image: np.ndarray, *, labels: bool = False) -> np.ndarray:

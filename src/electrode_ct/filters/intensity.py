@@ -51,7 +51,7 @@ def normalise(
     img = check_image(image)
     if dtype not in _RANGES:
         raise InputError(f"dtype: expected one of {', '.join(_RANGES)}, got {dtype!r}")
-    data = np.asarray(img, np.float64) if img.size < 1 << 20 else img.astype(np.float32)
+    data = img.astype(work_dtype(img.size), copy=False)
     if method == "zscore":
         if dtype != "float32":
             raise InputError(f"dtype: z-score output must be float32, got {dtype!r}")
@@ -69,9 +69,21 @@ def normalise(
         raise InputError(f"method: expected percentile, minmax or zscore, got {method!r}")
     if hi <= lo:
         raise InputError(f"image: grey levels {lo:g}..{hi:g} have no spread to rescale")
+    return rescale(data, lo, hi, dtype)
+
+
+def work_dtype(size: int) -> np.dtype:
+    """Precision of the normalisation arithmetic: float64 below 2^20 voxels, else float32."""
+    return np.dtype(np.float64 if size < 1 << 20 else np.float32)
+
+
+def rescale(data: np.ndarray, lo: float, hi: float, dtype: str) -> np.ndarray:
+    """Clip ``data`` (in :func:`work_dtype`) to ``lo..hi`` and map it onto ``dtype``'s range.
+
+    Elementwise, so a volume rescaled block by block equals the whole-volume result.
+    """
     scaled = (np.clip(data, lo, hi) - lo) / (hi - lo)
-    top = _RANGES[dtype]
     if dtype == "float32":
         return scaled.astype(np.float32)
-    return np.rint(scaled * top).astype(dtype)
+    return np.rint(scaled * _RANGES[dtype]).astype(dtype)
 

@@ -93,7 +93,10 @@ class Run:
         return log
 
     def close(self) -> None:
-        """Release the log file handlers."""
+        """Close the run's Dask client (if a step opened one) and the log file handlers."""
+        from electrode_ct.pipeline.compute import close_engine
+
+        close_engine(self)
         for h in list(self.log.handlers):
             h.close()
             self.log.removeHandler(h)

@@ -50,13 +50,14 @@ def _crop(run: Run, vol: Volume) -> Volume:
     roi = run.cfg.input.crop
     if not roi:
         return vol
-    from electrode_ct.filters import crop
+    from electrode_ct.filters import crop_window
 
     unknown = set(roi) - {"z", "y", "x"}
     if unknown:
         raise ConfigError(f"input.crop: unknown axis {sorted(unknown)}; use z, y, x")
-    data, _ = crop(vol.numpy(), **{k: tuple(v) for k, v in roi.items()})  # type: ignore[arg-type]
-    return vol.with_data(data)
+    window, _ = crop_window(vol.shape, **{k: tuple(v) for k, v in roi.items()})  # type: ignore[arg-type]
+    data = vol.data[window]  # a lazy volume stays lazy: only the region is read
+    return vol.with_data(data.copy() if isinstance(data, np.ndarray) else data)
 
 
 def _ext(run: Run) -> str:
@@ -101,28 +102,72 @@ def _save(run: Run, vol: Volume, rel: str) -> str:
 
 # -- steps ---------------------------------------------------------------------------------
 def step_filter(run: Run) -> StepResult:
-    """Denoise every state."""
+    """Denoise every state (block by block on the engine for large inputs)."""
     from electrode_ct import filters
+    from electrode_ct.pipeline.compute import engine
 
     p = run.cfg.steps.filter
+    opts, in_um = _filter_options(p)
     outputs = {}
     for i in range(n_states(run)):
+        rel = f"volumes/grey_filtered_{i}{_ext(run)}"
+        inp = run.cfg.input
+        lazy = _crop(run, read(inp.grey[i], lazy=True, voxel_size=inp.voxel_size))
+        if engine(run).use_engine(lazy.nbytes):
+            _filter_engine(run, lazy, i, rel, p.method, opts, in_um)
+            outputs[f"grey_{i}"] = rel
+            continue
         vol = grey_input(run, i)
         arr = vol.numpy().astype(np.float32)
-        if p.method == "gaussian":
-            opts: dict[str, Any] = {"sigma": p.sigma_um if p.sigma_um is not None else p.sigma}
-        elif p.method == "median":
-            opts = {"size": p.size}
-        elif p.method == "unsharp":
-            opts = {"radius": p.sigma}
-        else:
-            opts = {}
-        out = filters.apply_filter(arr, p.method, spacing=vol.spacing,
-                                   in_um=p.method == "gaussian" and p.sigma_um is not None,
-                                   **opts)
-        outputs[f"grey_{i}"] = _save(run, vol.with_data(out.astype(np.float32)),
-                                     f"volumes/grey_filtered_{i}{_ext(run)}")
+        out = filters.apply_filter(arr, p.method, spacing=vol.spacing, in_um=in_um, **opts)
+        outputs[f"grey_{i}"] = _save(run, vol.with_data(out.astype(np.float32)), rel)
     return StepResult(outputs, {"method": p.method})
+
+
+def _filter_options(p: Any) -> tuple[dict[str, Any], bool]:
+    """The filter's options from the config, and whether its lengths are in µm."""
+    if p.method == "gaussian":
+        opts: dict[str, Any] = {"sigma": p.sigma_um if p.sigma_um is not None else p.sigma}
+    elif p.method == "median":
+        opts = {"size": p.size}
+    elif p.method == "unsharp":
+        opts = {"radius": p.sigma}
+    else:
+        opts = {}
+    return opts, p.method == "gaussian" and p.sigma_um is not None
+
+
+def _filter_engine(run: Run, vol: Volume, i: int, rel: str, method: str,
+                   opts: dict[str, Any], in_um: bool) -> None:
+    """One state's filter as block tasks on the run's client (float32 output, as the
+    in-memory step), written to ``rel`` (moved into place when OME-Zarr)."""
+    import shutil
+
+    from electrode_ct.compute.engine import ZarrRef
+    from electrode_ct.filters import blockwise as fb
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.pipeline.compute import codec_for, engine, publish
+
+    eng = engine(run)
+    if vol.dtype == np.float64:  # the in-memory step filters float32
+        vol = vol.with_data(vol.data.astype(np.float32))
+    halo = fb.filter_halo(method, vol.shape, spacing=vol.spacing, in_um=in_um, **opts)
+    slab = method in ("rings", "nlm")
+    blocks = eng.block_shape(vol.shape, halo=halo, bytes_per_voxel=fb.BYTES_PER_VOXEL[method],
+                             slab=slab)
+    src = eng.zarr_input(vol, f"grey_{i}")
+    work = eng.work / f"grey_filtered_{i}.{run.keys['filter'][:12]}.ome.zarr"
+    chunks = (blocks[0], *eng.block_shape(vol.shape)[1:]) if slab else blocks
+    dst = (ZarrRef(str(work), "0") if work.exists()  # an interrupted run's store: resumed
+           else create_ome_zarr(work, vol, dtype=np.float32, chunks=chunks,
+                                compression=codec_for(np.float32)))
+    fb.filter_blockwise(src, dst, method, spacing=vol.spacing, in_um=in_um,
+                        block_shape=blocks, client=eng.client(),
+                        progress=eng.progress(f"filter {i}"), memory_limit=eng.memory_limit,
+                        **opts)
+    publish(dst, run.path(rel))
+    if src.path.startswith(str(eng.work)):
+        shutil.rmtree(src.path, ignore_errors=True)
 
 
 def _segment_one(run: Run, vol: Volume, model: Any) -> tuple[np.ndarray, dict[str, int], dict]:

@@ -1,0 +1,265 @@
+"""Out-of-core scale benchmark (issue 21): prints one JSON object.
+
+A ``--size``³ uint16 scan is made by tiling a 128³ electrode phantom with mirrored copies
+(every odd tile flipped along the axes where its index is odd, so neighbouring tiles meet
+in mirror symmetry: no seams) and written as OME-Zarr block by block. It then goes
+through read → Gaussian (σ = 1 voxel) → multi-Otsu (3 classes) → volume fractions,
+surface areas, percolation and interface % on a LocalCluster of ``--workers`` worker
+processes; each step that is not available in this installation is reported as
+``"not available"``.
+
+Figures: the wall time of every step; the peak resident memory of ALL processes (this one
+and every worker, psutil RSS of the process tree sampled every 0.2 s) for the reference
+and for the engine run; and the reference time measured in the same run: reading the
+volume plus one scipy Gaussian pass over it block by block, serially in this process.
+
+Usage::
+
+    python benchmarks/scale.py --size 256
+    python benchmarks/scale.py --size 1024 --workers 2 --memory-limit 2GB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIGMA = 1.0
+TILE = 128
+CLASS_MAP = {"pore": 0, "cbd": 1, "active": 2}
+
+
+class PeakRSS:
+    """Peak of the summed RSS of this process and all its descendants (bytes)."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        import psutil
+
+        total = 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._sample())
+
+
+@contextmanager
+def timed(times: dict[str, Any], name: str) -> Iterator[None]:
+    """Record the wall time of the block under ``name`` (seconds)."""
+    t0 = time.perf_counter()
+    yield
+    times[name] = round(time.perf_counter() - t0, 2)
+
+
+def make_scan(path: Path, size: int, *, seed: int = 0) -> Any:
+    """Write a ``size``³ uint16 OME-Zarr by mirrored tiling of a phantom; its ZarrRef."""
+    import dask.array as da
+
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.synth.phantom import electrode
+    from electrode_ct.volume import Volume
+
+    tile_edge = min(TILE, size)
+    tile = electrode((tile_edge,) * 3, seed=seed, cracked_fraction=0.0).grey.numpy()
+    like = Volume(da.zeros((size,) * 3, dtype=np.uint16, chunks=tile_edge), spacing=0.5)
+    ref = create_ome_zarr(path, like, dtype=np.uint16, chunks=(tile_edge,) * 3)
+    arr = ref.open("r+")
+    n = -(-size // tile_edge)
+    for index in np.ndindex(n, n, n):
+        flips = tuple(slice(None, None, -1) if i % 2 else slice(None) for i in index)
+        region = tuple(slice(i * tile_edge, min((i + 1) * tile_edge, size)) for i in index)
+        part = tile[flips]
+        arr[region] = part[tuple(slice(0, r.stop - r.start) for r in region)]
+    return ref
+
+
+def reference(src: Any, block_shape: tuple[int, ...]) -> None:
+    """Read the volume and run one scipy Gaussian pass over it, block by block."""
+    from scipy import ndimage as ndi
+
+    from electrode_ct.blocks import block_grid
+
+    arr = src.open("r")
+    halo = int(4.0 * SIGMA + 0.5)
+    for block in block_grid(arr.shape, block_shape, halo):
+        region = np.asarray(arr[block.read]).astype(np.float32)
+        block.crop(ndi.gaussian_filter(region, SIGMA))
+
+
+def _optional(name: str, attr: str) -> Callable[..., Any] | None:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(name), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def pipeline(src: Any, work: Path, block_shape: tuple[int, ...], client: Any,
+             times: dict[str, Any], results: dict[str, Any]) -> None:
+    """read → gaussian → multi-Otsu → fractions, surfaces, percolation, interface %."""
+    from electrode_ct.filters.blockwise import gaussian_blockwise
+    from electrode_ct.io import read
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.pipeline.compute import codec_for
+
+    like = read(src.path, lazy=True)
+    smooth = create_ome_zarr(work / "smooth.ome.zarr", like, dtype=np.float32,
+                             chunks=block_shape, compression=codec_for(np.float32))
+    with timed(times, "gaussian_s"):
+        gaussian_blockwise(src, smooth, sigma=SIGMA, block_shape=block_shape, client=client)
+    threshold = _optional("electrode_ct.segment.blockwise", "threshold_blockwise")
+    if threshold is None:
+        times["multiotsu_s"] = "not available"
+        for key in ("fractions_s", "surfaces_s", "percolation_s", "interface_s"):
+            times[key] = "not available (needs the multi-Otsu labels)"
+        return
+    labels = create_ome_zarr(work / "phases.ome.zarr", like, dtype=np.uint8,
+                             chunks=block_shape, class_map=CLASS_MAP)
+    with timed(times, "multiotsu_s"):
+        cuts = threshold(smooth, labels, method="multiotsu", classes=3,
+                         block_shape=block_shape, client=client)
+    results["thresholds"] = np.asarray(cuts).ravel().tolist()
+    metrics(labels, like.spacing, block_shape, client, times, results)
+
+
+def metrics(labels: Any, spacing: tuple[float, ...], block_shape: tuple[int, ...],
+            client: Any, times: dict[str, Any], results: dict[str, Any]) -> None:
+    """The phase metrics as reductions, each reported or marked not available."""
+    kw = {"block_shape": block_shape, "client": client}
+    calls = {
+        "fractions": ("electrode_ct.metrics.blockwise", "fractions_blockwise",
+                      lambda f: f(labels, class_map=CLASS_MAP, **kw)),
+        "surfaces": ("electrode_ct.metrics.blockwise", "surface_areas_blockwise",
+                     lambda f: f(labels, spacing=spacing, class_map=CLASS_MAP, **kw)),
+        "percolation": ("electrode_ct.metrics.components_blockwise", "percolation_blockwise",
+                        lambda f: f(labels, "pore", class_map=CLASS_MAP, **kw)),
+        "interface": ("electrode_ct.metrics.blockwise", "interface_percent_blockwise",
+                      lambda f: f(labels, class_map=CLASS_MAP, **kw)),
+    }
+    for name, (module, attr, call) in calls.items():
+        func = _optional(module, attr)
+        if func is None:
+            times[f"{name}_s"] = "not available"
+            continue
+        with timed(times, f"{name}_s"):
+            results[name] = call(func)
+
+
+def _warm() -> None:
+    """Import the block functions' modules in a worker (a fixed cost, timed apart)."""
+    import importlib
+
+    for name in ("electrode_ct.filters.blockwise", "electrode_ct.segment.blockwise",
+                 "electrode_ct.metrics.blockwise"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def run(size: int, workers: int, memory_limit: str, block: int, work: Path) -> dict[str, Any]:
+    """The benchmark's figures (see the module docstring)."""
+    from electrode_ct.compute import ComputeConfig, open_client
+    from electrode_ct.compute.config import parse_bytes
+
+    block_shape = (min(block, size),) * 3
+    times: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    with timed(times, "make_scan_s"):
+        src = make_scan(work / "scan.ome.zarr", size)
+    with PeakRSS() as ref_mem, timed(times, "reference_s"):
+        reference(src, block_shape)
+    cfg = ComputeConfig(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit)
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        with open_client(cfg) as client:
+            times["cluster_start_s"] = round(time.perf_counter() - t0, 2)
+            with timed(times, "worker_imports_s"):  # once per worker: numpy, scipy, pandas
+                client.run(_warm)
+            pipeline(src, work, block_shape, client, times, results)
+        total = time.perf_counter() - t0
+    voxels = size**3
+    return {
+        "size": size, "voxels": voxels, "dtype": "uint16", "tile": min(TILE, size),
+        "block_shape": list(block_shape), "workers": workers,
+        "memory_limit_per_worker_gb": parse_bytes(memory_limit) / 1e9,
+        "times_s": times, "engine_total_s": round(total, 2),
+        "ratio_to_reference": round(total / times["reference_s"], 2),
+        "ratio_to_reference_without_startup": round(
+            (total - times["cluster_start_s"] - times["worker_imports_s"])
+            / times["reference_s"], 2),
+        "mvoxel_per_s": round(voxels / 1e6 / total, 2),
+        "peak_rss_all_processes_gb": round(mem.peak / 1e9, 3),
+        "reference_peak_rss_gb": round(ref_mem.peak / 1e9, 3),
+        "targets": {"peak_rss_gb_max": 6.0, "ratio_to_reference_max": 8.0},
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, run, print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024, help="edge of the cubic scan")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="2GB", help="per worker")
+    parser.add_argument("--block", type=int, default=128, help="block edge (voxels)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the Zarr stores (default: a temporary one, removed)")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="ect-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        out = run(args.size, args.workers, args.memory_limit, args.block, work)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    json.dump(out, sys.stdout, default=_plain)
+    sys.stdout.write("\n")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+if __name__ == "__main__":
+    main()
