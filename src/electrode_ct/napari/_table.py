@@ -1,0 +1,163 @@
+"""Widget 5, the particle table bound to a particle labels layer.
+
+*Measure* runs :func:`electrode_ct.measure.table.particle_table` (morphology, and grey
+columns when a grey layer is chosen) in a worker thread. Clicking a row selects that
+particle in the labels layer and centres the view on it; picking a particle in the
+viewer (its ``selected_label``) selects its row. *Colour by* paints any column back into
+image space (:func:`electrode_ct.report.great2_plots.paint_property`), the view GRAPES
+users know; *filter* keeps the rows of a pandas query (``volume_um3 > 20``); *Export*
+writes the shown rows with :func:`electrode_ct.io.write_table` (Parquet, or CSV by name).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, Table
+
+from electrode_ct.napari._common import LayerPicker, show_layer
+from electrode_ct.napari._jobs import JobPanel, Progress, error_message, notify
+from electrode_ct.volume import Volume
+
+CENTROID_UM = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
+
+
+class TableWidget(Container):
+    """Measure particles and browse the table (see the module docstring)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        self.viewer = napari_viewer
+        self.particles = LayerPicker(napari_viewer, "labels", label="particles")
+        self.grey = LayerPicker(napari_viewer, "image", label="grey (optional)")
+        self.measure_button = PushButton(text="Measure")
+        self.colour_by = ComboBox(label="colour by", choices=[], nullable=True)
+        self.query = LineEdit(label="filter", value="")
+        self.out = FileEdit(label="export to", mode="w", filter="*.parquet *.csv")
+        self.export_button = PushButton(text="Export rows")
+        self.table = Table(value=None)
+        self.jobs = JobPanel()
+        super().__init__(widgets=[self.particles, self.grey, self.measure_button, self.colour_by,
+                                  self.query, self.table, self.out, self.export_button,
+                                  self.jobs])
+        self.data: pd.DataFrame | None = None
+        self.shown: pd.DataFrame | None = None
+        self._bound: Any = None
+        self.measure_button.changed.connect(self.measure)
+        self.colour_by.changed.connect(self.paint)
+        self.query.changed.connect(self.apply_filter)
+        self.export_button.changed.connect(self.export)
+        self.table.native.itemSelectionChanged.connect(self._row_selected)
+        self.particles.reset_choices()
+        self.grey.value = None
+
+    def measure(self, *_: Any) -> Any:
+        """Measure the particles (and grey levels) of the chosen layers in a worker."""
+        from electrode_ct.measure.table import particle_table
+
+        try:
+            lab = self.particles.volume("particles")
+            grey = self.grey.volume("grey") if self.grey.value else None
+        except Exception as exc:
+            notify(error_message(exc), error=True)
+            return None
+        layer = self.particles.layer
+
+        def job(progress: Progress) -> pd.DataFrame:
+            for _ in progress(range(1)):
+                table, _ = particle_table(
+                    np.asarray(lab.data), None if grey is None else grey.numpy(),
+                    spacing=lab.spacing, background_sigma=None)
+            return table
+
+        def done(table: pd.DataFrame) -> None:
+            self.set_table(table, layer)
+
+        return self.jobs.start(job, done, title="measure")
+
+    def set_table(self, table: pd.DataFrame, layer: Any) -> None:
+        """Show ``table`` bound to the labels layer ``layer`` (status bar shows its row)."""
+        self.data = table.reset_index(drop=True)
+        self._bind(layer)
+        layer.features = self.data.assign(index=self.data["label"].to_numpy())
+        self.colour_by.choices = [c for c in self.data.columns
+                                  if pd.api.types.is_numeric_dtype(self.data[c])]
+        self.apply_filter()
+
+    def _bind(self, layer: Any) -> None:
+        if self._bound is not None:
+            self._bound.events.selected_label.disconnect(self._label_selected)
+        self._bound = layer
+        layer.events.selected_label.connect(self._label_selected)
+
+    def apply_filter(self, *_: Any) -> pd.DataFrame | None:
+        """Show the rows matching the filter expression (all rows when empty)."""
+        if self.data is None:
+            return None
+        text = self.query.value.strip()
+        try:
+            self.shown = self.data.query(text) if text else self.data
+        except Exception as exc:  # pandas raises many kinds for a half-typed expression
+            notify(f"filter: {text!r} is not a valid expression on the table columns "
+                   f"({type(exc).__name__})", error=True)
+            return None
+        self.table.value = self.shown
+        self.paint()
+        return self.shown
+
+    def _row_selected(self) -> None:
+        rows = sorted({i.row() for i in self.table.native.selectedIndexes()})
+        if rows and self.shown is not None:
+            self.select(int(self.shown["label"].iloc[rows[0]]))
+
+    def select(self, label: int) -> None:
+        """Select particle ``label`` in the labels layer and centre the view on it."""
+        layer = self._bound
+        if layer is None or self.data is None:
+            return
+        row = self.data.loc[self.data["label"] == label]
+        layer.selected_label = int(label)
+        layer.show_selected_label = True
+        if len(row) and all(c in row for c in CENTROID_UM):
+            world = row[list(CENTROID_UM)].to_numpy(float)[0] + np.asarray(layer.translate)
+            self.viewer.dims.set_point(0, float(world[0]))
+            self.viewer.camera.center = tuple(world[1:])
+
+    def _label_selected(self, *_: Any) -> None:
+        if self.shown is None or self._bound is None:
+            return
+        hits = np.flatnonzero(self.shown["label"].to_numpy() == self._bound.selected_label)
+        native = self.table.native
+        if hits.size and hits[0] not in {i.row() for i in native.selectedIndexes()}:
+            native.blockSignals(True)
+            native.selectRow(int(hits[0]))
+            native.blockSignals(False)
+
+    def paint(self, *_: Any) -> Any:
+        """The chosen column painted into the particles (rows outside the filter blank)."""
+        from electrode_ct.report.great2_plots import paint_property
+
+        column = self.colour_by.value
+        if column is None or self.shown is None or self._bound is None:
+            return None
+        img = paint_property(np.asarray(self._bound.data), self.shown, column)
+        like = Volume(img, spacing=tuple(self._bound.scale),
+                      origin=tuple(self._bound.translate))
+        finite = img[np.isfinite(img)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        return show_layer(self.viewer, f"particles by {column}", img, like=like, kind="image",
+                          colormap="viridis", contrast_limits=(lo, hi if hi > lo else lo + 1))
+
+    def export(self, *_: Any) -> Path | None:
+        """Write the shown rows (``.csv``: CSV; otherwise Parquet)."""
+        from electrode_ct.io import write_table
+
+        path = Path(self.out.value)
+        if self.shown is None or not path.name or path.is_dir():
+            notify("export: measure first and choose a file name", error=True)
+            return None
+        out = write_table(self.shown, path)
+        notify(f"wrote {len(self.shown)} rows to {out}")
+        return out

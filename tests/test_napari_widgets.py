@@ -1,0 +1,177 @@
+"""The plugin's widgets driven as a user would, in a real napari viewer (virtual display).
+
+Each test sets layer data, presses the widget's buttons, waits for the worker thread and
+compares what appears in the viewer with the library call on the same data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari", reason="the napari extra is not installed")
+
+from electrode_ct.napari._layers import volume_layer  # noqa: E402
+from electrode_ct.synth.phantom import electrode  # noqa: E402
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    """A small phantom, grey as float32 (skimage's multi-Otsu on uint16 takes 65 536 bins)."""
+    ph = electrode((24, 40, 40), radius_mean_um=2.0, radius_sd_um=0.4, seed=3)
+    ph.grey = ph.grey.with_data(ph.grey.numpy().astype(np.float32))
+    return ph
+
+
+def _add(viewer, vol, name, labels=None):
+    data, kwargs, kind = volume_layer(vol, name=name, labels=labels)
+    return getattr(viewer, f"add_{kind}")(data, **kwargs)
+
+
+def _wait(qtbot, panel):
+    qtbot.waitUntil(lambda: not panel.running, timeout=TIMEOUT_MS)
+
+
+def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom):
+    from electrode_ct.napari._threshold import PREVIEW, RESULT, ThresholdWidget
+    from electrode_ct.segment.threshold import threshold, threshold_values
+
+    viewer = make_napari_viewer()
+    _add(viewer, phantom.grey, "grey")
+    w = ThresholdWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    grey = phantom.grey.numpy()
+    w.method.value = "multiotsu"
+    np.testing.assert_allclose(w.cuts, threshold_values(grey, method="multiotsu", classes=3))
+    lines = [ln.get_xdata()[0] for ln in w.histogram.lines]
+    np.testing.assert_allclose(lines, w.cuts)  # the histogram shows the cuts
+    viewer.dims.set_point(0, 10 * phantom.grey.spacing[0])
+    preview = w.preview()
+    expect = threshold(grey, method="multiotsu")
+    assert preview is viewer.layers[PREVIEW] and preview.data.shape[0] == 1
+    np.testing.assert_array_equal(preview.data[0], expect[10])
+    assert preview.translate[0] == 10 * phantom.grey.spacing[0]  # shown on that slice only
+    w.apply()
+    _wait(qtbot, w.jobs)
+    layer = viewer.layers[RESULT]
+    np.testing.assert_array_equal(layer.data, expect)
+    assert list(layer.features["class"]) == ["pore", "cbd", "active"]
+    assert tuple(layer.scale) == phantom.grey.spacing
+    w.method.value = "manual"
+    w.thresholds.value = "1e9"  # outside the data range: a message, no traceback
+    assert w.update_cuts() is None
+
+
+def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, qtbot,
+                                                            phantom, tmp_path):
+    from electrode_ct.napari._forest import NEXT, PREDICTION, UNCERTAINTY, ForestWidget
+    from electrode_ct.segment.features import parse_features
+    from electrode_ct.segment.forest_train import train_forest
+    from electrode_ct.segment.models import load_model
+    from electrode_ct.segment.scribbles import simulate_scribbles, uncertain_regions
+
+    viewer = make_napari_viewer()
+    _add(viewer, phantom.grey, "grey")
+    w = ForestWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.class_names.value = "pore,cbd,active"
+    layer = w.new_scribbles()
+    assert layer.data.shape == phantom.grey.shape and layer.mode == "paint"
+    truth = phantom.phases.numpy()
+    strokes = simulate_scribbles(truth, coverage=0.05, n_slices=3, seed=0)
+    layer.data = strokes  # the user's strokes (0 unlabelled, 1..3)
+    w.trees.value = 8
+    w.features.value = "minimal"
+    viewer.dims.set_point(0, 12 * phantom.grey.spacing[0])
+    w.train()
+    _wait(qtbot, w.jobs)
+    ref = train_forest(phantom.grey, strokes, features=parse_features("minimal", mode="3d"),
+                       class_names=["pore", "cbd", "active"], n_trees=8)
+    whole = ref.predict(phantom.grey, uncertainty=True)
+    view = w.view
+    assert view[0] == slice(12, 13)
+    np.testing.assert_array_equal(viewer.layers[PREDICTION].data, whole.labels[view])
+    np.testing.assert_allclose(viewer.layers[UNCERTAINTY].data, whole.uncertainty[view],
+                               atol=1e-6)
+    points = w.label_next()
+    regions = uncertain_regions(whole.uncertainty[view], n=5, size=32)
+    assert viewer.layers[NEXT] is points and len(points.data) == len(regions)
+    path = w.model_path.value = tmp_path / "forest.ectmodel"
+    w.save_model()
+    np.testing.assert_array_equal(load_model(path).predict(phantom.grey).labels, whole.labels)
+    layer.data = np.where(layer.data == 1, 0, layer.data).astype(np.uint8)  # one class gone
+    w.train()
+    _wait(qtbot, w.jobs)
+    assert w.jobs.last_error and "class" in w.jobs.last_error  # a message, not a dialog
+
+
+def test_particles_preview_and_volume_equal_library(make_napari_viewer, qtbot, phantom):
+    from electrode_ct.napari._particles import PREVIEW, RESULT, ParticlesWidget, crop_around
+    from electrode_ct.particles.separate import separate_particles
+
+    viewer = make_napari_viewer()
+    _add(viewer, phantom.phases, "phases", labels=True)
+    w = ParticlesWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.heal.value, w.h.value, w.crop.value = 0.5, 0.6, 16
+    sp = phantom.phases.spacing
+    viewer.dims.set_point(0, 12 * sp[0])
+    viewer.camera.center = (12 * sp[0], 20 * sp[1], 20 * sp[2])
+    w.preview()
+    _wait(qtbot, w.jobs)
+    phases = phantom.phases
+    region = crop_around(phases, (12, 20, 20), 16)
+    crop = phases.with_data(phases.numpy()[region])
+    ref = separate_particles(crop, phase="active", heal_cracks_um=0.5, h=0.6)
+    layer = viewer.layers[PREVIEW]
+    np.testing.assert_array_equal(layer.data, ref.labels)
+    expect = [o + s.start * d
+              for o, s, d in zip(phases.origin, region, phases.spacing, strict=True)]
+    np.testing.assert_allclose(layer.translate, expect)
+    w.apply()
+    _wait(qtbot, w.jobs)
+    whole = separate_particles(phases, phase="active", heal_cracks_um=0.5, h=0.6)
+    np.testing.assert_array_equal(viewer.layers[RESULT].data, whole.labels)
+
+
+def test_table_measures_selects_colours_filters_exports(make_napari_viewer, qtbot,
+                                                        phantom, tmp_path):
+    from electrode_ct.io import read_table
+    from electrode_ct.measure.table import particle_table
+    from electrode_ct.napari._table import TableWidget
+
+    viewer = make_napari_viewer()
+    grey = _add(viewer, phantom.grey, "grey")
+    parts = _add(viewer, phantom.particles, "particles", labels=True)
+    w = TableWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.grey.value = grey.name
+    w.measure()
+    _wait(qtbot, w.jobs)
+    ref, _ = particle_table(phantom.particles.numpy(), phantom.grey.numpy(),
+                            spacing=phantom.grey.spacing)
+    np.testing.assert_allclose(w.data["volume_um3"], ref["volume_um3"])
+    np.testing.assert_allclose(w.data["grey_mean"], ref["grey_mean"])
+    row = 3
+    label = int(w.shown["label"].iloc[row])
+    w.table.native.selectRow(row)  # click a row: the particle is selected and centred
+    assert parts.selected_label == label and parts.show_selected_label
+    centre = ref.loc[ref["label"] == label, ["centroid_y_um", "centroid_x_um"]].to_numpy()[0]
+    np.testing.assert_allclose(viewer.camera.center[-2:], centre)
+    other = int(w.shown["label"].iloc[5])
+    parts.selected_label = other  # pick in the viewer: its row is selected
+    assert {i.row() for i in w.table.native.selectedIndexes()} == {5}
+    w.colour_by.value = "volume_um3"
+    painted = viewer.layers["particles by volume_um3"].data
+    lab = phantom.particles.numpy()
+    inside = lab == label
+    np.testing.assert_allclose(painted[inside], ref.loc[ref["label"] == label,
+                                                        "volume_um3"].iloc[0])
+    w.query.value = "volume_um3 > 20"
+    assert (w.shown["volume_um3"] > 20).all() and len(w.shown) == (ref["volume_um3"] > 20).sum()
+    w.out.value = tmp_path / "big.parquet"
+    w.export()
+    np.testing.assert_array_equal(read_table(tmp_path / "big.parquet")["label"],
+                                  w.shown["label"])
