@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "cracks",
     "metrics",
     "pipeline",
+    "view",
 )
 
 
