@@ -40,6 +40,24 @@ def test_pyproject_registers_manifest_and_package_data():
         d.split(">")[0].split("=")[0] for d in meta["project"]["optional-dependencies"]["napari"]}
 
 
+def test_forest_predict_region_equals_whole_prediction(three_phase_phantom):
+    """The region prediction the viewer shows is the whole-volume prediction there."""
+    from electrode_ct.segment.forest_train import train_forest
+    from electrode_ct.segment.scribbles import simulate_scribbles
+
+    truth, grey = three_phase_phantom
+    strokes = simulate_scribbles(truth, coverage=0.05, n_slices=3, seed=1)
+    model = train_forest(grey, strokes, features="minimal",
+                         n_trees=5)
+    whole = model.predict(grey, uncertainty=True, probabilities=True)
+    region = (slice(17, 18), slice(5, 29), slice(0, 40))
+    part = model.predict_region(grey, region)
+    np.testing.assert_array_equal(part.labels, whole.labels[region])
+    np.testing.assert_allclose(part.probabilities, whole.probabilities[(slice(None),
+                                                                         *region)], atol=1e-6)
+    np.testing.assert_allclose(part.uncertainty, whole.uncertainty[region], atol=1e-6)
+
+
 napari = pytest.importorskip("napari", reason="the napari extra is not installed")
 
 

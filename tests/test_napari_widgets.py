@@ -69,7 +69,7 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     from electrode_ct.napari._forest import NEXT, PREDICTION, UNCERTAINTY, ForestWidget
     from electrode_ct.segment.features import parse_features
     from electrode_ct.segment.forest_train import train_forest
-    from electrode_ct.segment.models import load_model
+    from electrode_ct.segment.models import load_model, write_archive
     from electrode_ct.segment.scribbles import simulate_scribbles, uncertain_regions
 
     viewer = make_napari_viewer()
@@ -105,6 +105,14 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     w.train()
     _wait(qtbot, w.jobs)
     assert w.jobs.last_error and "class" in w.jobs.last_error  # a message, not a dialog
+    layer.data = np.zeros((2, 4, 4), np.uint8)  # scribbles of another shape
+    w.train()
+    _wait(qtbot, w.jobs)
+    assert "shape" in w.jobs.last_error
+    write_archive(tmp_path / "other.ectmodel", {"kind": "cnn"}, {})
+    w.model_path.value = tmp_path / "other.ectmodel"
+    assert w.load_model() is None
+    assert "expected a 'forest' model" in w.jobs.last_error
 
 
 def test_particles_preview_and_volume_equal_library(make_napari_viewer, qtbot, phantom):
@@ -175,3 +183,52 @@ def test_table_measures_selects_colours_filters_exports(make_napari_viewer, qtbo
     w.export()
     np.testing.assert_array_equal(read_table(tmp_path / "big.parquet")["label"],
                                   w.shown["label"])
+
+
+def _gated_job(started, gate, steps=100):
+    def job(progress):
+        for _ in progress(range(steps)):
+            started.set()
+            gate.wait(10)
+        return "finished"
+
+    return job
+
+
+def test_cancel_stops_the_job_and_hands_nothing_back(make_napari_viewer, qtbot):
+    import threading
+
+    from electrode_ct.napari._jobs import JobPanel
+
+    viewer = make_napari_viewer()
+    panel = JobPanel()
+    viewer.window.add_dock_widget(panel)
+    started, gate, results = threading.Event(), threading.Event(), []
+    panel.start(_gated_job(started, gate), results.append, title="gated")
+    assert started.wait(10) and panel.running
+    panel.cancel()
+    gate.set()
+    _wait(qtbot, panel)
+    assert results == [] and panel.last_error == "cancelled"
+    gate.clear()
+    panel.start(_gated_job(started, threading.Event(), steps=0), results.append, title="ok")
+    _wait(qtbot, panel)
+    assert results == ["finished"]
+
+
+def test_closing_the_viewer_mid_job_is_quiet(make_napari_viewer, qtbot):
+    import threading
+
+    from electrode_ct.napari._jobs import JobPanel
+
+    viewer = make_napari_viewer()
+    panel = JobPanel()
+    viewer.window.add_dock_widget(panel)
+    started, gate, results = threading.Event(), threading.Event(), []
+    panel.start(_gated_job(started, gate), results.append, title="gated")
+    assert started.wait(10)
+    viewer.close()
+    qtbot.waitUntil(lambda: not panel._alive, timeout=TIMEOUT_MS)  # the widget went away
+    gate.set()
+    _wait(qtbot, panel)
+    assert results == [] and panel.last_error == "cancelled"

@@ -19,7 +19,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 
 from electrode_ct.napari._common import LayerPicker, show_layer, visible_region
-from electrode_ct.napari._jobs import JobPanel, Progress, error_message, notify
+from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
 PREDICTION, UNCERTAINTY, NEXT, VOLUME = ("prediction", "uncertainty", "label next",
@@ -76,7 +76,7 @@ class ForestWidget(Container):
         try:
             grey, cmap = self.image.volume("image"), self.class_map()
         except Exception as exc:
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         layer = show_layer(self.viewer, "scribbles", np.zeros(grey.shape, np.uint8),
                            like=grey, class_map=cmap)
@@ -102,7 +102,7 @@ class ForestWidget(Container):
             view = visible_region(self.viewer, self.image.layer, grey)
             cfg = parse_features(self.features.value, mode="2d" if grey.shape[0] == 1 else "3d")
         except Exception as exc:
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         names, trees = list(self.class_map()), int(self.trees.value)
 
@@ -139,7 +139,7 @@ class ForestWidget(Container):
         from electrode_ct.segment.scribbles import uncertain_regions
 
         if self.view_uncertainty is None or self.view is None:
-            notify("where to label next: train the forest first", error=True)
+            self.jobs.fail("where to label next: train the forest first")
             return None
         grey = self.image.volume("image")
         regions = uncertain_regions(self.view_uncertainty, n=5, size=32)
@@ -155,11 +155,11 @@ class ForestWidget(Container):
     def save_model(self, *_: Any) -> Path | None:
         """Write the model archive (the file ``ect segment predict --model`` reads)."""
         if self.model is None:
-            notify("save model: train or load a forest first", error=True)
+            self.jobs.fail("save model: train or load a forest first")
             return None
         path = Path(self.model_path.value)
         if not path.name or path.is_dir():
-            notify("model file: choose a file name (e.g. forest.ectmodel)", error=True)
+            self.jobs.fail("model file: choose a file name (e.g. forest.ectmodel)")
             return None
         out = self.model.save(path)
         notify(f"wrote {out}")
@@ -172,14 +172,14 @@ class ForestWidget(Container):
         try:
             self.model = load_model(Path(self.model_path.value), kind="forest")
         except Exception as exc:
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         return self.model
 
     def apply(self, *_: Any) -> Any:
         """Predict the whole volume block by block in a worker (progress over blocks)."""
         if self.model is None:
-            notify("apply: train or load a forest first", error=True)
+            self.jobs.fail("apply: train or load a forest first")
             return None
         model, grey = self.model, self.image.volume("image")
 

@@ -48,6 +48,8 @@ class JobPanel(Container):
         self._cancel = PushButton(text="Cancel", enabled=False)
         super().__init__(widgets=[self._bar, self._status, self._cancel], labels=False)
         self._cancel.changed.connect(self.cancel)
+        self.native.destroyed.connect(self._closed)
+        self._alive = True
         self._cancelled = False
         self.worker: Any = None
         self.last_error: str | None = None
@@ -71,7 +73,7 @@ class JobPanel(Container):
         self._cancelled = False
         self.last_error = None
         worker = create_worker(job, self._progress, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(done)
+        worker.returned.connect(lambda result: self._alive and done(result))
         worker.errored.connect(self._failed)
         worker.finished.connect(self._idle)
         self.worker = worker
@@ -86,6 +88,11 @@ class JobPanel(Container):
         self._cancelled = True
         if self.worker is not None:
             self.worker.quit()
+
+    def _closed(self, *_: Any) -> None:
+        """The widget (or its viewer) was closed: stop the job, show nothing more."""
+        self._alive = False
+        self.cancel()
 
     def _progress(self, iterable: Iterable[Any], total: int | None = None) -> Iterator[Any]:
         items = list(iterable) if total is None else iterable
@@ -105,18 +112,27 @@ class JobPanel(Container):
         ensure_main_thread(self._show)(value, total)
 
     def _show(self, value: int, total: int) -> None:
+        if not self._alive:
+            return
         self._bar.max = max(total, 1)
         self._bar.value = min(value, max(total, 1))
+
+    def fail(self, exc: BaseException | str) -> None:
+        """Report a failure in the notification area (and keep it as ``last_error``)."""
+        self.last_error = exc if isinstance(exc, str) else error_message(exc)
+        notify(self.last_error, error=True)
 
     def _failed(self, exc: BaseException) -> None:
         if isinstance(exc, Cancelled):
             self.last_error = "cancelled"
-            notify("cancelled; nothing was written")
+            if self._alive:
+                notify("cancelled; nothing was written")
             return
-        self.last_error = error_message(exc)
-        notify(self.last_error, error=True)
+        self.fail(exc)
 
     def _idle(self) -> None:
         self.worker = None
+        if not self._alive:
+            return
         self._bar.visible, self._cancel.enabled = False, False
         self._status.value = self.last_error or "done"

@@ -13,7 +13,7 @@ import numpy as np
 from magicgui.widgets import Container, FloatSlider, LineEdit, PushButton, SpinBox
 
 from electrode_ct.napari._common import LayerPicker, current_z, show_layer
-from electrode_ct.napari._jobs import JobPanel, Progress, error_message, notify
+from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
 PREVIEW, RESULT = "particles preview", "particles"
@@ -98,7 +98,7 @@ class ParticlesWidget(Container):
                         for a in (1, 2)))
             sub = crop_volume(vol, crop_around(vol, centre, int(self.crop.value)))
         except Exception as exc:
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         return self._run(sub, PREVIEW, title="particles preview")
 
@@ -107,7 +107,7 @@ class ParticlesWidget(Container):
         try:
             vol = self._phases()
         except Exception as exc:
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         return self._run(Volume(np.asarray(vol.data), spacing=vol.spacing, origin=vol.origin,
                                 metadata=dict(vol.metadata)), RESULT, title="particles")

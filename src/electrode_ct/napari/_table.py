@@ -19,7 +19,7 @@ import pandas as pd
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, Table
 
 from electrode_ct.napari._common import LayerPicker, show_layer
-from electrode_ct.napari._jobs import JobPanel, Progress, error_message, notify
+from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
 CENTROID_UM = ("centroid_z_um", "centroid_y_um", "centroid_x_um")
@@ -61,7 +61,7 @@ class TableWidget(Container):
             lab = self.particles.volume("particles")
             grey = self.grey.volume("grey") if self.grey.value else None
         except Exception as exc:
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         layer = self.particles.layer
 
@@ -100,8 +100,8 @@ class TableWidget(Container):
         try:
             self.shown = self.data.query(text) if text else self.data
         except Exception as exc:  # pandas raises many kinds for a half-typed expression
-            notify(f"filter: {text!r} is not a valid expression on the table columns "
-                   f"({type(exc).__name__})", error=True)
+            self.jobs.fail(f"filter: {text!r} is not a valid expression on the table columns "
+                           f"({type(exc).__name__})")
             return None
         self.table.value = self.shown
         self.paint()
@@ -156,7 +156,7 @@ class TableWidget(Container):
 
         path = Path(self.out.value)
         if self.shown is None or not path.name or path.is_dir():
-            notify("export: measure first and choose a file name", error=True)
+            self.jobs.fail("export: measure first and choose a file name")
             return None
         out = write_table(self.shown, path)
         notify(f"wrote {len(self.shown)} rows to {out}")

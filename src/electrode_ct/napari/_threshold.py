@@ -16,7 +16,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
 
 from electrode_ct.napari._common import LayerPicker, current_z, show_layer
-from electrode_ct.napari._jobs import JobPanel, Progress, error_message, notify
+from electrode_ct.napari._jobs import JobPanel, Progress
 from electrode_ct.volume import Volume
 
 PREVIEW = "threshold preview"
@@ -123,7 +123,7 @@ class ThresholdWidget(Container):
             opts = self.options()
             self.cuts = threshold_values(self._grey().numpy(), **opts)
         except Exception as exc:  # a half-typed option: say why, keep the old view
-            notify(error_message(exc), error=True)
+            self.jobs.fail(exc)
             return None
         self.histogram.set_cuts(self.cuts)
         return self.cuts
