@@ -232,3 +232,39 @@ def test_closing_the_viewer_mid_job_is_quiet(make_napari_viewer, qtbot):
     gate.set()
     _wait(qtbot, panel)
     assert results == [] and panel.last_error == "cancelled"
+
+
+def test_viewer_work_exported_as_config_replays_with_ect_run(make_napari_viewer, qtbot,
+                                                             phantom, tmp_path, run_cli):
+    from electrode_ct.io import read, write
+    from electrode_ct.napari._particles import ParticlesWidget
+    from electrode_ct.napari._pipeline import PipelineWidget
+    from electrode_ct.napari._reader import read_layers
+    from electrode_ct.napari._threshold import ThresholdWidget
+
+    write(phantom.grey, tmp_path / "grey.tif")
+    viewer = make_napari_viewer()
+    [(data, kwargs, kind)] = read_layers(str(tmp_path / "grey.tif"))
+    viewer.add_image(data, **kwargs)
+    thr, parts, pipe = ThresholdWidget(viewer), ParticlesWidget(viewer), PipelineWidget(viewer)
+    thr.method.value, thr.offset.value = "multiotsu", 2.0
+    thr.apply()
+    _wait(qtbot, thr.jobs)
+    parts.phases.value = "phases"
+    parts.heal.value = 0.5
+    parts.apply()
+    _wait(qtbot, parts.jobs)
+    pipe.export_path.value = tmp_path / "viewer.yaml"
+    pipe.output.value = str(tmp_path / "run")
+    assert pipe.export() == tmp_path / "viewer.yaml", pipe.jobs.last_error
+    code, _, err = run_cli("run", tmp_path / "viewer.yaml")
+    assert code == 0, err
+    np.testing.assert_array_equal(read(tmp_path / "run/volumes/phases_0.tif").data,
+                                  viewer.layers["phases"].data)
+    np.testing.assert_array_equal(read(tmp_path / "run/volumes/particles.tif").data,
+                                  viewer.layers["particles"].data)
+    pipe.config.value = tmp_path / "viewer.yaml"  # run it from the viewer: resumes, opens
+    pipe.run()
+    _wait(qtbot, pipe.jobs)
+    assert pipe.result["skipped"] and "particles" in pipe.result["skipped"]
+    np.testing.assert_array_equal(viewer.layers["phases_0"].data, viewer.layers["phases"].data)

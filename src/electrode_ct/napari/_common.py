@@ -57,18 +57,28 @@ class LayerPicker(ComboBox):
         return as_volume(layer)
 
 
+RECIPE = "ect_recipe"
+"""Layer metadata key of the step that made a result layer (see :mod:`._pipeline`)."""
+
+
 def show_layer(viewer: Any, name: str, data: Any, *, like: Volume, kind: str = "labels",
-               class_map: dict[str, int] | None = None, **kwargs: Any) -> Any:
-    """Put ``data`` in the layer ``name`` (replaced) with the geometry of ``like``."""
+               class_map: dict[str, int] | None = None, recipe: dict[str, Any] | None = None,
+               **kwargs: Any) -> Any:
+    """Put ``data`` in the layer ``name`` (replaced) with the geometry of ``like``.
+
+    ``recipe`` (the pipeline step and options that made it) is kept in the layer's
+    metadata, so the viewer's work can be exported as a pipeline configuration.
+    """
     if name in viewer.layers:
         viewer.layers.remove(name)
     opts = {"name": name, "scale": like.spacing, "translate": like.origin, **kwargs}
+    meta: dict[str, Any] = {RECIPE: recipe} if recipe else {}
     if kind == "labels":
         opts.update(label_kwargs(class_map))
         if class_map:
-            opts["metadata"] = {"electrode_ct": {"class_map": dict(class_map)}}
-        return viewer.add_labels(np.asarray(data), **opts)
-    return viewer.add_image(np.asarray(data), **opts)
+            meta["electrode_ct"] = {"class_map": dict(class_map)}
+        return viewer.add_labels(np.asarray(data), metadata=meta, **opts)
+    return viewer.add_image(np.asarray(data), metadata=meta, **opts)
 
 
 def current_z(viewer: Any, vol: Volume) -> int:

@@ -188,6 +188,9 @@ class ForestWidget(Container):
 
         def done(pred: Any) -> None:
             cmap = dict(zip(model.class_names, model.class_values, strict=True))
-            show_layer(self.viewer, VOLUME, pred.labels, like=grey, class_map=cmap)
+            show_layer(self.viewer, VOLUME, pred.labels, like=grey, class_map=cmap,
+                       recipe={"step": "segment", "params": {"method": "forest"},
+                               "model": model, "grey": grey.source,
+                               "voxel_size": list(grey.spacing)})
 
         return self.jobs.start(job, done, title="predict volume")

@@ -68,6 +68,8 @@ class ParticlesWidget(Container):
         from electrode_ct.particles.separate import separate_particles
 
         opts = self.options()
+        recipe = {"step": "particles", "phases": vol.source, "phases_layer": self.phases.value,
+                  "params": {**opts, "phase": str(opts["phase"]), "method": "distance"}}
 
         def job(progress: Progress) -> Any:
             for _ in progress(range(1)):
@@ -75,7 +77,7 @@ class ParticlesWidget(Container):
             return sep
 
         def done(sep: Any) -> None:
-            show_layer(self.viewer, name, sep.labels, like=vol)
+            show_layer(self.viewer, name, sep.labels, like=vol, recipe=recipe)
             notify(f"{title}: {sep.n_particles} particles")
 
         return self.jobs.start(job, done, title=title)

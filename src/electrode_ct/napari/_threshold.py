@@ -62,6 +62,23 @@ def _floats(text: str, name: str) -> list[float] | None:
     return list(parse_floats(text, name=name)) if text.strip() else None
 
 
+def segment_recipe(grey: Volume, opts: dict[str, Any], cuts: np.ndarray) -> dict[str, Any]:
+    """The pipeline's segment step that reproduces a threshold run (``ect run``).
+
+    The pipeline has no offset: with one, the (offset) cut values are given as manual
+    thresholds (as ``low high`` for hysteresis).
+    """
+    params: dict[str, Any] = {"method": "threshold", "threshold_method": opts["method"]}
+    if opts.get("offset"):
+        params.update(threshold_method="hysteresis" if opts["method"] == "hysteresis"
+                      else "manual", thresholds=[float(c) for c in cuts])
+    else:
+        params.update({k: opts[k] for k in ("classes", "thresholds", "fractions")
+                       if opts.get(k) is not None})
+    return {"step": "segment", "params": params, "grey": grey.source,
+            "voxel_size": list(grey.spacing)}
+
+
 class ThresholdWidget(Container):
     """Segment a grey layer by a global threshold (see the module docstring)."""
 
@@ -163,6 +180,7 @@ class ThresholdWidget(Container):
 
         def done(result: tuple[np.ndarray, Volume]) -> None:
             lab, like = result
-            show_layer(self.viewer, RESULT, lab, like=like, class_map=class_map(n))
+            show_layer(self.viewer, RESULT, lab, like=like, class_map=class_map(n),
+                       recipe=segment_recipe(like, opts, cuts))
 
         return self.jobs.start(job, done, title="threshold")
