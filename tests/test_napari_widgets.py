@@ -268,3 +268,25 @@ def test_viewer_work_exported_as_config_replays_with_ect_run(make_napari_viewer,
     _wait(qtbot, pipe.jobs)
     assert pipe.result["skipped"] and "particles" in pipe.result["skipped"]
     np.testing.assert_array_equal(viewer.layers["phases_0"].data, viewer.layers["phases"].data)
+
+
+def test_cracks_widget_paints_flaw_scores_of_the_library(make_napari_viewer, qtbot, phantom):
+    from electrode_ct.cracks.classify import classify
+    from electrode_ct.napari._cracks import SCORE, THREE_PHASE, CracksWidget
+
+    viewer = make_napari_viewer()
+    _add(viewer, phantom.grey, "grey")
+    _add(viewer, phantom.particles, "particles", labels=True)
+    w = CracksWidget(viewer)
+    w.classify()
+    _wait(qtbot, w.jobs)
+    assert w.jobs.last_error is None
+    ref = classify(phantom.grey.numpy(), phantom.particles.numpy(),
+                   spacing=phantom.grey.spacing)
+    np.testing.assert_allclose(w.result.table["flaw_score"], ref.table["flaw_score"])
+    np.testing.assert_array_equal(viewer.layers[THREE_PHASE].data, ref.phases)
+    assert list(viewer.layers[THREE_PHASE].features["class"]) == ["exterior", "solid", "flaw"]
+    lab = phantom.particles.numpy()
+    first = ref.table.iloc[0]
+    np.testing.assert_allclose(viewer.layers[SCORE].data[lab == first["label"]],
+                               first["flaw_score"], rtol=1e-6)

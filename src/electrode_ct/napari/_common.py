@@ -81,6 +81,22 @@ def show_layer(viewer: Any, name: str, data: Any, *, like: Volume, kind: str = "
     return viewer.add_image(np.asarray(data), metadata=meta, **opts)
 
 
+def show_property(viewer: Any, name: str, labels: np.ndarray, table: Any, column: str, *,
+                  like: Volume, colormap: str = "viridis") -> Any:
+    """A per-particle column painted into the particles (the GRAPES view), as an image layer.
+
+    Uses :func:`electrode_ct.report.great2_plots.paint_property`; particles missing from
+    ``table`` and the background are NaN (blank); the contrast spans the painted values.
+    """
+    from electrode_ct.report.great2_plots import paint_property
+
+    img = paint_property(labels, table, column)
+    finite = img[np.isfinite(img)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return show_layer(viewer, name, img, like=like, kind="image", colormap=colormap,
+                      contrast_limits=(lo, hi if hi > lo else lo + 1.0))
+
+
 def current_z(viewer: Any, vol: Volume) -> int:
     """Index of the z slice the viewer shows (axis 0 of the volume), clipped to the volume."""
     world = float(viewer.dims.point[-3]) if viewer.dims.ndim >= 3 else 0.0

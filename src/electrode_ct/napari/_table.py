@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, Table
 
-from electrode_ct.napari._common import LayerPicker, show_layer
+from electrode_ct.napari._common import LayerPicker, show_property
 from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
@@ -137,18 +137,14 @@ class TableWidget(Container):
 
     def paint(self, *_: Any) -> Any:
         """The chosen column painted into the particles (rows outside the filter blank)."""
-        from electrode_ct.report.great2_plots import paint_property
-
         column = self.colour_by.value
         if column is None or self.shown is None or self._bound is None:
             return None
-        img = paint_property(np.asarray(self._bound.data), self.shown, column)
-        like = Volume(img, spacing=tuple(self._bound.scale),
-                      origin=tuple(self._bound.translate))
-        finite = img[np.isfinite(img)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        return show_layer(self.viewer, f"particles by {column}", img, like=like, kind="image",
-                          colormap="viridis", contrast_limits=(lo, hi if hi > lo else lo + 1))
+        layer = self._bound
+        like = Volume(np.zeros((1, 1, 1)), spacing=tuple(layer.scale)[-3:],
+                      origin=tuple(layer.translate)[-3:])
+        return show_property(self.viewer, f"particles by {column}", np.asarray(layer.data),
+                             self.shown, column, like=like)
 
     def export(self, *_: Any) -> Path | None:
         """Write the shown rows (``.csv``: CSV; otherwise Parquet)."""

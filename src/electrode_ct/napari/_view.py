@@ -11,6 +11,7 @@ WIDGETS = (
     ("Forest (ilastik loop)", "electrode_ct.napari._forest", "ForestWidget"),
     ("Particles", "electrode_ct.napari._particles", "ParticlesWidget"),
     ("Particle table", "electrode_ct.napari._table", "TableWidget"),
+    ("Cracks", "electrode_ct.napari._cracks", "CracksWidget"),
     ("Pipeline", "electrode_ct.napari._pipeline", "PipelineWidget"),
 )
 """Docked widgets: (title, module, class), in tab order."""
