@@ -66,7 +66,7 @@ def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom):
 
 def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, qtbot,
                                                             phantom, tmp_path):
-    from electrode_ct.napari._forest import NEXT, PREDICTION, UNCERTAINTY, ForestWidget
+    from electrode_ct.napari._forest import NEXT, PREDICTION, UNCERTAINTY, VOLUME, ForestWidget
     from electrode_ct.segment.features import parse_features
     from electrode_ct.segment.forest_train import train_forest
     from electrode_ct.segment.models import load_model, write_archive
@@ -82,16 +82,22 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     truth = phantom.phases.numpy()
     strokes = simulate_scribbles(truth, coverage=0.05, n_slices=3, seed=0)
     layer.data = strokes  # the user's strokes (0 unlabelled, 1..3)
-    w.trees.value = 8
-    w.features.value = "minimal"
+    w.trees.value, w.features.value = 8, "minimal"
     viewer.dims.set_point(0, 12 * phantom.grey.spacing[0])
+    w.train()  # default: 2-D features (only the scribbled slices are filtered)
+    _wait(qtbot, w.jobs)
+    view = w.view
+    assert view[0] == slice(12, 13)
+    ref2 = train_forest(phantom.grey, strokes, features=parse_features("minimal", mode="2d"),
+                        class_names=["pore", "cbd", "active"], n_trees=8)
+    np.testing.assert_array_equal(viewer.layers[PREDICTION].data,
+                                  ref2.predict(phantom.grey).labels[view])
+    w.mode.value = "3d"  # paint more / change the features: retrain
     w.train()
     _wait(qtbot, w.jobs)
     ref = train_forest(phantom.grey, strokes, features=parse_features("minimal", mode="3d"),
                        class_names=["pore", "cbd", "active"], n_trees=8)
     whole = ref.predict(phantom.grey, uncertainty=True)
-    view = w.view
-    assert view[0] == slice(12, 13)
     np.testing.assert_array_equal(viewer.layers[PREDICTION].data, whole.labels[view])
     np.testing.assert_allclose(viewer.layers[UNCERTAINTY].data, whole.uncertainty[view],
                                atol=1e-6)
@@ -101,6 +107,9 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     path = w.model_path.value = tmp_path / "forest.ectmodel"
     w.save_model()
     np.testing.assert_array_equal(load_model(path).predict(phantom.grey).labels, whole.labels)
+    w.apply()  # the whole volume, block by block in the worker
+    _wait(qtbot, w.jobs)
+    np.testing.assert_array_equal(viewer.layers[VOLUME].data, whole.labels)
     layer.data = np.where(layer.data == 1, 0, layer.data).astype(np.uint8)  # one class gone
     w.train()
     _wait(qtbot, w.jobs)

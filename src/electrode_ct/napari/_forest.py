@@ -37,6 +37,7 @@ class ForestWidget(Container):
         self.new_button = PushButton(text="New scribbles layer")
         self.features = ComboBox(label="features", choices=["default", "minimal", "full"],
                                  value="default")
+        self.mode = ComboBox(label="features per", choices=["2d", "3d"], value="2d")
         self.trees = SpinBox(label="trees", value=32, min=1, max=500)
         self.train_button = PushButton(text="Train + predict view")
         self.next_button = PushButton(text="Where to label next")
@@ -47,7 +48,7 @@ class ForestWidget(Container):
         self.jobs = JobPanel()
         super().__init__(widgets=[
             self.image, self.scribbles, self.class_names, self.new_button, self.features,
-            self.trees, self.train_button, self.next_button, self.model_path,
+            self.mode, self.trees, self.train_button, self.next_button, self.model_path,
             self.save_button, self.load_button, self.apply_button, self.jobs])
         self.model: Any = None
         self.view: tuple[slice, ...] | None = None
@@ -100,16 +101,20 @@ class ForestWidget(Container):
         try:
             grey, lab = self._inputs()
             view = visible_region(self.viewer, self.image.layer, grey)
-            cfg = parse_features(self.features.value, mode="2d" if grey.shape[0] == 1 else "3d")
+            mode = "2d" if grey.shape[0] == 1 else self.mode.value
+            cfg = parse_features(self.features.value, mode=mode)
         except Exception as exc:
             self.jobs.fail(exc)
             return None
         names, trees = list(self.class_map()), int(self.trees.value)
+        # 2-D features: one-slice blocks, so only the slices holding scribbles are filtered
+        blocks = (1, *grey.shape[1:]) if mode == "2d" else None
 
         def job(progress: Progress) -> tuple[Any, Any]:
             steps = iter(progress(range(2)))
             next(steps)
-            model = train_forest(grey, lab, features=cfg, class_names=names, n_trees=trees)
+            model = train_forest(grey, lab, features=cfg, class_names=names, n_trees=trees,
+                                 block_shape=blocks)
             next(steps)
             pred = model.predict_region(grey, view)
             list(steps)
