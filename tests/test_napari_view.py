@@ -55,9 +55,8 @@ def test_view_docks_widgets_and_loads_files(run_cli, make_napari_viewer, monkeyp
     assert [ly.name for ly in viewer.layers] == ["grey", "particles"]
     assert tuple(viewer.layers["particles"].scale) == (0.5, 0.4, 0.4)
     assert viewer.layers["particles"]._type_string == "labels"
-    docks = set(viewer.window._dock_widgets)
-    assert {"Segment by threshold", "Forest (ilastik loop)", "Particles",
-            "Particle table"} <= docks
-    widget = viewer.window._dock_widgets["Particle table"].widget()
-    assert widget is not None
+    docks = viewer.window.dock_widgets
+    assert {"Segment by threshold", "Forest (ilastik loop)", "Particles", "Particle table",
+            "Cracks", "Pipeline"} <= set(docks)
+    np.testing.assert_array_equal(docks["Particle table"].data["label"], [1, 2])
     np.testing.assert_array_equal(viewer.layers["particles"].features["label"], [1, 2])

@@ -48,9 +48,11 @@ def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom):
     lines = [ln.get_xdata()[0] for ln in w.histogram.lines]
     np.testing.assert_allclose(lines, w.cuts)  # the histogram shows the cuts
     viewer.dims.set_point(0, 10 * phantom.grey.spacing[0])
-    preview = w.preview()
+    w.preview()
+    _wait(qtbot, w.jobs)
+    preview = viewer.layers[PREVIEW]
     expect = threshold(grey, method="multiotsu")
-    assert preview is viewer.layers[PREVIEW] and preview.data.shape[0] == 1
+    assert preview.data.shape[0] == 1
     np.testing.assert_array_equal(preview.data[0], expect[10])
     assert preview.translate[0] == 10 * phantom.grey.spacing[0]  # shown on that slice only
     w.apply()
@@ -181,6 +183,8 @@ def test_table_measures_selects_colours_filters_exports(make_napari_viewer, qtbo
     parts.selected_label = other  # pick in the viewer: its row is selected
     assert {i.row() for i in w.table.native.selectedIndexes()} == {5}
     w.colour_by.value = "volume_um3"
+    w.reset_choices()  # napari does so on every layer change: the choice stays
+    assert w.colour_by.value == "volume_um3"
     painted = viewer.layers["particles by volume_um3"].data
     lab = phantom.particles.numpy()
     inside = lab == label

@@ -33,7 +33,7 @@ class TableWidget(Container):
         self.particles = LayerPicker(napari_viewer, "labels", label="particles")
         self.grey = LayerPicker(napari_viewer, "image", label="grey (optional)")
         self.measure_button = PushButton(text="Measure")
-        self.colour_by = ComboBox(label="colour by", choices=[], nullable=True)
+        self.colour_by = ComboBox(label="colour by", choices=self._columns, nullable=True)
         self.query = LineEdit(label="filter", value="")
         self.out = FileEdit(label="export to", mode="w", filter="*.parquet *.csv")
         self.export_button = PushButton(text="Export rows")
@@ -82,9 +82,15 @@ class TableWidget(Container):
         self.data = table.reset_index(drop=True)
         self._bind(layer)
         layer.features = self.data.assign(index=self.data["label"].to_numpy())
-        self.colour_by.choices = [c for c in self.data.columns
-                                  if pd.api.types.is_numeric_dtype(self.data[c])]
+        self.colour_by.reset_choices()
         self.apply_filter()
+
+    def _columns(self, *_: Any) -> list[str]:
+        """Numeric columns of the table (the ones that can colour the particles)."""
+        data = getattr(self, "data", None)
+        if data is None:
+            return []
+        return [c for c in data.columns if pd.api.types.is_numeric_dtype(data[c])]
 
     def _bind(self, layer: Any) -> None:
         if self._bound is not None:

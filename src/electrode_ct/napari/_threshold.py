@@ -1,11 +1,13 @@
 """Widget 1, segment by threshold: method, live histogram with the cuts, slice preview, apply.
 
-The cut values come from :func:`electrode_ct.segment.threshold.threshold_values` on the
-whole image; the preview labels the current slice with those cuts
+The live cut values on the histogram come from
+:func:`electrode_ct.segment.threshold.threshold_values` on the histogram's sample (the whole
+image up to a million voxels). Preview and Apply run in a worker thread and compute the
+cuts on the whole image: the preview labels the current slice with them
 (:func:`~electrode_ct.segment.threshold.threshold` with ``manual`` cuts, or
 ``hysteresis`` with the two cuts); Apply runs
-:func:`~electrode_ct.segment.threshold.threshold` on the volume in a worker thread and
-adds the phase labels with their class map (0 pore, 1 cbd, 2 active for three classes).
+:func:`~electrode_ct.segment.threshold.threshold` on the volume and adds the phase labels
+with their class map (0 pore, 1 cbd, 2 active for three classes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from electrode_ct.napari._common import LayerPicker, current_z, show_layer
 from electrode_ct.napari._jobs import JobPanel, Progress
 from electrode_ct.volume import Volume
 
+SAMPLE_VOXELS = 1_000_000
+"""Voxels of the histogram's sample (live cut values are computed on it)."""
 PREVIEW = "threshold preview"
 RESULT = "phases"
 
@@ -62,6 +66,13 @@ def _floats(text: str, name: str) -> list[float] | None:
     return list(parse_floats(text, name=name)) if text.strip() else None
 
 
+def _classes(opts: dict[str, Any], cuts: np.ndarray) -> dict[str, int]:
+    """Class map of a threshold result: 0 pore … by grey level (hysteresis: 2 classes)."""
+    from electrode_ct.segment.classes import class_map
+
+    return class_map(2 if opts["method"] == "hysteresis" else len(cuts) + 1)
+
+
 def segment_recipe(grey: Volume, opts: dict[str, Any], cuts: np.ndarray) -> dict[str, Any]:
     """The pipeline's segment step that reproduces a threshold run (``ect run``).
 
@@ -87,7 +98,7 @@ class ThresholdWidget(Container):
 
         self.viewer = napari_viewer
         self.image = LayerPicker(napari_viewer, "image", label="image")
-        self.method = ComboBox(label="method", choices=list(METHODS), value="multiotsu")
+        self.method = ComboBox(label="method", choices=list(METHODS), value="otsu")
         self.classes = SpinBox(label="classes", value=3, min=2, max=8)
         self.thresholds = LineEdit(label="thresholds", value="")
         self.fractions = LineEdit(label="fractions", value="")
@@ -126,61 +137,87 @@ class ThresholdWidget(Container):
 
         layer = self.image.layer
         self.histogram.set_sample(None if layer is None else sample(self._grey(),
-                                                                    max_voxels=1_000_000))
+                                                                    max_voxels=SAMPLE_VOXELS))
         self.update_cuts()
 
     def update_cuts(self, *_: Any) -> np.ndarray | None:
-        """Cut values of the current options on the whole image, drawn on the histogram."""
+        """Live cut values of the current options on the histogram's sample.
+
+        The sample is the whole image up to :data:`SAMPLE_VOXELS` voxels (a regular
+        sub-sample beyond); Preview and Apply compute the cuts on the whole image.
+        """
         from electrode_ct.segment.threshold import threshold_values
 
         self.cuts = None
-        if self.image.layer is None:
+        sample = self.histogram.sample
+        if self.image.layer is None or sample is None:
             return None
         try:
-            opts = self.options()
-            self.cuts = threshold_values(self._grey().numpy(), **opts)
+            self.cuts = threshold_values(sample, **self.options())
         except Exception as exc:  # a half-typed option: say why, keep the old view
             self.jobs.fail(exc)
             return None
         self.histogram.set_cuts(self.cuts)
         return self.cuts
 
+    def _run(self, work: Any, show: Any, *, title: str) -> Any:
+        """Whole-image cuts then ``work(data, cuts, opts)`` in a worker; ``show`` the result."""
+        from electrode_ct.segment.threshold import threshold_values
+
+        try:
+            vol, opts = self._grey(), self.options()
+        except Exception as exc:
+            self.jobs.fail(exc)
+            return None
+
+        def job(progress: Progress) -> tuple[Any, np.ndarray]:
+            steps = iter(progress(range(2)))
+            next(steps)
+            data = vol.numpy()
+            cuts = threshold_values(data, **opts)
+            next(steps)
+            result = work(data, cuts, opts)
+            list(steps)
+            return result, cuts
+
+        def done(result: tuple[Any, np.ndarray]) -> None:
+            self.cuts = result[1]
+            self.histogram.set_cuts(self.cuts)
+            show(vol, opts, *result)
+
+        return self.jobs.start(job, done, title=title)
+
     def preview(self, *_: Any) -> Any:
-        """Label the current slice with the cut values (a 2-D preview layer)."""
-        from electrode_ct.segment.classes import class_map
+        """Label the current slice with the whole image's cuts (a one-slice layer)."""
         from electrode_ct.segment.threshold import threshold
 
-        cuts = self.update_cuts()
-        if cuts is None:
-            return None
-        vol = self._grey()
-        z = current_z(self.viewer, vol)
         method = "hysteresis" if self.method.value == "hysteresis" else "manual"
-        lab = threshold(np.asarray(vol.data[z]), method=method, thresholds=list(cuts))[None]
-        origin = (vol.origin[0] + z * vol.spacing[0], *vol.origin[1:])
-        return show_layer(self.viewer, PREVIEW, lab,
-                          like=Volume(lab, spacing=vol.spacing, origin=origin),
-                          class_map=class_map(len(cuts) + 1), opacity=0.5)
+        try:
+            z = current_z(self.viewer, self._grey())
+        except Exception as exc:
+            self.jobs.fail(exc)
+            return None
+
+        def work(data: np.ndarray, cuts: np.ndarray, _: Any) -> np.ndarray:
+            return threshold(data[z], method=method, thresholds=list(cuts))[None]
+
+        def show(vol: Volume, opts: dict[str, Any], lab: np.ndarray, cuts: np.ndarray) -> None:
+            origin = (vol.origin[0] + z * vol.spacing[0], *vol.origin[1:])
+            show_layer(self.viewer, PREVIEW, lab,
+                       like=Volume(lab, spacing=vol.spacing, origin=origin),
+                       class_map=_classes(opts, cuts), opacity=0.5)
+
+        return self._run(work, show, title="threshold preview")
 
     def apply(self, *_: Any) -> Any:
         """Threshold the whole volume in a worker thread; the phases appear as labels."""
-        from electrode_ct.segment.classes import class_map
         from electrode_ct.segment.threshold import threshold
 
-        cuts = self.update_cuts()
-        if cuts is None:
-            return None
-        vol, opts = self._grey(), self.options()
-        n = 2 if opts["method"] == "hysteresis" else len(cuts) + 1
+        def work(data: np.ndarray, _: np.ndarray, opts: dict[str, Any]) -> np.ndarray:
+            return threshold(data, **opts)
 
-        def job(progress: Progress) -> tuple[np.ndarray, Volume]:
-            for _ in progress(range(1)):
-                data = vol.numpy()
-            return threshold(data, **opts), vol
+        def show(vol: Volume, opts: dict[str, Any], lab: np.ndarray, cuts: np.ndarray) -> None:
+            show_layer(self.viewer, RESULT, lab, like=vol, class_map=_classes(opts, cuts),
+                       recipe=segment_recipe(vol, opts, cuts))
 
-        def done(result: tuple[np.ndarray, Volume]) -> None:
-            lab, like = result
-            show_layer(self.viewer, RESULT, lab, like=like, class_map=class_map(n),
-                       recipe=segment_recipe(like, opts, cuts))
-
-        return self.jobs.start(job, done, title="threshold")
+        return self._run(work, show, title="threshold")
