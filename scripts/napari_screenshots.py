@@ -21,8 +21,11 @@ SHOTS = ("threshold", "forest", "particles", "table", "cracks")
 
 
 def _shot(viewer: Any, out: Path, name: str, widget: Any) -> Path:
-    from qtpy.QtWidgets import QApplication
+    from qtpy.QtWidgets import QApplication, QWidget
 
+    for toast in viewer.window._qt_window.findChildren(QWidget):
+        if type(toast).__name__ == "NapariQtNotification":  # messages fade out on screen
+            toast.hide()
     widget.native.parent().raise_()  # the widget's dock tab
     if name != "table":  # the table centres the view on the selected particle
         viewer.reset_view()
