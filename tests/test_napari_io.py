@@ -36,7 +36,7 @@ def test_pyproject_registers_manifest_and_package_data():
     entry = meta["project"]["entry-points"]["napari.manifest"]["electrode-ct"]
     assert entry == "electrode_ct.napari:napari.yaml"
     assert "napari.yaml" in meta["tool"]["setuptools"]["package-data"]["electrode_ct.napari"]
-    assert {"napari", "magicgui", "qtpy"} <= {
+    assert {"napari", "magicgui", "qtpy", "PyQt5", "pytest-qt", "pytest-xvfb"} <= {
         d.split(">")[0].split("=")[0] for d in meta["project"]["optional-dependencies"]["napari"]}
 
 

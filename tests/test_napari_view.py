@@ -27,6 +27,8 @@ def test_view_bad_path_fails_before_a_window(run_cli, tmp_path):
     (tmp_path / "notes.docx").write_text("x")
     code, _, err = run_cli("view", tmp_path / "notes.docx")
     assert code == 2 and err.startswith("error:") and "unknown file type" in err
+    code, _, err = run_cli("view", tmp_path / "missing.parquet")
+    assert code == 2 and err == f"error: {tmp_path / 'missing.parquet'}: no such table file\n"
 
 
 def test_view_docks_widgets_and_loads_files(run_cli, make_napari_viewer, monkeypatch,
