@@ -26,8 +26,10 @@ CLASS_COLOURS: dict[str, tuple[float, float, float, float]] = {
     "cbd": (0.25, 0.80, 0.35, 1.0),
     "active": (0.95, 0.55, 0.15, 1.0),
     "collector": (0.70, 0.70, 0.70, 1.0),
+    "exterior": (0.0, 0.0, 0.0, 0.0),
 }
-"""Colours of the phase names electrode-ct writes; other classes take the tab10 colours."""
+"""Colours of the class names electrode-ct writes (the exterior of the three-phase particle
+view is transparent); other classes take the tab10 colours."""
 
 _TAB10 = ((0.12, 0.47, 0.71), (1.0, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
           (0.58, 0.40, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50),
