@@ -12,6 +12,7 @@ WIDGETS = (
     ("Particles", "electrode_ct.napari._particles", "ParticlesWidget"),
     ("Particle table", "electrode_ct.napari._table", "TableWidget"),
     ("Cracks", "electrode_ct.napari._cracks", "CracksWidget"),
+    ("Operando", "electrode_ct.napari._operando", "OperandoWidget"),
     ("Pipeline", "electrode_ct.napari._pipeline", "PipelineWidget"),
 )
 """Docked widgets: (title, module, class), in tab order."""
