@@ -208,7 +208,8 @@ def _gated_job(started, gate, steps=100):
     return job
 
 
-def test_cancel_stops_the_job_and_hands_nothing_back(make_napari_viewer, qtbot):
+def _running_panel(make_napari_viewer):
+    """A docked job panel whose job waits at its first step until ``gate`` is set."""
     import threading
 
     from electrode_ct.napari._jobs import JobPanel
@@ -219,27 +220,24 @@ def test_cancel_stops_the_job_and_hands_nothing_back(make_napari_viewer, qtbot):
     started, gate, results = threading.Event(), threading.Event(), []
     panel.start(_gated_job(started, gate), results.append, title="gated")
     assert started.wait(10) and panel.running
+    return viewer, panel, gate, results
+
+
+def test_cancel_stops_the_job_and_hands_nothing_back(make_napari_viewer, qtbot):
+    import threading
+
+    _, panel, gate, results = _running_panel(make_napari_viewer)
     panel.cancel()
     gate.set()
     _wait(qtbot, panel)
     assert results == [] and panel.last_error == "cancelled"
-    gate.clear()
-    panel.start(_gated_job(started, threading.Event(), steps=0), results.append, title="ok")
+    panel.start(_gated_job(threading.Event(), gate, steps=0), results.append, title="ok")
     _wait(qtbot, panel)
     assert results == ["finished"]
 
 
 def test_closing_the_viewer_mid_job_is_quiet(make_napari_viewer, qtbot):
-    import threading
-
-    from electrode_ct.napari._jobs import JobPanel
-
-    viewer = make_napari_viewer()
-    panel = JobPanel()
-    viewer.window.add_dock_widget(panel)
-    started, gate, results = threading.Event(), threading.Event(), []
-    panel.start(_gated_job(started, gate), results.append, title="gated")
-    assert started.wait(10)
+    viewer, panel, gate, results = _running_panel(make_napari_viewer)
     viewer.close()
     qtbot.waitUntil(lambda: not panel._alive, timeout=TIMEOUT_MS)  # the widget went away
     gate.set()
