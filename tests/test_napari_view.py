@@ -59,6 +59,6 @@ def test_view_docks_widgets_and_loads_files(run_cli, make_napari_viewer, monkeyp
     assert viewer.layers["particles"]._type_string == "labels"
     docks = viewer.window.dock_widgets
     assert {"Segment by threshold", "Forest (ilastik loop)", "Particles", "Particle table",
-            "Cracks", "Operando", "Pipeline"} <= set(docks)
+            "Cracks", "Operando", "Pipeline", "CNN from labelled slices"} <= set(docks)
     np.testing.assert_array_equal(docks["Particle table"].data["label"], [1, 2])
     np.testing.assert_array_equal(viewer.layers["particles"].features["label"], [1, 2])

@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("napari", reason="the napari extra is not installed")
 
+from electrode_ct.napari._common import camera  # noqa: E402
 from electrode_ct.napari._layers import volume_layer  # noqa: E402
 from electrode_ct.synth.phantom import electrode  # noqa: E402
 
@@ -137,7 +138,7 @@ def test_particles_preview_and_volume_equal_library(make_napari_viewer, qtbot, p
     w.heal.value, w.h.value, w.crop.value = 0.5, 0.6, 16
     sp = phantom.phases.spacing
     viewer.dims.set_point(0, 12 * sp[0])
-    viewer.camera.center = (12 * sp[0], 20 * sp[1], 20 * sp[2])
+    camera(viewer).center = (12 * sp[0], 20 * sp[1], 20 * sp[2])
     w.preview()
     _wait(qtbot, w.jobs)
     phases = phantom.phases
@@ -178,7 +179,7 @@ def test_table_measures_selects_colours_filters_exports(make_napari_viewer, qtbo
     w.table.native.selectRow(row)  # click a row: the particle is selected and centred
     assert parts.selected_label == label and parts.show_selected_label
     centre = ref.loc[ref["label"] == label, ["centroid_y_um", "centroid_x_um"]].to_numpy()[0]
-    np.testing.assert_allclose(viewer.camera.center[-2:], centre)
+    np.testing.assert_allclose(camera(viewer).center[-2:], centre)
     other = int(w.shown["label"].iloc[5])
     parts.selected_label = other  # pick in the viewer: its row is selected
     assert {i.row() for i in w.table.native.selectedIndexes()} == {5}
@@ -301,3 +302,45 @@ def test_cracks_widget_paints_flaw_scores_of_the_library(make_napari_viewer, qtb
     first = ref.table.iloc[0]
     np.testing.assert_allclose(viewer.layers[SCORE].data[lab == first["label"]],
                                first["flaw_score"], rtol=1e-6)
+
+
+def test_cnn_widget_trains_on_picked_slices_and_compares_with_forest(
+        make_napari_viewer, qtbot, phantom, tmp_path):
+    pytest.importorskip("torch", reason="the dl extra is not installed")
+    from electrode_ct.metrics.compare import compare
+    from electrode_ct.napari._cnn import PREDICTION, CNNWidget
+    from electrode_ct.segment.cnn.config import TrainConfig
+    from electrode_ct.segment.cnn.train import train
+    from electrode_ct.segment.forest_train import train_forest
+    from electrode_ct.segment.models import load_model
+
+    viewer = make_napari_viewer()
+    _add(viewer, phantom.grey, "grey")
+    truth = phantom.phases.numpy() + 1  # dense labels 1..3 (0 = unlabelled)
+    _add(viewer, phantom.grey.with_data(truth.astype(np.uint8)), "labels", labels=True)
+    w = CNNWidget(viewer)
+    tiny = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=16,
+                batch_size=8, lr=5e-3, threads=1, members=1, ema=0.0)
+    w.config, w.epochs.value, w.slices.value, w.val.value = tiny, 3, "6, 18", 12
+    w.train()
+    _wait(qtbot, w.jobs)
+    assert w.jobs.last_error is None and w.model is not None
+    sparse = np.zeros_like(truth)
+    sparse[[6, 18]] = truth[[6, 18]]
+    grey = phantom.grey.numpy()
+    ref = train(grey, sparse, config=TrainConfig(**tiny, epochs=3), val=(grey[12], truth[12]),
+                slices_2d=True)
+    expect = ref.model.predict(phantom.grey, two_d=True).labels
+    np.testing.assert_array_equal(w.model.predict(phantom.grey, two_d=True).labels, expect)
+    w.predict()
+    _wait(qtbot, w.jobs)
+    np.testing.assert_array_equal(viewer.layers[PREDICTION].data, expect)
+    forest = train_forest(grey, sparse, features="minimal", mode="2d", n_trees=8)
+    w.forest_path.value = forest.save(tmp_path / "forest.ectmodel")
+    scores = w.compare()
+    np.testing.assert_allclose(scores["cnn"], compare(expect[12], truth[12])["mean_iou"])
+    np.testing.assert_allclose(
+        scores["forest"], compare(forest.predict(grey).labels[12], truth[12])["mean_iou"])
+    w.model_path.value = tmp_path / "cnn.ectmodel"
+    np.testing.assert_array_equal(
+        load_model(w.save_model()).predict(phantom.grey, two_d=True).labels, expect)

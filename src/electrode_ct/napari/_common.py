@@ -97,6 +97,12 @@ def show_property(viewer: Any, name: str, labels: np.ndarray, table: Any, column
                       contrast_limits=(lo, hi if hi > lo else lo + 1.0))
 
 
+def camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def current_z(viewer: Any, vol: Volume) -> int:
     """Index of the z slice the viewer shows (axis 0 of the volume), clipped to the volume."""
     world = float(viewer.dims.point[-3]) if viewer.dims.ndim >= 3 else 0.0

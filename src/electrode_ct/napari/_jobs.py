@@ -94,13 +94,18 @@ class JobPanel(Container):
         self._alive = False
         self.cancel()
 
+    def tick(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` steps from the job; raises :class:`Cancelled` once
+        the user pressed Cancel (for library calls that take a per-step callback)."""
+        if self._cancelled:
+            raise Cancelled
+        self._set(done, total)
+
     def _progress(self, iterable: Iterable[Any], total: int | None = None) -> Iterator[Any]:
         items = list(iterable) if total is None else iterable
         n = len(items) if total is None else int(total)  # type: ignore[arg-type]
         for i, item in enumerate(items):
-            if self._cancelled:
-                raise Cancelled
-            self._set(i, n)
+            self.tick(i, n)
             yield item
         if self._cancelled:
             raise Cancelled

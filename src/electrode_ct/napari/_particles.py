@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import Container, FloatSlider, LineEdit, PushButton, SpinBox
 
-from electrode_ct.napari._common import LayerPicker, current_z, show_layer
+from electrode_ct.napari._common import LayerPicker, camera, current_z, show_layer
 from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
@@ -94,7 +94,7 @@ class ParticlesWidget(Container):
         """Separate a crop around the viewer's centre (current slice, camera centre)."""
         try:
             vol = self._phases()
-            cam = self.viewer.camera.center
+            cam = camera(self.viewer).center
             centre = (current_z(self.viewer, vol),
                       *(int(round((float(cam[a - 3]) - vol.origin[a]) / vol.spacing[a]))
                         for a in (1, 2)))

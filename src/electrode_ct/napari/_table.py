@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, Table
 
-from electrode_ct.napari._common import LayerPicker, show_property
+from electrode_ct.napari._common import LayerPicker, camera, show_property
 from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
@@ -129,7 +129,7 @@ class TableWidget(Container):
         if len(row) and all(c in row for c in CENTROID_UM):
             world = row[list(CENTROID_UM)].to_numpy(float)[0] + np.asarray(layer.translate)
             self.viewer.dims.set_point(0, float(world[0]))
-            self.viewer.camera.center = tuple(world[1:])
+            camera(self.viewer).center = tuple(world[1:])
 
     def _label_selected(self, *_: Any) -> None:
         if self.shown is None or self._bound is None:

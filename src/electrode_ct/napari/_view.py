@@ -9,6 +9,7 @@ from typing import Any
 WIDGETS = (
     ("Segment by threshold", "electrode_ct.napari._threshold", "ThresholdWidget"),
     ("Forest (ilastik loop)", "electrode_ct.napari._forest", "ForestWidget"),
+    ("CNN from labelled slices", "electrode_ct.napari._cnn", "CNNWidget"),
     ("Particles", "electrode_ct.napari._particles", "ParticlesWidget"),
     ("Particle table", "electrode_ct.napari._table", "TableWidget"),
     ("Cracks", "electrode_ct.napari._cracks", "CracksWidget"),
