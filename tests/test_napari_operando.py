@@ -25,8 +25,12 @@ def test_operando_widget_tracks_and_paints_the_change(make_napari_viewer, qtbot)
     w.track()
     qtbot.waitUntil(lambda: not w.jobs.running, timeout=120_000)
     assert w.jobs.last_error is None
-    ref = track(s.ref_labels, [g.astype(np.float32) for g in s.greys], spacing=s.spacing)
+    ref = w.result  # the library's TrackResult behind the layers
     np.testing.assert_array_equal(viewer.layers[TRACKED].data, np.stack(ref.labels))
+    again = track(s.ref_labels, [g.astype(np.float32) for g in s.greys], spacing=s.spacing)
+    # the same call outside the viewer: SimpleITK's multi-threaded registration is not
+    # bit-reproducible, a voxel or so of the propagated labels may differ
+    assert np.mean(np.stack(again.labels) != np.stack(ref.labels)) < 1e-4
     assert viewer.layers[STATES].data.shape == (2, *s.greys[0].shape)
     tables = ref.state_tables()
     per = paired(tables[0], tables[1], column="roi_mean")[1]
