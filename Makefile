@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install lint bench clean browser
+.PHONY: test demo install lint bench clean browser gui system
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --upgrade pip >/dev/null
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dl,dev,hpc,bioimageio]"
+	$(PIP) install -e ".[dl,dev,hpc,bioimageio,napari]"
 	# bioimageio.core validates exported packages in the tests; it pins bioimageio.spec 0.5.12,
 	# which fails under pydantic 2.14 (fixed in spec 0.5.14): installed without that pin
 	$(PIP) install --no-deps "bioimageio.core==0.11.0"
@@ -26,13 +26,23 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# the report is tested in a real browser: Debian's chromium, installed when missing
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# System packages, installed when missing (one apt-get update for all of them):
+# - the report is tested in a real browser: Debian's chromium;
+# - the napari plugin is tested in a real viewer on a virtual display (pytest-xvfb starts
+#   Xvfb; Qt's offscreen platform has no OpenGL context): Xvfb and the libraries that Qt 5's
+#   xcb platform plugin loads (ldd of libqxcb.so).
+SYSTEM_PKGS := chromium xvfb xauth libxkbcommon-x11-0 libxcb-icccm4 libxcb-image0 \
+	libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 libxcb-xfixes0 \
+	libxcb-shape0 libgl1 libegl1 libdbus-1-3 libfontconfig1
+system:
+	@missing=$$(for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; fi
 
-test: $(STAMP) lint browser
+browser gui: system
+
+test: $(STAMP) lint system
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 demo: $(STAMP)

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "pipeline",
     "models",
     "cluster",
+    "view",
 )
 
 
