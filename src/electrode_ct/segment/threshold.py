@@ -513,9 +513,17 @@ def label_slab(image: np.ndarray, cuts: np.ndarray, method: str) -> np.ndarray:
                      for plane, row in zip(image, c, strict=True)])
 
 
-def class_count(method: str, cuts: np.ndarray) -> int:
-    """Number of phases the labels of ``method`` with these cut values hold."""
-    return 2 if _check_method(method) == "hysteresis" else int(np.shape(cuts)[-1]) + 1
+def phase_count(method: str, *, classes: int | None = None,
+                thresholds: Sequence[float] | None = None,
+                fractions: Sequence[float] | None = None) -> int:
+    """Number of phases :func:`threshold` gives with these options (before any cut).
+
+    Raises
+    ------
+    InputError
+        Unknown method, or options that do not fit it (see :func:`threshold_values`).
+    """
+    return _class_count(_check_method(method), classes, thresholds, fractions)
 
 
 def slice_thresholds(image: np.ndarray, **kwargs: object) -> np.ndarray:
