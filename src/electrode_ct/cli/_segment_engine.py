@@ -140,3 +140,15 @@ def label_fractions(labels: ZarrRef, class_map: dict[str, int], *, block_shape: 
 
 def _count_part(region: np.ndarray, block: Any) -> np.ndarray:
     return np.bincount(region.ravel(), minlength=256)
+
+
+def mean_value(ref: ZarrRef, *, block_shape: Sequence[int], client: Any) -> float:
+    """Mean of a (z, y, x) array, a reduction over blocks (float64 sums)."""
+    from electrode_ct.compute.engine import reduce_blocks
+
+    parts = reduce_blocks(_sum_part, ref, block_shape=block_shape, client=client)
+    return float(sum(p[0] for p in parts) / sum(p[1] for p in parts))
+
+
+def _sum_part(region: np.ndarray, block: Any) -> tuple[float, int]:
+    return float(region.sum(dtype=np.float64)), int(region.size)

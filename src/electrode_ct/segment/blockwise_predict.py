@@ -30,7 +30,7 @@ import numpy as np
 
 from electrode_ct.blocks import Block
 from electrode_ct.compute.engine import ZarrRef, reduce_blocks, run_blocks
-from electrode_ct.errors import ConfigError
+from electrode_ct.errors import ConfigError, ModelError
 from electrode_ct.segment.blockwise import slab_shape
 from electrode_ct.segment.models import entropy
 
@@ -127,15 +127,17 @@ def _cnn_proba(region: np.ndarray, block: Block, *, model: Any,
     return model.predict_proba(region, mode="slice", axis=0, **options)
 
 
-def _cnn_function(model: Any, src: Source, options: dict[str, Any], run: dict[str, Any]
-                  ) -> Callable[[np.ndarray, Block], np.ndarray]:
+def _cnn_function(model: Any, src: Source, options: dict[str, Any], run: dict[str, Any],
+                  two_d: bool) -> Callable[[np.ndarray, Block], np.ndarray]:
     """The CNN's block function: its image statistics fixed to the whole volume's."""
     import copy
 
-    if options.get("mode", "slice") != "slice" or options.get("axis", 0) != 0:
-        raise ConfigError(f"mode {options.get('mode')!r} axis {options.get('axis', 0)}: on "
-                          "the engine a CNN predicts z slices (mode slice, axis 0, --2d); "
-                          "tri-planar and y/x slices need whole planes no block holds")
+    slices = options.get("mode", "slice" if two_d else None) == "slice"
+    if not slices or options.get("axis", 0) != 0:
+        raise ConfigError(f"mode {options.get('mode', 'the model default')!r} axis "
+                          f"{options.get('axis', 0)}: on the engine a CNN predicts z slices "
+                          "(--2d); tri-planar and y/x slices need whole planes no block "
+                          "holds")
     stats = cnn_stats_blockwise(model, src, **run)
     fixed = model
     if stats is not None:
@@ -146,11 +148,21 @@ def _cnn_function(model: Any, src: Source, options: dict[str, Any], run: dict[st
     return partial(_cnn_proba, model=fixed, options=opts)
 
 
+def prediction_plan(model: Any) -> tuple[tuple[int, int, int], float, bool]:
+    """Halo (voxels), working bytes per voxel and whether blocks are whole z slices, for
+    a model's prediction on the engine."""
+    if model.kind == "forest":
+        from electrode_ct.segment import features as ft
+
+        return ft.halo(model.config, model.spacing), FOREST_BYTES_PER_VOXEL, False
+    return (0, 0, 0), CNN_BYTES_PER_VOXEL, True
+
+
 def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
                       probabilities: ZarrRef | np.ndarray | None = None,
                       uncertainty: ZarrRef | np.ndarray | None = None,
-                      block_shape: Sequence[int], client: Any = None,
-                      progress: Progress = None, resume: bool = True,
+                      two_d: bool = False, block_shape: Sequence[int],
+                      client: Any = None, progress: Progress = None, resume: bool = True,
                       **options: Any) -> dict[str, Any]:
     """:meth:`predict` of a forest or CNN model on the engine.
 
@@ -165,6 +177,9 @@ def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
     probabilities, uncertainty : ZarrRef or numpy.ndarray, optional
         float32 outputs (K, z, y, x) and (z, y, x), written only when given (OME-Zarr
         from ``io.zarr.create_ome_zarr(..., lead=(K,), lead_axes=("c",))``).
+    two_d : bool
+        Segment every z slice on its own (a CNN on the engine needs it; a forest as in
+        :meth:`ForestModel.predict`).
     block_shape : sequence of int
         Block shape (z, y, x); a CNN uses :func:`blockwise.slab_shape` (whole slices).
     client, progress, resume
@@ -186,20 +201,20 @@ def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
     shape = tuple(int(n) for n in _open(src).shape)
     run = {"client": client, "progress": progress}
     info: dict[str, Any] = {}
-    if model.kind == "forest":
-        from electrode_ct.segment import features as ft
-
+    halo, bpv, slab = prediction_plan(model)
+    if slab:
+        block_shape = slab_shape(shape, block_shape)
+        proba = _cnn_function(model, src, options, {"block_shape": block_shape, **run},
+                              two_d)
+    else:
         if options:
             raise ConfigError(f"forest prediction on the engine takes no options, got "
                               f"{sorted(options)}")
-        halo = ft.halo(model.config, model.spacing)
+        if two_d and model.config.mode == "3d":
+            raise ModelError("per-slice prediction (two_d, --2d) needs a forest trained on "
+                             "2-D features (--2d); this one uses 3-D features")
         rng = forest_range_blockwise(model, src, block_shape=block_shape, **run)
-        proba, bpv, info["intensity_range"] = (model.block_function(value_range=rng),
-                                               FOREST_BYTES_PER_VOXEL, list(rng))
-    else:
-        halo, block_shape = (0, 0, 0), slab_shape(shape, block_shape)
-        proba, bpv = _cnn_function(model, src, options, {"block_shape": block_shape,
-                                                         **run}), CNN_BYTES_PER_VOXEL
+        proba, info["intensity_range"] = model.block_function(value_range=rng), list(rng)
     maps = {k: v for k, v in (("probabilities", probabilities),
                               ("uncertainty", uncertainty)) if v is not None}
     func = partial(_predict_part, proba=proba, lut=np.asarray(model.class_values, np.uint8),
