@@ -77,7 +77,8 @@ class EngineFiles:
         self.work.mkdir(parents=True, exist_ok=True)
         import dask
 
-        with dask.config.set(scheduler="threads"):  # here, never through a Dask client
+        # here, never through a Dask client (no p2p rechunk either)
+        with dask.config.set({"scheduler": "threads", "array.rechunk.method": "tasks"}):
             write(self.volume, path, chunks=tuple(block_shape))
         return ZarrRef(str(path), "0")
 
@@ -129,17 +130,11 @@ def _own_zarr(src: str, shape: Sequence[int]) -> ZarrRef | None:
 def label_fractions(labels: ZarrRef, class_map: dict[str, int], *, block_shape: Sequence[int],
                     client: Any) -> dict[str, float]:
     """Volume fraction of every class of a label volume, a reduction over blocks."""
-    from electrode_ct.compute.engine import reduce_blocks
+    from electrode_ct.segment.blockwise import label_counts
 
-    size = max(class_map.values()) + 1
-    parts = reduce_blocks(_count_part, labels, block_shape=block_shape, client=client)
-    counts = np.sum(parts, axis=0)[:size]
+    counts = label_counts(labels, block_shape=block_shape, client=client)
     total = float(counts.sum())
     return {k: float(counts[v]) / total for k, v in class_map.items()}
-
-
-def _count_part(region: np.ndarray, block: Any) -> np.ndarray:
-    return np.bincount(region.ravel(), minlength=256)
 
 
 def mean_value(ref: ZarrRef, *, block_shape: Sequence[int], client: Any) -> float:
@@ -152,3 +147,11 @@ def mean_value(ref: ZarrRef, *, block_shape: Sequence[int], client: Any) -> floa
 
 def _sum_part(region: np.ndarray, block: Any) -> tuple[float, int]:
     return float(region.sum(dtype=np.float64)), int(region.size)
+
+
+def in_memory(vol: Volume) -> Volume:
+    """A lazily read volume loaded here (local threads, never through a Dask client)."""
+    import dask
+
+    with dask.config.set({"scheduler": "threads", "array.rechunk.method": "tasks"}):
+        return vol.compute()

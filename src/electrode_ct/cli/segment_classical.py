@@ -22,9 +22,10 @@ _MAJORITY_HELP = "Majority filter box edge (odd voxels, >= 3); 0 = none."
 
 
 def _load(vol: Volume, src: str) -> np.ndarray:
+    from electrode_ct.cli._segment_engine import in_memory
     from electrode_ct.filters import check_image
 
-    img = check_image(vol.numpy(), name=src)
+    img = check_image(in_memory(vol).numpy(), name=src)
     return img[0] if vol.is_2d else img
 
 
@@ -135,7 +136,7 @@ def threshold_cmd(
     threads_per_worker: int = THREADS, memory_limit: str = MEMORY, block_shape: str = BLOCKS,
 ) -> None:
     """Segment phases with a global threshold (codes 0..N-1 by increasing grey level)."""
-    from electrode_ct.segment.blockwise import threshold_blockwise
+    from electrode_ct.segment.blockwise import check_engine_threshold, threshold_blockwise
     from electrode_ct.segment.threshold import phase_count, threshold_with_cuts
 
     vol, cfg, engine = _open(src, voxel, (scheduler, n_workers, threads_per_worker,
@@ -153,6 +154,7 @@ def threshold_cmd(
 
     if engine:
         _no_cleanup(fill, islands, majority)
+        check_engine_threshold(method, two_d)
 
         def compute(source: Any, target: Any, blocks: tuple[int, ...],
                     client: Any) -> dict[str, Any]:

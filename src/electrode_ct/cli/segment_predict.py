@@ -53,7 +53,9 @@ def predict_cmd(
     if use_engine(cfg, vol.nbytes, explicit=explicit):
         summary = _predict_on_engine(m, vol, image, paths, cmap, cfg, two_d)
     else:
-        pred = m.predict(vol.compute(), probabilities=probabilities is not None,
+        from electrode_ct.cli._segment_engine import in_memory
+
+        pred = m.predict(in_memory(vol), probabilities=probabilities is not None,
                          uncertainty=uncertainty is not None, two_d=two_d,
                          progress=lambda it: progress(it, desc="predict"))
         written = _write_outputs(vol, pred, cmap, m.class_names, paths)

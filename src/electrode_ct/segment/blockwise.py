@@ -88,11 +88,37 @@ def _slice_cuts_part(region: np.ndarray, block: Block, *, options: dict[str, Any
     return np.stack([threshold_values(plane, **options) for plane in region])
 
 
+def _count_part(region: np.ndarray, block: Block) -> np.ndarray:
+    return np.bincount(np.asarray(region[block.interior], np.uint8).ravel(), minlength=256)
+
+
+def label_counts(labels: Source, *, block_shape: Sequence[int], client: Any = None,
+                 progress: Progress = None) -> np.ndarray:
+    """Voxels of every value 0..255 of a uint8 label volume (int64, 256), summed over
+    blocks."""
+    return np.sum(reduce_blocks(_count_part, labels, block_shape=block_shape, client=client,
+                                progress=progress), axis=0)
+
+
 # -- threshold -------------------------------------------------------------------------
 def _apply_part(region: np.ndarray, block: Block, *, cuts: np.ndarray,
                 method: str) -> np.ndarray:
     c = cuts if cuts.ndim == 1 else cuts[block.write[0]]
     return label_slab(region, c, method)
+
+
+def check_engine_threshold(method: str, two_d: bool) -> bool:
+    """True when ``method`` runs blockwise; hysteresis in 3-D raises (before any work).
+
+    Raises
+    ------
+    InputError
+        ``hysteresis`` without ``two_d``: it labels by 3-D connectivity.
+    """
+    if not two_d and str(method).lower() == "hysteresis":
+        raise InputError("method: hysteresis labels by 3-D connectivity and does not run "
+                         "blockwise; run it in memory (no compute options) or with --2d")
+    return True
 
 
 def threshold_blockwise(src: Source, dst: ZarrRef | np.ndarray, *, method: str = "otsu",
@@ -141,10 +167,7 @@ def threshold_blockwise(src: Source, dst: ZarrRef | np.ndarray, *, method: str =
         block_shape = slab_shape(shape, block_shape)
         cuts = np.concatenate(reduce_blocks(partial(_slice_cuts_part, options=opts), src,
                                             block_shape=block_shape, **run))
-    elif str(method).lower() == "hysteresis":
-        raise InputError("method: hysteresis labels by 3-D connectivity and does not run "
-                         "blockwise; run it in memory (no compute options) or with --2d")
-    elif needs_histogram(method, thresholds):
+    elif check_engine_threshold(method, two_d) and needs_histogram(method, thresholds):
         hist, rng = grey_histogram_blockwise(src, block_shape=block_shape, **run)
         cuts = cuts_from_histogram(hist if rng[0] < rng[1] else None, rng, **opts)
     else:
