@@ -136,7 +136,11 @@ def threshold_cmd(
     threads_per_worker: int = THREADS, memory_limit: str = MEMORY, block_shape: str = BLOCKS,
 ) -> None:
     """Segment phases with a global threshold (codes 0..N-1 by increasing grey level)."""
-    from electrode_ct.segment.blockwise import check_engine_threshold, threshold_blockwise
+    from electrode_ct.segment.blockwise import (
+        check_engine_threshold,
+        threshold_blockwise,
+        threshold_bytes_per_voxel,
+    )
     from electrode_ct.segment.threshold import phase_count, threshold_with_cuts
 
     vol, cfg, engine = _open(src, voxel, (scheduler, n_workers, threads_per_worker,
@@ -163,7 +167,8 @@ def threshold_cmd(
             return extra(threshold_blockwise(source, target, two_d=two_d, block_shape=blocks,
                                              client=client, progress=bar("threshold"), **kw))
 
-        _on_engine(vol, src, out, cfg, classes=n, halo=0, bytes_per_voxel=3.0, slab=two_d,
+        _on_engine(vol, src, out, cfg, classes=n, halo=0, slab=two_d,
+                   bytes_per_voxel=threshold_bytes_per_voxel(vol.dtype),
                    as_json=as_json, compute=compute)
         return
     labels, cuts = threshold_with_cuts(_load(vol, src), two_d=two_d, **kw)

@@ -174,7 +174,7 @@ def _record_cuts(info: dict[str, Any], cuts: np.ndarray, *, per_slice: bool) -> 
     info["thresholds" if not per_slice else "thresholds_per_slice"] = np.asarray(cuts).tolist()
 
 
-def _engine_plan(p: Any, model: Any, shape: tuple[int, ...]
+def _engine_plan(p: Any, model: Any, dtype: Any
                  ) -> tuple[tuple[int, int, int], float, bool, dict[str, int]]:
     """Halo, bytes per voxel, whole-slice blocks and class map of the segment step on
     the engine; refuses what has no blockwise form."""
@@ -190,10 +190,11 @@ def _engine_plan(p: Any, model: Any, shape: tuple[int, ...]
                           "cleanup_min_island_um3: 0 or another method, or raise "
                           "compute.in_memory_below_mb")
     if p.method == "threshold":
-        from electrode_ct.segment.blockwise import check_engine_threshold
+        from electrode_ct.segment.blockwise import check_engine_threshold as check
+        from electrode_ct.segment.blockwise import threshold_bytes_per_voxel as bpv
 
-        check_engine_threshold(p.threshold_method, p.two_d)
-        return (0, 0, 0), 3.0, p.two_d, class_map(phase_count(**_threshold_options(p)))
+        check(p.threshold_method, p.two_d)
+        return (0, 0, 0), bpv(dtype), p.two_d, class_map(phase_count(**_threshold_options(p)))
     if p.method == "kmeans":
         return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, False, class_map(p.classes or 3)
     cmap = dict(zip(model.class_names, (int(v) for v in model.class_values), strict=True))
@@ -209,7 +210,7 @@ def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
     from electrode_ct.segment.blockwise_predict import predict_blockwise
 
     p = run.cfg.steps.segment
-    halo, bpv, slab, cmap = _engine_plan(p, model, vol.shape)
+    halo, bpv, slab, cmap = _engine_plan(p, model, vol.dtype)
     blocks = pc.block_shape(run, vol.shape, halo=halo, bytes_per_voxel=bpv)
     blocks = bw.slab_shape(vol.shape, blocks) if slab else blocks
     src = pc.zarr_input(run, vol, f"grey_{i}", blocks)

@@ -107,6 +107,12 @@ def _apply_part(region: np.ndarray, block: Block, *, cuts: np.ndarray,
     return label_slab(region, c, method)
 
 
+def threshold_bytes_per_voxel(dtype: Any) -> float:
+    """Working memory of applying cuts per voxel: the grey block, a comparison mask and
+    the uint8 codes."""
+    return float(np.dtype(dtype).itemsize) + 2.0
+
+
 def check_engine_threshold(method: str, two_d: bool) -> bool:
     """True when ``method`` runs blockwise; hysteresis in 3-D raises (before any work).
 
@@ -175,7 +181,8 @@ def threshold_blockwise(src: Source, dst: ZarrRef | np.ndarray, *, method: str =
         rng = (min(p[0] for p in parts), max(p[1] for p in parts))
         cuts = cuts_from_histogram(None, rng, **opts)
     run_blocks(partial(_apply_part, cuts=cuts, method=method), src, dst,
-               block_shape=block_shape, resume=resume, bytes_per_voxel=3.0, **run)
+               block_shape=block_shape, resume=resume,
+               bytes_per_voxel=threshold_bytes_per_voxel(_open(src).dtype), **run)
     return cuts
 
 

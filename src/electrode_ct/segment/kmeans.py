@@ -25,8 +25,9 @@ from electrode_ct.segment.watershed import gradient_magnitude
 MAX_SAMPLES = 200_000
 """Default number of voxels (on average) the centres are fitted on."""
 
-BYTES_PER_VOXEL = 24.0
-"""Working memory of the assignment per voxel of a block plus halo (float32 copies)."""
+BYTES_PER_VOXEL = 40.0
+"""Working memory of the assignment per voxel of a block plus halo: the float32 grey,
+smoothed and gradient images, two standardised copies, distances and codes."""
 
 TRUNCATE = 4.0
 """Gaussian truncation (σ) of :func:`gradient_magnitude` (scipy's default)."""
