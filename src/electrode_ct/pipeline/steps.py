@@ -174,26 +174,33 @@ def _record_cuts(info: dict[str, Any], cuts: np.ndarray, *, per_slice: bool) -> 
     info["thresholds" if not per_slice else "thresholds_per_slice"] = np.asarray(cuts).tolist()
 
 
+def _no_engine_form(p: Any) -> str | None:
+    """Why the configured segmentation has no blockwise form (None when it has one)."""
+    if p.cleanup_min_island_um3 > 0:
+        return "cleanup_min_island_um3 reads connected components over the whole volume"
+    if p.method == "watershed":
+        return "the seeded watershed floods regions that can cross the whole volume"
+    if p.method == "cnn" and not p.two_d:
+        return "tri-planar CNN prediction reads whole planes along every axis"
+    if p.method == "kmeans" and p.two_d:
+        return "per-slice k-means fits every slice on its own"
+    if p.method == "threshold" and p.threshold_method == "hysteresis" and not p.two_d:
+        return "3-D hysteresis labels by connectivity across the volume"
+    return None
+
+
 def _engine_plan(p: Any, model: Any, dtype: Any
                  ) -> tuple[tuple[int, int, int], float, bool, dict[str, int]]:
     """Halo, bytes per voxel, whole-slice blocks and class map of the segment step on
-    the engine; refuses what has no blockwise form."""
+    the engine."""
     from electrode_ct.segment import kmeans as km
     from electrode_ct.segment.blockwise_predict import prediction_plan
     from electrode_ct.segment.classes import class_map
     from electrode_ct.segment.threshold import phase_count
 
-    if p.cleanup_min_island_um3 > 0 or p.method == "watershed" or (
-            p.method == "kmeans" and p.two_d):
-        raise ConfigError("steps.segment: island clean-up, watershed and per-slice k-means "
-                          "read the whole volume and do not run on the compute engine; set "
-                          "cleanup_min_island_um3: 0 or another method, or raise "
-                          "compute.in_memory_below_mb")
     if p.method == "threshold":
-        from electrode_ct.segment.blockwise import check_engine_threshold as check
         from electrode_ct.segment.blockwise import threshold_bytes_per_voxel as bpv
 
-        check(p.threshold_method, p.two_d)
         return (0, 0, 0), bpv(dtype), p.two_d, class_map(phase_count(**_threshold_options(p)))
     if p.method == "kmeans":
         return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, False, class_map(p.classes or 3)
@@ -262,7 +269,11 @@ def step_segment(run: Run) -> StepResult:
     first: Volume | None = None  # the reference state's phases
     for i in range(n_states(run)):
         vol = grey(run, i)
-        if engine.use_engine(run, vol.nbytes):
+        on_engine = engine.use_engine(run, vol.nbytes)
+        why_not = _no_engine_form(run.cfg.steps.segment) if on_engine else None
+        if why_not:
+            run.log.info("segment: in memory (%s)", why_not)
+        elif on_engine:
             outputs[f"phases_{i}"], cmap, info = _segment_on_engine(run, i, vol, model)
             info["class_map"] = cmap
             summary[f"state_{i}"] = info
