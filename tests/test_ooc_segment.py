@@ -258,6 +258,14 @@ def test_cli_predict_writes_ome_zarr_on_a_scheduler(run_cli, client, tmp_path, f
     np.testing.assert_array_equal(zarr.open(str(tmp_path / "p.zarr"))["0"][...],
                                   want.probabilities)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "u.tif"), want.uncertainty)
+    # a TIFF of probabilities: the (K·z, y, x) stack the in-memory path writes
+    code, _, err = run_cli("segment", "predict", model, tmp_path / "g.tif", tmp_path / "l.tif",
+                           "--probabilities", tmp_path / "p.tif", "--voxel-size", "2 1 1",
+                           "--scheduler", client.scheduler.address)
+    assert code == 0, err
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "p.tif"),
+                                  want.probabilities.reshape(-1, *grey.shape[1:]))
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "l.tif"), want.labels)
     np.testing.assert_allclose(res["mean_uncertainty"], want.uncertainty.mean(), rtol=1e-5)
     assert res["intensity_range"] == list(want.intensity_range)
 
@@ -299,3 +307,23 @@ def test_pipeline_segment_step_on_the_engine_equals_in_memory(client, tmp_path, 
     np.testing.assert_array_equal(results[1][0], results[0][0])
     assert results[1][1]["thresholds"] == results[0][1]["thresholds"]
     assert results[1][1]["volume_fraction"] == results[0][1]["volume_fraction"]
+
+
+def test_pipeline_watershed_without_a_blockwise_form_runs_in_memory(tmp_path, grey16):
+    from electrode_ct.io import read
+    from electrode_ct.pipeline import parse_config, run_pipeline
+    from electrode_ct.segment.watershed import seeded_watershed
+
+    tifffile.imwrite(tmp_path / "g.tif", grey16)
+    off = {"enabled": False}
+    cfg = parse_config({"input": {"grey": str(tmp_path / "g.tif"), "voxel_size": 1.0},
+                        "output": str(tmp_path / "o"),
+                        "compute": {"scheduler": "tcp://127.0.0.1:1"},
+                        "steps": {"segment": {"method": "watershed", "low": 15000.0,
+                                              "high": 35000.0},
+                                  "particles": off, "measure": off, "metrics": off,
+                                  "stats": off, "report": off}})
+    run_pipeline(cfg, quiet=True)
+    got = read(tmp_path / "o" / "volumes" / "phases_0.tif").numpy()
+    np.testing.assert_array_equal(got, seeded_watershed(grey16, low=15000.0, high=35000.0))
+    assert "in memory (the seeded watershed" in (tmp_path / "o" / "run.log").read_text()

@@ -62,7 +62,7 @@ class EngineFiles:
     def __init__(self, volume: Volume, src: str, out: Path) -> None:
         self.volume, self.src = volume, src
         self.work = out.parent / f".{out.name}.ect-work"
-        self.finals: list[tuple[Path, Path]] = []
+        self.finals: list[tuple[Path, Path, dict[str, Any] | None]] = []
 
     def source(self, block_shape: Sequence[int]) -> ZarrRef:
         """The input as a Zarr array: its own store, or a streamed copy."""
@@ -84,15 +84,21 @@ class EngineFiles:
 
     def target(self, out: Path, *, dtype: Any, chunks: Sequence[int],
                class_map: dict[str, int] | None = None, lead: tuple[int, ...] = (),
-               lead_axes: tuple[str, ...] = ()) -> ZarrRef:
-        """An empty OME-Zarr for ``out`` (``out`` itself when it is a ``.zarr``)."""
+               lead_axes: tuple[str, ...] = (),
+               class_names: Sequence[str] | None = None) -> ZarrRef:
+        """An empty OME-Zarr for ``out`` (``out`` itself when it is a ``.zarr``).
+
+        A non-Zarr ``out`` with ``lead`` axes is written as a (K·z, y, x) stack with
+        ``class_names`` in its metadata, as the in-memory path writes probabilities.
+        """
         from electrode_ct.io.zarr import create_ome_zarr
 
         direct = out.name.endswith(".zarr")
         path = out if direct else self.work / f"{out.name}.zarr"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not direct:
-            self.finals.append((path, out))
+            self.finals.append((path, out, {"class_names": list(class_names or [])}
+                                if lead else None))
         return create_ome_zarr(path, self.volume, dtype=dtype, chunks=tuple(chunks),
                                lead=lead, lead_axes=lead_axes, class_map=class_map)
 
@@ -100,9 +106,12 @@ class EngineFiles:
         """Write every non-Zarr output from its OME-Zarr, then remove the work folder."""
         from electrode_ct.io import read, write
 
-        for path, out in self.finals:
-            vol = read(str(path)).compute()
-            write(vol.with_data(vol.data[..., 0, :, :]) if self.volume.is_2d else vol, out)
+        for path, out, stack in self.finals:
+            if stack is None:
+                write(in_memory(read(str(path))), out)
+                continue
+            data = ZarrRef(str(path), "0").open()[...]
+            write(self.volume.with_data(data.reshape(-1, *data.shape[-2:]), **stack), out)
         if self.work.exists():
             shutil.rmtree(self.work)
 

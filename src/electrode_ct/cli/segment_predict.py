@@ -107,7 +107,8 @@ def _predict_on_engine(m: Any, vol: Any, image: str, paths: dict[str, Path | Non
         if paths["probabilities"] is not None:
             refs["probabilities"] = files.target(paths["probabilities"], dtype=np.float32,
                                                  chunks=blocks, lead=(len(cmap),),
-                                                 lead_axes=("c",))
+                                                 lead_axes=("c",),
+                                                 class_names=list(m.class_names))
         if paths["uncertainty"] is not None:
             refs["uncertainty"] = files.target(paths["uncertainty"], dtype=np.float32,
                                                chunks=blocks)
