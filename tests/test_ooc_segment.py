@@ -41,13 +41,21 @@ def grey16():
     return np.clip(grey, 0, 65535).astype(np.uint16)
 
 
-def _zarr(tmp_path, name, data=None, *, shape=None, dtype=None, chunks=BLOCKS):
-    arr = zarr.open_array(str(tmp_path / name), mode="w", zarr_format=2,
-                          shape=shape if data is None else data.shape,
-                          dtype=dtype or data.dtype, chunks=chunks)
-    if data is not None:
-        arr[...] = data
-    return ZarrRef(str(tmp_path / name))
+def _source(tmp_path, data):
+    """``data`` as an OME-Zarr image chunked like the blocks, for block tasks to read."""
+    from electrode_ct.io import write
+    from electrode_ct.volume import Volume
+
+    write(Volume(data), tmp_path / "grey.ome.zarr", chunks=BLOCKS)
+    return ZarrRef(str(tmp_path / "grey.ome.zarr"), "0")
+
+
+def _labels(tmp_path, like):
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.volume import Volume
+
+    return create_ome_zarr(tmp_path / "labels.ome.zarr", Volume(like), dtype=np.uint8,
+                           chunks=BLOCKS)
 
 
 CASES = [("otsu", {}), ("multiotsu", {"classes": 3}),
@@ -89,8 +97,7 @@ def test_hysteresis_in_3d_is_refused_on_the_engine(grey16):
 
 def test_threshold_on_a_cluster_equals_in_memory(client, tmp_path, grey16):
     labels, cuts = threshold_with_cuts(grey16, method="multiotsu")
-    src = _zarr(tmp_path, "g.zarr", grey16)
-    dst = _zarr(tmp_path, "l.zarr", shape=grey16.shape, dtype=np.uint8)
+    src, dst = _source(tmp_path, grey16), _labels(tmp_path, grey16)
     got = threshold_blockwise(src, dst, method="multiotsu", block_shape=BLOCKS, client=client)
     np.testing.assert_array_equal(got, cuts)
     np.testing.assert_array_equal(dst.open()[...], labels)
@@ -128,8 +135,7 @@ def test_kmeans_sample_does_not_depend_on_the_blocks(grey16):
 
 def test_kmeans_on_a_cluster_equals_in_memory(client, tmp_path, grey16):
     want = kmeans(grey16, classes=3, max_samples=4000)
-    src = _zarr(tmp_path, "g.zarr", grey16)
-    dst = _zarr(tmp_path, "l.zarr", shape=grey16.shape, dtype=np.uint8)
+    src, dst = _source(tmp_path, grey16), _labels(tmp_path, grey16)
     kmeans_blockwise(src, dst, classes=3, max_samples=4000, block_shape=BLOCKS, client=client)
     np.testing.assert_array_equal(dst.open()[...], want)
 
@@ -184,7 +190,7 @@ def test_forest_prediction_on_a_cluster_into_ome_zarr(client, tmp_path, forest,
     grey = three_phase_module[1]
     like = Volume(grey, spacing=(2.0, 1.0, 1.0))
     want = forest.predict(like, probabilities=True)
-    src = _zarr(tmp_path, "g.zarr", grey)
+    src = _source(tmp_path, grey)
     lab = create_ome_zarr(tmp_path / "l.ome.zarr", like, dtype=np.uint8, chunks=BLOCKS)
     prob = create_ome_zarr(tmp_path / "p.ome.zarr", like, dtype=np.float32, chunks=BLOCKS,
                            lead=(3,), lead_axes=("c",))
