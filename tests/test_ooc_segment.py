@@ -116,6 +116,15 @@ def test_kmeans_blockwise_equals_in_memory(grey16, sigma, weight):
     assert means[0] < means[1] < means[2]
 
 
+def test_kmeans_blockwise_refuses_nan_as_in_memory(grey16):
+    img = grey16.astype(np.float32)
+    img[30, 30, 30] = np.nan
+    for run in (lambda: kmeans(img), lambda: kmeans_blockwise(
+            img, np.zeros(img.shape, np.uint8), block_shape=BLOCKS)):
+        with pytest.raises(InputError, match="NaN"):
+            run()
+
+
 def test_kmeans_sample_does_not_depend_on_the_blocks(grey16):
     """The hashed sample is the same voxels whatever the block shape."""
     from functools import partial

@@ -112,6 +112,7 @@ def sample_features(region: np.ndarray, block: Block, *, shape: tuple[int, ...],
     rate : float
         :func:`sample_rate`.
     """
+    check_image(block.crop(region), name="image")  # NaN / inf refused as in memory
     grey, grad = features(region, sigma=sigma)
     return _sample_rows(block.crop(grey), block.crop(grad), block.write, shape, seed, rate)
 
