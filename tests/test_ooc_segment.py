@@ -303,9 +303,13 @@ def test_pipeline_segment_step_on_the_engine_equals_in_memory(client, tmp_path, 
     from electrode_ct.io import read
     from electrode_ct.pipeline import parse_config, run_pipeline
 
+    def clients():
+        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients))
+
     tifffile.imwrite(tmp_path / "g.tif", grey16)
     off = {"enabled": False}
     results = []
+    before = clients()
     for name, compute in (("mem", {}), ("eng", {"scheduler": client.scheduler.address,
                                                  "block_shape": [11, 13, 17]})):
         cfg = parse_config({"input": {"grey": str(tmp_path / "g.tif"), "voxel_size": 1.0},
@@ -319,6 +323,7 @@ def test_pipeline_segment_step_on_the_engine_equals_in_memory(client, tmp_path, 
         summary = man["steps"]["segment"]["summary"]["state_0"]
         results.append((read(tmp_path / name / "volumes" / "phases_0.ome.zarr").numpy(),
                         summary))
+    assert clients() == before  # the run's own client closed with the run
     np.testing.assert_array_equal(results[1][0], results[0][0])
     assert results[1][1]["thresholds"] == results[0][1]["thresholds"]
     assert results[1][1]["volume_fraction"] == results[0][1]["volume_fraction"]

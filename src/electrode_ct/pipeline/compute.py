@@ -2,15 +2,13 @@
 
 Steps that run on the block engine ask :func:`use_engine` (the input is above
 ``compute.in_memory_below_mb``, or the scheduler is not local), then share the one
-client :func:`open_run_client` opens on first use and closes when the process ends.
+client :func:`open_run_client` opens on first use and the run closes at its end.
 No science in here.
 """
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import Sequence
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from electrode_ct.compute.engine import ZarrRef, check_blocks, default_block_shape
@@ -29,13 +27,11 @@ def use_engine(run: Run, nbytes: int) -> bool:
 
 
 def open_run_client(run: Run) -> Any:
-    """The run's Dask client, opened on first use (one per run)."""
+    """The run's Dask client, opened on first use (one per run, closed with the run)."""
     if _CLIENT not in run.cache:
         from electrode_ct.compute.cluster import open_client
 
-        stack = ExitStack()
-        run.cache[_CLIENT] = stack.enter_context(open_client(run.cfg.compute))
-        atexit.register(stack.close)
+        run.cache[_CLIENT] = run.resources.enter_context(open_client(run.cfg.compute))
     return run.cache[_CLIENT]
 
 

@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class Run:
         self.results: dict[str, StepResult] = {}
         self.keys: dict[str, str] = {}
         self.cache: dict[str, Any] = {}
+        self.resources = ExitStack()  # e.g. the run's Dask client, closed by close()
         self.log = self._logger()
         self.input_hashes = self._hash_inputs()
         self.ran: list[str] = []
@@ -93,7 +95,8 @@ class Run:
         return log
 
     def close(self) -> None:
-        """Release the log file handlers."""
+        """Release the resources opened for the run (a Dask client) and the log files."""
+        self.resources.close()
         for h in list(self.log.handlers):
             h.close()
             self.log.removeHandler(h)
