@@ -17,6 +17,7 @@ from electrode_ct.cli._common import (
     say,
     voxel_size,
 )
+from electrode_ct.cli._compute import BLOCKS, MEMORY, N_WORKERS, SCHEDULER, THREADS
 from electrode_ct.cli.app import segment_app
 
 
@@ -34,34 +35,96 @@ def predict_cmd(
                                     "been trained with --2d)."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    scheduler: str = SCHEDULER, n_workers: int = N_WORKERS,
+    threads_per_worker: int = THREADS, memory_limit: str = MEMORY, block_shape: str = BLOCKS,
 ) -> None:
     """Segment an image with a saved model (any kind: forest, CNN)."""
+    from electrode_ct.cli._compute import compute_config, use_engine
     from electrode_ct.io import read
     from electrode_ct.segment.models import load_model
 
     m = load_model(model)
-    vol = read(image, voxel_size=voxel_size(voxel))
-    t0 = time.perf_counter()
-    pred = m.predict(vol, probabilities=probabilities is not None,
-                     uncertainty=uncertainty is not None, two_d=two_d,
-                     progress=lambda it: progress(it, desc="predict"))
-    dt = time.perf_counter() - t0
+    vol = read(image, voxel_size=voxel_size(voxel), lazy=True)
+    cfg, explicit = compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                   block_shape)
     cmap = dict(zip(m.class_names, m.class_values, strict=True))
-    written = _write_outputs(vol, pred, cmap, m.class_names,
-                             {"labels": out, "probabilities": probabilities,
-                              "uncertainty": uncertainty})
-    counts = np.bincount(pred.labels.ravel(), minlength=max(m.class_values) + 1)
-    fractions = {n: float(counts[v]) / pred.labels.size for n, v in cmap.items()}
-    summary = {"outputs": written, "class_map": cmap, "volume_fraction": fractions,
-               "time_s": dt, "mvoxel_per_s": pred.labels.size / dt / 1e6, "kind": m.kind}
-    if pred.uncertainty is not None:
-        summary["mean_uncertainty"] = float(pred.uncertainty.mean())
-    if pred.intensity_range is not None:
-        summary["intensity_range"] = [float(v) for v in pred.intensity_range]
+    paths = {"labels": out, "probabilities": probabilities, "uncertainty": uncertainty}
+    t0 = time.perf_counter()
+    if use_engine(cfg, vol.nbytes, explicit=explicit):
+        summary = _predict_on_engine(m, vol, image, paths, cmap, cfg, two_d)
+    else:
+        from electrode_ct.cli._segment_engine import in_memory
+
+        pred = m.predict(in_memory(vol), probabilities=probabilities is not None,
+                         uncertainty=uncertainty is not None, two_d=two_d,
+                         progress=lambda it: progress(it, desc="predict"))
+        written = _write_outputs(vol, pred, cmap, m.class_names, paths)
+        counts = np.bincount(pred.labels.ravel(), minlength=max(m.class_values) + 1)
+        summary = {"outputs": written,
+                   "volume_fraction": {n: float(counts[v]) / pred.labels.size
+                                       for n, v in cmap.items()}}
+        if pred.uncertainty is not None:
+            summary["mean_uncertainty"] = float(pred.uncertainty.mean())
+        if pred.intensity_range is not None:
+            summary["intensity_range"] = [float(v) for v in pred.intensity_range]
+    dt = time.perf_counter() - t0
+    fractions = summary.pop("volume_fraction")
+    summary = {"outputs": summary.pop("outputs"), "class_map": cmap,
+               "volume_fraction": fractions, "time_s": dt,
+               "mvoxel_per_s": int(np.prod(vol.shape)) / dt / 1e6, "kind": m.kind, **summary}
     if as_json:
         emit_json(summary)
         return
     say(f"wrote {out}: " + ", ".join(f"{k} {100 * f:.2f} %" for k, f in fractions.items()))
+
+
+def _predict_on_engine(m: Any, vol: Any, image: str, paths: dict[str, Path | None],
+                       cmap: dict[str, int], cfg: Any, two_d: bool) -> dict[str, Any]:
+    """Prediction on the block engine into OME-Zarr outputs (then OUT's formats)."""
+    from electrode_ct.cli._compute import session
+    from electrode_ct.cli._segment_engine import (
+        EngineFiles,
+        bar,
+        label_fractions,
+        mean_value,
+        plan_blocks,
+        refuse_2d,
+    )
+    from electrode_ct.segment.blockwise import slab_shape
+    from electrode_ct.segment.blockwise_predict import predict_blockwise, prediction_plan
+
+    refuse_2d(vol, "prediction")
+    if hasattr(m, "check_image"):
+        m.check_image(vol)
+    halo, bpv, slab = prediction_plan(m)
+    blocks = plan_blocks(cfg, vol.shape, halo, bpv)
+    blocks = slab_shape(vol.shape, blocks) if slab else blocks
+    files = EngineFiles(vol, image, paths["labels"])
+    source = files.source(blocks)
+    with session(cfg, vol.nbytes, explicit=True) as client:
+        refs = {"labels": files.target(paths["labels"], dtype=np.uint8, chunks=blocks,
+                                       class_map=cmap)}
+        if paths["probabilities"] is not None:
+            refs["probabilities"] = files.target(paths["probabilities"], dtype=np.float32,
+                                                 chunks=blocks, lead=(len(cmap),),
+                                                 lead_axes=("c",),
+                                                 class_names=list(m.class_names))
+        if paths["uncertainty"] is not None:
+            refs["uncertainty"] = files.target(paths["uncertainty"], dtype=np.float32,
+                                               chunks=blocks)
+        info = predict_blockwise(m, source, refs["labels"],
+                                 probabilities=refs.get("probabilities"),
+                                 uncertainty=refs.get("uncertainty"), two_d=two_d,
+                                 block_shape=blocks, client=client, progress=bar("predict"))
+        info["volume_fraction"] = label_fractions(refs["labels"], cmap, block_shape=blocks,
+                                                  client=client)
+        if "uncertainty" in refs:
+            info["mean_uncertainty"] = mean_value(refs["uncertainty"], block_shape=blocks,
+                                                  client=client)
+    files.finish()
+    info["outputs"] = {k: str(paths[k]) for k in refs}
+    info.pop("block_shape", None)
+    return info
 
 
 def _write_outputs(vol: Any, pred: Any, cmap: dict[str, int], class_names: list[str],

@@ -197,20 +197,94 @@ def _segment_one(run: Run, vol: Volume, model: Any) -> tuple[np.ndarray, dict[st
     return pred.labels, dict(zip(names, values, strict=True)), info
 
 
+def _threshold_options(p: Any) -> dict[str, Any]:
+    return {"method": p.threshold_method, "classes": p.classes, "thresholds": p.thresholds,
+            "fractions": p.fractions}
+
+
 def _threshold(arr: np.ndarray, p: Any, info: dict[str, Any]
                ) -> tuple[np.ndarray, dict[str, int]]:
-    """``segment.threshold.threshold`` with the configured options; cut values into info."""
+    """``segment.threshold.threshold_with_cuts`` with the configured options; cut values
+    into info."""
     from electrode_ct.segment.classes import class_map
-    from electrode_ct.segment.threshold import slice_thresholds, threshold, threshold_values
+    from electrode_ct.segment.threshold import phase_count, threshold_with_cuts
 
-    kw = {"method": p.threshold_method, "classes": p.classes, "thresholds": p.thresholds,
-          "fractions": p.fractions}
-    labels = threshold(arr, two_d=p.two_d, **kw)
-    per_slice = p.two_d and arr.ndim == 3
-    cuts = np.asarray(slice_thresholds(arr, **kw) if per_slice else threshold_values(arr, **kw))
-    info["thresholds" if not per_slice else "thresholds_per_slice"] = cuts.tolist()
-    n = 2 if p.threshold_method == "hysteresis" else int(cuts.shape[-1]) + 1
-    return labels, class_map(n)
+    kw = _threshold_options(p)
+    labels, cuts = threshold_with_cuts(arr, two_d=p.two_d, **kw)
+    _record_cuts(info, cuts, per_slice=p.two_d and arr.ndim == 3)
+    return labels, class_map(phase_count(**kw))
+
+
+def _record_cuts(info: dict[str, Any], cuts: np.ndarray, *, per_slice: bool) -> None:
+    info["thresholds" if not per_slice else "thresholds_per_slice"] = np.asarray(cuts).tolist()
+
+
+def _no_engine_form(p: Any) -> str | None:
+    """Why the configured segmentation has no blockwise form (None when it has one)."""
+    if p.cleanup_min_island_um3 > 0:
+        return "cleanup_min_island_um3 reads connected components over the whole volume"
+    if p.method == "watershed":
+        return "the seeded watershed floods regions that can cross the whole volume"
+    if p.method == "cnn" and not p.two_d:
+        return "tri-planar CNN prediction reads whole planes along every axis"
+    if p.method == "kmeans" and p.two_d:
+        return "per-slice k-means fits every slice on its own"
+    if p.method == "threshold" and p.threshold_method == "hysteresis" and not p.two_d:
+        return "3-D hysteresis labels by connectivity across the volume"
+    return None
+
+
+def _engine_plan(p: Any, model: Any, dtype: Any
+                 ) -> tuple[tuple[int, int, int], float, bool, dict[str, int]]:
+    """Halo, bytes per voxel, whole-slice blocks and class map of the segment step on
+    the engine."""
+    from electrode_ct.segment import kmeans as km
+    from electrode_ct.segment.blockwise_predict import prediction_plan
+    from electrode_ct.segment.classes import class_map
+    from electrode_ct.segment.threshold import phase_count
+
+    if p.method == "threshold":
+        from electrode_ct.segment.blockwise import threshold_bytes_per_voxel as bpv
+
+        return (0, 0, 0), bpv(dtype), p.two_d, class_map(phase_count(**_threshold_options(p)))
+    if p.method == "kmeans":
+        return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, False, class_map(p.classes or 3)
+    cmap = dict(zip(model.class_names, (int(v) for v in model.class_values), strict=True))
+    return (*prediction_plan(model), cmap)
+
+
+def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
+                       ) -> tuple[str, dict[str, int], dict[str, Any]]:
+    """State ``i`` segmented block by block on the run's Dask client into its file."""
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.pipeline.compute import engine
+    from electrode_ct.segment import blockwise as bw
+    from electrode_ct.segment.blockwise_predict import predict_blockwise
+
+    p = run.cfg.steps.segment
+    halo, bpv, slab, cmap = _engine_plan(p, model, vol.dtype)
+    eng = engine(run)
+    blocks = eng.block_shape(vol.shape, halo=halo, bytes_per_voxel=bpv)
+    blocks = bw.slab_shape(vol.shape, blocks) if slab else blocks
+    src = eng.zarr_input(vol, f"grey_{i}")
+    rel = f"volumes/phases_{i}{_ext(run)}"
+    direct = rel.endswith(".zarr")
+    path = run.path(rel if direct else f"work/phases_{i}.ome.zarr")
+    dst = create_ome_zarr(path, vol, dtype=np.uint8, chunks=blocks, class_map=cmap)
+    kw = {"block_shape": blocks, "client": eng.client(), "progress": eng.progress("segment")}
+    info: dict[str, Any] = {"method": p.method, "two_d": p.two_d, "engine": True}
+    if p.method == "threshold":
+        cuts = bw.threshold_blockwise(src, dst, two_d=p.two_d, **_threshold_options(p), **kw)
+        _record_cuts(info, cuts, per_slice=p.two_d)
+    elif p.method == "kmeans":
+        bw.kmeans_blockwise(src, dst, classes=p.classes or 3, seed=run.cfg.seed, **kw)
+    else:
+        predict_blockwise(model, src, dst, two_d=p.two_d, **kw)
+    counts = bw.label_counts(dst, **kw)
+    info["volume_fraction"] = {k: float(counts[v] / counts.sum()) for k, v in cmap.items()}
+    if not direct:
+        write(read(str(path)).compute(), run.path(rel))
+    return rel, cmap, info
 
 
 def _trained_model(run: Run) -> Any:
@@ -232,13 +306,26 @@ def _trained_model(run: Run) -> Any:
 
 
 def step_segment(run: Run) -> StepResult:
-    """Phase segmentation of every state."""
+    """Phase segmentation of every state (on the compute engine for large volumes)."""
+    from electrode_ct.pipeline.compute import engine
+
     model = _trained_model(run)
     outputs: dict[str, str] = {}
     summary: dict[str, Any] = {}
     first: Volume | None = None  # the reference state's phases
     for i in range(n_states(run)):
         vol = grey(run, i)
+        on_engine = engine(run).use_engine(vol.nbytes)
+        why_not = _no_engine_form(run.cfg.steps.segment) if on_engine else None
+        if why_not:
+            run.log.info("segment: in memory (%s)", why_not)
+        elif on_engine:
+            outputs[f"phases_{i}"], cmap, info = _segment_on_engine(run, i, vol, model)
+            info["class_map"] = cmap
+            summary[f"state_{i}"] = info
+            if i == reference_state(run):
+                first = read(run.path(outputs[f"phases_{i}"])).with_class_map(cmap)
+            continue
         labels, cmap, info = _segment_one(run, vol, model)
         if run.cfg.steps.segment.cleanup_min_island_um3 > 0:
             from electrode_ct.segment.cleanup import remove_islands

@@ -260,17 +260,28 @@ def robust_range(image: Any, *, max_samples: int = 2_000_000) -> tuple[float, fl
     InputError
         When the image holds a single value (nothing to segment) or non-finite values.
     """
-    shape = tuple(int(s) for s in image.shape)
-    n = int(np.prod(shape))
-    step = max(1, int(np.ceil((n / max_samples) ** (1 / 3))))
+    step = subsample_step(image.shape, max_samples)
     sub = np.asarray(image[::step, ::step, ::step], dtype=np.float64)
+    return range_of_subsample(sub, lambda: (float(np.min(image)), float(np.max(image))))
+
+
+def subsample_step(shape: Sequence[int], max_samples: int) -> int:
+    """Stride (voxels, every axis) of :func:`robust_range`'s regular subsample."""
+    n = int(np.prod([int(s) for s in shape]))
+    return max(1, int(np.ceil((n / max_samples) ** (1 / 3))))
+
+
+def range_of_subsample(sub: np.ndarray, whole_range: Callable[[], tuple[float, float]]
+                       ) -> tuple[float, float]:
+    """:func:`robust_range` from its subsample values (any order: percentiles and
+    extremes do not depend on it); ``whole_range()`` gives the image's min and max."""
     if sub.size == 0 or not np.all(np.isfinite(sub)):
         raise InputError("image: contains NaN/inf values or is empty; expected finite grey values")
     lo, hi = (float(v) for v in np.percentile(sub, [0.5, 99.5]))
     if hi <= lo:
         lo, hi = float(sub.min()), float(sub.max())
     if lo == hi:
-        lo, hi = float(np.min(image)), float(np.max(image))
+        lo, hi = whole_range()
         if lo == hi:
             raise InputError(f"image: every voxel has the value {lo:g}; "
                              "nothing to segment (expected varying grey values)")

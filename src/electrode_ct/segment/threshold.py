@@ -197,9 +197,10 @@ def _cut_values(h: np.ndarray, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.sort((x[below] + x[above]) / 2.0)
 
 
-def _histogram_cuts(img: np.ndarray, m: str, n: int, fractions: Sequence[float] | None,
-                    nbins: int, triangle_bins: int) -> np.ndarray:
-    h, bins = grey_histogram(img)
+def _histogram_cuts(counts: np.ndarray, bins: Bins, m: str, n: int,
+                    fractions: Sequence[float] | None, nbins: int,
+                    triangle_bins: int) -> np.ndarray:
+    h, bins = trim(counts, bins)
     h = h.astype(np.float64)
     x = bins.centres()
     if m == "otsu":
@@ -243,6 +244,67 @@ def _class_count(m: str, classes: int | None, thresholds: Sequence[float] | None
             m, f"method {m!r} gives 2 classes")
         raise InputError(f"classes: {what}, got classes={classes}")
     return n
+
+
+def needs_histogram(method: str, thresholds: Sequence[float] | None = None) -> bool:
+    """Whether ``method`` derives its cuts from the grey histogram (not given values)."""
+    m = _check_method(method)
+    return not (m == "manual" or (m == "hysteresis" and thresholds is not None
+                                  and len(thresholds) > 0))
+
+
+def cuts_from_histogram(
+    histogram: tuple[np.ndarray, Bins] | None,
+    value_range: tuple[float, float],
+    *,
+    method: str = "otsu",
+    classes: int | None = None,
+    thresholds: Sequence[float] | None = None,
+    fractions: Sequence[float] | None = None,
+    offset: float = 0.0,
+    nbins: int = NBINS,
+    triangle_bins: int = TRIANGLE_BINS,
+) -> np.ndarray:
+    """Cut values from an image's fine histogram and value range (the one rule both the
+    in-memory and the blockwise paths use).
+
+    Parameters
+    ----------
+    histogram : (numpy.ndarray, Bins) or None
+        Counts and layout (:func:`electrode_ct.histogram.image_histogram`, or the sum of
+        block histograms in the same layout); ``None`` when :func:`needs_histogram` is
+        false.
+    value_range : (float, float)
+        Minimum and maximum grey level of the image.
+    method, classes, thresholds, fractions, offset, nbins, triangle_bins
+        As in :func:`threshold_values`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Ascending float64 cut values (see :func:`threshold_values`).
+
+    Raises
+    ------
+    InputError
+        As :func:`threshold_values`.
+    """
+    m = _check_method(method)
+    lo, hi = (float(v) for v in value_range)
+    n = _class_count(m, classes, thresholds, fractions)
+    if not needs_histogram(m, thresholds):
+        cuts = _checked_cuts(() if thresholds is None else thresholds, lo, hi, "thresholds")
+        if m == "hysteresis" and cuts.size != 2:
+            raise InputError(f"thresholds: hysteresis needs 2 values (low high), got "
+                             f"{cuts.size}")
+    elif lo == hi:
+        raise InputError(f"image: constant grey level {lo:g}; nothing to threshold")
+    elif histogram is None:
+        raise InputError(f"method: {m!r} needs the image's histogram")
+    else:
+        k = 3 if m == "hysteresis" else n
+        cuts = _histogram_cuts(*histogram, m, k, fractions, nbins, triangle_bins)
+    return cuts + float(offset)
 
 
 def threshold_values(
@@ -295,23 +357,13 @@ def threshold_values(
         Unknown method, fewer than 2 classes, a class count that does not fit the method,
         thresholds outside the data range, a constant image.
     """
-    m = _check_method(method)
     img = np.asarray(image)
     lo, hi = float(img.min()), float(img.max())
-    n = _class_count(m, classes, thresholds, fractions)
-    given = m == "manual" or (m == "hysteresis" and thresholds is not None
-                              and len(thresholds) > 0)
-    if given:
-        cuts = _checked_cuts(() if thresholds is None else thresholds, lo, hi, "thresholds")
-        if m == "hysteresis" and cuts.size != 2:
-            raise InputError(f"thresholds: hysteresis needs 2 values (low high), got "
-                             f"{cuts.size}")
-    elif lo == hi:
-        raise InputError(f"image: constant grey level {lo:g}; nothing to threshold")
-    else:
-        k = 3 if m == "hysteresis" else n
-        cuts = _histogram_cuts(img, m, k, fractions, nbins, triangle_bins)
-    return cuts + float(offset)
+    hist = (image_histogram(img) if needs_histogram(method, thresholds) and lo < hi
+            else None)
+    return cuts_from_histogram(hist, (lo, hi), method=method, classes=classes,
+                               thresholds=thresholds, fractions=fractions, offset=offset,
+                               nbins=nbins, triangle_bins=triangle_bins)
 
 
 def apply_thresholds(image: np.ndarray, cuts: Sequence[float]) -> np.ndarray:
@@ -394,16 +446,84 @@ def threshold(
     >>> threshold(img, method="manual", thresholds=[2, 6]).tolist()
     [[0, 0], [1, 2]]
     """
+    return threshold_with_cuts(image, method=method, classes=classes, thresholds=thresholds,
+                               fractions=fractions, offset=offset, two_d=two_d,
+                               nbins=nbins)[0]
+
+
+def threshold_with_cuts(
+    image: np.ndarray,
+    *,
+    method: str = "otsu",
+    classes: int | None = None,
+    thresholds: Sequence[float] | None = None,
+    fractions: Sequence[float] | None = None,
+    offset: float = 0.0,
+    two_d: bool = False,
+    nbins: int = NBINS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`threshold`'s labels together with the cut values that made them.
+
+    Parameters
+    ----------
+    image, method, classes, thresholds, fractions, offset, two_d, nbins
+        As in :func:`threshold`.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        uint8 labels, and the float64 cut values (grey levels): shape (n_cuts,), or
+        (n_slices, n_cuts) for a ``two_d`` stack (one row per z slice).
+    """
     img = check_image(image)
     m = _check_method(method)
     kw = {"method": m, "classes": classes, "thresholds": thresholds, "fractions": fractions,
           "offset": offset, "nbins": nbins}
     if not two_d or img.ndim == 2:
-        return _label_one(img, threshold_values(img, **kw), m)
-    out = np.empty(img.shape, np.uint8)
-    for z in range(img.shape[0]):  # per slice, as the user asked (not per voxel)
-        out[z] = _label_one(img[z], threshold_values(img[z], **kw), m)
-    return out
+        cuts = threshold_values(img, **kw)
+        return _label_one(img, cuts, m), cuts
+    # per slice, as the user asked (not per voxel)
+    cuts = np.stack([threshold_values(plane, **kw) for plane in img])
+    return label_slab(img, cuts, m), cuts
+
+
+def label_slab(image: np.ndarray, cuts: np.ndarray, method: str) -> np.ndarray:
+    """Labels of an image from cut values already computed (``threshold_with_cuts``'s
+    second result): one row of ``cuts`` per z slice when ``cuts`` is 2-D.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Grey image (a slab of whole slices when ``cuts`` is 2-D).
+    cuts : numpy.ndarray
+        Cut values (grey levels): (n_cuts,) or (n_slices, n_cuts).
+    method : str
+        The threshold method (hysteresis labels by connectivity).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 labels, shape of ``image``.
+    """
+    m = _check_method(method)
+    c = np.asarray(cuts, np.float64)
+    if c.ndim == 1:
+        return _label_one(np.asarray(image), c, m)
+    return np.stack([_label_one(np.asarray(plane), row, m)
+                     for plane, row in zip(image, c, strict=True)])
+
+
+def phase_count(method: str, *, classes: int | None = None,
+                thresholds: Sequence[float] | None = None,
+                fractions: Sequence[float] | None = None) -> int:
+    """Number of phases :func:`threshold` gives with these options (before any cut).
+
+    Raises
+    ------
+    InputError
+        Unknown method, or options that do not fit it (see :func:`threshold_values`).
+    """
+    return _class_count(_check_method(method), classes, thresholds, fractions)
 
 
 def slice_thresholds(image: np.ndarray, **kwargs: object) -> np.ndarray:

@@ -31,8 +31,19 @@ def robust_stats(image: np.ndarray, *, max_samples: int = 1_000_000,
         Centre and scale (same units as the grey values); the scale is never 0.
     """
     flat = np.asarray(image).reshape(-1)
-    step = max(1, flat.size // max_samples)
-    vals = flat[::step].astype(np.float64)
+    return stats_of_values(flat[::stats_step(flat.size, max_samples)],
+                           percentiles=percentiles)
+
+
+def stats_step(size: int, max_samples: int = 1_000_000) -> int:
+    """Stride over the flattened image of :func:`robust_stats`'s subsample."""
+    return max(1, int(size) // max_samples)
+
+
+def stats_of_values(values: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99.5)
+                    ) -> tuple[float, float]:
+    """:func:`robust_stats` of its subsample (in the image's flat order)."""
+    vals = np.asarray(values).astype(np.float64)
     vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return 0.0, 1.0
