@@ -256,8 +256,10 @@ def _engine_plan(p: Any, model: Any, dtype: Any
 def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
                        ) -> tuple[str, dict[str, int], dict[str, Any]]:
     """State ``i`` segmented block by block on the run's Dask client into its file."""
+    import shutil
+
     from electrode_ct.io.zarr import create_ome_zarr
-    from electrode_ct.pipeline.compute import engine
+    from electrode_ct.pipeline.compute import engine, publish
     from electrode_ct.segment import blockwise as bw
     from electrode_ct.segment.blockwise_predict import predict_blockwise
 
@@ -283,7 +285,9 @@ def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
     counts = bw.label_counts(dst, **kw)
     info["volume_fraction"] = {k: float(counts[v] / counts.sum()) for k, v in cmap.items()}
     if not direct:
-        write(read(str(path)).compute(), run.path(rel))
+        publish(dst, run.path(rel))
+    if src.path.startswith(str(eng.work)):
+        shutil.rmtree(src.path, ignore_errors=True)
     return rel, cmap, info
 
 
