@@ -37,7 +37,8 @@ def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
 
         token = tokenize(str(p.resolve()), p.stat().st_mtime_ns, arr.shape, arr.dtype.str)
         chunks = slab_chunks(arr.shape, arr.dtype.itemsize) if arr.ndim else arr.shape
-        data: Any = lazy_blocks(read_block, arr.shape, arr.dtype, chunks, name=f"npy-{token}")
+        data: Any = lazy_blocks(read_block, arr.shape, arr.dtype, chunks, name=f"npy-{token}",
+                                 where=str(p))
     else:
         data = arr
     data = squeeze_to_3d(data, where=str(p))  # singleton axes dropped, real 4-D refused

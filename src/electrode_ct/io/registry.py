@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from electrode_ct.errors import FormatError, InputError
+from electrode_ct.io._meta import READ_ERRORS
 from electrode_ct.volume import Volume
 
 
@@ -157,7 +158,7 @@ def read(
         raise FormatError(
             f"{file_part}: cannot read as {fmt.name}: the file ends early (truncated or damaged)"
         ) from exc
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+    except READ_ERRORS as exc:
         raise FormatError(
             f"{file_part}: cannot read as {fmt.name} ({type(exc).__name__}: {exc})"
         ) from exc
