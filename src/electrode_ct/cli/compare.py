@@ -6,16 +6,14 @@ from pathlib import Path
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, emit_json, say
+from electrode_ct.cli._common import JSON_HELP, emit_json, read_input, say
 from electrode_ct.cli.app import app
 from electrode_ct.errors import InputError
 from electrode_ct.volume import Volume
 
 
 def _labels(path: str) -> Volume:
-    from electrode_ct.io import read
-
-    return read(path)
+    return read_input(path, role="labels")
 
 
 def _reference(text: str | None) -> tuple[str, float] | None:

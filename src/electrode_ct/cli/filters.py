@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from electrode_ct.cli._argv import parse_floats
-from electrode_ct.cli._common import VOXEL_SIZE_HELP, info, say, voxel_size
+from electrode_ct.cli._common import VOXEL_SIZE_HELP, info, read_input, say, voxel_size
 from electrode_ct.cli.app import app
 from electrode_ct.errors import InputError
 
@@ -118,12 +118,14 @@ def resample_cmd(
 ) -> None:
     """Resample to another voxel size (anisotropic -> isotropic, up or down)."""
     from electrode_ct.filters import resample
-    from electrode_ct.io import read, write
+    from electrode_ct.io import write
 
     orders = {"linear": 1, "cubic": 3}
     if order not in orders:
         raise InputError(f"--order: expected linear or cubic, got {order!r}")
-    vol = read(src, voxel_size=voxel_size(spacing_in))
+    vol = read_input(src, role="any", voxel=spacing_in)
+    if not (labels or vol.class_map is not None):  # grey: interpolated, so finite values only
+        vol = read_input(src, voxel=spacing_in)
     arr = vol.numpy()[0] if vol.is_2d else vol.numpy()
     is_labels = labels or vol.class_map is not None
     res, new_sp = resample(arr, spacing=vol.spacing, voxel_size=voxel_size(target),

@@ -6,7 +6,15 @@ from typing import Any
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    read_input,
+    say,
+    voxel_size,
+)
 from electrode_ct.cli.app import app
 
 
@@ -31,11 +39,10 @@ def metrics_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Volume fractions, specific surface areas, percolation and tortuosity factor."""
-    from electrode_ct.io import read
     from electrode_ct.metrics.microstructure import microstructure_metrics
 
     spacing_opt = voxel_size(voxel)
-    vol = read(phases, voxel_size=spacing_opt)
+    vol = read_input(phases, role="labels", voxel=voxel)
     info(f"{phases}: shape {vol.shape}, spacing {vol.spacing} µm")
     metrics = microstructure_metrics(
         vol, phase=phase, tortuosity=tortuosity_axes, surface_method=surface_method, tol=tol,

@@ -14,8 +14,8 @@ from electrode_ct.cli._common import (
     VOXEL_SIZE_HELP,
     emit_json,
     progress,
+    read_input,
     say,
-    voxel_size,
 )
 from electrode_ct.cli.app import segment_app
 
@@ -36,11 +36,10 @@ def predict_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Segment an image with a saved model (any kind: forest, CNN)."""
-    from electrode_ct.io import read
     from electrode_ct.segment.models import load_model
 
     m = load_model(model)
-    vol = read(image, voxel_size=voxel_size(voxel))
+    vol = read_input(image, voxel=voxel)
     t0 = time.perf_counter()
     pred = m.predict(vol, probabilities=probabilities is not None,
                      uncertainty=uncertainty is not None, two_d=two_d,

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from electrode_ct.io._meta import file_spacing, lazy_blocks, slab_chunks, squeeze_to_3d
+from electrode_ct.errors import FormatError
+from electrode_ct.io._meta import (
+    check_allocation,
+    file_spacing,
+    lazy_blocks,
+    slab_chunks,
+    squeeze_to_3d,
+)
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -17,9 +24,25 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def _check_size(p: Path) -> None:
+    """Refuse a header whose shape needs more bytes than the file holds (before mapping)."""
+    from numpy.lib import format as npf
+
+    with open(p, "rb") as fh:
+        version = npf.read_magic(fh)
+        header = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
+        shape, _, dtype = header(fh)
+        if dtype.hasobject:
+            raise FormatError(f"{p}: holds Python objects (dtype {dtype}); expected numbers")
+        stored = p.stat().st_size - fh.tell()
+    check_allocation(shape, dtype, stored_bytes=stored, where=str(p), compressed=False,
+                     in_memory=False)
+
+
 def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
     """Read a ``.npy`` file memory-mapped; spacing from a ``<file>.npy.json`` sidecar if present."""
     p = Path(path)
+    _check_size(p)
     arr = np.load(p, mmap_mode="r", allow_pickle=False)
     meta: dict[str, Any] = {}
     spacing: Any = None

@@ -229,8 +229,6 @@ def read_zarr(
                 f"(shape {tuple(arr.shape)}, axes {''.join(axes)})"
             )
     check_ndim(arr.shape, where=where)
-    if np.dtype(arr.dtype).kind not in "biuf":
-        raise FormatError(f"{where}: expected numeric voxels, got dtype {arr.dtype}")
     check_allocation(arr.shape, arr.dtype, stored_bytes=_stored_bytes(arr), where=where,
                      in_memory=not lazy)
     if lazy:

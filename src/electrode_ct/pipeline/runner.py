@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -144,6 +145,8 @@ class Run:
     def __init__(self, cfg: PipelineConfig, *, quiet: bool = False) -> None:
         self.cfg = cfg
         self.out = Path(cfg.output)
+        missing = [p for p in (self.out, *self.out.parents) if not p.exists()]
+        self.created = missing[-1] if missing else None  # the first folder this run makes
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -202,11 +205,21 @@ class Run:
             log.addHandler(sh)
         return log
 
-    def close(self) -> None:
-        """Release the log file handlers and the folder lock."""
+    def close(self, *, failed: bool = False) -> None:
+        """Release the log file handlers and the folder lock.
+
+        Parameters
+        ----------
+        failed : bool
+            The run stopped on an error: an output folder this run created and in which
+            no step completed is removed (bad input leaves nothing behind).
+        """
         for h in list(self.log.handlers):
             h.close()
             self.log.removeHandler(h)
+        if failed and self.created is not None and not self.manifest["steps"]:
+            shutil.rmtree(self.created, ignore_errors=True)
+            return
         self.lock.release()
 
     def _hash_inputs(self) -> dict[str, str]:
