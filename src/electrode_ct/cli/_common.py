@@ -73,19 +73,24 @@ def read_input(path: str, *, role: str = "grey", voxel: str | None = None,
     Volume
         The volume as read.
     """
-    from electrode_ct.filters import check_image
     from electrode_ct.io import read
-    from electrode_ct.labels import check_labels
 
     vol = read(path, voxel_size=voxel_size(voxel), **options)
-    if role == "any" or vol.is_lazy:
-        return vol
+    if role != "any" and not vol.is_lazy:
+        check_input(vol, path, role)
+    return vol
+
+
+def check_input(vol: Any, path: str, role: str) -> None:
+    """Check a read volume's values for its role (see :func:`read_input`), naming ``path``."""
+    from electrode_ct.filters import check_image
+    from electrode_ct.labels import check_labels
+
     arr = vol.numpy()
     if role == "labels" or (role == "probability" and arr.dtype.kind != "f"):
         check_labels(arr, name=path)
     else:
         check_image(arr, name=path)
-    return vol
 
 
 def read_input_table(path: str | Path, *, columns: Sequence[str], all_finite: bool = True) -> Any:
