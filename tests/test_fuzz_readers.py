@@ -21,7 +21,7 @@ import _fuzz
 from electrode_ct.errors import ElectrodeCTError, FormatError
 from electrode_ct.io import read
 
-EXAMPLES = 8
+EXAMPLES = 5
 
 
 @pytest.fixture(scope="module")

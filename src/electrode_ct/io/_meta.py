@@ -193,10 +193,12 @@ def lazy_blocks(
 
 # what readers and third-party decoders raise on damaged data (zlib.error derives from
 # Exception directly; blosc and imagecodecs raise RuntimeError subclasses; the XML parser
-# of OME metadata raises a SyntaxError subclass; numpy's .npy header parser a TokenError)
+# of OME metadata raises a SyntaxError subclass; numpy's .npy header parser a TokenError;
+# C decoders given negative sizes by a damaged header raise SystemError)
 READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, ArithmeticError,
-    AttributeError, AssertionError, EOFError, SyntaxError, zlib.error, tokenize.TokenError,
+    AttributeError, AssertionError, EOFError, SyntaxError, SystemError, zlib.error,
+    tokenize.TokenError,
 )
 
 

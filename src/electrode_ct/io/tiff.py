@@ -219,9 +219,9 @@ def _check_complete(tf: tifffile.TiffFile, series: Any, path: Path) -> None:
 
 
 def _compressed(series: Any) -> bool:
-    """Whether the first page of a series stores compressed pixel data."""
-    page = series.pages[0] if len(series.pages) else None
-    return page is None or int(getattr(page, "compression", 1)) != 1
+    """Whether the pages of a series store compressed pixel data (its key frame's)."""
+    key = getattr(series, "keyframe", None)
+    return key is None or int(getattr(key, "compression", 1)) != 1
 
 
 # ----------------------------------------------------------------- single TIFF file
