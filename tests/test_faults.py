@@ -96,7 +96,9 @@ class Ect:
     """An ``ect`` process (forked from the preloaded server); ``err`` is its stderr."""
 
     def __init__(self, *args: str, limit: int | None = None) -> None:
-        self.err_path = Path(tempfile.mkstemp(prefix="ect-err-")[1])
+        fd, name = tempfile.mkstemp(prefix="ect-err-")
+        os.close(fd)
+        self.err_path = Path(name)
         self.proc = _CTX.Process(target=_child, args=(list(args), str(self.err_path), limit))
         self.proc.start()
         self.pid = self.proc.pid
@@ -114,7 +116,11 @@ class Ect:
 
     @property
     def err(self) -> str:
-        return self.err_path.read_text()
+        """The process's stderr (read once, then the file is removed)."""
+        if self.err_path.exists():
+            self._err = self.err_path.read_text()
+            self.err_path.unlink()
+        return getattr(self, "_err", "")
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -154,25 +160,28 @@ def _log_count(log: Path, text: str) -> int:
         return 0
 
 
-def _kill_in(cfg: Path, step: str, rng: random.Random) -> bool:
+def _kill_in(cfg: Path, step: str, rng: random.Random) -> str:
     """Start ``ect run``; SIGKILL it at a random moment after ``step`` starts. Returns
-    whether the kill landed (False: the run finished first)."""
+    ``killed`` or how the run ended by itself (exit code and stderr)."""
     log = cfg.parent / "out" / "run.log"
     seen = _log_count(log, f"{step}: running")
     proc = Ect("--quiet", "run", str(cfg))
     while proc.running() and _log_count(log, f"{step}: running") == seen:
         time.sleep(0.005)
     time.sleep(rng.uniform(0.0, 0.15))
-    killed = proc.running()
+    if not proc.running():
+        return f"exit {proc.wait()}: {proc.err.strip()[-300:]}"
     proc.kill()
-    return killed
+    return "killed"
 
 
 def test_sigkill_in_every_step_resumes_to_identical_outputs(phantom_run):
     cfg, ref = phantom_run
     rng = random.Random(27)
-    kills = [step for step in STEPS if _kill_in(cfg, step, rng)]
-    assert len(kills) >= 3, kills  # most kills land inside their step (each takes >0.1 s)
+    ends = {step: _kill_in(cfg, step, rng) for step in STEPS}
+    kills = [step for step, how in ends.items() if how == "killed"]
+    assert len(kills) >= 3, ends  # most kills land inside their step (each takes >0.1 s)
+    assert all(how.startswith(("killed", "exit 0")) for how in ends.values()), ends
     proc = Ect("--quiet", "run", str(cfg))
     assert proc.wait() == 0, proc.err
     assert_same_outputs(cfg.parent / "out", ref)
