@@ -4,7 +4,9 @@ disk, a read-only folder and an input changing during a run give one clear error
 
 The runs are real ``ect run`` processes on a 40³ three-phase phantom (about a second of
 work each), forked from a server that has imported the package once (so a run costs its
-work, not the imports); kill points are found by watching ``run.log`` for each step's start.
+work, not the imports); a timer thread in the run's own process sends the SIGKILL a random
+time after the chosen step starts, so the kill point does not depend on how fast the test
+process is scheduled.
 """
 
 from __future__ import annotations
@@ -73,8 +75,29 @@ _CTX.set_forkserver_preload([  # what a run imports, so each forked run costs it
     "skimage.transform", "skimage.draw", "skimage.exposure", "imagecodecs"])
 
 
-def _child(args: list[str], stderr: str, limit: int | None) -> None:
-    """Body of a forked ``ect`` process: stderr to a file, optional file-size limit."""
+def _kill_myself(target: str, delay_s: float) -> None:
+    """In this process only: SIGKILL it ``delay_s`` seconds after step ``target`` starts (a
+    timer thread, so the moment depends on the run's own progress, not on the test's)."""
+    import threading
+
+    from electrode_ct.pipeline.runner import Run
+
+    original = Run.step
+
+    def step(self, name, fn, **kw):
+        if name == target:
+            threading.Timer(delay_s, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        return original(self, name, fn, **kw)
+
+    Run.step = step  # type: ignore[method-assign]
+
+
+def _child(args: list[str], stderr: str, limit: int | None,
+           kill_in: tuple[str, float] | None) -> None:
+    """Body of a forked ``ect`` process: stderr to a file, optional file-size limit,
+    optional SIGKILL inside a step."""
+    if kill_in is not None:
+        _kill_myself(*kill_in)
     fd = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     os.dup2(fd, 2)
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
@@ -95,11 +118,13 @@ def _child(args: list[str], stderr: str, limit: int | None) -> None:
 class Ect:
     """An ``ect`` process (forked from the preloaded server); ``err`` is its stderr."""
 
-    def __init__(self, *args: str, limit: int | None = None) -> None:
+    def __init__(self, *args: str, limit: int | None = None,
+                 kill_in: tuple[str, float] | None = None) -> None:
         fd, name = tempfile.mkstemp(prefix="ect-err-")
         os.close(fd)
         self.err_path = Path(name)
-        self.proc = _CTX.Process(target=_child, args=(list(args), str(self.err_path), limit))
+        self.proc = _CTX.Process(target=_child,
+                                 args=(list(args), str(self.err_path), limit, kill_in))
         self.proc.start()
         self.pid = self.proc.pid
 
@@ -161,18 +186,11 @@ def _log_count(log: Path, text: str) -> int:
 
 
 def _kill_in(cfg: Path, step: str, rng: random.Random) -> str:
-    """Start ``ect run``; SIGKILL it at a random moment after ``step`` starts. Returns
-    ``killed`` or how the run ended by itself (exit code and stderr)."""
-    log = cfg.parent / "out" / "run.log"
-    seen = _log_count(log, f"{step}: running")
-    proc = Ect("--quiet", "run", str(cfg))
-    while proc.running() and _log_count(log, f"{step}: running") == seen:
-        time.sleep(0.005)
-    time.sleep(rng.uniform(0.0, 0.15))
-    if not proc.running():
-        return f"exit {proc.wait()}: {proc.err.strip()[-300:]}"
-    proc.kill()
-    return "killed"
+    """Run ``ect run``, SIGKILLed at a random moment (0-0.2 s) after ``step`` starts.
+    Returns ``killed`` or how the run ended by itself (exit code and stderr)."""
+    proc = Ect("--quiet", "run", str(cfg), kill_in=(step, rng.uniform(0.0, 0.2)))
+    code = proc.wait()
+    return "killed" if code == -signal.SIGKILL else f"exit {code}: {proc.err.strip()[-300:]}"
 
 
 def test_sigkill_in_every_step_resumes_to_identical_outputs(phantom_run):
