@@ -135,10 +135,6 @@ class Ect:
         self.proc.join(timeout)
         return self.proc.exitcode
 
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.join()
-
     @property
     def err(self) -> str:
         """The process's stderr (read once, then the file is removed)."""
