@@ -356,11 +356,25 @@ def _write_documents(folder: Path) -> None:
 
 def write_model_seed(path: Path) -> Path:
     """A small forest model archive (written with the current model code, so it follows
-    whatever the model format is; not committed to the corpus)."""
+    whatever the model format is; not committed to the corpus). Trained in a separate
+    process: training leaves worker threads whose allocations would be charged to cases."""
+    import os
+    import subprocess
+    import sys
+
+    import electrode_ct
+
+    paths = [str(Path(electrode_ct.__file__).parents[1]), str(Path(__file__).parent)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
+    code = "import sys, _fuzz; _fuzz._train_model_seed(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(path)], env=env, check=True)
+    return path
+
+
+def _train_model_seed(path: str) -> None:
     from electrode_ct.segment.forest_train import train_forest
 
     grey = _phantom((6, 12, 12)).astype(np.float32)
     labels = np.zeros(grey.shape, np.uint8)
     labels[:, :3, :3], labels[:, -3:, -3:] = 1, 2
-    model = train_forest(grey, labels, n_trees=2, max_depth=3, n_jobs=1, features="default")
-    return model.save(path)
+    train_forest(grey, labels, n_trees=2, max_depth=3, n_jobs=1, features="default").save(path)

@@ -28,13 +28,23 @@ def _check_size(p: Path) -> None:
     """Refuse a header whose shape needs more bytes than the file holds (before mapping)."""
     from numpy.lib import format as npf
 
+    size = p.stat().st_size
     with open(p, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 10 or not head.startswith(b"\x93NUMPY"):
+            raise FormatError(f"{p}: not a .npy file (no NUMPY magic)")
+        width = 2 if head[6] == 1 else 4  # header length: 2 bytes in format 1.0, else 4
+        end = 8 + width + int.from_bytes(head[8:8 + width], "little")
+        if end > size:  # numpy would first allocate the declared header length
+            raise FormatError(f"{p}: the header claims {end} bytes but the file has {size}; "
+                              "damaged or truncated .npy file")
+        fh.seek(0)
         version = npf.read_magic(fh)
         header = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
         shape, _, dtype = header(fh)
         if dtype.hasobject:
             raise FormatError(f"{p}: holds Python objects (dtype {dtype}); expected numbers")
-        stored = p.stat().st_size - fh.tell()
+        stored = size - fh.tell()
     check_allocation(shape, dtype, stored_bytes=stored, where=str(p), compressed=False,
                      in_memory=False)
 
