@@ -48,3 +48,20 @@ def three_phase_phantom() -> tuple[np.ndarray, np.ndarray]:
     levels = np.array([50.0, 120.0, 200.0])
     grey = levels[truth] + rng.normal(0, 8, truth.shape)
     return truth, grey.astype(np.float32)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the size of the CLI bad-input matrix (issue 27) when its cases ran."""
+    reports = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])
+               if "test_cli_bad_input.py::test_bad_input[" in r.nodeid and r.when == "call"]
+    if not reports:
+        return
+    import test_cli_bad_input as matrix
+
+    failed = sum(r.failed for r in reports)
+    terminalreporter.write_line(
+        f"bad-input matrix: {len(reports)} cases ({len(matrix.COMMANDS)} commands x "
+        f"{len(matrix.KINDS)} kinds of bad input), {failed} failed; "
+        f"{len(matrix.NOT_APPLICABLE)} combinations not applicable and "
+        f"{len(matrix.NOT_AN_ERROR)} valid inputs, each with its reason in "
+        "tests/test_cli_bad_input.py")

@@ -37,5 +37,10 @@ class ModelError(InputError):
     """A saved model is of another kind, version or configuration."""
 
 
+class OutputError(ElectrodeCTError):
+    """An output cannot be written: disk full, read-only folder, or a folder locked by
+    another run."""
+
+
 class DependencyError(ElectrodeCTError, ImportError):
     """An optional dependency (e.g. torch for the ``dl`` extra) is not installed."""

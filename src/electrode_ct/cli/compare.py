@@ -6,16 +6,21 @@ from pathlib import Path
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, emit_json, say
+from electrode_ct.cli._common import JSON_HELP, check_input, emit_json, read_input, say
 from electrode_ct.cli.app import app
 from electrode_ct.errors import InputError
 from electrode_ct.volume import Volume
 
 
-def _labels(path: str) -> Volume:
-    from electrode_ct.io import read
-
-    return read(path)
+def _labels(paths: list[str]) -> list[Volume]:
+    """Label volumes of the same shape (shapes compared first, then values checked)."""
+    vols = [read_input(p, role="any") for p in paths]
+    for p, v in zip(paths[1:], vols[1:], strict=True):
+        if v.shape != vols[0].shape:
+            raise InputError(f"{p} has shape {v.shape} but {paths[0]} has shape {vols[0].shape}")
+    for p, v in zip(paths, vols, strict=True):
+        check_input(v, p, "labels")
+    return vols
 
 
 def _reference(text: str | None) -> tuple[str, float] | None:
@@ -43,9 +48,7 @@ def compare_cmd(
     """Compare a segmentation with reference labels: accuracy, IoU, Dice, volume fractions."""
     from electrode_ct.metrics.compare import compare
 
-    s, r = _labels(seg), _labels(ref)
-    if s.shape != r.shape:
-        raise InputError(f"{seg} has shape {s.shape} but {ref} has shape {r.shape}")
+    s, r = _labels([seg, ref])
     cmap = s.class_map or r.class_map
     res = compare(s.numpy(), r.numpy(), ignore=ignore, class_map=cmap)
     if as_json:
@@ -77,10 +80,7 @@ def variability_cmd(
 
     if len(segs) < 2:
         raise InputError(f"variability: need at least 2 segmentations, got {len(segs)}")
-    vols = [_labels(p) for p in segs]
-    for p, v in zip(segs[1:], vols[1:], strict=True):
-        if v.shape != vols[0].shape:
-            raise InputError(f"{p} has shape {v.shape} but {segs[0]} has shape {vols[0].shape}")
+    vols = _labels(segs)
     cmap = vols[0].class_map
     arrays = [v.numpy() for v in vols]
     ref = _reference(reference)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    read_input,
+    say,
+    voxel_size,
+)
 from electrode_ct.cli.app import cracks_app
 from electrode_ct.errors import InputError
 
@@ -14,11 +22,9 @@ _AXES = {"z": 0, "y": 1, "x": 2}
 
 
 def _read_pair(grey: str, labels: str, voxel: str | None):
-    from electrode_ct.io import read
-
     sp = voxel_size(voxel)
-    g = read(grey, voxel_size=sp)
-    lab = read(labels, voxel_size=sp)
+    g = read_input(grey, voxel=voxel)
+    lab = read_input(labels, role="labels", voxel=voxel)
     return g, lab, (sp or g.spacing)
 
 

@@ -9,7 +9,15 @@ import typer
 
 from electrode_ct.cli import _compute as co
 from electrode_ct.cli._argv import parse_floats
-from electrode_ct.cli._common import VOXEL_SIZE_HELP, info, progress, say, voxel_size
+from electrode_ct.cli._common import (
+    VOXEL_SIZE_HELP,
+    check_input,
+    info,
+    progress,
+    read_input,
+    say,
+    voxel_size,
+)
 from electrode_ct.cli.app import app
 from electrode_ct.errors import InputError
 
@@ -204,7 +212,7 @@ def resample_cmd(
     """Resample to another voxel size (anisotropic -> isotropic, up or down); block by
     block on the engine for large volumes (linear or labels)."""
     from electrode_ct.filters import resample
-    from electrode_ct.io import read, write
+    from electrode_ct.io import write
     from electrode_ct.volume import Volume
 
     orders = {"linear": 1, "cubic": 3}
@@ -212,12 +220,14 @@ def resample_cmd(
         raise InputError(f"--order: expected linear or cubic, got {order!r}")
     cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
                                       block_shape)
-    vol = read(src, lazy=True, voxel_size=voxel_size(spacing_in))
+    vol = read_input(src, role="any", voxel=spacing_in, lazy=True)
     is_labels = labels or vol.class_map is not None
     if not vol.is_2d and co.use_engine(cfg, vol.nbytes, explicit=explicit):
         shape, new_sp = _resample_engine(vol, src, out, cfg, voxel_size(target),
                                          orders[order], is_labels)
     else:
+        if not is_labels:  # grey is interpolated: finite values only
+            check_input(vol, src, "grey")
         arr = vol.numpy()[0] if vol.is_2d else vol.numpy()
         res, new_sp = resample(arr, spacing=vol.spacing, voxel_size=voxel_size(target),
                                order=orders[order], labels=is_labels)

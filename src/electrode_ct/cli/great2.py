@@ -7,7 +7,15 @@ from typing import Any
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    read_input,
+    read_input_table,
+    say,
+)
 from electrode_ct.cli.app import app
 
 
@@ -30,20 +38,20 @@ def track_cmd(
 ) -> None:
     """Track particles across states: register, propagate ids, clean, measure grey levels."""
     from electrode_ct.errors import InputError
-    from electrode_ct.io import read, write_json
+    from electrode_ct.io import write_json
     from electrode_ct.operando.track import track
     from electrode_ct.provenance import record
     from electrode_ct.volume import resolve_phase
 
-    lab = read(ref_labels, voxel_size=voxel_size(voxel))
+    lab = read_input(ref_labels, role="labels", voxel=voxel)
     spacing = lab.spacing
-    gvols = [read(g).numpy() for g in greys]
+    gvols = [read_input(g).numpy() for g in greys]
     phase_arrays = None
     value = None
     if phases:
         if len(phases) != len(greys):
             raise InputError(f"--phases: got {len(phases)} volumes for {len(greys)} states")
-        pvols = [read(p) for p in phases]
+        pvols = [read_input(p, role="labels") for p in phases]
         value = resolve_phase(phase, pvols[0].class_map, where=phases[0])
         phase_arrays = [p.numpy() for p in pvols]
     info(f"tracking {lab.source} through {len(greys)} states")
@@ -113,16 +121,16 @@ def stats_cmd(
     states are compared as independent populations, with a note saying why.
     """
     from electrode_ct.errors import InputError
-    from electrode_ct.io import read_table, write_table
+    from electrode_ct.io import write_table
     from electrode_ct.stats import parse_subsets, prepare_tables
 
     spec = parse_subsets(by, name="--by")
     pos = parse_subsets(position, name="--position", axis=True)
-    dfs = [read_table(t) for t in tables]
+    col = column or ("roi_mean" if roi else "grey_mean")
+    dfs = [read_input_table(t, columns=["label", col], all_finite=False) for t in tables]
     if reference < 0 or reference >= len(dfs):
         raise InputError(f"--reference: state {reference} does not exist (0..{len(dfs) - 1})")
     prep = prepare_tables(dfs, keep_border=keep_border, names=[str(t) for t in tables])
-    col = column or ("roi_mean" if roi else "grey_mean")
     summary = _summary(prep, col, reference, spec, pos, collector)
     if out is not None:
         write_table(summary.astype({"subset": str}), out)

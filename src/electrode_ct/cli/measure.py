@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    read_input,
+    say,
+)
 from electrode_ct.cli.app import app
 
 
@@ -46,13 +53,13 @@ def measure_cmd(
         raise InputError("--radial needs --grey (the radial table holds grey levels)")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    lab_vol = read(labels, voxel_size=voxel_size(voxel))
+    lab_vol = read_input(labels, role="labels", voxel=voxel)
     spacing = lab_vol.spacing
     if lab_vol.is_2d:
         spacing = (1.0, *spacing[1:])
     g = mask = None
     if grey is not None:
-        g_vol = read(grey)
+        g_vol = read_input(grey)
         if g_vol.shape != lab_vol.shape:
             raise ShapeError(
                 f"{grey}: grey shape {g_vol.shape} differs from the labels' shape "

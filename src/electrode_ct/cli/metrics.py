@@ -10,9 +10,11 @@ import typer
 from electrode_ct.cli._common import (
     JSON_HELP,
     VOXEL_SIZE_HELP,
+    check_input,
     emit_json,
     info,
     progress,
+    read_input,
     say,
     voxel_size,
 )
@@ -49,13 +51,12 @@ def metrics_cmd(
     tortuosity solve staying in memory (refused above the in-memory size).
     """
     from electrode_ct.cli._compute import compute_config, session
-    from electrode_ct.io import read
     from electrode_ct.metrics.microstructure import microstructure_metrics
 
     cfg, explicit = compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
                                    block_shape)
     spacing_opt = voxel_size(voxel)
-    vol = read(phases, voxel_size=spacing_opt, lazy=True)
+    vol = read_input(phases, role="labels", voxel=voxel, lazy=True)
     info(f"{phases}: shape {vol.shape}, spacing {vol.spacing} µm")
     opts = {"phase": phase, "tortuosity": tortuosity_axes, "surface_method": surface_method,
             "tol": tol, "report": info}
@@ -65,6 +66,7 @@ def metrics_cmd(
 
             with dask.config.set(scheduler="synchronous"):  # never a Dask client's
                 vol = vol.compute()
+            check_input(vol, phases, "labels")
             metrics = microstructure_metrics(vol, **opts)
         else:
             metrics = _on_engine(vol, cfg, client, Path(phases), opts)

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    read_input,
+    read_input_table,
+    say,
+)
 from electrode_ct.cli.app import app
 from electrode_ct.errors import InputError, ShapeError
 
@@ -94,7 +102,7 @@ def particles_cmd(
         raise InputError(
             f"--remove-border: expected none, touch or truncated, got {remove_border!r}"
         )
-    vol = read(phases, voxel_size=voxel_size(voxel))
+    vol = read_input(phases, role="probability", voxel=voxel)
     cmap = vol.class_map
     if phase is None and cmap and "active" in cmap:
         phase = "active"
@@ -162,10 +170,10 @@ def psd_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Particle-size distribution: number- and volume-weighted mean, d10, d50, d90."""
-    from electrode_ct.io import read_table
     from electrode_ct.measure.psd import plot_size_distribution, size_distribution
 
-    dist = size_distribution(read_table(table), min_diameter_um=min_diameter,
+    dist = size_distribution(read_input_table(table, columns=["equivalent_diameter_um"]),
+                             min_diameter_um=min_diameter,
                              exclude_border=exclude_border)
     if plot is not None:
         plot_size_distribution(dist, path=plot)
@@ -193,10 +201,9 @@ def coco_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Export slices and particle polygons as COCO instance-segmentation datasets."""
-    from electrode_ct.io import read
     from electrode_ct.particles.coco import export_coco
 
-    g, lab = read(grey), read(labels)
+    g, lab = read_input(grey), read_input(labels, role="labels")
     if g.shape != lab.shape:
         raise ShapeError(f"{grey}: shape {g.shape} differs from {labels} {lab.shape}")
     res = export_coco(g.numpy(), lab.numpy(), out_dir, axis=_axis(axis), val=val, seed=seed,

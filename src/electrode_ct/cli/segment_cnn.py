@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 import typer
 
-from electrode_ct.cli._common import JSON_HELP, VOXEL_SIZE_HELP, emit_json, info, say, voxel_size
+from electrode_ct.cli._common import (
+    JSON_HELP,
+    VOXEL_SIZE_HELP,
+    emit_json,
+    info,
+    read_input,
+    say,
+)
 from electrode_ct.cli.app import segment_app
 from electrode_ct.errors import InputError
 
@@ -23,10 +30,9 @@ _VAL_HELP = ("Validation IMAGE and LABELS (two paths): scored every epoch; choos
 
 def _read_pair(image: str, labels: str, voxel: str | None = None) -> tuple[Any, np.ndarray,
                                                                           np.ndarray]:
-    from electrode_ct.io import read
 
-    vol = read(image, voxel_size=voxel_size(voxel))
-    lab = read(labels)
+    vol = read_input(image, voxel=voxel)
+    lab = read_input(labels, role="labels")
     img_a, lab_a = vol.numpy(), lab.numpy()
     if img_a.shape != lab_a.shape:
         raise InputError(f"{labels}: labels of shape {lab_a.shape} do not match the image "

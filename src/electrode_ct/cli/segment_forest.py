@@ -13,8 +13,8 @@ from electrode_ct.cli._common import (
     VOXEL_SIZE_HELP,
     emit_json,
     info,
+    read_input,
     say,
-    voxel_size,
 )
 from electrode_ct.cli.app import app, segment_app
 from electrode_ct.errors import InputError
@@ -48,12 +48,11 @@ def train_forest_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a random forest (ilastik-style) from sparse scribbles."""
-    from electrode_ct.io import read
     from electrode_ct.segment.features import parse_features
     from electrode_ct.segment.forest_train import train_forest
 
-    img = read(image, voxel_size=voxel_size(voxel))
-    lab = read(scribbles)
+    img = read_input(image, voxel=voxel)
+    lab = read_input(scribbles, role="labels")
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise InputError(f"--class-names: expected distinct non-empty names, got {class_names!r}")
@@ -92,10 +91,10 @@ def scribbles_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Simulate a user's scribbles from a dense reference labelling."""
-    from electrode_ct.io import read, write
+    from electrode_ct.io import write
     from electrode_ct.segment.scribbles import coverage_of, scribble_class_map, simulate_scribbles
 
-    vol = read(ref)
+    vol = read_input(ref, role="labels")
     arr = vol.numpy()
     s = simulate_scribbles(arr, coverage=coverage, n_slices=slices, style=style, seed=seed)
     cmap = scribble_class_map(vol.class_map, np.unique(arr).tolist())

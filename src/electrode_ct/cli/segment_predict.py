@@ -14,8 +14,8 @@ from electrode_ct.cli._common import (
     VOXEL_SIZE_HELP,
     emit_json,
     progress,
+    read_input,
     say,
-    voxel_size,
 )
 from electrode_ct.cli._compute import BLOCKS, MEMORY, N_WORKERS, SCHEDULER, THREADS
 from electrode_ct.cli.app import segment_app
@@ -39,12 +39,12 @@ def predict_cmd(
     threads_per_worker: int = THREADS, memory_limit: str = MEMORY, block_shape: str = BLOCKS,
 ) -> None:
     """Segment an image with a saved model (any kind: forest, CNN)."""
+    from electrode_ct.cli._common import check_input
     from electrode_ct.cli._compute import compute_config, use_engine
-    from electrode_ct.io import read
     from electrode_ct.segment.models import load_model
 
     m = load_model(model)
-    vol = read(image, voxel_size=voxel_size(voxel), lazy=True)
+    vol = read_input(image, voxel=voxel, lazy=True)
     cfg, explicit = compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
                                    block_shape)
     cmap = dict(zip(m.class_names, m.class_values, strict=True))
@@ -55,7 +55,9 @@ def predict_cmd(
     else:
         from electrode_ct.cli._segment_engine import in_memory
 
-        pred = m.predict(in_memory(vol), probabilities=probabilities is not None,
+        vol = in_memory(vol)
+        check_input(vol, image, "grey")
+        pred = m.predict(vol, probabilities=probabilities is not None,
                          uncertainty=uncertainty is not None, two_d=two_d,
                          progress=lambda it: progress(it, desc="predict"))
         written = _write_outputs(vol, pred, cmap, m.class_names, paths)

@@ -4,12 +4,15 @@ dimensionality checks and lazy-array wrapping."""
 from __future__ import annotations
 
 import json
+import os
+import tokenize
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from electrode_ct.errors import ShapeError
+from electrode_ct.errors import ElectrodeCTError, FormatError, ShapeError
 from electrode_ct.volume import Volume
 
 _UNITS_UM: dict[str, float] = {
@@ -151,6 +154,7 @@ def lazy_blocks(
     chunks: Sequence[int],
     *,
     name: str,
+    where: str | None = None,
 ) -> Any:
     """A dask array whose blocks are produced by ``read_block(slices)`` when computed.
 
@@ -166,6 +170,8 @@ def lazy_blocks(
         Block shape.
     name : str
         Unique, deterministic name prefix (e.g. from the path).
+    where : str, optional
+        File name for the error raised when a block cannot be decoded.
     """
     import dask.array as da
     from dask.array.core import normalize_chunks
@@ -174,10 +180,67 @@ def lazy_blocks(
 
     def block(block_info: Any = None) -> np.ndarray:
         loc = block_info[None]["array-location"]
-        return read_block(tuple(slice(a, b) for a, b in loc))
+        try:
+            return read_block(tuple(slice(a, b) for a, b in loc))
+        except ElectrodeCTError:
+            raise
+        except READ_ERRORS as exc:
+            raise read_error(where or name, exc) from exc
 
     return da.map_blocks(block, chunks=norm, dtype=dtype,
                          meta=np.empty((0,) * len(shape), dtype), name=name)
+
+
+# what readers and third-party decoders raise on damaged data (zlib.error derives from
+# Exception directly; blosc and imagecodecs raise RuntimeError subclasses; the XML parser
+# of OME metadata raises a SyntaxError subclass; numpy's .npy header parser a TokenError;
+# C decoders given negative sizes by a damaged header raise SystemError)
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, ArithmeticError,
+    AttributeError, AssertionError, EOFError, SyntaxError, SystemError, zlib.error,
+    tokenize.TokenError,
+)
+
+
+def read_error(where: str, exc: BaseException) -> FormatError:
+    """The one-line :class:`FormatError` for a decoder failure on ``where``."""
+    return FormatError(f"{where}: cannot read: damaged or truncated data "
+                       f"({type(exc).__name__}: {exc})")
+
+
+class GuardedSource:
+    """An array-like over a file's array (h5py dataset, zarr array) for ``dask.array``:
+    reads that fail in the decoder raise :class:`FormatError` naming the file, so lazy
+    volumes fail with the project's error when computed, as eager reads do.
+
+    Parameters
+    ----------
+    source : array-like
+        Object with ``shape``, ``dtype`` and ``__getitem__``.
+    where : str
+        File (and inner path) for messages.
+    token : object
+        Deterministic identity for dask names (path, modification time, ...).
+    """
+
+    def __init__(self, source: Any, *, where: str, token: Any) -> None:
+        self.source = source
+        self.shape = tuple(int(s) for s in source.shape)
+        self.dtype = np.dtype(source.dtype)
+        self.ndim = len(self.shape)
+        self.where = where
+        self.token = token
+
+    def __dask_tokenize__(self) -> Any:
+        return ("guarded-source", self.where, self.token, self.shape, self.dtype.str)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.source[index])
+        except ElectrodeCTError:
+            raise
+        except READ_ERRORS as exc:
+            raise read_error(self.where, exc) from exc
 
 
 ASSUMED_SPACING_UM: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -204,3 +267,80 @@ def file_spacing(spacing: Sequence[float] | None, metadata: dict[str, Any]) -> t
         return tuple(float(s) for s in spacing)
     metadata["spacing_source"] = "assumed"
     return ASSUMED_SPACING_UM
+
+
+# Deflate (zlib/gzip, the TIFF/HDF5/NRRD default) expands at most ~1032-fold; a header that
+# declares more than this many times the bytes stored is refused in eager reads unless the
+# array is small enough to be harmless.
+MAX_EXPANSION = 1032
+SMALL_ARRAY_BYTES = 256 * 2**20
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (psutil, else /proc, else 2**62)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil comes with dask.distributed
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return 2**62
+
+
+def declared_bytes(shape: Sequence[int], itemsize: int) -> int:
+    """Bytes of an array of ``shape`` (exact Python integer, never overflows)."""
+    n = int(itemsize)
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def check_allocation(
+    shape: Sequence[int], dtype: Any, *, stored_bytes: int | None, where: str,
+    compressed: bool = True, in_memory: bool = True,
+) -> None:
+    """Refuse, before allocating, an array larger than its file can hold.
+
+    Parameters
+    ----------
+    shape, dtype : array shape and dtype declared by the file's header.
+    stored_bytes : int or None
+        Bytes of data the file holds for the array (file size, stored chunk bytes);
+        None when unknown (only the memory check applies).
+    where : str
+        File name for the message.
+    compressed : bool
+        False for raw samples: the declared size must fit in ``stored_bytes`` exactly.
+        True for compressed or chunked data: at most :data:`MAX_EXPANSION` times
+        ``stored_bytes`` (arrays under :data:`SMALL_ARRAY_BYTES` always pass).
+    in_memory : bool
+        The array is to be allocated now (eager read): it must also fit in the memory
+        available. Lazy reads pass False.
+
+    Raises
+    ------
+    FormatError
+        When the declared size is impossible for the file or exceeds the memory available.
+    """
+    from electrode_ct.errors import FormatError
+
+    dt = np.dtype(dtype)
+    n = declared_bytes(shape, dt.itemsize)
+    what = f"{'x'.join(str(int(s)) for s in shape)} {dt.name} ({n:,} bytes)"
+    if stored_bytes is not None:
+        limit = stored_bytes if not compressed else max(
+            stored_bytes * MAX_EXPANSION, SMALL_ARRAY_BYTES)
+        if n > limit:
+            held = "holds" if not compressed else "stores (compressed)"
+            raise FormatError(
+                f"{where}: the header declares {what} but the file {held} only "
+                f"{stored_bytes:,} bytes; damaged header or truncated file"
+            )
+    free = available_memory() if in_memory else n
+    if n > free:
+        raise FormatError(
+            f"{where}: the header declares {what}, more than the {free:,} bytes of memory "
+            "available; read it lazily (electrode_ct.io.read(..., lazy=True)) or crop it"
+        )

@@ -24,6 +24,8 @@ import numpy as np
 
 from electrode_ct.errors import FormatError, InputError
 from electrode_ct.io._meta import (
+    GuardedSource,
+    check_allocation,
     check_ndim,
     file_spacing,
     parse_class_map,
@@ -243,6 +245,22 @@ def hdf5_spacing(dset: Any) -> tuple[float, float, float] | None:
     return found
 
 
+def _check_storage(dset: Any, file_part: str, where: str, lazy: bool) -> None:
+    """Refuse a dataset whose declared size its file cannot hold (before reading it)."""
+    size = Path(file_part).stat().st_size
+    stored = int(dset.id.get_storage_size())
+    contiguous = dset.chunks is None and stored > 0
+    if contiguous:
+        offset = dset.id.get_offset()
+        if offset is not None and offset + stored > size:
+            raise FormatError(
+                f"{where}: the data end at byte {offset + stored} but the file has {size} "
+                "bytes; truncated file"
+            )
+    check_allocation(dset.shape, dset.dtype, stored_bytes=min(stored, size), where=where,
+                     compressed=not contiguous, in_memory=not lazy)
+
+
 def read_hdf5(path: str, *, lazy: bool = False, dataset: str | None = None, **_: Any) -> Volume:
     """Read a dataset of an HDF5/NeXus file.
 
@@ -284,6 +302,7 @@ def read_hdf5(path: str, *, lazy: bool = False, dataset: str | None = None, **_:
         dset = _choose_dataset(h5, inner, file_part)
         where = f"{file_part}::{dset.name}"
         check_ndim(dset.shape, where=where)
+        _check_storage(dset, file_part, where, lazy)
         spacing = hdf5_spacing(dset)
         meta: dict[str, Any] = {"dataset": dset.name}
         cm = parse_class_map(dset.attrs.get("class_map"))
@@ -295,7 +314,8 @@ def read_hdf5(path: str, *, lazy: bool = False, dataset: str | None = None, **_:
             import dask.array as da
 
             chunks: Any = "auto" if dset.chunks else slab_chunks(dset.shape, dset.dtype.itemsize)
-            data: Any = da.from_array(dset, chunks=chunks, name=False)
+            source = GuardedSource(dset, where=where, token=False)
+            data: Any = da.from_array(source, chunks=chunks, name=False)
             keep_open = True
         else:
             data = dset[()]

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from electrode_ct.io._meta import file_spacing, lazy_blocks, slab_chunks, squeeze_to_3d
+from electrode_ct.errors import FormatError
+from electrode_ct.io._meta import (
+    check_allocation,
+    file_spacing,
+    lazy_blocks,
+    slab_chunks,
+    squeeze_to_3d,
+)
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -17,9 +24,35 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def _check_size(p: Path) -> None:
+    """Refuse a header whose shape needs more bytes than the file holds (before mapping)."""
+    from numpy.lib import format as npf
+
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 10 or not head.startswith(b"\x93NUMPY"):
+            raise FormatError(f"{p}: not a .npy file (no NUMPY magic)")
+        width = 2 if head[6] == 1 else 4  # header length: 2 bytes in format 1.0, else 4
+        end = 8 + width + int.from_bytes(head[8:8 + width], "little")
+        if end > size:  # numpy would first allocate the declared header length
+            raise FormatError(f"{p}: the header claims {end} bytes but the file has {size}; "
+                              "damaged or truncated .npy file")
+        fh.seek(0)
+        version = npf.read_magic(fh)
+        header = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
+        shape, _, dtype = header(fh)
+        if dtype.hasobject:
+            raise FormatError(f"{p}: holds Python objects (dtype {dtype}); expected numbers")
+        stored = size - fh.tell()
+    check_allocation(shape, dtype, stored_bytes=stored, where=str(p), compressed=False,
+                     in_memory=False)
+
+
 def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
     """Read a ``.npy`` file memory-mapped; spacing from a ``<file>.npy.json`` sidecar if present."""
     p = Path(path)
+    _check_size(p)
     arr = np.load(p, mmap_mode="r", allow_pickle=False)
     meta: dict[str, Any] = {}
     spacing: Any = None
@@ -37,7 +70,8 @@ def read_npy(path: str, *, lazy: bool = False, **_: Any) -> Volume:
 
         token = tokenize(str(p.resolve()), p.stat().st_mtime_ns, arr.shape, arr.dtype.str)
         chunks = slab_chunks(arr.shape, arr.dtype.itemsize) if arr.ndim else arr.shape
-        data: Any = lazy_blocks(read_block, arr.shape, arr.dtype, chunks, name=f"npy-{token}")
+        data: Any = lazy_blocks(read_block, arr.shape, arr.dtype, chunks, name=f"npy-{token}",
+                                 where=str(p))
     else:
         data = arr
     data = squeeze_to_3d(data, where=str(p))  # singleton axes dropped, real 4-D refused

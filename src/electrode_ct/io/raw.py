@@ -12,7 +12,6 @@ Uncompressed data are memory-mapped; lazy reads wrap the map in dask without rea
 from __future__ import annotations
 
 import bz2
-import gzip
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -23,7 +22,9 @@ import numpy as np
 
 from electrode_ct.errors import FormatError, InputError
 from electrode_ct.io._meta import (
+    check_allocation,
     check_ndim,
+    declared_bytes,
     file_spacing,
     lazy_blocks,
     slab_chunks,
@@ -172,10 +173,11 @@ def nrrd_layout(path: Path) -> RawLayout:
         offset = int(fields.get("byte skip", "0"))
     else:
         data_file, offset = path, header_end
-    if int(fields.get("line skip", "0")):
+    if int(fields.get("line skip", "0")) > 0:
         with open(data_file, "rb") as fh:
             for _ in range(int(fields["line skip"])):
-                fh.readline()
+                if not fh.readline():  # fewer lines than the header says: stop at the end
+                    break
             offset = fh.tell() + max(offset, 0)
     # spacing: per-axis spacings or norms of the space directions, units when given
     steps: list[float | None] = [None] * len(sizes)
@@ -261,6 +263,14 @@ def mhd_layout(path: Path) -> RawLayout:
 
 
 # ------------------------------------------------------------------------- loading
+def _decompress(blob: bytes, encoding: str, *, limit: int) -> bytes:
+    """Decompressed ``blob`` (gzip, bzip2 or zlib), never more than ``limit`` bytes."""
+    if encoding == "bzip2":
+        return bz2.BZ2Decompressor().decompress(blob, max_length=limit)
+    wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
+    return zlib.decompressobj(wbits).decompress(blob, limit)
+
+
 def _load(layout: RawLayout, lazy: bool) -> Any:
     """The array described by ``layout`` (memory-mapped/dask for raw encoding)."""
     df = layout.data_file
@@ -268,7 +278,9 @@ def _load(layout: RawLayout, lazy: bool) -> Any:
     if not df.is_file():
         raise InputError(f"{where}: data file not found")
     check_ndim(layout.shape, where=where)
-    n = int(np.prod(layout.shape)) * layout.dtype.itemsize
+    if any(s < 1 for s in layout.shape):
+        raise FormatError(f"{where}: sizes must be positive integers, got {layout.shape}")
+    n = declared_bytes(layout.shape, layout.dtype.itemsize)
     size = df.stat().st_size
     if layout.encoding == "raw":
         offset = size - n if layout.offset < 0 else layout.offset
@@ -293,18 +305,16 @@ def _load(layout: RawLayout, lazy: bool) -> Any:
 
             token = tokenize(str(df.resolve()), df.stat().st_mtime_ns, offset, dtype.str, shape)
             name = f"raw-{token}"
-            return lazy_blocks(read_block, shape, dtype.newbyteorder("="), chunks, name=name)
+            return lazy_blocks(read_block, shape, dtype.newbyteorder("="), chunks, name=name,
+                               where=where)
         return read_block(tuple(slice(None) for _ in shape))
+    check_allocation(layout.shape, layout.dtype, stored_bytes=size - max(layout.offset, 0),
+                     where=where)
     with open(df, "rb") as fh:
         fh.seek(max(layout.offset, 0))
         blob = fh.read()
     try:
-        if layout.encoding == "gzip":
-            blob = gzip.decompress(blob)
-        elif layout.encoding == "bzip2":
-            blob = bz2.decompress(blob)
-        else:
-            blob = zlib.decompress(blob)
+        blob = _decompress(blob, layout.encoding, limit=n + 1)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise FormatError(f"{where}: corrupt {layout.encoding} data ({exc})") from exc
     if len(blob) != n:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from electrode_ct.errors import FormatError, InputError
+from electrode_ct.io._meta import READ_ERRORS
 from electrode_ct.volume import Volume
 
 
@@ -109,6 +110,16 @@ def _check_exists(file_part: str) -> None:
         raise InputError(f"{file_part}: no such file or folder")
 
 
+def _check_voxels(vol: Volume, where: str) -> None:
+    """Refuse volumes no command can use: no voxel at all, or non-real voxel types."""
+    if vol.dtype.kind not in "biuf":
+        raise FormatError(f"{where}: expected real numeric voxels (bool, integer or float), "
+                          f"got dtype {vol.dtype}")
+    if 0 in tuple(vol.shape):
+        raise FormatError(f"{where}: the volume is empty (shape {tuple(vol.shape)}); expected "
+                          "at least one voxel")
+
+
 def read(
     path: str | os.PathLike[str],
     *,
@@ -151,16 +162,21 @@ def read(
         raise FormatError(f"{file_part}: format {fmt.name!r} cannot be read")
     try:
         vol = fmt.reader(os.fspath(path), lazy=lazy, **options)
-    except (InputError, KeyboardInterrupt):
+    except InputError as exc:
+        if file_part in str(exc):
+            raise
+        raise type(exc)(f"{file_part}: {exc}") from exc  # every read error names the file
+    except KeyboardInterrupt:
         raise
     except (EOFError, struct.error) as exc:
         raise FormatError(
             f"{file_part}: cannot read as {fmt.name}: the file ends early (truncated or damaged)"
         ) from exc
-    except (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+    except READ_ERRORS as exc:
         raise FormatError(
             f"{file_part}: cannot read as {fmt.name} ({type(exc).__name__}: {exc})"
         ) from exc
+    _check_voxels(vol, file_part)
     vol.metadata.setdefault("source", os.fspath(path))
     vol.metadata.setdefault("format", fmt.name)
     vol.metadata.setdefault("original_dtype", str(vol.dtype))

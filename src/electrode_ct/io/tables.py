@@ -118,9 +118,9 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
         table = pq.read_table(p)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
+        df = table.to_pandas()  # parses the pandas metadata (JSON) of the schema
+    except Exception as exc:  # pyarrow and pandas raise several types for corrupt files
         raise FormatError(f"{p}: cannot read table ({type(exc).__name__}: {exc})") from exc
-    df = table.to_pandas()
     raw = (table.schema.metadata or {}).get(b"electrode_ct")
     if raw:
         try:

@@ -30,6 +30,8 @@ import tifffile
 
 from electrode_ct.errors import FormatError, ShapeError
 from electrode_ct.io._meta import (
+    GuardedSource,
+    check_allocation,
     file_spacing,
     lazy_blocks,
     parse_class_map,
@@ -216,6 +218,12 @@ def _check_complete(tf: tifffile.TiffFile, series: Any, path: Path) -> None:
         )
 
 
+def _compressed(series: Any) -> bool:
+    """Whether the pages of a series store compressed pixel data (its key frame's)."""
+    key = getattr(series, "keyframe", None)
+    return key is None or int(getattr(key, "compression", 1)) != 1
+
+
 # ----------------------------------------------------------------- single TIFF file
 def _read_single(path: Path, lazy: bool) -> Volume:
     with _strict_tifffile(path), tifffile.TiffFile(path) as tf:
@@ -228,11 +236,16 @@ def _read_single(path: Path, lazy: bool) -> Volume:
         series = tf.series[0]
         _check_complete(tf, series, path)
         shape, axes = series.shape, series.axes
+        check_allocation(shape, series.dtype, stored_bytes=tf.filehandle.size, where=str(path),
+                         compressed=_compressed(series), in_memory=not lazy)
         if lazy:
             import dask.array as da
             import zarr
 
-            data: Any = da.from_zarr(zarr.open(series.aszarr(), mode="r"))
+            store = zarr.open(series.aszarr(), mode="r")
+            token = (path.stat().st_mtime_ns, series.index if hasattr(series, "index") else 0)
+            data: Any = da.from_array(GuardedSource(store, where=str(path), token=token),
+                                      chunks=store.chunks)
         else:
             data = series.asarray()
     data = squeeze_to_3d(data, where=str(path), axes=axes)
@@ -401,7 +414,7 @@ def _lazy_slices(files: list[Path], shape2d: tuple[int, ...], dtype: np.dtype) -
 
     token = tokenize([str(f) for f in files], files[0].stat().st_mtime_ns)
     arr = lazy_blocks(read_block, (len(files), *shape2d), dtype, (nz, *shape2d),
-                      name=f"tiff-slices-{token}")
+                      name=f"tiff-slices-{token}", where=str(files[0].parent))
 
     def fill(out: np.ndarray) -> None:
         _read_slab(files, shape2d, dtype, first=files[0], workers=min(4, os.cpu_count() or 1),
@@ -423,6 +436,10 @@ def _read_folder(path: str, lazy: bool) -> Volume:
         raise ShapeError(
             f"{files[0]}: expected 2-D grey slices in the folder, got shape {shape2d}"
         )
+    check_allocation(shape2d, dtype, stored_bytes=files[0].stat().st_size, where=str(files[0]),
+                     compressed=True, in_memory=False)
+    check_allocation((len(files), *shape2d), dtype, stored_bytes=None, where=path,
+                     in_memory=not lazy)
     if lazy:
         # every header is checked (minimal IFD parse) so a bad slice is named before any
         # data are read; eager reads check each slice as they read it

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import FormatError
-from electrode_ct.io._meta import file_spacing
+from electrode_ct.io._meta import check_allocation, file_spacing
 from electrode_ct.io.registry import Format, register
 from electrode_ct.volume import Volume
 
@@ -120,6 +120,8 @@ def read_txm(path: str, *, lazy: bool = False, **_: Any) -> Volume:
     if missing:
         raise FormatError(f"{path}: image stream {missing[0]!r} is missing; truncated file?")
     dtype = TXM_DTYPES[code]
+    check_allocation((count, height, width), dtype, stored_bytes=Path(path).stat().st_size,
+                     where=path, compressed=False, in_memory=not lazy)
     src = _TxmSource(path, (int(height), int(width)), dtype)
     if lazy:
         import dask

@@ -22,6 +22,8 @@ import numpy as np
 
 from electrode_ct.errors import FormatError, InputError, ShapeError
 from electrode_ct.io._meta import (
+    GuardedSource,
+    check_allocation,
     check_ndim,
     file_spacing,
     parse_class_map,
@@ -137,6 +139,19 @@ def _open(path: str) -> Any:
         raise
 
 
+def _mtime_ns(path: Path) -> int:
+    """Latest modification time (ns) of a store's files, for deterministic dask names."""
+    return max((p.stat().st_mtime_ns for p in [path, *path.rglob("*")]), default=0)
+
+
+def _stored_bytes(arr: Any) -> int | None:
+    """Bytes the store holds for an array (chunks and metadata), None when unknown."""
+    try:
+        return int(arr.nbytes_stored())
+    except (AttributeError, NotImplementedError, TypeError, ValueError, OSError):
+        return None
+
+
 def read_zarr(
     path: str, *, lazy: bool = False, level: int = 0, dataset: str | None = None, **_: Any
 ) -> Volume:
@@ -214,10 +229,14 @@ def read_zarr(
                 f"(shape {tuple(arr.shape)}, axes {''.join(axes)})"
             )
     check_ndim(arr.shape, where=where)
+    check_allocation(arr.shape, arr.dtype, stored_bytes=_stored_bytes(arr), where=where,
+                     in_memory=not lazy)
     if lazy:
         import dask.array as da
 
-        data: Any = da.from_zarr(arr)
+        token = (str(Path(file_part).resolve()), arr.path, _mtime_ns(Path(file_part)))
+        data: Any = da.from_array(GuardedSource(arr, where=where, token=token),
+                                  chunks=arr.chunks)
     else:
         data = arr[...]
     data = squeeze_to_3d(data, where=where, axes=axes)

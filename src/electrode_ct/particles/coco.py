@@ -229,8 +229,6 @@ def import_coco(annotations: str | os.PathLike[str] | dict[str, Any]) -> dict[st
     FormatError
         When the file is not a COCO instance file.
     """
-    from skimage.draw import polygon
-
     if isinstance(annotations, dict):
         data = annotations
     else:
@@ -240,10 +238,27 @@ def import_coco(annotations: str | os.PathLike[str] | dict[str, Any]) -> dict[st
             raise FormatError(f"{annotations}: cannot read COCO JSON ({exc})") from exc
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise FormatError(f"{annotations}: not a COCO file (needs 'images' and 'annotations')")
+    try:
+        return _rasterise(data, str(annotations))
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise FormatError(f"{annotations}: malformed COCO entry ({type(exc).__name__}: "
+                          f"{exc})") from exc
+
+
+def _rasterise(data: dict[str, Any], where: str) -> dict[str, np.ndarray]:
+    """Label images of a parsed COCO dict (see :func:`import_coco`)."""
+    from skimage.draw import polygon
+
+    from electrode_ct.io._meta import check_allocation
+
     images = {}
     by_id = {}
     for im in data["images"]:
-        arr = np.zeros((int(im["height"]), int(im["width"])), dtype=np.uint32)
+        shape = (int(im["height"]), int(im["width"]))
+        if min(shape) < 1:
+            raise FormatError(f"{where}: image {im.get('file_name')!r} has size {shape}")
+        check_allocation(shape, np.uint32, stored_bytes=None, where=where)
+        arr = np.zeros(shape, dtype=np.uint32)
         images[im["file_name"]] = arr
         by_id[im["id"]] = arr
     for ann in data["annotations"]:

@@ -63,10 +63,12 @@ def run_pipeline(cfg: PipelineConfig, *, quiet: bool = False) -> dict[str, Any]:
             report = str(run.out / res.outputs["report"])
         run.manifest["total_time_s"] = time.perf_counter() - t0
         run.save_manifest()
-        return {"output": str(run.out), "report": report, "ran": run.ran,
-                "skipped": run.skipped, "time_s": time.perf_counter() - t0}
-    finally:
-        run.close()
+    except BaseException:
+        run.close(failed=True)
+        raise
+    run.close()
+    return {"output": str(run.out), "report": report, "ran": run.ran,
+            "skipped": run.skipped, "time_s": time.perf_counter() - t0}
 
 
 __all__ = ["PipelineConfig", "Run", "StepResult", "load_config", "parse_config",

@@ -257,9 +257,11 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
     if not p.exists():
         raise ConfigError(f"{p}: no such config file")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{p}: not a UTF-8 YAML text file ({exc})") from None
     cfg = parse_config(data, source=str(p))
     base = p.parent
     return _resolve_paths(cfg, base)

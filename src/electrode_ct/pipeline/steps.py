@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from electrode_ct.errors import ConfigError
+from electrode_ct.filters import check_image
 from electrode_ct.io import read, read_table, write, write_table
 from electrode_ct.stats import TRACKING_KEY
 from electrode_ct.volume import Volume, resolve_phase
@@ -42,6 +43,7 @@ def grey_input(run: Run, i: int) -> Volume:
     if key not in run.cache:
         inp = run.cfg.input
         vol = read(inp.grey[i], voxel_size=inp.voxel_size).compute()
+        check_image(vol.numpy(), name=inp.grey[i])  # the error names the file
         run.cache[key] = _crop(run, vol)
     return run.cache[key]
 
