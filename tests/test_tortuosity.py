@@ -136,3 +136,17 @@ def test_bad_input():
         tortuosity(a, 1, spacing=(1.0, 2.0))
     with pytest.raises(InputError, match="rtol"):
         tortuosity(a, 1, rtol=0)
+
+
+def test_result_does_not_depend_on_the_blas_thread_count():
+    from threadpoolctl import threadpool_limits
+
+    from electrode_ct.synth import electrode
+
+    arr = electrode((64, 64, 64), seed=3).phases.numpy()
+    runs = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            r = tortuosity(arr, phase=0, spacing=0.5, axis="x").to_dict()
+        runs.append({k: v for k, v in r.items() if not k.endswith("_s")})
+    assert runs[0] == runs[1]  # bit for bit: same inputs, same figures on any machine

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, cg
+from threadpoolctl import threadpool_limits
 
 from electrode_ct.errors import InputError
 from electrode_ct.metrics._amg import AggregationAMG, RedBlackLaplacian
@@ -283,7 +284,10 @@ def tortuosity(
 
     M = LinearOperator(A.shape, matvec=amg, dtype=np.float64)
     Aop = LinearOperator(A.shape, matvec=A.matvec, dtype=np.float64)
-    c, _ = cg(Aop, b, x0=x0, rtol=rtol, atol=0.0, maxiter=maxiter, M=M, callback=_count)
+    # one BLAS thread: multi-threaded dot products sum in another order, and the result
+    # must not depend on the machine's thread count (same inputs -> identical figures)
+    with threadpool_limits(limits=1, user_api="blas"):
+        c, _ = cg(Aop, b, x0=x0, rtol=rtol, atol=0.0, maxiter=maxiter, M=M, callback=_count)
     t2 = time.perf_counter()
     res = float(np.linalg.norm(b - A @ c) / np.linalg.norm(b))
     f_in = float(g_b * np.sum(1.0 - c[inlet]))
