@@ -194,3 +194,16 @@ def test_plot_size_distribution(tmp_path):
     fig = plot_size_distribution(size_distribution(table), path=tmp_path / "psd.png")
     assert (tmp_path / "psd.png").stat().st_size > 1000
     assert fig.axes[0].get_xlabel().startswith("equivalent diameter")
+
+
+def test_configuration_weights_do_not_depend_on_the_blas_thread_count():
+    from threadpoolctl import threadpool_limits
+
+    from electrode_ct.measure.morphology import configuration_weights
+
+    runs = []
+    for threads in (1, 2):
+        configuration_weights.cache_clear()
+        with threadpool_limits(limits=threads, user_api="blas"):
+            runs.append(configuration_weights((0.5, 0.4, 0.3)).copy())
+    np.testing.assert_array_equal(runs[0], runs[1])  # bit for bit on any machine

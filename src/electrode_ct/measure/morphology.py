@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from electrode_ct.errors import InputError
 from electrode_ct.labels import SLAB_VOXELS, check_labels, contact_pairs, label_runs
@@ -263,7 +264,13 @@ def configuration_weights(spacing: tuple[float, float, float]) -> np.ndarray:
         float64 (256,): weight of configuration code ``Σ_k [corner k inside] << k``,
         corner k at offset ((k >> 2) & 1, (k >> 1) & 1, k & 1); codes 0 and 255 weigh 0.
     """
-    sp = np.asarray(spacing, dtype=np.float64)
+    # one BLAS thread: the fit's products and solve must not depend on the thread count
+    # (multi-threaded BLAS sums in another order; areas would differ in the last bits)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_configuration_weights(np.asarray(spacing, dtype=np.float64))
+
+
+def _fit_configuration_weights(sp: np.ndarray) -> np.ndarray:
     bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
     grad = np.zeros((256, 3))
     for axis in range(3):
