@@ -61,6 +61,10 @@ def test_measure_bad_input(run_cli, volumes, tmp_path):
                            "--out", tmp_path / "z.parquet")
     assert code == 2 and "empty" in err and "Traceback" not in err
     assert not (tmp_path / "z.parquet").exists()
+    write(Volume(np.zeros((6, 7, 8), np.uint32)), tmp_path / "none.tif")
+    code, _, err = run_cli("measure", tmp_path / "none.tif", "--out", tmp_path / "n.parquet")
+    assert code == 2 and "no particles" in err and err.count("\n") == 1
+    assert not (tmp_path / "n.parquet").exists()
 
 
 def test_track_and_stats(run_cli, tmp_path):

@@ -54,6 +54,9 @@ def measure_cmd(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lab_vol = read_input(labels, role="labels", voxel=voxel)
+    if not np.any(lab_vol.data):
+        raise InputError(f"{labels}: no particles (every voxel is 0); expected a particle "
+                         "label volume from 'ect particles'")
     spacing = lab_vol.spacing
     if lab_vol.is_2d:
         spacing = (1.0, *spacing[1:])
