@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.cli._common import progress
-from electrode_ct.compute.config import ComputeConfig
-from electrode_ct.compute.engine import ZarrRef, check_blocks, default_block_shape
+from electrode_ct.compute.engine import ZarrRef
 from electrode_ct.errors import InputError
+from electrode_ct.pipeline.compute import plan_blocks  # noqa: F401 - the one block planner
 from electrode_ct.volume import Volume
 
 
@@ -28,17 +28,6 @@ def refuse_2d(vol: Volume, what: str) -> None:
     if vol.is_2d:
         raise InputError(f"{vol.source}: {what} on the engine needs a 3-D volume; a 2-D image "
                          "fits in memory (omit the compute options)")
-
-
-def plan_blocks(cfg: ComputeConfig, shape: Sequence[int], halo: Sequence[int],
-                bytes_per_voxel: float) -> tuple[int, int, int]:
-    """``--block-shape``, or a shape fitting the memory limit; checked before any work."""
-    limit = cfg.worker_memory()
-    blocks = (tuple(int(b) for b in cfg.block_shape) if cfg.block_shape is not None else
-              default_block_shape(shape, halo=halo, bytes_per_voxel=bytes_per_voxel,
-                                  memory_limit=limit))
-    check_blocks(shape, blocks, halo, bytes_per_voxel=bytes_per_voxel, memory_limit=limit)
-    return blocks  # type: ignore[return-value]
 
 
 def bar(desc: str) -> Any:
