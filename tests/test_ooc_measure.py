@@ -200,3 +200,32 @@ def test_ect_measure_bad_input_is_one_error_line(run_cli, corners, address, tmp_
         assert "Traceback" not in err
     assert not (tmp_path / "t.parquet").exists()
     assert not list(tmp_path.glob(".*ect-work"))
+
+
+def test_pipeline_measure_step_on_the_engine_equals_in_memory(tmp_path, address):
+    """The measure step on the run's client (compute.in_memory_below_mb 0) writes the same
+    particle and radial tables as in memory, and removes its working input copies."""
+    from electrode_ct.io import read_table, write
+    from electrode_ct.pipeline import parse_config, run_pipeline
+
+    ph = synth.electrode((20, 24, 24), voxel_size=SPACING, radius_mean_um=1.4,
+                         radius_sd_um=0.3, seed=8)
+    write(ph.phases, tmp_path / "ph.tif")
+    write(ph.grey, tmp_path / "g.tif")
+    off = {"enabled": False}
+    steps = {name: off for name in ("filter", "segment", "cracks", "metrics", "stats",
+                                    "report")}
+
+    def run(name: str, **compute) -> None:
+        cfg = parse_config({"input": {"phases": str(tmp_path / "ph.tif"),
+                                      "grey": str(tmp_path / "g.tif")},
+                            "output": str(tmp_path / name), "compute": compute,
+                            "steps": {**steps, "measure": {"radial": True}}})
+        run_pipeline(cfg, quiet=True)
+
+    run("mem")
+    run("eng", scheduler=address, in_memory_below_mb=0, block_shape=[20, 20, 24])
+    for table in ("particles_0", "radial_0"):
+        _same(read_table(tmp_path / "eng" / "tables" / f"{table}.parquet"),
+              read_table(tmp_path / "mem" / "tables" / f"{table}.parquet"))
+    assert not list((tmp_path / "eng" / "work").glob("*measure*"))
