@@ -75,7 +75,7 @@ from electrode_ct.volume import as_spacing
 
 __all__ = ["MEASURE_BYTES_PER_VOXEL", "UINT32_MAX", "check_label_ids", "measure_blockwise"]
 
-MEASURE_BYTES_PER_VOXEL = 48.0
+MEASURE_BYTES_PER_VOXEL = 80.0
 """Working bytes per voxel of a block's read region (measured: ``docs/scale.md``)."""
 
 UINT32_MAX = (1 << 32) - 1
@@ -265,15 +265,23 @@ def _morphology_rows(compact: np.ndarray, own_new: np.ndarray, own_ids: np.ndarr
 
 def _grey_rows(compact: np.ndarray, g: np.ndarray, own_new: np.ndarray,
                plan: _Plan) -> dict[str, Any]:
-    """Layer sums, extremes and global-layout histograms of the owned particles."""
-    sums = layer_sums(compact, g, spacing=plan.spacing, parallel=1)
-    rows = np.searchsorted(sums.ids, own_new)
-    lut = np.full(int(compact.max()) + 1, -1, np.int64)
-    lut[own_new] = np.arange(own_new.size)
-    row = lut[compact]
-    sel = row >= 0
-    key = row[sel] * plan.spec.bins + _bins(g[sel], plan.spec)
-    counts = np.bincount(key, minlength=own_new.size * plan.spec.bins)
+    """Layer sums, extremes and global-layout histograms of the owned particles.
+
+    The owned particles become ids 1..k and every other particle one id k + 1: each
+    particle's distance transform sees the same boundaries (another label is another
+    label), while ``layer_sums`` keeps tables for k + 1 ids, not for the whole region.
+    """
+    k = own_new.size
+    lut = np.full(int(compact.max()) + 1, k + 1, np.uint32)
+    lut[0] = 0
+    lut[own_new] = np.arange(1, k + 1, dtype=np.uint32)
+    sub = lut[compact]
+    sums = layer_sums(sub, g, spacing=plan.spacing, parallel=1)
+    rows = np.searchsorted(sums.ids, np.arange(1, k + 1))
+    idx = np.flatnonzero((sub.reshape(-1) > 0) & (sub.reshape(-1) <= k))
+    key = (sub.reshape(-1)[idx].astype(np.int64) - 1) * plan.spec.bins
+    key += _bins(g.reshape(-1)[idx], plan.spec)
+    counts = np.bincount(key, minlength=k * plan.spec.bins)
     nz = np.flatnonzero(counts)
     return {"count": sums.count[rows], "total": sums.total[rows],
             "total_sq": sums.total_sq[rows], "gmin": sums.grey_min[rows],
