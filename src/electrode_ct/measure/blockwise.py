@@ -40,7 +40,7 @@ Memory: one task holds its read region, at most (block + reach)³ voxels, at abo
 :data:`MEASURE_BYTES_PER_VOXEL` bytes per voxel (labels, grey, compact copy, distance map,
 per-voxel row and bin indices), plus the per-particle histograms of today's
 ``layer_sums`` (at most 2²⁶ cells, 512 MB, for integer grey of many levels), plus the
-bounding-box table of every particle shipped to each task (28 bytes per particle).
+bounding-box table of every particle shipped to each task (56 bytes per particle).
 A particle whose extent exceeds the block shape (or a given ``halo``) is refused before
 the second pass, naming the particle and the halo it needs.
 """
@@ -372,7 +372,7 @@ def _background_sigma(ext: _Extents) -> float:
 
 
 def _check_inputs(labels: Source, grey: Source | None, background: Source | None,
-                  names: tuple[str, str]) -> tuple[int, ...]:
+                  names: tuple[str, str], client: Any) -> tuple[int, ...]:
     shape = _shape(labels)
     if len(shape) != 3:
         raise ShapeError(f"{names[0]}: the block engine measures 3-D label volumes, got "
@@ -381,6 +381,8 @@ def _check_inputs(labels: Source, grey: Source | None, background: Source | None
         raise InputError(f"{names[0]}: a label volume must have an integer dtype, got "
                          f"{_open(labels).dtype}")
     for src, what in ((grey, names[1]), (background, "background")):
+        if src is not None and client is not None and not isinstance(src, ZarrRef):
+            raise InputError(f"{what}: a cluster reads its inputs from Zarr: give a ZarrRef")
         if src is not None and _shape(src) != shape:
             raise ShapeError(f"{what}: shape {_shape(src)} differs from the labels' shape "
                              f"{shape} ({names[0]})")
@@ -449,7 +451,7 @@ def measure_blockwise(
         Labels not integer, negative, or ids beyond uint32.
     """
     clock = timings if timings is not None else {}
-    shape = _check_inputs(labels, grey, background, names)
+    shape = _check_inputs(labels, grey, background, names, client)
     sp = as_spacing(spacing, name="spacing")
     if properties not in ("all", "basic"):
         raise InputError(f"properties: expected 'all' or 'basic', got {properties!r}")
