@@ -37,10 +37,11 @@ Integer grey sums (up to 2⁵³) are exact in float64, so their means, standard 
 and percentiles are bitwise equal.
 
 Memory: one task holds its read region, at most (block + reach)³ voxels, at about
-:data:`MEASURE_BYTES_PER_VOXEL` bytes per voxel (labels, grey, compact copy, distance map,
-per-voxel row and bin indices), plus the per-particle histograms of today's
-``layer_sums`` (at most 2²⁶ cells, 512 MB, for integer grey of many levels), plus the
-bounding-box table of every particle shipped to each task (56 bytes per particle).
+:data:`MEASURE_BYTES_PER_VOXEL` bytes per voxel (measured 35 with float32 grey: labels,
+grey, two compact copies, distance map, per-voxel indices), plus about 24 bytes per
+(owned particle × histogram bin): bins are the grey levels for integer grey when particles
+× levels ≤ 2²⁶ (as in memory), else 1 024; plus the bounding-box table of every particle
+shipped to each task (56 bytes per particle).
 A particle whose extent exceeds the block shape (or a given ``halo``) is refused before
 the second pass, naming the particle and the halo it needs.
 """
@@ -75,7 +76,7 @@ from electrode_ct.volume import as_spacing
 
 __all__ = ["MEASURE_BYTES_PER_VOXEL", "UINT32_MAX", "check_label_ids", "measure_blockwise"]
 
-MEASURE_BYTES_PER_VOXEL = 80.0
+MEASURE_BYTES_PER_VOXEL = 48.0
 """Working bytes per voxel of a block's read region (measured: ``docs/scale.md``)."""
 
 UINT32_MAX = (1 << 32) - 1
