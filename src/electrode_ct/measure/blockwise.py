@@ -38,10 +38,10 @@ and percentiles are bitwise equal.
 
 Memory: one task holds its read region, at most (block + reach)³ voxels, at about
 :data:`MEASURE_BYTES_PER_VOXEL` bytes per voxel (measured 35 with float32 grey: labels,
-grey, two compact copies, distance map, per-voxel indices), plus about 24 bytes per
-(owned particle × histogram bin): bins are the grey levels for integer grey when particles
-× levels ≤ 2²⁶ (as in memory), else 1 024; plus the bounding-box table of every particle
-shipped to each task (56 bytes per particle).
+grey, two compact copies, distance map, per-voxel indices; +8 for 16/32-bit integer grey,
+handed to ``layer_sums`` as float64 so that its unused histograms keep 1 024 bins), plus
+about 24 bytes per (owned particle × 1 024 bins), plus the bounding-box table of every
+particle shipped to each task (56 bytes per particle).
 A particle whose extent exceeds the block shape (or a given ``halo``) is refused before
 the second pass, naming the particle and the halo it needs.
 """
@@ -277,16 +277,19 @@ def _grey_rows(compact: np.ndarray, g: np.ndarray, own_new: np.ndarray,
     lut[0] = 0
     lut[own_new] = np.arange(1, k + 1, dtype=np.uint32)
     sub = lut[compact]
-    sums = layer_sums(sub, g, spacing=plan.spacing, parallel=1)
+    # 16/32-bit integer grey as float64: the same sums and extremes, but layer_sums keeps
+    # 1 024-bin histograms (unused here) instead of k × levels exact ones (up to 512 MB)
+    wide = g.dtype.kind in "iu" and g.dtype.itemsize >= 2
+    sums = layer_sums(sub, g.astype(np.float64) if wide else g, spacing=plan.spacing,
+                      parallel=1)
     rows = np.searchsorted(sums.ids, np.arange(1, k + 1))
     idx = np.flatnonzero((sub.reshape(-1) > 0) & (sub.reshape(-1) <= k))
     key = (sub.reshape(-1)[idx].astype(np.int64) - 1) * plan.spec.bins
     key += _bins(g.reshape(-1)[idx], plan.spec)
-    counts = np.bincount(key, minlength=k * plan.spec.bins)
-    nz = np.flatnonzero(counts)
+    nz, counts = np.unique(key, return_counts=True)  # sparse: k × bins may be 2²⁶ cells
     return {"count": sums.count[rows], "total": sums.total[rows],
             "total_sq": sums.total_sq[rows], "gmin": sums.grey_min[rows],
-            "gmax": sums.grey_max[rows], "hist_key": nz, "hist_n": counts[nz]}
+            "gmax": sums.grey_max[rows], "hist_key": nz, "hist_n": counts}
 
 
 def _rows_partial(plan: _Plan) -> Any:
