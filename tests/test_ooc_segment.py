@@ -216,13 +216,15 @@ def cnn(three_phase_module):
     from electrode_ct.segment.cnn.train import TrainConfig, train
 
     truth, grey = (a[8:20] for a in three_phase_module)
-    cfg = TrainConfig(arch="lrcs", channels=4, depth=2, kernel=3, patch=16,
-                      patches_per_epoch=8, batch_size=8, epochs=1, lr=5e-3, threads=1,
+    cfg = TrainConfig(arch="lrcs", channels=8, depth=2, kernel=3, patch=16,
+                      patches_per_epoch=32, batch_size=8, epochs=10, lr=5e-2, threads=1,
                       members=1, ema=0.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_torch, "DEFAULT_THREADS", 1)
         model = train(grey[6], truth[6] + 1, config=cfg,
                       class_names=["pore", "cbd", "active"]).model
+    # a model that predicts every class: equal labels are not equal by collapse
+    assert len(np.unique(model.predict(grey, tile=16, overlap=4, threads=1).labels)) == 3
     return model, grey
 
 
@@ -392,3 +394,20 @@ def test_cnn_engine_refuses_two_d_with_another_mode(cnn):
                           block_shape=(5, 5, 5))
     with pytest.raises(ConfigError, match="expected 'slice'"):
         predict_blockwise(model, grey, lab, mode="planes", block_shape=(5, 5, 5))
+
+
+def test_cli_predicts_a_triplanar_cnn_on_a_scheduler(run_cli, client, tmp_path, cnn):
+    model, grey = cnn
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    path = model.save(tmp_path / "m.cnn")
+    want = model.predict(grey, probabilities=True)
+    code, out, err = run_cli("segment", "predict", path, tmp_path / "g.tif",
+                             tmp_path / "l.tif", "--probabilities", tmp_path / "p.tif",
+                             "--json", "--scheduler", client.scheduler.address,
+                             "--block-shape", "5 5 5")
+    assert code == 0, err
+    assert json.loads(out)["mode"] == "triplanar"
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "l.tif"), want.labels)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "p.tif"),
+                               want.probabilities.reshape(-1, *grey.shape[1:]), atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.tif", "l.tif", "m.cnn", "p.tif"]
