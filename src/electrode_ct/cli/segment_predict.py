@@ -99,9 +99,9 @@ def _predict_on_engine(m: Any, vol: Any, image: str, paths: dict[str, Path | Non
     refuse_2d(vol, "prediction")
     if hasattr(m, "check_image"):
         m.check_image(vol)
-    halo, bpv, slab = prediction_plan(m)
+    halo, bpv, axis = prediction_plan(m, vol.shape, two_d=two_d)
     blocks = plan_blocks(cfg, vol.shape, halo, bpv)
-    blocks = slab_shape(vol.shape, blocks) if slab else blocks
+    blocks = slab_shape(vol.shape, blocks, axis) if axis is not None else blocks
     with session(cfg, vol.nbytes, explicit=True) as client:
         job = EngineJob.start(vol, image, paths["labels"], cfg, client, {
             "command": "segment predict", "model": _file_identity(model), "two_d": two_d,

@@ -238,10 +238,10 @@ def _no_engine_form(p: Any) -> str | None:
     return None
 
 
-def _engine_plan(p: Any, model: Any, dtype: Any
-                 ) -> tuple[tuple[int, int, int], float, bool, dict[str, int]]:
-    """Halo, bytes per voxel, whole-slice blocks and class map of the segment step on
-    the engine."""
+def _engine_plan(p: Any, model: Any, vol: Volume
+                 ) -> tuple[tuple[int, int, int], float, int | None, dict[str, int]]:
+    """Halo, bytes per voxel, the axis of whole-plane blocks (or None) and class map of
+    the segment step on the engine."""
     from electrode_ct.segment import kmeans as km
     from electrode_ct.segment.blockwise_predict import prediction_plan
     from electrode_ct.segment.classes import class_map
@@ -250,11 +250,12 @@ def _engine_plan(p: Any, model: Any, dtype: Any
     if p.method == "threshold":
         from electrode_ct.segment.blockwise import threshold_bytes_per_voxel as bpv
 
-        return (0, 0, 0), bpv(dtype), p.two_d, class_map(phase_count(**_threshold_options(p)))
+        return ((0, 0, 0), bpv(vol.dtype), 0 if p.two_d else None,
+                class_map(phase_count(**_threshold_options(p))))
     if p.method == "kmeans":
-        return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, False, class_map(p.classes or 3)
+        return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, None, class_map(p.classes or 3)
     cmap = dict(zip(model.class_names, (int(v) for v in model.class_values), strict=True))
-    return (*prediction_plan(model), cmap)
+    return (*prediction_plan(model, vol.shape, two_d=p.two_d), cmap)
 
 
 def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
@@ -268,10 +269,10 @@ def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
     from electrode_ct.segment.blockwise_predict import predict_blockwise
 
     p = run.cfg.steps.segment
-    halo, bpv, slab, cmap = _engine_plan(p, model, vol.dtype)
+    halo, bpv, axis, cmap = _engine_plan(p, model, vol)
     eng = engine(run)
     blocks = eng.block_shape(vol.shape, halo=halo, bytes_per_voxel=bpv)
-    blocks = bw.slab_shape(vol.shape, blocks) if slab else blocks
+    blocks = bw.slab_shape(vol.shape, blocks, axis) if axis is not None else blocks
     src = eng.zarr_input(vol, f"grey_{i}")
     rel = f"volumes/phases_{i}{_ext(run)}"
     direct = rel.endswith(".zarr")
