@@ -18,6 +18,7 @@ from typing import Any
 from electrode_ct.cli import _compute as co
 from electrode_ct.cli._common import info, progress
 from electrode_ct.compute.config import ComputeConfig
+from electrode_ct.errors import InputError
 
 
 def track_engine(lab: Any, gvols: list[Any], pvols: list[Any], ref_name: str, out: Path,
@@ -44,18 +45,22 @@ def track_engine(lab: Any, gvols: list[Any], pvols: list[Any], ref_name: str, ou
             return zarr_source(vol, job.work / f"{name}.ome.zarr", memory_limit=job.memory_limit,
                                reuse=True, progress=lambda it: progress(it, desc=f"copy {name}"))
 
-        ref = job.source()
-        greys = [copy(g, f"grey_{i}") for i, g in enumerate(gvols)]
-        phases = [copy(p, f"phases_{i}") for i, p in enumerate(pvols)] or None
-        scan = plan_blocks(cfg, lab.shape, (0, 0, 0), 8.0)
-        boxes = label_boxes_blocks(ref, block_shape=scan, client=client,
-                                   progress=lambda it: progress(it, desc="boxes"))
-        ext = max(reach(boxes, margin=2))
-        blocks = plan_blocks(cfg, lab.shape, (ext,) * 3, BYTES_PER_VOXEL)
-        info(f"propagation blocks {blocks}, halo {ext} voxels")
-        plan = StreamPlan(block_shape=blocks, halo=(ext,) * 3, client=client, work=job.work)
-        res = track_streamed(ref, greys, spacing=lab.spacing, phases=phases,
-                             phase_value=value, reference=reference, metric=metric,
-                             exclude_layers=exclude_layers, drop_border=drop_border,
-                             plan=plan)
+        try:
+            ref = job.source()
+            greys = [copy(g, f"grey_{i}") for i, g in enumerate(gvols)]
+            phases = [copy(p, f"phases_{i}") for i, p in enumerate(pvols)] or None
+            scan = plan_blocks(cfg, lab.shape, (0, 0, 0), 8.0)
+            boxes = label_boxes_blocks(ref, block_shape=scan, client=client,
+                                       progress=lambda it: progress(it, desc="boxes"))
+            ext = max(reach(boxes, margin=2))
+            blocks = plan_blocks(cfg, lab.shape, (ext,) * 3, BYTES_PER_VOXEL)
+            info(f"propagation blocks {blocks}, halo {ext} voxels")
+            plan = StreamPlan(block_shape=blocks, halo=(ext,) * 3, client=client, work=job.work)
+            res = track_streamed(ref, greys, spacing=lab.spacing, phases=phases,
+                                 phase_value=value, reference=reference, metric=metric,
+                                 exclude_layers=exclude_layers, drop_border=drop_border,
+                                 plan=plan)
+        except InputError:  # a state that cannot be registered: nothing to resume
+            shutil.rmtree(job.work, ignore_errors=True)
+            raise
     return res, lambda: shutil.rmtree(job.work, ignore_errors=True)

@@ -65,6 +65,8 @@ def track_cmd(
         names = [ref_labels, *greys, *(phases or [])]
         res, done = _track_memory(lab, gvols, pvols, value, params, names), None
     if res.n_tracked == 0:
+        if done is not None:
+            done()
         raise InputError(
             f"{ref_labels}: no particles left after cleaning ({len(res.cleaning)} reference "
             "particles, all inconsistent, neighbours of inconsistent ones or at the border)"
