@@ -95,11 +95,16 @@ def to_sitk(array: np.ndarray, spacing: tuple[float, ...],
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    _place(img, spacing, offset)
+    return img
+
+
+def _place(img: Any, spacing: tuple[float, ...], offset: tuple[int, ...] | None) -> None:
+    """Set a SimpleITK image's spacing and its origin at ``offset`` voxels (z, y, x)."""
     img.SetSpacing([float(s) for s in spacing[::-1]])
     if offset is not None:
         img.SetOrigin([float(o) * float(s) for o, s in zip(offset[::-1], spacing[::-1],
                                                            strict=True)])
-    return img
 
 
 def _as3d(a: np.ndarray, name: str) -> np.ndarray:
@@ -261,10 +266,7 @@ def resample(
         t = t.GetInverse()
     src = to_sitk(mov if order == 0 else mov.astype(np.float32), spacing, moving_offset)
     ref = sitk.Image([int(s) for s in shape[::-1]], src.GetPixelID())
-    ref.SetSpacing([float(s) for s in spacing[::-1]])
-    if offset is not None:
-        ref.SetOrigin([float(o) * float(s) for o, s in zip(offset[::-1], spacing[::-1],
-                                                           strict=True)])
+    _place(ref, spacing, offset)
     interp = sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear
     out = sitk.Resample(src, ref, t, interp, float(fill) if order else 0.0)
     return sitk.GetArrayFromImage(out)
