@@ -12,7 +12,7 @@ without holding two states at once:
 - **Propagation** (:func:`propagate_blocks`): today's seeded watershed
   (:func:`~electrode_ct.operando.propagate.propagate_labels`' rule) block by block, each
   block reading its region plus a halo of at least the largest particle's extent, and the
-  reference labels of the region's pre-image only. A particle reaching a block's read
+  reference labels of the region's pre-image only. A particle within 2 voxels of a block's read
   border (not a volume face) is an error naming it and the halo it needs.
 - **Tables**: per state, today's grey table and cleaning flags (the cleaning reads the
   states' labels back one at a time).
@@ -235,6 +235,7 @@ class PropagateBlock:
         return region == self.value if self.value is not None else region.astype(bool)
 
     def __call__(self, region: np.ndarray, block: Block) -> np.ndarray:
+        from electrode_ct.cracks.blockwise import check_reach
         from electrode_ct.operando.propagate import watershed_seeds
 
         fg = self.foreground(region)
@@ -247,29 +248,9 @@ class PropagateBlock:
                              shape=fg.shape, spacing=self.spacing, order=0, inverse=True,
                              offset=block.offset,
                              moving_offset=tuple(s.start for s in box))
-        self._check_reach(moved, block)
+        check_reach(moved, block, self.shape, (2, 2, 2), self.halo)
         return block.crop(watershed_seeds(moved, fg, spacing=self.spacing,
                                           core_um=self.core_um))
-
-    def _check_reach(self, moved: np.ndarray, block: Block) -> None:
-        inner = np.unique(block.crop(moved))
-        inner = inner[inner != 0]
-        if inner.size == 0:
-            return
-        faces = []
-        for a, (sl, n) in enumerate(zip(block.read, self.shape, strict=True)):
-            if sl.start > 0:
-                faces.append(np.take(moved, 0, axis=a))
-            if sl.stop < n:
-                faces.append(np.take(moved, -1, axis=a))
-        if not faces:
-            return
-        cut = np.intersect1d(inner, np.concatenate([f.ravel() for f in faces]))
-        if cut.size:
-            pos = np.argwhere(block.crop(moved) == cut[0])[0] + [s.start for s in block.write]
-            raise InputError(f"particle {int(cut[0])} at voxel {tuple(int(p) for p in pos)} "
-                             f"is larger than the reach of halo {self.halo}: give a halo of "
-                             "at least its extent + 2 voxels (and blocks at least that large)")
 
 
 def propagate_blocks(ref_labels: Source, state: Source, rigid: Rigid | None,
@@ -296,7 +277,7 @@ def propagate_blocks(ref_labels: Source, state: Source, rigid: Rigid | None,
     Raises
     ------
     InputError
-        A particle reaching a block's read border (halo too small).
+        A particle within 2 voxels of a block's read border (halo too small).
     """
     shape = tuple(int(n) for n in _open(state).shape)
     func = PropagateBlock(ref_labels, rigid, tuple(float(s) for s in spacing), shape,
