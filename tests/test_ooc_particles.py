@@ -167,3 +167,27 @@ def test_cli_engine_equals_in_memory_and_bad_halo(tmp_path, run_cli):
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 2 and len(lines) == 1 and "--halo" in lines[0]
     assert "Traceback" not in err and not (tmp_path / "bad.tif").exists()
+
+
+def test_pipeline_particles_step_on_the_engine_equals_in_memory(tmp_path):
+    from electrode_ct.pipeline import parse_config, run_pipeline
+
+    ph = spheres((32, 32, 64), [((16, 16, 20), 6), ((16, 16, 31), 5), ((16, 16, 44), 6)])
+    write(Volume(ph).with_class_map({"pore": 0, "active": ACTIVE}), tmp_path / "ph.tif")
+    off = {"enabled": False}
+    steps = {name: off for name in ("filter", "segment", "track", "measure", "cracks",
+                                    "metrics", "stats", "report")}
+
+    def run(name: str, **compute) -> tuple[np.ndarray, dict]:
+        cfg = parse_config({"input": {"phases": str(tmp_path / "ph.tif")},
+                            "output": str(tmp_path / name), "compute": compute,
+                            "steps": {**steps, "particles": {"phase": "active"}}})
+        run_pipeline(cfg, quiet=True)
+        prov = json.loads((tmp_path / name / "provenance.json").read_text())
+        return read(tmp_path / name / "volumes" / "particles.tif").numpy(), prov
+
+    eng, prov = run("eng", in_memory_below_mb=0, n_workers=1, block_shape=[32, 32, 32])
+    mem, _ = run("mem")
+    assert np.array_equal(eng, mem) and mem.max() == 3
+    assert "halo_voxels" in json.dumps(prov)
+    assert not any(p.name.startswith("particles.") for p in (tmp_path / "eng" / "work").iterdir())
