@@ -191,3 +191,18 @@ def test_pipeline_particles_step_on_the_engine_equals_in_memory(tmp_path):
     assert np.array_equal(eng, mem) and mem.max() == 3
     assert "halo_voxels" in json.dumps(prov)
     assert not any(p.name.startswith("particles.") for p in (tmp_path / "eng" / "work").iterdir())
+
+
+def test_phase_clusters_by_union_find_equal_in_memory():
+    import cc3d
+
+    from electrode_ct.particles.blockwise import components_blockwise
+
+    ph = spheres((30, 30, 30), [((15, 15, 15), 6), ((3, 3, 25), 4), ((15, 15, 25), 4)])
+    ph[ph == 0] = 1  # carbon binder around the particles ...
+    ph[:, :, 8:10] = 0  # ... cut by pore slabs into clusters
+    ph[12:14] = 0
+    ref = cc3d.connected_components(ph == 1, connectivity=6)
+    out = np.zeros(ph.shape, np.uint32)
+    n = components_blockwise(ph, out, 1, block_shape=(10, 10, 10))
+    assert n == ref.max() >= 4 and one_to_one(out, ref)

@@ -28,6 +28,11 @@ and its neighbours' cuts lie inside the owner's read region and come out as in m
    overlaps it (only it writes its chunks: no race between blocks). Two blocks claiming
    one voxel (blocks that disagree) is an error.
 
+Phase connected components (pore clusters, carbon-binder clusters) need no ownership:
+6-connectivity is exact by the face-merge + union-find of part 1,
+:func:`~electrode_ct.metrics.components_blockwise.components_blockwise`, re-exported here
+as :func:`components_blockwise` (one implementation).
+
 Resumable: a block's stored particles are reused by a rerun with the same work folder,
 and the output blocks carry the engine's markers.
 """
@@ -54,6 +59,7 @@ from electrode_ct.compute.engine import (
     run_blocks,
 )
 from electrode_ct.errors import InputError
+from electrode_ct.metrics.components_blockwise import components_blockwise
 from electrode_ct.particles.separate import (
     Decisions,
     _distance_run,
@@ -61,6 +67,9 @@ from electrode_ct.particles.separate import (
     separate_particles,
 )
 from electrode_ct.particles.shape import fill_ratio, particle_solidity
+
+__all__ = ["ParticleSettings", "components_blockwise", "estimate_diameter_um", "global_ids",
+           "particle_halo", "plan_particle_blocks", "separate_blockwise"]
 
 MAX_ID = 2**32 - 1
 """Largest particle id of the uint32 output."""
