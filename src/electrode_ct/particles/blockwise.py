@@ -74,9 +74,10 @@ __all__ = ["ParticleSettings", "components_blockwise", "estimate_diameter_um", "
 MAX_ID = 2**32 - 1
 """Largest particle id of the uint32 output."""
 
-BYTES_PER_VOXEL = 160.0
-"""Peak working memory of one block's separation per voxel of its read region (healing
-on; measured by ``benchmarks/particles.py``)."""
+BYTES_PER_VOXEL = 100.0
+"""Working memory of one block's separation per voxel of its read region: 51 bytes traced
+by ``tracemalloc`` on an 80³ region of the synthetic electrode (47 with healing), doubled
+for the buffers ITK and ``edt`` allocate outside it (docs/particles.md)."""
 
 ESTIMATE_HALO = 32
 """Halo (voxels) of the size estimate: it sees particle radii up to this many voxels."""
