@@ -62,6 +62,12 @@ def test_particle_across_a_corner_of_eight_blocks(tmp_path):
     assert res.n_particles == 4 and res.halo == (20, 20, 20)
     corner = out[18:22, 18:22, 18:22]  # the 8 blocks' common corner: one particle
     assert np.unique(corner).tolist() == [out[20, 20, 20]] and out[20, 20, 20] > 0
+    stored = sorted((tmp_path / "owned").glob("*.json"))
+    assert len(stored) == 8
+    again, _ = blockwise(ph, tmp_path, block_shape=(20, 20, 20), halo=20)  # resumed
+    assert np.array_equal(again, ref)
+    assert [p.stat().st_mtime_ns for p in stored] == \
+        [p.stat().st_mtime_ns for p in sorted((tmp_path / "owned").glob("*.json"))]
 
 
 def test_cracked_particle_split_by_a_block_face_stays_whole(tmp_path):
