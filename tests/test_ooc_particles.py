@@ -156,14 +156,14 @@ def test_on_a_local_cluster(client, tmp_path):
     assert res.n_particles == 3 and np.array_equal(dst[...], in_memory(ph))
 
 
-def test_cli_engine_equals_in_memory_and_bad_halo(tmp_path, run_cli):
+def test_cli_engine_equals_in_memory_and_bad_halo(client, tmp_path, run_cli):
     ph = spheres((32, 32, 48), [((16, 16, 24), 8), ((16, 16, 9), 6), ((16, 16, 39), 6)])
     write(Volume(ph).with_class_map({"pore": 0, "active": ACTIVE}), tmp_path / "ph.tif")
     code, out, err = run_cli("particles", tmp_path / "ph.tif", tmp_path / "mem.tif", "--json")
     assert code == 0, err
     code, out2, err = run_cli("particles", tmp_path / "ph.tif", tmp_path / "eng.tif", "--json",
                               "--block-shape", "32 32 24", "--halo", "24",
-                              "--n-workers", "1")
+                              "--scheduler", client.scheduler.address)
     assert code == 0, err
     mem, eng = read(tmp_path / "mem.tif").numpy(), read(tmp_path / "eng.tif").numpy()
     assert np.array_equal(mem, eng) and eng.max() == 3
@@ -175,7 +175,7 @@ def test_cli_engine_equals_in_memory_and_bad_halo(tmp_path, run_cli):
     assert "Traceback" not in err and not (tmp_path / "bad.tif").exists()
 
 
-def test_pipeline_particles_step_on_the_engine_equals_in_memory(tmp_path):
+def test_pipeline_particles_step_on_the_engine_equals_in_memory(client, tmp_path):
     from electrode_ct.pipeline import parse_config, run_pipeline
 
     ph = spheres((32, 32, 64), [((16, 16, 20), 6), ((16, 16, 31), 5), ((16, 16, 44), 6)])
@@ -192,7 +192,7 @@ def test_pipeline_particles_step_on_the_engine_equals_in_memory(tmp_path):
         prov = json.loads((tmp_path / name / "provenance.json").read_text())
         return read(tmp_path / name / "volumes" / "particles.tif").numpy(), prov
 
-    eng, prov = run("eng", in_memory_below_mb=0, n_workers=1, block_shape=[32, 32, 32])
+    eng, prov = run("eng", scheduler=client.scheduler.address, block_shape=[32, 32, 32])
     mem, _ = run("mem")
     assert np.array_equal(eng, mem) and mem.max() == 3
     assert "halo_voxels" in json.dumps(prov)
