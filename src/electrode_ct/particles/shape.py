@@ -17,7 +17,9 @@ Separation and its two repair steps rank and compare particles by the same few n
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -135,8 +137,33 @@ def particle_solidity(
     out = np.ones(n + 1, dtype=np.float64)
     for i, box in enumerate(ndi.find_objects(labels), start=1):
         if box is not None:
-            out[i] = region_solidity(labels[box] == i, sp)
+            out[i] = _solidity_memo(labels[box] == i, sp)
     return out
+
+
+_MEMO: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+_MEMO_SIZE = 8192
+
+
+def _solidity_memo(region: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """:func:`region_solidity`, remembered for the last :data:`_MEMO_SIZE` regions.
+
+    A separation with healing asks for the solidity of mostly the same regions up to four
+    times (the re-split at both widths, then the choice between them); the key is the
+    region's bounding-box crop (its shape and a digest of its bits), on which the value
+    depends only, so a remembered value is the value.
+    """
+    import hashlib
+
+    key = (region.shape, tuple(spacing),
+           hashlib.blake2b(np.packbits(region).tobytes(), digest_size=16).digest())
+    value = _MEMO.get(key)
+    if value is None:
+        value = region_solidity(region, spacing)
+        _MEMO[key] = value
+        if len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return value
 
 
 def particle_confidence(
