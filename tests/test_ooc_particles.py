@@ -212,3 +212,23 @@ def test_phase_clusters_by_union_find_equal_in_memory():
     out = np.zeros(ph.shape, np.uint32)
     n = components_blockwise(ph, out, 1, block_shape=(10, 10, 10))
     assert n == ref.max() >= 4 and one_to_one(out, ref)
+
+
+def test_solidity_from_row_ends_equals_the_hull_of_every_voxel_corner():
+    from scipy import ndimage as ndi
+    from scipy.spatial import ConvexHull
+
+    from electrode_ct.particles.shape import _CORNERS, particle_solidity
+
+    rng = np.random.default_rng(4)
+    blobs = ndi.gaussian_filter(rng.random((20, 22, 24)), 2.5) > 0.52
+    labels, n = ndi.label(blobs)
+    sp = (1.5, 1.0, 0.7)
+    sol = particle_solidity(labels, spacing=sp)
+    for i in range(1, n + 1):
+        pts = np.argwhere(labels == i).astype(float)
+        corners = (pts[:, None, :] + _CORNERS[None]).reshape(-1, 3) * sp
+        ref = (labels == i).sum() * np.prod(sp) / ConvexHull(corners).volume
+        assert sol[i] == pytest.approx(ref, rel=1e-12)
+    assert np.array_equal(particle_solidity(labels, spacing=sp), sol)  # remembered: same
+    assert not np.array_equal(particle_solidity(labels, spacing=(1.0, 1.0, 1.0))[1:], sol[1:])
