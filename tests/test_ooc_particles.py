@@ -98,6 +98,9 @@ def test_halo_too_small_is_one_line_with_the_size_needed(tmp_path):
     with pytest.raises(InputError, match=r"^halo: .* give a halo of at least \d+ voxels"):
         blockwise(ph, tmp_path, block_shape=(16, 16, 16), halo=4)
     assert not any((tmp_path / "owned").glob("ids*"))  # nothing composed
+    with pytest.raises(InputError, match="no voxels of the requested phase 2"):
+        blockwise(np.zeros((16, 16, 16), np.uint8), tmp_path / "none", block_shape=(8, 8, 8),
+                  halo=4)
 
 
 def test_empty_blocks_and_particles_on_the_volume_faces(tmp_path):

@@ -396,10 +396,12 @@ def _phase1(settings: ParticleSettings, decisions: Decisions, shape: Sequence[in
 
             return {k: np.asarray(v) if k in ("first", "border") else v
                     for k, v in json.loads(done.read_text()).items()}
-        labels = settings.separate(settings.mask(region), decisions)
+        mask = settings.mask(region)
+        labels = settings.separate(mask, decisions)
         ids, first, border, boxes = owned(labels, block, shape, halo, settings)
         origin, size = _store(path, labels, block, ids, boxes)
-        out = {"first": first, "border": border, "origin": list(origin), "shape": list(size)}
+        out = {"first": first, "border": border, "origin": list(origin), "shape": list(size),
+               "n_phase": int(np.count_nonzero(mask[block.interior]))}
         _mark(done, out)
         return out
     return part
@@ -515,7 +517,8 @@ def separate_blockwise(src: Source, dst: ZarrRef | np.ndarray, *,
     ------
     InputError
         An owned particle reaches its read region's border (the message names its voxel
-        and the halo to give), blocks disagree, or more particles than uint32 ids.
+        and the halo to give), blocks disagree, more particles than uint32 ids, or no
+        voxel of the phase (as in memory).
     """
     from electrode_ct.blocks import as_halo
 
@@ -532,6 +535,9 @@ def separate_blockwise(src: Source, dst: ZarrRef | np.ndarray, *,
         for old in folder.iterdir():
             old.unlink()
     parts = reduce_blocks(_phase1(settings, decisions, shape, h, folder), src, halo=h, **run)
+    if not sum(int(p["n_phase"]) for p in parts):
+        raise InputError(f"phases: no voxels of the requested phase "
+                         f"{settings.value if settings.value is not None else '(mask)'}")
     ids, n_border, n_removed = global_ids(parts, remove_border=remove_border)
     np.save(folder / "ids.tmp.npy", ids)
     os.replace(folder / "ids.tmp.npy", folder / "ids.npy")
