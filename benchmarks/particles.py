@@ -16,8 +16,11 @@
 - Healed results also with one healing width only (``heal_alternative=1``,
   ``single_width``: before the wider-healing hypothesis), same run.
 
+- ``--speed N``: Mvoxel/s of the separation on one worker on an N³ phantom, against one
+  ``edt`` pass (:func:`speed`); ``--speed-blocks B`` adds the ownership engine.
+
 Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/particles.py [--quick]
-[--phantom-only]``.
+[--phantom-only] [--speed N [--speed-blocks B]]``.
 """
 
 from __future__ import annotations
@@ -214,14 +217,67 @@ def _tile_to(labels: np.ndarray, n_target: int) -> np.ndarray:
     return np.concatenate(tiles, axis=0)
 
 
+def speed(n: int, *, heal_um: float = 1.0, blocks: int = 0) -> dict:
+    """Separation speed on an ``n``³ phantom (its phases as given): Mvoxel/s of
+    ``separate_particles`` on one worker (one thread), without and with healing, against
+    one ``edt`` pass over the particle mask in the same run; with ``blocks`` also the
+    ownership engine run serially (blocks of that edge, estimated halo). Running this
+    function with another checkout's ``src`` on ``PYTHONPATH`` gives the "before"."""
+    import tempfile
+    from pathlib import Path
+
+    import edt
+    from threadpoolctl import threadpool_limits
+
+    from electrode_ct.particles import separate_particles
+    from electrode_ct.synth import electrode
+
+    ph = electrode((n, n, n), seed=1, **{k: v for k, v in PHANTOM.items() if k != "modality"})
+    phases = ph.phases.numpy()
+    mask = phases == ph.phases.class_map["active"]
+    out: dict = {"shape": [n] * 3, "voxels": int(mask.size)}
+    with threadpool_limits(1):
+        t = time.perf_counter()
+        edt.edt(mask.astype(np.uint8), anisotropy=(0.5,) * 3, black_border=False, parallel=1)
+        out["edt_s"] = time.perf_counter() - t
+        for name, heal in (("no_heal", 0.0), ("heal", heal_um)):
+            t = time.perf_counter()
+            sep = separate_particles(phases, phase=2, spacing=0.5, heal_cracks_um=heal)
+            dt = time.perf_counter() - t
+            out[name] = {"s": dt, "mvoxel_per_s": mask.size / dt / 1e6,
+                         "x_edt": dt / out["edt_s"], "n_particles": sep.n_particles}
+        if blocks:
+            from electrode_ct.particles.blockwise import ParticleSettings, separate_blockwise
+
+            labels = np.zeros(phases.shape, np.uint32)
+            settings = ParticleSettings(2, (0.5,) * 3, heal_cracks_um=heal_um)
+            t = time.perf_counter()
+            with tempfile.TemporaryDirectory() as work:
+                res = separate_blockwise(phases, labels, settings=settings, work=Path(work),
+                                         block_shape=(blocks,) * 3)
+            dt = time.perf_counter() - t
+            out["ownership_serial"] = {"s": dt, "mvoxel_per_s": mask.size / dt / 1e6,
+                                       "halo": list(res.halo), "n_particles": res.n_particles,
+                                       "block_shape": [blocks] * 3}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--speed", type=int, default=0, metavar="N",
+                        help="Only the separation speed on an N³ phantom (Mvoxel/s).")
+    parser.add_argument("--speed-blocks", type=int, default=0, metavar="B",
+                        help="With --speed: also the ownership engine with blocks of B³.")
     parser.add_argument("--quick", action="store_true", help="Small smoke run.")
     parser.add_argument("--no-marching-cubes", action="store_true",
                         help="Skip the per-particle marching-cubes reference (~3 min full).")
     parser.add_argument("--phantom-only", action="store_true",
                         help="Only the synthetic phantoms (no real packing, no timing).")
     args = parser.parse_args()
+    if args.speed:
+        print(json.dumps(speed(args.speed, blocks=args.speed_blocks), indent=1))
+        return
 
     from skimage.measure import regionprops_table
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
 
+from electrode_ct.cli import _compute as co
 from electrode_ct.cli._common import (
     JSON_HELP,
     VOXEL_SIZE_HELP,
@@ -91,9 +93,22 @@ def particles_cmd(
         help="none | touch | truncated (section on a face > 20 % of the largest section).",
     ),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
+    halo: str = typer.Option(
+        None, "--halo",
+        help="Engine: halo each block reads around its own voxels, in voxels (40) or µm "
+        "(20um); at least the largest particle's extent plus the healing width. Default: "
+        "from a size estimate (4 x the largest distance to the background + healing).",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Split the particle phase into particles, keeping cracked particles whole."""
+    """Split the particle phase into particles, keeping cracked particles whole.
+
+    Large volumes (or any compute option) run block by block on Dask: each block keeps the
+    particles whose first voxel it holds; the labels equal the in-memory ones.
+    """
     from electrode_ct.io import read, write
     from electrode_ct.particles import border_labels, relabel_sequential, separate_particles
     from electrode_ct.particles.cleanup import remove_border as drop_border
@@ -102,7 +117,9 @@ def particles_cmd(
         raise InputError(
             f"--remove-border: expected none, touch or truncated, got {remove_border!r}"
         )
-    vol = read_input(phases, role="probability", voxel=voxel)
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
+    vol = read_input(phases, role="probability", voxel=voxel, lazy=True)
     cmap = vol.class_map
     if phase is None and cmap and "active" in cmap:
         phase = "active"
@@ -110,6 +127,19 @@ def particles_cmd(
         raise InputError(
             f"{phases}: no class map names the particle phase; give --phase NAME or VALUE"
         )
+    params = {"method": method, "phase": phase, "heal_cracks_um": heal, "resplit": resplit,
+              "h_um": h, "min_volume_um3": min_volume, "compactness": compactness,
+              "remove_border": remove_border}
+    if explicit or halo is not None:
+        from electrode_ct.cli._particles_engine import parse_halo
+
+        parse_halo(halo, vol.spacing)  # a bad --halo fails before any cluster starts
+    with co.session(cfg, vol.nbytes, explicit=explicit) as client:
+        if client is not None:
+            _refuse_on_engine(method, boundary, planes, remove_border)
+            summary = _engine(vol, phases, out, cfg, client, params, halo)
+            return _report(summary, out, as_json)
+    vol = read_input(phases, role="probability", voxel=voxel)
     bnd = None
     if boundary is not None:
         bnd = read(boundary).numpy()
@@ -122,7 +152,7 @@ def particles_cmd(
         h=h, method=method, boundary=bnd, planes=plane_arrays, min_volume_um3=min_volume,
         compactness=compactness, resplit=resplit,
     )
-    labels = sep.labels
+    labels = relabel_sequential(sep.labels)  # ids in raster order of first voxels
     n_border = int(border_labels(labels).size)
     n_removed_border = 0
     if remove_border != "none":
@@ -148,13 +178,52 @@ def particles_cmd(
         "method": method,
         "heal_cracks_um": heal,
         "h_um": sep.h_um,
-        "output": str(out),
     }
+    _report(summary, out, as_json)
+
+
+def _refuse_on_engine(method: str, boundary: str | None, planes: Any,
+                      remove_border: str) -> None:
+    """The block engine separates with ``distance`` and drops border particles by touch."""
+    if method != "distance" or boundary is not None or planes:
+        raise InputError(f"--method: the block engine separates with 'distance' only, got "
+                         f"{method!r}; run without compute options (in memory)")
+    if remove_border == "truncated":
+        raise InputError("--remove-border: the block engine drops border particles with "
+                         "'touch' only, got 'truncated'; run in memory")
+
+
+def _engine(vol: Any, phases: str, out: Path, cfg: Any, client: Any, params: dict[str, Any],
+            halo: str | None) -> dict[str, Any]:
+    """Run ``ect particles`` on the block engine (:mod:`electrode_ct.cli._particles_engine`)."""
+    from electrode_ct.cli._particles_engine import run_on_engine
+    from electrode_ct.particles.blockwise import ParticleSettings
+    from electrode_ct.volume import resolve_phase
+
+    value = None
+    if np.issubdtype(vol.dtype, np.integer):
+        value = resolve_phase(params["phase"], vol.class_map, where="--phase")
+    settings = ParticleSettings(
+        value, tuple(float(s) for s in vol.spacing), heal_cracks_um=params["heal_cracks_um"],
+        h=params["h_um"], min_volume_um3=params["min_volume_um3"],
+        compactness=params["compactness"], resplit=params["resplit"])
+    info(f"separating particles of {phases} by blocks (ownership)")
+    summary = run_on_engine(vol, phases, out, cfg, client, settings=settings, halo_text=halo,
+                            remove_border=params["remove_border"] == "touch", params=params)
+    summary.update({"method": "distance", "heal_cracks_um": params["heal_cracks_um"],
+                    "h_um": settings.h_um})
+    return summary
+
+
+def _report(summary: dict[str, Any], out: Path, as_json: bool) -> None:
+    summary["output"] = str(out)
     if as_json:
         emit_json(summary)
         return
+    removed = summary["n_removed"] if summary["n_removed"] is not None else \
+        summary["n_removed_border"]
     say(f"wrote {out}: {summary['n_particles']} particles ({summary['n_border']} on the border, "
-        f"{summary['n_removed']} removed)")
+        f"{removed} removed)")
 
 
 @app.command("psd")

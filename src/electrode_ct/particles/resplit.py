@@ -104,6 +104,7 @@ def resplit_merged(
     solidity_flag: float = 0.95,
     min_piece_solidity: float = 0.8,
     typical_fill: float = 1.35,
+    medians: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Split particles that healing merged with a neighbour; cracked particles stay whole.
 
@@ -131,6 +132,10 @@ def resplit_merged(
         Every piece of an accepted split must reach this fraction of the median solidity.
     typical_fill : float
         At least one piece must have a fill ratio within this factor of the median.
+    medians : (float, float), optional
+        Median solidity and fill ratio to compare with, when they come from a larger
+        volume than ``labels`` (a block of it, :mod:`electrode_ct.particles.blockwise`);
+        default: those of ``labels``' particles.
 
     Returns
     -------
@@ -142,15 +147,18 @@ def resplit_merged(
     sp = as_spacing(spacing, name="spacing")
     out = labels.copy()
     n = int(labels.max(initial=0))
-    if n < 2:
+    if n < (2 if medians is None else 1):
         return out, 0
     from scipy import ndimage as ndi
 
     solidity = particle_solidity(labels, spacing=sp)
-    present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
-    median_solidity = float(np.median(solidity[1:][present]))
-    fill, _ = fill_ratio(labels, score, spacing=sp)
-    shape = PieceShape(sp, smooth, float(np.median(fill[1:][present])))
+    if medians is None:
+        present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
+        fill, _ = fill_ratio(labels, score, spacing=sp)
+        medians = (float(np.median(solidity[1:][present])),
+                   float(np.median(fill[1:][present])))
+    median_solidity = medians[0]
+    shape = PieceShape(sp, smooth, medians[1])
     flagged = np.flatnonzero(solidity < solidity_flag * median_solidity)
     boxes = ndi.find_objects(labels)
     min_voxels = max(int(np.ceil(min_volume_um3 / shape.voxel)), 1)

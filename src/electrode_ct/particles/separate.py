@@ -171,6 +171,30 @@ def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
     return votes >= 2, boundary / 3.0
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """The volume-wide medians behind the healing decisions, given from outside.
+
+    In memory each is taken from the particles of the volume being separated; a block of
+    a larger volume (:mod:`electrode_ct.particles.blockwise`) gets the medians of the
+    whole volume instead, so that it decides as the whole volume would. Each value is a
+    pair (median solidity, median fill ratio); ``None`` computes it locally as today.
+
+    Attributes
+    ----------
+    resplit, resplit_wider : (float, float) or None
+        Medians of the healed watershed regions (before the re-split) at the given and at
+        the wider healing width (:func:`~electrode_ct.particles.resplit.resplit_merged`).
+    choose : (float, float) or None
+        Medians of the given-width result (after the re-split) that the choice between
+        the two widths compares penalties with (:func:`_choose_width`).
+    """
+
+    resplit: tuple[float, float] | None = None
+    resplit_wider: tuple[float, float] | None = None
+    choose: tuple[float, float] | None = None
+
+
 @dataclass
 class _Run:
     """One watershed result before scoring: final labels, healed-region labels (same ids,
@@ -298,18 +322,34 @@ def _healed(mask: np.ndarray, width: float, spacing: tuple[float, float, float])
     return heal_cracks(mask, width_um=width, spacing=spacing) if width > 0 else mask
 
 
-def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float, float],
-                  h_um: float, smooth: float, compactness: float, resplit: bool,
-                  min_volume_um3: float) -> _Run:
-    """Distance-transform watershed of the mask healed with ``width`` µm (one hypothesis)."""
+def distance_watershed(mask: np.ndarray, width: float, *,
+                       spacing: tuple[float, float, float], h_um: float, smooth: float,
+                       compactness: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Watershed of the mask healed with ``width`` µm, before the re-split and cut back.
+
+    Returns
+    -------
+    labels, score, markers : numpy.ndarray
+        Healed-region labels, the smoothed distance map they were seeded on (µm) and the
+        seeds.
+    """
     healed = _healed(mask, width, spacing)
     score = smoothed_distance(healed, spacing, smooth)
     markers = seed_markers(score, h_um, healed)
-    labels = watershed(-score, markers, healed, compactness)
+    return watershed(-score, markers, healed, compactness), score, markers
+
+
+def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float, float],
+                  h_um: float, smooth: float, compactness: float, resplit: bool,
+                  min_volume_um3: float, medians: tuple[float, float] | None = None) -> _Run:
+    """Distance-transform watershed of the mask healed with ``width`` µm (one hypothesis)."""
+    labels, score, markers = distance_watershed(mask, width, spacing=spacing, h_um=h_um,
+                                                smooth=smooth, compactness=compactness)
     n_resplit = 0
     if resplit and width > 0:
         labels, n_resplit = resplit_merged(labels, mask, score, spacing=spacing, h=h_um,
-                                           smooth=smooth, min_volume_um3=min_volume_um3)
+                                           smooth=smooth, min_volume_um3=min_volume_um3,
+                                           medians=medians)
     return _finish(mask, labels, score, markers, n_resplit, spacing=spacing,
                    min_volume_um3=min_volume_um3)
 
@@ -327,22 +367,32 @@ def _boundary_run(mask: np.ndarray, region: np.ndarray, bnd: np.ndarray, *,
                    min_volume_um3=min_volume_um3)
 
 
+def choose_medians(first: _Run, *, spacing: tuple[float, float, float]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Solidity of the healed regions and fill ratio of the particles of the given-width
+    result (index = particle id): what :func:`_choose_width` takes the medians of."""
+    sol = particle_solidity(first.whole, spacing=spacing)
+    return sol, fill_ratio(first.labels, first.score, spacing=spacing)[0]
+
+
 def _choose_width(mask: np.ndarray, first: _Run, second: _Run, *,
-                  spacing: tuple[float, float, float]) -> _Run:
+                  spacing: tuple[float, float, float],
+                  given: tuple[float, float] | None = None) -> _Run:
     """Where the two healing widths disagree, keep the particles with the smaller penalty.
 
     See :mod:`electrode_ct.particles.hypotheses`. The result carries the healed-region
-    solidity and the distance map of the hypothesis each particle comes from.
+    solidity and the distance map of the hypothesis each particle comes from. ``given``
+    (median solidity, median fill) replaces the medians of ``first``'s particles.
     """
-    sol1 = particle_solidity(first.whole, spacing=spacing)
+    sol1, fill = choose_medians(first, spacing=spacing)
     out = replace(first, solidity=sol1, n_rehealed=0)
     n1, n2 = int(first.labels.max()), int(second.labels.max())
-    if n1 < 2 or n2 < 1:
+    if n1 < (2 if given is None else 1) or n2 < 1:
         return out
     sol2 = particle_solidity(second.whole, spacing=spacing)
-    fill, _ = fill_ratio(first.labels, first.score, spacing=spacing)
-    medians = {"median_fill": float(np.median(fill[1:])),
-               "median_solidity": float(np.median(sol1[1:]))}
+    if given is None:
+        given = (float(np.median(sol1[1:])), float(np.median(fill[1:])))
+    medians = {"median_fill": given[1], "median_solidity": given[0]}
     pen1 = shape_penalty(first.labels, first.score, sol1, spacing=spacing, **medians)
     pen2 = shape_penalty(second.labels, second.score, sol2, spacing=spacing, **medians)
     labels, n_taken = choose_hypotheses(first.labels, second.labels, pen1, pen2, mask)
@@ -393,6 +443,7 @@ def separate_distance(
     smooth: float = 1.0,
     resplit: bool = True,
     heal_alternative: float = 1.25,
+    decisions: Decisions | None = None,
 ) -> Separation:
     """Split the particle phase by a watershed of its (healed) distance transform.
 
@@ -413,6 +464,8 @@ def separate_distance(
         segmentation widened beyond the given width is bridged by the wider one, while the
         narrower one keeps the small particles the wider closing would merge. 1 (or less)
         disables it.
+    decisions : Decisions, optional
+        Volume-wide medians for a block of a larger volume (default: this volume's).
 
     Returns
     -------
@@ -422,10 +475,12 @@ def separate_distance(
                              heal_cracks_um=heal_cracks_um, h=h, min_volume_um3=min_volume_um3)
     settings = {"spacing": sp, "h_um": h_um, "smooth": smooth, "compactness": compactness,
                 "resplit": resplit, "min_volume_um3": min_volume_um3}
-    run = _distance_run(mask, heal_cracks_um, **settings)
+    given = decisions or Decisions()
+    run = _distance_run(mask, heal_cracks_um, medians=given.resplit, **settings)
     if heal_cracks_um > 0 and heal_alternative > 1:
-        wider = _distance_run(mask, heal_alternative * heal_cracks_um, **settings)
-        run = _choose_width(mask, run, wider, spacing=sp)
+        wider = _distance_run(mask, heal_alternative * heal_cracks_um,
+                              medians=given.resplit_wider, **settings)
+        run = _choose_width(mask, run, wider, spacing=sp, given=given.choose)
     return _result(run, mask, method="distance", heal_cracks_um=heal_cracks_um, h_um=h_um,
                    spacing=sp)
 
@@ -545,6 +600,7 @@ def separate_particles(
     smooth: float = 1.0,
     resplit: bool = True,
     heal_alternative: float = 1.25,
+    decisions: Decisions | None = None,
 ) -> Separation:
     """Split the particle phase into particles with the method named ``method``.
 
@@ -581,7 +637,7 @@ def separate_particles(
         Compact-watershed parameter (0: classic watershed).
     smooth : float
         Gaussian smoothing (voxels) of the distance map before seeding; 0 disables.
-    resplit, heal_alternative : bool, float
+    resplit, heal_alternative, decisions : bool, float, Decisions
         ``distance`` only: see :func:`separate_distance`.
 
     Returns
@@ -613,7 +669,7 @@ def separate_particles(
               "compactness": compactness, "smooth": smooth}
     if method == "distance":
         return separate_distance(phases, resplit=resplit, heal_alternative=heal_alternative,
-                                 **common)
+                                 decisions=decisions, **common)
     if method == "boundary":
         return separate_boundary(phases, boundary, **common)
     return separate_triplanar(phases, planes, **common)

@@ -17,7 +17,9 @@ Separation and its two repair steps rank and compare particles by the same few n
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +70,24 @@ def fill_ratio(
     return fill, peak
 
 
+def _row_ends(region: np.ndarray) -> np.ndarray:
+    """The first and last voxel of every (z, y) row of a region, in raster order (float).
+
+    Every voxel of a row lies between its ends, so these points have the region's convex
+    hull, and the hull's vertices (extreme points, reported in input order) are the same
+    as those of all its voxels: the hull is that of the region, from ~10x fewer points.
+    """
+    rows = region.any(axis=2)
+    first = np.argmax(region, axis=2)
+    last = region.shape[2] - 1 - np.argmax(region[:, :, ::-1], axis=2)
+    z, y = np.nonzero(rows)
+    ends = np.stack([np.repeat(z, 2), np.repeat(y, 2),
+                     np.stack([first[z, y], last[z, y]], axis=1).ravel()], axis=1)
+    keep = np.ones(len(ends), bool)
+    keep[1::2] = ends[1::2, 2] != ends[0::2, 2]  # a one-voxel row: once
+    return ends[keep].astype(np.float64)
+
+
 def region_solidity(region: np.ndarray, spacing: tuple[float, float, float]) -> float:
     """Volume / convex-hull volume of one binary region (hull of its voxels' corners).
 
@@ -75,10 +95,9 @@ def region_solidity(region: np.ndarray, spacing: tuple[float, float, float]) -> 
     the voxel centres grown by one voxel box (a Minkowski sum), so only the vertices of
     the centres' hull need their corners.
     """
-    from scipy import ndimage as ndi
     from scipy.spatial import ConvexHull, QhullError
 
-    centres = np.argwhere(region & ~ndi.binary_erosion(region)).astype(np.float64)
+    centres = _row_ends(region)
     try:
         vertices = centres[ConvexHull(centres).vertices]
     except (QhullError, ValueError):  # fewer than 4 voxels, or all in one plane or line
@@ -118,8 +137,33 @@ def particle_solidity(
     out = np.ones(n + 1, dtype=np.float64)
     for i, box in enumerate(ndi.find_objects(labels), start=1):
         if box is not None:
-            out[i] = region_solidity(labels[box] == i, sp)
+            out[i] = _solidity_memo(labels[box] == i, sp)
     return out
+
+
+_MEMO: OrderedDict[tuple[Any, ...], float] = OrderedDict()
+_MEMO_SIZE = 8192
+
+
+def _solidity_memo(region: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """:func:`region_solidity`, remembered for the last :data:`_MEMO_SIZE` regions.
+
+    A separation with healing asks for the solidity of mostly the same regions up to four
+    times (the re-split at both widths, then the choice between them); the key is the
+    region's bounding-box crop (its shape and a digest of its bits), on which the value
+    depends only, so a remembered value is the value.
+    """
+    import hashlib
+
+    key = (region.shape, tuple(spacing),
+           hashlib.blake2b(np.packbits(region).tobytes(), digest_size=16).digest())
+    value = _MEMO.get(key)
+    if value is None:
+        value = region_solidity(region, spacing)
+        _MEMO[key] = value
+        if len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return value
 
 
 def particle_confidence(

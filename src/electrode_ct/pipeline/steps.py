@@ -364,7 +364,12 @@ def step_segment(run: Run) -> StepResult:
 def step_particles(run: Run) -> StepResult:
     """Particle separation of the reference state."""
     from electrode_ct.particles.separate import separate_particles
+    from electrode_ct.pipeline.particles_engine import particles_on_engine
 
+    rel = f"volumes/particles{_ext(run)}"
+    on_engine = particles_on_engine(run, reference_state(run), rel)
+    if on_engine is not None:  # the compute section sends it to the block engine
+        return StepResult({"particles": rel}, on_engine)
     p = run.cfg.steps.particles
     ph = phases(run, reference_state(run))
     sep = separate_particles(
@@ -378,7 +383,7 @@ def step_particles(run: Run) -> StepResult:
 
         labels = relabel_sequential(remove_border(labels))
     vol = ph.with_data(labels.astype(np.uint32)).with_class_map(None)
-    rel = _save(run, vol, f"volumes/particles{_ext(run)}")
+    _save(run, vol, rel)
     summary = sep.summary()
     summary["n_particles"] = int(labels.max())
     return StepResult({"particles": rel}, summary)

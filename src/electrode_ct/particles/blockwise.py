@@ -1,0 +1,551 @@
+"""Particle separation on the block engine, stitched by ownership (no label merging).
+
+Touching particles make stitching by merging labels across block faces over-merge and
+cut. Here every block instead reads its interior plus a halo at least one particle
+diameter plus the healing reach wide, runs :func:`~electrode_ct.particles.separate_particles`
+unchanged on that read region, and keeps only the particles it *owns*: those whose first
+voxel (in raster order, z then y then x) lies in its interior. Every particle has exactly
+one first voxel, so it is owned by exactly one block; with the halo rule its whole body
+and its neighbours' cuts lie inside the owner's read region and come out as in memory.
+
+1. Size estimate (unless a halo is given): the maximum ``r`` of the phase's distance
+   transform, one small reduction with a bounded halo; halo = ``2 r`` + the widest
+   healing width + the smoothing radius (:func:`particle_halo`).
+2. Decisions (healing only): the re-split and the choice between the two healing widths
+   compare each particle with the medians of the volume's particles. Those medians are
+   reduced over the owned particles of every block first (exact: the union of the owned
+   particles is the volume's particle set) and handed to every block
+   (:class:`~electrode_ct.particles.separate.Decisions`), so no block decides on its own
+   sample. Each decision is one more pass over the blocks (2.5 separations in all).
+3. Phase 1: each block separates its read region, checks that no owned particle reaches
+   the read region's border (other than a face of the volume: an error naming the
+   particle's voxel and the halo to use, never a silent cut) and stores its owned
+   particles (a uint32 crop and their first voxels) in ``work/owned``.
+4. Ids: all first voxels sorted give ids 1..n in raster order of first voxels, which is
+   the order :func:`~electrode_ct.particles.relabel_sequential` gives in memory, so both
+   paths write the same array. More than 2³² - 1 particles is an error before any write.
+5. Phase 2: each output block pastes the owned particles of the blocks whose stored crop
+   overlaps it (only it writes its chunks: no race between blocks). Two blocks claiming
+   one voxel (blocks that disagree) is an error.
+
+Phase connected components (pore clusters, carbon-binder clusters) need no ownership:
+6-connectivity is exact by the face-merge + union-find of part 1,
+:func:`~electrode_ct.metrics.components_blockwise.components_blockwise`, re-exported here
+as :func:`components_blockwise` (one implementation).
+
+Resumable: a block's stored particles are reused by a rerun with the same work folder,
+and the output blocks carry the engine's markers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from electrode_ct.blocks import Block, block_grid
+from electrode_ct.compute.engine import (
+    Progress,
+    Source,
+    ZarrRef,
+    check_blocks,
+    default_block_shape,
+    reduce_blocks,
+    run_blocks,
+)
+from electrode_ct.errors import InputError
+from electrode_ct.metrics.components_blockwise import components_blockwise
+from electrode_ct.particles.separate import (
+    Decisions,
+    _distance_run,
+    distance_watershed,
+    separate_particles,
+)
+from electrode_ct.particles.shape import fill_ratio, particle_solidity
+
+__all__ = ["ParticleSettings", "components_blockwise", "estimate_diameter_um", "global_ids",
+           "particle_halo", "plan_particle_blocks", "separate_blockwise"]
+
+MAX_ID = 2**32 - 1
+"""Largest particle id of the uint32 output."""
+
+BYTES_PER_VOXEL = 100.0
+"""Working memory of one block's separation per voxel of its read region: 51 bytes traced
+by ``tracemalloc`` on an 80³ region of the synthetic electrode (47 with healing), doubled
+for the buffers ITK and ``edt`` allocate outside it (docs/particles.md)."""
+
+ESTIMATE_HALO = 32
+"""Halo (voxels) of the size estimate: it sees particle radii up to this many voxels."""
+
+ELONGATION = 2.0
+"""Longest extent of a particle over the diameter of its largest inscribed ball assumed by
+the halo estimate (the synthetic electrodes' particles reach 1.8; a longer particle is
+an error naming the halo to give)."""
+
+
+@dataclass(frozen=True)
+class ParticleSettings:
+    """What a block needs to separate its region as :func:`separate_particles` would.
+
+    Attributes
+    ----------
+    value : int or None
+        Label value of the particle phase; ``None`` for a boolean mask or a probability
+        map (thresholded at 0.5).
+    spacing : (float, float, float)
+        Voxel size (z, y, x) in µm.
+    heal_cracks_um, h, min_volume_um3, compactness, smooth, resplit, heal_alternative
+        As :func:`~electrode_ct.particles.separate_particles` (method ``distance``).
+    """
+
+    value: int | None
+    spacing: tuple[float, float, float]
+    heal_cracks_um: float = 0.0
+    h: float | None = None
+    min_volume_um3: float = 0.0
+    compactness: float = 0.0
+    smooth: float = 1.0
+    resplit: bool = True
+    heal_alternative: float = 1.25
+
+    def mask(self, region: np.ndarray) -> np.ndarray:
+        """The particle phase of a region (bool)."""
+        if self.value is not None:
+            return region == self.value
+        return region if region.dtype == bool else region >= 0.5
+
+    @property
+    def h_um(self) -> float:
+        """Seed height in µm (default: the largest voxel size, as in memory)."""
+        return float(max(self.spacing) if self.h is None else self.h)
+
+    @property
+    def reach_um(self) -> float:
+        """Widest healing width used (µm)."""
+        alt = self.heal_alternative if self.heal_alternative > 1 else 1.0
+        return self.heal_cracks_um * alt
+
+    def margin(self) -> int:
+        """Voxels beyond the particle the result depends on: the Gaussian radius + 1."""
+        return int(4.0 * self.smooth + 0.5) + 1
+
+    def separate(self, mask: np.ndarray, decisions: Decisions | None) -> np.ndarray:
+        """uint32 labels of a region's mask (all zero when it has no phase voxel)."""
+        if not mask.any():
+            return np.zeros(mask.shape, np.uint32)
+        return separate_particles(
+            mask, spacing=self.spacing, heal_cracks_um=self.heal_cracks_um, h=self.h,
+            min_volume_um3=self.min_volume_um3, compactness=self.compactness,
+            smooth=self.smooth, resplit=self.resplit, heal_alternative=self.heal_alternative,
+            decisions=decisions).labels
+
+
+@dataclass
+class BlockwiseResult:
+    """What a blockwise separation found.
+
+    Attributes
+    ----------
+    n_particles : int
+        Particles written (ids 1..n).
+    n_border : int
+        Of those, particles touching a face of the volume.
+    n_removed_border : int
+        Particles dropped for touching a face (``remove_border``).
+    halo : tuple of int
+        Halo used (voxels per axis).
+    block_shape : tuple of int
+        Blocks used (voxels).
+    decisions : Decisions
+        Volume-wide medians given to the blocks.
+    """
+
+    n_particles: int
+    n_border: int
+    n_removed_border: int
+    halo: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    decisions: Decisions = field(default_factory=Decisions)
+
+
+def particle_halo(diameter_um: float, settings: ParticleSettings) -> tuple[int, int, int]:
+    """Halo (voxels per axis) for particles up to ``diameter_um``: the diameter plus the
+    widest healing width, in voxels of each axis, plus the smoothing radius."""
+    reach = diameter_um + settings.reach_um
+    return tuple(int(math.ceil(reach / s)) + settings.margin()  # type: ignore[return-value]
+                 for s in settings.spacing)
+
+
+def _peak(settings: ParticleSettings) -> Any:
+    from electrode_ct.particles.seeding import distance_map
+
+    def peak(region: np.ndarray, block: Block) -> float:
+        mask = settings.mask(region)
+        if not mask[block.interior].any():
+            return 0.0
+        return float(block.crop(distance_map(mask, settings.spacing)).max())
+    return peak
+
+
+def estimate_diameter_um(src: Source, settings: ParticleSettings, *,
+                         block_shape: Sequence[int], client: Any = None,
+                         progress: Progress | None = None) -> float:
+    """Estimated largest particle diameter (µm): :data:`ELONGATION` times the diameter of
+    the largest ball inside the phase (twice the largest distance of a phase voxel to the
+    background), one reduction with a halo of :data:`ESTIMATE_HALO` voxels.
+
+    Raises
+    ------
+    InputError
+        The phase is thicker than the estimate can see (give the halo instead).
+    """
+    hb = tuple(min(ESTIMATE_HALO, int(b)) for b in block_shape)
+    parts = reduce_blocks(_peak(settings), src, block_shape=block_shape, halo=hb,
+                          client=client, progress=progress)
+    radius = max(parts, default=0.0)
+    seen = min(h * s for h, s in zip(hb, settings.spacing, strict=True))
+    if radius >= seen:
+        raise InputError(f"halo: the particle phase is thicker than the size estimate sees "
+                         f"(radius >= {seen:.4g} µm with blocks {tuple(block_shape)}); give "
+                         f"the halo (--halo, µm or voxels) of at least the largest particle "
+                         f"diameter plus {settings.reach_um:.4g} µm")
+    return ELONGATION * 2.0 * radius
+
+
+def plan_particle_blocks(cfg: Any, shape: Sequence[int], halo: Sequence[int]
+                         ) -> tuple[int, ...]:
+    """Blocks for the separation: ``cfg.block_shape``, else cubes from the memory budget
+    grown to at least the halo; refused before any work when they cannot work."""
+    from electrode_ct.pipeline.compute import plan_blocks
+
+    if cfg.block_shape is not None:
+        return plan_blocks(cfg, shape, halo, BYTES_PER_VOXEL)
+    limit = cfg.worker_memory()
+    base = default_block_shape(shape, halo=halo, bytes_per_voxel=BYTES_PER_VOXEL,
+                               memory_limit=limit)
+    blocks = tuple(min(int(n), max(int(b), -(-int(h) // 32) * 32))
+                   for b, h, n in zip(base, halo, shape, strict=True))
+    check_blocks(shape, blocks, halo, bytes_per_voxel=BYTES_PER_VOXEL, memory_limit=limit)
+    return blocks
+
+
+def _too_small(pos: tuple[int, ...], block: Block, halo: Sequence[int], extent: int,
+               settings: ParticleSettings) -> InputError:
+    need = max(2 * max(halo), extent + int(math.ceil(settings.reach_um / min(settings.spacing)))
+               + settings.margin())
+    need_um = need * min(settings.spacing)
+    return InputError(f"halo: the particle at voxel {pos} reaches the border of the region "
+                      f"block {block.index} reads (halo {tuple(halo)} voxels): give a halo of "
+                      f"at least {need} voxels ({need_um:.4g} µm)")
+
+
+def owned(labels: np.ndarray, block: Block, shape: Sequence[int], halo: Sequence[int],
+          settings: ParticleSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Any]]:
+    """The particles of a read region that ``block`` owns, in raster order of first voxel.
+
+    Returns
+    -------
+    ids : numpy.ndarray of int64
+        Their labels in ``labels``.
+    first : numpy.ndarray of int64
+        Raster index (in the volume) of their first voxel.
+    border : numpy.ndarray of bool
+        Whether each touches a face of the volume.
+    boxes : list of tuple of slice
+        Their bounding boxes in ``labels``.
+
+    Raises
+    ------
+    InputError
+        An owned particle reaches the read region's border inside the volume.
+    """
+    from scipy import ndimage as ndi
+
+    off, rows = block.offset, []
+    for i, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        plane = labels[box[0].start, box[1], box[2]] == i
+        y, x = np.unravel_index(int(np.argmax(plane)), plane.shape)
+        pos = (off[0] + box[0].start, off[1] + box[1].start + int(y),
+               off[2] + box[2].start + int(x))
+        if not all(w.start <= p < w.stop for p, w in zip(pos, block.write, strict=True)):
+            continue
+        lo = [b.start == 0 for b in box]
+        hi = [b.stop == n for b, n in zip(box, labels.shape, strict=True)]
+        if any((lo[a] and block.read[a].start > 0) or (hi[a] and block.read[a].stop < shape[a])
+               for a in range(3)):
+            extent = max(b.stop - b.start for b in box)
+            raise _too_small(pos, block, halo, extent, settings)
+        face = any((lo[a] and block.read[a].start == 0) or (hi[a] and block.read[a].stop
+                                                             == shape[a]) for a in range(3))
+        rows.append((int(np.ravel_multi_index(pos, tuple(shape))), i, face, box))
+    rows.sort(key=lambda r: r[0])
+    return (np.array([r[1] for r in rows], np.int64), np.array([r[0] for r in rows], np.int64),
+            np.array([r[2] for r in rows], bool), [r[3] for r in rows])
+
+
+def _medians(parts: list[np.ndarray]) -> tuple[float, float] | None:
+    """Median solidity and fill ratio over every block's owned particles (None: < 2)."""
+    both = np.concatenate([p for p in parts if p.size] or [np.zeros((0, 2))])
+    if both.shape[0] < 2:
+        return None
+    return float(np.median(both[:, 0])), float(np.median(both[:, 1]))
+
+
+def _owned_values(labels: np.ndarray, whole: np.ndarray, score: np.ndarray, block: Block,
+                  shape: Sequence[int], halo: Sequence[int],
+                  settings: ParticleSettings) -> np.ndarray:
+    """(solidity of ``whole``, fill ratio of ``labels``) of the owned particles, (k, 2)."""
+    ids = owned(labels, block, shape, halo, settings)[0]
+    keep = np.zeros(int(labels.max(initial=0)) + 1, bool)
+    keep[ids] = True
+    sp = settings.spacing
+    sol = particle_solidity(np.where(keep[whole], whole, 0), spacing=sp)
+    fill = fill_ratio(np.where(keep[labels], labels, 0), score, spacing=sp)[0]
+    return np.stack([sol[ids], fill[ids]], axis=1) if ids.size else np.zeros((0, 2))
+
+
+def _resplit_part(settings: ParticleSettings, width: float, shape: Sequence[int],
+                  halo: Sequence[int]) -> Any:
+    def part(region: np.ndarray, block: Block) -> np.ndarray:
+        mask = settings.mask(region)
+        if not mask.any():
+            return np.zeros((0, 2))
+        labels, score, _ = distance_watershed(
+            mask, width, spacing=settings.spacing, h_um=settings.h_um,
+            smooth=settings.smooth, compactness=settings.compactness)
+        return _owned_values(labels, labels, score, block, shape, halo, settings)
+    return part
+
+
+def _choose_part(settings: ParticleSettings, given: Decisions, shape: Sequence[int],
+                 halo: Sequence[int]) -> Any:
+    def part(region: np.ndarray, block: Block) -> np.ndarray:
+        mask = settings.mask(region)
+        if not mask.any():
+            return np.zeros((0, 2))
+        first = _distance_run(mask, settings.heal_cracks_um, spacing=settings.spacing,
+                              h_um=settings.h_um, smooth=settings.smooth,
+                              compactness=settings.compactness, resplit=settings.resplit,
+                              min_volume_um3=settings.min_volume_um3, medians=given.resplit)
+        return _owned_values(first.labels, first.whole, first.score, block, shape, halo,
+                             settings)
+    return part
+
+
+def decide(src: Source, settings: ParticleSettings, *, block_shape: Sequence[int],
+           halo: Sequence[int], client: Any = None,
+           progress: Progress | None = None) -> Decisions:
+    """The volume-wide medians of the healing decisions, reduced over owned particles.
+
+    Nothing to decide without healing (an empty :class:`Decisions`).
+    """
+    s = settings
+    if s.heal_cracks_um <= 0:
+        return Decisions()
+    shape = tuple(int(n) for n in (src.open("r") if isinstance(src, ZarrRef) else src).shape)
+    run = {"block_shape": block_shape, "halo": halo, "client": client, "progress": progress}
+    widths = [s.heal_cracks_um] + ([s.heal_alternative * s.heal_cracks_um]
+                                   if s.heal_alternative > 1 else [])
+    resplit = [_medians(reduce_blocks(_resplit_part(s, w, shape, halo), src, **run))
+               if s.resplit else None for w in widths]
+    given = Decisions(resplit=resplit[0], resplit_wider=resplit[-1] if len(widths) > 1
+                      else None)
+    if len(widths) < 2:
+        return given
+    choose = _medians(reduce_blocks(_choose_part(s, given, shape, halo), src, **run))
+    return Decisions(given.resplit, given.resplit_wider, choose)
+
+
+def _name(block: Block) -> str:
+    return "_".join(str(i) for i in block.index) + ".npz"
+
+
+def _store(path: Path, labels: np.ndarray, block: Block, ids: np.ndarray,
+           boxes: list[Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Write the owned particles' crop (local ids 1..k in order) atomically; its origin
+    and shape in the volume."""
+    if not ids.size:
+        origin, crop = tuple(s.start for s in block.write), np.zeros((0, 0, 0), np.uint32)
+    else:
+        lo = [min(b[a].start for b in boxes) for a in range(3)]
+        hi = [max(b[a].stop for b in boxes) for a in range(3)]
+        lut = np.zeros(int(labels.max()) + 1, np.uint32)
+        lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
+        crop = lut[labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]]
+        origin = tuple(o + a for o, a in zip(block.offset, lo, strict=True))
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, crop=crop, origin=np.array(origin, np.int64))
+    os.replace(tmp, path)
+    return origin, crop.shape
+
+
+def _phase1(settings: ParticleSettings, decisions: Decisions, shape: Sequence[int],
+            halo: Sequence[int], folder: Path) -> Any:
+    def part(region: np.ndarray, block: Block) -> dict[str, Any]:
+        path = folder / _name(block)
+        done = folder / (_name(block) + ".json")
+        if done.exists():  # resumed: this block's particles are stored
+            import json
+
+            return {k: np.asarray(v) if k in ("first", "border") else v
+                    for k, v in json.loads(done.read_text()).items()}
+        mask = settings.mask(region)
+        labels = settings.separate(mask, decisions)
+        ids, first, border, boxes = owned(labels, block, shape, halo, settings)
+        origin, size = _store(path, labels, block, ids, boxes)
+        out = {"first": first, "border": border, "origin": list(origin), "shape": list(size),
+               "n_phase": int(np.count_nonzero(mask[block.interior]))}
+        _mark(done, out)
+        return out
+    return part
+
+
+def _mark(done: Path, out: dict[str, Any]) -> None:
+    import json
+
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))
+    os.replace(tmp, done)
+
+
+def global_ids(parts: list[dict[str, Any]], *, remove_border: bool = False,
+               max_id: int = MAX_ID) -> tuple[np.ndarray, int, int]:
+    """Global id of every owned particle, blocks concatenated in order: 1..n by raster
+    order of first voxels (0: dropped for touching a face with ``remove_border``).
+
+    Returns
+    -------
+    ids : numpy.ndarray of uint32
+    n_border, n_removed : int
+        Kept particles touching a face; particles dropped.
+
+    Raises
+    ------
+    InputError
+        More than ``max_id`` particles: the ids do not fit the uint32 output.
+    """
+    first = np.concatenate([np.asarray(p["first"], np.int64) for p in parts] or
+                           [np.zeros(0, np.int64)])
+    border = np.concatenate([np.asarray(p["border"], bool) for p in parts] or
+                            [np.zeros(0, bool)])
+    keep = ~border if remove_border else np.ones(first.size, bool)
+    n = int(keep.sum())
+    if n > max_id:
+        raise InputError(f"labels: {n} particles after composition exceed the uint32 ids of "
+                         f"the output (at most {max_id}); separate a sub-volume or raise "
+                         f"--min-volume-um3")
+    kept = np.flatnonzero(keep)
+    ids = np.zeros(first.size, np.uint32)
+    ids[kept[np.argsort(first[kept], kind="stable")]] = np.arange(1, n + 1, dtype=np.uint32)
+    return ids, int((border & keep).sum()), int(first.size - n)
+
+
+def _overlap(origin: Sequence[int], size: Sequence[int], block: Block
+             ) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """Slices into the crop and into the block where they overlap (None: they do not)."""
+    src, dst = [], []
+    for o, n, w in zip(origin, size, block.write, strict=True):
+        lo, hi = max(o, w.start), min(o + n, w.stop)
+        if lo >= hi:
+            return None
+        src.append(slice(lo - o, hi - o))
+        dst.append(slice(lo - w.start, hi - w.start))
+    return tuple(src), tuple(dst)
+
+
+def _phase2(folder: Path, entries: list[tuple[str, list[int], list[int], int, int]]) -> Any:
+    def paste(region: np.ndarray, block: Block) -> np.ndarray:
+        out = np.zeros(block.shape, np.uint32)
+        ids = np.load(folder / "ids.npy", mmap_mode="r")
+        for name, origin, size, start, count in entries:
+            where = _overlap(origin, size, block) if count else None
+            if where is None:
+                continue
+            lut = np.concatenate([[0], ids[start:start + count]]).astype(np.uint32)
+            vals = lut[np.load(folder / name)["crop"][where[0]]]
+            target = out[where[1]]
+            hit = vals > 0
+            if (target[hit] > 0).any():
+                raise InputError(f"halo: blocks disagree on particles in block {block.index} "
+                                 f"(voxels claimed twice); give a larger halo")
+            target[hit] = vals[hit]
+        return out
+    return paste
+
+
+def separate_blockwise(src: Source, dst: ZarrRef | np.ndarray, *,
+                       settings: ParticleSettings, work: Path, block_shape: Sequence[int],
+                       halo: int | Sequence[int] | None = None, client: Any = None,
+                       progress: Progress | None = None, remove_border: bool = False,
+                       resume: bool = True) -> BlockwiseResult:
+    """Separate the particles of a phase volume block by block, by ownership.
+
+    Parameters
+    ----------
+    src : ZarrRef or numpy.ndarray
+        Phase labels (``settings.value`` picks the phase) or a particle probability map,
+        (z, y, x).
+    dst : ZarrRef or numpy.ndarray
+        uint32 output of the same shape (Zarr chunks dividing ``block_shape``).
+    settings : ParticleSettings
+        The separation's parameters (method ``distance``).
+    work : pathlib.Path
+        Folder for the blocks' owned particles (``work/owned``; on a file system every
+        worker sees); kept for a resumed run, removable after.
+    block_shape : sequence of int
+        Block (interior) shape in voxels, at least the halo.
+    halo : int or sequence of int, optional
+        Halo in voxels: at least the largest particle diameter plus the widest healing
+        width plus the smoothing radius. Default: from :func:`estimate_diameter_um`.
+    client, progress, resume
+        As for :func:`~electrode_ct.compute.run_blocks`.
+    remove_border : bool
+        Drop the particles touching a face of the volume (rule ``touch``).
+
+    Returns
+    -------
+    BlockwiseResult
+
+    Raises
+    ------
+    InputError
+        An owned particle reaches its read region's border (the message names its voxel
+        and the halo to give), blocks disagree, more particles than uint32 ids, or no
+        voxel of the phase (as in memory).
+    """
+    from electrode_ct.blocks import as_halo
+
+    shape = tuple(int(n) for n in (src.open("r") if isinstance(src, ZarrRef) else src).shape)
+    run = {"block_shape": block_shape, "client": client, "progress": progress}
+    if halo is None:
+        halo = particle_halo(estimate_diameter_um(src, settings, **run), settings)
+    h = as_halo(halo, 3)
+    check_blocks(shape, block_shape, h)
+    decisions = decide(src, settings, halo=h, **run)
+    folder = Path(work) / "owned"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for old in folder.iterdir():
+            old.unlink()
+    parts = reduce_blocks(_phase1(settings, decisions, shape, h, folder), src, halo=h, **run)
+    if not sum(int(p["n_phase"]) for p in parts):
+        raise InputError(f"phases: no voxels of the requested phase "
+                         f"{settings.value if settings.value is not None else '(mask)'}")
+    ids, n_border, n_removed = global_ids(parts, remove_border=remove_border)
+    np.save(folder / "ids.tmp.npy", ids)
+    os.replace(folder / "ids.tmp.npy", folder / "ids.npy")
+    entries, start = [], 0
+    for b, p in zip(block_grid(shape, block_shape, h), parts, strict=True):
+        count = len(p["first"])
+        entries.append((_name(b), list(p["origin"]), list(p["shape"]), start, count))
+        start += count
+    run_blocks(_phase2(folder, entries), src, dst, resume=resume, **run)
+    return BlockwiseResult(int(ids.max(initial=0)), n_border, n_removed, h,
+                           tuple(int(b) for b in block_shape), decisions)
