@@ -115,6 +115,8 @@ class MeasureStep(_Strict):
     properties: Literal["basic", "all"] = "all"
     radial: bool = True
     exclude_layers: int = 5
+    bootstrap: int = Field(1000, ge=1, description="Bootstrap resamples over particles for "
+                           "the size distribution's _std / _ci95 (seeded by the run's seed).")
 
 
 class TrackStep(_Strict):
@@ -140,6 +142,9 @@ class MetricsStep(_Strict):
     tortuosity: list[Literal["x", "y", "z"]] = ["x", "y", "z"]
     surface_method: Literal["face", "marching_cubes", "gradient"] = "marching_cubes"
     tol: float | None = Field(None, description="Tortuosity solver relative tolerance.")
+    subvolume_um: float | None = Field(
+        None, gt=0, description="Edge (µm) of the sub-volumes whose spread gives the _std / "
+        "_ci95 companions; default half the shortest extent (at most 256 voxels).")
 
 
 class StatsStep(_Strict):

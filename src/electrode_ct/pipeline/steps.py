@@ -419,6 +419,7 @@ def step_track(run: Run) -> StepResult:
 def step_measure(run: Run) -> StepResult:
     """Morphology + grey (GREAT2) tables: every tracked state, else the reference state."""
     from electrode_ct.measure import particle_table
+    from electrode_ct.measure.psd import psd_summary
 
     p = run.cfg.steps.measure
     stamp = run.summary("track").get("stamp") if "track" in run.results else None
@@ -437,7 +438,9 @@ def step_measure(run: Run) -> StepResult:
             outputs[f"radial_{i}"] = str(write_table(
                 radial, run.path(f"tables/radial_{i}.parquet"), metadata=meta
             ).relative_to(run.out))
-        summary[f"state_{i}"] = {"n_particles": len(table)}
+        summary[f"state_{i}"] = {"n_particles": len(table),
+                                 "size_distribution": psd_summary(table, p.bootstrap,
+                                                                  run.cfg.seed)}
     return StepResult(outputs, summary)
 
 
@@ -448,7 +451,7 @@ def step_metrics(run: Run) -> StepResult:
 
     p = run.cfg.steps.metrics
     opts = {"phase": p.phase, "tortuosity": p.tortuosity, "surface_method": p.surface_method,
-            "tol": p.tol, "report": run.log.info}
+            "tol": p.tol, "report": run.log.info, "subvolume_um": p.subvolume_um}
     i = reference_state(run)
     cfg, lazy = run.cfg.compute, _metrics_input(run, i)
     if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:
