@@ -153,6 +153,9 @@ class StatsStep(_Strict):
     enabled: bool = True
     by: str | None = Field(None, description="COLUMN:NBINS, e.g. volume_um3:4.")
     position: str | None = Field(None, description="AXIS:NBINS, e.g. z:4.")
+    size_subset: str | None = Field(
+        None, description="Keep only particles of a size quantile, [COLUMN:]topP | bottomP | "
+        "qA | qA-qB (e.g. top25, q2-q4); by/position subsets are taken within it.")
     collector: Literal["z0", "z1"] = "z0"
     roi: bool = True
     keep_border: bool = Field(False, description="Keep the particles touching a face of the "
@@ -164,6 +167,17 @@ class StatsStep(_Strict):
         try:
             parse_subsets(v, name=f"steps.stats.{info.field_name}",
                           axis=info.field_name == "position")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("size_subset")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        from electrode_ct.subsets import parse_size_subset
+
+        try:
+            parse_size_subset(v, name="steps.stats.size_subset")
         except InputError as exc:
             raise ValueError(str(exc)) from None
         return v
