@@ -130,3 +130,41 @@ def test_pipeline_stats_size_subset_and_bootstrap_config():
                           ({"metrics": {"subvolume_um": 0}}, "subvolume_um")):
         with pytest.raises(ConfigError, match=needle):
             parse_config({**base, "steps": steps})
+
+
+def test_pipeline_report_shows_intervals(tmp_path, three_phase_phantom):
+    """Metrics with sub-volume companions, the size distribution with bootstrap intervals
+    and size-subset radial profiles, from the pipeline into a report that renders."""
+    import tifffile
+
+    from _browser import render
+    from electrode_ct.io import read_table
+    from electrode_ct.pipeline import parse_config, run_pipeline
+
+    truth, grey = three_phase_phantom
+    tifffile.imwrite(tmp_path / "grey.tif", grey)
+    cfg = parse_config({
+        "input": {"grey": str(tmp_path / "grey.tif"), "voxel_size": 0.5},
+        "output": str(tmp_path / "out"),
+        "steps": {"segment": {"method": "threshold", "threshold_method": "multiotsu",
+                              "classes": 3},
+                  "particles": {"phase": "active"}, "measure": {"bootstrap": 50},
+                  "metrics": {"tortuosity": ["z"], "subvolume_um": 5.0},
+                  "stats": {"size_subset": "top50", "roi": False}}})
+    run_pipeline(cfg, quiet=True)
+    out = tmp_path / "out"
+    m = json.loads((out / "tables" / "metrics.json").read_text())
+    assert m["subvolumes"]["n"] == 64 and set(m["volume_fraction_ci95"]) == set(
+        m["volume_fraction"])
+    man = json.loads((out / "provenance.json").read_text())
+    psd = man["steps"]["measure"]["summary"]["state_0"]["size_distribution"]
+    assert psd["bootstrap"]["n"] == 50 and len(psd["d50_um_ci95"]) == 2
+    assert man["steps"]["stats"]["summary"]["size_subset"]["n_selected"] == [2]
+    prof = read_table(out / "tables" / "radial_profiles.parquet")
+    assert set(prof["grouping"]) == {"all"} and (prof["n"] <= 2).all()
+    html = (out / "report.html").read_text()
+    assert "value ± std [95 % CI]" in html and "percentile bootstrap over particles" in html
+    assert "within size subset top50" in html
+    result = render(out / "report.html", tmp_path)
+    assert len(result["images"]) >= 6
+    assert all(img["ok"] for img in result["images"]) and result["errors"] == []

@@ -214,9 +214,14 @@ def plot_size_distribution(
                label="volume")
         for key, style in (("d10_um", ":"), ("d50_um", "--"), ("d90_um", ":")):
             ax.axvline(dist["volume"][key], color="k", linestyle=style, linewidth=1)
+            ci = dist["volume"].get(f"{key}_ci95")
+            if ci:  # the bootstrap interval as a band
+                ax.axvspan(ci[0], ci[1], color="k", alpha=0.12, lw=0)
     ax.set_xlabel("equivalent diameter (µm)")
     ax.set_ylabel("fraction")
-    ax.set_title(f"{dist['n_particles']} particles, volume d50 = {dist['volume']['d50_um']:.3g} µm")
+    ci = dist["volume"].get("d50_um_ci95")
+    ax.set_title(f"{dist['n_particles']} particles, volume d50 = {dist['volume']['d50_um']:.3g} µm"
+                 + (f" [{ci[0]:.3g}, {ci[1]:.3g}] (95 % bootstrap, grey bands)" if ci else ""))
     ax.legend()
     if path is not None:
         suffix = os.path.splitext(os.fspath(path))[1] or ".png"
