@@ -139,3 +139,15 @@ def test_cli_metrics_companions_and_bad_size(run_cli, tmp_path, periodic):
     assert err.count("error:") == 1 and err.strip().splitlines()[-1] == (
         "error: --subvolume-um (steps.metrics.subvolume_um): a sub-volume of 100 µm is larger "
         "than the volume (6 x 6 x 6 µm); expected at most half the shortest extent (3 µm)")
+
+
+def test_ensemble_of_one_member_refused_before_writing(run_cli, tmp_path):
+    np.save(tmp_path / "img.npy", np.zeros((16, 16), np.float32))
+    np.save(tmp_path / "lab.npy", np.ones((16, 16), np.uint8))
+    code, out, err = run_cli("segment", "ensemble", tmp_path / "img.npy", tmp_path / "lab.npy",
+                             "--out", tmp_path / "ens", "--n", "1")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "error: --n: expected at least 2 ensemble members (one member has no spread to "
+        "report), got 1"]
+    assert not (tmp_path / "ens").exists()
