@@ -151,3 +151,28 @@ def test_ensemble_of_one_member_refused_before_writing(run_cli, tmp_path):
         "error: --n: expected at least 2 ensemble members (one member has no spread to "
         "report), got 1"]
     assert not (tmp_path / "ens").exists()
+
+
+def test_psd_cli_intervals_and_zero_bootstrap(run_cli, tmp_path):
+    d = np.random.default_rng(7).lognormal(1.0, 0.3, 60)
+    pd.DataFrame({"equivalent_diameter_um": d}).to_parquet(tmp_path / "t.parquet")
+    code, out, err = run_cli("psd", tmp_path / "t.parquet", "--bootstrap", "100", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["number"]["d50_um_ci95"][0] <= r["number"]["d50_um"] <= r["number"]["d50_um_ci95"][1]
+    assert r["bootstrap"]["n"] == 100
+    code, out, err = run_cli("psd", tmp_path / "t.parquet", "--bootstrap", "50")
+    assert code == 0 and "d50 " in out and "[" in out and "95 % bootstrap" in out
+    code, out, err = run_cli("psd", tmp_path / "t.parquet", "--bootstrap", "0", "--plot",
+                             tmp_path / "p.png")
+    assert code == 2 and out == "" and err.count("error:") == 1 and "--bootstrap" in err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_interval_text_never_bare():
+    from electrode_ct.uncertainty import interval_text
+
+    assert interval_text(0.5, 0.1, [0.4, 0.6], ".2f") == "0.50 ± 0.10 [0.40, 0.60]"
+    assert interval_text(0.5) == "0.5 (no interval: fewer than 2 samples)"
+    assert interval_text(float("inf")).endswith("(the phase does not percolate)")
+    assert interval_text(None, why="no particles") == "– (no particles)"

@@ -24,6 +24,7 @@ T_METHOD = ("mean ± sample std (ddof 1) over sub-volumes; ci95 = mean ± t(0.97
             "(Student t-interval, sub-volumes taken as independent samples)")
 BOOTSTRAP_METHOD = ("percentile bootstrap over particles (resampled with replacement, "
                     "seeded); ci95 = 2.5 and 97.5 percentiles of the resampled statistic")
+NO_SPREAD = "no interval: fewer than 2 samples"
 WILSON_METHOD = "Wilson score interval (no continuity correction) of the binomial proportion"
 
 
@@ -139,11 +140,20 @@ def bootstrap_intervals(
     return (draws.std(axis=0, ddof=1) if n_boot > 1 else None), ci
 
 
-def with_std(value: float, std: float | None, fmt: str = ".4g") -> str:
-    """``value ± std`` for a text line; ``value (no spread: …)`` when there is none."""
-    if std is None:
-        return f"{value:{fmt}} (no spread: fewer than 2 samples)"
-    return f"{value:{fmt}} ± {std:{fmt}}"
+def interval_text(value: Any, std: float | None = None, ci: Sequence[float] | None = None,
+                  fmt: str = ".4g", why: str = NO_SPREAD) -> str:
+    """``value ± std [lo, hi]`` for a text line or a report cell; ``value (why)`` where
+    there is no interval, so a figure is never shown bare."""
+    if value is None:
+        return f"– ({why})"
+    if isinstance(value, str) or not np.isfinite(value):  # "inf" from JSON, τ = inf
+        return f"{value} (the phase does not percolate)"
+    text = f"{value:{fmt}}"
+    if std is not None:
+        text += f" ± {std:{fmt}}"
+    if ci is None:
+        return f"{text} ({why})"
+    return f"{text} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
 
 
 def percent_interval(k: int, n: int, *, key: str) -> dict[str, Any]:

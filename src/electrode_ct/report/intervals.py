@@ -8,22 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-NO_SPREAD = "no interval: fewer than 2 samples"
-
-
-def cell(value: Any, std: float | None = None, ci: Sequence[float] | None = None,
-         fmt: str = ".4g", why: str = NO_SPREAD) -> str:
-    """``value ± std [lo, hi]``; ``value (why)`` when there is no interval."""
-    if value is None:
-        return f"– ({why})"
-    if isinstance(value, str):  # e.g. "inf" from JSON
-        return f"{value} (phase does not percolate)"
-    text = f"{value:{fmt}}"
-    if std is not None:
-        text += f" ± {std:{fmt}}"
-    if ci is None:
-        return f"{text} ({why})"
-    return f"{text} [{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+from electrode_ct.uncertainty import NO_SPREAD
+from electrode_ct.uncertainty import interval_text as cell
 
 
 def metrics_table(m: Mapping[str, Any], keys: Sequence[str]) -> pd.DataFrame:
