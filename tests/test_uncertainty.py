@@ -115,6 +115,8 @@ def test_subvolume_spread_nonzero_and_engine_path_identical(periodic):
 def test_subvolume_grid_refusals(size, needle):
     with pytest.raises(InputError, match=needle):
         subvolume_grid((12, 12, 12), (0.5, 0.5, 0.5), size)
+    with pytest.raises(InputError, match="one voxel has no sub-volumes"):
+        subvolume_grid((1, 1, 1), (0.5, 0.5, 0.5))
 
 
 def test_subvolume_grid_2d_and_centred():

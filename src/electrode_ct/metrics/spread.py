@@ -70,6 +70,8 @@ def subvolume_grid(shape: Sequence[int], spacing: Sequence[float], size_um: floa
     sp = np.asarray(spacing, dtype=np.float64)
     tiled = [i for i, s in enumerate(shape) if s > 1]
     extent = np.asarray(shape) * sp
+    if not tiled:
+        raise InputError(f"{name}: a volume of one voxel has no sub-volumes, no spread")
     if size_um is None:
         size_um = float(min(min(extent[i] / 2 for i in tiled),
                             MAX_DEFAULT_EDGE * min(sp[i] for i in tiled)))
