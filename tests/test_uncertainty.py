@@ -119,6 +119,13 @@ def test_subvolume_grid_refusals(size, needle):
         subvolume_grid((1, 1, 1), (0.5, 0.5, 0.5))
 
 
+@pytest.mark.parametrize("shape", [(75, 75, 75), (3, 9, 9), (1, 5, 7), (2, 2, 2)])
+def test_default_grid_always_gives_a_spread(shape):
+    """Odd extents: the default edge (half the shortest, rounded down) fits twice."""
+    size, grid = subvolume_grid(shape, (0.398, 0.398, 0.398))
+    assert len(grid) >= 2 and all(s.stop <= n for r in grid for s, n in zip(r, shape, strict=True))
+
+
 def test_subvolume_grid_2d_and_centred():
     size, grid = subvolume_grid((1, 10, 13), (1.0, 1.0, 1.0), 4.0)
     assert size == 4.0 and len(grid) == 6

@@ -51,8 +51,8 @@ def subvolume_grid(shape: Sequence[int], spacing: Sequence[float], size_um: floa
     spacing : sequence of 3 float
         Voxel size (z, y, x), µm.
     size_um : float, optional
-        Sub-volume edge, µm; default half the shortest extent (at most
-        :data:`MAX_DEFAULT_EDGE` voxels).
+        Sub-volume edge, µm; default half the shortest extent rounded down to whole
+        voxels (at most :data:`MAX_DEFAULT_EDGE` voxels), so at least 2 sub-volumes fit.
     name : str
         Option or config key named in errors.
 
@@ -73,7 +73,7 @@ def subvolume_grid(shape: Sequence[int], spacing: Sequence[float], size_um: floa
     if not tiled:
         raise InputError(f"{name}: a volume of one voxel has no sub-volumes, no spread")
     if size_um is None:
-        size_um = float(min(min(extent[i] / 2 for i in tiled),
+        size_um = float(min(min(shape[i] // 2 * sp[i] for i in tiled),
                             MAX_DEFAULT_EDGE * min(sp[i] for i in tiled)))
     if not np.isfinite(size_um) or size_um <= 0:
         raise InputError(f"{name}: expected a sub-volume edge > 0 µm, got {size_um!r}")
