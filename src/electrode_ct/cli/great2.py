@@ -153,6 +153,9 @@ def stats_cmd(
     if len(dfs) > 1:
         typer.echo(f"note: {prep.pairing_note}", err=True)
     typer.echo(f"note: {prep.border_note}", err=True)
+    if size is not None:
+        typer.echo(f"note: size subset {size.text} of {size.column}: "
+                   f"{', '.join(str(len(t)) for t in prep.tables)} particles per state", err=True)
     result = {"column": col, "reference": reference, "n_states": len(dfs), **prep.summary(),
               **size_summary(size, prep.tables), "rows": summary.to_dict(orient="records")}
     if profiles is not None:
