@@ -45,15 +45,22 @@ def test_wilson_matches_scipy_binomtest(k, n):
 
 
 def test_bootstrap_interval_covers_the_truth():
-    """The 95 % bootstrap interval of the median of a lognormal sample (true median e^1)
-    holds the truth in >= 90 % of 60 seeded repeats."""
-    truth = np.exp(1.0)
-    hits = 0
+    """The 95 % bootstrap intervals of the number-weighted d50 and mean of 200 lognormal
+    diameters (true median e^1, true mean e^1.08) hold the truth in >= 90 % of 60 seeded
+    repeats, through ``size_distribution`` itself (55/60 each). With 80 particles the
+    mean's percentile interval covered 53/60 (under-coverage on a skewed sample; d50 56/60),
+    documented in docs/great2.md."""
+    hits = np.zeros(2)
     for rep in range(60):
-        x = np.random.default_rng(100 + rep).lognormal(1.0, 0.4, 80)
-        _, ci = bootstrap_intervals(x, lambda s: [np.median(s)], n_boot=300, seed=rep)
-        hits += ci[0, 0] <= truth <= ci[0, 1]
-    assert hits >= 54
+        d = np.random.default_rng(100 + rep).lognormal(1.0, 0.4, 200)
+        dist = size_distribution(pd.DataFrame({"equivalent_diameter_um": d}), bootstrap=200,
+                                 seed=rep)["number"]
+        for i, (key, truth) in enumerate((("d50_um", np.exp(1.0)), ("mean_um", np.exp(1.08)))):
+            lo, hi = dist[f"{key}_ci95"]
+            hits[i] += lo <= truth <= hi
+    assert (hits >= 54).all(), hits
+    _, ci = bootstrap_intervals(np.arange(5.0), lambda s: [s.mean()], n_boot=50, seed=0)
+    assert 0 <= ci[0, 0] <= 2 <= ci[0, 1] <= 4
 
 
 def test_size_distribution_intervals_keys_and_seed():
