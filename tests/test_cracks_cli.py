@@ -28,6 +28,11 @@ def test_classify_and_train(run_cli, saved, tmp_path):
     s = json.loads(out)
     assert {"n_particles", "n_flawed", "percent_flawed", "auc"} <= set(s)
     assert s["percent_flawed"] == pytest.approx(100 * s["n_flawed"] / s["n_particles"])
+    from scipy.stats import binomtest
+
+    ci = binomtest(s["n_flawed"], s["n_particles"]).proportion_ci(0.95, method="wilson")
+    assert s["percent_flawed_ci95"] == pytest.approx([100 * ci.low, 100 * ci.high])
+    assert s["percent_flawed_interval"].startswith("Wilson")
     tab = read_table(tmp_path / "o" / "cracks.parquet")
     assert len(tab) == s["n_particles"] and {"label", "flaw_score", "flawed"} <= set(tab.columns)
     assert (tmp_path / "o" / "cracks.csv").exists()

@@ -61,7 +61,7 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
                 "measure": {"exclude_layers": 2},
                 "cracks": {"enabled": True},
                 "metrics": {"enabled": False},
-                "stats": {"by": "volume_um3:2"},
+                "stats": {"by": "volume_um3:2", "size_subset": "q2-q4"},
                 "report": {"enabled": False},
             },
         },

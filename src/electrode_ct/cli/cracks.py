@@ -122,7 +122,9 @@ def classify_cmd(
         emit_json(summary)
         return
     line = (f"{summary['n_flawed']} of {summary['n_particles']} particles flawed "
-            f"({summary['percent_flawed']:.1f} %)")
+            f"({summary['percent_flawed']:.1f} %"
+            + (", 95 % Wilson interval [{:.1f}, {:.1f}] %".format(*summary["percent_flawed_ci95"])
+               if summary.get("percent_flawed_ci95") else "") + ")")
     if "auc" in summary:
         line += f", AUC {summary['auc']:.3f}"
     say(f"wrote {out}: {line}")

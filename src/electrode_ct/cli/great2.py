@@ -160,6 +160,13 @@ def stats_cmd(
     column: str = typer.Option(None, "--column", help="Grey column (overrides --roi)."),
     keep_border: bool = typer.Option(False, "--keep-border", help="Keep the particles "
                                      "touching a face of the volume (GREAT2 leaves them out)."),
+    size_subset: str = typer.Option(
+        None, "--size-subset", help="Keep only particles of a size quantile, [COLUMN:]topP | "
+        "bottomP | qA | qA-qB (quartiles 1..4), e.g. top25 or q2-q4; COLUMN default "
+        "volume_um3. The --by/--position subsets are taken within it."),
+    radial: list[Path] = typer.Option(
+        None, "--radial", help="Radial table of each state (repeat, in the tables' order; "
+        "ect measure --radial): mean radial profile per state and subset."),
     out: Path = typer.Option(None, "--out", help="Also write the summary table (.parquet/.csv)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -172,22 +179,36 @@ def stats_cmd(
     from electrode_ct.errors import InputError
     from electrode_ct.io import write_table
     from electrode_ct.stats import parse_subsets, prepare_tables
+    from electrode_ct.subsets import parse_size_subset, select_size, size_summary
 
     spec = parse_subsets(by, name="--by")
     pos = parse_subsets(position, name="--position", axis=True)
+    size = parse_size_subset(size_subset)
+    if radial and len(radial) != len(tables):
+        raise InputError(f"--radial: got {len(radial)} radial tables for {len(tables)} tables; "
+                         "expected one per table, in the same order")
     col = column or ("roi_mean" if roi else "grey_mean")
-    dfs = [read_input_table(t, columns=["label", col], all_finite=False) for t in tables]
+    need = ["label", col] + ([size.column] if size else [])
+    dfs = [read_input_table(t, columns=need, all_finite=False) for t in tables]
     if reference < 0 or reference >= len(dfs):
         raise InputError(f"--reference: state {reference} does not exist (0..{len(dfs) - 1})")
     prep = prepare_tables(dfs, keep_border=keep_border, names=[str(t) for t in tables])
+    prep.tables = select_size(prep.tables, size, reference=reference, paired=prep.paired,
+                              names=[str(t) for t in tables])
     summary = _summary(prep, col, reference, spec, pos, collector)
+    profiles = _profiles(radial, prep, reference, spec, pos, collector)
     if out is not None:
         write_table(summary.astype({"subset": str}), out)
     if len(dfs) > 1:
         typer.echo(f"note: {prep.pairing_note}", err=True)
     typer.echo(f"note: {prep.border_note}", err=True)
+    if size is not None:
+        typer.echo(f"note: size subset {size.text} of {size.column}: "
+                   f"{', '.join(str(len(t)) for t in prep.tables)} particles per state", err=True)
     result = {"column": col, "reference": reference, "n_states": len(dfs), **prep.summary(),
-              "rows": summary.to_dict(orient="records")}
+              **size_summary(size, prep.tables), "rows": summary.to_dict(orient="records")}
+    if profiles is not None:
+        result["radial_profiles"] = profiles.to_dict(orient="records")
     if as_json:
         emit_json(result)
         return
@@ -198,6 +219,9 @@ def stats_cmd(
             line += (f"  ΔĪ={r['dI']:.3f} ± {r['dI_SE_tot']:.3f}  Z={r['Z']:.2f} p={r['p']:.2g}"
                      + ("" if prep.paired else " (two-sample)"))
         say(line)
+    if profiles is not None:
+        say(f"radial profiles: {len(profiles)} rows (mean ± SE per layer, state and subset "
+            "in --json)")
 
 
 def _summary(prep: Any, col: str, reference: int, spec: tuple[str, int] | None,
@@ -205,17 +229,25 @@ def _summary(prep: Any, col: str, reference: int, spec: tuple[str, int] | None,
     """summarise() over all particles and the --by / --position subsets."""
     import pandas as pd
 
-    from electrode_ct.stats import position_subsets, quantile_subsets, summarise
+    from electrode_ct.stats import summarise
+    from electrode_ct.subsets import groupings
 
-    ref = prep.tables[reference]
-    groupings: list[tuple[str, Any]] = [("all", None)]
-    if spec:
-        s = quantile_subsets(ref, spec[0], spec[1])
-        groupings.append((f"{spec[0]}:q{spec[1]}", s.set_axis(ref["label"].to_numpy())))
-    if pos:
-        s, _ = position_subsets(ref, axis=pos[0], n_bins=pos[1], collector=collector)
-        groupings.append((f"depth_{pos[0]}:{pos[1]}:{collector}",
-                          s.set_axis(ref["label"].to_numpy())))
     parts = [summarise(prep.tables, column=col, reference=reference, subsets=s,
-                       subset_name=name, paired=prep.paired) for name, s in groupings]
+                       subset_name=name, paired=prep.paired)
+             for name, s in groupings(prep.tables[reference], by=spec, position=pos,
+                                      collector=collector)]
     return pd.concat(parts, ignore_index=True)
+
+
+def _profiles(radial: list[Path] | None, prep: Any, reference: int,
+              spec: tuple[str, int] | None, pos: tuple[str, int] | None,
+              collector: str) -> Any:
+    """Mean radial profiles per state and subset (None without --radial)."""
+    if not radial:
+        return None
+    from electrode_ct.subsets import radial_profiles
+
+    rads = [read_input_table(r, columns=["label", "layer", "grey_norm"], all_finite=False)
+            for r in radial]
+    return radial_profiles(rads, prep.tables, reference=reference, paired=prep.paired,
+                           by=spec, position=pos, collector=collector)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -38,6 +39,10 @@ def measure_cmd(
     ),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     csv: bool = typer.Option(False, "--csv", help="Also write CSV beside each Parquet table."),
+    bootstrap: int = typer.Option(
+        1000, "--bootstrap", help="Bootstrap resamples over particles for the size "
+        "distribution's _std/_ci95 (>= 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = co.SCHEDULER,
     n_workers: int = co.N_WORKERS,
@@ -51,8 +56,11 @@ def measure_cmd(
     from electrode_ct.cli._measure_engine import MeasureInputs, measure_engine, measure_memory
     from electrode_ct.errors import InputError
     from electrode_ct.io import write_table
+    from electrode_ct.measure.psd import psd_summary
     from electrode_ct.provenance import record
+    from electrode_ct.uncertainty import check_bootstrap
 
+    check_bootstrap(bootstrap)
     if radial is not None and grey is None:
         raise InputError("--radial needs --grey (the radial table holds grey levels)")
     cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
@@ -86,6 +94,7 @@ def measure_cmd(
         "radial": str(radial) if radial is not None else None,
         "radial_rows": len(radial_df) if radial_df is not None else 0,
         "background_sigma": sigma, "spacing_um": list(spacing), "timings_s": timings,
+        "size_distribution": psd_summary(table, bootstrap, seed),
     }
     if as_json:
         emit_json(result)
@@ -93,3 +102,13 @@ def measure_cmd(
         say(f"{len(table)} particles ({n_border} touching the border) -> {out}")
         if radial is not None:
             say(f"radial layers: {result['radial_rows']} rows -> {radial}")
+        _say_psd(result["size_distribution"])
+
+
+def _say_psd(dist: dict[str, Any] | None) -> None:
+    """One line: volume-weighted d10/d50/d90 with their 95 % bootstrap intervals."""
+    if not dist or dist["n_particles"] < 2:
+        return
+    say("volume-weighted " + "  ".join(
+        f"{k[:-3]} {dist[k]:.3g} µm [{dist[k + '_ci95'][0]:.3g}, {dist[k + '_ci95'][1]:.3g}]"
+        for k in ("d10_um", "d50_um", "d90_um")) + " (95 % bootstrap)")

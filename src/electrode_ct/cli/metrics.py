@@ -41,6 +41,9 @@ def metrics_cmd(
     tol: float = typer.Option(
         None, "--tol", help="Relative residual at which the tortuosity solve stops (1e-6)."
     ),
+    subvolume_um: float = typer.Option(
+        None, "--subvolume-um", help="Edge (µm) of the sub-volumes whose spread gives the "
+        "_std/_ci95 companions (default: half the shortest extent, at most 256 voxels)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = SCHEDULER, n_workers: int = N_WORKERS, threads_per_worker: int = THREADS,
     memory_limit: str = MEMORY, block_shape: str = BLOCKS,
@@ -52,6 +55,7 @@ def metrics_cmd(
     """
     from electrode_ct.cli._compute import compute_config, session
     from electrode_ct.metrics.microstructure import microstructure_metrics
+    from electrode_ct.uncertainty import interval_text
 
     cfg, explicit = compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
                                    block_shape)
@@ -59,7 +63,7 @@ def metrics_cmd(
     vol = read_input(phases, role="labels", voxel=voxel, lazy=True)
     info(f"{phases}: shape {vol.shape}, spacing {vol.spacing} µm")
     opts = {"phase": phase, "tortuosity": tortuosity_axes, "surface_method": surface_method,
-            "tol": tol, "report": info}
+            "tol": tol, "report": info, "subvolume_um": subvolume_um}
     with session(cfg, vol.nbytes, explicit=explicit) as client:
         if client is None:
             import dask
@@ -83,15 +87,29 @@ def metrics_cmd(
     say(f"{phases}  phase {result['phase']!r} (value {result['phase_value']}), spacing "
         + " x ".join(f"{s:g}" for s in vol.spacing) + " µm")
     say("  volume fraction      " + "  ".join(
-        f"{k} {v:.4f}" for k, v in result["volume_fraction"].items()))
+        f"{k} {interval_text(v, *_spread(result, 'volume_fraction', k), '.4f')}"
+        for k, v in result["volume_fraction"].items()))
     say(f"  specific surface ({surface_method}, µm⁻¹)  " + "  ".join(
-        f"{k} {v:.4g}" for k, v in result["specific_surface_area_per_um"].items()))
+        f"{k} {interval_text(v, *_spread(result, 'specific_surface_area_per_um', k))}"
+        for k, v in result["specific_surface_area_per_um"].items()))
     say("  percolating fraction " + "  ".join(
         f"{k} {v:.4f}" for k, v in result["percolating_fraction"].items()))
     for ax, r in result["tortuosity_details"].items():
-        say(f"  tortuosity {ax}         {r['tortuosity']:.4f}  "
+        n = result["tortuosity_subvolumes"][ax]
+        tau = interval_text(r["tortuosity"], *_spread(result, "tortuosity", ax), ".4f",
+                            why=f"no interval: {n['n_percolating']} of {n['n']} sub-volumes "
+                            "percolate")
+        say(f"  tortuosity {ax}         {tau}  "
             f"(D_eff/D {r['effective_diffusivity_ratio']:.4g}, {r['iterations']} CG "
             f"iterations, residual {r['relative_residual']:.1e})")
+    sub = result["subvolumes"]
+    say(f"  ± std [95 % CI] over {sub['n']} sub-volumes of {sub['size_um']:g} µm "
+        "(t-interval)")
+
+
+def _spread(result: dict[str, Any], key: str, name: str) -> tuple[Any, Any]:
+    """The ``_std`` and ``_ci95`` companions of one figure."""
+    return (result.get(f"{key}_std") or {}).get(name), (result.get(f"{key}_ci95") or {}).get(name)
 
 
 def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,

@@ -236,14 +236,20 @@ def psd_cmd(
         False, "--exclude-border", help="Leave out particles touching the volume border."
     ),
     plot: Path = typer.Option(None, "--plot", help="Write a histogram figure (.png/.svg)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples over "
+                                  "particles for the _std/_ci95 companions (>= 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Particle-size distribution: number- and volume-weighted mean, d10, d50, d90."""
+    """Particle-size distribution: number- and volume-weighted mean, d10, d50, d90, each
+    with a 95 % bootstrap interval over particles."""
     from electrode_ct.measure.psd import plot_size_distribution, size_distribution
+    from electrode_ct.uncertainty import check_bootstrap, interval_text
 
+    check_bootstrap(bootstrap)
     dist = size_distribution(read_input_table(table, columns=["equivalent_diameter_um"]),
-                             min_diameter_um=min_diameter,
-                             exclude_border=exclude_border)
+                             min_diameter_um=min_diameter, exclude_border=exclude_border,
+                             bootstrap=bootstrap, seed=seed)
     if plot is not None:
         plot_size_distribution(dist, path=plot)
     if as_json:
@@ -252,8 +258,9 @@ def psd_cmd(
     say(f"{dist['n_particles']} particles ({dist['n_excluded']} excluded)")
     for kind in ("number", "volume"):
         d = dist[kind]
-        say(f"  {kind:7s} mean {d['mean_um']:.3g}  d10 {d['d10_um']:.3g}  d50 {d['d50_um']:.3g}"
-            f"  d90 {d['d90_um']:.3g} µm")
+        say(f"  {kind:7s} " + "  ".join(
+            f"{k[:-3]} {interval_text(d[k], None, d[k + '_ci95'], fmt='.3g')}"
+            for k in ("mean_um", "d10_um", "d50_um", "d90_um")) + " µm (95 % bootstrap)")
 
 
 @app.command("coco")

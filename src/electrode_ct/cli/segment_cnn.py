@@ -199,6 +199,9 @@ def ensemble_cmd(
     from electrode_ct.segment.cnn.ensemble import train_ensemble
     from electrode_ct.segment.cnn.perturb import interface_frequency
 
+    if n < 2:  # before anything is read or written
+        raise InputError(f"--n: expected at least 2 ensemble members (one member has no "
+                         f"spread to report), got {n}")
     resolve_device(device)
     cfg = _config(arch=arch, epochs=epochs, patch=patch, patches_per_epoch=patches_per_epoch,
                   channels=channels, device=device, seed=seed, members=1)

@@ -159,13 +159,17 @@ def particle_table(scan: PreparedScan, scores: ParticleScores,
 
 def scan_summary(scan: PreparedScan, scores: ParticleScores, *, method: str,
                  min_slices: int | None, in_mask_threshold: float) -> dict[str, Any]:
-    """Counts, % flawed (called and expected), the threshold and the in-mask grey threshold."""
+    """Counts, % flawed (called and expected, the called one with its binomial std and
+    Wilson 95 % interval), the threshold and the in-mask grey threshold."""
+    from electrode_ct.uncertainty import percent_interval
+
     score, flawed = scores.score, scores.flawed
     cand = scan.candidates
     return {
         "n_particles": int(len(scan.ids)),
         "n_flawed": int(flawed.sum()),
         "percent_flawed": evaluate.percent_flawed(flawed),
+        **percent_interval(int(flawed.sum()), int(len(flawed)), key="percent_flawed"),
         "percent_flawed_expected": float(100.0 * np.mean(score)) if len(score) else float("nan"),
         "n_labels": int(len(cand)),
         "n_truncated": int(cand["truncated"].sum()),

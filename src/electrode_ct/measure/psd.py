@@ -36,12 +36,61 @@ def _summary(d: np.ndarray, w: np.ndarray) -> dict[str, float]:
     return {"mean_um": mean, "d10_um": float(d10), "d50_um": float(d50), "d90_um": float(d90)}
 
 
+def _figures(d: np.ndarray) -> np.ndarray:
+    """Number- then volume-weighted mean, d10, d50, d90 (µm) of diameters ``d``."""
+    out = []
+    for w in (np.ones_like(d), np.pi / 6.0 * d**3):
+        out.extend(_summary(d, w).values())
+    return np.asarray(out)
+
+
+def size_intervals(dist: dict[str, Any], diameters: np.ndarray, *, n_boot: int,
+                   seed: int = 0) -> dict[str, Any]:
+    """Add bootstrap ``<key>_std`` and ``<key>_ci95`` to a :func:`size_distribution` result.
+
+    Parameters
+    ----------
+    dist : dict
+        A :func:`size_distribution` result (changed in place and returned).
+    diameters : numpy.ndarray
+        The kept equivalent diameters (µm), one per particle.
+    n_boot : int
+        Bootstrap resamples over particles (>= 1).
+    seed : int
+        Resampling seed.
+
+    Returns
+    -------
+    dict
+        ``dist`` with, in ``number`` and ``volume`` and at the top level (volume-weighted),
+        ``mean_um_std``, ``mean_um_ci95`` … ``d90_um_ci95`` (µm; None for fewer than 2
+        particles) and ``bootstrap``: ``{"n", "seed", "method"}``.
+    """
+    from electrode_ct.uncertainty import BOOTSTRAP_METHOD, bootstrap_intervals, check_bootstrap
+
+    n_boot = check_bootstrap(n_boot)
+    d = np.asarray(diameters, dtype=np.float64)
+    std, ci = bootstrap_intervals(d, _figures, n_boot=n_boot, seed=seed) or (None, None)
+    keys = ("mean_um", "d10_um", "d50_um", "d90_um")
+    for j, weight in enumerate(("number", "volume")):
+        for i, key in enumerate(keys):
+            k = 4 * j + i
+            dist[weight][f"{key}_std"] = None if std is None else float(std[k])
+            dist[weight][f"{key}_ci95"] = None if ci is None else [float(ci[k, 0]),
+                                                                   float(ci[k, 1])]
+    dist.update({k: v for k, v in dist["volume"].items() if k.endswith(("_std", "_ci95"))})
+    dist["bootstrap"] = {"n": n_boot, "seed": int(seed), "method": BOOTSTRAP_METHOD}
+    return dist
+
+
 def size_distribution(
     table: pd.DataFrame,
     *,
     min_diameter_um: float = 0.0,
     bins: int | np.ndarray = 30,
     exclude_border: bool = False,
+    bootstrap: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Number- and volume-weighted equivalent-diameter distribution of a particle table.
 
@@ -57,6 +106,11 @@ def size_distribution(
         bin edges in µm.
     exclude_border : bool
         Leave out particles that touch the volume border.
+    bootstrap : int, optional
+        Bootstrap resamples over particles for the ``_std`` / ``_ci95`` companions
+        (:func:`size_intervals`); None leaves them out.
+    seed : int
+        Bootstrap seed.
 
     Returns
     -------
@@ -93,7 +147,7 @@ def size_distribution(
         v_frac = v_hist / v_hist.sum() if v_hist.sum() > 0 else v_hist
     else:
         edges, n_frac, v_frac = np.zeros(0), np.zeros(0), np.zeros(0)
-    return {
+    dist = {
         "n_particles": int(d.size),
         "n_excluded": int(d_all.size - d.size),
         "min_diameter_um": float(min_diameter_um),
@@ -106,6 +160,18 @@ def size_distribution(
             "volume_fraction": v_frac.tolist(),
         },
     }
+    return dist if bootstrap is None else size_intervals(dist, d, n_boot=bootstrap, seed=seed)
+
+
+def psd_summary(table: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, Any] | None:
+    """:func:`size_distribution` with bootstrap intervals and without its histogram (the
+    ``size_distribution`` of ``ect measure --json`` and the pipeline's measure summary);
+    None for a table without ``equivalent_diameter_um``."""
+    if "equivalent_diameter_um" not in table.columns:
+        return None
+    dist = size_distribution(table, bootstrap=n_boot, seed=seed)
+    dist.pop("histogram")
+    return dist
 
 
 def plot_size_distribution(
@@ -148,9 +214,14 @@ def plot_size_distribution(
                label="volume")
         for key, style in (("d10_um", ":"), ("d50_um", "--"), ("d90_um", ":")):
             ax.axvline(dist["volume"][key], color="k", linestyle=style, linewidth=1)
+            ci = dist["volume"].get(f"{key}_ci95")
+            if ci:  # the bootstrap interval as a band
+                ax.axvspan(ci[0], ci[1], color="k", alpha=0.12, lw=0)
     ax.set_xlabel("equivalent diameter (µm)")
     ax.set_ylabel("fraction")
-    ax.set_title(f"{dist['n_particles']} particles, volume d50 = {dist['volume']['d50_um']:.3g} µm")
+    ci = dist["volume"].get("d50_um_ci95")
+    ax.set_title(f"{dist['n_particles']} particles, volume d50 = {dist['volume']['d50_um']:.3g} µm"
+                 + (f" [{ci[0]:.3g}, {ci[1]:.3g}] (95 % bootstrap, grey bands)" if ci else ""))
     ax.legend()
     if path is not None:
         suffix = os.path.splitext(os.fspath(path))[1] or ".png"

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import InputError
+from electrode_ct.metrics.spread import subvolume_grid
 from electrode_ct.volume import Volume, resolve_phase
 
 METRICS_BYTES_PER_VOXEL = 20.0
@@ -58,6 +59,7 @@ def microstructure_metrics(
     surface_method: str = "marching_cubes",
     tol: float | None = None,
     report: Callable[[str], None] | None = None,
+    subvolume_um: float | None = None,
 ) -> dict[str, Any]:
     """Volume fractions, surface areas, percolation and tortuosity of a phase volume.
 
@@ -75,6 +77,9 @@ def microstructure_metrics(
         Relative residual at which the tortuosity solve stops (default 1e-6).
     report : callable, optional
         Receives progress lines.
+    subvolume_um : float, optional
+        Edge of the sub-volumes (µm) whose spread gives the ``_std`` / ``_ci95``
+        companions (:mod:`electrode_ct.metrics.spread`; default half the shortest extent).
 
     Returns
     -------
@@ -85,7 +90,10 @@ def microstructure_metrics(
         the phase does not percolate), ``effective_diffusivity_ratio``,
         ``percolating_fraction``, ``isolated_fraction``, ``n_clusters``,
         ``n_isolated_clusters``, ``tortuosity_convention``, ``tortuosity_solver``,
-        ``solver_tolerance``, ``tortuosity_details``.
+        ``solver_tolerance``, ``tortuosity_details``; the companions ``<key>_std`` and
+        ``<key>_ci95`` of the fractions, specific surfaces, interface % and tortuosity
+        (:func:`electrode_ct.metrics.spread.metrics_spread`), ``tortuosity_subvolumes``
+        and ``subvolumes`` (the grid and the interval's method).
     """
     from electrode_ct.metrics._phase import phase_mask
     from electrode_ct.metrics.connectivity import connectivity
@@ -94,6 +102,7 @@ def microstructure_metrics(
     from electrode_ct.metrics.surface import surface_areas
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    grid = subvolume_grid(volume.shape, volume.spacing, subvolume_um)
     labels = volume.numpy()
     cmap = volume.class_map
     mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
@@ -104,7 +113,24 @@ def microstructure_metrics(
              "interfaces": interface_percentage(labels, class_map=cmap),
              "connectivity": connectivity(mask)}
     taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
-    return _result(key, value, surface_method, parts, taus, rtol)
+    result = _result(key, value, surface_method, parts, taus, rtol)
+    return _with_spread(result, labels, mask, grid, volume, axes, rtol, report)
+
+
+def _with_spread(result: dict[str, Any], src: Any, mask: Any, grid: tuple[float, list[Any]],
+                 volume: Volume, axes: list[str], rtol: float,
+                 report: Callable[[str], None] | None, client: Any = None) -> dict[str, Any]:
+    """The metrics with their sub-volume companions (same on both paths)."""
+    from electrode_ct.metrics import spread
+
+    (report or (lambda _msg: None))(f"spread over {len(grid[1])} sub-volumes of {grid[0]:g} µm")
+    extra = spread.metrics_spread(result, src, grid[1], spacing=volume.spacing,
+                                  class_map=volume.class_map,
+                                  surface_method=result["surface_method"], client=client)
+    if axes:
+        extra.update(spread.tortuosity_spread(mask, grid[1], axes, spacing=volume.spacing,
+                                              rtol=rtol))
+    return {**result, **extra, "subvolumes": spread.spread_info(*grid)}
 
 
 def _checked(volume: Volume, phase: str | int | None, tortuosity: str | Sequence[str],
@@ -186,6 +212,7 @@ def microstructure_metrics_blockwise(
     tol: float | None = None,
     tortuosity_memory: int | None = None,
     report: Callable[[str], None] | None = None,
+    subvolume_um: float | None = None,
 ) -> dict[str, Any]:
     """:func:`microstructure_metrics` on the block engine: the same keys and values
     (within 1e-9 relative), the volume read block by block.
@@ -209,8 +236,9 @@ def microstructure_metrics_blockwise(
         One task per block on the cluster; None runs the blocks serially.
     progress : callable, optional
         ``progress(step_name)`` gives the wrapper of that step's iteration over blocks.
-    phase, tortuosity, surface_method, tol, report
-        As for :func:`microstructure_metrics`.
+    phase, tortuosity, surface_method, tol, report, subvolume_um
+        As for :func:`microstructure_metrics` (the sub-volume companions computed one
+        task per sub-volume on ``client``, with the same values).
     tortuosity_memory : int, optional
         Bytes the tortuosity solve may use (default: 80 % of this machine's memory).
 
@@ -224,6 +252,7 @@ def microstructure_metrics_blockwise(
     from electrode_ct.metrics.components_blockwise import percolation_blockwise
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    grid = subvolume_grid(volume.shape, volume.spacing, subvolume_um)
     cmap = volume.class_map
     say = report or (lambda _msg: None)
     opts = {"block_shape": block_shape, "client": client}
@@ -246,11 +275,13 @@ def microstructure_metrics_blockwise(
              "surfaces": surfaces, "interfaces": interfaces,
              "connectivity": percolation_blockwise(src, value, progress=bar("percolation"),
                                                    **opts)}
-    taus = {}
+    taus, mask = {}, None
     if axes:
         labels = np.asarray(src.open("r")[...] if hasattr(src, "open") else src)
-        taus = _tortuosities(labels == value, axes, volume.spacing, rtol, report)
-    return _result(key, value, surface_method, parts, taus, rtol)
+        mask = labels == value
+        taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
+    result = _result(key, value, surface_method, parts, taus, rtol)
+    return _with_spread(result, src, mask, grid, volume, axes, rtol, report, client)
 
 
 def _check_tortuosity_memory(source: str, n_phase: int, budget: int | None) -> None:

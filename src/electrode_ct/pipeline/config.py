@@ -115,6 +115,8 @@ class MeasureStep(_Strict):
     properties: Literal["basic", "all"] = "all"
     radial: bool = True
     exclude_layers: int = 5
+    bootstrap: int = Field(1000, ge=1, description="Bootstrap resamples over particles for "
+                           "the size distribution's _std / _ci95 (seeded by the run's seed).")
 
 
 class TrackStep(_Strict):
@@ -140,6 +142,9 @@ class MetricsStep(_Strict):
     tortuosity: list[Literal["x", "y", "z"]] = ["x", "y", "z"]
     surface_method: Literal["face", "marching_cubes", "gradient"] = "marching_cubes"
     tol: float | None = Field(None, description="Tortuosity solver relative tolerance.")
+    subvolume_um: float | None = Field(
+        None, gt=0, description="Edge (µm) of the sub-volumes whose spread gives the _std / "
+        "_ci95 companions; default half the shortest extent (at most 256 voxels).")
 
 
 class StatsStep(_Strict):
@@ -148,6 +153,9 @@ class StatsStep(_Strict):
     enabled: bool = True
     by: str | None = Field(None, description="COLUMN:NBINS, e.g. volume_um3:4.")
     position: str | None = Field(None, description="AXIS:NBINS, e.g. z:4.")
+    size_subset: str | None = Field(
+        None, description="Keep only particles of a size quantile, [COLUMN:]topP | bottomP | "
+        "qA | qA-qB (e.g. top25, q2-q4); by/position subsets are taken within it.")
     collector: Literal["z0", "z1"] = "z0"
     roi: bool = True
     keep_border: bool = Field(False, description="Keep the particles touching a face of the "
@@ -159,6 +167,17 @@ class StatsStep(_Strict):
         try:
             parse_subsets(v, name=f"steps.stats.{info.field_name}",
                           axis=info.field_name == "position")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("size_subset")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        from electrode_ct.subsets import parse_size_subset
+
+        try:
+            parse_size_subset(v, name="steps.stats.size_subset")
         except InputError as exc:
             raise ValueError(str(exc)) from None
         return v

@@ -427,6 +427,7 @@ def step_track(run: Run) -> StepResult:
 def step_measure(run: Run) -> StepResult:
     """Morphology + grey (GREAT2) tables: every tracked state, else the reference state."""
     from electrode_ct.measure import particle_table
+    from electrode_ct.measure.psd import psd_summary
     from electrode_ct.pipeline.compute import engine
 
     p = run.cfg.steps.measure
@@ -450,7 +451,9 @@ def step_measure(run: Run) -> StepResult:
             outputs[f"radial_{i}"] = str(write_table(
                 radial, run.path(f"tables/radial_{i}.parquet"), metadata=meta
             ).relative_to(run.out))
-        summary[f"state_{i}"] = {"n_particles": len(table)}
+        summary[f"state_{i}"] = {"n_particles": len(table),
+                                 "size_distribution": psd_summary(table, p.bootstrap,
+                                                                  run.cfg.seed)}
     return StepResult(outputs, summary)
 
 
@@ -494,7 +497,7 @@ def step_metrics(run: Run) -> StepResult:
 
     p = run.cfg.steps.metrics
     opts = {"phase": p.phase, "tortuosity": p.tortuosity, "surface_method": p.surface_method,
-            "tol": p.tol, "report": run.log.info}
+            "tol": p.tol, "report": run.log.info, "subvolume_um": p.subvolume_um}
     i = reference_state(run)
     cfg, lazy = run.cfg.compute, _metrics_input(run, i)
     if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:
@@ -563,16 +566,12 @@ def step_cracks(run: Run) -> StepResult:
 
 
 def step_stats(run: Run) -> StepResult:
-    """Population statistics (Ī, ΔĪ, SE, Z) per state and subset, versus the reference."""
+    """Population statistics (Ī, ΔĪ, SE, Z) per state and subset, versus the reference,
+    within the size selection; mean radial profiles per state and subset."""
     import pandas as pd
 
-    from electrode_ct.stats import (
-        parse_subsets,
-        position_subsets,
-        prepare_tables,
-        quantile_subsets,
-        summarise,
-    )
+    from electrode_ct.stats import parse_subsets, prepare_tables, summarise
+    from electrode_ct.subsets import groupings, parse_size_subset, select_size, size_summary
 
     p = run.cfg.steps.stats
     keys = sorted((k for k in run.results["measure"].outputs if k.startswith("particles_")),
@@ -582,25 +581,39 @@ def step_stats(run: Run) -> StepResult:
     prep = prepare_tables([read_table(run.output("measure", k)) for k in keys],
                           keep_border=p.keep_border, names=keys)
     run.log.info("stats: %s; %s", prep.pairing_note, prep.border_note)
+    size = parse_size_subset(p.size_subset, name="steps.stats.size_subset")
+    prep.tables = select_size(prep.tables, size, reference=ref, paired=prep.paired, names=keys)
     col = _grey_column(prep.tables[ref], roi=p.roi)
-    ref_table = prep.tables[ref].set_index("label", drop=False)
-    groupings: list[tuple[str, Any]] = [("all", None)]
     by = parse_subsets(p.by, name="steps.stats.by")
-    if by:
-        groupings.append((by[0], quantile_subsets(ref_table, by[0], by[1])))
     pos = parse_subsets(p.position, name="steps.stats.position", axis=True)
-    if pos:
-        groupings.append((f"depth_{pos[0]}", position_subsets(
-            ref_table, axis=pos[0], n_bins=pos[1], collector=p.collector)[0]))
     stats = pd.concat([summarise(prep.tables, column=col, reference=ref, subsets=sub,
                                  subset_name=name, paired=prep.paired)
-                       for name, sub in groupings], ignore_index=True)
+                       for name, sub in groupings(prep.tables[ref], by=by, position=pos,
+                                                  collector=p.collector)], ignore_index=True)
     stats["state"] = np.asarray(states)[stats["state"].to_numpy()]
     stats["subset"] = stats["subset"].astype(str)  # "all" beside bin numbers
     rel = str(write_table(stats, run.path("tables/stats.parquet"), csv=True).relative_to(run.out))
-    return StepResult({"stats": rel}, {"column": col, "rows": len(stats),
-                                       "reference_state": reference_state(run),
-                                       **prep.summary()})
+    outputs = {"stats": rel, **_stats_profiles(run, prep, states, ref, by, pos)}
+    return StepResult(outputs, {"column": col, "rows": len(stats),
+                                "reference_state": reference_state(run),
+                                **prep.summary(), **size_summary(size, prep.tables)})
+
+
+def _stats_profiles(run: Run, prep: Any, states: list[int], ref: int, by: Any,
+                    pos: Any) -> dict[str, str]:
+    """``radial_profiles``: the mean radial profile per state and subset (when every
+    measured state has a radial table)."""
+    from electrode_ct.subsets import radial_profiles
+
+    outs = run.results["measure"].outputs
+    if not all(f"radial_{i}" in outs for i in states):
+        return {}
+    prof = radial_profiles([read_table(run.output("measure", f"radial_{i}")) for i in states],
+                           prep.tables, reference=ref, paired=prep.paired, by=by,
+                           position=pos, collector=run.cfg.steps.stats.collector)
+    prof["state"] = np.asarray(states)[prof["state"].to_numpy()]
+    return {"radial_profiles": str(write_table(
+        prof, run.path("tables/radial_profiles.parquet"), csv=True).relative_to(run.out))}
 
 
 def _grey_column(table: Any, *, roi: bool) -> str:

@@ -92,8 +92,15 @@ def _segmentation(man: dict[str, Any]) -> list[Section]:
     sec.text(f"Method: {s0.get('method')}; thresholds: {s0.get('thresholds')}; "
              f"class map: {s0.get('class_map')}.")
     if s0.get("volume_fraction"):
-        sec.figure(bars(s0["volume_fraction"], ylabel="volume fraction",
-                        title="Phase volume fractions"), alt="volume fractions")
+        ci = man.get("steps", {}).get("metrics", {}).get("summary", {}).get(
+            "volume_fraction_ci95")
+        sec.figure(bars(s0["volume_fraction"], ylabel="volume fraction", intervals=ci,
+                        title="Phase volume fractions" + (
+                            " (bars: 95 % CI over sub-volumes)" if ci else "")),
+                   alt="volume fractions")
+        if not ci:
+            sec.text("No interval for these fractions: the metrics step (which gives the "
+                     "sub-volume spread) did not run.", note=True)
     q = seg.get("quality")
     if q:
         sec.text("Against the reference labels:")
@@ -112,13 +119,26 @@ def _metrics(man: dict[str, Any]) -> list[Section]:
     m = man.get("steps", {}).get("metrics", {}).get("summary", {})
     if not m:
         return []
+    from electrode_ct.report.intervals import metrics_table
+
     sec = Section("Microstructure metrics")
+    for key, label in (("volume_fraction", "volume fraction"),
+                       ("specific_surface_area_per_um", "specific surface (µm⁻¹)")):
+        if m.get(key):
+            sec.figure(bars(m[key], ylabel=label, intervals=m.get(f"{key}_ci95"),
+                            title=f"{label}, 95 % CI over sub-volumes"), alt=label)
+    sec.table(metrics_table(m, ("volume_fraction", "specific_surface_area_per_um",
+                                "specific_interfacial_area_per_um", "interface_voxel_percent",
+                                "tortuosity", "effective_diffusivity_ratio")))
+    sub = m.get("subvolumes")
+    if sub:
+        sec.text(f"Value: the whole volume. ± std and 95 % CI: {sub['n']} sub-volumes of "
+                 f"{sub['size_um']:g} µm ({sub['method']}); tortuosity over at most 8 of them, "
+                 "the non-percolating ones left out.", note=True)
     flat = {}
-    for key in ("volume_fraction", "specific_surface_area_per_um", "tortuosity",
-                "percolating_fraction"):
-        for k, v in (m.get(key) or {}).items():
-            flat[f"{key} [{k}]"] = v
-    for key in ("phase", "surface_method", "solver", "tol"):
+    for k, v in (m.get("percolating_fraction") or {}).items():
+        flat[f"percolating_fraction [{k}]"] = v
+    for key in ("phase", "surface_method", "tortuosity_solver", "solver_tolerance"):
         if key in m:
             flat[key] = m[key]
     sec.table(flat)
@@ -131,16 +151,23 @@ def _particles(out: Path, man: dict[str, Any]) -> list[Section]:
     if key not in outs:
         return []
     from electrode_ct.measure.psd import plot_size_distribution, size_distribution
+    from electrode_ct.report.intervals import psd_table
 
     table = read_table(out / outs[key])
     secs = []
     sec = Section("Particle size distribution")
     if len(table) and "equivalent_diameter_um" in table:
-        dist = size_distribution(table)
+        cfg = man.get("config", {})
+        dist = size_distribution(
+            table, seed=int(cfg.get("seed") or 0),
+            bootstrap=int(cfg.get("steps", {}).get("measure", {}).get("bootstrap") or 1000))
         fig, ax = plt.subplots(figsize=(7, 3.5))
         plot_size_distribution(dist, ax=ax)
         sec.figure(fig, alt="particle size distribution")
-        sec.table({k: v for k, v in dist.items() if np.isscalar(v)})
+        sec.table(psd_table(dist))
+        sec.text(f"{dist['n_particles']} particles; intervals: {dist['bootstrap']['method']} "
+                 f"({dist['bootstrap']['n']} resamples, seed {dist['bootstrap']['seed']}).",
+                 note=True)
     secs.append(sec)
     summ = Section("Particle table")
     n_border = int(table["touches_border"].sum()) if "touches_border" in table else 0
@@ -177,16 +204,47 @@ def _radial(out: Path, man: dict[str, Any]) -> list[Section]:
                alt="radial profiles")
     sec.text("Layer 1 is the particle surface shell; grey levels are normalised per particle "
              "(surface layer 0, brightest layer 1).", note=True)
+    _subset_profiles(out, man, sec)
     return [sec]
+
+
+def _subset_profiles(out: Path, man: dict[str, Any], sec: Section) -> None:
+    """One figure per stats grouping of the stats step's radial profiles (±2 SE bands)."""
+    from electrode_ct.report.great2_plots import radial_profile_plot
+
+    rel = man.get("steps", {}).get("stats", {}).get("outputs", {}).get("radial_profiles")
+    if not rel or not (out / rel).exists():
+        return
+    prof = read_table(out / rel)
+    size = (man["steps"]["stats"].get("summary", {}).get("size_subset") or {}).get("spec")
+    within = f" within size subset {size}" if size else ""
+    if size:
+        n = man["steps"]["stats"]["summary"]["size_subset"]["n_selected"]
+        sec.text(f"Profiles below: particles within size subset {size} only "
+                 f"({', '.join(map(str, n))} per state), by subset, ±2 SE bands.", note=True)
+    for grouping, part in prof.groupby("grouping", sort=False):
+        if grouping == "all" and not size:
+            continue  # the per-state figure above
+        sec.figure(radial_profile_plot(part, k=2.0, title=f"radial profiles by {grouping}"
+                                       f"{within} (state / subset), ±2 SE"),
+                   alt=f"radial profiles by {grouping}")
 
 
 def _cracks(out: Path, man: dict[str, Any]) -> list[Section]:
     summ = man.get("steps", {}).get("cracks", {}).get("summary", {})
     if not summ:
         return []
+    from electrode_ct.report.intervals import flawed_cell
+
     sec = Section("Cracks and flaws")
-    rows = [{"state": k, **{kk: vv for kk, vv in v.items() if np.isscalar(vv)}}
+    rows = [{"state": k, "% flawed ± std [95 % Wilson CI]": flawed_cell(v),
+             **{kk: vv for kk, vv in v.items()
+                if np.isscalar(vv) and not kk.startswith("percent_flawed")}}
             for k, v in summ.items()]
+    sec.figure(bars({k: v.get("percent_flawed") or 0.0 for k, v in summ.items()},
+                    ylabel="% flawed", intervals={k: v.get("percent_flawed_ci95")
+                                                  for k, v in summ.items()},
+                    title="% flawed particles per state (95 % Wilson CI)"), alt="% flawed")
     sec.table(pd.DataFrame(rows))
     return [sec]
 

@@ -107,12 +107,19 @@ def histogram(
     return fig
 
 
-def bars(values: Mapping[str, float], *, ylabel: str, title: str = "") -> Figure:
-    """A bar chart of named values (e.g. volume fractions)."""
+def bars(values: Mapping[str, float], *, ylabel: str, title: str = "",
+         intervals: Mapping[str, Sequence[float] | None] | None = None) -> Figure:
+    """A bar chart of named values (e.g. volume fractions), with [lo, hi] error bars
+    where ``intervals`` gives them (e.g. the ``_ci95`` companions)."""
     fig, ax = plt.subplots(figsize=(5, 3))
     names = list(values)
-    ax.bar(names, [float(values[k]) for k in names],
-           color=PHASE_COLOURS[: len(names)] or None)
+    y = np.array([float(values[k]) for k in names])
+    ax.bar(names, y, color=PHASE_COLOURS[: len(names)] or None)
+    ci = [(i, c) for i, c in enumerate((intervals or {}).get(k) for k in names) if c]
+    if ci:
+        xs, lo, hi = [i for i, _ in ci], [c[0] for _, c in ci], [c[1] for _, c in ci]
+        ax.vlines(xs, lo, hi, color="k", lw=1.5)
+        ax.scatter(xs * 2, lo + hi, marker="_", s=120, color="k", lw=1.5)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
