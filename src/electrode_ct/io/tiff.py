@@ -299,9 +299,9 @@ def quick_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, int] | Non
         if len(raw) < csize:
             raise FormatError(f"{path}: truncated TIFF (first IFD beyond the end of the file)")
         n = struct.unpack(bo + cfmt, raw)[0]
-        block = fh.read(n * esize)
-        if len(block) < n * esize:
+        if ifd + csize + n * esize > size:  # checked before reading: n comes from the file
             raise FormatError(f"{path}: truncated TIFF (first IFD cut short)")
+        block = fh.read(n * esize)
         tags: dict[int, tuple[int, ...]] = {}
         for tag, typ, count, value in struct.iter_unpack(bo + efmt, block):
             if tag not in _WANTED:
@@ -313,10 +313,13 @@ def quick_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, int] | Non
             if nbytes <= inline:
                 data = value[:nbytes]
             else:
-                fh.seek(struct.unpack(bo + ("I" if inline == 4 else "Q"), value)[0])
+                at = struct.unpack(bo + ("I" if inline == 4 else "Q"), value)[0]
+                if at + nbytes > size:  # a damaged count must not size the read
+                    raise FormatError(
+                        f"{path}: damaged TIFF (tag {tag} declares {count:,} values at byte "
+                        f"{at}, beyond the end of the {size}-byte file)")
+                fh.seek(at)
                 data = fh.read(nbytes)
-                if len(data) < nbytes:
-                    raise FormatError(f"{path}: truncated TIFF (tag {tag} beyond end of file)")
             tags[tag] = struct.unpack(f"{bo}{count}{fmt}", data)
     try:
         width, height = tags[256][0], tags[257][0]
