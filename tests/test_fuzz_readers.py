@@ -288,3 +288,13 @@ def test_blosc_chunk_with_wrong_decoded_size_refused(tmp_path):
     chunk.write_bytes(bytes(blob))
     with pytest.raises(FormatError, match=r"v\.zarr.*2147483647 bytes uncompressed.*256"):
         read(str(tmp_path / "v.zarr"))
+
+
+def test_compressed_tiff_missing_strips_refused():
+    """A zlib TIFF whose ImageLength was damaged to 262 152 rows (32 769 strips of 8 rows,
+    one listed; within the size rule, it took over 15 s under tracemalloc, millions of
+    strips at the size limit) is refused when opened, eager or lazy."""
+    for lazy in (False, True):
+        with pytest.raises(FormatError, match=r"missing_strips\.tif: damaged TIFF: a 262152x8 "
+                                              r"page .* needs 32,769 .* lists 1"):
+            read(str(REGRESS / "missing_strips.tif"), lazy=lazy)

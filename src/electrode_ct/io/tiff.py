@@ -218,6 +218,21 @@ def _check_complete(tf: tifffile.TiffFile, series: Any, path: Path) -> None:
         )
 
 
+def _check_segments(series: Any, path: Path) -> None:
+    """Raise :class:`FormatError` when a compressed page lists fewer or more strips/tiles
+    than its size implies (a damaged length or RowsPerStrip tag would otherwise make the
+    decoder visit up to millions of absent segments)."""
+    if not _compressed(series) or getattr(series, "keyframe", None) is None:
+        return
+    key = series.keyframe
+    want, have = int(np.prod(key.chunked)), len(key.dataoffsets)
+    if want != have:
+        raise FormatError(
+            f"{path}: damaged TIFF: a {key.imagelength}x{key.imagewidth} page in strips or "
+            f"tiles of {'x'.join(str(c) for c in key.chunks)} needs {want:,} of them, the "
+            f"file lists {have:,}")
+
+
 def _compressed(series: Any) -> bool:
     """Whether the pages of a series store compressed pixel data (its key frame's)."""
     key = getattr(series, "keyframe", None)
@@ -238,6 +253,7 @@ def _read_single(path: Path, lazy: bool) -> Volume:
         shape, axes = series.shape, series.axes
         check_allocation(shape, series.dtype, stored_bytes=tf.filehandle.size, where=str(path),
                          compressed=_compressed(series), in_memory=not lazy)
+        _check_segments(series, path)
         if lazy:
             import dask.array as da
             import zarr
