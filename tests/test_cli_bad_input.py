@@ -62,15 +62,18 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
     "segment export": ("model", ["segment", "export", "{in}", "{out}/pkg",
                                  "--format", "bioimageio"]),
     "model convert": ("model", ["model", "convert", "{in}", "{out}/m.ectmodel", "--trust"]),
+    "cluster script": ("config", ["cluster", "script", "--config", "{in}"]),
 }
-MODEL_KINDS = ("missing", "empty", "truncated")
+MODEL_KINDS = ("missing", "empty", "truncated")  # the kinds a file without voxels can have
 
 # combinations that make no sense, with the reason (no case is generated for them)
 NOT_APPLICABLE: dict[tuple[str, str], str] = {
     **{(c, k): "a table has no voxel grid: no dimensionality, no 4-D, no array header"
        for c in ("psd", "stats") for k in ("four_d", "huge_header")},
-    **{(c, k): "synth, config init, cluster script and demo read no input file" for c in
-       ("synth", "config init", "cluster script", "demo") for k in KINDS},
+    **{(c, k): "synth, config init and demo read no input file" for c in
+       ("synth", "config init", "demo") for k in KINDS},
+    **{("cluster script", k): "cluster script reads the config's compute section, not the "
+       "volume it names" for k in KINDS if k not in MODEL_KINDS},
     **{(c, k): "a model archive has no voxel grid or voxel type (wrong kinds, formats, "
        "class maps and damaged payloads: tests/test_model_files.py)"
        for c, (role, _) in COMMANDS.items() if role == "model"
