@@ -298,3 +298,29 @@ def test_compressed_tiff_missing_strips_refused():
         with pytest.raises(FormatError, match=r"missing_strips\.tif: damaged TIFF: a 262152x8 "
                                               r"page .* needs 32,769 .* lists 1"):
             read(str(REGRESS / "missing_strips.tif"), lazy=lazy)
+
+
+def test_npy_unknown_format_version_refused_before_reading(tmp_path):
+    """A bit flip in the .npy minor version (1.0 → 1.8) made numpy read the header length
+    as 4 bytes and ask for 662 MB: refused before numpy parses it; versions 1.0, 2.0 and
+    3.0 still read exactly."""
+    import tracemalloc
+
+    from numpy.lib import format as npf
+
+    for lazy in (False, True):
+        tracemalloc.start()
+        try:
+            with pytest.raises(FormatError, match=r"bad_version\.npy: unknown \.npy format "
+                                                  r"version 1\.8"):
+                read(str(REGRESS / "bad_version.npy"), lazy=lazy)
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 16 * 2**20, (lazy, peak)
+    data = _fuzz._phantom()
+    for version in ((1, 0), (2, 0), (3, 0)):
+        path = tmp_path / f"v{version[0]}.npy"
+        with open(path, "wb") as fh:
+            npf.write_array(fh, data, version=version)
+        assert np.array_equal(read(str(path)).numpy(), data)
