@@ -23,8 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _fuzz  # noqa: E402
 
 
-def fuzz_target(t: _fuzz.Target, root: Path, examples: int, seed: int) -> dict:
-    """Run ``examples`` cases per mutated file of one target; failures listed."""
+def fuzz_target(t: _fuzz.Target, root: Path, examples: int, seed: int,
+                keep: Path | None = None) -> dict:
+    """Run ``examples`` cases per mutated file of one target; failures listed (and the
+    failing inputs copied under ``keep``, one folder per failure, when given)."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
@@ -42,6 +44,8 @@ def fuzz_target(t: _fuzz.Target, root: Path, examples: int, seed: int) -> dict:
         problem = _fuzz.run_case(t, member, mutate, root=root)
         if problem:
             failures.append(problem)
+            if keep is not None:
+                _fuzz.keep_case(t, member, mutate, keep / f"{t.name}-{len(failures)}", root)
 
     t0 = time.perf_counter()
     one()
@@ -55,6 +59,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=27)
     ap.add_argument("--only", default=None, help="comma-separated target names")
     ap.add_argument("--write-seeds", action="store_true", help="rebuild tests/data/fuzz")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="folder where the inputs of failing cases are copied")
     args = ap.parse_args()
     if args.write_seeds:
         print(json.dumps({"seeds": [str(p) for p in _fuzz.write_seeds()]}))
@@ -69,7 +75,7 @@ def main() -> None:
         _fuzz.write_model_seed(root / "model.ectmodel")
         for t in _fuzz.TARGETS:
             if wanted is None or t.name in wanted:
-                per[t.name] = fuzz_target(t, root, args.examples, args.seed)
+                per[t.name] = fuzz_target(t, root, args.examples, args.seed, args.keep)
     print(json.dumps({
         "cases": sum(r["cases"] for r in per.values()),
         "failures": sum(r["failures"] for r in per.values()),

@@ -15,6 +15,7 @@ import shutil
 import signal
 import struct
 import tempfile
+import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,6 +204,13 @@ def _prepare(t: Target, member: str, mutate: Callable[[bytes], bytes], work: Pat
     return dst
 
 
+def keep_case(t: Target, member: str, mutate: Callable[[bytes], bytes], folder: Path,
+              root: Path = SEEDS) -> Path:
+    """Write the mutated input of one case under ``folder`` (to replay or to seed a test)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return _prepare(t, member, mutate, folder, root)
+
+
 def allowed_bytes(path: Path) -> int:
     """Most bytes a reader may allocate for a seed: the rule of
     :func:`electrode_ct.io._meta.check_allocation` plus interpreter overhead."""
@@ -240,6 +248,7 @@ def run_case(t: Target, member: str, mutate: Callable[[bytes], bytes], *,
         old = signal.signal(signal.SIGALRM, _alarm)
         tracemalloc.start()
         problem = None
+        t0 = time.monotonic()
         try:
             signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT_S)
             t.load(path)
@@ -254,6 +263,9 @@ def run_case(t: Target, member: str, mutate: Callable[[bytes], bytes], *,
             signal.signal(signal.SIGALRM, old)
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
+        if problem is None and time.monotonic() - t0 > TIME_LIMIT_S:
+            # the alarm's exception can be swallowed (raised inside a gc callback)
+            problem = f"no result within {TIME_LIMIT_S} s"
         if problem is None and peak > limit:
             problem = f"allocated {peak:,} bytes, more than the {limit:,} the file can imply"
         if problem is None and _listing(work) != before:

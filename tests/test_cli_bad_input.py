@@ -57,7 +57,14 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
                                  "--out", "{out}/cracks"]),
     "cracks train": ("grey", ["cracks", "train", "{in}", "{labels}", "{truth}",
                               "--model", "{out}/m.ectmodel"]),
+    "segment predict (model)": ("model", ["segment", "predict", "{in}", "{grey}",
+                                          "{out}/p.tif"]),
+    "segment export": ("model", ["segment", "export", "{in}", "{out}/pkg",
+                                 "--format", "bioimageio"]),
+    "model convert": ("model", ["model", "convert", "{in}", "{out}/m.ectmodel", "--trust"]),
+    "cluster script": ("config", ["cluster", "script", "--config", "{in}"]),
 }
+MODEL_KINDS = ("missing", "empty", "truncated")  # the kinds a file without voxels can have
 
 # combinations that make no sense, with the reason (no case is generated for them)
 NOT_APPLICABLE: dict[tuple[str, str], str] = {
@@ -65,6 +72,15 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
        for c in ("psd", "stats") for k in ("four_d", "huge_header")},
     **{(c, k): "synth, config init and demo read no input file" for c in
        ("synth", "config init", "demo") for k in KINDS},
+    **{("cluster script", k): "cluster script reads the config's compute section, not the "
+       "volume it names" for k in KINDS if k not in MODEL_KINDS},
+    **{(c, k): "a model archive has no voxel grid or voxel type (wrong kinds, formats, "
+       "class maps and damaged payloads: tests/test_model_files.py)"
+       for c, (role, _) in COMMANDS.items() if role == "model"
+       for k in KINDS if k not in MODEL_KINDS},
+    **{("view", k): "opens a window: a missing file or unknown type is one error line "
+       "before it opens (tests/test_napari_view.py); damaged files are reported in it"
+       for k in KINDS},
 }
 
 # combinations where the input is valid for the command: it must succeed (exit 0)
@@ -192,8 +208,18 @@ def _config_file(folder: Path, kind: str, good: dict[str, Path]) -> Path:
     return path
 
 
+def _model_file(folder: Path, kind: str, good: dict[str, Path]) -> Path:
+    path = folder / f"{kind}.ectmodel"
+    if kind != "missing":
+        blob = good["model"].read_bytes()
+        path.write_bytes(b"" if kind == "empty" else blob[: len(blob) * 2 // 3])
+    return path
+
+
 def bad_input(folder: Path, kind: str, role: str, good: dict[str, Path]) -> Path:
     """The file of one bad-input kind for one role."""
+    if role == "model":
+        return _model_file(folder, kind, good)
     if role == "table":
         return _table_file(folder, kind)
     if role == "config":

@@ -57,8 +57,9 @@ def test_reader_survives_mutations(name, seed_root):
 
 
 def test_harness_catches_misbehaving_readers(tmp_path):
-    """The harness itself: a foreign exception, a hang, a big allocation and a written
-    file are each reported (so a passing fuzz test means something)."""
+    """The harness itself: a foreign exception, a hang (even one whose alarm is swallowed),
+    a big allocation and a written file are each reported (so a passing fuzz test means
+    something)."""
     import time
 
     def foreign(p):
@@ -73,16 +74,23 @@ def test_harness_catches_misbehaving_readers(tmp_path):
     def writer(p):
         (p.parent / "side.txt").write_text("x")
 
+    def swallower(p):  # the alarm's exception lost (as inside a gc callback)
+        try:
+            time.sleep(60)
+        except BaseException:
+            time.sleep(0.4)
+
     base = _fuzz.target("npy")
     old = _fuzz.TIME_LIMIT_S
     _fuzz.TIME_LIMIT_S = 0.3
     try:
         msgs = [_fuzz.run_case(_fuzz.Target("t", base.seed, load=f), "", lambda b: b)
-                for f in (foreign, hang, hog, writer)]
+                for f in (foreign, hang, hog, writer, swallower)]
     finally:
         _fuzz.TIME_LIMIT_S = old
     assert "KeyError" in msgs[0] and "no result within" in msgs[1]
     assert "allocated" in msgs[2] and "side.txt" in msgs[3]
+    assert "no result within" in msgs[4]
 
 
 # ------------------------------------------------------------- huge headers, each format
@@ -198,3 +206,121 @@ def test_lazy_read_of_damaged_chunk_raises_project_error(tmp_path):
     vol = read(str(tmp_path / "v.zarr"), lazy=True)
     with pytest.raises(ElectrodeCTError, match="v.zarr"):
         vol.numpy()
+
+
+# ------------------------------------------------- regressions found by the long fuzzing run
+REGRESS = _fuzz.SEEDS / "regress"
+
+
+def test_tiff_slice_with_huge_tag_count_refused_before_reading(tmp_path):
+    """A slice whose StripOffsets tag claims 4.3·10⁹ values (a 17 GB read in the minimal
+    IFD parser) is a FormatError naming the slice and tag, with no large allocation."""
+    import shutil
+    import tracemalloc
+
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    shutil.copy(_fuzz.SEEDS / "slices" / "s0.tif", folder / "s0.tif")
+    shutil.copy(REGRESS / "strip_count.tif", folder / "s1.tif")
+    for lazy in (False, True):
+        tracemalloc.start()
+        try:
+            with pytest.raises(FormatError, match=r"s1\.tif: damaged TIFF \(tag 273"):
+                read(str(folder), lazy=lazy).numpy()
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 16 * 2**20, (lazy, peak)
+
+
+def test_zarr_with_countless_tiny_chunks_refused(tmp_path):
+    """A 4 MB array declared as 16 384 chunks of 128 bytes (a damaged .zarray; reading it
+    took over 15 s lazily) is refused before any chunk is read, eager or lazy."""
+    for lazy in (False, True):
+        with pytest.raises(FormatError, match=r"tiny_chunks\.zarr.*16,384 chunks.*4,096"):
+            read(str(REGRESS / "tiny_chunks.zarr"), lazy=lazy)
+
+
+def test_chunk_grid_limit_boundary():
+    """Up to 4 096 chunks of any size pass; beyond, chunks must average 32 KiB."""
+    from electrode_ct.io._zarr_guard import check_chunk_grid
+
+    check_chunk_grid((1, 1, 4096), (1, 1, 1), 1, where="a")  # 4 096 chunks of 1 byte
+    with pytest.raises(FormatError, match="a: .*4,097 chunks of 1x1x1 voxels"):
+        check_chunk_grid((1, 1, 4097), (1, 1, 1), 1, where="a")
+    big = (256, 1024, 1024)  # 512 MiB of uint16: at most 16 384 chunks
+    check_chunk_grid(big, (16, 16, 64), 2, where="b")  # 16 384 chunks of 32 KiB
+    with pytest.raises(FormatError, match="b: .*17,408 chunks.*16,384 allowed"):
+        check_chunk_grid(big, (16, 16, 63), 2, where="b")
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_blosc_chunk_cut_after_header_refused(tmp_path, zarr_format):
+    """A Blosc chunk cut short after its 16-byte header (numcodecs decodes it silently to
+    wrong values) is a FormatError naming the store and chunk, eager or lazy; the intact
+    store still reads exactly (committed seed for Zarr 2, written here for Zarr 3)."""
+    from electrode_ct.io import write
+    from electrode_ct.volume import Volume
+
+    if zarr_format == 2:
+        store = REGRESS / "blosc_cut.zarr"
+    else:
+        store = tmp_path / "v3.zarr"
+        write(Volume(_fuzz._phantom()), store, chunks=(2, 8, 8), zarr_format=3)
+        assert np.array_equal(read(str(store), lazy=True).numpy(), _fuzz._phantom())
+        chunk = next(p for p in (store / "0").rglob("*") if p.is_file() and p.name == "0")
+        chunk.write_bytes(chunk.read_bytes()[:40])
+    for lazy in (False, True):
+        with pytest.raises(FormatError, match=rf"{store.name}.*Blosc header declares \d+ "
+                                              r"compressed bytes, the chunk has 40"):
+            read(str(store), lazy=lazy).numpy()
+
+
+def test_blosc_chunk_with_wrong_decoded_size_refused(tmp_path):
+    """A Blosc header whose uncompressed size differs from the array's chunk size is
+    refused before decoding (its allocation is sized by that header field)."""
+    import shutil
+
+    shutil.copytree(_fuzz.SEEDS / "vol.zarr", tmp_path / "v.zarr")
+    chunk = tmp_path / "v.zarr" / "0" / "0.0.0"
+    blob = bytearray(chunk.read_bytes())
+    blob[4:8] = struct.pack("<I", 2**31 - 1)
+    chunk.write_bytes(bytes(blob))
+    with pytest.raises(FormatError, match=r"v\.zarr.*2147483647 bytes uncompressed.*256"):
+        read(str(tmp_path / "v.zarr"))
+
+
+def test_compressed_tiff_missing_strips_refused():
+    """A zlib TIFF whose ImageLength was damaged to 262 152 rows (32 769 strips of 8 rows,
+    one listed; within the size rule, it took over 15 s under tracemalloc, millions of
+    strips at the size limit) is refused when opened, eager or lazy."""
+    for lazy in (False, True):
+        with pytest.raises(FormatError, match=r"missing_strips\.tif: damaged TIFF: a 262152x8 "
+                                              r"page .* needs 32,769 .* lists 1"):
+            read(str(REGRESS / "missing_strips.tif"), lazy=lazy)
+
+
+def test_npy_unknown_format_version_refused_before_reading(tmp_path):
+    """A bit flip in the .npy minor version (1.0 → 1.8) made numpy read the header length
+    as 4 bytes and ask for 662 MB: refused before numpy parses it; versions 1.0, 2.0 and
+    3.0 still read exactly."""
+    import tracemalloc
+
+    from numpy.lib import format as npf
+
+    for lazy in (False, True):
+        tracemalloc.start()
+        try:
+            with pytest.raises(FormatError, match=r"bad_version\.npy: unknown \.npy format "
+                                                  r"version 1\.8"):
+                read(str(REGRESS / "bad_version.npy"), lazy=lazy)
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 16 * 2**20, (lazy, peak)
+    data = _fuzz._phantom()
+    for version in ((1, 0), (2, 0), (3, 0)):
+        path = tmp_path / f"v{version[0]}.npy"
+        with open(path, "wb") as fh:
+            npf.write_array(fh, data, version=version)
+        assert np.array_equal(read(str(path)).numpy(), data)

@@ -115,3 +115,24 @@ def test_lazy_volume_is_written_block_by_block(tmp_path, name):
     assert peak < nbytes / 3, peak
     back = read(tmp_path / name, lazy=True)
     assert back.data[77, 3, 5].compute() == 77 and back.data[255, -1, -1].compute() == 255
+
+
+@pytest.mark.parametrize("lead", [(), (1, 1)])
+def test_lazy_compute_in_slabs_equals_blockwise(tmp_path, monkeypatch, lead):
+    """A lazy Zarr volume loads through the slab reader (several slabs, a partial last one,
+    and for a 5-D t, c, z, y, x array the slabs along z) with the values dask's per-chunk
+    path gives and the array written."""
+    from electrode_ct.io import _zarr_guard
+    from electrode_ct.volume import _DIRECT_READERS
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 60000, size=(*lead, 37, 30, 20), dtype=np.uint16)
+    arr = zarr.open_array(str(tmp_path / "v.zarr"), mode="w", shape=data.shape,
+                          chunks=(*lead, 8, 16, 16), dtype="u2", zarr_format=2)
+    arr[...] = data
+    monkeypatch.setattr(_zarr_guard, "_DIRECT_SLAB_BYTES", 2 * 8 * 30 * 20 * 2)  # 2 chunk rows
+    vol = read(tmp_path / "v.zarr", lazy=True)
+    assert vol.data.name in _DIRECT_READERS
+    want = data.reshape(data.shape[-3:])
+    assert np.array_equal(vol.numpy(), want)
+    assert np.array_equal(np.asarray(vol.data.compute()), want)

@@ -33,6 +33,9 @@ def _check_size(p: Path) -> None:
         head = fh.read(12)
         if len(head) < 10 or not head.startswith(b"\x93NUMPY"):
             raise FormatError(f"{p}: not a .npy file (no NUMPY magic)")
+        if (head[6], head[7]) not in ((1, 0), (2, 0), (3, 0)):  # numpy sizes its read by it
+            raise FormatError(f"{p}: unknown .npy format version {head[6]}.{head[7]} "
+                              "(expected 1.0, 2.0 or 3.0); damaged file")
         width = 2 if head[6] == 1 else 4  # header length: 2 bytes in format 1.0, else 4
         end = 8 + width + int.from_bytes(head[8:8 + width], "little")
         if end > size:  # numpy would first allocate the declared header length

@@ -218,6 +218,21 @@ def _check_complete(tf: tifffile.TiffFile, series: Any, path: Path) -> None:
         )
 
 
+def _check_segments(series: Any, path: Path) -> None:
+    """Raise :class:`FormatError` when a compressed page lists fewer or more strips/tiles
+    than its size implies (a damaged length or RowsPerStrip tag would otherwise make the
+    decoder visit up to millions of absent segments)."""
+    if not _compressed(series) or getattr(series, "keyframe", None) is None:
+        return
+    key = series.keyframe
+    want, have = int(np.prod(key.chunked)), len(key.dataoffsets)
+    if want != have:
+        raise FormatError(
+            f"{path}: damaged TIFF: a {key.imagelength}x{key.imagewidth} page in strips or "
+            f"tiles of {'x'.join(str(c) for c in key.chunks)} needs {want:,} of them, the "
+            f"file lists {have:,}")
+
+
 def _compressed(series: Any) -> bool:
     """Whether the pages of a series store compressed pixel data (its key frame's)."""
     key = getattr(series, "keyframe", None)
@@ -238,6 +253,7 @@ def _read_single(path: Path, lazy: bool) -> Volume:
         shape, axes = series.shape, series.axes
         check_allocation(shape, series.dtype, stored_bytes=tf.filehandle.size, where=str(path),
                          compressed=_compressed(series), in_memory=not lazy)
+        _check_segments(series, path)
         if lazy:
             import dask.array as da
             import zarr
@@ -299,9 +315,9 @@ def quick_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, int] | Non
         if len(raw) < csize:
             raise FormatError(f"{path}: truncated TIFF (first IFD beyond the end of the file)")
         n = struct.unpack(bo + cfmt, raw)[0]
-        block = fh.read(n * esize)
-        if len(block) < n * esize:
+        if ifd + csize + n * esize > size:  # checked before reading: n comes from the file
             raise FormatError(f"{path}: truncated TIFF (first IFD cut short)")
+        block = fh.read(n * esize)
         tags: dict[int, tuple[int, ...]] = {}
         for tag, typ, count, value in struct.iter_unpack(bo + efmt, block):
             if tag not in _WANTED:
@@ -313,10 +329,13 @@ def quick_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, int] | Non
             if nbytes <= inline:
                 data = value[:nbytes]
             else:
-                fh.seek(struct.unpack(bo + ("I" if inline == 4 else "Q"), value)[0])
+                at = struct.unpack(bo + ("I" if inline == 4 else "Q"), value)[0]
+                if at + nbytes > size:  # a damaged count must not size the read
+                    raise FormatError(
+                        f"{path}: damaged TIFF (tag {tag} declares {count:,} values at byte "
+                        f"{at}, beyond the end of the {size}-byte file)")
+                fh.seek(at)
                 data = fh.read(nbytes)
-                if len(data) < nbytes:
-                    raise FormatError(f"{path}: truncated TIFF (tag {tag} beyond end of file)")
             tags[tag] = struct.unpack(f"{bo}{count}{fmt}", data)
     try:
         width, height = tags[256][0], tags[257][0]

@@ -32,8 +32,14 @@ from electrode_ct.io._meta import (
     triple,
     unit_to_um,
 )
+from electrode_ct.io._zarr_guard import (
+    check_chunk_grid,
+    checked_store,
+    direct_fill,
+    guard_blosc,
+)
 from electrode_ct.io.registry import Format, register, split_dataset
-from electrode_ct.volume import Volume
+from electrode_ct.volume import Volume, register_direct_reader
 
 ZARR_EXTENSIONS = (".zarr", ".ome.zarr", ".zr")
 OME_VERSION = "0.4"
@@ -129,8 +135,9 @@ def _class_map_from_labels(attrs: dict[str, Any]) -> dict[str, int] | None:
 def _open(path: str) -> Any:
     import zarr
 
+    store: Any = checked_store(path) if Path(path).is_dir() else path
     try:
-        return zarr.open(path, mode="r")
+        return zarr.open(store, mode="r")
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise FormatError(f"{path}: not a readable Zarr store ({exc})") from exc
     except Exception as exc:  # zarr raises its own error types for bad metadata
@@ -231,15 +238,20 @@ def read_zarr(
     check_ndim(arr.shape, where=where)
     check_allocation(arr.shape, arr.dtype, stored_bytes=_stored_bytes(arr), where=where,
                      in_memory=not lazy)
+    check_chunk_grid(arr.shape, arr.chunks, np.dtype(arr.dtype).itemsize, where=where)
+    guard_blosc(arr)
+    source = GuardedSource(arr, where=where,
+                           token=(str(Path(file_part).resolve()), arr.path,
+                                  _mtime_ns(Path(file_part))) if lazy else None)
     if lazy:
         import dask.array as da
 
-        token = (str(Path(file_part).resolve()), arr.path, _mtime_ns(Path(file_part)))
-        data: Any = da.from_array(GuardedSource(arr, where=where, token=token),
-                                  chunks=arr.chunks)
+        data: Any = da.from_array(source, chunks=arr.chunks)
     else:
-        data = arr[...]
+        data = source[...]
     data = squeeze_to_3d(data, where=where, axes=axes)
+    if lazy:
+        register_direct_reader(data.name, direct_fill(source, arr.shape, arr.chunks))
     meta: dict[str, Any] = {"zarr_path": arr.path, "ome": bool(axes)}
     cm = parse_class_map(own.get("class_map")) or _class_map_from_labels(group_attrs)
     if cm:
