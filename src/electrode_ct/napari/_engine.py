@@ -38,6 +38,8 @@ class EngineControls:
         self.above = FloatSpinBox(label="engine above (MB)", min=0.0, max=1e9, step=64.0,
                                   value=ComputeConfig().in_memory_below_mb)
         self.output = FileEdit(label="engine output", mode="w", filter="*.ome.zarr")
+        self.compute: dict[str, Any] = {}
+        """Other :class:`ComputeConfig` settings (scheduler, workers, memory, blocks)."""
 
     @property
     def widgets(self) -> list[Any]:
@@ -45,10 +47,10 @@ class EngineControls:
         return [self.above, self.output]
 
     def config(self) -> Any:
-        """The :class:`ComputeConfig` of the job (local cluster, the widget's threshold)."""
+        """The :class:`ComputeConfig` of the job: :attr:`compute` and the threshold field."""
         from electrode_ct.compute.config import ComputeConfig
 
-        return ComputeConfig(in_memory_below_mb=float(self.above.value))
+        return ComputeConfig(**{**self.compute, "in_memory_below_mb": float(self.above.value)})
 
     def use_engine(self, vol: Volume) -> bool:
         """Whether ``vol`` goes to the engine (larger than the threshold)."""
@@ -129,3 +131,34 @@ def segment_on_engine(vol: Volume, out: Path, cfg: Any, *, plan: tuple[Any, floa
         eng.close()
         shutil.rmtree(work, ignore_errors=True)
     return read(str(out), lazy=True), result
+
+
+def predict_on_engine(model: Any, grey: Volume, out: Path, cfg: Any,
+                      progress: Callable[..., Iterator[Any]], *, two_d: bool = False) -> Any:
+    """Labels of ``model`` (forest or CNN) on ``grey`` by
+    :func:`electrode_ct.segment.blockwise_predict.predict_blockwise` into the OME-Zarr
+    ``out``, as a lazy (dask) array."""
+    from electrode_ct.segment.blockwise_predict import predict_blockwise, prediction_plan
+
+    cmap = dict(zip(model.class_names, model.class_values, strict=True))
+    vol, _ = segment_on_engine(
+        grey, out, cfg, plan=prediction_plan(model), class_map=cmap, progress=progress,
+        segment=lambda src, dst, run: predict_blockwise(model, src, dst, two_d=two_d, **run))
+    return vol.data
+
+
+def threshold_on_engine(grey: Volume, out: Path, cfg: Any, options: dict[str, Any],
+                        progress: Callable[..., Iterator[Any]]) -> tuple[Any, np.ndarray]:
+    """Labels (lazy) and cut values of :func:`electrode_ct.segment.blockwise.
+    threshold_blockwise` with the widget's ``options`` into the OME-Zarr ``out``."""
+    from electrode_ct.segment.blockwise import threshold_blockwise, threshold_bytes_per_voxel
+    from electrode_ct.segment.classes import class_map
+    from electrode_ct.segment.threshold import phase_count
+
+    n = phase_count(options["method"], classes=options.get("classes"),
+                    thresholds=options.get("thresholds"), fractions=options.get("fractions"))
+    vol, cuts = segment_on_engine(
+        grey, out, cfg, plan=((0, 0, 0), threshold_bytes_per_voxel(grey.dtype), False),
+        class_map=class_map(n), progress=progress,
+        segment=lambda src, dst, run: threshold_blockwise(src, dst, **options, **run))
+    return vol.data, cuts

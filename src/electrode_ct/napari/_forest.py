@@ -23,7 +23,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 
 from electrode_ct.napari._common import LayerPicker, show_layer, visible_region
-from electrode_ct.napari._engine import EngineControls, segment_on_engine
+from electrode_ct.napari._engine import EngineControls, predict_on_engine
 from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
@@ -251,7 +251,7 @@ class ForestWidget(Container):
             m = model()
             if not engine:
                 return m, m.predict(grey, progress=progress).labels
-            return m, predict_on_engine(m, grey, out, cfg, progress).data
+            return m, predict_on_engine(m, grey, out, cfg, progress)
 
         def done(result: tuple[Any, Any]) -> None:
             m, labels = result
@@ -263,15 +263,3 @@ class ForestWidget(Container):
 
         return self.jobs.start(job, done, title="predict volume")
 
-
-def predict_on_engine(model: Any, grey: Volume, out: Path, cfg: Any,
-                      progress: Progress) -> Volume:
-    """``model`` (forest or CNN) applied to ``grey`` on the engine into the OME-Zarr ``out``
-    (:func:`electrode_ct.segment.blockwise_predict.predict_blockwise`); read lazily."""
-    from electrode_ct.segment.blockwise_predict import predict_blockwise, prediction_plan
-
-    cmap = dict(zip(model.class_names, model.class_values, strict=True))
-    vol, _ = segment_on_engine(
-        grey, out, cfg, plan=prediction_plan(model), class_map=cmap, progress=progress,
-        segment=lambda src, dst, run: predict_blockwise(model, src, dst, **run))
-    return vol
