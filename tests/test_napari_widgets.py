@@ -26,6 +26,21 @@ def phantom():
     return ph
 
 
+@pytest.fixture(scope="module")
+def scheduler():
+    """A real Dask LocalCluster shared by the tests that force the out-of-core engine."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _engine(widget, out, address):
+    """Force the widget's whole-volume job onto the engine (the cluster at ``address``)."""
+    widget.engine.above.value, widget.engine.compute = 0, {"scheduler": address}
+    widget.engine.output.value = out
+
+
 def _add(viewer, vol, name, labels=None):
     data, kwargs, kind = volume_layer(vol, name=name, labels=labels)
     return getattr(viewer, f"add_{kind}")(data, **kwargs)
@@ -35,7 +50,8 @@ def _wait(qtbot, panel):
     qtbot.waitUntil(lambda: not panel.running, timeout=TIMEOUT_MS)
 
 
-def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom, tmp_path):
+def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom, tmp_path,
+                                         scheduler):
     from electrode_ct.napari._threshold import PREVIEW, RESULT, ThresholdWidget
     from electrode_ct.segment.threshold import threshold, threshold_values
 
@@ -62,8 +78,7 @@ def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom, tmp
     np.testing.assert_array_equal(layer.data, expect)
     assert list(layer.features["class"]) == ["pore", "cbd", "active"]
     assert tuple(layer.scale) == phantom.grey.spacing
-    w.engine.above.value, w.engine.compute = 0, {"n_workers": 1}  # force the engine
-    w.engine.output.value = out = tmp_path / "phases.ome.zarr"
+    _engine(w, out := tmp_path / "phases.ome.zarr", scheduler)
     w.apply()
     _wait(qtbot, w.jobs)
     lazy = viewer.layers[RESULT]
@@ -76,7 +91,7 @@ def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom, tmp
 
 
 def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, qtbot,
-                                                            phantom, tmp_path):
+                                                            phantom, tmp_path, scheduler):
     from electrode_ct.napari._forest import NEXT, PREDICTION, UNCERTAINTY, VOLUME, ForestWidget
     from electrode_ct.segment.forest_loop import ScribbleSession
     from electrode_ct.segment.forest_train import train_forest
@@ -128,8 +143,7 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     w.apply()  # the whole volume, block by block in the worker
     _wait(qtbot, w.jobs)
     np.testing.assert_array_equal(viewer.layers[VOLUME].data, whole)
-    w.engine.above.value, w.engine.compute = 0, {"n_workers": 1}  # force the engine
-    w.engine.output.value = out = tmp_path / "phases.ome.zarr"
+    _engine(w, out := tmp_path / "phases.ome.zarr", scheduler)
     w.apply()
     _wait(qtbot, w.jobs)
     lazy = viewer.layers[VOLUME].data
@@ -341,16 +355,16 @@ def test_cnn_widget_trains_on_picked_slices_and_compares_with_forest(
     truth = phantom.phases.numpy() + 1  # dense labels 1..3 (0 = unlabelled)
     _add(viewer, phantom.grey.with_data(truth.astype(np.uint8)), "labels", labels=True)
     w = CNNWidget(viewer)
-    tiny = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=16,
+    tiny = dict(arch="lrcs", channels=4, depth=2, kernel=3, patch=32, patches_per_epoch=8,
                 batch_size=8, lr=5e-3, threads=1, members=1, ema=0.0)
-    w.config, w.epochs.value, w.slices.value, w.val.value = tiny, 3, "6, 18", 12
+    w.config, w.epochs.value, w.slices.value, w.val.value = tiny, 2, "6, 18", 12
     w.train()
     _wait(qtbot, w.jobs)
     assert w.jobs.last_error is None and w.model is not None
     sparse = np.zeros_like(truth)
     sparse[[6, 18]] = truth[[6, 18]]
     grey = phantom.grey.numpy()
-    ref = train(grey, sparse, config=TrainConfig(**tiny, epochs=3), val=(grey[12], truth[12]),
+    ref = train(grey, sparse, config=TrainConfig(**tiny, epochs=2), val=(grey[12], truth[12]),
                 slices_2d=True)
     expect = ref.model.predict(phantom.grey, two_d=True).labels
     np.testing.assert_array_equal(w.model.predict(phantom.grey, two_d=True).labels, expect)
