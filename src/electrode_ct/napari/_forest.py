@@ -176,10 +176,26 @@ class ForestWidget(Container):
                                                              strict=True))
         like = Volume(pred.labels, spacing=grey.spacing, origin=origin)
         cmap = dict(zip(self.model.class_names, self.model.class_values, strict=True))
-        show_layer(self.viewer, PREDICTION, pred.labels, like=like, class_map=cmap,
-                   opacity=0.5)
-        show_layer(self.viewer, UNCERTAINTY, pred.uncertainty, like=like, kind="image",
-                   colormap="magma", opacity=0.6, contrast_limits=(0.0, 1.0), visible=False)
+        if not self._refresh(PREDICTION, pred.labels, like, cmap):
+            show_layer(self.viewer, PREDICTION, pred.labels, like=like, class_map=cmap,
+                       opacity=0.5)
+        if not self._refresh(UNCERTAINTY, pred.uncertainty, like, None):
+            show_layer(self.viewer, UNCERTAINTY, pred.uncertainty, like=like, kind="image",
+                       colormap="magma", opacity=0.6, contrast_limits=(0.0, 1.0),
+                       visible=False)
+
+    def _refresh(self, name: str, data: np.ndarray, like: Volume,
+                 class_map: dict[str, int] | None) -> bool:
+        """A retrain's view put into the layer already shown (a new layer costs seconds of
+        GUI time on a 512² view; the user's display settings stay); False when there is
+        none or its classes differ."""
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if layer is None or (class_map is not None and class_map != (
+                layer.metadata.get("electrode_ct") or {}).get("class_map")):
+            return False
+        layer.scale, layer.translate = like.spacing, like.origin
+        layer.data = data
+        return True
 
     def label_next(self, *_: Any) -> Any:
         """Points at the view's most uncertain windows (highest first)."""
