@@ -134,9 +134,9 @@ def viewer_loop(data: tuple) -> dict[str, Any]:
         QApplication.processEvents()
         t0, c0 = time.perf_counter(), time.process_time()
         w.train()
-        while w.jobs.running:
+        while w.jobs.running:  # as napari's event loop would, without spinning
             QApplication.processEvents()
-            time.sleep(0.002)
+            time.sleep(0.01)
         QApplication.processEvents()  # the new layers drawn
         assert w.jobs.last_error is None and PREDICTION in viewer.layers
         return time.perf_counter() - t0, time.process_time() - c0

@@ -28,10 +28,12 @@ def phantom():
 
 @pytest.fixture(scope="module")
 def scheduler():
-    """A real Dask LocalCluster shared by the tests that force the out-of-core engine."""
+    """A real Dask LocalCluster shared by the tests that force the out-of-core engine (its
+    worker in this process: a worker process would spend most of the test importing)."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
         yield cluster.scheduler_address
 
 
