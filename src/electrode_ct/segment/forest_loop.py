@@ -31,10 +31,10 @@ from electrode_ct.segment import features as ft
 from electrode_ct.segment.forest import ForestModel, _proba
 from electrode_ct.segment.forest_train import (
     AUGMENT,
-    _check_training,
     _feature_config,
     _sample,
     fit_rows,
+    training_labels,
 )
 from electrode_ct.segment.models import Prediction, entropy
 from electrode_ct.volume import Volume
@@ -115,12 +115,7 @@ class ScribbleSession:
     def _model(self, labels: Any, class_names: Sequence[str] | None, seed: int,
                max_samples: int | None) -> tuple[ForestModel, np.ndarray, np.ndarray,
                                                   np.ndarray]:
-        lab_vol = labels if isinstance(labels, Volume) else Volume(np.asarray(labels))
-        where = lab_vol.source if lab_vol.source != "<array>" else "scribbles"
-        lab, values = _check_training(self.image.data, lab_vol.numpy(), class_names, where)
-        if class_names is None:
-            cmap = {int(v): k for k, v in (lab_vol.class_map or {}).items()}
-            class_names = [cmap.get(v, f"class{v}") for v in values]
+        lab, values, class_names = training_labels(self.image, labels, class_names)
         robust = self.ranges[0]
         model = ForestModel(config=self.config, class_values=list(values),
                             class_names=list(class_names), spacing=self.spacing, stage1=None,

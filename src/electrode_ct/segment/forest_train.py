@@ -182,12 +182,7 @@ def train_forest(
         3-D features for a 2-D image, fewer than one tree, ``augment`` outside [0, 1).
     """
     img_vol = image if isinstance(image, Volume) else Volume(np.asarray(image))
-    lab_vol = labels if isinstance(labels, Volume) else Volume(np.asarray(labels))
-    where = lab_vol.source if lab_vol.source != "<array>" else "scribbles"
-    lab, values = _check_training(img_vol.data, lab_vol.numpy(), class_names, where)
-    if class_names is None:
-        cmap = {int(v): k for k, v in (lab_vol.class_map or {}).items()}
-        class_names = [cmap.get(v, f"class{v}") for v in values]
+    lab, values, class_names = training_labels(img_vol, labels, class_names)
     cfg = _feature_config(features, mode, img_vol)
     if n_trees < 1:
         raise ConfigError(f"--trees: expected at least 1 tree, got {n_trees}")
@@ -258,6 +253,21 @@ def fit_rows(model: ForestModel, x: np.ndarray, y: np.ndarray, lab: np.ndarray, 
                           "training_rows_sha256": array_digest(x, y)},
     }
     return model
+
+
+def training_labels(image: Volume, labels: Volume | np.ndarray,
+                    class_names: Sequence[str] | None) -> tuple[np.ndarray, list[int], list[str]]:
+    """Checked scribbles (uint8), their class values and names (see :func:`train_forest`).
+
+    Names default to the labels' class map, else ``class1..classK``.
+    """
+    lab_vol = labels if isinstance(labels, Volume) else Volume(np.asarray(labels))
+    where = lab_vol.source if lab_vol.source != "<array>" else "scribbles"
+    lab, values = _check_training(image.data, lab_vol.numpy(), class_names, where)
+    if class_names is None:
+        cmap = {int(v): k for k, v in (lab_vol.class_map or {}).items()}
+        class_names = [cmap.get(v, f"class{v}") for v in values]
+    return lab, values, list(class_names)
 
 
 def _feature_config(features: ft.FeatureConfig | str | None, mode: str | None,
