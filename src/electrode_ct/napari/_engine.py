@@ -53,8 +53,11 @@ class EngineControls:
         return ComputeConfig(**{**self.compute, "in_memory_below_mb": float(self.above.value)})
 
     def use_engine(self, vol: Volume) -> bool:
-        """Whether ``vol`` goes to the engine (larger than the threshold)."""
-        return vol.nbytes > self.config().in_memory_below_mb * 1e6
+        """Whether ``vol`` goes to the engine: larger than the threshold, or a scheduler
+        other than ``local`` was set (as ``ect run`` decides)."""
+        from electrode_ct.pipeline.compute import PipelineCompute
+
+        return PipelineCompute(self.config(), work=Path(".")).use_engine(vol.nbytes)
 
     def out_path(self, layer: str) -> Path:
         """The output store: the field's path, else a new one in a temporary folder (a
