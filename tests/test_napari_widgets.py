@@ -26,6 +26,23 @@ def phantom():
     return ph
 
 
+@pytest.fixture(scope="module")
+def scheduler():
+    """A real Dask LocalCluster shared by the tests that force the out-of-core engine (its
+    worker in this process: a worker process would spend most of the test importing)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _engine(widget, out, address):
+    """Force the widget's whole-volume job onto the engine (the cluster at ``address``)."""
+    widget.engine.above.value, widget.engine.compute = 0, {"scheduler": address}
+    widget.engine.output.value = out
+
+
 def _add(viewer, vol, name, labels=None):
     data, kwargs, kind = volume_layer(vol, name=name, labels=labels)
     return getattr(viewer, f"add_{kind}")(data, **kwargs)
@@ -35,7 +52,8 @@ def _wait(qtbot, panel):
     qtbot.waitUntil(lambda: not panel.running, timeout=TIMEOUT_MS)
 
 
-def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom):
+def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom, tmp_path,
+                                         scheduler):
     from electrode_ct.napari._threshold import PREVIEW, RESULT, ThresholdWidget
     from electrode_ct.segment.threshold import threshold, threshold_values
 
@@ -62,15 +80,22 @@ def test_threshold_widget_equals_library(make_napari_viewer, qtbot, phantom):
     np.testing.assert_array_equal(layer.data, expect)
     assert list(layer.features["class"]) == ["pore", "cbd", "active"]
     assert tuple(layer.scale) == phantom.grey.spacing
+    _engine(w, out := tmp_path / "phases.ome.zarr", scheduler)
+    w.apply()
+    _wait(qtbot, w.jobs)
+    lazy = viewer.layers[RESULT]
+    assert hasattr(lazy.data, "dask") and out.is_dir()  # a lazy layer over the OME-Zarr
+    np.testing.assert_array_equal(np.asarray(lazy.data), expect)
+    assert list(lazy.features["class"]) == ["pore", "cbd", "active"]
     w.method.value = "manual"
     w.thresholds.value = "1e9"  # outside the data range: a message, no traceback
     assert w.update_cuts() is None
 
 
 def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, qtbot,
-                                                            phantom, tmp_path):
+                                                            phantom, tmp_path, scheduler):
     from electrode_ct.napari._forest import NEXT, PREDICTION, UNCERTAINTY, VOLUME, ForestWidget
-    from electrode_ct.segment.features import parse_features
+    from electrode_ct.segment.forest_loop import ScribbleSession
     from electrode_ct.segment.forest_train import train_forest
     from electrode_ct.segment.models import load_model, write_archive
     from electrode_ct.segment.scribbles import simulate_scribbles, uncertain_regions
@@ -80,6 +105,7 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     w = ForestWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.class_names.value = "pore,cbd,active"
+    names = ["pore", "cbd", "active"]
     layer = w.new_scribbles()
     assert layer.data.shape == phantom.grey.shape and layer.mode == "paint"
     truth = phantom.phases.numpy()
@@ -90,29 +116,41 @@ def test_forest_loop_equals_library_and_saves_the_cli_model(make_napari_viewer, 
     w.train()  # default: 2-D features (only the scribbled slices are filtered)
     _wait(qtbot, w.jobs)
     view = w.view
-    assert view[0] == slice(12, 13)
-    ref2 = train_forest(phantom.grey, strokes, features=parse_features("minimal", mode="2d"),
-                        class_names=["pore", "cbd", "active"], n_trees=8)
+    assert view[0] == slice(12, 13) and w.session.filtered == 3  # the view is scribbled
+    quick2 = ScribbleSession(phantom.grey, features="minimal", mode="2d").quick_model(
+        strokes, class_names=names)
     np.testing.assert_array_equal(viewer.layers[PREDICTION].data,
-                                  ref2.predict(phantom.grey).labels[view])
+                                  quick2.predict(phantom.grey).labels[view])
     w.mode.value = "3d"  # paint more / change the features: retrain
     w.train()
     _wait(qtbot, w.jobs)
-    ref = train_forest(phantom.grey, strokes, features=parse_features("minimal", mode="3d"),
-                       class_names=["pore", "cbd", "active"], n_trees=8)
-    whole = ref.predict(phantom.grey, uncertainty=True)
-    np.testing.assert_array_equal(viewer.layers[PREDICTION].data, whole.labels[view])
-    np.testing.assert_allclose(viewer.layers[UNCERTAINTY].data, whole.uncertainty[view],
+    session = ScribbleSession(phantom.grey, features="minimal", mode="3d")
+    quick = session.quick_model(strokes, class_names=names).predict(phantom.grey,
+                                                                    uncertainty=True)
+    np.testing.assert_array_equal(viewer.layers[PREDICTION].data, quick.labels[view])
+    np.testing.assert_allclose(viewer.layers[UNCERTAINTY].data, quick.uncertainty[view],
                                atol=1e-6)
     points = w.label_next()
-    regions = uncertain_regions(whole.uncertainty[view], n=5, size=32)
+    regions = uncertain_regions(quick.uncertainty[view], n=5, size=32)
     assert viewer.layers[NEXT] is points and len(points.data) == len(regions)
     path = w.model_path.value = tmp_path / "forest.ectmodel"
-    w.save_model()
-    np.testing.assert_array_equal(load_model(path).predict(phantom.grey).labels, whole.labels)
+    w.save_model()  # the full model, fitted as `ect segment train-forest` does
+    _wait(qtbot, w.jobs)
+    ref = train_forest(phantom.grey, strokes, features="minimal", mode="3d",
+                       class_names=names, n_trees=8)
+    whole = ref.predict(phantom.grey).labels
+    saved = load_model(path)
+    assert saved.report["training_data"] == ref.report["training_data"]
+    np.testing.assert_array_equal(saved.predict(phantom.grey).labels, whole)
     w.apply()  # the whole volume, block by block in the worker
     _wait(qtbot, w.jobs)
-    np.testing.assert_array_equal(viewer.layers[VOLUME].data, whole.labels)
+    np.testing.assert_array_equal(viewer.layers[VOLUME].data, whole)
+    _engine(w, out := tmp_path / "phases.ome.zarr", scheduler)
+    w.apply()
+    _wait(qtbot, w.jobs)
+    lazy = viewer.layers[VOLUME].data
+    assert hasattr(lazy, "dask") and out.is_dir()  # a lazy layer over the OME-Zarr
+    np.testing.assert_array_equal(np.asarray(lazy), whole)
     layer.data = np.where(layer.data == 1, 0, layer.data).astype(np.uint8)  # one class gone
     w.train()
     _wait(qtbot, w.jobs)
@@ -319,16 +357,16 @@ def test_cnn_widget_trains_on_picked_slices_and_compares_with_forest(
     truth = phantom.phases.numpy() + 1  # dense labels 1..3 (0 = unlabelled)
     _add(viewer, phantom.grey.with_data(truth.astype(np.uint8)), "labels", labels=True)
     w = CNNWidget(viewer)
-    tiny = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=16,
+    tiny = dict(arch="lrcs", channels=4, depth=2, kernel=3, patch=32, patches_per_epoch=8,
                 batch_size=8, lr=5e-3, threads=1, members=1, ema=0.0)
-    w.config, w.epochs.value, w.slices.value, w.val.value = tiny, 3, "6, 18", 12
+    w.config, w.epochs.value, w.slices.value, w.val.value = tiny, 2, "6, 18", 12
     w.train()
     _wait(qtbot, w.jobs)
     assert w.jobs.last_error is None and w.model is not None
     sparse = np.zeros_like(truth)
     sparse[[6, 18]] = truth[[6, 18]]
     grey = phantom.grey.numpy()
-    ref = train(grey, sparse, config=TrainConfig(**tiny, epochs=3), val=(grey[12], truth[12]),
+    ref = train(grey, sparse, config=TrainConfig(**tiny, epochs=2), val=(grey[12], truth[12]),
                 slices_2d=True)
     expect = ref.model.predict(phantom.grey, two_d=True).labels
     np.testing.assert_array_equal(w.model.predict(phantom.grey, two_d=True).labels, expect)

@@ -18,6 +18,7 @@ import numpy as np
 from magicgui.widgets import Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 
 from electrode_ct.napari._common import LayerPicker, show_layer
+from electrode_ct.napari._engine import EngineControls, predict_on_engine
 from electrode_ct.napari._jobs import JobPanel, Progress, notify
 from electrode_ct.volume import Volume
 
@@ -39,13 +40,14 @@ class CNNWidget(Container):
         self.model_path = FileEdit(label="CNN model file", mode="w", filter="*.ectmodel")
         self.save_button = PushButton(text="Save model")
         self.forest_path = FileEdit(label="forest model", mode="r", filter="*.ectmodel")
+        self.engine = EngineControls("cnn")
         self.compare_button = PushButton(text="Compare on validation slice")
         self.scores = Label(value="")
         self.jobs = JobPanel()
         super().__init__(widgets=[
             self.image, self.dense, self.slices, self.val, self.epochs, self.train_button,
-            self.predict_button, self.model_path, self.save_button, self.forest_path,
-            self.compare_button, self.scores, self.jobs])
+            *self.engine.widgets, self.predict_button, self.model_path, self.save_button,
+            self.forest_path, self.compare_button, self.scores, self.jobs])
         self.model: Any = None
         self.config: dict[str, Any] = {}
         """Other :class:`TrainConfig` options (e.g. a smaller network); the defaults else."""
@@ -103,14 +105,22 @@ class CNNWidget(Container):
         if self.model is None:
             self.jobs.fail("predict: train a CNN first")
             return None
-        model, grey = self.model, self.image.volume("image")
+        try:
+            model, grey = self.model, self.image.volume("image")
+            engine, out = self.engine.use_engine(grey), self.engine.out_path(PREDICTION)
+        except Exception as exc:
+            self.jobs.fail(exc)
+            return None
+        cfg = self.engine.config()
 
         def job(progress: Progress) -> Any:
-            return model.predict(grey, two_d=True, progress=progress)
+            if engine:
+                return predict_on_engine(model, grey, out, cfg, progress, two_d=True)
+            return model.predict(grey, two_d=True, progress=progress).labels
 
-        def done(pred: Any) -> None:
+        def done(labels: Any) -> None:
             cmap = dict(zip(model.class_names, model.class_values, strict=True))
-            show_layer(self.viewer, PREDICTION, pred.labels, like=grey, class_map=cmap)
+            show_layer(self.viewer, PREDICTION, labels, like=grey, class_map=cmap)
 
         return self.jobs.start(job, done, title="predict CNN")
 

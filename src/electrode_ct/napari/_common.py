@@ -77,8 +77,13 @@ def show_layer(viewer: Any, name: str, data: Any, *, like: Volume, kind: str = "
         opts.update(label_kwargs(class_map))
         if class_map:
             meta["electrode_ct"] = {"class_map": dict(class_map)}
-        return viewer.add_labels(np.asarray(data), metadata=meta, **opts)
-    return viewer.add_image(np.asarray(data), metadata=meta, **opts)
+        return viewer.add_labels(_array(data), metadata=meta, **opts)
+    return viewer.add_image(_array(data), metadata=meta, **opts)
+
+
+def _array(data: Any) -> Any:
+    """A dask array as it is (a lazy layer), anything else as a numpy array."""
+    return data if hasattr(data, "dask") else np.asarray(data)
 
 
 def show_property(viewer: Any, name: str, labels: np.ndarray, table: Any, column: str, *,

@@ -43,7 +43,8 @@ class JobPanel(Container):
     """Progress bar, status line and Cancel button running one job at a time."""
 
     def __init__(self) -> None:
-        self._bar = ProgressBar(value=0, min=0, max=1, visible=False)
+        # always shown: hiding and showing it re-lays the window out (~0.3 s at 512²)
+        self._bar = ProgressBar(value=0, min=0, max=1)
         self._status = Label(value="")
         self._cancel = PushButton(text="Cancel", enabled=False)
         super().__init__(widgets=[self._bar, self._status, self._cancel], labels=False)
@@ -77,10 +78,10 @@ class JobPanel(Container):
         worker.errored.connect(self._failed)
         worker.finished.connect(self._idle)
         self.worker = worker
+        worker.start()  # first: the panel's repaint below then overlaps the job
         self._status.value = f"{title}…"
-        self._bar.visible, self._cancel.enabled = True, True
-        self._set(0, 0)
-        worker.start()
+        self._cancel.enabled = True
+        self._bar.value = 0  # the maximum comes with the first step (see _show)
         return worker
 
     def cancel(self) -> None:
@@ -119,8 +120,10 @@ class JobPanel(Container):
     def _show(self, value: int, total: int) -> None:
         if not self._alive:
             return
-        self._bar.max = max(total, 1)
-        self._bar.value = min(value, max(total, 1))
+        top = max(total, 1)
+        if self._bar.max != top:  # a new maximum re-lays the window out (~0.3 s at 512²)
+            self._bar.max = top
+        self._bar.value = min(value, top)
 
     def fail(self, exc: BaseException | str) -> None:
         """Report a failure in the notification area (and keep it as ``last_error``)."""
@@ -139,5 +142,5 @@ class JobPanel(Container):
         self.worker = None
         if not self._alive:
             return
-        self._bar.visible, self._cancel.enabled = False, False
+        self._cancel.enabled = False
         self._status.value = self.last_error or "done"

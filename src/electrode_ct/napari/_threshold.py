@@ -18,6 +18,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit, PushButton, SpinBox
 
 from electrode_ct.napari._common import LayerPicker, current_z, show_layer
+from electrode_ct.napari._engine import EngineControls, threshold_on_engine
 from electrode_ct.napari._jobs import JobPanel, Progress
 from electrode_ct.volume import Volume
 
@@ -105,11 +106,12 @@ class ThresholdWidget(Container):
         self.offset = FloatSpinBox(label="offset", value=0.0, min=-1e9, max=1e9, step=1.0)
         self.preview_button = PushButton(text="Preview slice")
         self.apply_button = PushButton(text="Apply to volume")
+        self.engine = EngineControls("threshold")
         self.jobs = JobPanel()
         self.histogram = HistogramCanvas()
         super().__init__(widgets=[self.image, self.method, self.classes, self.thresholds,
                                   self.fractions, self.offset, self.preview_button,
-                                  self.apply_button, self.jobs])
+                                  *self.engine.widgets, self.apply_button, self.jobs])
         self.native.layout().addWidget(self.histogram.canvas)
         self.cuts: np.ndarray | None = None
         self.image.changed.connect(self._new_image)
@@ -210,14 +212,37 @@ class ThresholdWidget(Container):
         return self._run(work, show, title="threshold preview")
 
     def apply(self, *_: Any) -> Any:
-        """Threshold the whole volume in a worker thread; the phases appear as labels."""
+        """Threshold the whole volume in a worker thread; the phases appear as labels.
+
+        Above the engine threshold (and for every method but 3-D hysteresis, which labels
+        by connectivity) the volume is thresholded block by block on the out-of-core
+        engine into an OME-Zarr, shown as a lazy layer.
+        """
         from electrode_ct.segment.threshold import threshold
 
         def work(data: np.ndarray, _: np.ndarray, opts: dict[str, Any]) -> np.ndarray:
             return threshold(data, **opts)
 
-        def show(vol: Volume, opts: dict[str, Any], lab: np.ndarray, cuts: np.ndarray) -> None:
+        def show(vol: Volume, opts: dict[str, Any], lab: Any, cuts: np.ndarray) -> None:
             show_layer(self.viewer, RESULT, lab, like=vol, class_map=_classes(opts, cuts),
                        recipe=segment_recipe(vol, opts, cuts))
 
-        return self._run(work, show, title="threshold")
+        try:
+            vol, opts = self._grey(), self.options()
+            engine = self.engine.use_engine(vol) and opts["method"] != "hysteresis"
+        except Exception as exc:
+            self.jobs.fail(exc)
+            return None
+        if not engine:
+            return self._run(work, show, title="threshold")
+        out, cfg = self.engine.out_path(RESULT), self.engine.config()
+
+        def job(progress: Progress) -> tuple[Any, np.ndarray]:
+            return threshold_on_engine(vol, out, cfg, opts, progress)
+
+        def done(result: tuple[Any, np.ndarray]) -> None:
+            self.cuts = result[1]
+            self.histogram.set_cuts(self.cuts)
+            show(vol, opts, *result)
+
+        return self.jobs.start(job, done, title="threshold (engine)")

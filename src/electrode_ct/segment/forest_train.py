@@ -182,12 +182,7 @@ def train_forest(
         3-D features for a 2-D image, fewer than one tree, ``augment`` outside [0, 1).
     """
     img_vol = image if isinstance(image, Volume) else Volume(np.asarray(image))
-    lab_vol = labels if isinstance(labels, Volume) else Volume(np.asarray(labels))
-    where = lab_vol.source if lab_vol.source != "<array>" else "scribbles"
-    lab, values = _check_training(img_vol.data, lab_vol.numpy(), class_names, where)
-    if class_names is None:
-        cmap = {int(v): k for k, v in (lab_vol.class_map or {}).items()}
-        class_names = [cmap.get(v, f"class{v}") for v in values]
+    lab, values, class_names = training_labels(img_vol, labels, class_names)
     cfg = _feature_config(features, mode, img_vol)
     if n_trees < 1:
         raise ConfigError(f"--trees: expected at least 1 tree, got {n_trees}")
@@ -202,24 +197,77 @@ def train_forest(
                         spacing=as_spacing(spacing if spacing is not None else img_vol.spacing),
                         stage1=None, reference_width=prange[1] - prange[0])
     x = _training_rows(model, data, idx, block_shape, vrange)
+    fit_rows(model, x, y, lab, ranges=(prange, vrange), n_trees=n_trees, balance=balance,
+             max_depth=max_depth, augment=augment, seed=seed, n_jobs=n_jobs)
+    return model
+
+
+def fit_rows(model: ForestModel, x: np.ndarray, y: np.ndarray, lab: np.ndarray, *,
+             ranges: tuple[tuple[float, float], tuple[float, float]], n_trees: int,
+             balance: bool, max_depth: int | None, augment: float, seed: int, n_jobs: int,
+             oob: bool = True, bootstrap_fraction: float | None = None) -> ForestModel:
+    """Fit ``model.stage1`` on training rows and fill ``model.report`` (in place).
+
+    Parameters
+    ----------
+    model : ForestModel
+        Its ``config``, class values and names set; ``stage1`` is replaced.
+    x, y : numpy.ndarray
+        (n, F) float32 features of the training voxels (flat order) and their labels.
+    lab : numpy.ndarray
+        The scribbles (for the report's counts and digest).
+    ranges : ((float, float), (float, float))
+        The image's robust range and its normalisation range (grey units).
+    n_trees, balance, max_depth, augment, seed, n_jobs
+        As in :func:`train_forest`.
+    oob : bool
+        Compute the out-of-bag accuracy (about as long as the fit); NaN when off.
+    bootstrap_fraction : float, optional
+        Each tree's bootstrap sample as a fraction of the rows (default: all rows).
+
+    Returns
+    -------
+    ForestModel
+        ``model``, fitted.
+    """
+    (prange, vrange), cfg, values = ranges, model.config, model.class_values
     xa, ya = x, y
     if augment > 0:
         # offsets in units of the image's robust (percentile) range, whatever normalisation
         unit = (prange[1] - prange[0]) / (vrange[1] - vrange[0])
         xa, ya = augment_intensity(x, y, cfg, amount=augment, offset_unit=unit, seed=seed)
-    model.stage1 = _fit(_make_forest(n_trees, balance=balance, max_depth=max_depth, seed=seed,
-                                     n_jobs=n_jobs, oob=True), xa, ya)
+    est = _make_forest(n_trees, balance=balance, max_depth=max_depth, seed=seed,
+                       n_jobs=n_jobs, oob=oob)
+    if bootstrap_fraction is not None:
+        est.set_params(max_samples=bootstrap_fraction)
+    model.stage1 = _fit(est, xa, ya)
     imp = dict(zip(cfg.names, model.stage1.feature_importances_.tolist(), strict=True))
     model.report = {
-        "n_samples": {n: int((y == v).sum()) for v, n in zip(values, class_names, strict=True)},
+        "n_samples": {n: int((y == v).sum())
+                      for v, n in zip(values, model.class_names, strict=True)},
         "n_labelled": int(np.count_nonzero(lab)),
         "seed": seed, "max_depth": max_depth, "balance": balance, "augment": augment,
-        "oob_accuracy": _oob_accuracy(model.stage1, y),
+        "oob_accuracy": _oob_accuracy(model.stage1, y) if oob else float("nan"),
         "feature_importance": dict(sorted(imp.items(), key=lambda kv: -kv[1])),
         "training_data": {"scribbles_sha256": array_digest(lab),
                           "training_rows_sha256": array_digest(x, y)},
     }
     return model
+
+
+def training_labels(image: Volume, labels: Volume | np.ndarray,
+                    class_names: Sequence[str] | None) -> tuple[np.ndarray, list[int], list[str]]:
+    """Checked scribbles (uint8), their class values and names (see :func:`train_forest`).
+
+    Names default to the labels' class map, else ``class1..classK``.
+    """
+    lab_vol = labels if isinstance(labels, Volume) else Volume(np.asarray(labels))
+    where = lab_vol.source if lab_vol.source != "<array>" else "scribbles"
+    lab, values = _check_training(image.data, lab_vol.numpy(), class_names, where)
+    if class_names is None:
+        cmap = {int(v): k for k, v in (lab_vol.class_map or {}).items()}
+        class_names = [cmap.get(v, f"class{v}") for v in values]
+    return lab, values, list(class_names)
 
 
 def _feature_config(features: ft.FeatureConfig | str | None, mode: str | None,
