@@ -100,7 +100,8 @@ def check_blocks(shape: Sequence[int], block_shape: Sequence[int], halo: Sequenc
     ------
     ShapeError
         A block larger than the volume, or a halo larger than the block (one line naming
-        both).
+        both); a halo counts up to what it can reach (the volume's extent minus the
+        block's).
     ConfigError
         One block (with its halo) needs more than ``memory_limit``; the message gives the
         minimum.
@@ -111,7 +112,9 @@ def check_blocks(shape: Sequence[int], block_shape: Sequence[int], halo: Sequenc
         raise ShapeError(f"block shape {tuple(block_shape)} is larger than the volume "
                          f"{tuple(shape)}: give blocks within the volume")
     for b, h, n in zip(block_shape, halo, shape, strict=True):
-        if h > b and n > b:  # one block spanning an axis needs no halo there
+        # a halo reaches at most n - b voxels past a block (one block spanning an axis
+        # needs none there): only what it can read counts
+        if min(h, n - b) > b:
             raise ShapeError(f"halo {tuple(halo)} voxels is larger than the block "
                              f"{tuple(block_shape)}: use blocks of at least the halo")
     if memory_limit and bytes_per_voxel:
