@@ -6,7 +6,10 @@ in mirror symmetry: no seams) and written as OME-Zarr block by block. It then go
 through read → Gaussian (σ = 1 voxel) → multi-Otsu (3 classes) → volume fractions,
 surface areas, percolation and interface % on a LocalCluster of ``--workers`` worker
 processes; each step that is not available in this installation is reported as
-``"not available"``.
+``"not available"``. ``--segment forest`` or ``--segment cnn`` replaces multi-Otsu by the
+prediction of a model trained on one smoothed phantom tile (the forest with the default
+feature set and 100 trees; the CNN with the default architecture, trained one short epoch:
+its speed, not its accuracy, is measured; tri-planar prediction, the default for volumes).
 
 Figures: the wall time of every step; the peak resident memory of ALL processes (this one
 and every worker, psutil RSS of the process tree sampled every 0.2 s) for the reference
@@ -17,6 +20,7 @@ Usage::
 
     python benchmarks/scale.py --size 256
     python benchmarks/scale.py --size 1024 --workers 2 --memory-limit 2GB
+    python benchmarks/scale.py --size 1024 --segment forest
 """
 
 from __future__ import annotations
@@ -130,9 +134,66 @@ def _optional(name: str, attr: str) -> Callable[..., Any] | None:
         return None
 
 
+def train_model(kind: str, *, seed: int = 0) -> Any:
+    """A ``forest`` or ``cnn`` model trained on one smoothed phantom tile."""
+    from scipy import ndimage as ndi
+
+    from electrode_ct.synth.phantom import electrode
+
+    ph = electrode((TILE,) * 3, seed=seed + 1, cracked_fraction=0.0)
+    grey = ndi.gaussian_filter(ph.grey.numpy().astype(np.float32), SIGMA)
+    truth = ph.phases.numpy().astype(np.uint8) + 1  # 0 = unlabelled
+    names = list(CLASS_MAP)
+    if kind == "forest":
+        from electrode_ct.segment.forest_train import train_forest
+        from electrode_ct.segment.scribbles import simulate_scribbles
+
+        scr = simulate_scribbles(truth, coverage=0.05, n_slices=4, style="uniform", seed=1)
+        return train_forest(grey, scr, class_names=names, spacing=ph.grey.spacing)
+    from electrode_ct.segment.cnn.config import TrainConfig
+    from electrode_ct.segment.cnn.train import train
+
+    cfg = TrainConfig(epochs=1, patches_per_epoch=16)
+    return train(grey[TILE // 2], truth[TILE // 2], config=cfg, class_names=names).model
+
+
+def segment(kind: str, smooth: Any, like: Any, work: Path, block_shape: tuple[int, ...],
+            client: Any, times: dict[str, Any], results: dict[str, Any]) -> Any:
+    """Labels of ``smooth`` by multi-Otsu or a model's prediction; the labels' ZarrRef and
+    class map."""
+    from electrode_ct.io.zarr import create_ome_zarr
+
+    if kind == "multiotsu":
+        labels = create_ome_zarr(work / "phases.ome.zarr", like, dtype=np.uint8,
+                                 chunks=block_shape, class_map=CLASS_MAP)
+        threshold = _optional("electrode_ct.segment.blockwise", "threshold_blockwise")
+        with timed(times, "multiotsu_s"):
+            cuts = threshold(smooth, labels, method="multiotsu", classes=3,
+                             block_shape=block_shape, client=client)
+        results["thresholds"] = np.asarray(cuts).ravel().tolist()
+        return labels, CLASS_MAP
+    from electrode_ct.segment.blockwise import slab_shape
+    from electrode_ct.segment.blockwise_predict import predict_blockwise, prediction_plan
+
+    with timed(times, f"{kind}_train_s"):
+        model = train_model(kind)
+    cmap = dict(zip(model.class_names, (int(v) for v in model.class_values), strict=True))
+    _, _, axis = prediction_plan(model, like.shape)
+    chunks = slab_shape(like.shape, block_shape, axis) if axis is not None else block_shape
+    labels = create_ome_zarr(work / "phases.ome.zarr", like, dtype=np.uint8, chunks=chunks,
+                             class_map=cmap)
+    with timed(times, f"{kind}_predict_s"):
+        results[f"{kind}_info"] = predict_blockwise(model, smooth, labels,
+                                                    block_shape=block_shape, client=client)
+    results[f"{kind}_predict_mvoxel_per_s"] = round(
+        float(np.prod(like.shape)) / 1e6 / times[f"{kind}_predict_s"], 3)
+    return labels, cmap
+
+
 def pipeline(src: Any, work: Path, block_shape: tuple[int, ...], client: Any,
-             times: dict[str, Any], results: dict[str, Any]) -> None:
-    """read → gaussian → multi-Otsu → fractions, surfaces, percolation, interface %."""
+             times: dict[str, Any], results: dict[str, Any], *, kind: str = "multiotsu") -> None:
+    """read → gaussian → multi-Otsu (or a model) → fractions, surfaces, percolation,
+    interface %."""
     from electrode_ct.filters.blockwise import gaussian_blockwise
     from electrode_ct.io import read
     from electrode_ct.io.zarr import create_ome_zarr
@@ -143,34 +204,24 @@ def pipeline(src: Any, work: Path, block_shape: tuple[int, ...], client: Any,
                              chunks=block_shape, compression=codec_for(np.float32))
     with timed(times, "gaussian_s"):
         gaussian_blockwise(src, smooth, sigma=SIGMA, block_shape=block_shape, client=client)
-    threshold = _optional("electrode_ct.segment.blockwise", "threshold_blockwise")
-    if threshold is None:
-        times["multiotsu_s"] = "not available"
-        for key in ("fractions_s", "surfaces_s", "percolation_s", "interface_s"):
-            times[key] = "not available (needs the multi-Otsu labels)"
-        return
-    labels = create_ome_zarr(work / "phases.ome.zarr", like, dtype=np.uint8,
-                             chunks=block_shape, class_map=CLASS_MAP)
-    with timed(times, "multiotsu_s"):
-        cuts = threshold(smooth, labels, method="multiotsu", classes=3,
-                         block_shape=block_shape, client=client)
-    results["thresholds"] = np.asarray(cuts).ravel().tolist()
-    metrics(labels, like.spacing, block_shape, client, times, results)
+    labels, cmap = segment(kind, smooth, like, work, block_shape, client, times, results)
+    metrics(labels, like.spacing, block_shape, client, times, results, cmap)
 
 
 def metrics(labels: Any, spacing: tuple[float, ...], block_shape: tuple[int, ...],
-            client: Any, times: dict[str, Any], results: dict[str, Any]) -> None:
+            client: Any, times: dict[str, Any], results: dict[str, Any],
+            cmap: dict[str, int] = CLASS_MAP) -> None:
     """The phase metrics as reductions, each reported or marked not available."""
     kw = {"block_shape": block_shape, "client": client}
     calls = {
         "fractions": ("electrode_ct.metrics.blockwise", "fractions_blockwise",
-                      lambda f: f(labels, class_map=CLASS_MAP, **kw)),
+                      lambda f: f(labels, class_map=cmap, **kw)),
         "surfaces": ("electrode_ct.metrics.blockwise", "surface_areas_blockwise",
-                     lambda f: f(labels, spacing=spacing, class_map=CLASS_MAP, **kw)),
+                     lambda f: f(labels, spacing=spacing, class_map=cmap, **kw)),
         "percolation": ("electrode_ct.metrics.components_blockwise", "percolation_blockwise",
-                        lambda f: f(labels, "pore", class_map=CLASS_MAP, **kw)),
+                        lambda f: f(labels, "pore", class_map=cmap, **kw)),
         "interface": ("electrode_ct.metrics.blockwise", "interface_percent_blockwise",
-                      lambda f: f(labels, class_map=CLASS_MAP, **kw)),
+                      lambda f: f(labels, class_map=cmap, **kw)),
     }
     for name, (module, attr, call) in calls.items():
         func = _optional(module, attr)
@@ -193,7 +244,8 @@ def _warm() -> None:
             pass
 
 
-def run(size: int, workers: int, memory_limit: str, block: int, work: Path) -> dict[str, Any]:
+def run(size: int, workers: int, memory_limit: str, block: int, work: Path,
+        kind: str = "multiotsu") -> dict[str, Any]:
     """The benchmark's figures (see the module docstring)."""
     from electrode_ct.compute import ComputeConfig, open_client
     from electrode_ct.compute.config import parse_bytes
@@ -212,11 +264,13 @@ def run(size: int, workers: int, memory_limit: str, block: int, work: Path) -> d
             times["cluster_start_s"] = round(time.perf_counter() - t0, 2)
             with timed(times, "worker_imports_s"):  # once per worker: numpy, scipy, pandas
                 client.run(_warm)
-            pipeline(src, work, block_shape, client, times, results)
-        total = time.perf_counter() - t0
+            pipeline(src, work, block_shape, client, times, results, kind=kind)
+        # training the model (forest/cnn) is a fixed cost outside the scan's chain
+        total = time.perf_counter() - t0 - float(times.get(f"{kind}_train_s", 0.0))
     voxels = size**3
     return {
         "size": size, "voxels": voxels, "dtype": "uint16", "tile": min(TILE, size),
+        "segment": kind,
         "block_shape": list(block_shape), "workers": workers,
         "memory_limit_per_worker_gb": parse_bytes(memory_limit) / 1e9,
         "times_s": times, "engine_total_s": round(total, 2),
@@ -239,13 +293,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="2GB", help="per worker")
     parser.add_argument("--block", type=int, default=128, help="block edge (voxels)")
+    parser.add_argument("--segment", choices=("multiotsu", "forest", "cnn"),
+                        default="multiotsu", help="the segmentation step")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the Zarr stores (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="ect-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        out = run(args.size, args.workers, args.memory_limit, args.block, work)
+        out = run(args.size, args.workers, args.memory_limit, args.block, work, args.segment)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
