@@ -20,7 +20,7 @@ from electrode_ct.cracks import (
 )
 from electrode_ct.cracks.descriptors import quantise_range
 from electrode_ct.cracks.population import percentiles_blocks, quantise_range_blocks
-from electrode_ct.cracks.threephase import THREEPHASE_COLUMNS
+from electrode_ct.cracks.threephase import THREEPHASE_COLUMNS, in_mask_threshold
 from electrode_ct.errors import InputError
 from electrode_ct.io import read, read_table, write
 from electrode_ct.labels import label_boxes
@@ -126,6 +126,24 @@ def test_crack_rows_of_owned_particles_equal_the_whole_volume_table(scan, whole)
                                   check_exact=True)
     # a crack plane's fit sees the particle's crop-relative positions: rounding only
     pd.testing.assert_frame_equal(rows, table, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_the_in_mask_threshold_from_blocks_is_exact(scan, whole):
+    grey, lab = scan
+    ids, (_, _, thr) = whole
+    for block_shape in (BLOCKS, (48, 48, 52)):
+        got = cb.in_mask_threshold_blocks(lab, grey, split=ids, spacing=SPACING,
+                                          block_shape=block_shape, halo=_halo(lab))
+        assert got == thr
+    for method in ("otsu", "li", "1234.5"):
+        healed = heal_labels(lab, width_um=2 * max(SPACING), spacing=SPACING)
+        ref = in_mask_threshold(grey.astype(np.float32)[np.isin(healed, ids)], method=method)
+        assert cb.in_mask_threshold_blocks(lab, grey, split=ids, spacing=SPACING,
+                                           block_shape=BLOCKS, halo=_halo(lab),
+                                           method=method) == ref
+    with pytest.raises(InputError, match="no voxels inside"):
+        cb.in_mask_threshold_blocks(lab, grey, split=np.array([10 ** 6]), spacing=SPACING,
+                                    block_shape=BLOCKS, halo=_halo(lab))
 
 
 def test_a_particle_larger_than_the_reach_is_an_error(scan, whole):
