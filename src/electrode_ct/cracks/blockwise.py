@@ -383,7 +383,8 @@ class BlockSplitter:
     The in-mask threshold is taken over the split particles' healed masks, from blocks
     (:func:`in_mask_threshold_blocks`); the 3-phase volume is written block by block into
     ``dst`` (:func:`three_phase_blocks`), the voxel crack columns come from the owning
-    blocks (:func:`crack_rows_blocks`) and the integral columns from :func:`~electrode_ct.cracks.pvolume.crack_volume_pv`.
+    blocks (:func:`crack_rows_blocks`) and the integral columns from
+    :func:`~electrode_ct.cracks.pvolume.crack_volume_pv`.
 
     Attributes
     ----------
