@@ -146,6 +146,27 @@ def test_the_in_mask_threshold_from_blocks_is_exact(scan, whole):
                                     block_shape=BLOCKS, halo=_halo(lab))
 
 
+def test_the_pore_level_and_medians_from_blocks_are_exact(scan):
+    import edt
+
+    from electrode_ct.cracks.population import SubSample, median_blocks
+    from electrode_ct.cracks.pvolume import pore_level
+
+    grey, lab = scan
+    healed = heal_labels(lab, width_um=2 * max(SPACING), spacing=SPACING)
+    dout = edt.edt(np.ascontiguousarray(healed == 0), anisotropy=SPACING,
+                   black_border=False, parallel=1)
+    ref = pore_level(grey.astype(np.float32), dout, unit=min(SPACING))
+    for block_shape in (BLOCKS, (30, 24, 26)):
+        got = cb.pore_level_blocks(lab, grey, spacing=SPACING, block_shape=block_shape,
+                                   halo=_halo(lab))
+        assert got == ref
+    for shape in ((9, 10, 11), (9, 10, 12)):  # odd and even counts of the sub-sample
+        vol = np.random.default_rng(5).normal(size=shape).astype(np.float32)
+        assert median_blocks(vol, SubSample(), block_shape=(4, 3, 5)) == float(
+            np.median(vol[::2, ::2, ::2]))
+
+
 def test_a_particle_larger_than_the_reach_is_an_error(scan, whole):
     grey, lab = scan
     ids, (_, _, thr) = whole

@@ -209,6 +209,56 @@ def in_mask_threshold_blocks(labels: Source, grey: Source, *, split: np.ndarray,
 
 
 @dataclass(frozen=True)
+class PoreValues:
+    """Values function of :func:`pore_level_blocks` (picklable): each block heals its
+    region, measures the background's distance to the particles in it (exact within the
+    halo, which reaches past the pore distance) and returns the counts of the
+    :func:`~electrode_ct.cracks.pvolume.pore_masks` of its interior (``mask`` None) or
+    the float32 grey values of mask ``mask``."""
+
+    grey: Source
+    spacing: tuple[float, float, float]
+    shape: tuple[int, ...]
+    halo: tuple[int, ...]
+    width_um: float | None = None
+    mask: int | None = None
+
+    def __call__(self, region: np.ndarray, block: Block) -> Any:
+        import edt
+
+        from electrode_ct.cracks.pvolume import pore_masks
+
+        healed = healed_region(region, block, self.spacing, self.shape, self.halo,
+                               self.width_um)
+        dout = edt.edt(np.ascontiguousarray(healed == 0), anisotropy=self.spacing,
+                       black_border=False, parallel=1)
+        masks = pore_masks(block.crop(dout), unit=min(self.spacing))
+        if self.mask is None:
+            return np.array([np.count_nonzero(m) for m in masks], np.int64)
+        return _read(self.grey, block.write).astype(np.float32, copy=False)[masks[self.mask]]
+
+
+def pore_level_blocks(labels: Source, grey: Source, *, spacing: tuple[float, float, float],
+                      block_shape: Sequence[int], halo: Sequence[int],
+                      width_um: float | None = None, client: Any = None,
+                      progress: Any = None) -> float:
+    """:func:`~electrode_ct.cracks.pvolume.pore_level` of the scan (around its healed
+    particles), from blocks: the masks' voxel counts, then the exact median of the chosen
+    mask's grey values (:func:`~electrode_ct.cracks.population.median_blocks`).
+
+    Parameters are those of :func:`in_mask_threshold_blocks`.
+    """
+    from electrode_ct.cracks.population import median_blocks
+    from electrode_ct.cracks.pvolume import pick_pore_mask
+
+    func = PoreValues(grey, tuple(float(s) for s in spacing), _shape(labels),
+                      tuple(int(h) for h in halo), width_um)
+    kw = {"block_shape": block_shape, "halo": halo, "client": client, "progress": progress}
+    k = pick_pore_mask(np.sum(reduce_blocks(func, labels, **kw), axis=0).tolist())
+    return median_blocks(labels, replace(func, mask=k), **kw) if k >= 0 else float("nan")
+
+
+@dataclass(frozen=True)
 class ThreePhaseBlock:
     """Block function of :func:`three_phase_blocks` (picklable): ``region`` is the label
     volume's; the grey volume is read from ``grey`` over the same region."""
@@ -431,7 +481,11 @@ class BlockSplitter:
         table = crack_rows_blocks(self.labels, self.grey, self.boxes, split=ids,
                                   threshold=thr, spacing=sp, block_shape=self.block_shape,
                                   client=self.client, progress=self.progress)
-        pv, _ = crack_volume_pv(grey, healed, ids, reference=reference, spacing=sp, fine=fine)
+        pore = pore_level_blocks(self.labels, self.grey, spacing=sp,
+                                 block_shape=self.block_shape, halo=self.halo,
+                                 client=self.client, progress=self.progress)
+        pv, _ = crack_volume_pv(grey, healed, ids, reference=reference, spacing=sp, fine=fine,
+                                pore=pore)
         for c in PV_COLUMNS:
             table[c] = pv[c].to_numpy()
         return None, table, thr

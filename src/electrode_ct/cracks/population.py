@@ -49,29 +49,81 @@ def subsample(region: np.ndarray, block: Block, step: int = STEP) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _KeyCounts:
-    """Pass 1 (picklable): counts of the sub-sample by the top bits of its key."""
+class SubSample:
+    """Values of a block (picklable): its share of ``grey[::step, ::step, ::step]``."""
 
     step: int = STEP
 
+    def __call__(self, region: np.ndarray, block: Block) -> np.ndarray:
+        return subsample(region, block, self.step)
+
+
+def _top(v: np.ndarray) -> np.ndarray:
+    return (sort_key(v) >> np.uint32(32 - KEY_BITS)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _KeyCounts:
+    """Pass 1 (picklable): counts of a block's values by the top bits of their key, and
+    their minimum and maximum."""
+
+    values: Any
+
     def __call__(self, region: np.ndarray, block: Block) -> tuple[np.ndarray, float, float]:
-        v = subsample(region, block, self.step)
-        top = (sort_key(v) >> np.uint32(32 - KEY_BITS)).astype(np.int64)
+        v = self.values(region, block)
         lo, hi = (float(v.min()), float(v.max())) if v.size else (np.inf, -np.inf)
-        return np.bincount(top, minlength=1 << KEY_BITS), lo, hi
+        return np.bincount(_top(v), minlength=1 << KEY_BITS), lo, hi
 
 
 @dataclass(frozen=True)
 class _Gather:
-    """Pass 2 (picklable): the sub-sampled values whose top key bits are in ``bins``."""
+    """Pass 2 (picklable): a block's values whose top key bits are in ``bins``."""
 
+    values: Any
     bins: np.ndarray
-    step: int = STEP
 
     def __call__(self, region: np.ndarray, block: Block) -> np.ndarray:
-        v = subsample(region, block, self.step)
-        top = (sort_key(v) >> np.uint32(32 - KEY_BITS)).astype(np.int64)
-        return v[np.isin(top, self.bins)]
+        v = self.values(region, block)
+        return v[np.isin(_top(v), self.bins)]
+
+
+def order_statistics(src: Source, values: Any, ranks: Any, *, block_shape: Sequence[int],
+                     halo: Any = 0, client: Any = None,
+                     progress: Any = None) -> tuple[Any, int, float, float]:
+    """The float32 values of rank ``ranks(n)`` (0-based, ascending) among the values
+    ``values(region, block)`` of every block, by rank selection (two passes).
+
+    Parameters
+    ----------
+    src : ZarrRef or array-like
+        Volume the blocks read.
+    values : callable
+        ``values(region, block) -> float32 1-D array`` (picklable; NaN-free).
+    ranks : callable
+        ``ranks(n) -> list of int`` given the number of values ``n`` (>= 1).
+    block_shape, halo, client, progress
+        As :func:`electrode_ct.compute.engine.reduce_blocks`.
+
+    Returns
+    -------
+    (list of numpy.float32 or None, int, float, float)
+        The values (None when there are no values), their count, minimum and maximum.
+    """
+    kw = {"block_shape": block_shape, "halo": halo, "client": client, "progress": progress}
+    parts = reduce_blocks(_KeyCounts(values), src, **kw)
+    counts = np.sum([p[0] for p in parts], axis=0)
+    vmin, vmax, n = min(p[1] for p in parts), max(p[2] for p in parts), int(counts.sum())
+    if n == 0:
+        return None, 0, vmin, vmax
+    want = [int(r) for r in ranks(n)]
+    cum = np.cumsum(counts)
+    where = [int(np.searchsorted(cum, r, side="right")) for r in want]
+    need = np.unique(where)
+    got = np.sort(np.concatenate(reduce_blocks(_Gather(values, need), src, **kw)))
+    first = np.concatenate([[0], np.cumsum(counts[need])[:-1]])  # of each bin in ``got``
+    at = dict(zip(need.tolist(), first.tolist(), strict=True))
+    out = [got[at[b] + r - int(cum[b] - counts[b])] for r, b in zip(want, where, strict=True)]
+    return out, n, vmin, vmax
 
 
 def _lerp(a: np.float32, b: np.float32, t: float) -> float:
@@ -108,31 +160,36 @@ def percentiles_blocks(src: Source, q: Sequence[float], *, block_shape: Sequence
         The percentiles (linear interpolation, :func:`numpy.percentile`'s default), and
         the sub-sample's minimum and maximum.
     """
-    kw = {"block_shape": block_shape, "client": client, "progress": progress}
-    parts = reduce_blocks(_KeyCounts(step), src, **kw)
-    counts = np.sum([p[0] for p in parts], axis=0)
-    vmin, vmax = min(p[1] for p in parts), max(p[2] for p in parts)
-    n = int(counts.sum())
-    pos = (n - 1) * np.true_divide(np.asarray(q, np.float64), 100)
-    ranks = [(int(k), min(int(k) + 1, n - 1), float(p - k))
-             for p, k in zip(pos, np.floor(pos), strict=True)]
-    cum = np.cumsum(counts)
-    need = sorted({int(np.searchsorted(cum, r, side="right")) for k, k1, _ in ranks
-                   for r in (k, k1)})
-    got = np.sort(np.concatenate(reduce_blocks(_Gather(np.asarray(need, np.int64), step),
-                                               src, **kw)))
-    start = {b: int(cum[b] - counts[b]) for b in need}
-    offsets, at = {}, 0
-    for b in need:
-        offsets[b] = at
-        at += int(counts[b])
+    qs = np.true_divide(np.asarray(q, np.float64), 100)
 
-    def value(rank: int) -> np.float32:
-        b = int(np.searchsorted(cum, rank, side="right"))
-        return got[offsets[b] + rank - start[b]]
+    def ranks(n: int) -> list[int]:
+        pos = np.floor((n - 1) * qs).astype(np.int64)
+        return [r for k in pos for r in (int(k), min(int(k) + 1, n - 1))]
 
-    out = [_lerp(value(k), value(k1), f) for k, k1, f in ranks]
+    vals, n, vmin, vmax = order_statistics(src, SubSample(step), ranks,
+                                           block_shape=block_shape, client=client,
+                                           progress=progress)
+    pos = (n - 1) * qs
+    gam = pos - np.floor(pos)
+    out = [_lerp(vals[2 * i], vals[2 * i + 1], float(t)) for i, t in enumerate(gam)]
     return out, vmin, vmax
+
+
+def median_blocks(src: Source, values: Any, *, block_shape: Sequence[int], halo: Any = 0,
+                  client: Any = None, progress: Any = None) -> float:
+    """:func:`numpy.median` of the float32 values ``values(region, block)`` of every block
+    (the two middle values' float32 mean for an even count; NaN without values), exact.
+
+    Parameters are those of :func:`order_statistics`.
+    """
+    def ranks(n: int) -> list[int]:
+        return [(n - 1) // 2, n // 2]
+
+    vals, n, _, _ = order_statistics(src, values, ranks, block_shape=block_shape, halo=halo,
+                                     client=client, progress=progress)
+    if vals is None:
+        return float("nan")
+    return float(vals[0] if n % 2 else np.mean(np.array(vals, np.float32)))
 
 
 def quantise_range_blocks(src: Source, *, block_shape: Sequence[int], client: Any = None,
