@@ -18,7 +18,9 @@ from electrode_ct.cracks import (
     prepare_scan,
     three_phase,
 )
-from electrode_ct.cracks.threephase import THREEPHASE_COLUMNS
+from electrode_ct.cracks.descriptors import quantise_range
+from electrode_ct.cracks.population import percentiles_blocks, quantise_range_blocks
+from electrode_ct.cracks.threephase import THREEPHASE_COLUMNS, in_mask_threshold
 from electrode_ct.errors import InputError
 from electrode_ct.io import read, read_table, write
 from electrode_ct.labels import label_boxes
@@ -86,6 +88,23 @@ def test_boxes_from_blocks_are_exact_and_the_owner_holds_the_first_voxel(scan, b
             assert all(s.start <= f < s.stop for s, f in zip(blk.write, first, strict=True))
 
 
+@pytest.mark.parametrize("block_shape", [(7, 5, 9), (48, 48, 52), (3, 48, 11)])
+def test_the_quantisation_range_from_blocks_is_exact(scan, block_shape):
+    grey, _ = scan
+    assert quantise_range_blocks(grey, block_shape=block_shape) == quantise_range(grey)
+    rng = np.random.default_rng(3)
+    noisy = rng.normal(-1.0, 3.0, (23, 19, 17)).astype(np.float32)  # negatives, ties none
+    flat = np.full((9, 10, 11), 7, np.uint16)  # the flat-volume rule
+    for vol in (noisy, flat, np.rint(noisy * 40).astype(np.int16)):
+        bs = tuple(min(b, n) for b, n in zip(block_shape, vol.shape, strict=True))
+        assert quantise_range_blocks(vol, block_shape=bs) == quantise_range(vol)
+    q = [0.0, 0.05, 13.7, 50.0, 62.5, 99.95, 100.0]
+    got, lo, hi = percentiles_blocks(noisy, q, block_shape=(7, 5, 9))
+    sub = noisy[::2, ::2, ::2]
+    assert got == [float(v) for v in np.percentile(sub, q)]  # bitwise, numpy's lerp
+    assert (lo, hi) == (float(sub.min()), float(sub.max()))
+
+
 def test_three_phase_volume_in_blocks_is_identical(scan, whole):
     grey, lab = scan
     ids, (phases, _, thr) = whole
@@ -107,6 +126,45 @@ def test_crack_rows_of_owned_particles_equal_the_whole_volume_table(scan, whole)
                                   check_exact=True)
     # a crack plane's fit sees the particle's crop-relative positions: rounding only
     pd.testing.assert_frame_equal(rows, table, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_the_in_mask_threshold_from_blocks_is_exact(scan, whole):
+    grey, lab = scan
+    ids, (_, _, thr) = whole
+    for block_shape in (BLOCKS, (48, 48, 52)):
+        got = cb.in_mask_threshold_blocks(lab, grey, split=ids, spacing=SPACING,
+                                          block_shape=block_shape, halo=_halo(lab))
+        assert got == thr
+    for method in ("otsu", "li", "1234.5"):
+        healed = heal_labels(lab, width_um=2 * max(SPACING), spacing=SPACING)
+        ref = in_mask_threshold(grey.astype(np.float32)[np.isin(healed, ids)], method=method)
+        assert cb.in_mask_threshold_blocks(lab, grey, split=ids, spacing=SPACING,
+                                           block_shape=BLOCKS, halo=_halo(lab),
+                                           method=method) == ref
+    with pytest.raises(InputError, match="no voxels inside"):
+        cb.in_mask_threshold_blocks(lab, grey, split=np.array([10 ** 6]), spacing=SPACING,
+                                    block_shape=BLOCKS, halo=_halo(lab))
+
+
+def test_the_pore_level_and_medians_from_blocks_are_exact(scan):
+    import edt
+
+    from electrode_ct.cracks.population import SubSample, median_blocks
+    from electrode_ct.cracks.pvolume import pore_level
+
+    grey, lab = scan
+    healed = heal_labels(lab, width_um=2 * max(SPACING), spacing=SPACING)
+    dout = edt.edt(np.ascontiguousarray(healed == 0), anisotropy=SPACING,
+                   black_border=False, parallel=1)
+    ref = pore_level(grey.astype(np.float32), dout, unit=min(SPACING))
+    for block_shape in (BLOCKS, (30, 24, 26)):
+        got = cb.pore_level_blocks(lab, grey, spacing=SPACING, block_shape=block_shape,
+                                   halo=_halo(lab))
+        assert got == ref
+    for shape in ((9, 10, 11), (9, 10, 12)):  # odd and even counts of the sub-sample
+        vol = np.random.default_rng(5).normal(size=shape).astype(np.float32)
+        assert median_blocks(vol, SubSample(), block_shape=(4, 3, 5)) == float(
+            np.median(vol[::2, ::2, ::2]))
 
 
 def test_a_particle_larger_than_the_reach_is_an_error(scan, whole):
@@ -148,6 +206,8 @@ def test_on_a_local_cluster_equals_the_serial_blocks(scan, whole, address, tmp_p
                     dtype=np.uint8)
     with open_client(ComputeConfig(scheduler=address)) as client:
         boxes = cb.label_boxes_blocks(refs["lab"], block_shape=(16, 16, 16), client=client)
+        grey_range = quantise_range_blocks(refs["grey"], block_shape=(16, 20, 13),
+                                           client=client)
         cb.three_phase_blocks(refs["lab"], refs["grey"], ZarrRef(str(tmp_path / "out.zarr")),
                               split=ids, threshold=thr, spacing=SPACING, block_shape=BLOCKS,
                               halo=_halo(lab), client=client)
@@ -155,6 +215,7 @@ def test_on_a_local_cluster_equals_the_serial_blocks(scan, whole, address, tmp_p
                                     threshold=thr, spacing=SPACING, block_shape=BLOCKS,
                                     client=client)
     np.testing.assert_array_equal(boxes, label_boxes(lab))
+    assert grey_range == quantise_range(grey)
     np.testing.assert_array_equal(dst[...], phases)
     pd.testing.assert_frame_equal(rows, table, check_exact=False, rtol=1e-9, atol=1e-9)
 

@@ -201,3 +201,43 @@ def test_ect_track_refuses_states_of_another_shape_or_spacing(run_cli, files, se
     assert code == 2 and err.count("\n") == 1 and "voxel size" in err
     assert "coarse.tif" in err and "ref.tif" in err and "Traceback" not in err
     assert not (tmp_path / "o2").exists() and not list(tmp_path.glob(".*.ect-work"))
+
+
+def test_pipeline_track_step_on_the_engine_equals_in_memory(tmp_path, address):
+    """The track step on the run's client (compute.in_memory_below_mb 0, one block: full
+    resolution registration, propagation bit for bit) writes the same tracked labels and
+    time series as in memory, and removes its working copies."""
+    import tifffile
+
+    from electrode_ct.pipeline import parse_config, run_pipeline
+
+    s = shifted_series(shape=(32, 56, 56), radius=(6.0, 8.0), n_particles=25, noise=2.0,
+                       seed=3)
+    paths = []
+    for i, g in enumerate(s.greys):
+        tifffile.imwrite(tmp_path / f"s{i}.tif", g)
+        paths.append(str(tmp_path / f"s{i}.tif"))
+    off = {"enabled": False}
+    steps = {name: off for name in ("filter", "cracks", "metrics", "measure", "stats",
+                                    "report")}
+
+    def run(name: str, **compute) -> None:
+        cfg = parse_config({"input": {"grey": paths, "voxel_size": 1.0},
+                            "output": str(tmp_path / name), "compute": compute,
+                            "steps": {**steps, "segment": {"threshold_method": "otsu"}}})
+        run_pipeline(cfg, quiet=True)
+
+    run("mem")
+    run("eng", scheduler=address, in_memory_below_mb=0, block_shape=[32, 56, 56])
+    mem, eng = tmp_path / "mem", tmp_path / "eng"
+    pd.testing.assert_frame_equal(read_table(eng / "tables" / "timeseries.parquet"),
+                                  read_table(mem / "tables" / "timeseries.parquet"))
+    for i in (0, 1):
+        a, b = (read(d / "volumes" / f"labels_{i}.tif").numpy() for d in (mem, eng))
+        np.testing.assert_array_equal(b, a)
+        assert len(np.unique(a)) > 4  # particles were tracked (border ones dropped)
+    prov = [json.loads((d / "provenance.json").read_text())["steps"]["track"]["summary"]
+            for d in (mem, eng)]
+    assert prov[0]["n_tracked"] == prov[1]["n_tracked"]
+    assert prov[0]["n_reference"] == prov[1]["n_reference"]
+    assert not list((eng / "work").glob("*track*"))

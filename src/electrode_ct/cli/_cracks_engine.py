@@ -1,5 +1,6 @@
-"""``ect cracks classify`` on the block engine: the 3-phase volume and the crack rows in
-blocks (:mod:`electrode_ct.cracks.blockwise`), the classification as today.
+"""``ect cracks classify`` on the block engine: the quantisation range
+(:mod:`electrode_ct.cracks.population`), the 3-phase volume and the crack rows in blocks
+(:mod:`electrode_ct.cracks.blockwise`), the rest of the classification as today.
 
 The labels and the grey volume become Zarr (their own stores, or copies in the work
 folder ``.particle_phases.tif.<key>.ect-work`` inside the output folder); one reduction
@@ -19,7 +20,7 @@ from electrode_ct.compute.config import ComputeConfig
 from electrode_ct.errors import InputError
 
 
-def classify_engine(scan: Any, model: Any, g: Any, lab: Any, names: tuple[str, str],
+def classify_engine(prepare: Any, model: Any, g: Any, lab: Any, names: tuple[str, str],
                     out: Path, cfg: ComputeConfig, params: dict[str, Any],
                     **options: Any) -> Any:
     """:func:`~electrode_ct.cracks.classify_scan` with a
@@ -28,8 +29,11 @@ def classify_engine(scan: Any, model: Any, g: Any, lab: Any, names: tuple[str, s
 
     Parameters
     ----------
-    scan, model
-        The prepared scan and the loaded model.
+    prepare : callable
+        ``prepare(grey_range=...)``: :func:`~electrode_ct.cracks.prepare_scan` of the
+        scan, given the quantisation range merged from blocks.
+    model
+        The loaded model.
     g, lab : Volume
         The grey and label volumes as read.
     names : (str, str)
@@ -55,7 +59,7 @@ def classify_engine(scan: Any, model: Any, g: Any, lab: Any, names: tuple[str, s
         job = EngineJob.start(lab, names[1], out / "particle_phases.tif", cfg, client,
                               {"command": "cracks classify", "grey": names[0], **params})
         try:
-            res, dst = _run(job, scan, model, g, lab, **options)
+            res, dst = _run(job, prepare, model, g, lab, **options)
         except InputError:  # nothing to resume: leave nothing behind
             shutil.rmtree(job.work, ignore_errors=True)
             if fresh and not any(out.iterdir()):
@@ -65,7 +69,7 @@ def classify_engine(scan: Any, model: Any, g: Any, lab: Any, names: tuple[str, s
     return res
 
 
-def _run(job: Any, scan: Any, model: Any, g: Any, lab: Any,
+def _run(job: Any, prepare: Any, model: Any, g: Any, lab: Any,
          **options: Any) -> tuple[Any, Any]:
     """The passes of :func:`classify_engine` inside its session: the result and the
     3-phase store."""
@@ -74,12 +78,16 @@ def _run(job: Any, scan: Any, model: Any, g: Any, lab: Any,
     from electrode_ct.cli._engine import plan_blocks
     from electrode_ct.cracks import PHASES, classify_scan
     from electrode_ct.cracks import blockwise as cb
+    from electrode_ct.cracks.population import quantise_range_blocks
     from electrode_ct.io.stream import zarr_source
 
     labels = job.source()
     grey = zarr_source(g, job.work / "grey.ome.zarr", memory_limit=job.memory_limit,
                        reuse=True, progress=lambda it: progress(it, desc="copy grey"))
     scan_blocks = plan_blocks(job.cfg, lab.shape, (0, 0, 0), 8.0)
+    grey_range = quantise_range_blocks(grey, block_shape=scan_blocks, client=job.client,
+                                       progress=lambda it: progress(it, desc="grey range"))
+    scan = prepare(grey_range=grey_range)
     boxes = cb.label_boxes_blocks(labels, block_shape=scan_blocks, client=job.client,
                                   progress=lambda it: progress(it, desc="boxes"))
     halo = cb.reach(boxes, margin=max(cb.heal_margin(scan.spacing)))

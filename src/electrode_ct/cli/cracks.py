@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -94,7 +95,8 @@ def classify_cmd(
     g, lab, sp = _read_pair(grey, labels, voxel)
     mdl = load_cracks_model(model, method=method)
     info(f"classifying the particles of {labels} ({mdl.method})")
-    scan = prepare_scan(g.numpy(), lab.numpy(), spacing=sp, grey_name=grey, labels_name=labels)
+    prepare = partial(prepare_scan, g.numpy(), lab.numpy(), spacing=sp, grey_name=grey,
+                      labels_name=labels)
     options = {"k": slices, "slice_size": slice_size, "threshold": threshold,
                "min_slices": min_slices, "truth": ref, "depth_axis": _AXES[depth_axis],
                "depth_bins": depth_bins, "collector_end": collector == "z1", "split": split}
@@ -104,9 +106,10 @@ def classify_cmd(
     if co.use_engine(cfg, g.nbytes, explicit=explicit):
         from electrode_ct.cli._cracks_engine import classify_engine
 
-        res = classify_engine(scan, mdl, g, lab, (grey, labels), out, cfg, params, **options)
+        res = classify_engine(prepare, mdl, g, lab, (grey, labels), out, cfg, params,
+                              **options)
     else:
-        res = classify_scan(scan, mdl, **options)
+        res = classify_scan(prepare(), mdl, **options)
     params["threshold"] = res.summary["threshold"]
     prov = record(command="cracks classify", inputs={"grey": grey, "labels": labels},
                   parameters=params)

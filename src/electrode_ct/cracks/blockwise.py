@@ -11,7 +11,7 @@ halo reaching every particle (:func:`reach`) and each block's owned particles
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -132,6 +132,132 @@ def check_reach(region: np.ndarray, block: Block, shape: Sequence[int],
                          "voxels (and blocks at least that large)")
 
 
+def healed_region(region: np.ndarray, block: Block, spacing: tuple[float, float, float],
+                  shape: Sequence[int], halo: Sequence[int],
+                  width_um: float | None = None) -> np.ndarray:
+    """Healed labels of a block's region (block + halo), after the reach check
+    (:func:`check_reach` with :func:`heal_margin`)."""
+    from electrode_ct.cracks.candidates import heal_labels
+
+    check_reach(region, block, shape, heal_margin(spacing, width_um), halo)
+    width = 2 * max(spacing) if width_um is None else width_um
+    return heal_labels(region, width_um=width, spacing=spacing)
+
+
+@dataclass(frozen=True)
+class InMaskValues:
+    """Reduction function of :func:`in_mask_threshold_blocks` (picklable): the grey values
+    (float32) of the block's interior inside the healed masks of ``split``; their range
+    when ``bins`` is None, else their histogram in ``bins``."""
+
+    grey: Source
+    split: np.ndarray
+    spacing: tuple[float, float, float]
+    shape: tuple[int, ...]
+    halo: tuple[int, ...]
+    width_um: float | None = None
+    bins: Any = None
+
+    def __call__(self, region: np.ndarray, block: Block) -> Any:
+        from electrode_ct.histogram import histogram
+
+        healed = healed_region(region, block, self.spacing, self.shape, self.halo,
+                               self.width_um)
+        inside = np.isin(block.crop(healed), self.split)
+        v = _read(self.grey, block.write).astype(np.float32, copy=False)[inside]
+        if self.bins is not None:
+            return histogram(v, self.bins)
+        return (float(v.min()), float(v.max())) if v.size else (np.inf, -np.inf)
+
+
+def in_mask_threshold_blocks(labels: Source, grey: Source, *, split: np.ndarray,
+                             spacing: tuple[float, float, float], block_shape: Sequence[int],
+                             halo: Sequence[int], width_um: float | None = None,
+                             method: str = "triangle", client: Any = None,
+                             progress: Any = None) -> float:
+    """:func:`~electrode_ct.cracks.threephase.in_mask_threshold` of the grey values inside
+    the healed masks of ``split``, from blocks: their range, then their fine histogram,
+    each merged exactly (min / max, sums); identical to the whole-volume threshold when
+    the halo reaches every particle.
+
+    Parameters
+    ----------
+    labels, grey : ZarrRef or array-like
+        Particle labels and grey volume (z, y, x).
+    split : numpy.ndarray
+        Ids of the particles whose healed masks give the values.
+    spacing, block_shape, halo, width_um
+        As :func:`three_phase_blocks`.
+    method : str
+        As :func:`~electrode_ct.cracks.threephase.in_mask_threshold`.
+    client, progress
+        As :func:`electrode_ct.compute.engine.reduce_blocks`.
+    """
+    from electrode_ct.cracks.threephase import in_mask_threshold_histogram
+    from electrode_ct.histogram import bins_for
+
+    func = InMaskValues(grey, np.asarray(split, np.int64), tuple(float(s) for s in spacing),
+                        _shape(labels), tuple(int(h) for h in halo), width_um)
+    kw = {"block_shape": block_shape, "halo": halo, "client": client, "progress": progress}
+    parts = reduce_blocks(func, labels, **kw)
+    rng = (min(p[0] for p in parts), max(p[1] for p in parts))
+    if not rng[0] < rng[1]:
+        return in_mask_threshold_histogram(None, rng, method=method)
+    bins = bins_for(*rng, integer=False)
+    counts = np.sum(reduce_blocks(replace(func, bins=bins), labels, **kw), axis=0)
+    return in_mask_threshold_histogram((counts, bins), rng, method=method)
+
+
+@dataclass(frozen=True)
+class PoreValues:
+    """Values function of :func:`pore_level_blocks` (picklable): each block heals its
+    region, measures the background's distance to the particles in it (exact within the
+    halo, which reaches past the pore distance) and returns the counts of the
+    :func:`~electrode_ct.cracks.pvolume.pore_masks` of its interior (``mask`` None) or
+    the float32 grey values of mask ``mask``."""
+
+    grey: Source
+    spacing: tuple[float, float, float]
+    shape: tuple[int, ...]
+    halo: tuple[int, ...]
+    width_um: float | None = None
+    mask: int | None = None
+
+    def __call__(self, region: np.ndarray, block: Block) -> Any:
+        import edt
+
+        from electrode_ct.cracks.pvolume import pore_masks
+
+        healed = healed_region(region, block, self.spacing, self.shape, self.halo,
+                               self.width_um)
+        dout = edt.edt(np.ascontiguousarray(healed == 0), anisotropy=self.spacing,
+                       black_border=False, parallel=1)
+        masks = pore_masks(block.crop(dout), unit=min(self.spacing))
+        if self.mask is None:
+            return np.array([np.count_nonzero(m) for m in masks], np.int64)
+        return _read(self.grey, block.write).astype(np.float32, copy=False)[masks[self.mask]]
+
+
+def pore_level_blocks(labels: Source, grey: Source, *, spacing: tuple[float, float, float],
+                      block_shape: Sequence[int], halo: Sequence[int],
+                      width_um: float | None = None, client: Any = None,
+                      progress: Any = None) -> float:
+    """:func:`~electrode_ct.cracks.pvolume.pore_level` of the scan (around its healed
+    particles), from blocks: the masks' voxel counts, then the exact median of the chosen
+    mask's grey values (:func:`~electrode_ct.cracks.population.median_blocks`).
+
+    Parameters are those of :func:`in_mask_threshold_blocks`.
+    """
+    from electrode_ct.cracks.population import median_blocks
+    from electrode_ct.cracks.pvolume import pick_pore_mask
+
+    func = PoreValues(grey, tuple(float(s) for s in spacing), _shape(labels),
+                      tuple(int(h) for h in halo), width_um)
+    kw = {"block_shape": block_shape, "halo": halo, "client": client, "progress": progress}
+    k = pick_pore_mask(np.sum(reduce_blocks(func, labels, **kw), axis=0).tolist())
+    return median_blocks(labels, replace(func, mask=k), **kw) if k >= 0 else float("nan")
+
+
 @dataclass(frozen=True)
 class ThreePhaseBlock:
     """Block function of :func:`three_phase_blocks` (picklable): ``region`` is the label
@@ -147,19 +273,14 @@ class ThreePhaseBlock:
 
     def healed(self, region: np.ndarray, block: Block) -> np.ndarray:
         """Healed labels of the region, after the reach check."""
-        from electrode_ct.cracks.candidates import heal_labels
-
-        margin = heal_margin(self.spacing, self.width_um)
-        check_reach(region, block, self.shape, margin, self.halo)
-        width = 2 * max(self.spacing) if self.width_um is None else self.width_um
-        return heal_labels(region, width_um=width, spacing=self.spacing)
+        return healed_region(region, block, self.spacing, self.shape, self.halo,
+                             self.width_um)
 
     def __call__(self, region: np.ndarray, block: Block) -> np.ndarray:
         from electrode_ct.cracks.threephase import three_phase
 
         healed = self.healed(region, block)
-        grey = np.asarray((self.grey.open("r") if isinstance(self.grey, ZarrRef)
-                           else self.grey)[block.read])
+        grey = _read(self.grey, block.read)
         ids = np.intersect1d(self.split, np.unique(healed))
         phases, _, _ = three_phase(grey, healed, ids, labels=region, spacing=self.spacing,
                                    threshold=self.threshold, integral=False)
@@ -309,10 +430,11 @@ class BlockSplitter:
     """:func:`~electrode_ct.cracks.threephase.three_phase` on the block engine, for
     :func:`~electrode_ct.cracks.classify.classify_scan`'s ``splitter``.
 
-    The in-mask threshold is taken over the split particles' healed masks as today; the
-    3-phase volume is written block by block into ``dst`` (:func:`three_phase_blocks`),
-    the voxel crack columns come from the owning blocks (:func:`crack_rows_blocks`) and
-    the integral columns from :func:`~electrode_ct.cracks.pvolume.crack_volume_pv`.
+    The in-mask threshold is taken over the split particles' healed masks, from blocks
+    (:func:`in_mask_threshold_blocks`); the 3-phase volume is written block by block into
+    ``dst`` (:func:`three_phase_blocks`), the voxel crack columns come from the owning
+    blocks (:func:`crack_rows_blocks`) and the integral columns from
+    :func:`~electrode_ct.cracks.pvolume.crack_volume_pv`.
 
     Attributes
     ----------
@@ -345,14 +467,13 @@ class BlockSplitter:
         """Split ``ids`` (arguments of :func:`~electrode_ct.cracks.threephase.three_phase`);
         returns ``(None, table, threshold)``: the phases are in ``dst``."""
         from electrode_ct.cracks.pvolume import PV_COLUMNS, crack_volume_pv
-        from electrode_ct.cracks.threephase import in_mask_threshold
         from electrode_ct.volume import as_spacing
 
         sp = as_spacing(spacing, name="spacing")
         ids = np.asarray(ids, np.int64)
-        inside = np.isin(healed, ids)
-        thr = in_mask_threshold(grey.astype(np.float32, copy=False)[inside])
-        del inside
+        thr = in_mask_threshold_blocks(self.labels, self.grey, split=ids, spacing=sp,
+                                       block_shape=self.block_shape, halo=self.halo,
+                                       client=self.client, progress=self.progress)
         three_phase_blocks(self.labels, self.grey, self.dst, split=ids, threshold=thr,
                            spacing=sp, block_shape=self.block_shape, halo=self.halo,
                            client=self.client, progress=self.progress,
@@ -360,7 +481,11 @@ class BlockSplitter:
         table = crack_rows_blocks(self.labels, self.grey, self.boxes, split=ids,
                                   threshold=thr, spacing=sp, block_shape=self.block_shape,
                                   client=self.client, progress=self.progress)
-        pv, _ = crack_volume_pv(grey, healed, ids, reference=reference, spacing=sp, fine=fine)
+        pore = pore_level_blocks(self.labels, self.grey, spacing=sp,
+                                 block_shape=self.block_shape, halo=self.halo,
+                                 client=self.client, progress=self.progress)
+        pv, _ = crack_volume_pv(grey, healed, ids, reference=reference, spacing=sp, fine=fine,
+                                pore=pore)
         for c in PV_COLUMNS:
             table[c] = pv[c].to_numpy()
         return None, table, thr

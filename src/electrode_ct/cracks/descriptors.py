@@ -129,24 +129,41 @@ GREY_LEVELS = 1024
 """Grey levels of the quantised copy the descriptors are computed on."""
 
 
-def quantise_range(grey: np.ndarray) -> tuple[float, float]:
-    """Input grey levels mapped to 0 and ``levels - 1`` by :func:`quantise`: the 0.05 and
-    99.95 percentiles on every 2nd voxel per axis (min and max + 1 for a flat volume)."""
-    sub = np.asarray(grey[::2, ::2, ::2], np.float32)
-    lo, hi = (float(v) for v in np.percentile(sub, [0.05, 99.95]))
+QUANTISE_PERCENTILES = (0.05, 99.95)
+"""Percentiles of the grey levels mapped to 0 and ``levels - 1`` by :func:`quantise`."""
+
+
+def range_from_percentiles(pct: list[float], vmin: float, vmax: float) -> tuple[float, float]:
+    """The quantisation range from the sub-sample's :data:`QUANTISE_PERCENTILES`, its
+    minimum and maximum (min and max + 1 for a flat sub-sample)."""
+    lo, hi = (float(v) for v in pct)
     if not hi > lo:
-        lo, hi = float(sub.min()), float(sub.max()) + 1.0
+        lo, hi = float(vmin), float(vmax) + 1.0
     return lo, hi
 
 
-def quantise(grey: np.ndarray, *, levels: int = GREY_LEVELS) -> np.ndarray:
+def quantise_range(grey: np.ndarray) -> tuple[float, float]:
+    """Input grey levels mapped to 0 and ``levels - 1`` by :func:`quantise`: the 0.05 and
+    99.95 percentiles on every 2nd voxel per axis (min and max + 1 for a flat volume).
+
+    The block engine merges the same range exactly from blocks
+    (:func:`electrode_ct.cracks.population.quantise_range_blocks`)."""
+    sub = np.asarray(grey[::2, ::2, ::2], np.float32)
+    pct = list(np.percentile(sub, list(QUANTISE_PERCENTILES)))
+    return range_from_percentiles(pct, float(sub.min()), float(sub.max()))
+
+
+def quantise(grey: np.ndarray, *, levels: int = GREY_LEVELS,
+             grey_range: tuple[float, float] | None = None) -> np.ndarray:
     """Map a grey volume linearly onto ``0 .. levels - 1`` (uint16) between its 0.05 and
     99.95 percentiles (estimated on every 2nd voxel per axis), clipping outside.
 
     Exact per-particle histograms then stay small whatever the input depth; the step is
-    far below the noise of any CT scan.
+    far below the noise of any CT scan. ``grey_range`` (input grey levels mapped to 0 and
+    ``levels - 1``) replaces :func:`quantise_range` of ``grey`` when given (a crop
+    quantised with its whole scan's range).
     """
-    lo, hi = quantise_range(grey)
+    lo, hi = quantise_range(grey) if grey_range is None else grey_range
     q = (np.asarray(grey, np.float32) - lo) * ((levels - 1) / (hi - lo))
     np.clip(q, 0, levels - 1, out=q)
     return np.rint(q).astype(np.uint16)
@@ -201,7 +218,9 @@ def _voxel_pass(grey: np.ndarray, healed: np.ndarray, spacing: tuple[float, floa
 def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                          spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
                          sums: LayerSums | None = None,
-                         fine: np.ndarray | None = None) -> tuple[pd.DataFrame, Reference]:
+                         fine: np.ndarray | None = None,
+                         grey_range: tuple[float, float] | None = None
+                         ) -> tuple[pd.DataFrame, Reference]:
     """Descriptors of the particles ``ids`` (rows in the order of ``ids``).
 
     Parameters
@@ -220,6 +239,9 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
     fine : numpy.ndarray, optional
         :func:`~electrode_ct.cracks.highpass.fine_scale` of ``grey`` (input grey levels),
         computed when not given.
+    grey_range : (float, float), optional
+        The quantisation range (:func:`quantise_range` of the whole scan; computed from
+        ``grey`` when not given); unused with ``sums``.
 
     Returns
     -------
@@ -256,9 +278,9 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
     if fine is None:  # on the input grey levels (before quantising)
         fine = fine_scale(grey, healed)
     if sums is None:
-        lo, hi = quantise_range(grey)
+        lo, hi = quantise_range(grey) if grey_range is None else grey_range
         offset, scale = lo, (hi - lo) / (GREY_LEVELS - 1)
-        grey = quantise(grey)
+        grey = quantise(grey, grey_range=(lo, hi))
         sums = layer_sums(healed, grey, spacing=sp)
     ids = np.asarray(ids, np.int64)
     rows = np.searchsorted(sums.ids, ids)

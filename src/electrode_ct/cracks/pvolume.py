@@ -61,6 +61,25 @@ PV_COLUMNS = ("crack_volume_pv_um3", "crack_volume_fraction_pv")
 """Columns of :func:`crack_volume_pv` (after ``label``)."""
 
 
+def pore_masks(dist_out: np.ndarray, *, unit: float = 1.0,
+               far_vox: float = PORE_DISTANCE_VOX) -> list[np.ndarray]:
+    """The candidate masks of :func:`pore_level`, in the order they are tried: background
+    at least ``far_vox``, ``far_vox / 2`` and one voxel from every particle, then any
+    background voxel."""
+    cuts = (far_vox, far_vox / 2, 1.0)
+    return [dist_out >= f * unit for f in cuts] + [dist_out > 0]
+
+
+def pick_pore_mask(counts: list[int]) -> int:
+    """Which of the :func:`pore_masks` gives the pore level, from their voxel counts: the
+    first of the three distance masks with at least 1000 voxels, else any background
+    (-1 when there is none)."""
+    for k, n in enumerate(counts[:3]):
+        if n >= 1000:
+            return k
+    return 3 if counts[3] > 0 else -1
+
+
 def pore_level(grey: np.ndarray, dist_out: np.ndarray, *, unit: float = 1.0,
                far_vox: float = PORE_DISTANCE_VOX) -> float:
     """Median grey level of the background far from every particle.
@@ -74,7 +93,7 @@ def pore_level(grey: np.ndarray, dist_out: np.ndarray, *, unit: float = 1.0,
     unit : float
         Smallest voxel edge (µm).
     far_vox : float
-        Distance threshold in voxels; halved down to one voxel while fewer than 1000
+        Distance threshold in voxels; halved, then one voxel, while fewer than 1000
         voxels qualify.
 
     Returns
@@ -82,12 +101,9 @@ def pore_level(grey: np.ndarray, dist_out: np.ndarray, *, unit: float = 1.0,
     float
         Grey level (NaN when the volume has no background).
     """
-    for f in (far_vox, far_vox / 2, 1.0):
-        m = dist_out >= f * unit
-        if np.count_nonzero(m) >= 1000:
-            return float(np.median(grey[m]))
-    m = dist_out > 0
-    return float(np.median(grey[m])) if m.any() else float("nan")
+    masks = pore_masks(dist_out, unit=unit, far_vox=far_vox)
+    k = pick_pore_mask([int(np.count_nonzero(m)) for m in masks])
+    return float(np.median(grey[masks[k]])) if k >= 0 else float("nan")
 
 
 def edge_sigma(profile: np.ndarray, layers: np.ndarray) -> float:
@@ -141,7 +157,8 @@ def _domains(healed: np.ndarray, sp: tuple[float, float, float]
 def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                     reference: np.ndarray | None = None,
                     spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
-                    fine: np.ndarray | None = None) -> tuple[pd.DataFrame, dict]:
+                    fine: np.ndarray | None = None,
+                    pore: float | None = None) -> tuple[pd.DataFrame, dict]:
     """Integral crack volume of the particles ``ids`` (see the module docstring).
 
     Parameters
@@ -160,6 +177,9 @@ def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
     fine : numpy.ndarray, optional
         :func:`~electrode_ct.cracks.highpass.fine_scale` of ``grey`` (computed if not
         given).
+    pore : float, optional
+        The pore level (:func:`pore_level` of the whole scan; computed when not given, the
+        block engine merges it from blocks).
 
     Returns
     -------
@@ -193,7 +213,7 @@ def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                          "edge_sigma_vox": float("nan"), "n_reference": 0}
     g = np.asarray(grey, np.float32)
     grown, layer, dout = _domains(healed, sp)
-    pore = pore_level(g, dout, unit=unit)
+    pore = pore_level(g, dout, unit=unit) if pore is None else float(pore)
     del dout
     lut = np.full(int(max(grown.max(), rows_ids.max())) + 1, -1, np.int64)
     lut[rows_ids] = np.arange(n)

@@ -64,7 +64,8 @@ class PreparedScan:
 
 def prepare_scan(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
                  heal_width_um: float | None = None, grey_name: str = "grey",
-                 labels_name: str = "labels") -> PreparedScan:
+                 labels_name: str = "labels",
+                 grey_range: tuple[float, float] | None = None) -> PreparedScan:
     """Check inputs, pick candidates, heal the masks and compute the descriptors.
 
     Parameters
@@ -77,6 +78,10 @@ def prepare_scan(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (
         Widest crack bridged by the healing closing (µm); default two voxels.
     grey_name, labels_name : str
         Names (files or parameters) used in error messages.
+    grey_range : (float, float), optional
+        Quantisation range of the descriptors
+        (:func:`~electrode_ct.cracks.descriptors.quantise_range` of ``grey``, computed when
+        not given; the block engine merges it from blocks).
 
     Returns
     -------
@@ -98,7 +103,8 @@ def prepare_scan(grey: Any, labels: Any, *, spacing: float | Iterable[float] = (
     width = 2 * max(sp) if heal_width_um is None else float(heal_width_um)
     healed = heal_labels(lab, width_um=width, spacing=sp)
     fine = fine_scale(g, healed)
-    desc, ref = particle_descriptors(g, healed, ids, spacing=sp, fine=fine)
+    desc, ref = particle_descriptors(g, healed, ids, spacing=sp, fine=fine,
+                                     grey_range=grey_range)
     return PreparedScan(g, lab, healed, sp, cand, ids, desc, ref, fine)
 
 

@@ -26,6 +26,7 @@ the integral estimate of :mod:`electrode_ct.cracks.pvolume` is added as
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,10 @@ THREEPHASE_COLUMNS = (
 """Table columns added by :func:`three_phase`."""
 
 
+MASK_BINS = 256
+"""Grouped-histogram bins of the in-mask threshold's criterion."""
+
+
 def in_mask_threshold(values: np.ndarray, *, method: str = "triangle") -> float:
     """Grey threshold between flaw and solid from the in-mask grey values.
 
@@ -56,15 +61,38 @@ def in_mask_threshold(values: np.ndarray, *, method: str = "triangle") -> float:
         Any two-class method of :func:`electrode_ct.segment.threshold.threshold_values`
         (``triangle``, ``otsu``, ``li``) or a number given as text (manual threshold).
     """
-    from electrode_ct.segment.threshold import threshold_values
+    from electrode_ct.histogram import image_histogram, value_range
 
+    if values.size == 0 or _manual(method) is not None:
+        return in_mask_threshold_histogram(None, (np.inf, -np.inf), method=method)
+    rng = value_range(values)
+    hist = image_histogram(values) if rng[0] < rng[1] else None
+    return in_mask_threshold_histogram(hist, rng, method=method)
+
+
+def _manual(method: str) -> float | None:
+    """A manual threshold given as text, else None."""
     try:
         return float(method)
     except ValueError:
-        pass
-    if values.size == 0:
+        return None
+
+
+def in_mask_threshold_histogram(hist: tuple[np.ndarray, Any] | None,
+                                value_range: tuple[float, float], *,
+                                method: str = "triangle") -> float:
+    """:func:`in_mask_threshold` from the in-mask values' fine histogram
+    (:func:`electrode_ct.histogram.image_histogram`'s counts and bins, e.g. summed over
+    blocks) and their range; identical to it on the values themselves."""
+    from electrode_ct.segment.threshold import cuts_from_histogram
+
+    manual = _manual(method)
+    if manual is not None:
+        return manual
+    if not value_range[0] <= value_range[1]:
         raise InputError("three-phase: no voxels inside the particle masks")
-    return float(threshold_values(values, method=method, nbins=256)[0])
+    use = hist if value_range[0] < value_range[1] else None
+    return float(cuts_from_histogram(use, value_range, method=method, nbins=MASK_BINS)[0])
 
 
 def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,

@@ -89,13 +89,7 @@ def phases(run: Run, i: int) -> Volume:
         return load(run, "segment", f"phases_{i}")
     key = f"phases_input_{i}"
     if key not in run.cache:
-        paths = run.cfg.input.phases or []
-        if i >= len(paths):
-            raise ConfigError(f"input.phases: no phase volume for state {i}")
-        vol = _crop(run, read(paths[i], voxel_size=run.cfg.input.voxel_size).compute())
-        if run.cfg.input.class_map:
-            vol = vol.with_class_map(run.cfg.input.class_map)
-        run.cache[key] = vol
+        run.cache[key] = _phases_lazy(run, i).compute()
     return run.cache[key]
 
 
@@ -397,31 +391,79 @@ def particle_labels(run: Run, i: int) -> Volume:
 
 
 def step_track(run: Run) -> StepResult:
-    """Operando: register each state to the reference and propagate particle ids."""
+    """Operando: register each state to the reference and propagate particle ids (states
+    streamed one at a time, propagation in blocks, when the run's compute section puts the
+    labels on the engine)."""
     from electrode_ct.operando import track
+    from electrode_ct.pipeline.compute import engine
 
     ref = reference_state(run)
-    labels = load(run, "particles", "particles")
-    greys = [grey_input(run, i).numpy() for i in range(n_states(run))]
-    ph = [phases(run, i) for i in range(n_states(run))]
-    phase_value = resolve_phase(run.cfg.steps.particles.phase, ph[ref].class_map,
+    lazy = read(run.output("particles", "particles"), lazy=True)
+    on_engine = engine(run).use_engine(lazy.nbytes)
+    cmap = (_phases_lazy(run, ref) if on_engine else phases(run, ref)).class_map
+    phase_value = resolve_phase(run.cfg.steps.particles.phase, cmap,
                                 where="steps.particles.phase")
-    result = track(labels.numpy(), greys, spacing=labels.spacing, reference=ref,
-                   phases=[p.numpy() for p in ph], phase_value=phase_value,
-                   exclude_layers=run.cfg.steps.measure.exclude_layers)
-    kept = set(int(v) for v in result.kept)
+    if on_engine:
+        result, n_ref, clean = _track_engine(run, lazy, phase_value, ref)
+        labels = lazy
+    else:
+        labels = load(run, "particles", "particles")
+        greys = [grey_input(run, i).numpy() for i in range(n_states(run))]
+        ph = [phases(run, i).numpy() for i in range(n_states(run))]
+        result = track(labels.numpy(), greys, spacing=labels.spacing, reference=ref,
+                       phases=ph, phase_value=phase_value,
+                       exclude_layers=run.cfg.steps.measure.exclude_layers)
+        n_ref, clean = int(labels.numpy().max()), None
+    kept = list(set(int(v) for v in result.kept))
     outputs = {}
-    for i, lab in enumerate(result.labels):
-        lab = np.where(np.isin(lab, list(kept)), lab, 0).astype(np.uint32)
+    for i, lab in enumerate(result.labels):  # one state at a time
+        lab = np.where(np.isin(lab, kept), lab, 0).astype(np.uint32)
         outputs[f"labels_{i}"] = _save(run, labels.with_data(lab),
                                        f"volumes/labels_{i}{_ext(run)}")
     write_table(result.timeseries(), run.path("tables/timeseries.parquet"), csv=True,
                 metadata={TRACKING_KEY: result.stamp()})
+    if clean is not None:
+        clean()
     outputs["timeseries"] = "tables/timeseries.parquet"
-    return StepResult(outputs, {"registration": result.registration,
-                                "n_reference": int(labels.numpy().max()),
+    return StepResult(outputs, {"registration": result.registration, "n_reference": n_ref,
                                 "n_tracked": int(result.n_tracked),
                                 "stamp": result.stamp()})
+
+
+def _track_engine(run: Run, labels: Volume, phase_value: int | None, ref: int
+                  ) -> tuple[Any, int, Any]:
+    """:func:`~electrode_ct.operando.stream.track_streamed` on the run's client: the
+    result, the number of reference particles and the clean-up of the working copies."""
+    import shutil
+
+    from electrode_ct.cracks.blockwise import label_boxes_blocks, reach
+    from electrode_ct.operando.stream import BYTES_PER_VOXEL, StreamPlan, track_streamed
+    from electrode_ct.pipeline.compute import engine
+
+    eng, inp, n = engine(run), run.cfg.input, n_states(run)
+    work = eng.work / "track"
+    lab = eng.zarr_input(labels, "labels_track")
+    greys = [eng.zarr_input(_crop(run, read(inp.grey[i], lazy=True,
+                                            voxel_size=inp.voxel_size)), f"grey_track_{i}")
+             for i in range(n)]
+    phs = [eng.zarr_input(_phases_lazy(run, i), f"phases_track_{i}") for i in range(n)]
+    boxes = label_boxes_blocks(lab, block_shape=eng.block_shape(labels.shape),
+                               client=eng.client(), progress=eng.progress("boxes"))
+    ext = max(reach(boxes, margin=2))
+    blocks = eng.block_shape(labels.shape, halo=(ext,) * 3, bytes_per_voxel=BYTES_PER_VOXEL)
+    plan = StreamPlan(block_shape=blocks, halo=(ext,) * 3, client=eng.client(), work=work)
+    result = track_streamed(lab, greys, spacing=labels.spacing, phases=phs,
+                            phase_value=phase_value, reference=ref, plan=plan,
+                            exclude_layers=run.cfg.steps.measure.exclude_layers)
+
+    def clean() -> None:  # working copies of the inputs and the states' label stores
+        for r in [lab, *greys, *phs]:
+            if r.path.startswith(str(eng.work)):
+                shutil.rmtree(r.path, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    n_ref = int(boxes[:, 0].max()) if len(boxes) else 0
+    return result, n_ref, clean
 
 
 def step_measure(run: Run) -> StepResult:
@@ -499,7 +541,7 @@ def step_metrics(run: Run) -> StepResult:
     opts = {"phase": p.phase, "tortuosity": p.tortuosity, "surface_method": p.surface_method,
             "tol": p.tol, "report": run.log.info, "subvolume_um": p.subvolume_um}
     i = reference_state(run)
-    cfg, lazy = run.cfg.compute, _metrics_input(run, i)
+    cfg, lazy = run.cfg.compute, _phases_lazy(run, i)
     if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:
         result = _metrics_engine(run, lazy, opts)
     else:
@@ -511,8 +553,8 @@ def step_metrics(run: Run) -> StepResult:
     return StepResult({"metrics": rel}, result)
 
 
-def _metrics_input(run: Run, i: int) -> Volume:
-    """The phase volume of state ``i``, lazily read (segmented or given)."""
+def _phases_lazy(run: Run, i: int) -> Volume:
+    """The phase volume of state ``i``, lazily read (segmented or given, cropped)."""
     if "segment" in run.results:
         return read(run.output("segment", f"phases_{i}"), lazy=True)
     paths = run.cfg.input.phases or []
