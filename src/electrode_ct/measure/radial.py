@@ -458,19 +458,27 @@ def layer_sums(
                                                    halo=halo, parallel=parallel):
             if h:
                 halos.append(h)
-            d_flat = dist.reshape(-1)
-            base = start * row_len
-
-            def reduce(c0: int, d_flat: np.ndarray = d_flat, base: int = base) -> _Chunk:
-                cut = slice(base + c0, base + min(d_flat.size, c0 + _CHUNK))
-                return _chunk_sums(lab_flat[cut], g_flat[cut], d_flat[c0:c0 + _CHUNK],
-                                   ids_all, inv, acc.spec, acc.fine)
-
-            # chunks reduced in parallel, added in raster order: sums independent of threads
-            for part in pool.map(reduce, range(0, d_flat.size, _CHUNK)):
-                acc.add(part)
-            del dist, d_flat
+            _reduce_slab(pool, acc, lab_flat, g_flat, dist.reshape(-1), start * row_len,
+                         ids_all, inv)
+            del dist  # before the next slab's transform
     return _finish(acc, ids_all, lab, sp, unit, halos)
+
+
+def _reduce_slab(pool: ThreadPoolExecutor, acc: _Accumulator, lab_flat: np.ndarray,
+                 g_flat: np.ndarray, d_flat: np.ndarray, base: int, ids: np.ndarray | None,
+                 inv: np.float32) -> None:
+    """Add the voxels ``base .. base + d_flat.size - 1`` (flat index) to ``acc``.
+
+    Chunks are reduced in parallel and added in raster order, so the sums do not depend
+    on the number of threads.
+    """
+    def reduce(c0: int) -> _Chunk:
+        cut = slice(base + c0, base + min(d_flat.size, c0 + _CHUNK))
+        return _chunk_sums(lab_flat[cut], g_flat[cut], d_flat[c0:c0 + _CHUNK], ids, inv,
+                           acc.spec, acc.fine)
+
+    for part in pool.map(reduce, range(0, d_flat.size, _CHUNK)):
+        acc.add(part)
 
 
 def _finish(acc: _Accumulator, ids_all: np.ndarray | None, lab: np.ndarray,
