@@ -7,7 +7,9 @@ smallest voxel edge, rounded half up, is the voxel's *layer*: layer 1 is the sur
 shell whatever the spacing. Grey-level count, sum and sum of squares per
 (particle, layer), plus a per-particle grey histogram, are then reduced with
 ``numpy.bincount`` over chunks of foreground voxels, so memory stays bounded by the
-label and grey volumes plus one slab of the distance map.
+label and grey volumes plus one slab of the distance map. Each chunk's tables cover only
+the band of particle ids it holds; chunks are reduced on parallel threads and added in
+raster order, so the sums do not depend on the number of threads.
 
 Large volumes are transformed in slabs along axis 0 with a halo. A slab's result is
 exact when its largest core distance does not exceed the halo; otherwise the slab is
@@ -432,7 +434,8 @@ def layer_sums(
     halo : int
         Initial slab halo in voxels (adapted automatically; results are exact).
     parallel : int, optional
-        Threads for the distance transform (default: all available CPUs).
+        Threads for the distance transform and the reduction (default: all available
+        CPUs); the sums do not depend on it.
 
     Returns
     -------
