@@ -297,7 +297,7 @@ def _grey_levels(gc: np.ndarray, fg: np.ndarray, spec: _Hist, fine: _Hist
 
 
 def _chunk_sums(lc: np.ndarray, gc: np.ndarray, dc: np.ndarray, ids: np.ndarray | None,
-                inv: np.float32, spec: _Hist, fine: _Hist) -> _Chunk | None:
+                inv: np.float32, spec: _Hist, fine: _Hist) -> _Chunk:
     """Reduce one chunk of voxels: labels, grey values and distances (µm) alike."""
     fg = lc != 0
     levels, level_counts = _grey_levels(gc, fg, spec, fine)
