@@ -180,3 +180,15 @@ def test_blocks_write_an_ome_zarr_that_reads_back_with_its_spacing(client, tmp_p
     back = read(tmp_path / "out.ome.zarr")
     assert back.spacing == (0.5, 0.25, 0.25)
     np.testing.assert_array_equal(back.numpy(), ndi.gaussian_filter(volume, SIGMA, truncate=4.0))
+
+
+def test_loading_a_lazy_volume_while_a_client_is_open_reads_the_data(client, tmp_path, volume):
+    """With a distributed client open (dask's default scheduler then), loading a lazy
+    volume must still fill this process's array, not the workers' copies of it."""
+    from electrode_ct.io import read
+
+    _store(tmp_path, "lazy.zarr", volume)
+    lazy = read(str(tmp_path / "lazy.zarr"), lazy=True)
+    assert lazy.is_lazy
+    np.testing.assert_array_equal(lazy.compute().data, volume)
+    np.testing.assert_array_equal(lazy.numpy(), volume)

@@ -209,28 +209,65 @@ def test_forest_prediction_on_a_cluster_into_ome_zarr(client, tmp_path, forest,
     np.testing.assert_array_equal(prob.open()[...], want.probabilities)
 
 
-def test_cnn_slice_prediction_blockwise_equals_in_memory(three_phase_module):
+@pytest.fixture(scope="module")
+def cnn(three_phase_module):
     pytest.importorskip("torch")
     from electrode_ct.segment.cnn import _torch
     from electrode_ct.segment.cnn.train import TrainConfig, train
 
     truth, grey = (a[8:20] for a in three_phase_module)
-    cfg = TrainConfig(arch="lrcs", channels=4, depth=2, kernel=3, patch=16,
-                      patches_per_epoch=8, batch_size=8, epochs=1, lr=5e-3, threads=1,
+    cfg = TrainConfig(arch="lrcs", channels=8, depth=2, kernel=3, patch=16,
+                      patches_per_epoch=32, batch_size=8, epochs=10, lr=5e-2, threads=1,
                       members=1, ema=0.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_torch, "DEFAULT_THREADS", 1)
         model = train(grey[6], truth[6] + 1, config=cfg,
                       class_names=["pore", "cbd", "active"]).model
-        want = model.predict(grey, probabilities=True, two_d=True, tile=16, overlap=4)
-        lab = np.zeros(grey.shape, np.uint8)
-        prob = np.zeros((3, *grey.shape), np.float32)
-        predict_blockwise(model, grey, lab, probabilities=prob, two_d=True,
-                          block_shape=(5, 5, 5), tile=16, overlap=4)
+    # a model that predicts every class: equal labels are not equal by collapse
+    assert len(np.unique(model.predict(grey, tile=16, overlap=4, threads=1).labels)) == 3
+    return model, grey
+
+
+@pytest.mark.parametrize("mode", [{"two_d": True}, {"mode": "slice", "axis": 1}, {}])
+def test_cnn_prediction_blockwise_equals_in_memory(cnn, mode):
+    """Slices along z or y, and tri-planar (the model's default: three passes of
+    whole-plane slabs with float32 sums kept between them) == the whole volume."""
+    model, grey = cnn
+    want = model.predict(grey, probabilities=True, uncertainty=True, tile=16, overlap=4,
+                         threads=1, **mode)
+    lab = np.zeros(grey.shape, np.uint8)
+    prob = np.zeros((3, *grey.shape), np.float32)
+    unc = np.zeros(grey.shape, np.float32)
+    info = predict_blockwise(model, grey, lab, probabilities=prob, uncertainty=unc,
+                             block_shape=(5, 5, 5), tile=16, overlap=4, threads=1, **mode)
+    assert info["mode"] == ("triplanar" if not mode else "slice")
     np.testing.assert_array_equal(lab, want.labels)
     np.testing.assert_allclose(prob, want.probabilities, rtol=0, atol=1e-6)
-    with pytest.raises(ConfigError, match="z slices"):
-        predict_blockwise(model, grey, lab, block_shape=BLOCKS)  # tri-planar by default
+    np.testing.assert_allclose(unc, want.uncertainty, rtol=0, atol=1e-6)
+
+
+def test_triplanar_cnn_on_a_cluster_into_ome_zarr_leaves_no_sums(cnn, client, tmp_path):
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.segment.blockwise import slab_shape
+    from electrode_ct.segment.blockwise_predict import prediction_plan
+    from electrode_ct.volume import Volume
+
+    model, grey = cnn
+    want = model.predict(grey, probabilities=True, tile=16, overlap=4, threads=1)
+    src = _source(tmp_path, grey)
+    _, _, axis = prediction_plan(model, grey.shape)
+    assert axis == 2  # tri-planar outputs are written by x slabs
+    blocks = slab_shape(grey.shape, (5, 5, 5), axis)
+    like = Volume(grey)
+    lab = create_ome_zarr(tmp_path / "lab.ome.zarr", like, dtype=np.uint8, chunks=blocks)
+    prob = create_ome_zarr(tmp_path / "p.ome.zarr", like, dtype=np.float32, chunks=blocks,
+                           lead=(3,), lead_axes=("c",))
+    predict_blockwise(model, src, lab, probabilities=prob, block_shape=(5, 5, 5),
+                      client=client, tile=16, overlap=4, threads=1)
+    np.testing.assert_array_equal(lab.open()[...], want.labels)
+    np.testing.assert_allclose(prob.open()[...], want.probabilities, rtol=0, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grey.ome.zarr", "lab.ome.zarr",
+                                                          "p.ome.zarr"]
 
 
 def test_cli_threshold_and_kmeans_on_a_scheduler_equal_in_memory(run_cli, client, tmp_path,
@@ -347,3 +384,30 @@ def test_pipeline_watershed_without_a_blockwise_form_runs_in_memory(tmp_path, gr
     got = read(tmp_path / "o" / "volumes" / "phases_0.tif").numpy()
     np.testing.assert_array_equal(got, seeded_watershed(grey16, low=15000.0, high=35000.0))
     assert "in memory (the seeded watershed" in (tmp_path / "o" / "run.log").read_text()
+
+
+def test_cnn_engine_refuses_two_d_with_another_mode(cnn):
+    model, grey = cnn
+    lab = np.zeros(grey.shape, np.uint8)
+    with pytest.raises(ConfigError, match="z slices"):
+        predict_blockwise(model, grey, lab, two_d=True, mode="triplanar",
+                          block_shape=(5, 5, 5))
+    with pytest.raises(ConfigError, match="expected 'slice'"):
+        predict_blockwise(model, grey, lab, mode="planes", block_shape=(5, 5, 5))
+
+
+def test_cli_predicts_a_triplanar_cnn_on_a_scheduler(run_cli, client, tmp_path, cnn):
+    model, grey = cnn
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    path = model.save(tmp_path / "m.cnn")
+    want = model.predict(grey, probabilities=True)
+    code, out, err = run_cli("segment", "predict", path, tmp_path / "g.tif",
+                             tmp_path / "l.tif", "--probabilities", tmp_path / "p.tif",
+                             "--json", "--scheduler", client.scheduler.address,
+                             "--block-shape", "5 5 5")
+    assert code == 0, err
+    assert json.loads(out)["mode"] == "triplanar"
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "l.tif"), want.labels)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "p.tif"),
+                               want.probabilities.reshape(-1, *grey.shape[1:]), atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.tif", "l.tif", "m.cnn", "p.tif"]

@@ -11,6 +11,8 @@ a small multiple of one slab whatever the volume size:
   raw material of exact per-label moments and bounding boxes;
 - :func:`contact_pairs`: pairs of different labels sharing a voxel face;
 - :func:`border_labels`: labels with a voxel on a face of the volume;
+- :func:`label_boxes` / :func:`merge_boxes`: bounding box and first voxel (raster order)
+  of every label, exact partials of blocks merged by min / max;
 - :func:`check_labels`: the input check every label-taking function starts with.
 """
 
@@ -165,6 +167,66 @@ def contact_pairs(labels: np.ndarray, *, slab_voxels: int = SLAB_VOXELS) -> np.n
     key = np.unique(np.concatenate(keys))
     return np.stack([(key >> np.uint64(32)).astype(np.int64),
                      (key & np.uint64(0xFFFFFFFF)).astype(np.int64)], axis=1)
+
+
+BOX_COLUMNS = ("label", "z0", "y0", "x0", "z1", "y1", "x1", "first")
+"""Columns of :func:`label_boxes`: id, box start (inclusive) and stop (exclusive) in
+voxels, and the raster (C-order) index of the label's first voxel."""
+
+
+def label_boxes(labels: np.ndarray, *, offset: tuple[int, int, int] = (0, 0, 0),
+                shape: tuple[int, ...] | None = None,
+                slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
+    """Bounding box and first voxel of every label, from the runs along x.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer label volume (z, y, x), or a block of a larger one.
+    offset : tuple of int
+        Position (voxels) of ``labels`` in the larger volume.
+    shape : tuple of int, optional
+        Shape of the larger volume (for the raster index; default: ``labels.shape``).
+    slab_voxels : int
+        Voxels per slab.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``(n_labels, 8)``, columns :data:`BOX_COLUMNS`, sorted by label.
+
+    Examples
+    --------
+    >>> label_boxes(np.array([[[0, 3, 3], [5, 0, 3]]])).tolist()
+    [[3, 0, 0, 1, 1, 2, 3, 1], [5, 0, 1, 0, 1, 2, 1, 3]]
+    """
+    arr = _as3d(labels)
+    full = tuple(int(n) for n in (shape or arr.shape))
+    parts = []
+    for r in label_runs(arr, slab_voxels=slab_voxels):
+        z, y, x0 = r.z + offset[0], r.y + offset[1], r.x0 + offset[2]
+        first = (z * full[1] + y) * full[2] + x0
+        parts.append(np.stack([r.label.astype(np.int64), z, y, x0, z + 1, y + 1,
+                               x0 + r.length, first], axis=1))
+    return merge_boxes(parts)
+
+
+def merge_boxes(parts: list[np.ndarray]) -> np.ndarray:
+    """Merge :func:`label_boxes` rows (of blocks, or of runs) per label: min of the starts
+    and of the first voxel, max of the stops. Exact in any order."""
+    rows = [p for p in parts if len(p)]
+    if not rows:
+        return np.zeros((0, len(BOX_COLUMNS)), np.int64)
+    allr = np.concatenate(rows)
+    ids, inv = np.unique(allr[:, 0], return_inverse=True)
+    out = np.empty((len(ids), len(BOX_COLUMNS)), np.int64)
+    out[:, 0] = ids
+    for c, red in ((1, np.minimum), (2, np.minimum), (3, np.minimum), (4, np.maximum),
+                   (5, np.maximum), (6, np.maximum), (7, np.minimum)):
+        col = np.full(len(ids), np.iinfo(np.int64).max if red is np.minimum else -1)
+        red.at(col, inv, allr[:, c])
+        out[:, c] = col
+    return out
 
 
 def border_labels(labels: np.ndarray) -> np.ndarray:

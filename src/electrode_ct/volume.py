@@ -172,7 +172,10 @@ class Volume:
 
         A dask array is stored block by block into one preallocated array (each block is
         freed once copied), which halves peak memory and is markedly faster than
-        ``dask.compute``, which holds every block and then concatenates them.
+        ``dask.compute``, which holds every block and then concatenates them. The reads run
+        on local threads even while a distributed client is open (dask's default scheduler
+        then): the blocks are this machine's files, and a client's workers would fill their
+        own copies of the array, leaving this one uninitialised.
         """
         if not self.is_lazy:
             return self
@@ -183,9 +186,9 @@ class Volume:
             fill(out.reshape(tuple(int(n) for n in data.shape)))
         elif hasattr(data, "store") and hasattr(data, "chunks"):
             out = np.empty(self.shape, dtype=self.dtype)
-            data.store(out, lock=False)
+            data.store(out, lock=False, scheduler="threads")
         else:
-            out = np.asarray(data.compute())
+            out = np.asarray(data.compute(scheduler="threads"))
         return replace(self, data=out, metadata=dict(self.metadata))
 
     def numpy(self) -> np.ndarray:

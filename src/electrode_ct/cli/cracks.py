@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from electrode_ct.cli import _compute as co
 from electrode_ct.cli._common import (
     JSON_HELP,
     VOXEL_SIZE_HELP,
@@ -71,8 +72,13 @@ def classify_cmd(
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     csv: bool = typer.Option(True, "--csv/--no-csv", help="Also write cracks.csv."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Classify every particle as flawed or intact and split flawed ones into 3 phases."""
+    """Classify every particle as flawed or intact and split flawed ones into 3 phases
+    (the 3-phase volume and crack rows block by block on Dask for large volumes or when a
+    compute option is given; see docs/cracks.md)."""
     from electrode_ct.cracks import PHASES, classify_scan, load_cracks_model, prepare_scan
     from electrode_ct.io import write, write_json, write_table
     from electrode_ct.provenance import record
@@ -82,22 +88,33 @@ def classify_cmd(
         raise InputError(f"--depth-axis: expected z, y or x, got {depth_axis!r}")
     if collector not in ("z0", "z1"):
         raise InputError(f"--collector: expected z0 or z1, got {collector!r}")
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
     ref = _read_truth(truth) if truth is not None else None
     g, lab, sp = _read_pair(grey, labels, voxel)
     mdl = load_cracks_model(model, method=method)
     info(f"classifying the particles of {labels} ({mdl.method})")
     scan = prepare_scan(g.numpy(), lab.numpy(), spacing=sp, grey_name=grey, labels_name=labels)
-    res = classify_scan(scan, mdl, k=slices, slice_size=slice_size, threshold=threshold,
-                        min_slices=min_slices, truth=ref, depth_axis=_AXES[depth_axis],
-                        depth_bins=depth_bins, collector_end=collector == "z1", split=split)
+    options = {"k": slices, "slice_size": slice_size, "threshold": threshold,
+               "min_slices": min_slices, "truth": ref, "depth_axis": _AXES[depth_axis],
+               "depth_bins": depth_bins, "collector_end": collector == "z1", "split": split}
     params = {"model": model or "default", "method": mdl.method, "slices": slices,
-              "threshold": res.summary["threshold"], "min_slices": min_slices,
-              "split": split, "truth": truth}
+              "threshold": threshold, "min_slices": min_slices, "split": split,
+              "truth": truth}
+    if co.use_engine(cfg, g.nbytes, explicit=explicit):
+        from electrode_ct.cli._cracks_engine import classify_engine
+
+        res = classify_engine(scan, mdl, g, lab, (grey, labels), out, cfg, params, **options)
+    else:
+        res = classify_scan(scan, mdl, **options)
+    params["threshold"] = res.summary["threshold"]
     prov = record(command="cracks classify", inputs={"grey": grey, "labels": labels},
                   parameters=params)
     out.mkdir(parents=True, exist_ok=True)
     write_table(res.table, out / "cracks.parquet", metadata=prov, csv=csv)
-    write(g.with_data(res.phases).with_class_map(dict(PHASES)), out / "particle_phases.tif")
+    if res.phases is not None:
+        write(g.with_data(res.phases).with_class_map(dict(PHASES)),
+              out / "particle_phases.tif")
     summary = {**res.summary, "outputs": {"table": str(out / "cracks.parquet"),
                                           "phases": str(out / "particle_phases.tif")}}
     write_json({**summary, "provenance": prov}, out / "summary.json")

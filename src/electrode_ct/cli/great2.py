@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from electrode_ct.cli import _compute as co
 from electrode_ct.cli._common import (
     JSON_HELP,
     VOXEL_SIZE_HELP,
@@ -35,40 +36,47 @@ def track_cmd(
     keep_border: bool = typer.Option(False, "--keep-border", help="Keep border particles."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS, memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Track particles across states: register, propagate ids, clean, measure grey levels."""
+    """Track particles across states: register, propagate ids, clean, measure grey levels
+    (states streamed one at a time, propagation in blocks, for large states or when a
+    compute option is given; see docs/scale.md)."""
     from electrode_ct.errors import InputError
     from electrode_ct.io import write_json
-    from electrode_ct.operando.track import track
     from electrode_ct.provenance import record
-    from electrode_ct.volume import resolve_phase
 
-    lab = read_input(ref_labels, role="labels", voxel=voxel)
-    spacing = lab.spacing
-    gvols = [read_input(g).numpy() for g in greys]
-    phase_arrays = None
-    value = None
-    if phases:
-        if len(phases) != len(greys):
-            raise InputError(f"--phases: got {len(phases)} volumes for {len(greys)} states")
-        pvols = [read_input(p, role="labels") for p in phases]
-        value = resolve_phase(phase, pvols[0].class_map, where=phases[0])
-        phase_arrays = [p.numpy() for p in pvols]
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
+    if phases and len(phases) != len(greys):
+        raise InputError(f"--phases: got {len(phases)} volumes for {len(greys)} states")
+    lab, gvols, pvols = _read_states(ref_labels, greys, phases or [], voxel)
+    value = _phase_value(phase, pvols, phases)
     info(f"tracking {lab.source} through {len(greys)} states")
-    res = track(lab.numpy(), gvols, spacing=spacing, phases=phase_arrays, phase_value=value,
-                reference=reference, metric=metric, exclude_layers=exclude_layers,
-                drop_border=not keep_border)
+    params = {"reference": reference, "metric": metric, "exclude_layers": exclude_layers,
+              "drop_border": not keep_border}
+    if co.use_engine(cfg, max(v.nbytes for v in gvols), explicit=explicit):
+        from electrode_ct.cli._track_engine import track_engine
+
+        res, done = track_engine(lab, gvols, pvols, ref_labels, out, cfg, value=value,
+                                 **params)
+    else:
+        names = [ref_labels, *greys, *(phases or [])]
+        res, done = _track_memory(lab, gvols, pvols, value, params, names), None
     if res.n_tracked == 0:
+        if done is not None:
+            done()
         raise InputError(
             f"{ref_labels}: no particles left after cleaning ({len(res.cleaning)} reference "
             "particles, all inconsistent, neighbours of inconsistent ones or at the border)"
         )
     meta = record(command="track", inputs={"ref_labels": ref_labels,
                                            **{f"grey_{i}": g for i, g in enumerate(greys)}},
-                  parameters={"reference": reference, "metric": metric,
-                              "exclude_layers": exclude_layers, "spacing_um": list(spacing),
-                              "drop_border": not keep_border})
+                  parameters={**params, "spacing_um": list(lab.spacing)})
     _write_tracked(res, lab, out, meta)
+    if done is not None:
+        done()
     summary = {"states": res.registration, "n_reference": len(res.cleaning),
                "n_tracked": res.n_tracked,
                "n_inconsistent": int(res.cleaning["inconsistent"].sum()),
@@ -79,6 +87,47 @@ def track_cmd(
         emit_json({**summary, "out": str(out)})
     else:
         say(f"{res.n_tracked} of {len(res.cleaning)} particles tracked -> {out}")
+
+
+def _read_states(ref_labels: str, greys: list[str], phases: list[str],
+                 voxel: str | None) -> tuple[Any, list[Any], list[Any]]:
+    """The reference labels, greys and phase volumes, read lazily; refused (one line
+    naming both files) when a shape or a voxel size differs from the reference labels'."""
+    from electrode_ct.operando.stream import check_states
+
+    lab = read_input(ref_labels, role="labels", voxel=voxel, lazy=True)
+    gvols = [read_input(g, voxel=voxel, lazy=True) for g in greys]
+    pvols = [read_input(p, role="labels", voxel=voxel, lazy=True) for p in phases]
+    vols = [lab, *gvols, *pvols]
+    check_states([v.shape for v in vols], [v.spacing for v in vols],
+                 [ref_labels, *greys, *phases])
+    return lab, gvols, pvols
+
+
+def _phase_value(phase: str, pvols: list[Any], names: list[str] | None) -> int | None:
+    from electrode_ct.volume import resolve_phase
+
+    return resolve_phase(phase, pvols[0].class_map, where=names[0]) if pvols else None
+
+
+def _track_memory(lab: Any, gvols: list[Any], pvols: list[Any], value: int | None,
+                  params: dict[str, Any], names: list[str]) -> Any:
+    """Today's in-memory tracking (every state loaded and checked; ``names``: the files
+    of the labels, greys and phases, in that order)."""
+    from electrode_ct.cli._common import check_input
+    from electrode_ct.operando.track import track
+
+    vols = [lab, *gvols, *pvols]
+    roles = ["labels"] + ["grey"] * len(gvols) + ["labels"] * len(pvols)
+    arrays = []
+    for vol, role, name in zip(vols, roles, names, strict=True):
+        arrays.append(vol.numpy())
+        check_input(vol.with_data(arrays[-1]), name, role)
+    ng = len(gvols)
+    return track(arrays[0], arrays[1:1 + ng], spacing=lab.spacing,
+                 phases=arrays[1 + ng:] or None, phase_value=value,
+                 reference=params["reference"], metric=params["metric"],
+                 exclude_layers=params["exclude_layers"], drop_border=params["drop_border"])
 
 
 def _write_tracked(res: Any, lab: Any, out: Path, meta: dict[str, Any]) -> None:

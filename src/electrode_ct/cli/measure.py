@@ -7,12 +7,11 @@ from pathlib import Path
 
 import typer
 
+from electrode_ct.cli import _compute as co
 from electrode_ct.cli._common import (
     JSON_HELP,
     VOXEL_SIZE_HELP,
     emit_json,
-    info,
-    read_input,
     say,
 )
 from electrode_ct.cli.app import app
@@ -40,48 +39,39 @@ def measure_cmd(
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     csv: bool = typer.Option(False, "--csv", help="Also write CSV beside each Parquet table."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    scheduler: str = co.SCHEDULER,
+    n_workers: int = co.N_WORKERS,
+    threads_per_worker: int = co.THREADS,
+    memory_limit: str = co.MEMORY,
+    block_shape: str = co.BLOCKS,
 ) -> None:
-    """Measure every particle: morphology, grey statistics (GREAT2) and radial layers."""
-    import numpy as np
-
-    from electrode_ct.errors import InputError, ShapeError
-    from electrode_ct.io import read, write_table
-    from electrode_ct.measure.table import particle_table
+    """Measure every particle: morphology, grey statistics (GREAT2) and radial layers
+    (block by block on Dask for large volumes or when a compute option is given; see
+    docs/scale.md)."""
+    from electrode_ct.cli._measure_engine import MeasureInputs, measure_engine, measure_memory
+    from electrode_ct.errors import InputError
+    from electrode_ct.io import write_table
     from electrode_ct.provenance import record
 
     if radial is not None and grey is None:
         raise InputError("--radial needs --grey (the radial table holds grey levels)")
+    cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
+                                      block_shape)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    lab_vol = read_input(labels, role="labels", voxel=voxel)
-    if not np.any(lab_vol.data):
-        raise InputError(f"{labels}: no particles (every voxel is 0); expected a particle "
-                         "label volume from 'ect particles'")
-    spacing = lab_vol.spacing
-    if lab_vol.is_2d:
-        spacing = (1.0, *spacing[1:])
-    g = mask = None
-    if grey is not None:
-        g_vol = read_input(grey)
-        if g_vol.shape != lab_vol.shape:
-            raise ShapeError(
-                f"{grey}: grey shape {g_vol.shape} differs from the labels' shape "
-                f"{lab_vol.shape} ({labels})"
-            )
-        g = g_vol.data
-        if background is not None and background_sigma is None:
-            mask = read(background).data
-    timings["read"] = time.perf_counter() - t0
-    info("measuring grey levels per particle and layer, then morphology")
-    table, radial_df = particle_table(
-        lab_vol.data, g, spacing=spacing, properties=properties,
-        exclude_layers=exclude_layers, background=mask, background_sigma=background_sigma,
-        normalise=normalise, timings=timings,
-    )
+    inputs = MeasureInputs.read(labels, grey, background if background_sigma is None else None,
+                                voxel=voxel)
+    spacing = inputs.spacing
+    opts = {"properties": properties, "exclude_layers": exclude_layers,
+            "background_sigma": background_sigma, "normalise": normalise}
+    if not inputs.labels.is_2d and co.use_engine(cfg, inputs.nbytes, explicit=explicit):
+        table, radial_df = measure_engine(inputs, out, cfg, opts, timings)
+    else:
+        table, radial_df = measure_memory(inputs, opts, timings)
     sigma = table.attrs.get("background_sigma")
     params = {"exclude_layers": exclude_layers, "properties": properties,
               "normalise": normalise, "spacing_um": list(spacing),
-              "background_sigma": sigma, "layer_um": min(spacing[1:] if lab_vol.is_2d
+              "background_sigma": sigma, "layer_um": min(spacing[1:] if inputs.labels.is_2d
                                                          else spacing)}
     timings["total"] = time.perf_counter() - t0
     meta = record(command="measure", inputs={"labels": labels, "grey": grey,
@@ -90,7 +80,7 @@ def measure_cmd(
     write_table(table, out, metadata=meta, csv=csv)
     if radial is not None and radial_df is not None:
         write_table(radial_df, radial, metadata=meta, csv=csv)
-    n_border = int(np.sum(table["touches_border"])) if "touches_border" in table else 0
+    n_border = int(table["touches_border"].sum()) if "touches_border" in table else 0
     result = {
         "n_particles": len(table), "n_border": n_border, "table": str(out),
         "radial": str(radial) if radial is not None else None,

@@ -22,7 +22,7 @@ _MAJORITY_HELP = "Majority filter box edge (odd voxels, >= 3); 0 = none."
 
 
 def _load(vol: Volume, src: str) -> np.ndarray:
-    from electrode_ct.cli._segment_engine import in_memory
+    from electrode_ct.cli._engine import in_memory
     from electrode_ct.filters import check_image
 
     img = check_image(in_memory(vol).numpy(), name=src)
@@ -51,16 +51,11 @@ def _no_cleanup(fill: bool, islands: float | None, majority: int) -> None:
 
 def _on_engine(vol: Volume, src: str, out: Path, cfg: Any, *, classes: int,
                halo: int, bytes_per_voxel: float, slab: bool, as_json: bool,
-               compute: Callable[..., dict[str, Any]]) -> None:
+               params: dict[str, Any], compute: Callable[..., dict[str, Any]]) -> None:
     """Labels on the block engine: ``compute(source, target, blocks, client)`` writes
-    them and returns the summary's method keys."""
+    them and returns the summary's method keys; ``params`` key the resumable work folder."""
     from electrode_ct.cli._compute import session
-    from electrode_ct.cli._segment_engine import (
-        EngineFiles,
-        label_fractions,
-        plan_blocks,
-        refuse_2d,
-    )
+    from electrode_ct.cli._engine import EngineJob, label_fractions, plan_blocks, refuse_2d
     from electrode_ct.segment.blockwise import slab_shape
     from electrode_ct.segment.classes import class_map
 
@@ -68,13 +63,14 @@ def _on_engine(vol: Volume, src: str, out: Path, cfg: Any, *, classes: int,
     blocks = plan_blocks(cfg, vol.shape, (halo,) * 3, bytes_per_voxel)
     blocks = slab_shape(vol.shape, blocks) if slab else blocks
     cmap = class_map(classes)
-    files = EngineFiles(vol, src, out)
-    source = files.source(blocks)
     with session(cfg, vol.nbytes, explicit=True) as client:
-        target = files.target(out, dtype=np.uint8, chunks=blocks, class_map=cmap)
+        job = EngineJob.start(vol, src, out, cfg, client,
+                              {"command": "segment", "blocks": blocks, **params})
+        source = job.source()
+        target = job.target(vol, np.uint8, blocks, class_map=cmap)
         extra = compute(source, target, blocks, client)
         fractions = label_fractions(target, cmap, block_shape=blocks, client=client)
-    files.finish()
+        job.finish(target)
     _report(extra, cmap, fractions, out, as_json)
 
 
@@ -162,14 +158,14 @@ def threshold_cmd(
 
         def compute(source: Any, target: Any, blocks: tuple[int, ...],
                     client: Any) -> dict[str, Any]:
-            from electrode_ct.cli._segment_engine import bar
+            from electrode_ct.cli._engine import bar
 
             return extra(threshold_blockwise(source, target, two_d=two_d, block_shape=blocks,
                                              client=client, progress=bar("threshold"), **kw))
 
         _on_engine(vol, src, out, cfg, classes=n, halo=0, slab=two_d,
                    bytes_per_voxel=threshold_bytes_per_voxel(vol.dtype),
-                   as_json=as_json, compute=compute)
+                   as_json=as_json, params={**kw, "two_d": two_d}, compute=compute)
         return
     labels, cuts = threshold_with_cuts(_load(vol, src), two_d=two_d, **kw)
     _finish(vol, labels, out, fill=fill, islands=islands, majority=majority, as_json=as_json,
@@ -251,7 +247,7 @@ def kmeans_cmd(
 
         def compute(source: Any, target: Any, blocks: tuple[int, ...],
                     client: Any) -> dict[str, Any]:
-            from electrode_ct.cli._segment_engine import bar
+            from electrode_ct.cli._engine import bar
 
             kmeans_blockwise(source, target, classes=classes, seed=seed,
                              gradient_weight=gradient_weight, block_shape=blocks,
@@ -260,7 +256,7 @@ def kmeans_cmd(
 
         _on_engine(vol, src, out, cfg, classes=classes, halo=km.halo(1.0),
                    bytes_per_voxel=km.BYTES_PER_VOXEL, slab=False, as_json=as_json,
-                   compute=compute)
+                   params=extra, compute=compute)
         return
     labels = km.kmeans(_load(vol, src), classes=classes, seed=seed,
                        gradient_weight=gradient_weight)

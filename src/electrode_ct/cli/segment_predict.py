@@ -51,9 +51,9 @@ def predict_cmd(
     paths = {"labels": out, "probabilities": probabilities, "uncertainty": uncertainty}
     t0 = time.perf_counter()
     if use_engine(cfg, vol.nbytes, explicit=explicit):
-        summary = _predict_on_engine(m, vol, image, paths, cmap, cfg, two_d)
+        summary = _predict_on_engine(m, vol, image, paths, cmap, cfg, two_d, model)
     else:
-        from electrode_ct.cli._segment_engine import in_memory
+        from electrode_ct.cli._engine import in_memory
 
         vol = in_memory(vol)
         check_input(vol, image, "grey")
@@ -81,11 +81,12 @@ def predict_cmd(
 
 
 def _predict_on_engine(m: Any, vol: Any, image: str, paths: dict[str, Path | None],
-                       cmap: dict[str, int], cfg: Any, two_d: bool) -> dict[str, Any]:
+                       cmap: dict[str, int], cfg: Any, two_d: bool,
+                       model: Path) -> dict[str, Any]:
     """Prediction on the block engine into OME-Zarr outputs (then OUT's formats)."""
     from electrode_ct.cli._compute import session
-    from electrode_ct.cli._segment_engine import (
-        EngineFiles,
+    from electrode_ct.cli._engine import (
+        EngineJob,
         bar,
         label_fractions,
         mean_value,
@@ -98,22 +99,23 @@ def _predict_on_engine(m: Any, vol: Any, image: str, paths: dict[str, Path | Non
     refuse_2d(vol, "prediction")
     if hasattr(m, "check_image"):
         m.check_image(vol)
-    halo, bpv, slab = prediction_plan(m)
+    halo, bpv, axis = prediction_plan(m, vol.shape, two_d=two_d)
     blocks = plan_blocks(cfg, vol.shape, halo, bpv)
-    blocks = slab_shape(vol.shape, blocks) if slab else blocks
-    files = EngineFiles(vol, image, paths["labels"])
-    source = files.source(blocks)
+    blocks = slab_shape(vol.shape, blocks, axis) if axis is not None else blocks
     with session(cfg, vol.nbytes, explicit=True) as client:
-        refs = {"labels": files.target(paths["labels"], dtype=np.uint8, chunks=blocks,
-                                       class_map=cmap)}
+        job = EngineJob.start(vol, image, paths["labels"], cfg, client, {
+            "command": "segment predict", "model": _file_identity(model), "two_d": two_d,
+            "blocks": blocks, "outputs": sorted(k for k, p in paths.items() if p)})
+        source = job.source()
+        refs = {"labels": job.target(vol, np.uint8, blocks, class_map=cmap)}
         if paths["probabilities"] is not None:
-            refs["probabilities"] = files.target(paths["probabilities"], dtype=np.float32,
-                                                 chunks=blocks, lead=(len(cmap),),
-                                                 lead_axes=("c",),
-                                                 class_names=list(m.class_names))
+            refs["probabilities"] = job.output(paths["probabilities"], dtype=np.float32,
+                                               chunks=blocks, lead=(len(cmap),),
+                                               lead_axes=("c",),
+                                               class_names=list(m.class_names))
         if paths["uncertainty"] is not None:
-            refs["uncertainty"] = files.target(paths["uncertainty"], dtype=np.float32,
-                                               chunks=blocks)
+            refs["uncertainty"] = job.output(paths["uncertainty"], dtype=np.float32,
+                                             chunks=blocks)
         info = predict_blockwise(m, source, refs["labels"],
                                  probabilities=refs.get("probabilities"),
                                  uncertainty=refs.get("uncertainty"), two_d=two_d,
@@ -123,10 +125,16 @@ def _predict_on_engine(m: Any, vol: Any, image: str, paths: dict[str, Path | Non
         if "uncertainty" in refs:
             info["mean_uncertainty"] = mean_value(refs["uncertainty"], block_shape=blocks,
                                                   client=client)
-    files.finish()
+        job.finish(refs["labels"])
     info["outputs"] = {k: str(paths[k]) for k in refs}
     info.pop("block_shape", None)
     return info
+
+
+def _file_identity(path: Path) -> list[Any]:
+    """A model file's identity for the work folder's key (path, size, modification time)."""
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
 def _write_outputs(vol: Any, pred: Any, cmap: dict[str, int], class_names: list[str],

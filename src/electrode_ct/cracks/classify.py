@@ -38,8 +38,9 @@ class CracksResult:
     ----------
     table : pandas.DataFrame
         One row per candidate particle (see ``docs/cracks.md``).
-    phases : numpy.ndarray
-        uint8 3-phase volume (0 exterior, 1 solid, 2 flaw).
+    phases : numpy.ndarray or None
+        uint8 3-phase volume (0 exterior, 1 solid, 2 flaw); None when a block splitter
+        wrote it to its store.
     summary : dict
         Counts, % flawed, per-depth % flawed, threshold, AUC etc.
     slice_prob : numpy.ndarray or None
@@ -47,7 +48,7 @@ class CracksResult:
     """
 
     table: pd.DataFrame
-    phases: np.ndarray
+    phases: np.ndarray | None
     summary: dict[str, Any] = field(default_factory=dict)
     slice_prob: np.ndarray | None = None
 
@@ -204,7 +205,8 @@ def classify_scan(scan: PreparedScan, model: Any, *, k: int | None = None,
                   axes: int | str | list[int] | None = None, slice_size: int | None = None,
                   threshold: float | None = None, min_slices: int | None = None,
                   truth: pd.DataFrame | None = None, depth_axis: int = 0, depth_bins: int = 5,
-                  collector_end: bool = False, split: str = "flawed") -> CracksResult:
+                  collector_end: bool = False, split: str = "flawed",
+                  splitter: Any = None) -> CracksResult:
     """Classify the candidate particles of a prepared scan and split them into 3 phases.
 
     Parameters
@@ -232,6 +234,10 @@ def classify_scan(scan: PreparedScan, model: Any, *, k: int | None = None,
         ``collector_end``.
     split : {"flawed", "all"}
         Which particles the 3-phase segmentation splits.
+    splitter : callable, optional
+        Runs the 3-phase split with the arguments of
+        :func:`~electrode_ct.cracks.threephase.three_phase` (default: that function; the
+        block engine passes :class:`~electrode_ct.cracks.blockwise.BlockSplitter`).
 
     Returns
     -------
@@ -245,7 +251,7 @@ def classify_scan(scan: PreparedScan, model: Any, *, k: int | None = None,
                              threshold=threshold, min_slices=min_slices)
     ids, flawed = scan.ids, scores.flawed
     intact = ids[~flawed]
-    phases, crack_tab, grey_thr = three_phase(scan.grey, scan.healed,
+    phases, crack_tab, grey_thr = (splitter or three_phase)(scan.grey, scan.healed,
                                               ids[flawed] if split == "flawed" else ids,
                                               labels=scan.labels, spacing=scan.spacing,
                                               reference=intact if intact.size else ids,

@@ -46,9 +46,6 @@ def propagate_labels(
         uint32 labels in the state's space carrying the reference ids; foreground voxels
         reached by no seed stay 0.
     """
-    import edt
-    from skimage.segmentation import watershed
-
     fg = np.asarray(foreground).astype(bool)
     ref = np.asarray(ref_labels)
     if ref.ndim == 2:
@@ -60,6 +57,31 @@ def propagate_labels(
         raise ShapeError(
             f"foreground: shape {fg.shape} differs from the reference labels {moved.shape}"
         )
+    return watershed_seeds(moved, fg, spacing=spacing, core_um=core_um)
+
+
+def watershed_seeds(moved: np.ndarray, fg: np.ndarray, *,
+                    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                    core_um: float | None = None) -> np.ndarray:
+    """The seeded watershed of :func:`propagate_labels` on already transformed labels.
+
+    Parameters
+    ----------
+    moved : numpy.ndarray
+        Reference ids in the state's space (z, y, x).
+    fg : numpy.ndarray
+        bool foreground of the state, same shape.
+    spacing, core_um
+        As :func:`propagate_labels`.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint32 labels.
+    """
+    import edt
+    from skimage.segmentation import watershed
+
     depth = edt.edt(np.ascontiguousarray(moved.astype(np.uint32)), anisotropy=spacing,
                     black_border=False)
     core = max(spacing) if core_um is None else float(core_um)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,28 @@ import numpy as np
 from electrode_ct.errors import InputError
 
 METRICS = ("mi", "correlation")
+
+SAMPLING_SEED = 1
+"""Seed of the metric's random voxel sample (SimpleITK reads 0 as "seed from the wall
+clock", which made every run differ)."""
+
+THREADS = 1
+"""Threads of the registration: one, so the metric's sums are added in one order (Mattes
+mutual information differs from run to run with more; its metric runs on SimpleITK's
+global default thread count, which :func:`register_rigid` sets for its duration)."""
+
+
+@contextmanager
+def _sitk_threads(n: int) -> Iterator[None]:
+    """SimpleITK's global default thread count set to ``n`` for the block's duration."""
+    import SimpleITK as sitk
+
+    old = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old)
 
 
 class RegistrationError(InputError):
@@ -64,13 +88,23 @@ class Rigid:
         return cls([0.0] * 6, centre, 0.0, 1.0, 0)
 
 
-def to_sitk(array: np.ndarray, spacing: tuple[float, ...]) -> Any:
-    """A SimpleITK image of a (z, y, x) array with spacing (z, y, x) in µm."""
+def to_sitk(array: np.ndarray, spacing: tuple[float, ...],
+            offset: tuple[int, ...] | None = None) -> Any:
+    """A SimpleITK image of a (z, y, x) array with spacing (z, y, x) in µm; ``offset``
+    (voxels, z, y, x) places a crop of a larger volume at its position (origin in µm)."""
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    img.SetSpacing([float(s) for s in spacing[::-1]])
+    _place(img, spacing, offset)
     return img
+
+
+def _place(img: Any, spacing: tuple[float, ...], offset: tuple[int, ...] | None) -> None:
+    """Set a SimpleITK image's spacing and its origin at ``offset`` voxels (z, y, x)."""
+    img.SetSpacing([float(s) for s in spacing[::-1]])
+    if offset is not None:
+        img.SetOrigin([float(o) * float(s) for o, s in zip(offset[::-1], spacing[::-1],
+                                                           strict=True)])
 
 
 def _as3d(a: np.ndarray, name: str) -> np.ndarray:
@@ -138,12 +172,13 @@ def register_rigid(
     moved = to_sitk(mov.astype(np.float32), spacing)
     start = initial or Rigid.identity(ref.shape, spacing)
     reg = sitk.ImageRegistrationMethod()
+    reg.SetNumberOfThreads(THREADS)
     if metric == "mi":
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=48)
     else:
         reg.SetMetricAsCorrelation()
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed=0)
+    reg.SetMetricSamplingPercentage(sampling, seed=SAMPLING_SEED)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=1.0, minStep=1e-4, numberOfIterations=int(iterations),
@@ -154,7 +189,8 @@ def register_rigid(
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(start.sitk(), inPlace=False)
     try:
-        out = reg.Execute(fixed, moved)
+        with _sitk_threads(THREADS):
+            out = reg.Execute(fixed, moved)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise RegistrationError(f"{name}: rigid registration failed ({first})") from None
@@ -194,6 +230,8 @@ def resample(
     order: int = 1,
     fill: float = 0.0,
     inverse: bool = False,
+    offset: tuple[int, ...] | None = None,
+    moving_offset: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Resample ``moving`` onto a grid of ``shape`` through a rigid transform.
 
@@ -211,6 +249,9 @@ def resample(
         Value outside ``moving`` (NaN allowed for float output).
     inverse : bool
         Use the inverse transform.
+    offset, moving_offset : tuple of int, optional
+        Position (voxels, z, y, x) of the output grid and of ``moving`` when they are
+        crops of larger volumes (default: both at the origin).
 
     Returns
     -------
@@ -223,9 +264,9 @@ def resample(
     t = transform.sitk()
     if inverse:
         t = t.GetInverse()
-    src = to_sitk(mov if order == 0 else mov.astype(np.float32), spacing)
+    src = to_sitk(mov if order == 0 else mov.astype(np.float32), spacing, moving_offset)
     ref = sitk.Image([int(s) for s in shape[::-1]], src.GetPixelID())
-    ref.SetSpacing([float(s) for s in spacing[::-1]])
+    _place(ref, spacing, offset)
     interp = sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear
     out = sitk.Resample(src, ref, t, interp, float(fill) if order else 0.0)
     return sitk.GetArrayFromImage(out)

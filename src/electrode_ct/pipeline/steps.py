@@ -16,6 +16,8 @@ from electrode_ct.stats import TRACKING_KEY
 from electrode_ct.volume import Volume, resolve_phase
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from electrode_ct.pipeline.runner import Run
 
 from electrode_ct.pipeline.runner import StepResult
@@ -236,10 +238,10 @@ def _no_engine_form(p: Any) -> str | None:
     return None
 
 
-def _engine_plan(p: Any, model: Any, dtype: Any
-                 ) -> tuple[tuple[int, int, int], float, bool, dict[str, int]]:
-    """Halo, bytes per voxel, whole-slice blocks and class map of the segment step on
-    the engine."""
+def _engine_plan(p: Any, model: Any, vol: Volume
+                 ) -> tuple[tuple[int, int, int], float, int | None, dict[str, int]]:
+    """Halo, bytes per voxel, the axis of whole-plane blocks (or None) and class map of
+    the segment step on the engine."""
     from electrode_ct.segment import kmeans as km
     from electrode_ct.segment.blockwise_predict import prediction_plan
     from electrode_ct.segment.classes import class_map
@@ -248,11 +250,12 @@ def _engine_plan(p: Any, model: Any, dtype: Any
     if p.method == "threshold":
         from electrode_ct.segment.blockwise import threshold_bytes_per_voxel as bpv
 
-        return (0, 0, 0), bpv(dtype), p.two_d, class_map(phase_count(**_threshold_options(p)))
+        return ((0, 0, 0), bpv(vol.dtype), 0 if p.two_d else None,
+                class_map(phase_count(**_threshold_options(p))))
     if p.method == "kmeans":
-        return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, False, class_map(p.classes or 3)
+        return (km.halo(1.0),) * 3, km.BYTES_PER_VOXEL, None, class_map(p.classes or 3)
     cmap = dict(zip(model.class_names, (int(v) for v in model.class_values), strict=True))
-    return (*prediction_plan(model), cmap)
+    return (*prediction_plan(model, vol.shape, two_d=p.two_d), cmap)
 
 
 def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
@@ -266,10 +269,10 @@ def _segment_on_engine(run: Run, i: int, vol: Volume, model: Any
     from electrode_ct.segment.blockwise_predict import predict_blockwise
 
     p = run.cfg.steps.segment
-    halo, bpv, slab, cmap = _engine_plan(p, model, vol.dtype)
+    halo, bpv, axis, cmap = _engine_plan(p, model, vol)
     eng = engine(run)
     blocks = eng.block_shape(vol.shape, halo=halo, bytes_per_voxel=bpv)
-    blocks = bw.slab_shape(vol.shape, blocks) if slab else blocks
+    blocks = bw.slab_shape(vol.shape, blocks, axis) if axis is not None else blocks
     src = eng.zarr_input(vol, f"grey_{i}")
     rel = f"volumes/phases_{i}{_ext(run)}"
     direct = rel.endswith(".zarr")
@@ -419,16 +422,21 @@ def step_track(run: Run) -> StepResult:
 def step_measure(run: Run) -> StepResult:
     """Morphology + grey (GREAT2) tables: every tracked state, else the reference state."""
     from electrode_ct.measure import particle_table
+    from electrode_ct.pipeline.compute import engine
 
     p = run.cfg.steps.measure
     stamp = run.summary("track").get("stamp") if "track" in run.results else None
     states = range(n_states(run)) if stamp else [reference_state(run)]
     outputs, summary = {}, {}
     for i in states:
-        lab = particle_labels(run, i)
-        table, radial = particle_table(
-            lab.numpy(), grey_input(run, i).numpy() if has_grey(run) else None,
-            spacing=lab.spacing, properties=p.properties, exclude_layers=p.exclude_layers)
+        lazy = read(_labels_path(run, i), lazy=True)
+        if engine(run).use_engine(lazy.nbytes):
+            table, radial = _measure_engine(run, i, lazy)
+        else:
+            lab = particle_labels(run, i)
+            table, radial = particle_table(
+                lab.numpy(), grey_input(run, i).numpy() if has_grey(run) else None,
+                spacing=lab.spacing, properties=p.properties, exclude_layers=p.exclude_layers)
         meta = {TRACKING_KEY: {**stamp, "state": i}} if stamp else None
         outputs[f"particles_{i}"] = str(write_table(
             table, run.path(f"tables/particles_{i}.parquet"), csv=True, metadata=meta
@@ -439,6 +447,39 @@ def step_measure(run: Run) -> StepResult:
             ).relative_to(run.out))
         summary[f"state_{i}"] = {"n_particles": len(table)}
     return StepResult(outputs, summary)
+
+
+def _labels_path(run: Run, i: int) -> Path:
+    """The particle label volume of state ``i`` (tracked labels for operando runs)."""
+    if "track" in run.results and f"labels_{i}" in run.results["track"].outputs:
+        return run.output("track", f"labels_{i}")
+    return run.output("particles", "particles")
+
+
+def _measure_engine(run: Run, i: int, labels: Volume) -> tuple[Any, Any]:
+    """The tables of state ``i`` from blocks on the run's client (inputs read lazily)."""
+    from electrode_ct.measure.blockwise import MEASURE_BYTES_PER_VOXEL, measure_blockwise
+    from electrode_ct.pipeline.compute import engine
+
+    p, eng = run.cfg.steps.measure, engine(run)
+    grey = None
+    if has_grey(run):
+        inp = run.cfg.input
+        grey = eng.zarr_input(_crop(run, read(inp.grey[i], lazy=True,
+                                              voxel_size=inp.voxel_size)), f"grey_measure_{i}")
+    blocks = eng.block_shape(labels.shape, bytes_per_voxel=MEASURE_BYTES_PER_VOXEL)
+    refs = [eng.zarr_input(labels, f"labels_measure_{i}"), grey]
+    try:
+        return measure_blockwise(
+            refs[0], grey, spacing=labels.spacing, properties=p.properties,
+            exclude_layers=p.exclude_layers, block_shape=blocks, client=eng.client(),
+            progress=eng.progress("measure"), memory_limit=eng.memory_limit)
+    finally:  # working copies of the inputs only
+        import shutil
+
+        for ref in refs:
+            if ref is not None and ref.path.startswith(str(eng.work)):
+                shutil.rmtree(ref.path, ignore_errors=True)
 
 
 def step_metrics(run: Run) -> StepResult:

@@ -49,9 +49,13 @@ def _open(src: Source) -> Any:
     return src.open("r") if isinstance(src, ZarrRef) else src
 
 
-def slab_shape(shape: Sequence[int], block_shape: Sequence[int]) -> tuple[int, int, int]:
-    """Blocks of whole z slices: ``block_shape``'s z side, the volume's y and x."""
-    return (max(1, min(int(block_shape[0]), int(shape[0]))), int(shape[1]), int(shape[2]))
+def slab_shape(shape: Sequence[int], block_shape: Sequence[int],
+               axis: int = 0) -> tuple[int, int, int]:
+    """Blocks of whole planes perpendicular to ``axis`` (default z slices):
+    ``block_shape``'s side along ``axis``, the volume's extent along the two others."""
+    out = [int(n) for n in shape]
+    out[axis] = max(1, min(int(block_shape[axis]), int(shape[axis])))
+    return (out[0], out[1], out[2])
 
 
 # -- reductions ------------------------------------------------------------------------

@@ -9,10 +9,9 @@ image's flat order). Each block then runs the model's own block computation:
 
 - forest: :meth:`ForestModel.block_function` with the feature halo
   (:func:`features.halo`): probabilities equal to the whole-volume ones.
-- CNN, slice-wise along z: blocks of whole z slices (each plane is tiled exactly as in
-  memory, since the tiling depends only on the plane). Tri-planar prediction tiles whole
-  planes along y and x too, which no block holds, and slice-wise prediction along y or x
-  likewise: both are refused on the engine with one line.
+- CNN: slabs of whole planes, one pass per plane direction, tri-planar included
+  (:mod:`electrode_ct.segment.blockwise_cnn`): probabilities equal to the whole-volume
+  ones.
 
 Labels (the model's class values, uint8), and when asked probabilities (K, z, y, x)
 float32 and the normalised entropy (z, y, x) float32, are written by one block task:
@@ -31,7 +30,7 @@ import numpy as np
 from electrode_ct.blocks import Block
 from electrode_ct.compute.engine import ZarrRef, reduce_blocks, run_blocks
 from electrode_ct.errors import ConfigError, ModelError
-from electrode_ct.segment.blockwise import slab_shape
+from electrode_ct.segment.blockwise_cnn import cnn_passes, prediction_mode
 from electrode_ct.segment.models import entropy
 
 Source = ZarrRef | np.ndarray
@@ -107,6 +106,12 @@ def cnn_stats_blockwise(model: Any, src: Source, **run: Any) -> tuple[float, flo
 
 
 # -- the block task ----------------------------------------------------------------------
+def _finishing(proba: Callable[..., np.ndarray], *, lut: np.ndarray,
+               maps: dict[str, ZarrRef | np.ndarray]) -> Callable[..., np.ndarray]:
+    """The block function writing labels (returned) and maps from ``proba``."""
+    return partial(_predict_part, proba=proba, lut=lut, maps=maps)
+
+
 def _predict_part(region: np.ndarray, block: Block, *, proba: Callable[..., np.ndarray],
                   lut: np.ndarray, maps: dict[str, ZarrRef | np.ndarray]) -> np.ndarray:
     p = proba(region, block)
@@ -122,40 +127,33 @@ def _write(dst: ZarrRef | np.ndarray, where: tuple[slice, ...], values: np.ndarr
     out[where] = values
 
 
-def _cnn_proba(region: np.ndarray, block: Block, *, model: Any,
-               options: dict[str, Any]) -> np.ndarray:
-    return model.predict_proba(region, mode="slice", axis=0, **options)
-
-
-def _cnn_function(model: Any, src: Source, options: dict[str, Any], run: dict[str, Any],
-                  two_d: bool) -> Callable[[np.ndarray, Block], np.ndarray]:
-    """The CNN's block function: its image statistics fixed to the whole volume's."""
+def _fixed_model(model: Any, src: Source, run: dict[str, Any]) -> Any:
+    """The CNN with its image statistics fixed to the whole volume's (a reduction)."""
     import copy
 
-    slices = options.get("mode", "slice" if two_d else None) == "slice"
-    if not slices or options.get("axis", 0) != 0:
-        raise ConfigError(f"mode {options.get('mode', 'the model default')!r} axis "
-                          f"{options.get('axis', 0)}: on the engine a CNN predicts z slices "
-                          "(--2d); tri-planar and y/x slices need whole planes no block "
-                          "holds")
     stats = cnn_stats_blockwise(model, src, **run)
-    fixed = model
-    if stats is not None:
-        fixed = copy.copy(model)
-        fixed.normalisation = {**model.normalisation, "mode": "fixed",
-                               "train_center": stats[0], "train_scale": stats[1]}
-    opts = {k: v for k, v in options.items() if k not in ("mode", "axis")}
-    return partial(_cnn_proba, model=fixed, options=opts)
+    if stats is None:
+        return model
+    fixed = copy.copy(model)
+    fixed.normalisation = {**model.normalisation, "mode": "fixed",
+                           "train_center": stats[0], "train_scale": stats[1]}
+    return fixed
 
 
-def prediction_plan(model: Any) -> tuple[tuple[int, int, int], float, bool]:
-    """Halo (voxels), working bytes per voxel and whether blocks are whole z slices, for
-    a model's prediction on the engine."""
+def prediction_plan(model: Any, shape: Sequence[int] | None = None, *, two_d: bool = False,
+                    **options: Any) -> tuple[tuple[int, int, int], float, int | None]:
+    """Halo (voxels), working bytes per voxel, and the axis of the whole-plane slabs the
+    outputs are written in (``None``: any blocks), for a model's prediction on the engine.
+
+    ``shape`` (the volume's) decides a CNN's ``auto`` mode: tri-planar outputs are
+    written by x slabs, slice-wise ones by slabs along their axis.
+    """
     if model.kind == "forest":
         from electrode_ct.segment import features as ft
 
-        return ft.halo(model.config, model.spacing), FOREST_BYTES_PER_VOXEL, False
-    return (0, 0, 0), CNN_BYTES_PER_VOXEL, True
+        return ft.halo(model.config, model.spacing), FOREST_BYTES_PER_VOXEL, None
+    mode, axis = prediction_mode(model, shape or (8, 8, 8), two_d=two_d, options=options)
+    return (0, 0, 0), CNN_BYTES_PER_VOXEL, (2 if mode == "triplanar" else axis)
 
 
 def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
@@ -178,15 +176,16 @@ def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
         float32 outputs (K, z, y, x) and (z, y, x), written only when given (OME-Zarr
         from ``io.zarr.create_ome_zarr(..., lead=(K,), lead_axes=("c",))``).
     two_d : bool
-        Segment every z slice on its own (a CNN on the engine needs it; a forest as in
-        :meth:`ForestModel.predict`).
+        Segment every z slice on its own (as :meth:`predict` of either kind).
     block_shape : sequence of int
-        Block shape (z, y, x); a CNN uses :func:`blockwise.slab_shape` (whole slices).
+        Block shape (z, y, x); a CNN uses slabs of whole planes with these sides
+        (:func:`blockwise.slab_shape`); Zarr outputs must be chunked as
+        :func:`prediction_plan`'s slabs.
     client, progress, resume
         As in :func:`compute.run_blocks`.
     **options
-        The CNN's prediction options (tile, overlap, batch_size, device, transforms,
-        threads; mode only ``slice`` along axis 0); none for a forest.
+        The CNN's prediction options (mode, axis, tile, overlap, batch_size, device,
+        transforms, threads); none for a forest.
 
     Returns
     -------
@@ -196,16 +195,22 @@ def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
     Raises
     ------
     ConfigError
-        Options the engine cannot honour (tri-planar, y/x slices, forest options).
+        Options for a forest, an unknown CNN mode, ``two_d`` with another mode.
     """
     shape = tuple(int(n) for n in _open(src).shape)
     run = {"client": client, "progress": progress}
     info: dict[str, Any] = {}
-    halo, bpv, slab = prediction_plan(model)
-    if slab:
-        block_shape = slab_shape(shape, block_shape)
-        proba = _cnn_function(model, src, options, {"block_shape": block_shape, **run},
-                              two_d)
+    maps = {k: v for k, v in (("probabilities", probabilities),
+                              ("uncertainty", uncertainty)) if v is not None}
+    finish = partial(_finishing, lut=np.asarray(model.class_values, np.uint8), maps=maps)
+    if model.kind != "forest":
+        mode, axis = prediction_mode(model, shape, two_d=two_d, options=options)
+        opts = {k: v for k, v in options.items() if k not in ("mode", "axis")}
+        block_shape = cnn_passes(_fixed_model(model, src, {"block_shape": block_shape, **run}),
+                                 src, labels, finish=finish, mode=mode, axis=axis,
+                                 block_shape=block_shape, options=opts, resume=resume,
+                                 bytes_per_voxel=CNN_BYTES_PER_VOXEL, **run)
+        info["mode"], info["axis"] = mode, axis
     else:
         if options:
             raise ConfigError(f"forest prediction on the engine takes no options, got "
@@ -214,12 +219,10 @@ def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
             raise ModelError("per-slice prediction (two_d, --2d) needs a forest trained on "
                              "2-D features (--2d); this one uses 3-D features")
         rng = forest_range_blockwise(model, src, block_shape=block_shape, **run)
-        proba, info["intensity_range"] = model.block_function(value_range=rng), list(rng)
-    maps = {k: v for k, v in (("probabilities", probabilities),
-                              ("uncertainty", uncertainty)) if v is not None}
-    func = partial(_predict_part, proba=proba, lut=np.asarray(model.class_values, np.uint8),
-                   maps=maps)
-    run_blocks(func, src, labels, block_shape=block_shape, halo=halo, resume=resume,
-               bytes_per_voxel=bpv, **run)
+        info["intensity_range"] = list(rng)
+        halo, bpv, _ = prediction_plan(model)
+        run_blocks(finish(model.block_function(value_range=rng)), src, labels,
+                   block_shape=block_shape, halo=halo, resume=resume, bytes_per_voxel=bpv,
+                   **run)
     info["block_shape"] = list(block_shape)
     return info
