@@ -191,3 +191,54 @@ def test_large_ids_give_the_same_tables():
     np.testing.assert_array_equal(a.ids + 3_000_000_000, b.ids)
     np.testing.assert_array_equal(a.count, b.count)
     np.testing.assert_allclose(a.total, b.total)
+
+
+def _grey_of(dtype: str, lab: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.where(lab > 0, 150.0, 60.0) + rng.normal(0.0, 12.0, lab.shape)
+    if dtype == "uint8":
+        return np.clip(np.rint(base), 0, 255).astype(np.uint8)
+    if dtype == "uint16":
+        return np.clip(np.rint(base * 257), 0, 65535).astype(np.uint16)
+    return (base * 0.37 - 20.0).astype(dtype)  # negative values too
+
+
+@pytest.mark.parametrize("dtype,binned", [("uint8", False), ("uint16", False),
+                                          ("uint16", True), ("float32", True),
+                                          ("float64", True)])
+def test_chunked_threaded_sums_equal_a_per_particle_loop(dtype, binned, monkeypatch):
+    """Small chunks (row bands, empty chunks), 2 threads, slabs == a plain per-label loop."""
+    from electrode_ct.measure import radial
+
+    lab, _ = _packing((30, 34, 32), 14, seed=21)
+    lab[:3] = 0  # the first chunks hold background only
+    grey = _grey_of(dtype, lab, seed=22)
+    if binned and dtype.startswith("uint"):
+        monkeypatch.setattr(radial, "_EXACT_BINS", 1000)  # 16-bit levels binned
+    monkeypatch.setattr(radial, "_CHUNK", 997)
+    sums = layer_sums(lab, grey, spacing=(0.5, 1.3, 1.0), slab_voxels=9000, halo=2,
+                      parallel=2)
+    assert sums.hist_exact is not binned and sums.edt_halo_voxels
+    ref = _reference(lab, grey, (0.5, 1.3, 1.0))
+    assert sums.ids.tolist() == sorted(ref)
+    width = sums.count.shape[1]
+    as_bin = (lambda v: v - sums.hist_low) if not binned else (
+        lambda v: np.clip(((v - sums.hist_low) / sums.hist_width).astype(np.int64), 0,
+                          sums.hist.shape[1] - 1))
+    for k, lbl in enumerate(sums.ids):
+        layer, g = ref[int(lbl)]
+        np.testing.assert_array_equal(sums.count[k], np.bincount(layer, minlength=width))
+        for name, w in (("total", g), ("total_sq", g * g)):
+            want = np.bincount(layer, weights=w, minlength=width)
+            np.testing.assert_allclose(getattr(sums, name)[k], want, rtol=1e-12, err_msg=name)
+        hist = np.bincount(as_bin(g).astype(np.int64), minlength=sums.hist.shape[1])
+        np.testing.assert_array_equal(sums.hist[k], hist)
+        assert (sums.grey_min[k], sums.grey_max[k]) == (g.min(), g.max())
+    bg = grey[lab == 0].astype(np.float64)
+    fine = ((bg - sums.hist_low) / sums.background_width).astype(np.int64)
+    np.testing.assert_array_equal(
+        sums.background_fine, np.bincount(np.clip(fine, 0, sums.background_fine.size - 1),
+                                           minlength=sums.background_fine.size))
+    one = layer_sums(lab, grey, spacing=(0.5, 1.3, 1.0), slab_voxels=9000, halo=2, parallel=1)
+    for name in ("count", "total", "total_sq", "hist", "background_fine"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(sums, name), err_msg=name)

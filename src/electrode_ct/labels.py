@@ -145,21 +145,23 @@ def contact_pairs(labels: np.ndarray, *, slab_voxels: int = SLAB_VOXELS) -> np.n
         z1 = min(nz, z0 + step)
         # one extra slice below the slab for the z-neighbours
         flat = np.ascontiguousarray(arr[z0:min(nz, z1 + 1)]).reshape(-1)
+        label = flat != 0
         own = (z1 - z0) * plane
         for offset in (1, nx, plane):
             n = min(own, flat.size - offset)
             if n <= 0:
                 continue
             a, b = flat[:n], flat[offset:offset + n]
-            idx = np.flatnonzero(a != b)
+            touch = a != b  # two different labels: sparse, so few indices to visit
+            touch &= label[:n]
+            touch &= label[offset:offset + n]
+            idx = np.flatnonzero(touch)
             if offset == 1:
                 idx = idx[idx % nx != nx - 1]  # x = nx - 1 has no x-neighbour in its row
             elif offset == nx:
                 idx = idx[(idx // nx) % ny != ny - 1]
-            pa, pb = a[idx], b[idx]
-            both = (pa != 0) & (pb != 0)
-            if both.any():
-                keys.append(_pair_keys(pa[both], pb[both]))
+            if idx.size:
+                keys.append(_pair_keys(a[idx], b[idx]))
     if not keys:
         return np.zeros((0, 2), dtype=np.int64)
     key = np.unique(np.concatenate(keys))

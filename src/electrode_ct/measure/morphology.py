@@ -13,7 +13,7 @@ One row per particle label, no per-particle loop on the default path:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -49,13 +49,16 @@ DENSE_IDS = 1 << 22
 
 
 def _run_moments(
-    arr: np.ndarray, *, slab_voxels: int = SLAB_VOXELS
+    arr: np.ndarray, *, slab_voxels: int = SLAB_VOXELS, second: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Present ids, raw moments and bounding boxes of every label, from x-runs.
 
     Each run of ``L`` voxels starting at (z, y, x0) contributes closed-form sums
     (Σx = L·x0 + L(L−1)/2, Σx² = L·x0² + x0·L(L−1) + (L−1)L(2L−1)/6, ...), so the voxel
     work is one comparison pass; the ``bincount`` calls run over runs, not voxels.
+
+    ``second=False`` leaves the second moments (columns 4-9) at 0: the ``basic``
+    columns need only counts, centroids and boxes.
 
     Returns
     -------
@@ -85,10 +88,7 @@ def _run_moments(
         idx = runs.label.astype(np.intp) if table is None \
             else np.searchsorted(table, runs.label.astype(np.int64))
         z, y, x0, n = runs.z, runs.y, runs.x0, runs.length
-        sx = n * x0 + n * (n - 1) // 2
-        sxx = n * x0 * x0 + x0 * n * (n - 1) + (n - 1) * n * (2 * n - 1) // 6
-        zn, yn = z * n, y * n
-        for col, w in enumerate((n, zn, yn, sx, z * zn, y * yn, sxx, z * yn, z * sx, y * sx)):
+        for col, w in enumerate(_run_sums(z, y, x0, n, second)):
             mom[:, col] += np.bincount(idx, weights=w, minlength=size)
         for k, v in enumerate((z, y, x0)):
             np.minimum.at(lo[:, k], idx, v)
@@ -102,6 +102,17 @@ def _run_moments(
         ids = table[present]
     box = np.concatenate([lo[present], hi[present] + 1], axis=1)
     return ids, mom[present], box
+
+
+def _run_sums(z: np.ndarray, y: np.ndarray, x0: np.ndarray, n: np.ndarray,
+              second: bool) -> Iterator[np.ndarray]:
+    """Per-run n, Σz, Σy, Σx and, with ``second``, Σzz, Σyy, Σxx, Σzy, Σzx, Σyx."""
+    sx = n * x0 + n * (n - 1) // 2
+    zn, yn = z * n, y * n
+    yield from (n, zn, yn, sx)
+    if second:
+        sxx = n * x0 * x0 + x0 * n * (n - 1) + (n - 1) * n * (2 * n - 1) // 6
+        yield from (z * zn, y * yn, sxx, z * yn, z * sx, y * sx)
 
 
 def _face_area(
@@ -426,7 +437,7 @@ def morphology_table(
         arr = arr[None]
     sp = as_spacing(spacing, name="spacing")
     columns = list(BASIC_COLUMNS) + (list(SHAPE_COLUMNS) if properties == "all" else [])
-    ids, mom, boxes = _run_moments(arr)
+    ids, mom, boxes = _run_moments(arr, second=properties == "all")
     n = ids.size
     if n == 0:
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})

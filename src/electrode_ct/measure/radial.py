@@ -7,7 +7,9 @@ smallest voxel edge, rounded half up, is the voxel's *layer*: layer 1 is the sur
 shell whatever the spacing. Grey-level count, sum and sum of squares per
 (particle, layer), plus a per-particle grey histogram, are then reduced with
 ``numpy.bincount`` over chunks of foreground voxels, so memory stays bounded by the
-label and grey volumes plus one slab of the distance map.
+label and grey volumes plus one slab of the distance map. Each chunk's tables cover only
+the band of particle ids it holds; chunks are reduced on parallel threads and added in
+raster order, so the sums do not depend on the number of threads.
 
 Large volumes are transformed in slabs along axis 0 with a halo. A slab's result is
 exact when its largest core distance does not exceed the halo; otherwise the slab is
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,6 +245,9 @@ def _hist_spec(grey: np.ndarray, rows: int) -> _Hist:
 
 
 def _bins(g: np.ndarray, spec: _Hist) -> np.ndarray:
+    """Bin index of each value (unsigned integers binned from 0 are their own index)."""
+    if spec.exact and not spec.low and g.dtype.kind == "u" and g.dtype.itemsize < 8:
+        return g
     if spec.exact:
         b = g.astype(np.int64)
         if spec.low:
@@ -250,6 +256,158 @@ def _bins(g: np.ndarray, spec: _Hist) -> np.ndarray:
     b = ((g.astype(np.float64) - spec.low) / spec.width).astype(np.int64)
     np.clip(b, 0, spec.bins - 1, out=b)
     return b
+
+
+@dataclass
+class _Chunk:
+    """Sums of one chunk of voxels over the table rows ``lo .. lo + len(count) - 1``.
+
+    Particle ids are nearly sorted in space, so a chunk touches a narrow band of rows:
+    its ``bincount`` tables cover that band only (the per-bin sums are those of a
+    full-length ``bincount``).
+    """
+
+    lo: int
+    count: np.ndarray  # (band, layers) int64
+    total: np.ndarray  # (band, layers) float64
+    total_sq: np.ndarray
+    hist: np.ndarray  # (band, bins) int64
+    grey_levels: np.ndarray  # exact: every voxel's bin; binned: label-0 voxels' fine bin
+    grey_counts: np.ndarray
+    gmin: np.ndarray | None = None
+    gmax: np.ndarray | None = None
+
+
+def _band_sums(key: np.ndarray, band: int, width: int,
+               weights: np.ndarray | None = None) -> np.ndarray:
+    """``bincount`` of ``key`` (row × width + column) as a (band, width) table."""
+    return np.bincount(key, weights=weights, minlength=band * width).reshape(band, width)
+
+
+def _grey_levels(gc: np.ndarray, fg: np.ndarray, spec: _Hist, fine: _Hist
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Occupied bins and counts: of every voxel (exact bins), else of the label-0 voxels."""
+    if spec.exact:
+        import fastremap
+
+        values, counts = fastremap.unique(gc, return_counts=True)
+        return _bins(np.asarray(values), spec), np.asarray(counts, dtype=np.int64)
+    counts = np.bincount(_bins(gc[~fg], fine), minlength=fine.bins)[:fine.bins]
+    return np.arange(fine.bins), counts
+
+
+def _chunk_sums(lc: np.ndarray, gc: np.ndarray, dc: np.ndarray, ids: np.ndarray | None,
+                inv: np.float32, spec: _Hist, fine: _Hist) -> _Chunk:
+    """Reduce one chunk of voxels: labels, grey values and distances (µm) alike."""
+    fg = lc != 0
+    levels, level_counts = _grey_levels(gc, fg, spec, fine)
+    if not fg.any():
+        return _Chunk(0, *(np.zeros((0, 1)),) * 4, levels, level_counts)
+    lf = lc[fg]
+    r = lf.astype(np.intp) if ids is None else np.searchsorted(ids, lf) + 1
+    lo = int(r.min())
+    band = int(r.max()) + 1 - lo
+    r -= lo  # rows relative to the band
+    dv = dc[fg]
+    dv *= inv
+    dv += np.float32(0.5)
+    layer = dv.astype(np.intp)
+    del dv
+    n_layers = int(layer.max()) + 1
+    gf = gc[fg]
+    hkey = r * spec.bins
+    hkey += _bins(gf, spec)
+    hist = _band_sums(hkey, band, spec.bins)
+    del hkey
+    gv = gf.astype(np.float64)
+    gmin = gmax = None
+    if not spec.exact:
+        gmin, gmax = np.full(band, np.inf), np.full(band, -np.inf)
+        np.minimum.at(gmin, r, gv)
+        np.maximum.at(gmax, r, gv)
+    key = r * n_layers
+    key += layer
+    count = _band_sums(key, band, n_layers)
+    total = _band_sums(key, band, n_layers, gv)
+    gv *= gv
+    total_sq = _band_sums(key, band, n_layers, gv)
+    return _Chunk(lo, count, total, total_sq, hist, levels, level_counts, gmin, gmax)
+
+
+@dataclass
+class _Accumulator:
+    """Running sums of :func:`layer_sums`, indexed by table row (row 0 = background)."""
+
+    rows: int
+    spec: _Hist
+    fine: _Hist
+    count: np.ndarray
+    total: np.ndarray
+    total_sq: np.ndarray
+    hist: np.ndarray
+    grey_hist: np.ndarray  # exact: every voxel; binned: label-0 voxels in fine bins
+    gmin: np.ndarray
+    gmax: np.ndarray
+
+    @classmethod
+    def empty(cls, rows: int, spec: _Hist) -> _Accumulator:
+        fine = spec if spec.exact else _Hist(spec.low, spec.width / _FINE,
+                                              spec.bins * _FINE, False)
+        layers = np.zeros((rows, 1), np.int64)
+        return cls(rows, spec, fine, layers, layers.astype(np.float64),
+                   layers.astype(np.float64), np.zeros((rows, spec.bins), np.int64),
+                   np.zeros(fine.bins, np.int64), np.full(rows, np.inf),
+                   np.full(rows, -np.inf))
+
+    def add(self, c: _Chunk) -> None:
+        """Add the sums of one chunk (chunks are added in raster order)."""
+        self.grey_hist[c.grey_levels] += c.grey_counts
+        band, top = c.count.shape
+        if band == 0:
+            return
+        n_layers = self.count.shape[1]
+        if top > n_layers:
+            pad = ((0, 0), (0, top - n_layers))
+            self.count, self.total, self.total_sq = (
+                np.pad(a, pad) for a in (self.count, self.total, self.total_sq))
+        rows = slice(c.lo, c.lo + band)
+        self.count[rows, :top] += c.count
+        self.total[rows, :top] += c.total
+        self.total_sq[rows, :top] += c.total_sq
+        self.hist[rows] += c.hist
+        if c.gmin is not None:
+            np.minimum(self.gmin[rows], c.gmin, out=self.gmin[rows])
+            np.maximum(self.gmax[rows], c.gmax, out=self.gmax[rows])
+
+    def background(self) -> np.ndarray:
+        """Histogram of the label-0 voxels in ``fine`` bins."""
+        if self.spec.exact:
+            return self.grey_hist - self.hist.sum(axis=0)
+        return self.grey_hist
+
+
+def _row_ids(lab: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Ids behind the table rows 1..n (None: the id is the row) and the number of rows."""
+    max_id = int(lab.max()) if lab.size else 0
+    if max_id < _DENSE_IDS:
+        return None, max_id + 1
+    import fastremap
+
+    ids_all = np.asarray(fastremap.unique(lab))
+    ids_all = ids_all[ids_all != 0]
+    return ids_all, len(ids_all) + 1
+
+
+def _extremes(acc: _Accumulator, hist: np.ndarray, sel: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-particle smallest and largest grey value (from the exact histogram if any)."""
+    spec = acc.spec
+    if not spec.exact:
+        return acc.gmin[sel], acc.gmax[sel]
+    nz = hist > 0
+    lo_idx = np.argmax(nz, axis=1)
+    hi_idx = spec.bins - 1 - np.argmax(nz[:, ::-1], axis=1)
+    return spec.low + lo_idx, spec.low + hi_idx
 
 
 def layer_sums(
@@ -276,7 +434,8 @@ def layer_sums(
     halo : int
         Initial slab halo in voxels (adapted automatically; results are exact).
     parallel : int, optional
-        Threads for the distance transform (default: all available CPUs).
+        Threads for the distance transform and the reduction (default: all available
+        CPUs); the sums do not depend on it.
 
     Returns
     -------
@@ -291,95 +450,62 @@ def layer_sums(
     """
     lab, g, sp = check_pair(labels, grey, spacing)
     unit = min(sp)
-    max_id = int(lab.max()) if lab.size else 0
-    if max_id < _DENSE_IDS:
-        ids_all, rows = None, max_id + 1
-    else:
-        import fastremap
-
-        ids_all = np.asarray(fastremap.unique(lab))
-        ids_all = ids_all[ids_all != 0]
-        rows = len(ids_all) + 1
-    spec = _hist_spec(g, rows)
-    n_layers = 1
-    count = np.zeros((rows, n_layers), np.int64)
-    total = np.zeros((rows, n_layers), np.float64)
-    total_sq = np.zeros((rows, n_layers), np.float64)
-    hist = np.zeros(rows * spec.bins, np.int64)
-    fine = spec if spec.exact else _Hist(spec.low, spec.width / _FINE, spec.bins * _FINE, False)
-    bg_fine = np.zeros(fine.bins, np.int64)
-    gmin = np.full(rows, np.inf)
-    gmax = np.full(rows, -np.inf)
+    ids_all, rows = _row_ids(lab)
+    acc = _Accumulator.empty(rows, _hist_spec(g, rows))
     halos: list[int] = []
     inv = np.float32(1.0 / unit)
     lab_flat, g_flat = lab.reshape(-1), g.reshape(-1)
     row_len = int(np.prod(lab.shape[1:]))
-    for start, _stop, dist, h in distance_slabs(lab, sp, slab_voxels=slab_voxels, halo=halo,
-                                               parallel=parallel):
-        if h:
-            halos.append(h)
-        d_flat = dist.reshape(-1)
-        base = start * row_len
-        for c0 in range(0, d_flat.size, _CHUNK):
-            c1 = min(d_flat.size, c0 + _CHUNK)
-            lc = lab_flat[base + c0:base + c1]
-            gc = g_flat[base + c0:base + c1]
-            fg = lc != 0
-            bg = gc[~fg]
-            bg_fine += np.bincount(_bins(bg, fine), minlength=fine.bins)[:fine.bins]
-            if not fg.any():
-                continue
-            lc = lc[fg]
-            gv = gc[fg].astype(np.float64)
-            dv = d_flat[c0:c1][fg]
-            dv *= inv
-            dv += np.float32(0.5)
-            layer = dv.astype(np.int64)
-            r = (np.searchsorted(ids_all, lc) + 1) if ids_all is not None else lc.astype(np.int64)
-            top = int(layer.max()) + 1
-            if top > n_layers:
-                pad = ((0, 0), (0, top - n_layers))
-                count, total, total_sq = (np.pad(a, pad) for a in (count, total, total_sq))
-                n_layers = top
-            key = r * n_layers + layer
-            size = rows * n_layers
-            count += np.bincount(key, minlength=size).reshape(rows, n_layers)
-            total += np.bincount(key, weights=gv, minlength=size).reshape(rows, n_layers)
-            gv2 = gv * gv
-            total_sq += np.bincount(key, weights=gv2, minlength=size).reshape(rows, n_layers)
-            hkey = r * spec.bins + _bins(gc[fg], spec)
-            hist += np.bincount(hkey, minlength=rows * spec.bins)
-            if not spec.exact:
-                np.minimum.at(gmin, r, gv)
-                np.maximum.at(gmax, r, gv)
-        del dist, d_flat
-    hist2 = hist.reshape(rows, spec.bins)
-    hist2[0] = bg_fine if spec.exact else bg_fine.reshape(spec.bins, _FINE).sum(axis=1)
+    with ThreadPoolExecutor(_threads(parallel)) as pool:
+        for start, _stop, dist, h in distance_slabs(lab, sp, slab_voxels=slab_voxels,
+                                                   halo=halo, parallel=parallel):
+            if h:
+                halos.append(h)
+            _reduce_slab(pool, acc, lab_flat, g_flat, dist.reshape(-1), start * row_len,
+                         ids_all, inv)
+            del dist  # before the next slab's transform
+    return _finish(acc, ids_all, lab, sp, unit, halos)
+
+
+def _reduce_slab(pool: ThreadPoolExecutor, acc: _Accumulator, lab_flat: np.ndarray,
+                 g_flat: np.ndarray, d_flat: np.ndarray, base: int, ids: np.ndarray | None,
+                 inv: np.float32) -> None:
+    """Add the voxels ``base .. base + d_flat.size - 1`` (flat index) to ``acc``.
+
+    Chunks are reduced in parallel and added in raster order, so the sums do not depend
+    on the number of threads.
+    """
+    def reduce(c0: int) -> _Chunk:
+        cut = slice(base + c0, base + min(d_flat.size, c0 + _CHUNK))
+        return _chunk_sums(lab_flat[cut], g_flat[cut], d_flat[c0:c0 + _CHUNK], ids, inv,
+                           acc.spec, acc.fine)
+
+    for part in pool.map(reduce, range(0, d_flat.size, _CHUNK)):
+        acc.add(part)
+
+
+def _finish(acc: _Accumulator, ids_all: np.ndarray | None, lab: np.ndarray,
+            sp: tuple[float, ...], unit: float, halos: list[int]) -> LayerSums:
+    """The :class:`LayerSums` of the rows of the particles present."""
+    background = acc.background()
     if ids_all is None:
-        present = np.flatnonzero(count.sum(axis=1))
-        present = present[present != 0]
-        ids = present.astype(np.int64)
-        sel = present
+        present = np.flatnonzero(acc.count.sum(axis=1))
+        sel = present[present != 0]
+        ids = sel.astype(np.int64)
     else:
         ids = ids_all.astype(np.int64)
-        sel = np.arange(1, rows)
-    if spec.exact:
-        levels = np.arange(spec.bins)
-        nz = hist2[sel] > 0
-        lo_idx = np.argmax(nz, axis=1)
-        hi_idx = spec.bins - 1 - np.argmax(nz[:, ::-1], axis=1)
-        pmin = spec.low + levels[lo_idx]
-        pmax = spec.low + levels[hi_idx]
-    else:
-        pmin, pmax = gmin[sel], gmax[sel]
-    border = np.isin(ids, border_labels(lab))
+        sel = np.arange(1, acc.rows)
+    hist = acc.hist[sel]
+    pmin, pmax = _extremes(acc, hist, sel)
+    spec = acc.spec
+    coarse = background if spec.exact else background.reshape(spec.bins, _FINE).sum(axis=1)
     return LayerSums(
-        ids=ids, count=count[sel], total=total[sel], total_sq=total_sq[sel],
-        hist=hist2[sel], background_hist=hist2[0].copy(), background_fine=bg_fine,
-        background_width=fine.width, hist_low=spec.low,
+        ids=ids, count=acc.count[sel], total=acc.total[sel], total_sq=acc.total_sq[sel],
+        hist=hist, background_hist=coarse.copy(), background_fine=background,
+        background_width=acc.fine.width, hist_low=spec.low,
         hist_width=spec.width, hist_exact=spec.exact, grey_min=np.asarray(pmin, float),
-        grey_max=np.asarray(pmax, float), border=border, spacing=sp, unit_um=unit,
-        edt_halo_voxels=halos,
+        grey_max=np.asarray(pmax, float), border=np.isin(ids, border_labels(lab)),
+        spacing=sp, unit_um=unit, edt_halo_voxels=halos,
     )
 
 
