@@ -1,0 +1,61 @@
+"""Representative-volume curve of τ: cube tiling, serial == LocalCluster, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from electrode_ct.errors import InputError
+from electrode_ct.metrics.tortuosity import tortuosity
+from electrode_ct.metrics.tortuosity_rve import cubes, parse_sizes, tortuosity_rve
+
+
+def _labels() -> np.ndarray:
+    from electrode_ct.synth import electrode
+
+    return electrode((40, 48, 44), seed=6).phases.numpy()
+
+
+def test_cubes_tile_from_the_origin():
+    got = cubes((40, 48, 44), 16)
+    assert len(got) == 2 * 3 * 2
+    assert got[0] == (slice(0, 16), slice(0, 16), slice(0, 16))
+    assert got[-1] == (slice(16, 32), slice(32, 48), slice(16, 32))
+
+
+def test_rve_statistics_are_those_of_the_cubes():
+    a = _labels()
+    res = tortuosity_rve(a, [20, 40], value=0, axes=("z", "x"), spacing=(0.5, 0.5, 0.7))
+    assert res["sizes_voxels"] == [20, 40]
+    assert res["sizes_um"][1] == pytest.approx([20.0, 20.0, 28.0])
+    taus = [tortuosity(a[r] == 0, axis="x", spacing=(0.5, 0.5, 0.7)).tortuosity
+            for r in cubes(a.shape, 20)]
+    finite = [t for t in taus if math.isfinite(t)]
+    row = res["x"][0]
+    assert row["size_voxels"] == 20 and row["n"] == 2 * 2 * 2 == len(taus)
+    assert row["n_percolating"] == len(finite) > 1
+    assert row["mean"] == pytest.approx(np.mean(finite), rel=1e-12)
+    assert row["std"] == pytest.approx(np.std(finite, ddof=1), rel=1e-12)
+    assert res["z"][1]["n"] == 1 and res["z"][1]["std"] == 0.0
+
+
+def test_rve_on_a_local_cluster_equals_serial():
+    from distributed import Client, LocalCluster
+
+    a = _labels()
+    serial = tortuosity_rve(a, [16, 24], value=0, axes=("y",))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        parallel = tortuosity_rve(a, [16, 24], value=0, axes=("y",), client=client)
+    assert parallel == serial
+
+
+def test_rve_bad_input():
+    a = _labels()
+    with pytest.raises(InputError, match=r"--subvolumes: sub-volume edge 41 voxels is larger"):
+        tortuosity_rve(a, [16, 41], value=0)
+    for bad in ("", "a,b", "1", "16,16"):
+        with pytest.raises(InputError, match="--subvolumes"):
+            parse_sizes(bad)
