@@ -59,3 +59,26 @@ def test_rve_bad_input():
     for bad in ("", "a,b", "1", "16,16"):
         with pytest.raises(InputError, match="--subvolumes"):
             parse_sizes(bad)
+
+
+def test_cli_subvolumes_json_and_bad_input(run_cli, tmp_path):
+    import json
+
+    from electrode_ct.io import write
+    from electrode_ct.volume import Volume
+
+    a = _labels()
+    path = tmp_path / "phases.tif"
+    write(Volume(a, spacing=(0.5, 0.5, 0.5)).with_class_map(
+        {"pore": 0, "cbd": 1, "active": 2}), path)
+    code, out, err = run_cli("metrics", path, "--tortuosity", "z", "--subvolumes", "20,40",
+                             "--surface-method", "face", "--json")
+    assert code == 0, err
+    rve = json.loads(out)["tortuosity_rve"]
+    assert rve == json.loads(json.dumps(tortuosity_rve(a, [20, 40], value=0, axes=("z",),
+                                                       spacing=(0.5, 0.5, 0.5))))
+    code, out, err = run_cli("metrics", path, "--subvolumes", "64", "--json")
+    assert code == 2 and out == "" and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error:") and "--subvolumes" in lines[-1]
+    assert "larger than the volume" in lines[-1]

@@ -41,6 +41,11 @@ def metrics_cmd(
     tol: float = typer.Option(
         None, "--tol", help="Relative residual at which the tortuosity solve stops (1e-6)."
     ),
+    subvolumes: str = typer.Option(
+        None, "--subvolumes",
+        help="Representative-volume curve: cube edges in voxels, e.g. 64,128,256; τ mean ± "
+        "std over the cubes of each size (JSON key tortuosity_rve).",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = SCHEDULER, n_workers: int = N_WORKERS, threads_per_worker: int = THREADS,
     memory_limit: str = MEMORY, block_shape: str = BLOCKS,
@@ -59,7 +64,7 @@ def metrics_cmd(
     vol = read_input(phases, role="labels", voxel=voxel, lazy=True)
     info(f"{phases}: shape {vol.shape}, spacing {vol.spacing} µm")
     opts = {"phase": phase, "tortuosity": tortuosity_axes, "surface_method": surface_method,
-            "tol": tol, "report": info}
+            "tol": tol, "report": info, "subvolumes": subvolumes or ()}
     with session(cfg, vol.nbytes, explicit=explicit) as client:
         if client is None:
             import dask
@@ -92,6 +97,16 @@ def metrics_cmd(
         say(f"  tortuosity {ax}         {r['tortuosity']:.4f}  "
             f"(D_eff/D {r['effective_diffusivity_ratio']:.4g}, {r['iterations']} CG "
             f"iterations, residual {r['relative_residual']:.1e})")
+    for ax, rows in (result.get("tortuosity_rve") or {}).items():
+        if ax in ("x", "y", "z"):
+            say(f"  tortuosity {ax} by sub-volume  " + "  ".join(
+                f"{row['size_voxels']}: {_mean_std(row)}" for row in rows))
+
+
+def _mean_std(row: dict[str, Any]) -> str:
+    if row["mean"] is None:
+        return f"none of {row['n']} percolates"
+    return f"{row['mean']:.3f} ± {row['std']:.3f} (n {row['n_percolating']}/{row['n']})"
 
 
 def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,

@@ -20,6 +20,11 @@ TORTUOSITY_BYTES_PER_VOXEL = 190.0
 """Peak memory of the in-memory tortuosity solve per voxel of the phase (AMG-preconditioned
 CG, measured at 512³, docs/metrics.md)."""
 
+LEAN_TORTUOSITY_BYTES_PER_VOXEL = 60.0
+"""Peak memory of the lean (float32, geometric multigrid) solve per phase voxel, used from
+:data:`~electrode_ct.metrics.tortuosity.LEAN_ABOVE` voxels (measured 43 at 256³ plus the
+setup's 6 bytes per voxel of the volume, docs/metrics.md)."""
+
 TAU_CONVENTION = (
     "tau = eps * D / D_eff; eps = volume fraction of the whole phase; D_eff/D = F*L/(A*dc) "
     "with A the full cross-section; fixed values on the two faces, no flux elsewhere"
@@ -58,6 +63,8 @@ def microstructure_metrics(
     surface_method: str = "marching_cubes",
     tol: float | None = None,
     report: Callable[[str], None] | None = None,
+    subvolumes: Sequence[int] | str = (),
+    client: Any = None,
 ) -> dict[str, Any]:
     """Volume fractions, surface areas, percolation and tortuosity of a phase volume.
 
@@ -75,6 +82,11 @@ def microstructure_metrics(
         Relative residual at which the tortuosity solve stops (default 1e-6).
     report : callable, optional
         Receives progress lines.
+    subvolumes : sequence of int or str, optional
+        Cube edges in voxels for the representative-volume curve of τ
+        (:mod:`electrode_ct.metrics.tortuosity_rve`); empty: none.
+    client : distributed.Client, optional
+        Runs the sub-volume solves as parallel tasks; None solves them here.
 
     Returns
     -------
@@ -85,7 +97,8 @@ def microstructure_metrics(
         the phase does not percolate), ``effective_diffusivity_ratio``,
         ``percolating_fraction``, ``isolated_fraction``, ``n_clusters``,
         ``n_isolated_clusters``, ``tortuosity_convention``, ``tortuosity_solver``,
-        ``solver_tolerance``, ``tortuosity_details``.
+        ``solver_tolerance``, ``tortuosity_details``; ``tortuosity_rve`` when
+        ``subvolumes`` is given.
     """
     from electrode_ct.metrics._phase import phase_mask
     from electrode_ct.metrics.connectivity import connectivity
@@ -94,6 +107,7 @@ def microstructure_metrics(
     from electrode_ct.metrics.surface import surface_areas
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    sizes = _rve_sizes(subvolumes, axes, volume.shape)
     labels = volume.numpy()
     cmap = volume.class_map
     mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
@@ -104,7 +118,36 @@ def microstructure_metrics(
              "interfaces": interface_percentage(labels, class_map=cmap),
              "connectivity": connectivity(mask)}
     taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
-    return _result(key, value, surface_method, parts, taus, rtol)
+    out = _result(key, value, surface_method, parts, taus, rtol)
+    if sizes:
+        out["tortuosity_rve"] = _rve(mask, None, sizes, axes, volume, rtol, client, report)
+    return out
+
+
+def _rve_sizes(subvolumes: Sequence[int] | str, axes: list[str],
+               shape: Sequence[int]) -> list[int]:
+    """Checked sub-volume edges (before any work is done)."""
+    from electrode_ct.metrics.tortuosity_rve import check_sizes, parse_sizes
+
+    if isinstance(subvolumes, str) and subvolumes.strip().lower() in ("", "none"):
+        return []
+    if not isinstance(subvolumes, str) and not list(subvolumes):
+        return []
+    sizes = parse_sizes(subvolumes)
+    if not axes:
+        raise InputError("--subvolumes: needs tortuosity directions (--tortuosity x,y,z)")
+    check_sizes(sizes, shape)
+    return sizes
+
+
+def _rve(src: Any, value: int | None, sizes: list[int], axes: list[str], volume: Volume,
+         rtol: float, client: Any, report: Callable[[str], None] | None) -> dict[str, Any]:
+    from electrode_ct.metrics.tortuosity_rve import tortuosity_rve
+
+    if report is not None:
+        report("tortuosity of sub-volumes " + ", ".join(map(str, sizes)) + " voxels")
+    return tortuosity_rve(src, sizes, value=value, axes=axes, spacing=volume.spacing,
+                          rtol=rtol, client=client)
 
 
 def _checked(volume: Volume, phase: str | int | None, tortuosity: str | Sequence[str],
@@ -167,7 +210,8 @@ def _result(key: str, value: int, surface_method: str, parts: dict[str, Any],
         "n_clusters": conn["n_clusters"],
         "n_isolated_clusters": conn["n_isolated"],
         "tortuosity_convention": TAU_CONVENTION,
-        "tortuosity_solver": SOLVER_NAME,
+        "tortuosity_solver": ", ".join(sorted({r.solver for r in taus.values()}))
+        or SOLVER_NAME,
         "solver_tolerance": rtol,
         "tortuosity_details": {ax: r.to_dict() for ax, r in taus.items()},
     }
@@ -186,6 +230,7 @@ def microstructure_metrics_blockwise(
     tol: float | None = None,
     tortuosity_memory: int | None = None,
     report: Callable[[str], None] | None = None,
+    subvolumes: Sequence[int] | str = (),
 ) -> dict[str, Any]:
     """:func:`microstructure_metrics` on the block engine: the same keys and values
     (within 1e-9 relative), the volume read block by block.
@@ -209,8 +254,9 @@ def microstructure_metrics_blockwise(
         One task per block on the cluster; None runs the blocks serially.
     progress : callable, optional
         ``progress(step_name)`` gives the wrapper of that step's iteration over blocks.
-    phase, tortuosity, surface_method, tol, report
-        As for :func:`microstructure_metrics`.
+    phase, tortuosity, surface_method, tol, report, subvolumes
+        As for :func:`microstructure_metrics`; the sub-volume solves run on ``client``,
+        each worker reading its cube from ``src``.
     tortuosity_memory : int, optional
         Bytes the tortuosity solve may use (default: 80 % of this machine's memory).
 
@@ -224,6 +270,7 @@ def microstructure_metrics_blockwise(
     from electrode_ct.metrics.components_blockwise import percolation_blockwise
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
+    sizes = _rve_sizes(subvolumes, axes, volume.shape)
     cmap = volume.class_map
     say = report or (lambda _msg: None)
     opts = {"block_shape": block_shape, "client": client}
@@ -250,7 +297,11 @@ def microstructure_metrics_blockwise(
     if axes:
         labels = np.asarray(src.open("r")[...] if hasattr(src, "open") else src)
         taus = _tortuosities(labels == value, axes, volume.spacing, rtol, report)
-    return _result(key, value, surface_method, parts, taus, rtol)
+        del labels
+    out = _result(key, value, surface_method, parts, taus, rtol)
+    if sizes:
+        out["tortuosity_rve"] = _rve(src, value, sizes, axes, volume, rtol, client, report)
+    return out
 
 
 def _check_tortuosity_memory(source: str, n_phase: int, budget: int | None) -> None:
@@ -259,7 +310,11 @@ def _check_tortuosity_memory(source: str, n_phase: int, budget: int | None) -> N
         from electrode_ct.compute.config import machine_memory
 
         budget = int(0.8 * machine_memory())
-    need = n_phase * TORTUOSITY_BYTES_PER_VOXEL
+    from electrode_ct.metrics.tortuosity import LEAN_ABOVE
+
+    per_voxel = (TORTUOSITY_BYTES_PER_VOXEL if n_phase < LEAN_ABOVE
+                 else LEAN_TORTUOSITY_BYTES_PER_VOXEL)
+    need = n_phase * per_voxel
     if need > budget:
         raise InputError(
             f"{source}: tortuosity is solved in memory only and would need {need / 1e9:.1f} GB "

@@ -140,6 +140,9 @@ class MetricsStep(_Strict):
     tortuosity: list[Literal["x", "y", "z"]] = ["x", "y", "z"]
     surface_method: Literal["face", "marching_cubes", "gradient"] = "marching_cubes"
     tol: float | None = Field(None, description="Tortuosity solver relative tolerance.")
+    subvolumes: list[int] = Field(
+        [], description="Cube edges in voxels for the representative-volume curve of the "
+        "tortuosity (τ mean ± std per size), e.g. [64, 128, 256]; [] for none.")
 
 
 class StatsStep(_Strict):
