@@ -144,10 +144,10 @@ def tortuosity_rve(
         results = _on_client(client, src, jobs, args, progress)
     out: dict[str, Any] = {"sizes_voxels": sizes,
                            "sizes_um": [[s * d for d in spacing] for s in sizes]}
+    pairs = list(zip(jobs, results, strict=True))
     for ax in axes:
-        out[ax] = [{"size_voxels": s, **_summary([res[ax] for (size, _), res
-                                                   in zip(jobs, results) if size == s])}
-                   for s in sizes]
+        out[ax] = [{"size_voxels": s, **_summary([res[ax] for (size, _), res in pairs
+                                                   if size == s])} for s in sizes]
     return out
 
 
