@@ -82,3 +82,14 @@ def test_cli_subvolumes_json_and_bad_input(run_cli, tmp_path):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines[-1].startswith("error:") and "--subvolumes" in lines[-1]
     assert "larger than the volume" in lines[-1]
+
+
+def test_report_shows_the_rve_curve():
+    from electrode_ct.report.build import _metrics
+
+    rve = tortuosity_rve(_labels(), [16, 24], value=0, axes=("z", "x"))
+    man = {"steps": {"metrics": {"summary": {"tortuosity": {"z": 2.0}, "tortuosity_rve": rve}}}}
+    (sec,) = _metrics(man)
+    html = "".join(sec.parts)
+    assert html.count("<img") == 1 and "data:image/png;base64," in html
+    assert "sub-volume" in html
