@@ -69,7 +69,7 @@ SOLVERS = ("auto", "amg", "lean")
 """``solver`` choices: ``amg`` (float64, :mod:`~electrode_ct.metrics._amg`), ``lean``
 (float32, :mod:`~electrode_ct.metrics._gmg`), ``auto`` (lean from :data:`LEAN_ABOVE`)."""
 
-LEAN_ABOVE = 2_000_000
+LEAN_ABOVE = 20_000_000
 """Conducting voxels from which ``solver="auto"`` uses the lean solver (docs/metrics.md)."""
 
 

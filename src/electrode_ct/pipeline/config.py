@@ -431,6 +431,7 @@ steps:
     phase: {met['phase']}
     tortuosity: [x, y, z]
     surface_method: marching_cubes   # face | marching_cubes | gradient
+    subvolumes: []          # e.g. [64, 128, 256]: tortuosity mean ± std per cube edge
   stats:
     enabled: true
     by: null                # e.g. volume_um3:4
