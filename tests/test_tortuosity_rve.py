@@ -41,15 +41,24 @@ def test_rve_statistics_are_those_of_the_cubes():
     assert res["z"][1]["n"] == 1 and res["z"][1]["std"] == 0.0
 
 
-def test_rve_on_a_local_cluster_equals_serial():
+def test_rve_on_a_local_cluster_equals_serial(tmp_path):
+    import zarr
     from distributed import Client, LocalCluster
 
+    from electrode_ct.compute import ZarrRef
+
     a = _labels()
+    store = zarr.open(str(tmp_path / "labels.zarr"), mode="w", shape=a.shape,
+                      chunks=(16, 16, 16), dtype=a.dtype)
+    store[...] = a
     serial = tortuosity_rve(a, [16, 24], value=0, axes=("y",))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        parallel = tortuosity_rve(a, [16, 24], value=0, axes=("y",), client=client)
-    assert parallel == serial
+        from_array = tortuosity_rve(a, [16, 24], value=0, axes=("y",), client=client)
+        from_zarr = tortuosity_rve(ZarrRef(str(tmp_path / "labels.zarr")), [16, 24],
+                                   value=0, axes=("y",), client=client)
+    assert from_array == serial and from_zarr == serial
+    assert serial["y"][0]["n"] == 2 * 3 * 2 and serial["y"][0]["n_percolating"] > 0
 
 
 def test_rve_bad_input():
