@@ -120,7 +120,7 @@ def _red_links(idx: np.ndarray, n_red: int, face: Face):
 
 def coupling(idx: np.ndarray, n: int, n_red: int, face: Face) -> sp.csr_matrix:
     """Red-black coupling block B (float32 CSR, entries −g) filled without triplets."""
-    counts = np.zeros(n_red, np.int64)
+    counts = np.zeros(n_red, np.int32)
     for r, _, _ in _red_links(idx, n_red, face):
         counts[r] += 1  # a red cell has at most one link per axis and side
     indptr = np.zeros(n_red + 1, np.int64)
