@@ -321,28 +321,28 @@ def residual64(op: RedBlackLaplacian, b: np.ndarray, x: np.ndarray) -> np.ndarra
     return r
 
 
-def refined_pcg(op: RedBlackLaplacian, b: np.ndarray, x: np.ndarray, M: Callable, *,
-                rtol: float, maxiter: int) -> tuple[np.ndarray, int, float]:
-    """:func:`pcg`, then corrections solved on the float64 residual until it is below
-    ``rtol`` (float32 recurrences drift from the true residual near 1e-6).
+def refine(op: RedBlackLaplacian, b: np.ndarray, x: np.ndarray, M: Callable, *,
+           rtol: float, maxiter: int, done: int) -> tuple[np.ndarray, int, float]:
+    """Corrections solved on the float64 residual of ``x`` (float64, updated in place)
+    until it is below ``rtol``: float32 recurrences drift from the true residual near 1e-6.
 
-    Returns the solution, the total iterations and the true relative residual.
+    Returns the solution, the total iterations (``done`` included) and the true relative
+    residual.
     """
     norm_b = np.sqrt(dot64(b, b))
-    x, it = pcg(op, b, x, M, rtol=max(rtol, FLOAT32_FLOOR), maxiter=maxiter)
-    x = x.astype(np.float64)  # the corrections are below float32's resolution of c
-    for _ in range(REFINEMENTS + 1):
+    it = done
+    for k in range(REFINEMENTS + 1):
         r = residual64(op, b, x)
         res = float(np.sqrt(np.dot(r, r)) / norm_b)
-        if res < rtol or it >= maxiter or _ == REFINEMENTS:
+        if res < rtol or it >= maxiter or k == REFINEMENTS:
             break
         r32 = r.astype(F32)
         del r
         inner = max(0.5 * rtol / res, FLOAT32_FLOOR)
-        d, k = pcg(op, r32, np.zeros_like(r32), M, rtol=inner, maxiter=maxiter - it)
+        d, n_it = pcg(op, r32, np.zeros_like(r32), M, rtol=inner, maxiter=maxiter - it)
         del r32
         x += d
-        it += k
+        it += n_it
     return x, it, res
 
 
@@ -424,7 +424,9 @@ def solve(cond: np.ndarray, spacing: tuple[float, float, float], flow: int, *,
     b = np.zeros(n, F32)
     b[inlet] = g_b
     t1 = time.perf_counter()
-    x, it, res = refined_pcg(op, b, x, mg, rtol=rtol, maxiter=maxiter)
+    x, it = pcg(op, b, x, mg, rtol=max(rtol, FLOAT32_FLOOR), maxiter=maxiter)
+    x = x.astype(np.float64)  # corrections below float32's resolution of c
+    x, it, res = refine(op, b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
     t2 = time.perf_counter()
     del b
     f_in = scale * g_b * float(np.sum(1.0 - x[inlet]))
