@@ -16,8 +16,8 @@ volume plus one scipy Gaussian pass over it block by block, serially in this pro
 ``--tortuosity`` (issue 22): the pore phase of a ``--size``³ phase volume tiled the same
 way, solved in memory along z (time, peak RSS of all processes, bytes per unknown), with
 one ``edt`` pass over the same mask timed in the same run as the reference; then the
-representative-volume curve of a ``--rve-size``³ volume (cubes of ``--subvolumes`` edges,
-one task per cube on the LocalCluster).
+representative-volume curve of a ``--rve-size``³ phantom (not tiled; cubes of
+``--subvolumes`` edges, one task per cube on the LocalCluster).
 
 Usage::
 
@@ -285,14 +285,17 @@ def tortuosity_solve(size: int, solver: str) -> dict[str, Any]:
 
 def tortuosity_rve_curve(size: int, sizes: list[int], workers: int, memory_limit: str,
                          work: Path) -> dict[str, Any]:
-    """The representative-volume curve of the pore phase of a ``size``³ phase volume, one
-    task per cube on a LocalCluster of ``workers`` processes reading a Zarr copy."""
+    """The representative-volume curve of the pore phase of a ``size``³ phantom (one
+    phantom, not tiled: mirrored tiles would repeat the same τ at the tile size), one task
+    per cube on a LocalCluster of ``workers`` processes reading a Zarr copy."""
     from electrode_ct.compute import ComputeConfig, open_client
     from electrode_ct.io.zarr import create_ome_zarr
     from electrode_ct.metrics.tortuosity_rve import tortuosity_rve
+    from electrode_ct.synth.phantom import electrode
     from electrode_ct.volume import Volume
 
-    phases = Volume(tiled_phases(size), spacing=0.5).with_class_map(CLASS_MAP)
+    phases = Volume(electrode((size,) * 3, seed=1, cracked_fraction=0.0).phases.numpy(),
+                    spacing=0.5).with_class_map(CLASS_MAP)
     ref = create_ome_zarr(work / "phases.ome.zarr", phases, dtype=np.uint8,
                           chunks=(min(size, TILE),) * 3, class_map=CLASS_MAP)
     ref.open("r+")[...] = phases.numpy()
