@@ -276,15 +276,14 @@ def dot64(a: np.ndarray, b: np.ndarray) -> float:
     return total
 
 
-def pcg(A: RedBlackLaplacian, b: np.ndarray, x: np.ndarray, M: Callable, *, rtol: float,
+def pcg(A: RedBlackLaplacian, r: np.ndarray, x: np.ndarray, M: Callable, *, target: float,
         maxiter: int) -> tuple[np.ndarray, int]:
     """Preconditioned conjugate gradients in float32, dot products in float64.
 
-    ``x`` (the initial guess) is updated in place; returns it and the iterations done.
-    Stops when the recurrence residual ‖r‖/‖b‖ < ``rtol``.
+    ``r`` is the initial residual b − A x (overwritten: no right-hand side is stored);
+    ``x`` (the initial guess) is updated in place. Stops when the recurrence residual
+    ‖r‖₂ < ``target``. Returns ``x`` and the iterations done.
     """
-    target = rtol * np.sqrt(dot64(b, b))
-    r = b - A.matvec(x)
     z = M(r)
     rho = dot64(r, z)
     p = z
@@ -305,13 +304,16 @@ def pcg(A: RedBlackLaplacian, b: np.ndarray, x: np.ndarray, M: Callable, *, rtol
     return x, it
 
 
-def residual64(op: RedBlackLaplacian, b: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """b − A x computed in float64 (``x`` float32 or float64; B converted a chunk of rows
-    at a time)."""
+def residual64(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float,
+               x: np.ndarray) -> np.ndarray:
+    """b − A x in float64, b = ``g_b`` on the ``inlet`` unknowns and 0 elsewhere (``x``
+    float32 or float64; B converted a chunk of rows at a time)."""
     nr, f64 = op.n_red, np.float64
     r = np.empty(op.n, f64)
     for s in range(0, op.n, CHUNK):
-        r[s:s + CHUNK] = b[s:s + CHUNK] - op.diag[s:s + CHUNK].astype(f64) * x[s:s + CHUNK]
+        np.multiply(op.diag[s:s + CHUNK], x[s:s + CHUNK], out=r[s:s + CHUNK], dtype=f64)
+    np.negative(r, out=r)
+    r[inlet] += np.float64(F32(g_b))
     xb = x[nr:].astype(f64)
     for s in range(0, nr, CHUNK):
         e = min(s + CHUNK, nr)
@@ -321,25 +323,28 @@ def residual64(op: RedBlackLaplacian, b: np.ndarray, x: np.ndarray) -> np.ndarra
     return r
 
 
-def refine(op: RedBlackLaplacian, b: np.ndarray, x: np.ndarray, M: Callable, *,
-           rtol: float, maxiter: int, done: int) -> tuple[np.ndarray, int, float]:
+def refine(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float, x: np.ndarray,
+           M: Callable, *, rtol: float, maxiter: int, done: int
+           ) -> tuple[np.ndarray, int, float]:
     """Corrections solved on the float64 residual of ``x`` (float64, updated in place)
     until it is below ``rtol``: float32 recurrences drift from the true residual near 1e-6.
 
     Returns the solution, the total iterations (``done`` included) and the true relative
-    residual.
+    residual ‖b − Ax‖₂/‖b‖₂.
     """
-    norm_b = np.sqrt(dot64(b, b))
+    norm_b = g_b * np.sqrt(inlet.size)
     it = done
     for k in range(REFINEMENTS + 1):
-        r = residual64(op, b, x)
-        res = float(np.sqrt(np.dot(r, r)) / norm_b)
+        r = residual64(op, inlet, g_b, x)
+        norm_r = float(np.sqrt(np.dot(r, r)))
+        res = norm_r / norm_b
         if res < rtol or it >= maxiter or k == REFINEMENTS:
             break
         r32 = r.astype(F32)
         del r
         inner = max(0.5 * rtol / res, FLOAT32_FLOOR)
-        d, n_it = pcg(op, r32, np.zeros_like(r32), M, rtol=inner, maxiter=maxiter - it)
+        d, n_it = pcg(op, r32, np.zeros_like(r32), M, target=inner * norm_r,
+                      maxiter=maxiter - it)
         del r32
         x += d
         it += n_it
@@ -421,14 +426,16 @@ def solve(cond: np.ndarray, spacing: tuple[float, float, float], flow: int, *,
     del idx, grid
     g, scale = conductances(spacing)
     g_b = 2.0 * g[flow]
-    b = np.zeros(n, F32)
-    b[inlet] = g_b
     t1 = time.perf_counter()
-    x, it = pcg(op, b, x, mg, rtol=max(rtol, FLOAT32_FLOOR), maxiter=maxiter)
+    r = op.matvec(x)
+    np.negative(r, out=r)
+    r[inlet] += F32(g_b)
+    target = max(rtol, FLOAT32_FLOOR) * g_b * np.sqrt(inlet.size)
+    x, it = pcg(op, r, x, mg, target=target, maxiter=maxiter)
+    del r
     x = x.astype(np.float64)  # corrections below float32's resolution of c
-    x, it, res = refine(op, b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
+    x, it, res = refine(op, inlet, g_b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
     t2 = time.perf_counter()
-    del b
     f_in = scale * g_b * float(np.sum(1.0 - x[inlet]))
     f_out = scale * g_b * float(np.sum(x[outlet]))
     return LeanSolve(f_in, f_out, it, res, mg.n_levels, t1 - t0, t2 - t1)
