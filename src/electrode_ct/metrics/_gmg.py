@@ -20,9 +20,8 @@ faces), built and solved with float32 numbers and int32 indices only:
   product and norm accumulated in float64 (chunked, no BLAS: the result does not depend
   on the thread count).
 
-Memory (measured, docs/metrics.md): about :data:`LEAN_BYTES_PER_UNKNOWN` bytes per
-conducting voxel during the iterations, plus 6 bytes per voxel of the whole volume while
-the operator is set up.
+Memory (measured, docs/scale.md): 85–101 bytes per conducting voxel at the peak, set-up
+(int32 index volume, percolation labels) and float64 refinement included.
 """
 
 from __future__ import annotations
@@ -39,9 +38,6 @@ from electrode_ct.metrics._amg import RedBlackLaplacian
 F32 = np.float32
 CHUNK = 1 << 20
 """Elements per chunk of the float64-accumulated dot products."""
-
-LEAN_BYTES_PER_UNKNOWN = 60.0
-"""Peak bytes per conducting voxel of the lean solve's iterations (docs/metrics.md)."""
 
 CORRECTION = 1.8
 SWEEPS = 2
