@@ -244,7 +244,8 @@ def tortuosity(
     solver : {"auto", "amg", "lean"}
         ``amg``: float64 matrix, aggregation AMG; ``lean``: float32, geometric multigrid,
         about a third of the memory (:mod:`~electrode_ct.metrics._gmg`); ``auto``: lean
-        from :data:`LEAN_ABOVE` conducting voxels. Both give τ within 1e-4 relative.
+        from :data:`LEAN_ABOVE` conducting voxels. Both give τ within 1e-4 relative
+        (measured 4e-5 at 256³).
 
     Returns
     -------
