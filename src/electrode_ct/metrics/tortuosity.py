@@ -39,6 +39,10 @@ stopped when the
 relative residual ‖b − Ac‖₂/‖b‖₂ < ``rtol`` (default 1e-6: τ is then within ~1e-5 relative
 of the exact discrete solution). The flux is computed at both faces; their relative
 mismatch is reported as a convergence check.
+
+From :data:`LEAN_ABOVE` conducting voxels (``solver="auto"``) the same system is solved by
+the memory-lean float32 solver of :mod:`electrode_ct.metrics._gmg` (geometric multigrid,
+~100 instead of ~250 bytes per unknown at the peak; τ within 5e-5).
 """
 
 from __future__ import annotations
