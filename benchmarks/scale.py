@@ -16,11 +16,18 @@ and every worker, psutil RSS of the process tree sampled every 0.2 s) for the re
 and for the engine run; and the reference time measured in the same run: reading the
 volume plus one scipy Gaussian pass over it block by block, serially in this process.
 
+``--tortuosity`` (issue 22): the pore phase of a ``--size``³ phase volume tiled the same
+way, solved in memory along z (time, peak RSS of all processes, bytes per unknown), with
+one ``edt`` pass over the same mask timed in the same run as the reference; then the
+representative-volume curve of a ``--rve-size``³ phantom (not tiled; cubes of
+``--subvolumes`` edges, one task per cube on the LocalCluster).
+
 Usage::
 
     python benchmarks/scale.py --size 256
     python benchmarks/scale.py --size 1024 --workers 2 --memory-limit 2GB
     python benchmarks/scale.py --size 1024 --segment forest
+    python benchmarks/scale.py --tortuosity --size 1024 --rve-size 512 --subvolumes 64,128,256
 """
 
 from __future__ import annotations
@@ -286,6 +293,92 @@ def run(size: int, workers: int, memory_limit: str, block: int, work: Path,
     }
 
 
+def tiled_phases(size: int, *, seed: int = 0) -> np.ndarray:
+    """A ``size``³ uint8 phase volume (0 pore, 1 cbd, 2 active) tiled like :func:`make_scan`."""
+    from electrode_ct.synth.phantom import electrode
+
+    edge = min(TILE, size)
+    tile = electrode((edge,) * 3, seed=seed, cracked_fraction=0.0).phases.numpy()
+    out = np.empty((size,) * 3, np.uint8)
+    n = -(-size // edge)
+    for index in np.ndindex(n, n, n):
+        flips = tuple(slice(None, None, -1) if i % 2 else slice(None) for i in index)
+        region = tuple(slice(i * edge, min((i + 1) * edge, size)) for i in index)
+        out[region] = tile[flips][tuple(slice(0, r.stop - r.start) for r in region)]
+    return out
+
+
+def tortuosity_solve(size: int, solver: str) -> dict[str, Any]:
+    """τ of the pore phase along z at ``size``³: time and peak memory, with one ``edt`` pass
+    over the same pore mask (2 threads) timed in the same run as the reference."""
+    import edt
+
+    from electrode_ct.metrics.tortuosity import tortuosity
+
+    pore = tiled_phases(size) == CLASS_MAP["pore"]
+    with PeakRSS() as ref_mem:
+        base = ref_mem._sample()
+        t0 = time.perf_counter()
+        edt.edt(pore, black_border=False, parallel=2)
+        ref_s = time.perf_counter() - t0
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        r = tortuosity(pore, axis="z", spacing=0.5, solver=solver)
+        total = time.perf_counter() - t0
+    return {"size": size, "voxels": size**3, "solver": r.solver, "tau_z": r.tortuosity,
+            "porosity": r.volume_fraction, "n_unknowns": r.n_unknowns,
+            "iterations": r.iterations, "relative_residual": r.relative_residual,
+            "setup_s": round(r.setup_s, 2), "solve_s": round(r.solve_s, 2),
+            "total_s": round(total, 2), "edt_reference_s": round(ref_s, 2),
+            "ratio_to_edt": round(total / ref_s, 2),
+            "peak_rss_all_processes_gb": round(mem.peak / 1e9, 3),
+            "solve_memory_gb": round((mem.peak - base) / 1e9, 3),
+            "bytes_per_unknown": round((mem.peak - base) / r.n_unknowns, 1),
+            "edt_peak_rss_gb": round(ref_mem.peak / 1e9, 3)}
+
+
+def tortuosity_rve_curve(size: int, sizes: list[int], workers: int, memory_limit: str,
+                         work: Path) -> dict[str, Any]:
+    """The representative-volume curve of the pore phase of a ``size``³ phantom (one
+    phantom, not tiled: mirrored tiles would repeat the same τ at the tile size), one task
+    per cube on a LocalCluster of ``workers`` processes reading a Zarr copy."""
+    from electrode_ct.compute import ComputeConfig, open_client
+    from electrode_ct.io.zarr import create_ome_zarr
+    from electrode_ct.metrics.tortuosity_rve import tortuosity_rve
+    from electrode_ct.synth.phantom import electrode
+    from electrode_ct.volume import Volume
+
+    phases = Volume(electrode((size,) * 3, seed=1, cracked_fraction=0.0).phases.numpy(),
+                    spacing=0.5).with_class_map(CLASS_MAP)
+    ref = create_ome_zarr(work / "phases.ome.zarr", phases, dtype=np.uint8,
+                          chunks=(min(size, TILE),) * 3, class_map=CLASS_MAP)
+    ref.open("r+")[...] = phases.numpy()
+    del phases
+    cfg = ComputeConfig(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit)
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        with open_client(cfg) as client:
+            start = time.perf_counter() - t0
+            rve = tortuosity_rve(ref, sizes, value=CLASS_MAP["pore"], axes=("z", "x"),
+                                 spacing=(0.5, 0.5, 0.5), client=client)
+        total = time.perf_counter() - t0
+    return {"size": size, "workers": workers, "cluster_start_s": round(start, 2),
+            "total_s": round(total, 2), "peak_rss_all_processes_gb": round(mem.peak / 1e9, 3),
+            "tortuosity_rve": rve}
+
+
+def run_tortuosity(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The ``--tortuosity`` figures: one full-volume solve and one RVE curve."""
+    import os
+
+    sizes = [int(v) for v in args.subvolumes.split(",")]
+    return {"load_avg_1min_at_start": os.getloadavg()[0],
+            "solve": tortuosity_solve(args.size, args.solver),
+            "rve": tortuosity_rve_curve(args.rve_size, sizes, args.workers,
+                                        args.memory_limit, work),
+            "load_avg_1min_at_end": os.getloadavg()[0]}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse options, run, print JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -297,11 +390,19 @@ def main(argv: list[str] | None = None) -> None:
                         default="multiotsu", help="the segmentation step")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the Zarr stores (default: a temporary one, removed)")
+    parser.add_argument("--tortuosity", action="store_true",
+                        help="tortuosity figures instead: the pore phase of a --size³ "
+                        "tiled phase volume solved in memory, and the RVE curve of a "
+                        "--rve-size³ one on the cluster")
+    parser.add_argument("--solver", default="auto", help="tortuosity solver: auto|amg|lean")
+    parser.add_argument("--rve-size", type=int, default=512)
+    parser.add_argument("--subvolumes", default="64,128,256", help="cube edges (voxels)")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="ect-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        out = run(args.size, args.workers, args.memory_limit, args.block, work, args.segment)
+        out = (run_tortuosity(args, work) if args.tortuosity else
+               run(args.size, args.workers, args.memory_limit, args.block, work, args.segment))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -150,3 +150,102 @@ def test_result_does_not_depend_on_the_blas_thread_count():
             r = tortuosity(arr, phase=0, spacing=0.5, axis="x").to_dict()
         runs.append({k: v for k, v in r.items() if not k.endswith("_s")})
     assert runs[0] == runs[1]  # bit for bit: same inputs, same figures on any machine
+
+
+# --- the lean (float32, geometric multigrid) solver -------------------------------------
+
+
+def _gaussian_medium(shape, seed, keep):
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).random(shape), 2)
+    return noise > np.quantile(noise, keep)
+
+
+@pytest.mark.parametrize(("shape", "seed", "spacing"), [
+    ((40, 44, 36), 5, (1.0, 1.0, 1.0)),
+    ((33, 40, 47), 8, (0.5, 1.0, 1.5)),  # odd sizes, anisotropic voxels
+])
+def test_lean_solver_equals_amg_solver(shape, seed, spacing):
+    a = _gaussian_medium(shape, seed, 0.5)
+    for axis in ("x", "y", "z"):
+        old = tortuosity(a, axis=axis, spacing=spacing, solver="amg", rtol=1e-9)
+        new = tortuosity(a, axis=axis, spacing=spacing, solver="lean")
+        assert new.solver != old.solver and new.n_unknowns == old.n_unknowns
+        assert new.tortuosity == pytest.approx(old.tortuosity, rel=1e-4)
+        assert new.converged and new.flux_mismatch < 1e-3
+        assert 1.0 < new.tortuosity < 20.0
+
+
+def test_lean_solver_on_the_electrode_phantom():
+    from electrode_ct.synth import electrode
+
+    arr = electrode((64, 64, 64), seed=4).phases.numpy()
+    old = tortuosity(arr, phase=0, axis="z", solver="amg", rtol=1e-9)
+    new = tortuosity(arr, phase=0, axis="z", solver="lean")
+    assert new.tortuosity == pytest.approx(old.tortuosity, rel=1e-4)
+
+
+@pytest.mark.parametrize("axis", ["x", "z"])
+def test_lean_solver_known_answers(axis):
+    a = np.zeros((12, 14, 16), bool)
+    ax = {"z": 0, "y": 1, "x": 2}[axis]
+    sl = [slice(2, 5), slice(3, 7), slice(8, 10)]
+    sl[ax] = slice(None)
+    a[tuple(sl)] = True
+    r = tortuosity(a, axis=axis, spacing=(2.0, 0.5, 1.0), solver="lean")
+    assert r.tortuosity == pytest.approx(1.0, rel=1e-5)
+    n, ny, nx = 12, 3, 12
+    s = np.zeros((n, ny, nx), bool)
+    m = _staircase(s, 1, n)
+    r = tortuosity(s, axis="z", spacing=(0.5, 1.0, 1.5), solver="lean")
+    d_rel = (1.0 / _staircase_resistance(n, (0.5, 1.0, 1.5))) * n * 0.5 / (ny * nx * 1.5)
+    assert r.tortuosity == pytest.approx((m / s.size) / d_rel, rel=1e-5)
+
+
+def test_lean_solver_non_percolating_and_thread_count():
+    from threadpoolctl import threadpool_limits
+
+    a = np.zeros((10, 8, 8), bool)
+    a[:, 2, 2] = True
+    assert tortuosity(a, axis="x", solver="lean").tortuosity == float("inf")
+    b = _gaussian_medium((36, 36, 36), 2, 0.5)
+    runs = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            r = tortuosity(b, axis="y", solver="lean").to_dict()
+        runs.append({k: v for k, v in r.items() if not k.endswith("_s")})
+    assert runs[0] == runs[1]
+
+
+# TauFactor's own test suite (github.com/tldr-group/taufactor, tests/test_taufactor.py):
+# the same convention (fixed values half a voxel outside the first and last layers,
+# tau = eps * D / D_eff), so the same answers.
+@pytest.mark.parametrize("solver", ["amg", "lean"])
+def test_taufactor_cases(solver):
+    n = 20
+    block = np.ones((n, n, n), bool)
+    block[:, :, 0] = False  # a uniform block less one layer across the flow
+    assert tortuosity(block, axis="z", solver=solver).tortuosity == pytest.approx(1, abs=1e-5)
+    for shape in ((2 * n, n, n), (n, n, 2 * n)):  # rectangular blocks
+        rect = np.ones(shape, bool)
+        rect[:, :, 0] = False
+        assert tortuosity(rect, axis="z", solver=solver).tortuosity == pytest.approx(
+            1, abs=1e-5)
+    strip = np.zeros((n, n, n), bool)
+    strip[:, :10, :10] = True  # a strip of a quarter of the volume
+    assert tortuosity(strip, axis="z", solver=solver).tortuosity == pytest.approx(1, abs=1e-5)
+    empty = np.zeros((n, n, n), bool)
+    empty[0] = True  # only the inlet layer conducts
+    assert tortuosity(empty, axis="z", solver=solver).tortuosity == float("inf")
+    dead = np.zeros((10, 50, 50), bool)
+    dead[:8, 25, 25] = True  # a dead-end pore
+    r = tortuosity(dead, axis="z", solver=solver)
+    assert r.tortuosity == float("inf") and r.effective_diffusivity_ratio == 0.0
+
+
+def test_bad_solver_name():
+    a = np.zeros((6, 6, 6), np.uint8)
+    a[:, 1, 1] = 1
+    with pytest.raises(InputError, match="solver"):
+        tortuosity(a, 1, solver="fast")

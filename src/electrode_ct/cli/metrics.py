@@ -44,6 +44,11 @@ def metrics_cmd(
     subvolume_um: float = typer.Option(
         None, "--subvolume-um", help="Edge (µm) of the sub-volumes whose spread gives the "
         "_std/_ci95 companions (default: half the shortest extent, at most 256 voxels)."),
+    subvolumes: str = typer.Option(
+        None, "--subvolumes",
+        help="Representative-volume curve: cube edges in voxels, e.g. 64,128,256; τ mean ± "
+        "std over the cubes of each size (JSON key tortuosity_rve).",
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = SCHEDULER, n_workers: int = N_WORKERS, threads_per_worker: int = THREADS,
     memory_limit: str = MEMORY, block_shape: str = BLOCKS,
@@ -63,7 +68,8 @@ def metrics_cmd(
     vol = read_input(phases, role="labels", voxel=voxel, lazy=True)
     info(f"{phases}: shape {vol.shape}, spacing {vol.spacing} µm")
     opts = {"phase": phase, "tortuosity": tortuosity_axes, "surface_method": surface_method,
-            "tol": tol, "report": info, "subvolume_um": subvolume_um}
+            "tol": tol, "report": info, "subvolume_um": subvolume_um,
+            "subvolumes": subvolumes or ()}
     with session(cfg, vol.nbytes, explicit=explicit) as client:
         if client is None:
             import dask
@@ -110,6 +116,16 @@ def metrics_cmd(
 def _spread(result: dict[str, Any], key: str, name: str) -> tuple[Any, Any]:
     """The ``_std`` and ``_ci95`` companions of one figure."""
     return (result.get(f"{key}_std") or {}).get(name), (result.get(f"{key}_ci95") or {}).get(name)
+    for ax, rows in (result.get("tortuosity_rve") or {}).items():
+        if ax in ("x", "y", "z"):
+            say(f"  tortuosity {ax} by sub-volume  " + "  ".join(
+                f"{row['size_voxels']}: {_mean_std(row)}" for row in rows))
+
+
+def _mean_std(row: dict[str, Any]) -> str:
+    if row["mean"] is None:
+        return f"none of {row['n']} percolates"
+    return f"{row['mean']:.3f} ± {row['std']:.3f} (n {row['n_percolating']}/{row['n']})"
 
 
 def _on_engine(vol: Volume, cfg: Any, client: Any, path: Path,

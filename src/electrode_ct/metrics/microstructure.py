@@ -21,6 +21,11 @@ TORTUOSITY_BYTES_PER_VOXEL = 190.0
 """Peak memory of the in-memory tortuosity solve per voxel of the phase (AMG-preconditioned
 CG, measured at 512³, docs/metrics.md)."""
 
+LEAN_TORTUOSITY_BYTES_PER_VOXEL = 110.0
+"""Peak memory of the lean (float32, geometric multigrid) solve per phase voxel, used from
+:data:`~electrode_ct.metrics.tortuosity.LEAN_ABOVE` voxels (measured 85–101 at 384³ and
+256³, set-up included, docs/scale.md)."""
+
 TAU_CONVENTION = (
     "tau = eps * D / D_eff; eps = volume fraction of the whole phase; D_eff/D = F*L/(A*dc) "
     "with A the full cross-section; fixed values on the two faces, no flux elsewhere"
@@ -60,6 +65,8 @@ def microstructure_metrics(
     tol: float | None = None,
     report: Callable[[str], None] | None = None,
     subvolume_um: float | None = None,
+    subvolumes: Sequence[int] | str = (),
+    client: Any = None,
 ) -> dict[str, Any]:
     """Volume fractions, surface areas, percolation and tortuosity of a phase volume.
 
@@ -80,6 +87,11 @@ def microstructure_metrics(
     subvolume_um : float, optional
         Edge of the sub-volumes (µm) whose spread gives the ``_std`` / ``_ci95``
         companions (:mod:`electrode_ct.metrics.spread`; default half the shortest extent).
+    subvolumes : sequence of int or str, optional
+        Cube edges in voxels for the representative-volume curve of τ
+        (:mod:`electrode_ct.metrics.tortuosity_rve`); empty: none.
+    client : distributed.Client, optional
+        Runs the sub-volume solves as parallel tasks; None solves them here.
 
     Returns
     -------
@@ -93,7 +105,8 @@ def microstructure_metrics(
         ``solver_tolerance``, ``tortuosity_details``; the companions ``<key>_std`` and
         ``<key>_ci95`` of the fractions, specific surfaces, interface % and tortuosity
         (:func:`electrode_ct.metrics.spread.metrics_spread`), ``tortuosity_subvolumes``
-        and ``subvolumes`` (the grid and the interval's method).
+        and ``subvolumes`` (the grid and the interval's method); ``tortuosity_rve`` when
+        ``subvolumes`` is given.
     """
     from electrode_ct.metrics._phase import phase_mask
     from electrode_ct.metrics.connectivity import connectivity
@@ -103,6 +116,7 @@ def microstructure_metrics(
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
     grid = subvolume_grid(volume.shape, volume.spacing, subvolume_um)
+    sizes = _rve_sizes(subvolumes, axes, volume.shape)
     labels = volume.numpy()
     cmap = volume.class_map
     mask = phase_mask(labels, value, class_map=cmap, name=volume.source)
@@ -113,8 +127,10 @@ def microstructure_metrics(
              "interfaces": interface_percentage(labels, class_map=cmap),
              "connectivity": connectivity(mask)}
     taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
-    result = _result(key, value, surface_method, parts, taus, rtol)
-    return _with_spread(result, labels, mask, grid, volume, axes, rtol, report)
+    out = _result(key, value, surface_method, parts, taus, rtol)
+    if sizes:
+        out["tortuosity_rve"] = _rve(mask, None, sizes, axes, volume, rtol, client, report)
+    return _with_spread(out, labels, mask, grid, volume, axes, rtol, report)
 
 
 def _with_spread(result: dict[str, Any], src: Any, mask: Any, grid: tuple[float, list[Any]],
@@ -131,6 +147,32 @@ def _with_spread(result: dict[str, Any], src: Any, mask: Any, grid: tuple[float,
         extra.update(spread.tortuosity_spread(mask, grid[1], axes, spacing=volume.spacing,
                                               rtol=rtol))
     return {**result, **extra, "subvolumes": spread.spread_info(*grid)}
+
+
+def _rve_sizes(subvolumes: Sequence[int] | str, axes: list[str],
+               shape: Sequence[int]) -> list[int]:
+    """Checked sub-volume edges (before any work is done)."""
+    from electrode_ct.metrics.tortuosity_rve import check_sizes, parse_sizes
+
+    if isinstance(subvolumes, str) and subvolumes.strip().lower() in ("", "none"):
+        return []
+    if not isinstance(subvolumes, str) and not list(subvolumes):
+        return []
+    sizes = parse_sizes(subvolumes)
+    if not axes:
+        raise InputError("--subvolumes: needs tortuosity directions (--tortuosity x,y,z)")
+    check_sizes(sizes, shape)
+    return sizes
+
+
+def _rve(src: Any, value: int | None, sizes: list[int], axes: list[str], volume: Volume,
+         rtol: float, client: Any, report: Callable[[str], None] | None) -> dict[str, Any]:
+    from electrode_ct.metrics.tortuosity_rve import tortuosity_rve
+
+    if report is not None:
+        report("tortuosity of sub-volumes " + ", ".join(map(str, sizes)) + " voxels")
+    return tortuosity_rve(src, sizes, value=value, axes=axes, spacing=volume.spacing,
+                          rtol=rtol, client=client)
 
 
 def _checked(volume: Volume, phase: str | int | None, tortuosity: str | Sequence[str],
@@ -193,7 +235,8 @@ def _result(key: str, value: int, surface_method: str, parts: dict[str, Any],
         "n_clusters": conn["n_clusters"],
         "n_isolated_clusters": conn["n_isolated"],
         "tortuosity_convention": TAU_CONVENTION,
-        "tortuosity_solver": SOLVER_NAME,
+        "tortuosity_solver": ", ".join(sorted({r.solver for r in taus.values()}))
+        or SOLVER_NAME,
         "solver_tolerance": rtol,
         "tortuosity_details": {ax: r.to_dict() for ax, r in taus.items()},
     }
@@ -213,6 +256,7 @@ def microstructure_metrics_blockwise(
     tortuosity_memory: int | None = None,
     report: Callable[[str], None] | None = None,
     subvolume_um: float | None = None,
+    subvolumes: Sequence[int] | str = (),
 ) -> dict[str, Any]:
     """:func:`microstructure_metrics` on the block engine: the same keys and values
     (within 1e-9 relative), the volume read block by block.
@@ -239,6 +283,9 @@ def microstructure_metrics_blockwise(
     phase, tortuosity, surface_method, tol, report, subvolume_um
         As for :func:`microstructure_metrics` (the sub-volume companions computed one
         task per sub-volume on ``client``, with the same values).
+    subvolumes
+        Cube edges of the representative-volume curve of τ; the sub-volume solves run on
+        ``client``, each worker reading its cube from ``src``.
     tortuosity_memory : int, optional
         Bytes the tortuosity solve may use (default: 80 % of this machine's memory).
 
@@ -253,6 +300,7 @@ def microstructure_metrics_blockwise(
 
     axes, rtol, value, key = _checked(volume, phase, tortuosity, surface_method, tol)
     grid = subvolume_grid(volume.shape, volume.spacing, subvolume_um)
+    sizes = _rve_sizes(subvolumes, axes, volume.shape)
     cmap = volume.class_map
     say = report or (lambda _msg: None)
     opts = {"block_shape": block_shape, "client": client}
@@ -281,6 +329,8 @@ def microstructure_metrics_blockwise(
         mask = labels == value
         taus = _tortuosities(mask, axes, volume.spacing, rtol, report)
     result = _result(key, value, surface_method, parts, taus, rtol)
+    if sizes:
+        result["tortuosity_rve"] = _rve(src, value, sizes, axes, volume, rtol, client, report)
     return _with_spread(result, src, mask, grid, volume, axes, rtol, report, client)
 
 
@@ -290,7 +340,11 @@ def _check_tortuosity_memory(source: str, n_phase: int, budget: int | None) -> N
         from electrode_ct.compute.config import machine_memory
 
         budget = int(0.8 * machine_memory())
-    need = n_phase * TORTUOSITY_BYTES_PER_VOXEL
+    from electrode_ct.metrics.tortuosity import LEAN_ABOVE
+
+    per_voxel = (TORTUOSITY_BYTES_PER_VOXEL if n_phase < LEAN_ABOVE
+                 else LEAN_TORTUOSITY_BYTES_PER_VOXEL)
+    need = n_phase * per_voxel
     if need > budget:
         raise InputError(
             f"{source}: tortuosity is solved in memory only and would need {need / 1e9:.1f} GB "

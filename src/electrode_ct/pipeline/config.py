@@ -145,6 +145,9 @@ class MetricsStep(_Strict):
     subvolume_um: float | None = Field(
         None, gt=0, description="Edge (µm) of the sub-volumes whose spread gives the _std / "
         "_ci95 companions; default half the shortest extent (at most 256 voxels).")
+    subvolumes: list[int] = Field(
+        [], description="Cube edges in voxels for the representative-volume curve of the "
+        "tortuosity (τ mean ± std per size), e.g. [64, 128, 256]; [] for none.")
 
 
 class StatsStep(_Strict):
@@ -447,6 +450,7 @@ steps:
     phase: {met['phase']}
     tortuosity: [x, y, z]
     surface_method: marching_cubes   # face | marching_cubes | gradient
+    subvolumes: []          # e.g. [64, 128, 256]: tortuosity mean ± std per cube edge
   stats:
     enabled: true
     by: null                # e.g. volume_um3:4

@@ -539,7 +539,8 @@ def step_metrics(run: Run) -> StepResult:
 
     p = run.cfg.steps.metrics
     opts = {"phase": p.phase, "tortuosity": p.tortuosity, "surface_method": p.surface_method,
-            "tol": p.tol, "report": run.log.info, "subvolume_um": p.subvolume_um}
+            "tol": p.tol, "report": run.log.info, "subvolume_um": p.subvolume_um,
+            "subvolumes": p.subvolumes}
     i = reference_state(run)
     cfg, lazy = run.cfg.compute, _phases_lazy(run, i)
     if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.io import read, read_table
-from electrode_ct.report.figures import bars, histogram, orthoslices
+from electrode_ct.report.figures import bars, histogram, orthoslices, rve_curve
 from electrode_ct.report.html import Section, write_report
 
 
@@ -142,6 +142,10 @@ def _metrics(man: dict[str, Any]) -> list[Section]:
         if key in m:
             flat[key] = m[key]
     sec.table(flat)
+    if m.get("tortuosity_rve"):
+        sec.figure(rve_curve(m["tortuosity_rve"]), alt="tortuosity against sub-volume size")
+        sec.text("Tortuosity of the sub-volume cubes of each edge: mean ± standard deviation "
+                 "over the percolating cubes (steps.metrics.subvolumes).", note=True)
     return [sec]
 
 

@@ -1,4 +1,5 @@
-"""General report figures: orthoslices with overlays, histograms with thresholds, bar charts.
+"""General report figures: orthoslices with overlays, histograms with thresholds, bar charts,
+the representative-volume curve of the tortuosity.
 
 All functions return a matplotlib Figure (Agg backend); :func:`to_png_base64` embeds it.
 """
@@ -123,4 +124,26 @@ def bars(values: Mapping[str, float], *, ylabel: str, title: str = "",
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def rve_curve(rve: Mapping[str, object]) -> Figure:
+    """τ mean ± std against the sub-volume edge (µm), one line per direction.
+
+    ``rve`` is the ``tortuosity_rve`` dict of the metrics
+    (:func:`electrode_ct.metrics.tortuosity_rve.tortuosity_rve`).
+    """
+    fig, ax = plt.subplots(figsize=(5, 3))
+    edges = [float(np.max(e)) for e in rve["sizes_um"]]  # type: ignore[union-attr]
+    for k, axis in enumerate(a for a in ("x", "y", "z") if a in rve):
+        rows = rve[axis]
+        keep = [i for i, r in enumerate(rows) if r["mean"] is not None]  # type: ignore[index]
+        ax.errorbar([edges[i] for i in keep], [rows[i]["mean"] for i in keep],  # type: ignore[index]
+                    yerr=[rows[i]["std"] for i in keep], marker="o", capsize=3,  # type: ignore[index]
+                    color=PHASE_COLOURS[k], label=f"τ along {axis}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sub-volume edge (µm)")
+    ax.set_ylabel("tortuosity factor τ")
+    ax.set_title("Representative volume: mean ± std over the sub-volumes")
+    ax.legend()
     return fig
