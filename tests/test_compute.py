@@ -192,3 +192,16 @@ def test_loading_a_lazy_volume_while_a_client_is_open_reads_the_data(client, tmp
     assert lazy.is_lazy
     np.testing.assert_array_equal(lazy.compute().data, volume)
     np.testing.assert_array_equal(lazy.numpy(), volume)
+
+
+def test_the_in_memory_threshold_is_per_step_unless_given():
+    from electrode_ct.compute.config import IN_MEMORY_SHARE, machine_memory
+
+    cfg = ComputeConfig()
+    fits = int(IN_MEMORY_SHARE * machine_memory() / 2.0)  # a step needing 2 bytes per byte
+    assert cfg.stays_in_memory(fits, 2.0) and not cfg.stays_in_memory(fits + 1, 2.0)
+    assert not cfg.stays_in_memory(fits, 48.0)  # a hungrier step sends it to the engine
+    assert cfg.in_memory_limit_mb(2.0) == pytest.approx(fits / 1e6, rel=1e-9)
+    given = ComputeConfig(in_memory_below_mb=1.0)  # a number: the same for every step
+    assert given.stays_in_memory(10**6, 2.0) and not given.stays_in_memory(10**6 + 1, 0.1)
+    assert not ComputeConfig(scheduler="tcp://127.0.0.1:1").stays_in_memory(1, 2.0)

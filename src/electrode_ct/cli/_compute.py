@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from electrode_ct.cli._argv import parse_floats
 from electrode_ct.cli._common import info
-from electrode_ct.compute.config import ComputeConfig
+from electrode_ct.compute.config import IN_MEMORY_FACTOR, ComputeConfig
 from electrode_ct.errors import ConfigError
 
 SCHEDULER = typer.Option(
@@ -68,15 +68,20 @@ def compute_config(scheduler: str | None = None, n_workers: int | None = None,
         raise ConfigError(f"{name}: {err['msg']}") from None
 
 
-def use_engine(cfg: ComputeConfig, nbytes: int, *, explicit: bool) -> bool:
-    """Whether blocks go to Dask: asked for, or the input above ``in_memory_below_mb``."""
-    return explicit or cfg.scheduler != "local" or nbytes > cfg.in_memory_below_mb * 1e6
+def use_engine(cfg: ComputeConfig, nbytes: int, *, explicit: bool,
+               factor: float = IN_MEMORY_FACTOR) -> bool:
+    """Whether blocks go to Dask: asked for, or the input too large for the in-memory path
+    (:meth:`ComputeConfig.stays_in_memory`; ``factor``: the step's in-memory peak per input
+    byte)."""
+    return explicit or not cfg.stays_in_memory(nbytes, factor)
 
 
 @contextmanager
-def session(cfg: ComputeConfig, nbytes: int, *, explicit: bool) -> Iterator[Any]:
-    """A Dask client for the engine path, or ``None`` for the in-memory path."""
-    if not use_engine(cfg, nbytes, explicit=explicit):
+def session(cfg: ComputeConfig, nbytes: int, *, explicit: bool,
+            factor: float = IN_MEMORY_FACTOR) -> Iterator[Any]:
+    """A Dask client for the engine path, or ``None`` for the in-memory path
+    (:func:`use_engine`)."""
+    if not use_engine(cfg, nbytes, explicit=explicit, factor=factor):
         yield None
         return
     from electrode_ct.compute.cluster import open_client

@@ -57,6 +57,7 @@ def measure_cmd(
     from electrode_ct.errors import InputError
     from electrode_ct.io import write_table
     from electrode_ct.measure.psd import psd_summary
+    from electrode_ct.measure.table import IN_MEMORY_FACTOR
     from electrode_ct.provenance import record
     from electrode_ct.uncertainty import check_bootstrap
 
@@ -72,7 +73,8 @@ def measure_cmd(
     spacing = inputs.spacing
     opts = {"properties": properties, "exclude_layers": exclude_layers,
             "background_sigma": background_sigma, "normalise": normalise}
-    if not inputs.labels.is_2d and co.use_engine(cfg, inputs.nbytes, explicit=explicit):
+    if not inputs.labels.is_2d and co.use_engine(cfg, inputs.nbytes, explicit=explicit,
+                                                 factor=IN_MEMORY_FACTOR):
         table, radial_df = measure_engine(inputs, out, cfg, opts, timings)
     else:
         table, radial_df = measure_memory(inputs, opts, timings)

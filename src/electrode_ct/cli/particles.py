@@ -134,7 +134,11 @@ def particles_cmd(
         from electrode_ct.cli._particles_engine import parse_halo
 
         parse_halo(halo, vol.spacing)  # a bad --halo fails before any cluster starts
-    with co.session(cfg, vol.nbytes, explicit=explicit) as client:
+    from electrode_ct.particles.blockwise import BYTES_PER_VOXEL
+
+    # in memory the separation needs about a block's working memory per voxel
+    with co.session(cfg, vol.nbytes, explicit=explicit,
+                    factor=BYTES_PER_VOXEL / vol.dtype.itemsize) as client:
         if client is not None:
             _refuse_on_engine(method, boundary, planes, remove_border)
             summary = _engine(vol, phases, out, cfg, client, params, halo)

@@ -16,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from electrode_ct.errors import ConfigError
 
 JOBQUEUE_SCHEDULERS = ("slurm", "pbs", "sge", "lsf")
+
+IN_MEMORY_FACTOR = 48.0
+"""Peak bytes of a step's in-memory path per byte of its input, when the step gives no
+estimate of its own: on a 24 GB machine inputs up to 256 MB stay in memory."""
+
+IN_MEMORY_SHARE = 0.5
+"""Share of the machine's memory an in-memory path may fill (the automatic threshold)."""
 """Batch systems reached through dask-jobqueue (the ``hpc`` extra)."""
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -100,8 +107,11 @@ class ComputeConfig(BaseModel):
     block_shape : tuple of int, optional
         Block (chunk) shape (z, y, x) in voxels; default chosen from the volume and the
         memory limit.
-    in_memory_below_mb : float
-        Volumes smaller than this (MB of input) keep the in-memory path.
+    in_memory_below_mb : float, optional
+        Inputs up to this size (MB) keep the in-memory path on the local scheduler. Default
+        (None): automatic, per step — an input stays in memory when the step's estimated
+        in-memory peak (input bytes × the step's factor, :data:`IN_MEMORY_FACTOR` unless it
+        knows better) fits :data:`IN_MEMORY_SHARE` of the machine's memory.
     connect_timeout_s : float
         Seconds to wait for a scheduler address before giving up.
     dashboard : bool
@@ -119,7 +129,7 @@ class ComputeConfig(BaseModel):
     threads_per_worker: int | None = None
     memory_limit: str | None = None
     block_shape: tuple[int, int, int] | None = None
-    in_memory_below_mb: float = 256.0
+    in_memory_below_mb: float | None = None
     connect_timeout_s: float = 10.0
     dashboard: bool = False
     jobqueue: dict[str, Any] = {}
@@ -153,6 +163,17 @@ class ComputeConfig(BaseModel):
         if v is not None and min(v) < 1:
             raise ValueError(f"expected 3 positive integers (Z Y X), got {v}")
         return v
+
+    def in_memory_limit_mb(self, factor: float = IN_MEMORY_FACTOR) -> float:
+        """The largest input (MB) a step whose in-memory peak is ``factor`` × its input
+        keeps in memory: ``in_memory_below_mb`` when given, else the automatic rule."""
+        if self.in_memory_below_mb is not None:
+            return float(self.in_memory_below_mb)
+        return IN_MEMORY_SHARE * machine_memory() / factor / 1e6
+
+    def stays_in_memory(self, nbytes: int, factor: float = IN_MEMORY_FACTOR) -> bool:
+        """Whether an input of ``nbytes`` keeps the in-memory path (local scheduler only)."""
+        return self.scheduler == "local" and nbytes <= self.in_memory_limit_mb(factor) * 1e6
 
     def threads(self) -> int:
         """Threads per worker (default 1)."""

@@ -36,7 +36,7 @@ class EngineControls:
 
         self.name = name
         self.above = FloatSpinBox(label="engine above (MB)", min=0.0, max=1e9, step=64.0,
-                                  value=ComputeConfig().in_memory_below_mb)
+                                  value=round(ComputeConfig().in_memory_limit_mb()))
         self.output = FileEdit(label="engine output", mode="w", filter="*.ome.zarr")
         self.compute: dict[str, Any] = {}
         """Other :class:`ComputeConfig` settings (scheduler, workers, memory, blocks)."""

@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from electrode_ct.compute.config import ComputeConfig
+from electrode_ct.compute.config import IN_MEMORY_FACTOR, ComputeConfig
 from electrode_ct.compute.engine import check_blocks, default_block_shape
 from electrode_ct.volume import Volume
 
@@ -101,9 +101,11 @@ class PipelineCompute:
         """Bytes one block task may use (the per-worker memory limit)."""
         return self.cfg.worker_memory()
 
-    def use_engine(self, nbytes: int) -> bool:
-        """Whether an input of ``nbytes`` bytes runs on the engine."""
-        return self.cfg.scheduler != "local" or nbytes > self.cfg.in_memory_below_mb * 1e6
+    def use_engine(self, nbytes: int, factor: float = IN_MEMORY_FACTOR) -> bool:
+        """Whether an input of ``nbytes`` bytes runs on the engine
+        (:meth:`ComputeConfig.stays_in_memory`; ``factor``: the step's in-memory peak per
+        input byte)."""
+        return not self.cfg.stays_in_memory(nbytes, factor)
 
     def client(self) -> Any:
         """The run's ``distributed.Client`` (opened on first use, closed with the run).

@@ -46,7 +46,7 @@ def particles_on_engine(run: Run, i: int, rel: str) -> dict[str, Any] | None:
 
     eng = engine(run)
     vol = lazy_phases(run, i)
-    if not eng.use_engine(vol.nbytes):
+    if not eng.use_engine(vol.nbytes, pb.BYTES_PER_VOXEL / vol.dtype.itemsize):
         return None
     p = run.cfg.steps.particles
     value = resolve_phase(p.phase, vol.class_map, where="steps.particles.phase")

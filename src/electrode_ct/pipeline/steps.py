@@ -470,6 +470,7 @@ def step_measure(run: Run) -> StepResult:
     """Morphology + grey (GREAT2) tables: every tracked state, else the reference state."""
     from electrode_ct.measure import particle_table
     from electrode_ct.measure.psd import psd_summary
+    from electrode_ct.measure.table import IN_MEMORY_FACTOR
     from electrode_ct.pipeline.compute import engine
 
     p = run.cfg.steps.measure
@@ -478,7 +479,8 @@ def step_measure(run: Run) -> StepResult:
     outputs, summary = {}, {}
     for i in states:
         lazy = read(_labels_path(run, i), lazy=True)
-        if engine(run).use_engine(lazy.nbytes):
+        # labels (uint32) + grey (at most 4 bytes) in memory: twice the labels' bytes
+        if engine(run).use_engine(2 * lazy.nbytes, IN_MEMORY_FACTOR):
             table, radial = _measure_engine(run, i, lazy)
         else:
             lab = particle_labels(run, i)
@@ -543,7 +545,7 @@ def step_metrics(run: Run) -> StepResult:
             "subvolumes": p.subvolumes}
     i = reference_state(run)
     cfg, lazy = run.cfg.compute, _phases_lazy(run, i)
-    if cfg.scheduler != "local" or lazy.nbytes > cfg.in_memory_below_mb * 1e6:
+    if not cfg.stays_in_memory(lazy.nbytes):
         result = _metrics_engine(run, lazy, opts)
     else:
         result = microstructure_metrics(phases(run, i), **opts)
