@@ -122,7 +122,7 @@ def test_operando_widget_on_a_synthetic_series(make_napari_viewer, qtbot, tmp_pa
     from electrode_ct.stats import paired
 
     s = shifted_series(shape=(32, 56, 56), radius=(6.0, 8.0), n_particles=25, noise=2.0,
-                       drop=4.0, seed=2)
+                       drop=20.0, seed=2)  # cracked particles 20 grey levels darker
     viewer = make_napari_viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
     for i, g in enumerate(s.greys):
