@@ -306,9 +306,10 @@ def test_cancel_on_the_engine_leaves_no_store_and_only_a_message(
     w.method.value = "otsu"
     _engine(w, out := tmp_path / "phases.ome.zarr", scheduler)
     seen = len(notification_manager.records)
+    name = f"ect-napari-cancel-{tmp_path.name}"
     with Client(scheduler) as client:
-        gate = Event("ect-napari-cancel", client=client)
-        busy = client.submit(_hold_the_worker, "ect-napari-cancel", pure=False)
+        gate = Event(name, client=client)
+        busy = client.submit(_hold_the_worker, name, pure=False)
         w.apply_button.native.click()
         # the job runs: its partial store is on disk, its blocks wait for the worker
         qtbot.waitUntil(lambda: any(tmp_path.glob("ect-engine-*/labels.ome.zarr")),
