@@ -284,6 +284,48 @@ def test_closing_the_viewer_mid_job_is_quiet(make_napari_viewer, qtbot):
     assert results == [] and panel.last_error == "cancelled"
 
 
+def _hold_the_worker(name):
+    """A real task that keeps the cluster's only worker thread busy until the
+    ``distributed.Event`` ``name`` is set (the engine's blocks queue behind it)."""
+    from distributed import Event
+
+    return Event(name).wait(30)
+
+
+def test_cancel_on_the_engine_leaves_no_store_and_only_a_message(
+        make_napari_viewer, qtbot, phantom, tmp_path, scheduler):
+    from distributed import Client, Event
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from electrode_ct.napari._threshold import RESULT, ThresholdWidget
+
+    viewer = make_napari_viewer()
+    _add(viewer, phantom.grey, "grey")
+    w = ThresholdWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.method.value = "otsu"
+    _engine(w, out := tmp_path / "phases.ome.zarr", scheduler)
+    seen = len(notification_manager.records)
+    name = f"ect-napari-cancel-{tmp_path.name}"
+    with Client(scheduler) as client:
+        gate = Event(name, client=client)
+        busy = client.submit(_hold_the_worker, name, pure=False)
+        w.apply_button.native.click()
+        # the job runs: its partial store is on disk, its blocks wait for the worker
+        qtbot.waitUntil(lambda: any(tmp_path.glob("ect-engine-*/labels.ome.zarr")),
+                        timeout=TIMEOUT_MS)
+        assert w.jobs.running
+        w.jobs._cancel.native.click()  # the panel's Cancel button
+        gate.set()
+        _wait(qtbot, w.jobs)
+        busy.result()
+    assert w.jobs.last_error == "cancelled" and RESULT not in viewer.layers
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nor any work folder
+    news = notification_manager.records[seen:]
+    assert [n.message for n in news] == ["cancelled; nothing was written"]
+    assert news[0].severity == NotificationSeverity.INFO  # a message, not an error
+
+
 def test_viewer_work_exported_as_config_replays_with_ect_run(make_napari_viewer, qtbot,
                                                              phantom, tmp_path, run_cli):
     from electrode_ct.io import read, write
