@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -34,6 +35,9 @@ from electrode_ct.pipeline.runner import LOCK_NAME
 
 STEPS = ["filter", "segment", "particles", "measure", "metrics", "stats"]
 NOT_COMPARED = {"run.log", "provenance.json"}  # they hold times and the folder name
+# an operando run with every step: track (2 states), cracks (the shipped model), report
+OPERANDO_STEPS = ["filter", "segment", "particles", "track", "measure", "cracks", "metrics",
+                  "stats", "report"]
 
 
 def _config(folder: Path, grey: Path, output: str = "out", name: str = "cfg") -> Path:
@@ -77,7 +81,8 @@ _CTX.set_forkserver_preload([  # what a run imports, so each forked run costs it
     "SimpleITK", "cc3d", "edt", "fastremap", "psutil", "pyarrow.parquet", "pydantic", "yaml",
     "scipy.ndimage", "scipy.sparse", "scipy.stats", "scipy.optimize", "scipy.spatial",
     "skimage.filters", "skimage.measure", "skimage.morphology", "skimage.segmentation",
-    "skimage.transform", "skimage.draw", "skimage.exposure", "imagecodecs"])
+    "skimage.transform", "skimage.draw", "skimage.exposure", "imagecodecs",
+    "electrode_ct.operando", "electrode_ct.cracks", "electrode_ct.report.build"])
 
 
 def _kill_myself(target: str, delay_s: float) -> None:
@@ -161,15 +166,27 @@ def _drop_times(obj):
     return obj
 
 
+def _report_page(path: Path, out: Path) -> str:
+    """The report page less what differs between two identical runs: the output folder
+    (in the configuration shown) and the step times of the provenance table."""
+    page = path.read_text().replace(str(out), "OUT")
+    head, sep, prov = page.partition('<section id="provenance">')
+    assert sep, path  # the provenance table is there
+    return head + re.sub(r"(<td>[a-z]+</td>\s*<td>)[^<]*(</td>)", r"\1\2", prov)
+
+
 def assert_same_outputs(out: Path, ref: Path) -> None:
-    """Same files; identical bytes except timings (JSON ``*_s`` keys) and the log,
-    provenance and report pages; the same step keys."""
+    """Same files; identical bytes except timings (JSON ``*_s`` keys, the report's step
+    times), the output folder named in the report, the log and provenance; the same step
+    keys."""
     got, want = _files(out), _files(ref)
     assert sorted(got) == sorted(want), set(got) ^ set(want)
     for rel, p in want.items():
         if Path(rel).name in NOT_COMPARED:
             continue
-        if rel.endswith(".json"):
+        if rel == "report.html":
+            assert _report_page(got[rel], out) == _report_page(p, ref), rel
+        elif rel.endswith(".json"):
             assert _drop_times(json.loads(got[rel].read_text())) == _drop_times(
                 json.loads(p.read_text())), rel
         else:
@@ -205,6 +222,80 @@ def test_sigkill_in_every_step_resumes_to_identical_outputs(phantom_run):
     assert proc.wait() == 0, proc.err
     assert_same_outputs(cfg.parent / "out", ref)
     assert not (cfg.parent / "out" / LOCK_NAME).exists()
+
+
+def _operando_config(folder: Path, greys: list[Path], output: str) -> Path:
+    """Every step of the pipeline: two operando states (so ``track`` runs), ``cracks``
+    with the shipped default model, and the report."""
+    cfg = {"input": {"grey": [str(g) for g in greys], "voxel_size": 0.5}, "output": output,
+           "steps": {"filter": {"enabled": True, "method": "gaussian", "sigma": 0.7},
+                     "segment": {"method": "threshold", "threshold_method": "multiotsu",
+                                 "classes": 3},
+                     "particles": {"phase": "active"}, "cracks": {"enabled": True},
+                     "metrics": {"tortuosity": ["z"]}}}
+    path = folder / f"{output}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def operando_run(tmp_path, shared):
+    """Config of an operando run into ``tmp_path/out`` and the outputs and step times of an
+    uninterrupted run of the same two states (a 48³ synthetic electrode whose cracks open
+    between the states, rendered once per module)."""
+    if "operando" not in shared:
+        from electrode_ct.synth import operando_series
+
+        root = shared["root"]
+        series = operando_series((48, 48, 48), states=2, openness=[0.0, 0.3], voxel_size=0.5,
+                                 radius_mean_um=2.5, radius_sd_um=0.5, cracked_fraction=0.3,
+                                 max_shift_um=0.5, max_rotation_deg=0.0, snr=8, seed=11)
+        greys = [root / f"state_{i}.tif" for i in range(len(series))]
+        for path, ph in zip(greys, series, strict=True):
+            tifffile.imwrite(path, ph.grey.numpy())
+        ref = Ect("--quiet", "run", str(_operando_config(root, greys, "operando")))
+        assert ref.wait() == 0, ref.err
+        steps = json.loads((root / "operando" / "provenance.json").read_text())["steps"]
+        assert list(steps) == OPERANDO_STEPS and steps["track"]["summary"]["n_tracked"] > 0
+        shared["operando"] = (greys, root / "operando",
+                              {k: v["time_s"] for k, v in steps.items()})
+    greys, ref, times = shared["operando"]
+    return _operando_config(tmp_path, greys, "out"), ref, times
+
+
+def _killed_in(log: Path, start: int) -> str | None:
+    """The step a killed run was inside: the last one its part of ``run.log`` (from byte
+    ``start``) shows running and not done (None: killed between steps)."""
+    lines = log.read_text()[start:].splitlines()
+    at = [i for i, ln in enumerate(lines) if ln.endswith(": running")]
+    if not at:
+        return None
+    step = lines[at[-1]].split()[-2].rstrip(":")
+    return None if any(f" {step}: done in " in ln for ln in lines[at[-1]:]) else step
+
+
+def test_sigkill_in_every_step_of_an_operando_run_with_cracks_and_report(operando_run):
+    """Each run is SIGKILLed at a random moment inside a different step (0.05-0.6 of that
+    step's time in the reference run); the next one resumes and is killed in the next."""
+    cfg, ref, times = operando_run
+    log = cfg.parent / "out" / "run.log"
+    rng = random.Random(2027)
+    landed = {}
+    for step in OPERANDO_STEPS:
+        start = log.stat().st_size if log.exists() else 0
+        proc = Ect("--quiet", "run", str(cfg),
+                   kill_in=(step, rng.uniform(0.05, 0.6) * times[step]))
+        code = proc.wait()
+        assert code in (0, -signal.SIGKILL), f"{step}: exit {code}: {proc.err[-300:]}"
+        landed[step] = _killed_in(log, start) if code else "finished"
+    # the long steps this test adds are killed inside themselves, most others too
+    assert all(landed[s] == s for s in ("track", "cracks", "report")), landed
+    assert sum(landed[s] == s for s in OPERANDO_STEPS) >= 6, landed
+    proc = Ect("--quiet", "run", str(cfg))
+    assert proc.wait() == 0, proc.err
+    assert_same_outputs(cfg.parent / "out", ref)
+    assert not (cfg.parent / "out" / LOCK_NAME).exists()
+    assert not [p for p in (cfg.parent / "out").rglob("*") if ".tmp" in p.name]
 
 
 def _wait_for(log: Path, text: str, proc: Ect) -> None:
