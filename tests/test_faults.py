@@ -263,34 +263,44 @@ def operando_run(tmp_path, shared):
     return _operando_config(tmp_path, greys, "out"), ref, times
 
 
-def _killed_in(log: Path, start: int) -> str | None:
-    """The step a killed run was inside: the last one its part of ``run.log`` (from byte
-    ``start``) shows running and not done (None: killed between steps)."""
-    lines = log.read_text()[start:].splitlines()
-    at = [i for i, ln in enumerate(lines) if ln.endswith(": running")]
-    if not at:
+def _recorded(out: Path, step: str) -> dict[str, str] | None:
+    """The outputs of ``step`` when ``provenance.json`` records it and they all exist."""
+    if not (out / "provenance.json").exists():  # killed in the first step of the first run
         return None
-    step = lines[at[-1]].split()[-2].rstrip(":")
-    return None if any(f" {step}: done in " in ln for ln in lines[at[-1]:]) else step
+    done = json.loads((out / "provenance.json").read_text())["steps"].get(step)
+    if done is None or not all((out / p).exists() for p in done["outputs"].values()):
+        return None
+    return done["outputs"]
+
+
+def _kill_inside(cfg: Path, step: str, delay_s: float) -> bool:
+    """Run ``ect run`` SIGKILLed ``delay_s`` after ``step`` starts; whether the kill came
+    inside the step (before it was recorded).
+
+    When the step finished first (it ran faster than in the reference, or an earlier kill
+    came after it), one of its outputs is removed so that the next run redoes it, and the
+    kill comes twice as soon (at most 4 tries)."""
+    out = cfg.parent / "out"
+    for _ in range(4):
+        proc = Ect("--quiet", "run", str(cfg), kill_in=(step, delay_s))
+        code = proc.wait()
+        assert code in (0, -signal.SIGKILL), f"{step}: exit {code}: {proc.err[-300:]}"
+        done = _recorded(out, step)
+        if done is None:
+            return code == -signal.SIGKILL
+        (out / sorted(done.values())[0]).unlink()
+        delay_s /= 2
+    return False
 
 
 def test_sigkill_in_every_step_of_an_operando_run_with_cracks_and_report(operando_run):
-    """Each run is SIGKILLed at a random moment inside a different step (0.05-0.6 of that
+    """Each run is SIGKILLed at a random moment inside a different step (0.05-0.8 of that
     step's time in the reference run); the next one resumes and is killed in the next."""
     cfg, ref, times = operando_run
-    log = cfg.parent / "out" / "run.log"
     rng = random.Random(2027)
-    landed = {}
-    for step in OPERANDO_STEPS:
-        start = log.stat().st_size if log.exists() else 0
-        proc = Ect("--quiet", "run", str(cfg),
-                   kill_in=(step, rng.uniform(0.05, 0.6) * times[step]))
-        code = proc.wait()
-        assert code in (0, -signal.SIGKILL), f"{step}: exit {code}: {proc.err[-300:]}"
-        landed[step] = _killed_in(log, start) if code else "finished"
-    # the long steps this test adds are killed inside themselves, most others too
-    assert all(landed[s] == s for s in ("track", "cracks", "report")), landed
-    assert sum(landed[s] == s for s in OPERANDO_STEPS) >= 6, landed
+    inside = {step: _kill_inside(cfg, step, rng.uniform(0.05, 0.8) * times[step])
+              for step in OPERANDO_STEPS}
+    assert all(inside.values()), inside
     proc = Ect("--quiet", "run", str(cfg))
     assert proc.wait() == 0, proc.err
     assert_same_outputs(cfg.parent / "out", ref)
