@@ -3,10 +3,11 @@ the outputs of an uninterrupted run; two runs into one folder never interleave; 
 disk, a read-only folder and an input changing during a run give one clear error.
 
 The runs are real ``ect run`` processes on a 40³ three-phase phantom (about a second of
-work each), forked from a server that has imported the package once (so a run costs its
-work, not the imports); a timer thread in the run's own process sends the SIGKILL a random
-time after the chosen step starts, so the kill point does not depend on how fast the test
-process is scheduled.
+work each) and on a two-state 48³ synthetic operando series with cracks and the report (every
+step of the pipeline, a few seconds), forked from a server that has imported the package
+once (so a run costs its work, not the imports); a timer thread in the run's own process
+sends the SIGKILL a random time after the chosen step starts, so the kill point does not
+depend on how fast the test process is scheduled.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ OPERANDO_STEPS = ["filter", "segment", "particles", "track", "measure", "cracks"
 
 
 def _config(folder: Path, grey: Path, output: str = "out", name: str = "cfg") -> Path:
-    """A run of every step of a single scan but the report (its figures add seconds, not
-    fault paths); tracking needs an operando series, cracks a trained model."""
+    """A run of every step of a single scan but the report (track, cracks and the report are
+    killed in the operando run of :func:`_operando_config`)."""
     cfg = {"input": {"grey": str(grey), "voxel_size": 0.5}, "output": output,
            "steps": {"filter": {"enabled": True, "method": "gaussian", "sigma": 0.7},
                      "segment": {"method": "threshold", "threshold_method": "multiotsu",
@@ -288,6 +289,7 @@ def _kill_inside(cfg: Path, step: str, delay_s: float) -> bool:
         done = _recorded(out, step)
         if done is None:
             return code == -signal.SIGKILL
+        assert done, f"{step}: recorded without outputs"
         (out / sorted(done.values())[0]).unlink()
         delay_s /= 2
     return False
