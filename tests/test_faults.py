@@ -3,10 +3,11 @@ the outputs of an uninterrupted run; two runs into one folder never interleave; 
 disk, a read-only folder and an input changing during a run give one clear error.
 
 The runs are real ``ect run`` processes on a 40³ three-phase phantom (about a second of
-work each), forked from a server that has imported the package once (so a run costs its
-work, not the imports); a timer thread in the run's own process sends the SIGKILL a random
-time after the chosen step starts, so the kill point does not depend on how fast the test
-process is scheduled.
+work each) and on a two-state 48³ synthetic operando series with cracks and the report (every
+step of the pipeline, a few seconds), forked from a server that has imported the package
+once (so a run costs its work, not the imports); a timer thread in the run's own process
+sends the SIGKILL a random time after the chosen step starts, so the kill point does not
+depend on how fast the test process is scheduled.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -34,11 +36,14 @@ from electrode_ct.pipeline.runner import LOCK_NAME
 
 STEPS = ["filter", "segment", "particles", "measure", "metrics", "stats"]
 NOT_COMPARED = {"run.log", "provenance.json"}  # they hold times and the folder name
+# an operando run with every step: track (2 states), cracks (the shipped model), report
+OPERANDO_STEPS = ["filter", "segment", "particles", "track", "measure", "cracks", "metrics",
+                  "stats", "report"]
 
 
 def _config(folder: Path, grey: Path, output: str = "out", name: str = "cfg") -> Path:
-    """A run of every step of a single scan but the report (its figures add seconds, not
-    fault paths); tracking needs an operando series, cracks a trained model."""
+    """A run of every step of a single scan but the report (track, cracks and the report are
+    killed in the operando run of :func:`_operando_config`)."""
     cfg = {"input": {"grey": str(grey), "voxel_size": 0.5}, "output": output,
            "steps": {"filter": {"enabled": True, "method": "gaussian", "sigma": 0.7},
                      "segment": {"method": "threshold", "threshold_method": "multiotsu",
@@ -77,7 +82,8 @@ _CTX.set_forkserver_preload([  # what a run imports, so each forked run costs it
     "SimpleITK", "cc3d", "edt", "fastremap", "psutil", "pyarrow.parquet", "pydantic", "yaml",
     "scipy.ndimage", "scipy.sparse", "scipy.stats", "scipy.optimize", "scipy.spatial",
     "skimage.filters", "skimage.measure", "skimage.morphology", "skimage.segmentation",
-    "skimage.transform", "skimage.draw", "skimage.exposure", "imagecodecs"])
+    "skimage.transform", "skimage.draw", "skimage.exposure", "imagecodecs",
+    "electrode_ct.operando", "electrode_ct.cracks", "electrode_ct.report.build"])
 
 
 def _kill_myself(target: str, delay_s: float) -> None:
@@ -161,15 +167,27 @@ def _drop_times(obj):
     return obj
 
 
+def _report_page(path: Path, out: Path) -> str:
+    """The report page less what differs between two identical runs: the output folder
+    (in the configuration shown) and the step times of the provenance table."""
+    page = path.read_text().replace(str(out), "OUT")
+    head, sep, prov = page.partition('<section id="provenance">')
+    assert sep, path  # the provenance table is there
+    return head + re.sub(r"(<td>[a-z]+</td>\s*<td>)[^<]*(</td>)", r"\1\2", prov)
+
+
 def assert_same_outputs(out: Path, ref: Path) -> None:
-    """Same files; identical bytes except timings (JSON ``*_s`` keys) and the log,
-    provenance and report pages; the same step keys."""
+    """Same files; identical bytes except timings (JSON ``*_s`` keys, the report's step
+    times), the output folder named in the report, the log and provenance; the same step
+    keys."""
     got, want = _files(out), _files(ref)
     assert sorted(got) == sorted(want), set(got) ^ set(want)
     for rel, p in want.items():
         if Path(rel).name in NOT_COMPARED:
             continue
-        if rel.endswith(".json"):
+        if rel == "report.html":
+            assert _report_page(got[rel], out) == _report_page(p, ref), rel
+        elif rel.endswith(".json"):
             assert _drop_times(json.loads(got[rel].read_text())) == _drop_times(
                 json.loads(p.read_text())), rel
         else:
@@ -205,6 +223,91 @@ def test_sigkill_in_every_step_resumes_to_identical_outputs(phantom_run):
     assert proc.wait() == 0, proc.err
     assert_same_outputs(cfg.parent / "out", ref)
     assert not (cfg.parent / "out" / LOCK_NAME).exists()
+
+
+def _operando_config(folder: Path, greys: list[Path], output: str) -> Path:
+    """Every step of the pipeline: two operando states (so ``track`` runs), ``cracks``
+    with the shipped default model, and the report."""
+    cfg = {"input": {"grey": [str(g) for g in greys], "voxel_size": 0.5}, "output": output,
+           "steps": {"filter": {"enabled": True, "method": "gaussian", "sigma": 0.7},
+                     "segment": {"method": "threshold", "threshold_method": "multiotsu",
+                                 "classes": 3},
+                     "particles": {"phase": "active"}, "cracks": {"enabled": True},
+                     "metrics": {"tortuosity": ["z"]}}}
+    path = folder / f"{output}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def operando_run(tmp_path, shared):
+    """Config of an operando run into ``tmp_path/out`` and the outputs and step times of an
+    uninterrupted run of the same two states (a 48³ synthetic electrode whose cracks open
+    between the states, rendered once per module)."""
+    if "operando" not in shared:
+        from electrode_ct.synth import operando_series
+
+        root = shared["root"]
+        series = operando_series((48, 48, 48), states=2, openness=[0.0, 0.3], voxel_size=0.5,
+                                 radius_mean_um=2.5, radius_sd_um=0.5, cracked_fraction=0.3,
+                                 max_shift_um=0.5, max_rotation_deg=0.0, snr=8, seed=11)
+        greys = [root / f"state_{i}.tif" for i in range(len(series))]
+        for path, ph in zip(greys, series, strict=True):
+            tifffile.imwrite(path, ph.grey.numpy())
+        ref = Ect("--quiet", "run", str(_operando_config(root, greys, "operando")))
+        assert ref.wait() == 0, ref.err
+        steps = json.loads((root / "operando" / "provenance.json").read_text())["steps"]
+        assert list(steps) == OPERANDO_STEPS and steps["track"]["summary"]["n_tracked"] > 0
+        shared["operando"] = (greys, root / "operando",
+                              {k: v["time_s"] for k, v in steps.items()})
+    greys, ref, times = shared["operando"]
+    return _operando_config(tmp_path, greys, "out"), ref, times
+
+
+def _recorded(out: Path, step: str) -> dict[str, str] | None:
+    """The outputs of ``step`` when ``provenance.json`` records it and they all exist."""
+    if not (out / "provenance.json").exists():  # killed in the first step of the first run
+        return None
+    done = json.loads((out / "provenance.json").read_text())["steps"].get(step)
+    if done is None or not all((out / p).exists() for p in done["outputs"].values()):
+        return None
+    return done["outputs"]
+
+
+def _kill_inside(cfg: Path, step: str, delay_s: float) -> bool:
+    """Run ``ect run`` SIGKILLed ``delay_s`` after ``step`` starts; whether the kill came
+    inside the step (before it was recorded).
+
+    When the step finished first (it ran faster than in the reference, or an earlier kill
+    came after it), one of its outputs is removed so that the next run redoes it, and the
+    kill comes twice as soon (at most 4 tries)."""
+    out = cfg.parent / "out"
+    for _ in range(4):
+        proc = Ect("--quiet", "run", str(cfg), kill_in=(step, delay_s))
+        code = proc.wait()
+        assert code in (0, -signal.SIGKILL), f"{step}: exit {code}: {proc.err[-300:]}"
+        done = _recorded(out, step)
+        if done is None:
+            return code == -signal.SIGKILL
+        assert done, f"{step}: recorded without outputs"
+        (out / sorted(done.values())[0]).unlink()
+        delay_s /= 2
+    return False
+
+
+def test_sigkill_in_every_step_of_an_operando_run_with_cracks_and_report(operando_run):
+    """Each run is SIGKILLed at a random moment inside a different step (0.05-0.8 of that
+    step's time in the reference run); the next one resumes and is killed in the next."""
+    cfg, ref, times = operando_run
+    rng = random.Random(2027)
+    inside = {step: _kill_inside(cfg, step, rng.uniform(0.05, 0.8) * times[step])
+              for step in OPERANDO_STEPS}
+    assert all(inside.values()), inside
+    proc = Ect("--quiet", "run", str(cfg))
+    assert proc.wait() == 0, proc.err
+    assert_same_outputs(cfg.parent / "out", ref)
+    assert not (cfg.parent / "out" / LOCK_NAME).exists()
+    assert not [p for p in (cfg.parent / "out").rglob("*") if ".tmp" in p.name]
 
 
 def _wait_for(log: Path, text: str, proc: Ect) -> None:
