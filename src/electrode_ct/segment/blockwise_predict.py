@@ -140,6 +140,18 @@ def _fixed_model(model: Any, src: Source, run: dict[str, Any]) -> Any:
     return fixed
 
 
+def _one_job(model: Any) -> Any:
+    """The forest predicting on one thread, as a Dask worker runs it anyway (one thread per
+    task, and a daemon process where scikit-learn would fall back to one job with a warning
+    per block)."""
+    import copy
+
+    one = copy.copy(model)
+    one.stage1 = copy.copy(model.stage1)
+    one.stage1.n_jobs = 1
+    return one
+
+
 def prediction_plan(model: Any, shape: Sequence[int] | None = None, *, two_d: bool = False,
                     **options: Any) -> tuple[tuple[int, int, int], float, int | None]:
     """Halo (voxels), working bytes per voxel, and the axis of the whole-plane slabs the
@@ -221,7 +233,8 @@ def predict_blockwise(model: Any, src: Source, labels: ZarrRef | np.ndarray, *,
         rng = forest_range_blockwise(model, src, block_shape=block_shape, **run)
         info["intensity_range"] = list(rng)
         halo, bpv, _ = prediction_plan(model)
-        run_blocks(finish(model.block_function(value_range=rng)), src, labels,
+        fitted = _one_job(model) if client is not None else model
+        run_blocks(finish(fitted.block_function(value_range=rng)), src, labels,
                    block_shape=block_shape, halo=halo, resume=resume, bytes_per_voxel=bpv,
                    **run)
     info["block_shape"] = list(block_shape)
