@@ -372,3 +372,15 @@ def test_model_file_states_training_data_hash(trained, tmp_path):
     assert head["format_version"] == 2 and "training_spacing_um" in head
     other = array_digest(*phantom_slice(1))
     assert other != head["training_data"]["images_labels_sha256"]
+
+
+def test_torch_threads_follow_the_process_cap(monkeypatch):
+    """An engine worker (OMP_NUM_THREADS = its threads) runs torch on that many threads;
+    an explicit count wins; without a cap the default."""
+    from electrode_ct.segment.cnn import _torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _torch.default_threads(None) == 1
+    assert _torch.default_threads(3) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _torch.default_threads(None) == _torch.DEFAULT_THREADS

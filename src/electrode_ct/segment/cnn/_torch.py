@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from electrode_ct.errors import DependencyError, InputError
@@ -57,5 +58,11 @@ def set_threads(n: int | None = DEFAULT_THREADS) -> None:
 
 
 def default_threads(n: int | None) -> int:
-    """``n``, or :data:`DEFAULT_THREADS` (looked up at call time) when ``n`` is None."""
-    return DEFAULT_THREADS if n is None else max(1, int(n))
+    """``n``, or :data:`DEFAULT_THREADS` (looked up at call time) when ``n`` is None,
+    capped by the process's ``OMP_NUM_THREADS`` when set (a Dask worker of the engine has
+    it set to its threads: more torch threads than that oversubscribe the cores, and
+    OpenMP's spinning threads made tri-planar prediction on 2 workers ~10× slower)."""
+    if n is not None:
+        return max(1, int(n))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(DEFAULT_THREADS, int(cap)) if cap.isdigit() and int(cap) > 0 else DEFAULT_THREADS
