@@ -15,25 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from electrode_ct.volume import Volume, resolve_phase
+from electrode_ct.volume import resolve_phase
 
 if TYPE_CHECKING:
     from electrode_ct.pipeline.runner import Run
-
-
-def lazy_phases(run: Run, i: int) -> Volume:
-    """Phase volume of state ``i`` read lazily (segmented, or given and cropped)."""
-    from electrode_ct.errors import ConfigError
-    from electrode_ct.io import read
-    from electrode_ct.pipeline.steps import _crop
-
-    if "segment" in run.results:
-        return read(run.output("segment", f"phases_{i}"), lazy=True)
-    paths = run.cfg.input.phases or []
-    if i >= len(paths):
-        raise ConfigError(f"input.phases: no phase volume for state {i}")
-    vol = _crop(run, read(paths[i], voxel_size=run.cfg.input.voxel_size, lazy=True))
-    return vol.with_class_map(run.cfg.input.class_map) if run.cfg.input.class_map else vol
 
 
 def particles_on_engine(run: Run, i: int, rel: str) -> dict[str, Any] | None:
@@ -45,7 +30,9 @@ def particles_on_engine(run: Run, i: int, rel: str) -> dict[str, Any] | None:
     from electrode_ct.pipeline.compute import codec_for, engine, publish
 
     eng = engine(run)
-    vol = lazy_phases(run, i)
+    from electrode_ct.pipeline.steps import _phases_lazy
+
+    vol = _phases_lazy(run, i)
     if not eng.use_engine(vol.nbytes, pb.BYTES_PER_VOXEL / vol.dtype.itemsize):
         return None
     p = run.cfg.steps.particles
