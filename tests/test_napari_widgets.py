@@ -397,7 +397,9 @@ def test_cnn_widget_trains_on_picked_slices_and_compares_with_forest(
     viewer = make_napari_viewer()
     _add(viewer, phantom.grey, "grey")
     truth = phantom.phases.numpy() + 1  # dense labels 1..3 (0 = unlabelled)
-    _add(viewer, phantom.grey.with_data(truth.astype(np.uint8)), "labels", labels=True)
+    names = {"pore": 1, "cbd": 2, "active": 3}
+    _add(viewer, phantom.grey.with_data(truth.astype(np.uint8)).with_class_map(names),
+         "labels", labels=True)
     w = CNNWidget(viewer)
     tiny = dict(arch="lrcs", channels=8, depth=2, kernel=3, patch=32, patches_per_epoch=32,
                 batch_size=8, lr=5e-2, threads=1, members=1, ema=0.0)
@@ -405,6 +407,7 @@ def test_cnn_widget_trains_on_picked_slices_and_compares_with_forest(
     w.train()
     _wait(qtbot, w.jobs)
     assert w.jobs.last_error is None and w.model is not None
+    assert list(w.model.class_names) == ["pore", "cbd", "active"]  # the layer's names
     sparse = np.zeros_like(truth)
     sparse[[6, 18]] = truth[[6, 18]]
     grey = phantom.grey.numpy()

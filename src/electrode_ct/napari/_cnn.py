@@ -83,6 +83,7 @@ class CNNWidget(Container):
             from electrode_ct.segment.cnn.train import train
 
             grey, lab, val = self._training()
+            names = _class_names(self.dense.volume("labelled slices").class_map, lab)
             cfg = TrainConfig(**{**self.config, "epochs": int(self.epochs.value)})
         except Exception as exc:
             self.jobs.fail(exc)
@@ -92,6 +93,7 @@ class CNNWidget(Container):
             total = cfg.epochs * cfg.members
             done = iter(range(1, total + 1))
             return train(grey.numpy(), lab, config=cfg, val=val, slices_2d=True,
+                         class_names=names,
                          callback=lambda rec: self.jobs.tick(next(done), total))
 
         def done(res: Any) -> None:
@@ -152,3 +154,13 @@ class CNNWidget(Container):
                   (("cnn", cnn), ("forest", forest.predict_region(grey, view).labels[0]))}
         self.scores.value = ", ".join(f"{k} mean IoU {v:.3f}" for k, v in scores.items())
         return scores
+
+
+def _class_names(class_map: dict[str, int] | None, labels: np.ndarray) -> list[str] | None:
+    """Names of the labelled classes from the labels layer's class map, in value order
+    (``None``: the map is absent or does not name every labelled value: ``class1``...)."""
+    if not class_map:
+        return None
+    by_value = {int(v): str(k) for k, v in class_map.items()}
+    values = [int(v) for v in np.unique(labels) if v]
+    return [by_value[v] for v in values] if all(v in by_value for v in values) else None
