@@ -60,7 +60,7 @@ import pandas as pd
 from electrode_ct.blocks import Block
 from electrode_ct.compute.engine import Progress, Source, ZarrRef, check_blocks, reduce_blocks
 from electrode_ct.errors import ConfigError, InputError, ShapeError
-from electrode_ct.labels import check_labels
+from electrode_ct.labels import check_labels, label_boxes, merge_boxes
 from electrode_ct.measure.intensity import grey_table
 from electrode_ct.measure.morphology import morphology_table
 from electrode_ct.measure.radial import (
@@ -107,28 +107,6 @@ def _shape(src: Source) -> tuple[int, ...]:
 
 
 # -- pass 1: extents -------------------------------------------------------------------------
-def _boxes(lab: np.ndarray, offset: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Ids present (int64, sorted) and their bounding boxes (int64 (n, 6), global)."""
-    import fastremap
-    from scipy import ndimage as ndi
-
-    compact, remap = fastremap.renumber(lab, preserve_zero=True, in_place=False)
-    old = np.zeros(len(remap) + 1, np.int64)
-    for k, v in remap.items():
-        old[int(v)] = int(k)
-    slices = ndi.find_objects(compact)
-    ids, boxes = [], []
-    for new, sl in enumerate(slices, start=1):
-        if sl is None or old[new] == 0:
-            continue
-        ids.append(old[new])
-        boxes.append([s.start + o for s, o in zip(sl, offset, strict=True)]
-                     + [s.stop + o for s, o in zip(sl, offset, strict=True)])
-    order = np.argsort(ids)
-    return (np.asarray(ids, np.int64)[order],
-            np.asarray(boxes, np.int64).reshape(-1, 6)[order])
-
-
 def _mask_moments(values: np.ndarray) -> tuple[int, float, float]:
     """Count, mean and centred sum of squares of float64 values (two passes)."""
     n = int(values.size)
@@ -142,8 +120,8 @@ def _extent_partial(grey: Source | None, mask: Source | None, name: str) -> Any:
     def partial(region: np.ndarray, block: Block) -> dict[str, Any]:
         lab = check_labels(block.crop(region), name=name, ndim=(3,))
         check_label_ids(int(lab.max(initial=0)), name=name)
-        ids, boxes = _boxes(lab, [s.start for s in block.write])
-        out: dict[str, Any] = {"ids": ids, "boxes": boxes, "grey": None, "mask": (0, 0.0, 0.0)}
+        boxes = label_boxes(lab, offset=tuple(s.start for s in block.write))
+        out: dict[str, Any] = {"boxes": boxes, "grey": None, "mask": (0, 0.0, 0.0)}
         if grey is not None:
             g = np.asarray(_open(grey)[block.write])
             out["grey"] = (np.min(g), np.max(g))  # NaN propagates: refused in _specs
@@ -184,16 +162,10 @@ class _Extents:
 
 
 def _merge_extents(parts: list[dict[str, Any]]) -> _Extents:
-    ids = np.concatenate([p["ids"] for p in parts]) if parts else np.zeros(0, np.int64)
-    boxes = np.concatenate([p["boxes"] for p in parts]).reshape(-1, 6)
-    uniq, inv = np.unique(ids, return_inverse=True)
-    lo = np.full((uniq.size, 3), np.iinfo(np.int64).max, np.int64)
-    hi = np.full((uniq.size, 3), -1, np.int64)
-    np.minimum.at(lo, inv, boxes[:, :3])
-    np.maximum.at(hi, inv, boxes[:, 3:])
+    boxes = merge_boxes([p["boxes"] for p in parts])  # columns: id, box start, box stop, ...
     greys = [p["grey"] for p in parts if p["grey"] is not None]
     rng = (np.min([g[0] for g in greys]), np.max([g[1] for g in greys])) if greys else None
-    return _Extents(uniq, np.concatenate([lo, hi], axis=1), rng,
+    return _Extents(boxes[:, 0], boxes[:, 1:7], rng,
                     merge_moments([p["mask"] for p in parts]))
 
 
