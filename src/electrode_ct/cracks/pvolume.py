@@ -37,7 +37,7 @@ work, no loop over particles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -154,6 +154,67 @@ def _domains(healed: np.ndarray, sp: tuple[float, float, float]
     return grown, layer.astype(np.int16), dout
 
 
+def _reference_ids(healed: np.ndarray, ids: np.ndarray,
+                   reference: np.ndarray | None) -> np.ndarray:
+    """The intact reference particles present in ``healed`` (default: every label not in
+    ``ids``; ``ids`` themselves when none is left)."""
+    all_ids = np.unique(healed[healed > 0]).astype(np.int64)
+    if reference is None:
+        reference = np.setdiff1d(all_ids, ids)
+    reference = np.intersect1d(np.asarray(reference, np.int64), all_ids)
+    return reference if reference.size else np.intersect1d(ids, all_ids)
+
+
+def _intact_profile(s: np.ndarray, r: np.ndarray, y: np.ndarray, is_ref: np.ndarray,
+                    core_mean: np.ndarray, a_ref: float) -> tuple[np.ndarray, float]:
+    """The intact relative profile by signed layer (each reference particle by its own
+    level) at every domain voxel, and the edge spread (voxels) it shows."""
+    smin = 1 - SHELL_VOX
+    sbin = np.clip(s, smin, MAX_LAYER) - smin
+    nb = MAX_LAYER - smin + 1
+    own = np.where(is_ref & (core_mean > 0.05 * a_ref), core_mean, a_ref)
+    in_ref = is_ref[r]
+    cnt = np.bincount(sbin[in_ref], minlength=nb)
+    tot = np.bincount(sbin[in_ref], weights=(y / own[r])[in_ref], minlength=nb)
+    prof = np.where(cnt > 0, tot / np.maximum(cnt, 1), 1.0)
+    prof[CORE_LAYER - smin:] = np.where(cnt[CORE_LAYER - smin:] > 0,
+                                        prof[CORE_LAYER - smin:], 1.0)
+    sigma = edge_sigma(prof[:CORE_LAYER - smin + 2], np.arange(smin, CORE_LAYER + 2))
+    return prof[sbin], sigma
+
+
+def _fit(per: Callable[..., np.ndarray], r: np.ndarray, x1: np.ndarray, x2: np.ndarray,
+         y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per particle least squares y ≈ a·x1 − b·x2: the level ``a`` and its nominal
+    variance (inf where the two regressors are degenerate)."""
+    s11, s12, s22 = per(x1 * x1), per(x1 * x2), per(x2 * x2)
+    t1, t2 = per(x1 * y), per(x2 * y)
+    det = s11 * s22 - s12 * s12
+    ok = det > 1e-9 * np.maximum(s11 * s22, 1e-30)
+    safe = np.where(ok, det, 1.0)
+    a = np.where(ok, (t1 * s22 - t2 * s12) / safe, t1 / np.maximum(s11, 1e-30))
+    b = np.where(ok, (s11 * t2 - s12 * t1) / safe, 0.0)
+    resid = per((y - a[r] * x1 + b[r] * x2) ** 2) / np.maximum(per() - 2, 1)
+    return a, np.where(ok, resid * s22 / safe, np.inf)
+
+
+def _shrunk_levels(a: np.ndarray, var_nom: np.ndarray, is_ref: np.ndarray,
+                   core_mean: np.ndarray, n_core: np.ndarray, a_ref: float) -> np.ndarray:
+    """The fitted levels, their variance calibrated on the reference particles, shrunk
+    towards the reference level (NaN where implausibly dark)."""
+    good = is_ref & np.isfinite(var_nom) & (var_nom > 0) & (n_core > 0)
+    k_cal = 1.0
+    if good.sum() >= 5:
+        k_cal = max(float(np.median((a[good] - core_mean[good]) ** 2 / var_nom[good]))
+                    / 0.455, 1e-3)  # 0.455: median of chi-square(1)
+    lv = core_mean[is_ref]
+    tau2 = max((1.4826 * float(np.median(np.abs(lv - np.median(lv))))) ** 2,
+               (1e-3 * a_ref) ** 2)
+    w_fit = np.where(np.isfinite(var_nom), 1.0 / np.maximum(k_cal * var_nom, 1e-30), 0.0)
+    level = (w_fit * a + a_ref / tau2) / (w_fit + 1.0 / tau2)
+    return np.where(level > 0.05 * a_ref, level, np.nan)
+
+
 def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                     reference: np.ndarray | None = None,
                     spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
@@ -198,12 +259,7 @@ def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
     sp = as_spacing(spacing, name="spacing")
     unit = min(sp)
     ids = np.asarray(ids, np.int64)
-    all_ids = np.unique(healed[healed > 0]).astype(np.int64)
-    if reference is None:
-        reference = np.setdiff1d(all_ids, ids)
-    reference = np.intersect1d(np.asarray(reference, np.int64), all_ids)
-    if reference.size == 0:
-        reference = np.intersect1d(ids, all_ids)
+    reference = _reference_ids(healed, ids, reference)
     rows_ids = np.union1d(ids, reference)
     n = len(rows_ids)
     nan_out = pd.DataFrame({"label": ids.astype(np.uint32),
@@ -241,19 +297,7 @@ def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
     if not (np.isfinite(pore) and a_ref > 0):
         return nan_out, {"pore": pore, "solid": float("nan"), "edge_sigma_vox": float("nan"),
                          "n_reference": int(is_ref.sum())}
-    # intact relative profile by signed layer, each reference particle by its own level
-    smin = 1 - SHELL_VOX
-    sbin = np.clip(s, smin, MAX_LAYER) - smin
-    nb = MAX_LAYER - smin + 1
-    own = np.where(is_ref & (core_mean > 0.05 * a_ref), core_mean, a_ref)
-    in_ref = is_ref[r]
-    cnt = np.bincount(sbin[in_ref], minlength=nb)
-    tot = np.bincount(sbin[in_ref], weights=(y / own[r])[in_ref], minlength=nb)
-    prof = np.where(cnt > 0, tot / np.maximum(cnt, 1), 1.0)
-    prof[CORE_LAYER - smin:] = np.where(cnt[CORE_LAYER - smin:] > 0,
-                                        prof[CORE_LAYER - smin:], 1.0)
-    sigma = edge_sigma(prof[:CORE_LAYER - smin + 2], np.arange(smin, CORE_LAYER + 2))
-    x1 = prof[sbin]
+    x1, sigma = _intact_profile(s, r, y, is_ref, core_mean, a_ref)
     # fine-scale darkness, blurred by the edge spread: where the crack darkens
     f = fine_scale(grey, healed) if fine is None else fine
     dark = np.where(healed > 0, np.maximum(-np.asarray(f, np.float32), 0), 0).astype(
@@ -261,28 +305,8 @@ def crack_volume_pv(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
     x2 = ndi.gaussian_filter(dark, [sigma * unit / a for a in sp]).ravel()[idx].astype(
         np.float64)
     del dark
-    s11, s12, s22 = per(x1 * x1), per(x1 * x2), per(x2 * x2)
-    t1, t2 = per(x1 * y), per(x2 * y)
-    det = s11 * s22 - s12 * s12
-    ok = det > 1e-9 * np.maximum(s11 * s22, 1e-30)
-    safe = np.where(ok, det, 1.0)
-    a = np.where(ok, (t1 * s22 - t2 * s12) / safe, t1 / np.maximum(s11, 1e-30))
-    b = np.where(ok, (s11 * t2 - s12 * t1) / safe, 0.0)
-    npts = per()
-    resid = per((y - a[r] * x1 + b[r] * x2) ** 2) / np.maximum(npts - 2, 1)
-    var_nom = np.where(ok, resid * s22 / safe, np.inf)
-    # calibrate the fit's variance on the reference particles, then shrink
-    good = is_ref & np.isfinite(var_nom) & (var_nom > 0) & (n_core > 0)
-    k_cal = 1.0
-    if good.sum() >= 5:
-        k_cal = max(float(np.median((a[good] - core_mean[good]) ** 2 / var_nom[good]))
-                    / 0.455, 1e-3)  # 0.455: median of chi-square(1)
-    lv = core_mean[is_ref]
-    tau2 = max((1.4826 * float(np.median(np.abs(lv - np.median(lv))))) ** 2,
-               (1e-3 * a_ref) ** 2)
-    w_fit = np.where(np.isfinite(var_nom), 1.0 / np.maximum(k_cal * var_nom, 1e-30), 0.0)
-    level = (w_fit * a + a_ref / tau2) / (w_fit + 1.0 / tau2)
-    level = np.where(level > 0.05 * a_ref, level, np.nan)
+    a, var_nom = _fit(per, r, x1, x2, y)
+    level = _shrunk_levels(a, var_nom, is_ref, core_mean, n_core, a_ref)
     vol = float(np.prod(sp))
     crack = per(x1 - y / level[r]) * vol
     n_in = per(m=inside) * vol
