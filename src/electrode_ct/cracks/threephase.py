@@ -95,6 +95,47 @@ def in_mask_threshold_histogram(hist: tuple[np.ndarray, Any] | None,
     return float(cuts_from_histogram(use, value_range, method=method, nbins=MASK_BINS)[0])
 
 
+def _crack_area(phases: np.ndarray, healed: np.ndarray, part_row: np.ndarray, n: int,
+                sp: tuple[float, float, float]) -> np.ndarray:
+    """Flaw/solid face area (µm²) of each row's particle: faces between a flaw and a
+    solid voxel of the same particle, along each axis."""
+    area = np.zeros(n)
+    face = (sp[1] * sp[2], sp[0] * sp[2], sp[0] * sp[1])
+    for a in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[a], hi[a] = slice(0, -1), slice(1, None)
+        pa, pb = phases[tuple(lo)], phases[tuple(hi)]
+        same = healed[tuple(lo)] == healed[tuple(hi)]
+        edge = same & (((pa == 2) & (pb == 1)) | ((pa == 1) & (pb == 2)))
+        r = part_row[tuple(lo)][edge]
+        r = r[r >= 0]
+        area += np.bincount(r, minlength=n) * face[a]
+    return area
+
+
+def _crack_normals(fr: np.ndarray, coords: tuple[np.ndarray, ...], count: np.ndarray,
+                   sp: tuple[float, float, float]) -> np.ndarray:
+    """Unit normal (n, 3) of each particle's crack best-fit plane (covariance of the crack
+    voxel positions in µm), z component ≥ 0; NaN under 3 crack voxels."""
+    n = len(count)
+    pos = [c.astype(np.float64) * s for c, s in zip(coords, sp, strict=True)]
+    cnt = np.maximum(count, 1)
+    mean = np.stack([np.bincount(fr, weights=p, minlength=n) / cnt for p in pos], axis=1)
+    cov = np.empty((n, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            c = np.bincount(fr, weights=pos[i] * pos[j], minlength=n) / cnt - mean[:, i] * mean[
+                :, j]
+            cov[:, i, j] = cov[:, j, i] = c
+    cov[:, np.arange(3), np.arange(3)] += np.asarray(sp) ** 2 / 12.0
+    _, vec = np.linalg.eigh(cov)
+    normal = vec[:, :, 0]
+    normal *= np.where(normal[:, :1] < 0, -1.0, 1.0)
+    normal[count < 3] = np.nan
+    return normal
+
+
 def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
                 labels: np.ndarray | None = None,
                 spacing: float | Iterable[float] = (1.0, 1.0, 1.0),
@@ -181,34 +222,9 @@ def three_phase(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, *,
     count = np.bincount(fr, minlength=n).astype(np.float64)
     total = np.bincount(part_row[inside], minlength=n).astype(np.float64)
     vox = float(np.prod(sp))
-    # flaw/solid faces of the same particle along each axis
-    area = np.zeros(n)
-    face = (sp[1] * sp[2], sp[0] * sp[2], sp[0] * sp[1])
-    for a in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[a], hi[a] = slice(0, -1), slice(1, None)
-        pa, pb = phases[tuple(lo)], phases[tuple(hi)]
-        same = healed[tuple(lo)] == healed[tuple(hi)]
-        edge = same & (((pa == 2) & (pb == 1)) | ((pa == 1) & (pb == 2)))
-        r = part_row[tuple(lo)][edge]
-        r = r[r >= 0]
-        area += np.bincount(r, minlength=n) * face[a]
-    # best-fit plane normal per particle (covariance of the crack voxel positions, µm)
-    pos = [c.astype(np.float64) * s for c, s in zip(coords, sp, strict=True)]
+    area = _crack_area(phases, healed, part_row, n, sp)
     cnt = np.maximum(count, 1)
-    mean = np.stack([np.bincount(fr, weights=p, minlength=n) / cnt for p in pos], axis=1)
-    cov = np.empty((n, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            c = np.bincount(fr, weights=pos[i] * pos[j], minlength=n) / cnt - mean[:, i] * mean[
-                :, j]
-            cov[:, i, j] = cov[:, j, i] = c
-    cov[:, np.arange(3), np.arange(3)] += np.asarray(sp) ** 2 / 12.0
-    _, vec = np.linalg.eigh(cov)
-    normal = vec[:, :, 0]
-    normal *= np.where(normal[:, :1] < 0, -1.0, 1.0)
-    normal[count < 3] = np.nan
+    normal = _crack_normals(fr, coords, count, sp)
     tilt = np.degrees(np.arccos(np.clip(np.abs(normal[:, 0]), 0, 1)))
     depth = np.bincount(fr, weights=dist[flaw].astype(np.float64), minlength=n) / cnt
     depth[count == 0] = np.nan
