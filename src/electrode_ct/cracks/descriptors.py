@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from electrode_ct.measure.radial import LayerSums, _mean_std, distance_slabs, layer_sums
+from electrode_ct.measure.radial import LayerSums, distance_slabs, layer_sums, mean_std
 from electrode_ct.volume import as_spacing
 
 DESCRIPTOR_COLUMNS = (
@@ -108,7 +108,7 @@ def population_reference(sums: LayerSums, rows: np.ndarray, *, core_layer: int =
     cnt, tot, tot2 = sums.count[rows], sums.total[rows], sums.total_sq[rows]
     k = min(core_layer, cnt.shape[1] - 1)
     core_n = cnt[:, k:].sum(axis=1)
-    core_m, core_s = _mean_std(core_n, tot[:, k:].sum(axis=1), tot2[:, k:].sum(axis=1))
+    core_m, core_s = mean_std(core_n, tot[:, k:].sum(axis=1), tot2[:, k:].sum(axis=1))
     ok = core_n > 0
     solid = float(np.median(core_m[ok])) if ok.any() else float(np.nanmedian(tot.sum(1)
                                                                               / cnt.sum(1)))
@@ -292,8 +292,8 @@ def particle_descriptors(grey: np.ndarray, healed: np.ndarray, ids: np.ndarray, 
     n_layers = cnt.shape[1]
     k = min(3, n_layers - 1)
     core_n = cnt[:, k:].sum(axis=1)
-    core_m, core_s = _mean_std(core_n, tot[:, k:].sum(axis=1), tot2[:, k:].sum(axis=1))
-    whole_m, _ = _mean_std(cnt.sum(1), tot.sum(1), tot2.sum(1))
+    core_m, core_s = mean_std(core_n, tot[:, k:].sum(axis=1), tot2[:, k:].sum(axis=1))
+    whole_m, _ = mean_std(cnt.sum(1), tot.sum(1), tot2.sum(1))
     core_m = np.where(core_n > 0, core_m, whole_m)
     # particle's own bright level from its histogram (90th percentile)
     from electrode_ct.measure.intensity import histogram_quantiles

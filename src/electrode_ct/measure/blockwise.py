@@ -64,10 +64,10 @@ from electrode_ct.labels import check_labels, label_boxes, merge_boxes
 from electrode_ct.measure.intensity import grey_table
 from electrode_ct.measure.morphology import morphology_table
 from electrode_ct.measure.radial import (
-    _FINE,
+    FINE_BINS,
     LayerSums,
-    _bins,
-    _hist_spec,
+    bin_index,
+    hist_layout,
     layer_sums,
     radial_table,
 )
@@ -207,8 +207,8 @@ class _Plan:
     block_shape: tuple[int, ...]
     spacing: tuple[float, float, float]
     properties: str
-    spec: Any  # radial._Hist: the global particle-histogram layout
-    fine: Any  # radial._Hist: the background histogram layout
+    spec: Any  # radial.HistLayout: the global particle-histogram layout
+    fine: Any  # radial.HistLayout: the background histogram layout
 
 
 def _owned(plan: _Plan, block: Block) -> np.ndarray:
@@ -257,7 +257,7 @@ def _grey_rows(compact: np.ndarray, g: np.ndarray, own_new: np.ndarray,
     rows = np.searchsorted(sums.ids, np.arange(1, k + 1))
     idx = np.flatnonzero((sub.reshape(-1) > 0) & (sub.reshape(-1) <= k))
     key = (sub.reshape(-1)[idx].astype(np.int64) - 1) * plan.spec.bins
-    key += _bins(g.reshape(-1)[idx], plan.spec)
+    key += bin_index(g.reshape(-1)[idx], plan.spec)
     nz, counts = np.unique(key, return_counts=True)  # sparse: k × bins may be 2²⁶ cells
     return {"count": sums.count[rows], "total": sums.total[rows],
             "total_sq": sums.total_sq[rows], "gmin": sums.grey_min[rows],
@@ -272,7 +272,7 @@ def _rows_partial(plan: _Plan) -> Any:
         out: dict[str, Any] = {"rows": np.zeros(0, np.int64), "bg": None}
         if plan.grey is not None:
             g = np.asarray(_open(plan.grey)[block.write])
-            out["bg"] = np.bincount(_bins(g[block.crop(region) == 0], plan.fine),
+            out["bg"] = np.bincount(bin_index(g[block.crop(region) == 0], plan.fine),
                                     minlength=plan.fine.bins)[:plan.fine.bins]
         own = _owned(plan, block)
         if own.size == 0:
@@ -317,7 +317,7 @@ def _layer_sums(parts: list[dict[str, Any]], plan: _Plan, shape: Sequence[int]) 
             hist[p["rows"][r] * plan.spec.bins + b] = p["hist_n"]
             gmin[p["rows"]], gmax[p["rows"]] = p["gmin"], p["gmax"]
     bg_fine = np.sum([p["bg"] for p in parts], axis=0).astype(np.int64)
-    bg = bg_fine if plan.spec.exact else bg_fine.reshape(plan.spec.bins, _FINE).sum(axis=1)
+    bg = bg_fine if plan.spec.exact else bg_fine.reshape(plan.spec.bins, FINE_BINS).sum(axis=1)
     border = ((plan.boxes[:, :3] == 0) | (plan.boxes[:, 3:] == np.asarray(shape))).any(axis=1)
     return LayerSums(
         ids=plan.ids, count=_stack(parts, "count", n, width, 0),
@@ -334,9 +334,9 @@ def _specs(ext: _Extents, dtype: np.dtype) -> tuple[Any, Any]:
     top = int(ext.ids[-1]) if ext.ids.size else 0
     rows = top + 1 if top < _DENSE_IDS else ext.ids.size + 1
     lo, hi = ext.grey_range  # type: ignore[misc]
-    spec = _hist_spec(np.array([lo, hi], dtype=dtype), rows)
+    spec = hist_layout(np.array([lo, hi], dtype=dtype), rows)
     fine = spec if spec.exact else dataclasses.replace(
-        spec, width=spec.width / _FINE, bins=spec.bins * _FINE)
+        spec, width=spec.width / FINE_BINS, bins=spec.bins * FINE_BINS)
     return spec, fine
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.histogram import group_levels, populated_levels
-from electrode_ct.measure.radial import LayerSums, _mean_std, layer_sums, radial_table
+from electrode_ct.measure.radial import LayerSums, layer_sums, mean_std, radial_table
 
 PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)
 """Default per-particle grey percentiles (50 is written as ``grey_median``)."""
@@ -227,9 +227,9 @@ def grey_table(
         raise InputError(f"exclude_layers: expected an integer >= 0, got {exclude_layers}")
     k = int(exclude_layers)
     n = sums.count.sum(axis=1)
-    mean, std = _mean_std(n, sums.total.sum(axis=1), sums.total_sq.sum(axis=1))
+    mean, std = mean_std(n, sums.total.sum(axis=1), sums.total_sq.sum(axis=1))
     roi_n = sums.count[:, k + 1:].sum(axis=1)
-    roi_mean, roi_std = _mean_std(
+    roi_mean, roi_std = mean_std(
         roi_n, sums.total[:, k + 1:].sum(axis=1), sums.total_sq[:, k + 1:].sum(axis=1)
     )
     if background_sigma is None:

@@ -46,7 +46,8 @@ _SLAB_VOXELS = 1 << 28  # voxels per distance-transform slab (1 GB of float32)
 _DENSE_IDS = 1 << 20  # label ids below this index the tables directly
 _EXACT_BINS = 1 << 26  # (particles x grey levels) cells of an exact histogram
 _APPROX_BINS = 1024  # histogram bins per particle when exact is too large
-_FINE = 64  # background bins per particle-histogram bin when not exact
+FINE_BINS = 64
+"""Background-histogram bins per particle-histogram bin when the layout is not exact."""
 
 
 @dataclass
@@ -222,14 +223,34 @@ def distance_slabs(
 
 # -- reduction --------------------------------------------------------------------------
 @dataclass
-class _Hist:
+class HistLayout:
+    """Grey-histogram bin layout shared by every partial table of one measurement.
+
+    Attributes
+    ----------
+    low : float
+        Grey value of bin 0's lower edge (grey units).
+    width : float
+        Bin width (grey units); 1 for exact integer layouts.
+    bins : int
+        Number of bins.
+    exact : bool
+        True when every integer grey level has its own bin.
+    """
+
     low: float
     width: float
     bins: int
     exact: bool
 
 
-def _hist_spec(grey: np.ndarray, rows: int) -> _Hist:
+def hist_layout(grey: np.ndarray, rows: int) -> HistLayout:
+    """Histogram layout for ``grey`` with ``rows`` particle rows.
+
+    Integer grey gets one bin per level while (levels × rows) stays below the exact-table
+    cap; otherwise, and for float grey, a fixed number of equal bins over ``[min, max]``.
+    Only the minimum and maximum of ``grey`` are read (a two-value array is enough).
+    """
     if grey.dtype == np.uint8:
         lo, hi = 0, 255
     else:
@@ -237,14 +258,14 @@ def _hist_spec(grey: np.ndarray, rows: int) -> _Hist:
     if np.issubdtype(grey.dtype, np.integer):
         levels = int(hi - lo) + 1
         if levels * rows <= _EXACT_BINS:
-            return _Hist(float(lo), 1.0, levels, True)
+            return HistLayout(float(lo), 1.0, levels, True)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise InputError("grey: the image holds NaN or infinite values")
     width = (hi - lo) / _APPROX_BINS if hi > lo else 1.0
-    return _Hist(float(lo), float(width), _APPROX_BINS, False)
+    return HistLayout(float(lo), float(width), _APPROX_BINS, False)
 
 
-def _bins(g: np.ndarray, spec: _Hist) -> np.ndarray:
+def bin_index(g: np.ndarray, spec: HistLayout) -> np.ndarray:
     """Bin index of each value (unsigned integers binned from 0 are their own index)."""
     if spec.exact and not spec.low and g.dtype.kind == "u" and g.dtype.itemsize < 8:
         return g
@@ -284,20 +305,20 @@ def _band_sums(key: np.ndarray, band: int, width: int,
     return np.bincount(key, weights=weights, minlength=band * width).reshape(band, width)
 
 
-def _grey_levels(gc: np.ndarray, fg: np.ndarray, spec: _Hist, fine: _Hist
+def _grey_levels(gc: np.ndarray, fg: np.ndarray, spec: HistLayout, fine: HistLayout
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Occupied bins and counts: of every voxel (exact bins), else of the label-0 voxels."""
     if spec.exact:
         import fastremap
 
         values, counts = fastremap.unique(gc, return_counts=True)
-        return _bins(np.asarray(values), spec), np.asarray(counts, dtype=np.int64)
-    counts = np.bincount(_bins(gc[~fg], fine), minlength=fine.bins)[:fine.bins]
+        return bin_index(np.asarray(values), spec), np.asarray(counts, dtype=np.int64)
+    counts = np.bincount(bin_index(gc[~fg], fine), minlength=fine.bins)[:fine.bins]
     return np.arange(fine.bins), counts
 
 
 def _chunk_sums(lc: np.ndarray, gc: np.ndarray, dc: np.ndarray, ids: np.ndarray | None,
-                inv: np.float32, spec: _Hist, fine: _Hist) -> _Chunk:
+                inv: np.float32, spec: HistLayout, fine: HistLayout) -> _Chunk:
     """Reduce one chunk of voxels: labels, grey values and distances (µm) alike."""
     fg = lc != 0
     levels, level_counts = _grey_levels(gc, fg, spec, fine)
@@ -316,7 +337,7 @@ def _chunk_sums(lc: np.ndarray, gc: np.ndarray, dc: np.ndarray, ids: np.ndarray 
     n_layers = int(layer.max()) + 1
     gf = gc[fg]
     hkey = r * spec.bins
-    hkey += _bins(gf, spec)
+    hkey += bin_index(gf, spec)
     hist = _band_sums(hkey, band, spec.bins)
     del hkey
     gv = gf.astype(np.float64)
@@ -339,8 +360,8 @@ class _Accumulator:
     """Running sums of :func:`layer_sums`, indexed by table row (row 0 = background)."""
 
     rows: int
-    spec: _Hist
-    fine: _Hist
+    spec: HistLayout
+    fine: HistLayout
     count: np.ndarray
     total: np.ndarray
     total_sq: np.ndarray
@@ -350,9 +371,9 @@ class _Accumulator:
     gmax: np.ndarray
 
     @classmethod
-    def empty(cls, rows: int, spec: _Hist) -> _Accumulator:
-        fine = spec if spec.exact else _Hist(spec.low, spec.width / _FINE,
-                                              spec.bins * _FINE, False)
+    def empty(cls, rows: int, spec: HistLayout) -> _Accumulator:
+        fine = spec if spec.exact else HistLayout(spec.low, spec.width / FINE_BINS,
+                                              spec.bins * FINE_BINS, False)
         layers = np.zeros((rows, 1), np.int64)
         return cls(rows, spec, fine, layers, layers.astype(np.float64),
                    layers.astype(np.float64), np.zeros((rows, spec.bins), np.int64),
@@ -451,7 +472,7 @@ def layer_sums(
     lab, g, sp = check_pair(labels, grey, spacing)
     unit = min(sp)
     ids_all, rows = _row_ids(lab)
-    acc = _Accumulator.empty(rows, _hist_spec(g, rows))
+    acc = _Accumulator.empty(rows, hist_layout(g, rows))
     halos: list[int] = []
     inv = np.float32(1.0 / unit)
     lab_flat, g_flat = lab.reshape(-1), g.reshape(-1)
@@ -498,7 +519,7 @@ def _finish(acc: _Accumulator, ids_all: np.ndarray | None, lab: np.ndarray,
     hist = acc.hist[sel]
     pmin, pmax = _extremes(acc, hist, sel)
     spec = acc.spec
-    coarse = background if spec.exact else background.reshape(spec.bins, _FINE).sum(axis=1)
+    coarse = background if spec.exact else background.reshape(spec.bins, FINE_BINS).sum(axis=1)
     return LayerSums(
         ids=ids, count=acc.count[sel], total=acc.total[sel], total_sq=acc.total_sq[sel],
         hist=hist, background_hist=coarse.copy(), background_fine=background,
@@ -510,7 +531,7 @@ def _finish(acc: _Accumulator, ids_all: np.ndarray | None, lab: np.ndarray,
 
 
 # -- tables -----------------------------------------------------------------------------
-def _mean_std(n: np.ndarray, s: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mean_std(n: np.ndarray, s: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population standard deviation (ddof = 0) from count, sum, sum of squares."""
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = np.where(n > 0, s / np.maximum(n, 1), np.nan)
@@ -543,7 +564,7 @@ def radial_table(sums: LayerSums, *, normalise: str = "radial_max") -> pd.DataFr
         raise InputError(
             f"normalise: expected one of {', '.join(NORMALISATIONS)}, got {normalise!r}"
         )
-    mean, std = _mean_std(sums.count, sums.total, sums.total_sq)
+    mean, std = mean_std(sums.count, sums.total, sums.total_sq)
     pi, layer = np.nonzero(sums.count > 0)
     keep = layer > 0
     pi, layer = pi[keep], layer[keep]
