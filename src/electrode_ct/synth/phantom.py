@@ -104,6 +104,137 @@ def choose_cracked(scene: Scene, counts: np.ndarray, fraction: float) -> np.ndar
     return np.sort(order[:n_crack])
 
 
+@dataclass
+class _Fields:
+    """Distance fields of one state and the electrode region they are counted over."""
+
+    labels: np.ndarray
+    d1: np.ndarray
+    d12: np.ndarray
+    z_lo: int
+    z_hi: int
+    n_region: int
+
+    @property
+    def region(self) -> np.ndarray:
+        """True on the slices of the electrode (False on the current collector)."""
+        r = np.zeros(self.labels.shape[0], bool)
+        r[self.z_lo:self.z_hi] = True
+        return r
+
+
+def _fields(scene: Scene, parts: Any) -> _Fields:
+    p, grid = scene.params, scene.grid
+    margin = max(0.5 * p.radius_mean_um, 2.5 * max(p.voxel_size))
+    labels, d1, d12 = nearest_two(parts, grid, field=scene.roughness, margin_um=margin)
+    z_lo, z_hi = scene.electrode_slices
+    return _Fields(labels, d1, d12, z_lo, z_hi, (z_hi - z_lo) * grid.shape[1] * grid.shape[2])
+
+
+def _first_thresholds(scene: Scene, parts: Any, f: _Fields, flaws: Flaws | None
+                      ) -> tuple[dict[str, Any], Flaws]:
+    """Surface offset hitting the active fraction once the flaws' pore is taken out
+    (and the cracked particles, when not given, among the visible ones)."""
+    p, n = scene.params, len(parts)
+    vox_um3 = float(np.prod(p.voxel_size))
+    d1e, le = f.d1[f.z_lo:f.z_hi], f.labels[f.z_lo:f.z_hi]
+    target = p.active_fraction * f.n_region
+    counts = _visible(le, d1e, count_threshold(d1e, target), n)
+    chosen = None
+    if flaws is None:
+        chosen = choose_cracked(scene, counts, p.cracked_fraction)
+        flaws = scene.flaws.with_active(chosen)
+    # pre-compensate the active voxels that flaws will turn into pore
+    full = 4 / 3 * np.pi * parts.radius_um**3
+    seen = np.clip(counts * vox_um3 / full, 0, 1)
+    extra = float((expected_flaw_voxels_um3(flaws, parts.radius_um,
+                                            float(np.mean(p.voxel_size))) * seen).sum()
+                  / vox_um3)
+    delta = count_threshold(d1e, target + extra)
+    if chosen is not None:  # the visible set may have changed by a particle or two
+        counts = _visible(le, d1e, delta, n)
+        flaws = scene.flaws.with_active(choose_cracked(scene, counts, p.cracked_fraction))
+    return {"delta_um": delta, "neck_um": None}, flaws
+
+
+def _flaw_coverage(scene: Scene, parts: Any, delta: float, flaws: Flaws
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flaw coverage (uint16, × 65535), crack mask (coverage ≥ ½) and flaw sums per particle."""
+    grid, q = scene.grid, np.float32(65535)
+    buf = np.empty(grid.shape, np.uint16)
+    cracks = np.empty(grid.shape, np.uint8)
+    flaw_sum = np.zeros(len(parts))
+    for z0, z1, _, flaw in coverage_blocks(parts, grid, field=scene.roughness, delta_um=delta,
+                                           flaws=flaws, factor=scene.params.supersample,
+                                           flaw_sums=flaw_sum, solid=False):
+        cracks[z0:z1] = flaw >= 0.5
+        flaw *= q
+        np.rint(flaw, out=flaw)
+        buf[z0:z1] = flaw
+    return buf, cracks, flaw_sum
+
+
+def _final_thresholds(p: Params, f: _Fields, cracks: np.ndarray) -> dict[str, Any]:
+    """Exact targets now that the flaw voxels (pore) are known; the surface moves by a
+    few hundredths of a voxel at most, far below the PSF."""
+    d1e, d12e = f.d1[f.z_lo:f.z_hi], f.d12[f.z_lo:f.z_hi]
+    delta = count_threshold(d1e, p.active_fraction * f.n_region, exclude=cracks[f.z_lo:f.z_hi])
+    neck = count_threshold(d12e, p.cbd_fraction * f.n_region, above=(d1e, delta))
+    return {"delta_um": delta, "neck_um": neck}
+
+
+def _phases(f: _Fields, cracks: np.ndarray, delta: float, neck: float) -> np.ndarray:
+    """Phase volume; clears labels outside the particles and cracks in the collector
+    (both in place)."""
+    nz = f.labels.shape[0]
+    region = f.region
+    phases = np.empty(f.labels.shape, np.uint8)
+    for z0 in range(0, nz, 16):
+        z1 = min(nz, z0 + 16)
+        ph = phase_block(f.d1[z0:z1], f.d12[z0:z1], delta, neck)
+        crack = cracks[z0:z1].view(bool)
+        ph[crack & (ph == 2)] = 0
+        lab = f.labels[z0:z1]
+        coll = ~region[z0:z1]
+        if coll.any():
+            ph[coll] = 3
+            cracks[z0:z1][coll] = 0
+        phases[z0:z1] = ph
+        out = ~at_most(f.d1[z0:z1], delta)
+        out[coll] = True
+        lab[out] = 0
+    return phases
+
+
+def _ideal_grey(scene: Scene, parts: Any, preset: Preset, delta: float, phases: np.ndarray,
+                labels: np.ndarray, buf: np.ndarray) -> None:
+    """Noise-free grey levels (× 65535) written into ``buf``, which holds the flaw
+    coverage on entry."""
+    q = np.float32(65535)
+    cbd_gain = np.float32((preset.cbd - preset.pore) / (preset.active - preset.pore))
+    # active-pore contrast per particle (index + 1; label 0: the preset's), see
+    # Preset.particle_sd; voxels outside the particles' surfaces take the preset's
+    level = _particle_levels(scene, preset, len(parts))
+    for z0, z1, solid, _ in coverage_blocks(parts, scene.grid, field=scene.roughness,
+                                            delta_um=delta, flaws=None,
+                                            factor=scene.params.supersample):
+        solid -= buf[z0:z1] * np.float32(1 / 65535)
+        np.maximum(solid, 0, out=solid)  # flaws came from the pre-fit surface offset
+        ph = phases[z0:z1]
+        # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
+        np.add(solid, cbd_gain * (1 - solid), out=solid, where=ph == 1)
+        solid *= level[labels[z0:z1]]
+        solid += np.float32(preset.pore)
+        solid[ph == 3] = preset.collector
+        solid *= q
+        np.rint(solid, out=solid)
+        buf[z0:z1] = solid
+
+
+def _lap(timings: dict[str, float], name: str, t0: float) -> None:
+    timings[name] = time.perf_counter() - t0 - sum(timings.values())
+
+
 def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
                  thresholds: dict[str, Any] | None = None, ids: np.ndarray | None = None,
                  state: int = 0, noise_seed: int | None = None) -> tuple[Phantom, dict]:
@@ -138,115 +269,51 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     parts = scene.particles if parts is None else parts
-    grid = scene.grid
-    n = len(parts)
-    margin = max(0.5 * p.radius_mean_um, 2.5 * max(p.voxel_size))
-    labels, d1, d12 = nearest_two(parts, grid, field=scene.roughness, margin_um=margin)
-    timings["distance"] = time.perf_counter() - t0
-    z_lo, z_hi = scene.electrode_slices
-    region = np.zeros(grid.shape[0], bool)
-    region[z_lo:z_hi] = True
-    n_region = int(region.sum()) * grid.shape[1] * grid.shape[2]
-    vox_um3 = float(np.prod(p.voxel_size))
-    d1e, d12e = d1[z_lo:z_hi], d12[z_lo:z_hi]
+    f = _fields(scene, parts)
+    _lap(timings, "distance", t0)
     if thresholds is None:
-        delta0 = count_threshold(d1e, p.active_fraction * n_region)
-        le = labels[z_lo:z_hi]
-        counts = _visible(le, d1e, delta0, n)
-        chosen = None
-        if flaws is None:
-            chosen = choose_cracked(scene, counts, p.cracked_fraction)
-            flaws = scene.flaws.with_active(chosen)
-        # pre-compensate the active voxels that flaws will turn into pore
-        full = 4 / 3 * np.pi * parts.radius_um**3
-        seen = np.clip(counts * vox_um3 / full, 0, 1)
-        extra = float((expected_flaw_voxels_um3(flaws, parts.radius_um,
-                                                float(np.mean(p.voxel_size))) * seen).sum()
-                      / vox_um3)
-        delta = count_threshold(d1e, p.active_fraction * n_region + extra)
-        if chosen is not None:  # the visible set may have changed by a particle or two
-            counts = _visible(le, d1e, delta, n)
-            flaws = scene.flaws.with_active(choose_cracked(scene, counts, p.cracked_fraction))
-        thresholds = {"delta_um": delta, "neck_um": None}
+        thresholds, flaws = _first_thresholds(scene, parts, f, flaws)
     assert flaws is not None
-    delta = thresholds["delta_um"]
-    timings["thresholds"] = time.perf_counter() - t0 - sum(timings.values())
-
+    _lap(timings, "thresholds", t0)
     preset = get_preset(p.modality, snr=p.snr, noise=p.noise, **p.imaging)
     # one uint16 buffer holds the flaw coverage (× 65535), then the ideal grey levels,
     # then (16 bits) the grey output itself, so neither costs extra memory
-    buf = np.empty(grid.shape, np.uint16)
-    cracks = np.empty(grid.shape, np.uint8)
-    flaw_sum = np.zeros(n)
-    nz, ny, nx = grid.shape
-    q = np.float32(65535)
-    for z0, z1, _, flaw in coverage_blocks(parts, grid, field=scene.roughness, delta_um=delta,
-                                           flaws=flaws, factor=p.supersample,
-                                           flaw_sums=flaw_sum, solid=False):
-        cracks[z0:z1] = flaw >= 0.5
-        flaw *= q
-        np.rint(flaw, out=flaw)
-        buf[z0:z1] = flaw
-    timings["flaws"] = time.perf_counter() - t0 - sum(timings.values())
+    buf, cracks, flaw_sum = _flaw_coverage(scene, parts, thresholds["delta_um"], flaws)
+    _lap(timings, "flaws", t0)
     if thresholds["neck_um"] is None:
-        # exact targets now that the flaw voxels (pore) are known; the surface moves by a
-        # few hundredths of a voxel at most, far below the PSF
-        delta = count_threshold(d1e, p.active_fraction * n_region,
-                                exclude=cracks[z_lo:z_hi])
-        neck = count_threshold(d12e, p.cbd_fraction * n_region, above=(d1e, delta))
-        thresholds = {"delta_um": delta, "neck_um": neck}
-    neck = thresholds["neck_um"]
-    phases = np.empty(grid.shape, np.uint8)
-    for z0 in range(0, nz, 16):
-        z1 = min(nz, z0 + 16)
-        ph = phase_block(d1[z0:z1], d12[z0:z1], delta, neck)
-        crack = cracks[z0:z1].view(bool)
-        ph[crack & (ph == 2)] = 0
-        lab = labels[z0:z1]
-        coll = ~region[z0:z1]
-        if coll.any():
-            ph[coll] = 3
-            cracks[z0:z1][coll] = 0
-        phases[z0:z1] = ph
-        out = ~at_most(d1[z0:z1], delta)
-        out[coll] = True
-        lab[out] = 0
-    del d1, d12, d1e, d12e
-    timings["phases"] = time.perf_counter() - t0 - sum(timings.values())
-
-    cbd_gain = np.float32((preset.cbd - preset.pore) / (preset.active - preset.pore))
-    # active-pore contrast per particle (index + 1; label 0: the preset's), see
-    # Preset.particle_sd; voxels outside the particles' surfaces take the preset's
-    level = _particle_levels(scene, preset, n)
-    for z0, z1, solid, _ in coverage_blocks(parts, grid, field=scene.roughness, delta_um=delta,
-                                            flaws=None, factor=p.supersample):
-        solid -= buf[z0:z1] * np.float32(1 / 65535)
-        np.maximum(solid, 0, out=solid)  # flaws came from the pre-fit surface offset
-        ph = phases[z0:z1]
-        # CBD fills what solid leaves of its voxels: (1 - solid) * (cbd - pore)
-        np.add(solid, cbd_gain * (1 - solid), out=solid, where=ph == 1)
-        solid *= level[labels[z0:z1]]
-        solid += np.float32(preset.pore)
-        solid[ph == 3] = preset.collector
-        solid *= q
-        np.rint(solid, out=solid)
-        buf[z0:z1] = solid
-    timings["coverage"] = time.perf_counter() - t0 - sum(timings.values())
-
-    grey = forward(buf, grid=grid, preset=preset, bits=p.bits,
+        thresholds = _final_thresholds(p, f, cracks)
+    delta, neck = thresholds["delta_um"], thresholds["neck_um"]
+    labels = f.labels
+    phases = _phases(f, cracks, delta, neck)
+    f.d1 = f.d12 = None  # type: ignore[assignment]  # free the distance fields
+    _lap(timings, "phases", t0)
+    _ideal_grey(scene, parts, preset, delta, phases, labels, buf)
+    _lap(timings, "coverage", t0)
+    grey = forward(buf, grid=scene.grid, preset=preset, bits=p.bits,
                    seed=p.seed if noise_seed is None else noise_seed, shading=scene.shading,
                    out=buf if p.bits == 16 else None)
     del buf
-    timings["imaging"] = time.perf_counter() - t0 - sum(timings.values())
-
+    _lap(timings, "imaging", t0)
     truth, labels = _truth(labels, flaw_sum / p.supersample**3, flaws, ids, state, p.voxel_size)
-    timings["truth"] = time.perf_counter() - t0 - sum(timings.values())
-    pe = phases[z_lo:z_hi]
-    fractions = {name: float(np.count_nonzero(pe == v)) / n_region
+    _lap(timings, "truth", t0)
+    info = _info(scene, preset, phases, cracks, truth, f, delta, neck)
+    info["state"] = state
+    info["timings_s"] = timings
+    phantom = _phantom(p, grey, phases, labels, cracks, truth, info, state)
+    return phantom, {"thresholds": thresholds, "flaws": flaws}
+
+
+def _info(scene: Scene, preset: Preset, phases: np.ndarray, cracks: np.ndarray,
+          truth: pd.DataFrame, f: _Fields, delta: float, neck: float) -> dict[str, Any]:
+    """The phantom's description: targets, measured fractions, thresholds, imaging."""
+    p, nz = scene.params, phases.shape[0]
+    pe = phases[f.z_lo:f.z_hi]
+    fractions = {name: float(np.count_nonzero(pe == v)) / f.n_region
                  for name, v in DEFAULT_PHASES.items()}
-    fractions["crack"] = float(np.count_nonzero(cracks)) / n_region
-    info = {
-        "state": state,
+    fractions["crack"] = float(np.count_nonzero(cracks)) / f.n_region
+    z_lo, z_hi = f.z_lo, f.z_hi
+    return {
+        "state": None,
         "seed": p.seed,
         "parameters": p.as_dict(),
         "targets": {"active": p.active_fraction, "cbd": p.cbd_fraction},
@@ -258,21 +325,25 @@ def render_state(scene: Scene, *, parts=None, flaws: Flaws | None = None,
         "packing": scene.packing,
         "collector_slices": [0, z_lo] if z_lo > 0 else ([z_hi, nz] if z_hi < nz else None),
         "flaw_kinds": list(KINDS),
-        "timings_s": timings,
+        "timings_s": None,
     }
+
+
+def _phantom(p: Params, grey: np.ndarray, phases: np.ndarray, labels: np.ndarray,
+             cracks: np.ndarray, truth: pd.DataFrame, info: dict[str, Any],
+             state: int) -> Phantom:
     spacing = p.voxel_size
     meta = {"source": "electrode_ct.synth", "state": state}
     class_map = dict(DEFAULT_PHASES)
     if p.collector:
         class_map["collector"] = 3
-    phantom = Phantom(
+    return Phantom(
         grey=Volume(grey, spacing=spacing, metadata={**meta, "modality": p.modality}),
         phases=Volume(phases, spacing=spacing, metadata=dict(meta)).with_class_map(class_map),
         particles=Volume(labels, spacing=spacing, metadata=dict(meta)),
         cracks=Volume(cracks, spacing=spacing, metadata=dict(meta)).with_class_map(
             CRACK_CLASSES),
         truth=truth, info=info)
-    return phantom, {"thresholds": thresholds, "flaws": flaws}
 
 
 def _truth(labels: np.ndarray, flaw_sum: np.ndarray, flaws: Flaws, ids: np.ndarray | None,
