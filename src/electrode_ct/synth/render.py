@@ -367,97 +367,149 @@ def coverage_blocks(parts: Particles, grid: Grid, *, field: WaveField | None, de
     flaw : ndarray of float32
         Fraction of each voxel inside a flaw (crack or void) of a particle.
     """
+    cov = _Coverage(parts, grid, field, delta_um, flaws, int(factor), solid)
     nz, ny, nx = grid.shape
-    f = int(factor)
-    offs = sample_offsets(grid.spacing, f)
-    n_s = len(offs)
-    hs = float(np.mean(grid.spacing)) / f
-    omax = float(np.sqrt((offs * offs).sum(axis=1)).max())
-    qs, qr = _scaled_forms(parts)
-    # Lipschitz bound of (rho - 1) r is r * sqrt(largest eigenvalue of Q)
-    lip = parts.radius_um * np.sqrt(np.linalg.eigvalsh(qs)[:, -1])
-    slope = field.lipschitz if field else 0.0
-    band = (lip + slope) * omax + hs / 2 + 1e-6
-    amp = field.amplitude * 3 if field else 0.0
-    stretch = parts.extent_um / parts.radius_um
-    half = parts.extent_um + stretch * (max(delta_um, 0.0) + amp + band) + hs
-    lo, hi = grid.sample_ranges(parts.centers, half)
-    coords = (grid.coords(0), grid.coords(1), grid.coords(2))
     if block_samples is None:
         bz = slab_voxels(grid.shape)
     else:
-        bz = max(1, min(nz, int(block_samples) // (n_s * ny * nx)))
-    delta = np.float32(delta_um)
-
-    def one(z0: int) -> tuple[int, int, np.ndarray | None, np.ndarray, np.ndarray]:
-        z1 = min(nz, z0 + bz)
-        sums = np.zeros(len(parts))
-        sshape = (z1 - z0, ny, nx)
-        flaw = np.zeros(sshape, np.float32)
-        todo = _block_particles(lo, hi, z0, z1)
-        if solid:
-            fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
-            rows_of = fine.view(f"V{n_s}").reshape(-1)  # one opaque item per voxel
-            full = np.zeros(sshape, bool)
-            rough = field.evaluate(coords[0][z0:z1], coords[1], coords[2]) if field else None
-        else:
-            todo = todo[flaws.active[todo]] if flaws is not None else todo[:0]
-        for i in todo:
-            sl, rel = _local(grid, parts, i, lo, hi, z0, z1, coords)
-            if not solid:  # flaws only: the box around the flaws is enough
-                sl, rel = _crop(sl, rel, flaw_reach_um(flaws, i) + hs / 2 + omax)
-                if min(len(r) for r in rel) == 0:
-                    continue
-            d = _surface_distance(qr[i], parts.radius_um[i], *rel)
-            if field is not None:
-                d += rough[sl] if solid else field.evaluate(
-                    coords[0][z0 + sl[0].start:z0 + sl[0].stop], coords[1][sl[1]],
-                    coords[2][sl[2]])
-            d -= delta
-            b = np.float32(band[i])
-            origin = (sl[0].start, sl[1].start, sl[2].start)
-            if solid:
-                full[sl] |= d <= -b
-                near = np.flatnonzero(np.abs(d) < b)
-                if len(near):
-                    pts, flat = _gather(near, d.shape, rel, origin, sshape)
-                    grad = field.gradient(pts + parts.centers[i]) if field else None
-                    u8 = _solid_samples(d.reshape(-1)[near], pts, qs[i], parts.radius_um[i],
-                                        grad, offs, hs, scale=255.0, bias=0.5).astype(np.uint8)
-                    rows = rows_of[flat].view(np.uint8).reshape(-1, n_s)
-                    np.maximum(rows, u8, out=rows)
-                    rows_of[flat] = rows.view(f"V{n_s}").reshape(-1)
-            if flaws is None:
-                continue
-            cand = flaw_candidates(flaws, i, *rel, sample_um=hs, reach_um=omax)
-            if cand is None:
-                continue
-            cand &= d < b
-            hit = np.flatnonzero(cand)
-            if not len(hit):
-                continue
-            pts, flat = _gather(hit, d.shape, rel, origin, sshape)
-            grad = field.gradient(pts + parts.centers[i]) if field else None
-            fc = flaw_samples(flaws, i, pts, offs, hs)
-            np.minimum(fc, _solid_samples(d.reshape(-1)[hit], pts, qs[i], parts.radius_um[i],
-                                          grad, offs, hs), out=fc)
-            sums[i] += float(fc.sum(dtype=np.float64))
-            fl = flaw.reshape(-1)
-            fl[flat] = np.maximum(fl[flat], fc.mean(axis=1))
-        if not solid:
-            return z0, z1, None, flaw, sums
-        acc = fine[:, 0].astype(np.uint16)
-        for k in range(1, n_s):
-            acc += fine[:, k]
-        cover = acc.astype(np.float32).reshape(sshape)
-        cover *= np.float32(1 / (255 * n_s))
-        cover[full] = 1.0
-        return z0, z1, cover, flaw, sums
-
-    for z0, z1, cover, flaw, sums in ordered_map(one, range(0, nz, bz), workers):
+        bz = max(1, min(nz, int(block_samples) // (len(cov.offs) * ny * nx)))
+    for z0, z1, cover, flaw, sums in ordered_map(lambda z: cov.slab(z, min(nz, z + bz)),
+                                                 range(0, nz, bz), workers):
         if flaw_sums is not None:
             flaw_sums += sums
         yield z0, z1, cover, flaw
+
+
+class _Coverage:
+    """What :func:`coverage_blocks` computes once per scene; :meth:`slab` renders a slab."""
+
+    def __init__(self, parts: Particles, grid: Grid, field: WaveField | None,
+                 delta_um: float, flaws: Flaws | None, f: int, solid: bool) -> None:
+        self.parts, self.grid, self.field, self.flaws, self.solid = (
+            parts, grid, field, flaws, solid)
+        self.offs = sample_offsets(grid.spacing, f)
+        self.hs = float(np.mean(grid.spacing)) / f
+        self.omax = float(np.sqrt((self.offs * self.offs).sum(axis=1)).max())
+        self.qs, self.qr = _scaled_forms(parts)
+        # Lipschitz bound of (rho - 1) r is r * sqrt(largest eigenvalue of Q)
+        lip = parts.radius_um * np.sqrt(np.linalg.eigvalsh(self.qs)[:, -1])
+        slope = field.lipschitz if field else 0.0
+        self.band = (lip + slope) * self.omax + self.hs / 2 + 1e-6
+        amp = field.amplitude * 3 if field else 0.0
+        stretch = parts.extent_um / parts.radius_um
+        half = parts.extent_um + stretch * (max(delta_um, 0.0) + amp + self.band) + self.hs
+        self.lo, self.hi = grid.sample_ranges(parts.centers, half)
+        self.coords = (grid.coords(0), grid.coords(1), grid.coords(2))
+        self.delta = np.float32(delta_um)
+
+    def slab(self, z0: int, z1: int
+             ) -> tuple[int, int, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Solid coverage (None when flaws only), flaw coverage and per-particle flaw sums
+        of the output slab ``[z0, z1)``."""
+        n_s, sshape = len(self.offs), (z1 - z0, *self.grid.shape[1:])
+        sums = np.zeros(len(self.parts))
+        flaw = np.zeros(sshape, np.float32)
+        todo = _block_particles(self.lo, self.hi, z0, z1)
+        fine = full = rough = None
+        if self.solid:
+            fine = np.zeros((int(np.prod(sshape)), n_s), np.uint8)
+            full = np.zeros(sshape, bool)
+            if self.field:
+                rough = self.field.evaluate(self.coords[0][z0:z1], self.coords[1],
+                                            self.coords[2])
+        else:
+            todo = todo[self.flaws.active[todo]] if self.flaws is not None else todo[:0]
+        for i in todo:
+            box = self._box(i, z0, z1, rough)
+            if box is None:
+                continue
+            if self.solid:
+                self._solid(i, box, sshape, fine, full)
+            if self.flaws is not None:
+                sums[i] += self._flaw(i, box, sshape, flaw)
+        if not self.solid:
+            return z0, z1, None, flaw, sums
+        return z0, z1, _mean_coverage(fine, full, sshape), flaw, sums
+
+    def _box(self, i: int, z0: int, z1: int, rough: np.ndarray | None) -> _Box | None:
+        """Particle ``i``'s box in the slab and its distance to the offset surface (µm)."""
+        sl, rel = _local(self.grid, self.parts, i, self.lo, self.hi, z0, z1, self.coords)
+        if not self.solid:  # flaws only: the box around the flaws is enough
+            sl, rel = _crop(sl, rel, flaw_reach_um(self.flaws, i) + self.hs / 2 + self.omax)
+            if min(len(r) for r in rel) == 0:
+                return None
+        d = _surface_distance(self.qr[i], self.parts.radius_um[i], *rel)
+        if self.field is not None:
+            d += rough[sl] if self.solid else self.field.evaluate(
+                self.coords[0][z0 + sl[0].start:z0 + sl[0].stop], self.coords[1][sl[1]],
+                self.coords[2][sl[2]])
+        d -= self.delta
+        return _Box(sl, rel, d, (sl[0].start, sl[1].start, sl[2].start))
+
+    def _points(self, i: int, box: _Box, local: np.ndarray, sshape: tuple[int, int, int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        pts, flat = _gather(local, box.d.shape, box.rel, box.origin, sshape)
+        grad = self.field.gradient(pts + self.parts.centers[i]) if self.field else None
+        return pts, flat, grad
+
+    def _solid(self, i: int, box: _Box, sshape: tuple[int, int, int], fine: np.ndarray,
+               full: np.ndarray) -> None:
+        """Mark the voxels fully inside; sub-sample the band (maximum per sub-sample)."""
+        n_s, b = len(self.offs), np.float32(self.band[i])
+        full[box.sl] |= box.d <= -b
+        near = np.flatnonzero(np.abs(box.d) < b)
+        if not len(near):
+            return
+        pts, flat, grad = self._points(i, box, near, sshape)
+        u8 = _solid_samples(box.d.reshape(-1)[near], pts, self.qs[i], self.parts.radius_um[i],
+                            grad, self.offs, self.hs, scale=255.0, bias=0.5).astype(np.uint8)
+        rows_of = fine.view(f"V{n_s}").reshape(-1)  # one opaque item per voxel
+        rows = rows_of[flat].view(np.uint8).reshape(-1, n_s)
+        np.maximum(rows, u8, out=rows)
+        rows_of[flat] = rows.view(f"V{n_s}").reshape(-1)
+
+    def _flaw(self, i: int, box: _Box, sshape: tuple[int, int, int],
+              flaw: np.ndarray) -> float:
+        """Add particle ``i``'s flaw coverage to ``flaw``; its flaw volume in sub-samples."""
+        cand = flaw_candidates(self.flaws, i, *box.rel, sample_um=self.hs, reach_um=self.omax)
+        if cand is None:
+            return 0.0
+        cand &= box.d < np.float32(self.band[i])
+        hit = np.flatnonzero(cand)
+        if not len(hit):
+            return 0.0
+        pts, flat, grad = self._points(i, box, hit, sshape)
+        fc = flaw_samples(self.flaws, i, pts, self.offs, self.hs)
+        np.minimum(fc, _solid_samples(box.d.reshape(-1)[hit], pts, self.qs[i],
+                                      self.parts.radius_um[i], grad, self.offs, self.hs),
+                   out=fc)
+        fl = flaw.reshape(-1)
+        fl[flat] = np.maximum(fl[flat], fc.mean(axis=1))
+        return float(fc.sum(dtype=np.float64))
+
+
+@dataclass
+class _Box:
+    """A particle's box within a slab: slices, centre-relative coordinates (µm), distance
+    to the offset surface (µm) and the box origin in the slab (voxels)."""
+
+    sl: tuple[slice, slice, slice]
+    rel: tuple[np.ndarray, ...]
+    d: np.ndarray
+    origin: tuple[int, int, int]
+
+
+def _mean_coverage(fine: np.ndarray, full: np.ndarray, sshape: tuple[int, int, int]
+                   ) -> np.ndarray:
+    """Mean of the uint8 sub-sample coverages per voxel (1 where fully inside)."""
+    n_s = fine.shape[1]
+    acc = fine[:, 0].astype(np.uint16)
+    for k in range(1, n_s):
+        acc += fine[:, k]
+    cover = acc.astype(np.float32).reshape(sshape)
+    cover *= np.float32(1 / (255 * n_s))
+    cover[full] = 1.0
+    return cover
 
 
 def _crop(sl: tuple[slice, slice, slice], rel: tuple[np.ndarray, ...], reach: float
