@@ -79,6 +79,10 @@ def test_percent_flawed_over_subvolumes():
     part = percent_flawed_subvolumes(np.array(flawed)[keep], np.array(cents, float)[keep],
                                      (20, 20, 20), (0.5,) * 3, 5.0)
     assert part["n"] == 4 and part["n_grid"] == 8
+    # a % cannot leave [0, 100]: the t-interval of 0, 0, 0, 100 % is clipped at 0
+    few = percent_flawed_subvolumes([0, 0, 0, 1], [[1, 5, 5], [1, 5, 15], [1, 15, 5],
+                                                   [1, 15, 15]], (20, 20, 20), (0.5,) * 3, 5.0)
+    assert few["percent_flawed"] == [0, 0, 0, 100] and few["ci95"] == [0.0, 100.0]
     for size in (11.0, 10.0):  # larger than the volume; one sub-volume only
         with pytest.raises(InputError, match="subvolume-um"):
             percent_flawed_subvolumes(flawed, np.array(cents, float), (20, 20, 20),
@@ -250,7 +254,7 @@ def test_pipeline_report_shows_the_cracks_figures(cracked, tmp_path):
     assert {"% flawed with binomial and sub-volume intervals",
             "% flawed against flawed slices required", "classifier training curves",
             "validation ROC, precision-recall and confusion matrix",
-            "ROC, precision-recall and confusion matrix, state_0",
+            "ROC, precision-recall and confusion matrices against the reference",
             "3-D views of labelled and flawed particles"} <= alts
     assert all(img["ok"] for img in result["images"]) and result["errors"] == []
     html = (out / "report.html").read_text()

@@ -48,9 +48,10 @@ def percent_flawed_subvolumes(flawed: Any, centroids: np.ndarray, shape: Sequenc
     Returns
     -------
     dict
-        ``mean``, ``std``, ``ci95`` (in %, None with fewer than 2 sub-volumes holding
-        particles), ``n`` (such sub-volumes), ``n_grid`` (all of them), ``size_um``,
-        ``percent_flawed`` and ``n_particles`` per sub-volume with particles, ``method``.
+        ``mean``, ``std``, ``ci95`` (in %, the t-interval clipped to [0, 100]; None with
+        fewer than 2 sub-volumes holding particles), ``n`` (such sub-volumes), ``n_grid``
+        (all of them), ``size_um``, ``percent_flawed`` and ``n_particles`` per sub-volume
+        with particles, ``method``.
 
     Raises
     ------
@@ -71,9 +72,11 @@ def percent_flawed_subvolumes(flawed: Any, centroids: np.ndarray, shape: Sequenc
             pct.append(float(100.0 * f[inside].mean()))
             count.append(int(inside.sum()))
     ti = t_interval(pct)
+    if ti["ci95"] is not None:  # a percentage: the interval clipped to [0, 100]
+        ti["ci95"] = [max(0.0, ti["ci95"][0]), min(100.0, ti["ci95"][1])]
     return {**ti, "n_grid": len(grid), "size_um": size, "percent_flawed": pct,
-            "n_particles": count, "method": T_METHOD + "; sub-volumes without a particle "
-            "centroid left out"}
+            "n_particles": count, "method": T_METHOD + ", clipped to [0, 100] %; sub-volumes "
+            "without a particle centroid left out"}
 
 
 def sweep_intervals(sweep: Mapping[int, float], n_particles: int) -> dict[int, list[float] | None]:

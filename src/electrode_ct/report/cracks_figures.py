@@ -86,33 +86,41 @@ def training_figure(training: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def classifier_figure(curves: Mapping[str, Any], *, title: str) -> Figure:
-    """ROC (with AUC), precision–recall curve (with average precision) and the confusion
-    matrix of :func:`electrode_ct.cracks.evaluate.curves`."""
-    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(10, 3.2))
-    roc, pr, cm = curves["roc"], curves["pr"], curves["confusion"]
-    a1.plot(roc["fpr"], roc["tpr"], drawstyle="steps-post")
+def classifier_figure(curves: Mapping[str, Mapping[str, Any]], *, title: str) -> Figure:
+    """ROC (with AUC) and precision–recall curves (with average precision) of every entry
+    overlaid, and one confusion matrix per entry; each entry is a
+    :func:`electrode_ct.cracks.evaluate.curves` result (a state, or the validation set)."""
+    n = len(curves)
+    fig, axes = plt.subplots(1, 2 + n, figsize=(3.2 * (2 + n), 3.2),
+                             gridspec_kw={"width_ratios": [1.4, 1.4] + [1] * n})
+    a1, a2 = axes[:2]
     a1.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-    a1.set(xlabel="false-positive rate", ylabel="true-positive rate",
-           title=f"ROC, AUC {_num(curves.get('auc'))}")
-    a2.plot(pr["recall"], pr["precision"], drawstyle="steps-post")
-    a2.set(xlabel="recall", ylabel="precision", ylim=(0, 1.05),
-           title=f"precision–recall, AP {_num(curves.get('average_precision'))}")
-    mat = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
-    a3.imshow(mat, cmap="Blues")
-    for (r, c), v in np.ndenumerate(mat):
-        a3.text(c, r, str(v), ha="center", va="center",
-                color="white" if v > mat.max() / 2 else "black")
-    a3.set_xticks([0, 1], ["intact", "flawed"])
-    a3.set_yticks([0, 1], ["intact", "flawed"])
-    a3.set(xlabel="called", ylabel="reference", title="confusion matrix")
+    for (name, c), a3 in zip(curves.items(), axes[2:], strict=True):
+        roc, pr, cm = c["roc"], c["pr"], c["confusion"]
+        a1.plot(roc["fpr"], roc["tpr"], drawstyle="steps-post",
+                label=f"{name}: AUC {_num(c.get('auc'))}")
+        a2.plot(pr["recall"], pr["precision"], "o-", ms=3,
+                label=f"{name}: AP {_num(c.get('average_precision'))}")
+        mat = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+        a3.imshow(mat, cmap="Blues", vmin=0)
+        for (r, col), v in np.ndenumerate(mat):
+            a3.text(col, r, str(v), ha="center", va="center",
+                    color="white" if v > mat.max() / 2 else "black")
+        a3.set_xticks([0, 1], ["intact", "flawed"])
+        a3.set_yticks([0, 1], ["intact", "flawed"])
+        a3.set(xlabel="called", ylabel="reference", title=f"confusion, {name}")
+    a1.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
+    a2.set(xlabel="recall", ylabel="precision", xlim=(0, 1.05), ylim=(0, 1.05),
+           title="precision–recall")
+    for ax in (a1, a2):
+        ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def _num(v: Any) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
+    return "n/a (one class only)" if v is None or not np.isfinite(v) else f"{v:.3f}"
 
 
 def render_figure(labels: np.ndarray, spacing: Any, flawed_ids: np.ndarray, *,
@@ -205,12 +213,12 @@ def add_cracks_figures(sec: Section, out: Path, man: Mapping[str, Any], *,
     if training and training.get("history"):
         sec.figure(training_figure(training), alt="classifier training curves")
         if training.get("validation"):
-            sec.figure(classifier_figure(training["validation"],
+            sec.figure(classifier_figure({"validation": training["validation"]},
                                          title="validation particles of the training scan"),
                        alt="validation ROC, precision-recall and confusion matrix")
-    for st, s in summ.items():
-        if s.get("roc"):
-            sec.figure(classifier_figure(s, title=f"{st} against the reference "
-                                         f"(threshold {s.get('threshold'):.3g})"),
-                       alt=f"ROC, precision-recall and confusion matrix, {st}")
+    judged = {st: s for st, s in summ.items() if s.get("roc")}
+    if judged:
+        sec.figure(classifier_figure(judged, title="against the reference "
+                                     "(steps.cracks.truth), at the run's threshold"),
+                   alt="ROC, precision-recall and confusion matrices against the reference")
     _renders(sec, out, man, state)
