@@ -259,3 +259,23 @@ def test_pipeline_report_shows_the_cracks_figures(cracked, tmp_path):
     assert all(img["ok"] for img in result["images"]) and result["errors"] == []
     html = (out / "report.html").read_text()
     assert "http" not in html.split("<body", 1)[1].replace("http://www.w3.org", "")
+
+
+def test_classifier_figure_says_why_a_curve_is_missing():
+    import matplotlib.pyplot as plt
+
+    from electrode_ct.cracks.evaluate import curves
+    from electrode_ct.report.cracks_figures import classifier_figure
+
+    s = np.linspace(0, 1, 10)
+    one_class = curves(np.zeros(10), s, s >= 0.5)
+    both = curves(np.arange(10) % 2, s, s >= 0.5)
+    fig = classifier_figure({"a": one_class, "b": both}, title="t")
+    roc_ax = fig.axes[0]
+    texts = [t.get_text() for t in roc_ax.get_legend().get_texts()]
+    assert texts == ["a: AUC n/a (one class only)", f"b: AUC {both['auc']:.3f}"]
+    assert [len(line.get_xdata()) for line in roc_ax.get_lines()[1:]] == [0, 11]
+    # [[tn, fp], [fn, tp]]: "a" calls 5 of its 10 intact particles flawed
+    assert [t.get_text() for t in fig.axes[2].texts] == ["5", "5", "0", "0"]
+    assert [t.get_text() for t in fig.axes[3].texts] == ["3", "2", "2", "3"]
+    plt.close(fig)

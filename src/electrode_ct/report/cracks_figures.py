@@ -97,9 +97,10 @@ def classifier_figure(curves: Mapping[str, Mapping[str, Any]], *, title: str) ->
     a1.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     for (name, c), a3 in zip(curves.items(), axes[2:], strict=True):
         roc, pr, cm = c["roc"], c["pr"], c["confusion"]
-        a1.plot(roc["fpr"], roc["tpr"], drawstyle="steps-post",
-                label=f"{name}: AUC {_num(c.get('auc'))}")
-        a2.plot(pr["recall"], pr["precision"], "o-", ms=3,
+        both = c.get("auc") is not None and np.isfinite(c["auc"])  # else: no curve to draw
+        a1.plot(roc["fpr"] if both else [], roc["tpr"] if both else [],
+                drawstyle="steps-post", label=f"{name}: AUC {_num(c.get('auc'))}")
+        a2.plot(pr["recall"] if both else [], pr["precision"] if both else [], "o-", ms=3,
                 label=f"{name}: AP {_num(c.get('average_precision'))}")
         mat = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
         a3.imshow(mat, cmap="Blues", vmin=0)
