@@ -279,3 +279,18 @@ def test_classifier_figure_says_why_a_curve_is_missing():
     assert [t.get_text() for t in fig.axes[2].texts] == ["5", "5", "0", "0"]
     assert [t.get_text() for t in fig.axes[3].texts] == ["3", "2", "2", "3"]
     plt.close(fig)
+
+
+def test_pipeline_truth_config_errors(tmp_path):
+    from electrode_ct.errors import ConfigError
+    from electrode_ct.pipeline import parse_config
+
+    base = {"input": {"grey": ["a.tif", "b.tif"]}, "output": str(tmp_path / "o")}
+    for cracks in ({"truth": ["1", "2", "3"]}, {"truth": ["1"], "truth_labels": ["1", "2"]},
+                   {"subvolume_um": 0}):
+        with pytest.raises(ConfigError, match="steps.cracks|subvolume_um"):
+            parse_config({**base, "steps": {"cracks": {"enabled": True, **cracks}}})
+    ok = parse_config({**base, "steps": {"cracks": {"enabled": True, "truth": ["t.csv"],
+                                                    "truth_labels": ["p.tif"]}}})
+    assert [p.endswith(n) for p, n in zip(ok.steps.cracks.truth + ok.steps.cracks.truth_labels,
+                                          ("t.csv", "p.tif"), strict=True)] == [True, True]

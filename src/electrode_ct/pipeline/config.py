@@ -365,12 +365,18 @@ def check_values(cfg: PipelineConfig, *, source: str = "config") -> None:
     ------
     ConfigError
         ``input.reference_state`` beyond the inputs; a ``steps.stats.by`` column that the
-        measure step does not write.
+        measure step does not write; more ``steps.cracks.truth`` tables than states or
+        ``truth_labels`` than tables.
     """
     n = len(cfg.input.grey) or len(cfg.input.phases or [])
     if cfg.input.reference_state >= max(n, 1):
         raise ConfigError(f"{source}: input.reference_state {cfg.input.reference_state} does "
                           f"not exist: {n} input state(s), indices 0..{n - 1}")
+    c = cfg.steps.cracks
+    if len(c.truth) > n or len(c.truth_labels) > len(c.truth):
+        raise ConfigError(f"{source}: steps.cracks: expected at most one truth table per input "
+                          f"state ({n}) and one truth_labels volume per truth table, got "
+                          f"{len(c.truth)} and {len(c.truth_labels)}")
     spec = parse_subsets(cfg.steps.stats.by, name="steps.stats.by")
     if spec and cfg.steps.stats.enabled and cfg.input.grey:  # stats runs on grey tables
         from electrode_ct.measure.table import table_columns
