@@ -59,7 +59,11 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
                             "cleanup_min_island_um3": 1.0},
                 "particles": {"phase": "active", "heal_cracks_um": 0.6, "min_volume_um3": 5.0},
                 "measure": {"exclude_layers": 2},
-                "cracks": {"enabled": True},
+                "cracks": {"enabled": True,  # the phantom's truth: ROC, precision-recall
+                           "truth": [str(inputs / f"operando/state_{i}/truth.parquet")
+                                     for i in range(3)],
+                           "truth_labels": [str(inputs / f"operando/state_{i}/particles.tif")
+                                            for i in range(3)]},
                 "metrics": {"enabled": False},
                 "stats": {"by": "volume_um3:2", "size_subset": "q2-q4"},
                 "report": {"enabled": False},

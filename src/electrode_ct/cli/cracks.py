@@ -46,6 +46,17 @@ def _method(text: str | None) -> str | None:
     return text
 
 
+def _check_min_slices(mdl, min_slices: int | None, slices: int | None) -> None:
+    """``--min-slices`` against the model, before any work (one error line)."""
+    if min_slices is None:
+        return
+    if mdl.method != "cnn":
+        raise InputError("--min-slices: only the cnn method classifies slices")
+    from electrode_ct.cracks.cnn_model import check_min_slices
+
+    check_min_slices(min_slices, (slices or mdl.k) * len(mdl.axes))
+
+
 @cracks_app.command("classify")
 def classify_cmd(
     grey: str = typer.Argument(..., help="Grey volume."),
@@ -69,6 +80,9 @@ def classify_cmd(
     split: str = typer.Option("flawed", "--split", help="3-phase split of: flawed | all."),
     depth_axis: str = typer.Option("z", "--depth-axis", help="Axis of the depth profile."),
     depth_bins: int = typer.Option(5, "--depth-bins", help="Depth bins of the profile."),
+    subvolume_um: float = typer.Option(
+        None, "--subvolume-um", help="Edge (µm) of the sub-volumes whose spread of the % "
+        "flawed gives percent_flawed_subvolumes (default: half the shortest extent)."),
     collector: str = typer.Option("z0", "--collector", help="Depth measured from z0 or z1."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     csv: bool = typer.Option(True, "--csv/--no-csv", help="Also write cracks.csv."),
@@ -91,15 +105,24 @@ def classify_cmd(
         raise InputError(f"--collector: expected z0 or z1, got {collector!r}")
     cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
                                       block_shape)
+    if min_slices is not None and min_slices < 1:
+        raise InputError(f"--min-slices: expected a number of flawed slices >= 1, got "
+                         f"{min_slices}")
     ref = _read_truth(truth) if truth is not None else None
     g, lab, sp = _read_pair(grey, labels, voxel)
+    from electrode_ct.cracks.spread import SUBVOLUME_OPTION
+    from electrode_ct.metrics.spread import subvolume_grid
+
+    subvolume_grid(g.shape, sp, subvolume_um, name=SUBVOLUME_OPTION)  # before the work
     mdl = load_cracks_model(model, method=method)
+    _check_min_slices(mdl, min_slices, slices)
     info(f"classifying the particles of {labels} ({mdl.method})")
     prepare = partial(prepare_scan, g.numpy(), lab.numpy(), spacing=sp, grey_name=grey,
                       labels_name=labels)
     options = {"k": slices, "slice_size": slice_size, "threshold": threshold,
                "min_slices": min_slices, "truth": ref, "depth_axis": _AXES[depth_axis],
-               "depth_bins": depth_bins, "collector_end": collector == "z1", "split": split}
+               "depth_bins": depth_bins, "collector_end": collector == "z1", "split": split,
+               "subvolume_um": subvolume_um}
     params = {"model": model or "default", "method": mdl.method, "slices": slices,
               "threshold": threshold, "min_slices": min_slices, "split": split,
               "truth": truth}
@@ -128,6 +151,10 @@ def classify_cmd(
             f"({summary['percent_flawed']:.1f} %"
             + (", 95 % Wilson interval [{:.1f}, {:.1f}] %".format(*summary["percent_flawed_ci95"])
                if summary.get("percent_flawed_ci95") else "") + ")")
+    sub = summary["percent_flawed_subvolumes"]
+    if sub["ci95"]:
+        line += (", over {} sub-volumes of {:g} µm {:.1f} ± {:.1f} % [{:.1f}, {:.1f}]"
+                 .format(sub["n"], sub["size_um"], sub["mean"], sub["std"], *sub["ci95"]))
     if "auc" in summary:
         line += f", AUC {summary['auc']:.3f}"
     say(f"wrote {out}: {line}")

@@ -103,7 +103,7 @@ def score_particles(scan: PreparedScan, model: Any, *, k: int | None = None,
     if model.method == "cnn":
         return _score_slices(scan, model, k=k, axes=axes, slice_size=slice_size,
                              threshold=threshold, min_slices=min_slices)
-    if min_slices:
+    if min_slices is not None:
         raise InputError("min_slices: only the cnn method classifies slices")
     score = model.score(scan.descriptors)
     thr = model.default_threshold(score) if threshold is None else float(threshold)
@@ -125,7 +125,7 @@ def _score_slices(scan: PreparedScan, model: Any, *, k: int | None,
     slice_prob = model.slice_probabilities(slices)
     score = model.scores(slice_prob)
     thr = model.default_threshold(score) if threshold is None else float(threshold)
-    flawed = flawed_by_slices(slice_prob, min_slices) if min_slices else score >= thr
+    flawed = score >= thr if min_slices is None else flawed_by_slices(slice_prob, min_slices)
     return ParticleScores(score, flawed, thr, slice_prob, m_sweep(slice_prob))
 
 
@@ -196,10 +196,11 @@ def depth_summary(flawed: np.ndarray, table: pd.DataFrame, *, extent: int, depth
 
 
 def truth_summary(reference: np.ndarray, scores: ParticleScores) -> dict[str, Any]:
-    """AUC, confusion, accuracy, true % flawed and the Youden threshold against 0/1
-    ``reference`` (one per scored particle)."""
+    """AUC, ROC and precision–recall curves, average precision, confusion, accuracy, true
+    % flawed and the Youden threshold against 0/1 ``reference`` (one per scored
+    particle)."""
     ev = evaluate.summary(reference, scores.score, threshold=scores.threshold)
-    return {"auc": ev["auc"], "confusion": evaluate.confusion(reference, scores.flawed),
+    return {**evaluate.curves(reference, scores.score, scores.flawed),
             "accuracy": float((reference == scores.flawed).mean()),
             "percent_flawed_truth": ev["percent_flawed_truth"],
             "youden_threshold": evaluate.select_threshold(reference, scores.score)}
@@ -210,7 +211,7 @@ def classify_scan(scan: PreparedScan, model: Any, *, k: int | None = None,
                   threshold: float | None = None, min_slices: int | None = None,
                   truth: pd.DataFrame | None = None, depth_axis: int = 0, depth_bins: int = 5,
                   collector_end: bool = False, split: str = "flawed",
-                  splitter: Any = None) -> CracksResult:
+                  splitter: Any = None, subvolume_um: float | None = None) -> CracksResult:
     """Classify the candidate particles of a prepared scan and split them into 3 phases.
 
     Parameters
@@ -242,11 +243,16 @@ def classify_scan(scan: PreparedScan, model: Any, *, k: int | None = None,
         Runs the 3-phase split with the arguments of
         :func:`~electrode_ct.cracks.threephase.three_phase` (default: that function; the
         block engine passes :class:`~electrode_ct.cracks.blockwise.BlockSplitter`).
+    subvolume_um : float, optional
+        Edge (µm) of the sub-volumes of the % flawed spread
+        (:func:`~electrode_ct.cracks.spread.percent_flawed_subvolumes`; default half the
+        shortest extent).
 
     Returns
     -------
     CracksResult
     """
+    from electrode_ct.cracks.spread import percent_flawed_subvolumes, sweep_intervals
     from electrode_ct.cracks.threephase import three_phase
 
     if split not in SPLITS:
@@ -268,8 +274,13 @@ def classify_scan(scan: PreparedScan, model: Any, *, k: int | None = None,
                                  collector_end=collector_end))
     summary["crack_volume_um3"] = float(table["crack_volume_um3"].sum())
     summary["crack_volume_pv_um3"] = float(np.nansum(table["crack_volume_pv_um3"]))
+    summary["percent_flawed_subvolumes"] = percent_flawed_subvolumes(
+        flawed, table[["centroid_z", "centroid_y", "centroid_x"]].to_numpy(), scan.grey.shape,
+        scan.spacing, subvolume_um)
     if scores.percent_flawed_vs_m is not None:
         summary["percent_flawed_vs_m"] = scores.percent_flawed_vs_m
+        summary["percent_flawed_vs_m_ci95"] = sweep_intervals(scores.percent_flawed_vs_m,
+                                                              len(ids))
     if truth is not None:
         ref = evaluate.reference_flawed(truth, ids)
         table["reference_flawed"] = ref.astype(bool)

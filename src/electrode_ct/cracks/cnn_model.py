@@ -234,9 +234,20 @@ def particle_scores(slice_prob: np.ndarray) -> np.ndarray:
     return np.asarray(slice_prob, np.float64).mean(axis=1)
 
 
+def check_min_slices(m: Any, n_slices: int, *, name: str = "--min-slices") -> int:
+    """``m`` of the rule "at least m of the slices flawed": a whole number in
+    1 .. ``n_slices``, else :class:`InputError` naming ``name``."""
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 1 <= m <= n_slices:
+        raise InputError(f"{name}: expected a number of flawed slices between 1 and the "
+                         f"{n_slices} slices per particle, got {m!r}")
+    return int(m)
+
+
 def flawed_by_slices(slice_prob: np.ndarray, m: int, *, slice_threshold: float = 0.5) -> np.ndarray:
-    """Flawed when at least ``m`` slices have a probability >= ``slice_threshold``."""
-    return (np.asarray(slice_prob) >= slice_threshold).sum(axis=1) >= int(m)
+    """Flawed when at least ``m`` slices have a probability >= ``slice_threshold``
+    (``m`` checked by :func:`check_min_slices`)."""
+    m = check_min_slices(m, np.shape(slice_prob)[1])
+    return (np.asarray(slice_prob) >= slice_threshold).sum(axis=1) >= m
 
 
 def m_sweep(slice_prob: np.ndarray, *, slice_threshold: float = 0.5) -> dict[int, float]:
@@ -244,6 +255,24 @@ def m_sweep(slice_prob: np.ndarray, *, slice_threshold: float = 0.5) -> dict[int
     hits = (np.asarray(slice_prob) >= slice_threshold).sum(axis=1)
     n = max(len(hits), 1)
     return {m: float(100.0 * (hits >= m).sum() / n) for m in range(1, slice_prob.shape[1] + 1)}
+
+
+HISTORY_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+"""Per-epoch training record of a CNN model (``training.history``): the mean weighted
+BCE of the augmented training slices and their accuracy (logit > 0), the validation
+particles' log loss of the particle score and their accuracy at the model's threshold."""
+
+
+def _epoch_record(epoch: int, tot: np.ndarray, score: np.ndarray, y: np.ndarray,
+                  threshold: float) -> dict[str, float]:
+    """One epoch's :data:`HISTORY_KEYS` from the summed training loss / correct slices /
+    slices ``tot`` and the validation particles' scores and 0/1 labels."""
+    ps = np.clip(score, 1e-6, 1 - 1e-6)
+    n = max(tot[2], 1.0)
+    return {"epoch": float(epoch + 1), "train_loss": float(tot[0] / n),
+            "train_accuracy": float(tot[1] / n),
+            "val_loss": float(-np.mean(y * np.log(ps) + (1 - y) * np.log(1 - ps))),
+            "val_accuracy": float(np.mean((score >= threshold) == (y > 0.5)))}
 
 
 def _augment(x: Any, gen: Any) -> Any:
@@ -287,7 +316,7 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
     """
     import torch
 
-    from electrode_ct.cracks.evaluate import roc_auc
+    from electrode_ct.cracks.evaluate import curves, roc_auc
     from electrode_ct.segment.cnn._torch import require_torch, set_threads
 
     require_torch()
@@ -316,19 +345,21 @@ def train_cnn(slices: np.ndarray, flawed: np.ndarray, *, config: CNNConfig | Non
                           k=k or slices.shape[1], axes=axes, threshold=threshold)
     best, history = _fit(model, slices, y, tr, val, gen)
     raw_val = particle_scores(model.slice_probabilities(np.ascontiguousarray(slices[val])))
-    model.training = {"epochs_run": len(history), "best_epoch": best[2],
+    model.training = {"epochs_run": len(history["epoch"]), "best_epoch": best[2],
                       "best_val_loss": best[0], "val_auc": roc_auc(y[val], raw_val),
                       "n_particles": len(y), "n_flawed": int(y.sum()),
                       "n_val_flawed": int(y[val].sum()), "n_val": int(len(val)),
-                      "val_history": history,
+                      "val_history": history["val_loss"], "history": history,
+                      "validation": curves(y[val], raw_val, raw_val >= threshold),
                       "training_data": {"slices_sha256": array_digest(slices, y)}}
     return model
 
 
 def _fit(model: CrackSliceCNN, slices: np.ndarray, y: np.ndarray, tr: np.ndarray, val: np.ndarray,
-         gen: Any) -> tuple[tuple[float, Any, int], list[float]]:
+         gen: Any) -> tuple[tuple[float, Any, int], dict[str, list[float]]]:
     """Fit ``model.net`` on the particles ``tr``, early-stopped on the particles ``val``
-    (best weights kept); returns ``(best val loss, weights, epoch)`` and the loss history."""
+    (best weights kept); returns ``(best val loss, weights, epoch)`` and the history
+    (:func:`_epoch_record` per epoch)."""
     import torch
 
     cfg = model.config
@@ -344,23 +375,28 @@ def _fit(model: CrackSliceCNN, slices: np.ndarray, y: np.ndarray, tr: np.ndarray
     loss_fn = torch.nn.BCEWithLogitsLoss(
         pos_weight=torch.tensor((1 - pos) / max(pos, 1e-6)))
     best: tuple[float, Any, int] = (np.inf, None, 0)
-    history = []
+    history: dict[str, list[float]] = {k_: [] for k_ in HISTORY_KEYS}
     for epoch in range(cfg.epochs):
         net.train()
         perm = torch.randperm(xt.shape[0], generator=gen)
+        tot = np.zeros(3)  # summed loss, correct slices, slices
         for i in range(0, len(perm), cfg.batch):
             b = perm[i:i + cfg.batch]
             if len(b) < 2:
                 continue
             opt.zero_grad()
-            loss = loss_fn(net(_augment(xt[b], gen))[:, 0], yt[b])
+            logit = net(_augment(xt[b], gen))[:, 0]
+            loss = loss_fn(logit, yt[b])
             loss.backward()
             opt.step()
             sched.step()
-        ps = np.clip(particle_scores(model.slice_probabilities(xv)), 1e-6, 1 - 1e-6)
-        yv = y[val]
-        vloss = float(-np.mean(yv * np.log(ps) + (1 - yv) * np.log(1 - ps)))
-        history.append(vloss)
+            hit = float(((logit > 0) == (yt[b] > 0.5)).sum())
+            tot += (float(loss.detach()) * len(b), hit, len(b))
+        ps = particle_scores(model.slice_probabilities(xv))
+        rec = _epoch_record(epoch, tot, ps, y[val], model.threshold)
+        for k_, v in rec.items():
+            history[k_].append(v)
+        vloss = rec["val_loss"]
         if vloss < best[0] - 1e-4:
             best = (vloss, {k_: v.clone() for k_, v in net.state_dict().items()}, epoch)
         elif epoch - best[2] >= cfg.patience:

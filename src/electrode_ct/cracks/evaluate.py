@@ -43,6 +43,44 @@ def reference_flawed(truth: pd.DataFrame, ids: np.ndarray, *, name: str = "truth
     return vals.astype(np.int64)
 
 
+def reference_by_overlap(labels: np.ndarray, ref_labels: np.ndarray, truth: pd.DataFrame, *,
+                         name: str = "truth") -> pd.DataFrame:
+    """A reference table for the particles of ``labels`` from another labelling's table.
+
+    Each particle of ``labels`` takes the ``flawed`` (or ``cracked``) value of the
+    particle of ``ref_labels`` it overlaps most (e.g. a phantom's true particles for a
+    pipeline's own segmentation); a particle overlapping none is left out.
+
+    Parameters
+    ----------
+    labels, ref_labels : numpy.ndarray
+        Two particle labellings of the same volume (0 = background).
+    truth : pandas.DataFrame
+        ``label`` + ``flawed``/``cracked`` for the particles of ``ref_labels``.
+    name : str
+        Named in errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``label`` (of ``labels``), ``flawed`` (0/1), ``reference_label``, ``overlap``
+        (fraction of the particle's voxels inside that reference particle).
+    """
+    from electrode_ct.metrics.instances import contingency
+
+    if np.shape(labels) != np.shape(ref_labels):
+        raise InputError(f"{name}: reference labels of shape {np.shape(ref_labels)} differ "
+                         f"from the particles' {np.shape(labels)}")
+    tab = contingency(np.asarray(labels), np.asarray(ref_labels))
+    pid, rid, inter = tab["pred_ids"], tab["ref_ids"], tab["intersection"]
+    order = np.lexsort((-inter, pid))
+    first = order[np.r_[True, np.diff(pid[order]) != 0]] if pid.size else order
+    flawed = reference_flawed(truth, rid[first], name=name)
+    return pd.DataFrame({"label": pid[first], "flawed": flawed,
+                         "reference_label": rid[first],
+                         "overlap": inter[first] / tab["pred_size"][pid[first]]})
+
+
 def _pair(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true).astype(bool).ravel()
     s = np.asarray(score, np.float64).ravel()
@@ -75,6 +113,56 @@ def roc_curve(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
     fp = (last + 1) - tp
     p, n = max(int(y.sum()), 1), max(int((~y).sum()), 1)
     return (np.r_[0.0, fp / n], np.r_[0.0, tp / p], np.r_[np.inf, s[last]])
+
+
+def precision_recall(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and thresholds (descending) of a score: the precision–recall curve.
+
+    Parameters
+    ----------
+    y_true : array-like of bool or 0/1
+        Reference (True = flawed).
+    score : array-like of float
+        Higher = more likely flawed.
+
+    Returns
+    -------
+    precision, recall, thresholds : numpy.ndarray
+        One point per distinct score, same points as :func:`roc_curve` without its origin
+        (a particle is called flawed when ``score >= threshold``); recall is 0 and
+        precision 1 for no flawed particle in the reference.
+    """
+    fpr, tpr, thr = roc_curve(y_true, score)
+    y, _ = _pair(y_true, score)
+    tp = tpr[1:] * int(y.sum())
+    called = tp + fpr[1:] * int((~y).sum())
+    precision = np.where(called > 0, tp / np.maximum(called, 1), 1.0)
+    return precision, tpr[1:], thr[1:]
+
+
+def average_precision(y_true: Any, score: Any) -> float:
+    """Area under the precision–recall curve as a step sum, Σ (R_i − R_{i−1}) P_i (the
+    definition of scikit-learn's ``average_precision_score``); NaN without flawed
+    particles."""
+    y, _ = _pair(y_true, score)
+    if not y.any():
+        return float("nan")
+    precision, recall, _ = precision_recall(y_true, score)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def curves(y_true: Any, score: Any, flawed: Any) -> dict[str, Any]:
+    """The ROC and precision–recall curves, their areas and the confusion counts at the
+    calls ``flawed`` as JSON-ready lists (the ``roc``, ``pr``, ``auc``,
+    ``average_precision`` and ``confusion`` keys of the CLI and the pipeline)."""
+    fpr, tpr, thr = roc_curve(y_true, score)
+    prec, rec, thr_pr = precision_recall(y_true, score)
+    return {"auc": roc_auc(y_true, score), "average_precision": average_precision(y_true, score),
+            "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+                    "thresholds": [None, *thr[1:].tolist()]},
+            "pr": {"precision": prec.tolist(), "recall": rec.tolist(),
+                   "thresholds": thr_pr.tolist()},
+            "confusion": confusion(y_true, flawed)}
 
 
 def roc_auc(y_true: Any, score: Any) -> float:

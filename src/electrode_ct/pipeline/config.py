@@ -132,6 +132,14 @@ class CracksStep(_Strict):
     method: Literal["features", "cnn"] = "features"
     model: str | None = Field(None, description="Cracks model file; default: the shipped one.")
     threshold: float | None = Field(None, description="Score threshold; default: the model's.")
+    subvolume_um: float | None = Field(
+        None, gt=0, description="Edge (µm) of the sub-volumes whose spread of the % flawed "
+        "gives percent_flawed_subvolumes; default half the shortest extent.")
+    truth: list[str] = Field([], description="Reference table per state (label + flawed or "
+                             "cracked): ROC, precision-recall and confusion in the report.")
+    truth_labels: list[str] = Field(
+        [], description="Particle labels the truth tables refer to, per state (e.g. a "
+        "phantom's particles.tif); each run particle takes its most-overlapping one's value.")
 
 
 class MetricsStep(_Strict):
@@ -303,6 +311,8 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     cfg.steps.segment.scribbles = fix(cfg.steps.segment.scribbles)
     cfg.steps.segment.model = fix(cfg.steps.segment.model)
     cfg.steps.cracks.model = fix(cfg.steps.cracks.model)
+    cfg.steps.cracks.truth = [fix(t) for t in cfg.steps.cracks.truth]  # type: ignore[misc]
+    cfg.steps.cracks.truth_labels = [fix(t) for t in cfg.steps.cracks.truth_labels]  # type: ignore[misc]
     cfg.output = fix(cfg.output) or cfg.output
     return cfg
 
@@ -355,12 +365,18 @@ def check_values(cfg: PipelineConfig, *, source: str = "config") -> None:
     ------
     ConfigError
         ``input.reference_state`` beyond the inputs; a ``steps.stats.by`` column that the
-        measure step does not write.
+        measure step does not write; more ``steps.cracks.truth`` tables than states or
+        ``truth_labels`` than tables.
     """
     n = len(cfg.input.grey) or len(cfg.input.phases or [])
     if cfg.input.reference_state >= max(n, 1):
         raise ConfigError(f"{source}: input.reference_state {cfg.input.reference_state} does "
                           f"not exist: {n} input state(s), indices 0..{n - 1}")
+    c = cfg.steps.cracks
+    if len(c.truth) > n or len(c.truth_labels) > len(c.truth):
+        raise ConfigError(f"{source}: steps.cracks: expected at most one truth table per input "
+                          f"state ({n}) and one truth_labels volume per truth table, got "
+                          f"{len(c.truth)} and {len(c.truth_labels)}")
     spec = parse_subsets(cfg.steps.stats.by, name="steps.stats.by")
     if spec and cfg.steps.stats.enabled and cfg.input.grey:  # stats runs on grey tables
         from electrode_ct.measure.table import table_columns

@@ -600,7 +600,8 @@ def step_cracks(run: Run) -> StepResult:
         i = int(key.split("_")[1])
         lab = particle_labels(run, i)
         res = classify(grey_input(run, i), lab, spacing=lab.spacing, model=p.model,
-                       method=p.method, threshold=p.threshold)
+                       method=p.method, threshold=p.threshold, subvolume_um=p.subvolume_um,
+                       truth=_cracks_truth(run, i, lab))
         outputs[f"cracks_{i}"] = str(write_table(
             res.table, run.path(f"tables/cracks_{i}.parquet"), csv=True).relative_to(run.out))
         outputs[f"particle_phases_{i}"] = _save(
@@ -608,6 +609,22 @@ def step_cracks(run: Run) -> StepResult:
             f"volumes/particle_phases_{i}{_ext(run)}")
         summary[f"state_{i}"] = res.summary
     return StepResult(outputs, summary)
+
+
+def _cracks_truth(run: Run, i: int, lab: Volume) -> Any:
+    """State ``i``'s reference table of steps.cracks.truth (None without one), mapped onto
+    the run's particles through steps.cracks.truth_labels when given."""
+    from electrode_ct.cracks.evaluate import reference_by_overlap
+
+    p = run.cfg.steps.cracks
+    if i >= len(p.truth):
+        return None
+    table = read_table(p.truth[i])
+    if i >= len(p.truth_labels):
+        return table
+    ref = _crop(run, read(p.truth_labels[i]).compute())
+    return reference_by_overlap(lab.numpy(), ref.numpy(), table,
+                                name=f"steps.cracks.truth[{i}]")
 
 
 def step_stats(run: Run) -> StepResult:

@@ -238,6 +238,7 @@ def _cracks(out: Path, man: dict[str, Any]) -> list[Section]:
     summ = man.get("steps", {}).get("cracks", {}).get("summary", {})
     if not summ:
         return []
+    from electrode_ct.report.cracks_figures import add_cracks_figures
     from electrode_ct.report.intervals import flawed_cell
 
     sec = Section("Cracks and flaws")
@@ -245,11 +246,8 @@ def _cracks(out: Path, man: dict[str, Any]) -> list[Section]:
              **{kk: vv for kk, vv in v.items()
                 if np.isscalar(vv) and not kk.startswith("percent_flawed")}}
             for k, v in summ.items()]
-    sec.figure(bars({k: v.get("percent_flawed") or 0.0 for k, v in summ.items()},
-                    ylabel="% flawed", intervals={k: v.get("percent_flawed_ci95")
-                                                  for k, v in summ.items()},
-                    title="% flawed particles per state (95 % Wilson CI)"), alt="% flawed")
     sec.table(pd.DataFrame(rows))
+    add_cracks_figures(sec, out, man, state=_ref(man))
     return [sec]
 
 
