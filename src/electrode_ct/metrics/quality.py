@@ -170,7 +170,8 @@ def phase_statistics(
 
 
 def image_quality(
-    image: np.ndarray, labels: np.ndarray, *, class_map: Mapping[str, int] | None = None
+    image: np.ndarray, labels: np.ndarray, *, class_map: Mapping[str, int] | None = None,
+    require_all: bool = False,
 ) -> dict[str, Any]:
     """Per-phase statistics and contrast between each pair of phases.
 
@@ -182,6 +183,9 @@ def image_quality(
         Integer phase codes of the same shape.
     class_map : mapping, optional
         name -> value.
+    require_all : bool
+        Refuse labels without every phase of ``class_map`` or with fewer than two phases
+        (no contrast to measure).
 
     Returns
     -------
@@ -192,6 +196,8 @@ def image_quality(
         first, darker-coded phase a, e.g. pore as background).
     """
     stats = phase_statistics(image, labels, class_map=class_map)
+    if require_all:
+        _require_phases(stats, class_map)
     pairs: dict[str, dict[str, float]] = {}
     for (ka, a), (kb, b) in combinations(stats.items(), 2):
         contrast = abs(a["mean"] - b["mean"])
@@ -202,6 +208,17 @@ def image_quality(
             "snr": contrast / a["std"] if a["std"] > 0 else float("inf"),
         }
     return {"phases": stats, "pairs": pairs}
+
+
+def _require_phases(stats: Mapping[str, Any], class_map: Mapping[str, int] | None) -> None:
+    missing = [k for k in (class_map or {}) if k not in stats]
+    if missing:
+        raise InputError(f"labels: no voxel of phase {missing[0]!r} (value "
+                         f"{class_map[missing[0]]}); SNR/CNR need every phase of the class "
+                         f"map {dict(class_map)} present")
+    if len(stats) < 2:
+        raise InputError(f"labels: a single phase ({', '.join(stats)}); SNR/CNR need at "
+                         "least two phases")
 
 
 def fraction_vs_reference(

@@ -148,6 +148,9 @@ class MetricsStep(_Strict):
     subvolumes: list[int] = Field(
         [], description="Cube edges in voxels for the representative-volume curve of the "
         "tortuosity (τ mean ± std per size), e.g. [64, 128, 256]; [] for none.")
+    image_quality: bool = Field(
+        True, description="SNR / CNR per phase of the grey input (unfiltered) against the "
+        "phases (key image_quality); in memory only.")
 
 
 class StatsStep(_Strict):
