@@ -189,6 +189,29 @@ class StatsStep(_Strict):
         return v
 
 
+class VariabilityStep(_Strict):
+    """Segmentations of the input by several users and methods (Bailey et al.)."""
+
+    enabled: bool = False
+    segmentations: dict[str, list[str]] = Field(
+        default_factory=dict, description="Method -> label files of the input volume, one "
+        "per user (at least 2), e.g. {threshold: [u1.tif, u2.tif, u3.tif]}; cropped as the "
+        "input.")
+    phase: str = Field("active", description="Phase whose fraction spread and subtraction "
+                       "images are reported.")
+    reference: float | None = Field(
+        None, gt=0, le=1, description="The phase's volume fraction from another technique "
+        "(e.g. FIB-SEM), a fraction in (0, 1].")
+
+    @field_validator("segmentations")
+    @classmethod
+    def _two_users(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        few = {k: len(p) for k, p in v.items() if len(p) < 2}
+        if few:
+            raise ValueError(f"each method needs at least 2 segmentations (users), got {few}")
+        return v
+
+
 class ReportStep(_Strict):
     """The self-contained HTML report."""
 
@@ -207,6 +230,7 @@ class Steps(_Strict):
     cracks: CracksStep = CracksStep()
     metrics: MetricsStep = MetricsStep()
     stats: StatsStep = StatsStep()
+    variability: VariabilityStep = VariabilityStep()
     report: ReportStep = ReportStep()
 
 

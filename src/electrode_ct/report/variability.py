@@ -64,6 +64,115 @@ def report_sections(out: Path, man: dict[str, Any]) -> list[Section]:
     return quality_sections(man) + variability_sections(out, man)
 
 
+def variability_figure(methods: dict[str, Any], *, reference: float | None = None) -> Figure:
+    """Bailey et al.'s comparison of methods, two panels: :func:`spread_axes` and
+    :func:`pairs_axes`.
+
+    ``methods`` is :func:`electrode_ct.metrics.variability.method_variability`'s result
+    (computed with a phase).
+    """
+    fig, (a, b) = plt.subplots(1, 2, figsize=(max(8.0, 2.4 * len(methods) + 4), 3.6))
+    spread_axes(a, methods, reference=reference)
+    pairs_axes(b, methods)
+    fig.tight_layout()
+    return fig
+
+
+def spread_axes(ax: Any, methods: dict[str, Any], *, reference: float | None = None) -> None:
+    """Per method: the phase fraction of each user (dots), mean ± std (ddof = 1) and the
+    reference value (dashed line) with the mean's difference from it (percentage points)."""
+    for k, m in enumerate(methods.values()):
+        f = np.asarray(m["phase_fraction"], float)
+        ax.scatter(np.full(f.size, k) + np.linspace(-0.12, 0.12, f.size), f, s=18,
+                   color=PHASE_COLOURS[k % len(PHASE_COLOURS)], zorder=3)
+        ax.errorbar(k + 0.3, m["phase_fraction_mean"], yerr=m["phase_fraction_std"],
+                    fmt="s", color="k", capsize=4, ms=5)
+        if reference is not None:
+            d = m["phase_fraction_mean"] - reference
+            ax.annotate(f"{100 * d:+.1f} pp", (k + 0.3, m["phase_fraction_mean"]),
+                        xytext=(6, 0), textcoords="offset points", fontsize=8, va="center")
+    if reference is not None:
+        ax.axhline(reference, ls="--", color="#a03030", lw=1, label=f"reference {reference:g}")
+        ax.legend(fontsize=8, loc="best")
+    ax.set_xticks(range(len(methods)), list(methods))
+    phase = next(iter(methods.values())).get("phase", "phase")
+    ax.set_ylabel(f"phase {phase}: volume fraction")
+    ax.set_title("users (dots), mean ± std (squares, n−1)", fontsize=10)
+
+
+def pairs_axes(ax: Any, methods: dict[str, Any]) -> None:
+    """Per method: % voxels differing for each pair of users (dots) and their mean (bar)."""
+    for k, m in enumerate(methods.values()):
+        d = np.asarray(m.get("phase_percent_different") or _upper(m), float)
+        ax.bar(k, d.mean(), color="#c8d0e0", width=0.6)
+        ax.scatter(np.full(d.size, k) + np.linspace(-0.15, 0.15, d.size), d, s=16, color="k",
+                   zorder=3)
+    ax.set_xticks(range(len(methods)), list(methods))
+    ax.set_ylabel("% voxels differing")
+    ax.set_title("subtraction: each pair of users (dots), mean (bar)", fontsize=10)
+
+
+def _upper(m: dict[str, Any]) -> list[float]:
+    d = np.asarray(m["pairwise_percent_different"], float)
+    return d[np.triu_indices(d.shape[0], 1)].tolist()
+
+
+def subtraction_figure(images: list[tuple[str, np.ndarray, float]], *, z: int,
+                       phase: str) -> Figure:
+    """Subtraction images (−1 / 0 / +1) of one slice, one panel per pair of users."""
+    n = len(images)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, (title, img, pct) in zip(axes.ravel(), images, strict=False):
+        ax.imshow(img, cmap="bwr", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"{title}\n{pct:.2f} % differ", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{phase}: user a − user b, slice z = {z} (red +1: only a, blue −1: only b)",
+                 fontsize=9)
+    return fig
+
+
 def variability_sections(out: Path, man: dict[str, Any]) -> list[Section]:
-    """Placeholder until the variability step is written."""
-    return []
+    """The "User variability" section from the variability step's summary."""
+    step = man.get("steps", {}).get("variability", {})
+    summ = step.get("summary", {})
+    methods = summ.get("methods")
+    if not methods:
+        return []
+    sec = Section("User variability (Bailey et al.)")
+    ref = summ.get("reference")
+    sec.figure(variability_figure(methods, reference=ref),
+               alt="phase fraction per user and method, pairwise % voxels differing")
+    rel = step.get("outputs", {}).get("subtraction_slices")
+    if rel and (out / rel).exists():
+        from electrode_ct.io import read
+
+        stack = read(out / rel).numpy()
+        sec.figure(subtraction_figure(list(zip(summ["subtraction_titles"], stack,
+                                               summ["subtraction_percent"], strict=True)),
+                                      z=summ["z"], phase=summ["phase"]),
+                   alt="subtraction images")
+    sec.table(variability_table(methods))
+    return [sec]
+
+
+def variability_table(methods: dict[str, Any]) -> pd.DataFrame:
+    """One row per method: users, fraction mean ± std, % differing, difference from the
+    reference."""
+    rows = []
+    for name, m in methods.items():
+        row = {"method": name, "users": m["n_users"],
+               "fraction mean": m["phase_fraction_mean"], "fraction std (n−1)":
+               m["phase_fraction_std"], "mean % differing (phase)":
+               float(np.mean(m["phase_percent_different"])),
+               "mean % differing (all labels)": m["mean_percent_different"]}
+        if m.get("reference"):
+            mean = m["reference"]["mean"]
+            row["mean − reference"] = mean["absolute_difference"]
+            row["relative difference %"] = mean["relative_difference_percent"]
+        rows.append(row)
+    return pd.DataFrame(rows)
