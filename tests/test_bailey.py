@@ -59,6 +59,31 @@ def test_quality_cli_equals_analytic_snr_cnr(run_cli, tmp_path):
                                           tmp_path / "small.tif"))
 
 
+def test_quality_in_slabs_equals_in_memory(three_phase_phantom):
+    from electrode_ct.metrics.quality import (
+        image_quality,
+        phase_statistics_slabs,
+        quality_from_statistics,
+    )
+
+    truth, grey = three_phase_phantom
+    want = image_quality(grey, truth, class_map=CMAP)
+    # uneven slabs; the first holds pore only, so later slabs add label values
+    cuts = [0, 2, 9, 23, 40]
+    assert set(np.unique(truth[:2]).tolist()) == {0}
+
+    def slabs():
+        return ((grey[a:b], truth[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True))
+
+    got = quality_from_statistics(phase_statistics_slabs(slabs, class_map=CMAP),
+                                  class_map=CMAP)
+    assert got.keys() == want.keys() and got["phases"].keys() == want["phases"].keys()
+    for part in ("phases", "pairs"):
+        for k, v in want[part].items():
+            for key, x in v.items():
+                assert got[part][k][key] == pytest.approx(x, rel=1e-12), (part, k, key)
+
+
 # -- the correction loop -------------------------------------------------------------------
 def test_train_forest_add_improves_held_out_accuracy(run_cli, tmp_path, three_phase_phantom):
     from electrode_ct.segment.models import load_model

@@ -550,24 +550,14 @@ def step_metrics(run: Run) -> StepResult:
     else:
         result = microstructure_metrics(phases(run, i), **opts)
     if p.image_quality and has_grey(run):
-        result["image_quality"] = _image_quality(run, i, lazy)
+        from electrode_ct.pipeline.quality import image_quality_summary
+
+        result["image_quality"] = image_quality_summary(run, i, lazy)
     from electrode_ct.io import write_json
 
     rel = "tables/metrics.json"
     write_json(result, run.path(rel))
     return StepResult({"metrics": rel}, result)
-
-
-def _image_quality(run: Run, i: int, lazy: Volume) -> dict[str, Any]:
-    """SNR / CNR per phase of state ``i``'s unfiltered grey input (or why not)."""
-    from electrode_ct.metrics.quality import image_quality
-
-    if not run.cfg.compute.stays_in_memory(lazy.nbytes * 9):  # float64 grey and labels
-        return {"note": "not computed: the volume is above the in-memory size"}
-    g, ph = grey_input(run, i), phases(run, i)
-    if g.shape != ph.shape:
-        return {"note": f"not computed: grey {g.shape} and phases {ph.shape} differ"}
-    return image_quality(g.numpy(), ph.numpy(), class_map=ph.class_map)
 
 
 def _phases_lazy(run: Run, i: int) -> Volume:
