@@ -53,7 +53,7 @@ def step_variability(run: Run) -> StepResult:
     for name, segs in groups.items():
         m = methods[name]
         for (i, j), d in zip(m["phase_pairs"], m["phase_percent_different"], strict=True):
-            titles.append(f"{name}: user {i + 1} − user {j + 1}")
+            titles.append(f"{name}\nuser {i + 1} − user {j + 1}")
             images.append(subtraction(segs[i][z], segs[j][z], value))
             pct.append(d)
     write(Volume(np.stack(images)), run.path("volumes/variability_subtraction_z.tif"))

@@ -92,12 +92,13 @@ def spread_axes(ax: Any, methods: dict[str, Any], *, reference: float | None = N
             ax.annotate(f"{100 * d:+.1f} pp", (k + 0.3, m["phase_fraction_mean"]),
                         xytext=(6, 0), textcoords="offset points", fontsize=8, va="center")
     if reference is not None:
-        ax.axhline(reference, ls="--", color="#a03030", lw=1, label=f"reference {reference:g}")
-        ax.legend(fontsize=8, loc="best")
+        ax.axhline(reference, ls="--", color="#a03030", lw=1)
+        ax.text(1.0, reference, f" reference\n {reference:.3f}", color="#a03030", fontsize=8,
+                va="center", ha="left", transform=ax.get_yaxis_transform())
     ax.set_xticks(range(len(methods)), list(methods))
     phase = next(iter(methods.values())).get("phase", "phase")
     ax.set_ylabel(f"phase {phase}: volume fraction")
-    ax.set_title("users (dots), mean ± std (squares, n−1)", fontsize=10)
+    ax.set_title("users (dots), mean ± std (n−1), mean − reference (pp)", fontsize=10)
 
 
 def pairs_axes(ax: Any, methods: dict[str, Any]) -> None:
@@ -121,14 +122,14 @@ def subtraction_figure(images: list[tuple[str, np.ndarray, float]], *, z: int,
                        phase: str) -> Figure:
     """Subtraction images (−1 / 0 / +1) of one slice, one panel per pair of users."""
     n = len(images)
-    cols = min(n, 4)
+    cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 3.0 * rows + 0.4), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     for ax, (title, img, pct) in zip(axes.ravel(), images, strict=False):
         ax.imshow(img, cmap="bwr", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(f"{title}\n{pct:.2f} % differ", fontsize=8)
+        ax.set_title(f"{title}\n{pct:.2f} % of the volume differ", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{phase}: user a − user b, slice z = {z} (red +1: only a, blue −1: only b)",
