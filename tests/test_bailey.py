@@ -285,3 +285,39 @@ def test_variability_config_refuses_one_user_and_bad_reference(tmp_path):
         with pytest.raises(ConfigError, match=word):
             parse_config({**base, "steps": {"variability": step}}, source="t")
     yaml.safe_dump(base)
+
+
+def test_pipeline_seeded_forest_with_added_strokes(tmp_path, three_phase_phantom):
+    from electrode_ct.pipeline import parse_config, run_pipeline
+    from electrode_ct.segment.scribbles import scribble_slices, simulate_scribbles
+
+    truth, grey = three_phase_phantom
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    tifffile.imwrite(tmp_path / "t.tif", truth + 1)  # the forest's classes are 1..K
+    added = simulate_scribbles(truth, coverage=0.01, slices=[10], seed=3)
+    tifffile.imwrite(tmp_path / "add.tif", added)
+    cfg = {"input": {"grey": ["g.tif"], "reference": "t.tif"}, "output": "out",
+           "steps": {"segment": {"method": "forest", "seeded": "ML2", "seed_slices": "6",
+                                 "seed_thresholds": [85, 160], "add": ["add.tif"],
+                                 "trees": 10, "next_regions": 3},
+                     "particles": {"enabled": False}, "measure": {"enabled": False},
+                     "stats": {"enabled": False}, "metrics": {"enabled": False},
+                     "report": {"enabled": False}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    from electrode_ct.pipeline import load_config
+
+    run_pipeline(load_config(path), quiet=True)  # relative paths: from the config's folder
+    man = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    seg = man["steps"]["segment"]
+    info = seg["summary"]["training_labels"]
+    assert info["seeds"]["slices"] == scribble_slices(40, 6).tolist()
+    assert info["sources"] == ["seeds ML2", str(tmp_path / "add.tif")]
+    assert info["n_added"] >= 1 and info["n_added"] <= np.count_nonzero(added)
+    assert seg["summary"]["quality"]["mean_iou"] > 0.9
+    table = read_table(tmp_path / "out" / seg["outputs"]["next_regions"])
+    regions = seg["summary"]["next_regions"]["regions"]  # 32-voxel windows: one fits in 40³
+    assert table["rank"].tolist() == [1] and len(regions) == 1
+    assert table[["z", "y", "x"]].to_numpy().tolist() == [[r["z"], r["y"], r["x"]]
+                                                          for r in regions]
+    assert parse_config(cfg, source="t").steps.segment.seeded == "ML2"

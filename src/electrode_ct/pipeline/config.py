@@ -85,6 +85,20 @@ class SegmentStep(_Strict):
     two_d: bool = Field(False, description="Independent 2-D slices: per-slice thresholds, "
                         "per-slice k-means, the model's per-slice prediction.")
     cleanup_min_island_um3: float = 0.0
+    add: list[str] = Field(
+        default_factory=list, description="method=forest: further strokes drawn over the "
+        "scribbles, in order (the correction loop).")
+    seeded: Literal["ML1", "ML2", "ML3"] | None = Field(
+        None, description="method=forest: threshold-seeded training labels (Bailey et al.); "
+        "scribbles and add are drawn over them.")
+    seed_thresholds: str | list[float] = Field(
+        "multiotsu", description="The seeds' cuts: grey levels, or multiotsu | otsu | li | "
+        "triangle.")
+    seed_slices: str | None = Field(
+        None, description="central | first | all | N | 'z,z,...'; default the variant's.")
+    next_regions: int = Field(
+        0, ge=0, description="method=forest: write the N most uncertain 32-voxel windows of "
+        "the reference state to tables/next_regions.csv (0: none).")
 
 
 class ParticlesStep(_Strict):
@@ -328,6 +342,9 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         cfg.input.phases = [fix(g) for g in cfg.input.phases]  # type: ignore[misc]
     cfg.input.reference = fix(cfg.input.reference)
     cfg.steps.segment.scribbles = fix(cfg.steps.segment.scribbles)
+    cfg.steps.segment.add = [fix(a) for a in cfg.steps.segment.add]  # type: ignore[misc]
+    cfg.steps.variability.segmentations = {
+        k: [fix(a) for a in v] for k, v in cfg.steps.variability.segmentations.items()}  # type: ignore[misc]
     cfg.steps.segment.model = fix(cfg.steps.segment.model)
     cfg.steps.cracks.model = fix(cfg.steps.cracks.model)
     cfg.output = fix(cfg.output) or cfg.output
@@ -363,10 +380,10 @@ def check_prerequisites(cfg: PipelineConfig, *, source: str = "config") -> None:
     if s.stats.enabled and not s.measure.enabled:
         raise ConfigError(f"{source}: steps.stats needs steps.measure enabled")
     if s.segment.enabled and s.segment.method == "forest" and not (
-        s.segment.scribbles or s.segment.model
+        s.segment.scribbles or s.segment.model or s.segment.seeded
     ):
         raise ConfigError(f"{source}: steps.segment.method 'forest' needs steps.segment.scribbles "
-                          "(training labels) or steps.segment.model")
+                          "(training labels), steps.segment.seeded or steps.segment.model")
     if s.segment.enabled and s.segment.method == "cnn" and not s.segment.model:
         raise ConfigError(f"{source}: steps.segment.method 'cnn' needs steps.segment.model")
     if s.segment.enabled and s.segment.method == "watershed" and (
