@@ -501,6 +501,11 @@ steps:
     position: null          # e.g. z:4
     collector: z0           # z0 | z1
     keep_border: false      # GREAT2 leaves out particles touching a face of the volume
+  variability:              # Bailey et al.: other users' segmentations of this volume
+    enabled: false
+    segmentations: {{}}       # e.g. {{threshold: [u1.tif, u2.tif, u3.tif], ML1: [...]}}
+    phase: active
+    reference: null         # the phase's fraction from another technique, e.g. 0.508
   report:
     enabled: true
 """
