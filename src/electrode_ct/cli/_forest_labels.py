@@ -63,17 +63,13 @@ def next_regions_out(model: Any, img: Volume, path: Path, *, n: int,
     mean_uncertainty``, napari-readable); any other a uint8 volume of the windows
     painted with their rank.
     """
-    import pandas as pd
-
     from electrode_ct.io import write, write_table
     from electrode_ct.segment.scribbles import regions_volume
-    from electrode_ct.segment.training_labels import next_regions
+    from electrode_ct.segment.training_labels import next_regions, regions_table
 
     regions, unc = next_regions(model, img, n=n, size=size)
     if Path(path).suffix.lower() in (".csv", ".parquet"):
-        table = pd.DataFrame(regions, columns=["z", "y", "x", "mean_uncertainty"])
-        table.insert(0, "rank", np.arange(1, len(table) + 1))
-        write_table(table, path)
+        write_table(regions_table(regions), path)
     else:
         vol = regions_volume(img.shape, regions, size=size)
         write(img.with_data(vol[0] if img.is_2d else vol).with_class_map(None), path)

@@ -39,17 +39,13 @@ def training_labels(run: Run, image: Volume) -> tuple[np.ndarray, dict[str, Any]
 def next_regions_table(run: Run, model: Any, image: Volume) -> None:
     """Write the ``steps.segment.next_regions`` most uncertain windows (when > 0) and keep
     them in ``model.report["next_regions"]``."""
-    import pandas as pd
-
-    from electrode_ct.segment.training_labels import next_regions
+    from electrode_ct.segment.training_labels import next_regions, regions_table
 
     n = run.cfg.steps.segment.next_regions
     if not n:
         return
     regions, unc = next_regions(model, image, n=n, size=NEXT_SIZE)
-    table = pd.DataFrame(regions, columns=["z", "y", "x", "mean_uncertainty"])
-    table.insert(0, "rank", np.arange(1, len(table) + 1))
     rel = "tables/next_regions.csv"
-    write_table(table, run.path(rel))
+    write_table(regions_table(regions), run.path(rel))
     model.report["next_regions"] = {"output": rel, "size": NEXT_SIZE, "regions": regions,
                                     "mean_uncertainty": float(unc.mean(dtype=np.float64))}

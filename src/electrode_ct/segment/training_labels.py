@@ -134,3 +134,12 @@ def next_regions(model: Any, image: Any, *, n: int = 5,
         raise InputError(f"--next-n / --next-size: expected at least 1, got {n} / {size}")
     unc = np.asarray(model.predict(image, uncertainty=True).uncertainty)
     return uncertain_regions(unc, n=n, size=size), unc
+
+
+def regions_table(regions: Sequence[dict[str, Any]]) -> Any:
+    """The regions to label next as a points table: ``rank, z, y, x, mean_uncertainty``."""
+    import pandas as pd
+
+    table = pd.DataFrame(list(regions), columns=["z", "y", "x", "mean_uncertainty"])
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table
