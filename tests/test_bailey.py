@@ -301,8 +301,7 @@ def test_pipeline_seeded_forest_with_added_strokes(tmp_path, three_phase_phantom
                                  "seed_thresholds": [85, 160], "add": ["add.tif"],
                                  "trees": 10, "next_regions": 3},
                      "particles": {"enabled": False}, "measure": {"enabled": False},
-                     "stats": {"enabled": False}, "metrics": {"enabled": False},
-                     "report": {"enabled": False}}}
+                     "stats": {"enabled": False}, "metrics": {"enabled": False}}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     from electrode_ct.pipeline import load_config
@@ -321,3 +320,10 @@ def test_pipeline_seeded_forest_with_added_strokes(tmp_path, three_phase_phantom
     assert table[["z", "y", "x"]].to_numpy().tolist() == [[r["z"], r["y"], r["x"]]
                                                           for r in regions]
     assert parse_config(cfg, source="t").steps.segment.seeded == "ML2"
+    from _browser import render
+
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Forest training labels" in html and "seeds ML2" in html
+    shown = render(tmp_path / "out" / "report.html", tmp_path)
+    assert "regions to label next" in [i["alt"] for i in shown["images"]]
+    assert all(i["ok"] for i in shown["images"]) and shown["errors"] == []

@@ -61,7 +61,68 @@ def quality_sections(man: dict[str, Any]) -> list[Section]:
 
 def report_sections(out: Path, man: dict[str, Any]) -> list[Section]:
     """Every section of this module (the hook of :mod:`electrode_ct.report.build`)."""
-    return quality_sections(man) + variability_sections(out, man)
+    return quality_sections(man) + training_sections(man) + variability_sections(out, man)
+
+
+def regions_figure(grey: np.ndarray, regions: list[dict[str, Any]], *, size: int) -> Figure:
+    """The regions to label next: the grey slice through each window's centre, the
+    window outlined (rank 1 = label first)."""
+    from matplotlib.patches import Rectangle
+
+    n = len(regions)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    for ax, (rank, r) in zip(axes[0], enumerate(regions, start=1), strict=True):
+        ax.imshow(grey[r["z"]], cmap="gray", interpolation="nearest")
+        half = min(size, *grey.shape[1:]) / 2
+        ax.add_patch(Rectangle((r["x"] - half, r["y"] - half), 2 * half, 2 * half,
+                               fill=False, ec="#e03030", lw=1.5))
+        ax.set_title(f"{rank}: z {r['z']}, uncertainty {r['mean_uncertainty']:.2f}",
+                     fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def training_sections(man: dict[str, Any]) -> list[Section]:
+    """The forest's training labels (seeds, scribbles, added strokes) and the regions to
+    label next, when the segment step trained a forest with any of them."""
+    summ = man.get("steps", {}).get("segment", {}).get("summary", {})
+    info, nxt = summ.get("training_labels"), summ.get("next_regions")
+    if not info or not (info.get("seeds") or nxt or info.get("n_added")):
+        return []
+    sec = Section("Forest training labels (Bailey et al.)")
+    row = {"drawn in order": " → ".join(info["sources"]), "labelled voxels": info["n_labelled"],
+           "added by strokes": info["n_added"], "relabelled by strokes": info["n_relabelled"]}
+    if info.get("seeds"):
+        sd = info["seeds"]
+        row.update({"seeds": sd["variant"], "seed slices": str(sd["slices"]),
+                    "seed cuts (grey)": str([round(c, 4) for c in sd["thresholds"]]),
+                    "seeded voxels": sd["n_seeded"]})
+    sec.table(row)
+    if nxt:
+        grey = _grey(man)
+        if grey is not None:
+            sec.figure(regions_figure(grey, nxt["regions"], size=nxt["size"]),
+                       alt="regions to label next")
+        sec.text(f"Regions to label next ({nxt['output']}): the {len(nxt['regions'])} "
+                 f"non-overlapping {nxt['size']}-voxel windows of highest mean uncertainty "
+                 "(normalised entropy) of the forest on the reference state.", note=True)
+    return [sec]
+
+
+def _grey(man: dict[str, Any]) -> np.ndarray | None:
+    """The reference state's grey input, cropped as the run (None when unreadable)."""
+    from electrode_ct.io import read
+
+    inp = man.get("config", {}).get("input", {})
+    greys = inp.get("grey") or []
+    ref = int(inp.get("reference_state") or 0)
+    if len(greys) <= ref or not Path(greys[ref]).exists():
+        return None
+    arr = read(greys[ref]).numpy()
+    roi = inp.get("crop") or {}
+    window = tuple(slice(*roi.get(a, [None, None])) for a in "zyx")
+    return arr[window]
 
 
 def variability_figure(methods: dict[str, Any], *, reference: float | None = None) -> Figure:
