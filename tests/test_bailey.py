@@ -327,3 +327,34 @@ def test_pipeline_seeded_forest_with_added_strokes(tmp_path, three_phase_phantom
     shown = render(tmp_path / "out" / "report.html", tmp_path)
     assert "regions to label next" in [i["alt"] for i in shown["images"]]
     assert all(i["ok"] for i in shown["images"]) and shown["errors"] == []
+
+
+def test_pipeline_quality_streamed_equals_in_memory(tmp_path, three_phase_phantom,
+                                                   monkeypatch):
+    """Above the in-memory size the metrics step's SNR/CNR come from z slabs of the lazy,
+    cropped inputs: the same figures as in memory."""
+    from electrode_ct.metrics.quality import image_quality
+    from electrode_ct.pipeline import Run, parse_config
+    from electrode_ct.pipeline import quality as pq
+    from electrode_ct.pipeline.steps import _phases_lazy
+
+    truth, grey = three_phase_phantom
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    _labels(tmp_path / "p.tif", truth)
+    crop = {"z": [3, 37], "x": [0, 30]}
+    cfg = parse_config({"input": {"grey": [str(tmp_path / "g.tif")],
+                                  "phases": [str(tmp_path / "p.tif")], "crop": crop},
+                        "output": str(tmp_path / "out"),
+                        "compute": {"in_memory_below_mb": 0}}, source="t")
+    monkeypatch.setattr(pq, "SLAB_BYTES", 8 * 40 * 30 * 5)  # 5-slice slabs
+    run = Run(cfg, quiet=True)
+    try:
+        got = pq.image_quality_summary(run, 0, _phases_lazy(run, 0))
+        assert not run.cache  # nothing loaded whole (the in-memory path caches the inputs)
+    finally:
+        run.close()
+    want = image_quality(grey[3:37, :, :30], truth[3:37, :, :30], class_map=CMAP)
+    for part in ("phases", "pairs"):
+        for k, v in want[part].items():
+            for key, x in v.items():
+                assert got[part][k][key] == pytest.approx(x, rel=1e-12), (part, k, key)
