@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
     "scribbles": ("labels", ["scribbles", "{in}", "{out}/s.tif"]),
     "compare": ("labels", ["compare", "{in}", "{phases}"]),
     "variability": ("phases", ["variability", "{in}", "{phases}"]),
+    "quality": ("grey", ["quality", "{in}", "{phases}"]),
+    "quality (phases)": ("phases", ["quality", "{grey}", "{in}"]),
     "particles": ("phases", ["particles", "{in}", "{out}/p.tif", "--phase", "2"]),
     "psd": ("table", ["psd", "{in}", "--plot", "{out}/psd.png"]),
     "coco": ("grey", ["coco", "{in}", "{labels}", "{out}/coco"]),

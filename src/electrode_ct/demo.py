@@ -2,7 +2,9 @@
 
 Three runs, one report:
 1. the NREL NMC-1-cal micro-CT crop (real scan): random forest from its own ilastik
-   scribbles, particles, GREAT2 tables, microstructure metrics;
+   scribbles, particles, GREAT2 tables, microstructure metrics, SNR / CNR per phase, and
+   Bailey et al.'s user variability (three simulated users of a threshold and of an
+   ML1 threshold-seeded forest);
 2. the real NMC-1-cal 3-phase packing (NREL MATBOX): particles, size distribution,
    surface areas, tortuosity;
 3. a generated operando phantom series (3 states of charge, 30 % cracked particles):
@@ -14,6 +16,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from electrode_ct import data
 from electrode_ct.io import write
@@ -32,6 +36,7 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
                 "particles": {"phase": "active", "min_volume_um3": 2.0},
                 "measure": {"exclude_layers": 2},
                 "metrics": {"phase": "pore_cbd", "tortuosity": ["z"]},
+                "variability": _variability(inputs),
                 "report": {"enabled": False},
             },
         },
@@ -72,12 +77,51 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+USERS = (-1, 0, 1)
+"""Simulated users of the micro-CT crop: the Otsu cut moved by k × 3 % of the grey range."""
+
+METHODS = {"threshold": "threshold", "ML1 forest (first slice)": "ml1"}
+"""The user study's methods (report name -> file name)."""
+
+
+def _variability(inputs: Path) -> dict[str, Any]:
+    users = inputs / "users"
+    return {"enabled": True, "phase": "active",
+            "segmentations": {m: [str(users / f"{f}_{k}.tif") for k in range(len(USERS))]
+                              for m, f in METHODS.items()},
+            # NREL's MATBOX segmentation of the whole electrode stands in for a FIB-SEM value
+            "reference": float(np.mean(data.nmc_phases().numpy() == 1))}
+
+
+def _users(inputs: Path, grey: Any) -> None:
+    """Bailey et al.'s user study on the micro-CT crop: three users' threshold cuts, and a
+    forest seeded from each cut on the first slice (ML1 as published)."""
+    from electrode_ct.segment.forest_train import train_forest
+    from electrode_ct.segment.scribbles import threshold_seeds
+    from electrode_ct.segment.threshold import threshold_values
+
+    a = grey.numpy().astype(np.float32)
+    cut = float(threshold_values(a, method="otsu")[0])
+    step = 0.03 * float(np.ptp(np.percentile(a, [1, 99])))
+    cmap = {"pore_cbd": 1, "active": 2}
+    for k, off in enumerate(USERS):  # three users, two methods
+        seeds = threshold_seeds(a, [cut + off * step], slices=[0])
+        forest = train_forest(grey, seeds, n_trees=8, features="minimal", max_depth=8,
+                              augment=0.0, seed=k)
+        for name, lab in (("threshold", 1 + (a > cut + off * step)),
+                          ("ml1", forest.predict(grey).labels)):
+            write(grey.with_data(lab.astype(np.uint8)).with_class_map(cmap),
+                  inputs / "users" / f"{name}_{k}.tif")
+
+
 def _inputs(out: Path, *, seed: int) -> None:
     inputs = out / "inputs"
     grey, scribbles = data.nmc_microct()
     write(grey, inputs / "nmc1cal.tif")
     write(scribbles, inputs / "nmc1cal_labels.tif")
     write(data.nmc_phases(), inputs / "nmc1cal_phases.tif")
+    if not (inputs / "users" / f"threshold_{len(USERS) - 1}.tif").exists():
+        _users(inputs, grey)
     if not (inputs / "operando/state_2/grey.tif").exists():
         from electrode_ct.synth import operando_series
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "great2",
     "cracks",
     "metrics",
+    "quality",
     "pipeline",
     "models",
     "cluster",

@@ -35,6 +35,9 @@ def _reference(text: str | None) -> tuple[str, float] | None:
         raise InputError(f"--reference: expected PHASE=FRACTION (e.g. active=0.508), got {text!r}")
     if value.strip().endswith("%"):
         frac /= 100.0
+    if not 0 < frac <= 1:
+        raise InputError(f"--reference: expected a volume fraction in (0, 1] (or 0-100 %), "
+                         f"got {text!r}")
     return phase.strip(), frac
 
 
@@ -71,6 +74,17 @@ def variability_cmd(
         None, "--reference",
         help="PHASE=FRACTION measured by another technique, e.g. active=0.508 or active=50.8%.",
     ),
+    methods: str = typer.Option(
+        None, "--methods", help="Method of each segmentation, comma-separated in order (e.g. "
+        "thr,thr,thr,ml1,ml1,ml1): the spread is also given per method (key methods)."),
+    phase: str = typer.Option(
+        None, "--phase", help="Phase of the per-method fraction spread and subtraction "
+        "images (default: --reference's phase, else 'active' when named)."),
+    subtraction: Path = typer.Option(
+        None, "--subtraction", help="Folder for the subtraction images (int8 phase mask of "
+        "user a − user b) of every pair within each method."),
+    figure: Path = typer.Option(None, "--figure", help="PNG of the per-method spread and "
+                                "pairwise % differing."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Volume-fraction mean/σ and pairwise voxel differences between segmentations."""
@@ -89,6 +103,8 @@ def variability_cmd(
     if ref is not None:
         res["reference"] = fraction_vs_reference(arrays, phase=ref[0], reference=ref[1],
                                                  class_map=cmap)
+    if methods is not None or subtraction is not None or figure is not None:
+        res.update(_by_method(segs, vols, arrays, methods, phase, ref, subtraction, figure))
     if agreement is not None:
         write(vols[0].with_data(res.pop("agreement")).with_class_map(None), agreement)
     if as_json:
@@ -98,7 +114,44 @@ def variability_cmd(
     for k in res["classes"]:
         say(f"  {k:>10}: fraction {res['volume_fraction_mean'][k]:.4f} "
             f"± {res['volume_fraction_std'][k]:.4f}")
+    for name, m in (res.get("methods") or {}).items():
+        say(f"  method {name}: {m['phase']} fraction {m['phase_fraction_mean']:.4f} ± "
+            f"{m['phase_fraction_std']:.4f} over {m['n_users']} users; % differing "
+            + ", ".join(f"{d:.2f}" for d in m["phase_percent_different"]))
     if ref is not None:
         m = res["reference"]["mean"]
         say(f"  {ref[0]} vs reference {ref[1]:.4f}: {m['absolute_difference']:+.4f} "
             f"({m['relative_difference_percent']:+.2f} %)")
+
+
+def _by_method(paths: list[str], vols: list[Volume], arrays: list, methods: str | None,
+               phase: str | None, ref: tuple[str, float] | None, subtraction: Path | None,
+               figure: Path | None) -> dict:
+    """The ``methods`` key (and the subtraction files and figure) of ``ect variability``."""
+    from electrode_ct.cli._variability import (
+        by_method,
+        method_names,
+        save_figure,
+        write_subtractions,
+    )
+    from electrode_ct.metrics.variability import method_variability
+
+    cmap = vols[0].class_map
+    phase = phase or (ref[0] if ref else ("active" if cmap and "active" in cmap else None))
+    if phase is None:
+        raise InputError("--phase: expected the phase to compare (no --reference and no "
+                         "'active' in the class map)")
+    if ref is not None and ref[0] != phase:
+        raise InputError(f"--reference names phase {ref[0]!r} but --phase is {phase!r}")
+    groups = by_method(method_names(methods, len(paths)), arrays)
+    per = method_variability(groups, phase=phase, reference=ref[1] if ref else None,
+                             class_map=cmap)
+    for name, m in per.items():
+        m["inputs"] = [p for p, n in zip(paths, method_names(methods, len(paths)),
+                                         strict=True) if n == name]
+    out: dict = {"methods": per}
+    if subtraction is not None:
+        out["subtraction_files"] = write_subtractions(subtraction, groups, per, vols[0])
+    if figure is not None:
+        out["figure"] = save_figure(figure, per, ref[1] if ref else None)
+    return out

@@ -27,8 +27,33 @@ _TWO_D_HELP = "Compute features per 2-D z slice (required for single 2-D images)
 @segment_app.command("train-forest")
 def train_forest_cmd(
     image: str = typer.Argument(..., help="Grey image or volume."),
-    scribbles: str = typer.Argument(..., help="Labels of the same shape: 0 unlabelled, 1..K."),
+    scribbles: str = typer.Argument(None, help="Labels of the same shape: 0 unlabelled, "
+                                    "1..K (optional with --seeded)."),
     model: Path = typer.Option(..., "--model", help="Output model file (any name)."),
+    add: list[str] = typer.Option(None, "--add", help="Further strokes (same shape) drawn "
+                                  "over the scribbles: the correction loop; repeatable."),
+    seeded: str = typer.Option(None, "--seeded", help="Threshold-seeded training labels "
+                               "(Bailey et al.): ML1 | ML2 | ML3; scribbles and --add are "
+                               "drawn over them."),
+    seed_thresholds: str = typer.Option(
+        "multiotsu", "--seed-thresholds", help="Cut values of the seeds: grey levels "
+        "'85,160', or a method: multiotsu (classes: --class-names, else 3) | otsu | li | "
+        "triangle."),
+    seed_slices: str = typer.Option(
+        None, "--seed-slices", help="Slices with seeds: central | first (the paper's ML1) | "
+        "all | N equally spaced (6: the paper's ML2, 7: ours) | z indices; default the "
+        "variant's (ML1 central, ML2 7, ML3 all)."),
+    seed_margin: float = typer.Option(None, "--seed-margin", help="Grey levels a seed "
+                                      "keeps from every cut (default a quarter of the "
+                                      "smallest gap)."),
+    labels_out: Path = typer.Option(None, "--labels-out", help="Write the training labels "
+                                    "used (seeds, scribbles and added strokes merged)."),
+    next_regions: Path = typer.Option(
+        None, "--next-regions", help="Where to label next, from the model's uncertainty on "
+        "the image: a points table (.csv/.parquet: z, y, x, rank) or a volume (windows "
+        "painted with their rank)."),
+    next_n: int = typer.Option(5, "--next-n", help="Regions to label next."),
+    next_size: int = typer.Option(32, "--next-size", help="Edge (voxels) of each region."),
     features: str = typer.Option("default", "--features", help=_FEATURES_HELP),
     two_d: bool = typer.Option(False, "--2d", help=_TWO_D_HELP),
     trees: int = typer.Option(100, "--trees", help="Trees per forest."),
@@ -48,29 +73,40 @@ def train_forest_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a random forest (ilastik-style) from sparse scribbles."""
+    from electrode_ct.cli._forest_labels import SeedOptions, next_regions_out, training_labels
     from electrode_ct.segment.features import parse_features
     from electrode_ct.segment.forest_train import train_forest
 
-    img = read_input(image, voxel=voxel)
-    lab = read_input(scribbles, role="labels")
+    img = read_input(image, voxel=voxel).compute()
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise InputError(f"--class-names: expected distinct non-empty names, got {class_names!r}")
     mode = "2d" if (two_d or img.shape[0] == 1) else "3d"
     cfg = parse_features(features, mode=mode, normalise=normalise)
+    seeds = SeedOptions(seeded, seed_thresholds, seed_slices, seed_margin, names)
+    lab, labels_info = training_labels(img, scribbles, add or [], seeds)
     info(f"training on {image} with {cfg.n_features} features ({mode})")
     t0 = time.perf_counter()
-    m = train_forest(img.compute(), lab, features=cfg, class_names=names, n_trees=trees,
+    m = train_forest(img, lab, features=cfg, class_names=names, n_trees=trees,
                      balance=not no_balance,
                      max_depth=max_depth or None, augment=augment, seed=seed)
     m.report["train_time_s"] = time.perf_counter() - t0
-    m.report["inputs"] = {"image": image, "scribbles": scribbles}
+    m.report["inputs"] = {"image": image, "scribbles": scribbles, "add": list(add or [])}
+    m.report["training_labels"] = labels_info
+    if labels_out is not None:
+        from electrode_ct.io import write
+
+        write(img.with_data(lab[0] if img.is_2d else lab).with_class_map(
+            dict(zip(m.class_names, m.class_values, strict=True))), labels_out)
+    regions = (next_regions_out(m, img, next_regions, n=next_n, size=next_size)
+               if next_regions is not None else None)
     m.save(model)
     summary = {"model": str(model), "class_names": m.class_names,
                "class_values": m.class_values, "feature_config": cfg.to_dict(),
                "oob_accuracy": m.report["oob_accuracy"], "n_samples": m.report["n_samples"],
                "feature_importance": m.report["feature_importance"],
-               "train_time_s": m.report["train_time_s"]}
+               "train_time_s": m.report["train_time_s"], "training_labels": labels_info,
+               **({"next_regions": regions} if regions is not None else {})}
     if as_json:
         emit_json(summary)
         return
@@ -78,6 +114,9 @@ def train_forest_cmd(
         f"out-of-bag accuracy {100 * m.report['oob_accuracy']:.2f} %")
     top = list(m.report["feature_importance"].items())[:5]
     say("  most important: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    if regions is not None:
+        say(f"  regions to label next: {regions['output']} (" + "; ".join(
+            f"z {r['z']} y {r['y']} x {r['x']}" for r in regions["regions"]) + ")")
 
 
 @app.command("scribbles")

@@ -3,7 +3,7 @@ and volume fractions against a reference value from another technique."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -162,6 +162,11 @@ def phase_statistics(
     n = np.bincount(inv, minlength=values.size).astype(np.float64)
     mean = np.bincount(inv, weights=g, minlength=values.size) / n
     var = np.bincount(inv, weights=(g - mean[inv]) ** 2, minlength=values.size) / n
+    return _stats(values, n, mean, var, class_map)
+
+
+def _stats(values: np.ndarray, n: np.ndarray, mean: np.ndarray, var: np.ndarray,
+           class_map: Mapping[str, int] | None) -> dict[str, dict[str, float]]:
     sd = np.sqrt(var)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.inf)
@@ -169,8 +174,67 @@ def phase_statistics(
                 "snr": float(snr[i])} for i, k in enumerate(_names(values, class_map))}
 
 
+def phase_statistics_slabs(
+    slabs: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], *,
+    class_map: Mapping[str, int] | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`phase_statistics` of a volume read slab by slab (for volumes above memory).
+
+    Two passes over the slabs, as the in-memory function: the means, then the squared
+    deviations from them; equal to it up to the order of the float64 sums.
+
+    Parameters
+    ----------
+    slabs : callable
+        Returns a fresh iterable of (grey slab, label slab) pairs of equal shapes (called
+        twice).
+    class_map : mapping, optional
+        name -> value.
+
+    Returns
+    -------
+    dict
+        As :func:`phase_statistics`.
+    """
+    n, total = np.zeros(0), np.zeros(0)
+    for img, lab in slabs():  # pass 1: counts and sums per label value
+        idx, g = _slab(img, lab)
+        n = _add(n, np.bincount(idx))
+        total = _add(total, np.bincount(idx, weights=g))
+    if not n.sum():
+        raise InputError("labels: the label image is empty")
+    mean = total / np.where(n > 0, n, 1.0)
+    m2 = np.zeros(n.size)
+    for img, lab in slabs():  # pass 2: squared deviations from the means
+        idx, g = _slab(img, lab)
+        m2 = _add(m2, np.bincount(idx, weights=(g - mean[idx]) ** 2))
+    values = np.flatnonzero(n)
+    return _stats(values, n[values], mean[values], m2[values] / n[values], class_map)
+
+
+def _slab(img: Any, lab: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Flat label values (int64, checked) and float64 grey levels of one slab."""
+    g, labels = np.asarray(img), _as_int_labels(lab, "labels")
+    if g.shape != labels.shape:
+        raise ShapeError(f"image {g.shape} and labels {labels.shape} differ in shape")
+    if g.dtype.kind == "f" and not np.isfinite(g).all():
+        raise InputError("image: NaN or infinite values; fill or mask them first")
+    idx = labels.ravel().astype(np.int64)
+    if idx.size and idx.min() < 0:
+        raise InputError("labels: negative phase values; expected codes >= 0")
+    return idx, g.ravel().astype(np.float64)
+
+
+def _add(acc: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """``acc + part``, the shorter padded with zeros."""
+    size = max(acc.size, part.size)
+    return np.pad(acc, (0, size - acc.size)) + np.pad(part.astype(np.float64),
+                                                      (0, size - part.size))
+
+
 def image_quality(
-    image: np.ndarray, labels: np.ndarray, *, class_map: Mapping[str, int] | None = None
+    image: np.ndarray, labels: np.ndarray, *, class_map: Mapping[str, int] | None = None,
+    require_all: bool = False,
 ) -> dict[str, Any]:
     """Per-phase statistics and contrast between each pair of phases.
 
@@ -182,6 +246,9 @@ def image_quality(
         Integer phase codes of the same shape.
     class_map : mapping, optional
         name -> value.
+    require_all : bool
+        Refuse labels without every phase of ``class_map`` or with fewer than two phases
+        (no contrast to measure).
 
     Returns
     -------
@@ -192,6 +259,15 @@ def image_quality(
         first, darker-coded phase a, e.g. pore as background).
     """
     stats = phase_statistics(image, labels, class_map=class_map)
+    return quality_from_statistics(stats, class_map=class_map, require_all=require_all)
+
+
+def quality_from_statistics(stats: dict[str, dict[str, float]], *,
+                            class_map: Mapping[str, int] | None = None,
+                            require_all: bool = False) -> dict[str, Any]:
+    """:func:`image_quality`'s dict from :func:`phase_statistics` (or its slab form)."""
+    if require_all:
+        _require_phases(stats, class_map)
     pairs: dict[str, dict[str, float]] = {}
     for (ka, a), (kb, b) in combinations(stats.items(), 2):
         contrast = abs(a["mean"] - b["mean"])
@@ -202,6 +278,17 @@ def image_quality(
             "snr": contrast / a["std"] if a["std"] > 0 else float("inf"),
         }
     return {"phases": stats, "pairs": pairs}
+
+
+def _require_phases(stats: Mapping[str, Any], class_map: Mapping[str, int] | None) -> None:
+    missing = [k for k in (class_map or {}) if k not in stats]
+    if missing:
+        raise InputError(f"labels: no voxel of phase {missing[0]!r} (value "
+                         f"{class_map[missing[0]]}); SNR/CNR need every phase of the class "
+                         f"map {dict(class_map)} present")
+    if len(stats) < 2:
+        raise InputError(f"labels: a single phase ({', '.join(stats)}); SNR/CNR need at "
+                         "least two phases")
 
 
 def fraction_vs_reference(

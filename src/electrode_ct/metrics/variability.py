@@ -126,3 +126,89 @@ def variability(
     if agreement:
         out["agreement"] = agree
     return out
+
+
+def method_variability(
+    groups: Mapping[str, Sequence[Any]],
+    *,
+    phase: str | int | None = None,
+    reference: float | None = None,
+    class_map: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Bailey et al.'s comparison of methods: each method's spread over its users.
+
+    Parameters
+    ----------
+    groups : mapping
+        Method name -> two or more label arrays of one volume (one per user), all of the
+        same shape.
+    phase : str or int, optional
+        The phase whose fraction and subtraction images are reported (e.g. ``active``);
+        default: none (then only the all-label figures).
+    reference : float, optional
+        The phase's volume fraction from another technique (e.g. FIB-SEM), in (0, 1].
+    class_map : mapping, optional
+        name -> value.
+
+    Returns
+    -------
+    dict
+        Per method: :func:`variability`'s keys (no agreement map), ``n_users``, and with a
+        ``phase``: ``phase_fraction`` (per user), ``phase_fraction_mean``,
+        ``phase_fraction_std`` (ddof = 1), ``phase_pairs`` (``[i, j]`` user pairs in
+        order), ``phase_percent_different`` (% voxels whose phase masks differ, per pair),
+        and with a ``reference`` its ``reference`` comparison (see
+        :func:`electrode_ct.metrics.quality.fraction_vs_reference`).
+
+    Raises
+    ------
+    InputError
+        No method, a method with fewer than 2 users, a reference outside (0, 1], a
+        reference without a phase.
+    """
+    from electrode_ct.metrics.quality import fraction_vs_reference
+
+    if not groups:
+        raise InputError("variability: no method given")
+    if reference is not None and phase is None:
+        raise InputError("--reference: needs the phase it measures (PHASE=FRACTION)")
+    out: dict[str, Any] = {}
+    for name, segs in groups.items():  # a handful of methods
+        if len(segs) < 2:
+            raise InputError(f"variability: method {name!r} has {len(segs)} segmentation; "
+                             "its spread needs at least 2 users")
+        res = variability(*segs, class_map=class_map, agreement=False)
+        res["n_users"] = res.pop("n_segmentations")
+        if phase is not None:
+            res.update(phase_spread(segs, phase, class_map))
+        if reference is not None:
+            res["reference"] = fraction_vs_reference(list(segs), phase=phase,
+                                                     reference=reference, class_map=class_map)
+        out[str(name)] = res
+    return out
+
+
+def phase_spread(segs: Sequence[Any], phase: str | int,
+                 class_map: Mapping[str, int] | None) -> dict[str, Any]:
+    """One phase's fraction per user (mean, sample σ) and its pairwise mask differences."""
+    from electrode_ct.volume import resolve_phase
+
+    value = resolve_phase(phase, class_map, where="--phase")
+    masks = [np.asarray(s) == value for s in _stack(list(segs))]
+    frac = np.array([float(np.count_nonzero(m)) / m.size for m in masks])
+    pairs = [[i, j] for i in range(len(masks)) for j in range(i + 1, len(masks))]
+    diff = [100.0 * float(np.count_nonzero(masks[i] != masks[j])) / masks[i].size
+            for i, j in pairs]
+    return {"phase": str(phase), "phase_value": int(value), "phase_fraction": frac.tolist(),
+            "phase_fraction_mean": float(frac.mean()),
+            "phase_fraction_std": float(frac.std(ddof=1)), "phase_pairs": pairs,
+            "phase_percent_different": diff}
+
+
+def subtraction(a: np.ndarray, b: np.ndarray, value: int) -> np.ndarray:
+    """Bailey et al.'s subtraction image of one phase: int8 mask(a) − mask(b).
+
+    +1 where only ``a`` gives the phase, −1 where only ``b`` does, 0 where they agree.
+    """
+    return ((np.asarray(a) == value).astype(np.int8)
+            - (np.asarray(b) == value).astype(np.int8))

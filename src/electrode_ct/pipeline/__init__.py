@@ -28,6 +28,7 @@ def run_pipeline(cfg: PipelineConfig, *, quiet: bool = False) -> dict[str, Any]:
     import time
 
     from electrode_ct.pipeline import steps as st
+    from electrode_ct.pipeline.variability import step_variability
 
     t0 = time.perf_counter()
     run = Run(cfg, quiet=quiet)
@@ -42,6 +43,7 @@ def run_pipeline(cfg: PipelineConfig, *, quiet: bool = False) -> dict[str, Any]:
             ("cracks", s.cracks, st.step_cracks, ["measure", "track"]),
             ("metrics", s.metrics, st.step_metrics, ["segment"]),
             ("stats", s.stats, st.step_stats, ["measure"]),
+            ("variability", s.variability, step_variability, []),
         ]
         for name, params, fn, deps in plan:
             if not params.enabled:

@@ -85,6 +85,20 @@ class SegmentStep(_Strict):
     two_d: bool = Field(False, description="Independent 2-D slices: per-slice thresholds, "
                         "per-slice k-means, the model's per-slice prediction.")
     cleanup_min_island_um3: float = 0.0
+    add: list[str] = Field(
+        default_factory=list, description="method=forest: further strokes drawn over the "
+        "scribbles, in order (the correction loop).")
+    seeded: Literal["ML1", "ML2", "ML3"] | None = Field(
+        None, description="method=forest: threshold-seeded training labels (Bailey et al.); "
+        "scribbles and add are drawn over them.")
+    seed_thresholds: str | list[float] = Field(
+        "multiotsu", description="The seeds' cuts: grey levels, or multiotsu | otsu | li | "
+        "triangle.")
+    seed_slices: str | None = Field(
+        None, description="central | first | all | N | 'z,z,...'; default the variant's.")
+    next_regions: int = Field(
+        0, ge=0, description="method=forest: write the N most uncertain 32-voxel windows of "
+        "the reference state to tables/next_regions.csv (0: none).")
 
 
 class ParticlesStep(_Strict):
@@ -156,6 +170,9 @@ class MetricsStep(_Strict):
     subvolumes: list[int] = Field(
         [], description="Cube edges in voxels for the representative-volume curve of the "
         "tortuosity (τ mean ± std per size), e.g. [64, 128, 256]; [] for none.")
+    image_quality: bool = Field(
+        True, description="SNR / CNR per phase of the grey input (unfiltered) against the "
+        "phases (key image_quality); in memory only.")
 
 
 class StatsStep(_Strict):
@@ -194,6 +211,29 @@ class StatsStep(_Strict):
         return v
 
 
+class VariabilityStep(_Strict):
+    """Segmentations of the input by several users and methods (Bailey et al.)."""
+
+    enabled: bool = False
+    segmentations: dict[str, list[str]] = Field(
+        default_factory=dict, description="Method -> label files of the input volume, one "
+        "per user (at least 2), e.g. {threshold: [u1.tif, u2.tif, u3.tif]}; cropped as the "
+        "input.")
+    phase: str = Field("active", description="Phase whose fraction spread and subtraction "
+                       "images are reported.")
+    reference: float | None = Field(
+        None, gt=0, le=1, description="The phase's volume fraction from another technique "
+        "(e.g. FIB-SEM), a fraction in (0, 1].")
+
+    @field_validator("segmentations")
+    @classmethod
+    def _two_users(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        few = {k: len(p) for k, p in v.items() if len(p) < 2}
+        if few:
+            raise ValueError(f"each method needs at least 2 segmentations (users), got {few}")
+        return v
+
+
 class ReportStep(_Strict):
     """The self-contained HTML report."""
 
@@ -212,6 +252,7 @@ class Steps(_Strict):
     cracks: CracksStep = CracksStep()
     metrics: MetricsStep = MetricsStep()
     stats: StatsStep = StatsStep()
+    variability: VariabilityStep = VariabilityStep()
     report: ReportStep = ReportStep()
 
 
@@ -309,6 +350,9 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         cfg.input.phases = [fix(g) for g in cfg.input.phases]  # type: ignore[misc]
     cfg.input.reference = fix(cfg.input.reference)
     cfg.steps.segment.scribbles = fix(cfg.steps.segment.scribbles)
+    cfg.steps.segment.add = [fix(a) for a in cfg.steps.segment.add]  # type: ignore[misc]
+    cfg.steps.variability.segmentations = {
+        k: [fix(a) for a in v] for k, v in cfg.steps.variability.segmentations.items()}  # type: ignore[misc]
     cfg.steps.segment.model = fix(cfg.steps.segment.model)
     cfg.steps.cracks.model = fix(cfg.steps.cracks.model)
     cfg.steps.cracks.truth = [fix(t) for t in cfg.steps.cracks.truth]  # type: ignore[misc]
@@ -346,10 +390,10 @@ def check_prerequisites(cfg: PipelineConfig, *, source: str = "config") -> None:
     if s.stats.enabled and not s.measure.enabled:
         raise ConfigError(f"{source}: steps.stats needs steps.measure enabled")
     if s.segment.enabled and s.segment.method == "forest" and not (
-        s.segment.scribbles or s.segment.model
+        s.segment.scribbles or s.segment.model or s.segment.seeded
     ):
         raise ConfigError(f"{source}: steps.segment.method 'forest' needs steps.segment.scribbles "
-                          "(training labels) or steps.segment.model")
+                          "(training labels), steps.segment.seeded or steps.segment.model")
     if s.segment.enabled and s.segment.method == "cnn" and not s.segment.model:
         raise ConfigError(f"{source}: steps.segment.method 'cnn' needs steps.segment.model")
     if s.segment.enabled and s.segment.method == "watershed" and (
@@ -473,6 +517,11 @@ steps:
     position: null          # e.g. z:4
     collector: z0           # z0 | z1
     keep_border: false      # GREAT2 leaves out particles touching a face of the volume
+  variability:              # Bailey et al.: other users' segmentations of this volume
+    enabled: false
+    segmentations: {{}}       # e.g. {{threshold: [u1.tif, u2.tif, u3.tif], ML1: [...]}}
+    phase: active
+    reference: null         # the phase's fraction from another technique, e.g. 0.508
   report:
     enabled: true
 """

@@ -230,7 +230,8 @@ class Run:
         paths = list(inp.grey) + list(inp.phases or [])
         extra = [inp.reference, self.cfg.steps.segment.scribbles, self.cfg.steps.segment.model,
                  self.cfg.steps.cracks.model]
-        paths += [p for p in extra if p]
+        paths += [p for p in extra if p] + list(self.cfg.steps.segment.add)
+        paths += [p for v in self.cfg.steps.variability.segmentations.values() for p in v]
         out = {}
         for p in paths:
             self.input_stats[p] = _stat(p)

@@ -298,12 +298,15 @@ def _trained_model(run: Run) -> Any:
 
     if p.model:
         return load_model(p.model)
+    from electrode_ct.pipeline.forest_labels import next_regions_table, training_labels
     from electrode_ct.segment.forest_train import train_forest
 
-    scribbles = read(p.scribbles).numpy()
     image = grey(run, reference_state(run))  # scribbles are drawn on the reference state
+    scribbles, info = training_labels(run, image)
     model = train_forest(image.numpy(), scribbles, class_names=p.class_names,
                          n_trees=p.trees, seed=run.cfg.seed, spacing=image.spacing)
+    model.report["training_labels"] = info
+    next_regions_table(run, model, image)
     model.save(run.path("models/forest.ectmodel"))
     return model
 
@@ -315,6 +318,12 @@ def step_segment(run: Run) -> StepResult:
     model = _trained_model(run)
     outputs: dict[str, str] = {}
     summary: dict[str, Any] = {}
+    trained = {} if run.cfg.steps.segment.model else getattr(model, "report", None) or {}
+    for key in ("training_labels", "next_regions"):  # a forest trained by this run
+        if key in trained:
+            summary[key] = trained[key]
+    if "next_regions" in summary:
+        outputs["next_regions"] = summary["next_regions"]["output"]
     first: Volume | None = None  # the reference state's phases
     for i in range(n_states(run)):
         vol = grey(run, i)
@@ -549,6 +558,10 @@ def step_metrics(run: Run) -> StepResult:
         result = _metrics_engine(run, lazy, opts)
     else:
         result = microstructure_metrics(phases(run, i), **opts)
+    if p.image_quality and has_grey(run):
+        from electrode_ct.pipeline.quality import image_quality_summary
+
+        result["image_quality"] = image_quality_summary(run, i, lazy)
     from electrode_ct.io import write_json
 
     rel = "tables/metrics.json"

@@ -391,3 +391,85 @@ def uncertain_regions(uncertainty: np.ndarray, *, n: int = 5,
         sl = tuple(slice(max(0, ci - w + 1), ci + w) for ci, w in zip(c, win, strict=True))
         mean[sl] = -np.inf
     return out
+
+
+SLICE_CHOICES = ("central", "first", "all")
+"""Named seed-slice choices of :func:`seed_slices` (besides a count or explicit indices)."""
+
+
+def seed_slices(nz: int, spec: str | None, *, variant: str = "ML1") -> np.ndarray:
+    """The z slices that carry threshold seeds: a named choice, a count or indices.
+
+    Parameters
+    ----------
+    nz : int
+        Slices of the volume.
+    spec : str or None
+        ``central`` (ours for ML1), ``first`` (Bailey et al.'s ML1), ``all`` (ML3), an
+        integer N (N equally spaced slices, central included: 7 is our ML2, 6 the paper's),
+        or comma-separated z indices; None takes ``variant``'s own choice.
+    variant : {"ML1", "ML2", "ML3"}
+        The variant whose choice ``None`` takes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted unique z indices.
+
+    Raises
+    ------
+    InputError
+        An unknown name, a count below 1, an index outside 0..nz−1.
+    """
+    if spec is None:
+        if variant not in ML_VARIANTS:
+            raise InputError(f"--seeded: expected one of {', '.join(ML_VARIANTS)}, "
+                             f"got {variant!r}")
+        spec = {"ML1": "central", "ML2": "7", "ML3": "all"}[variant]
+    text = str(spec).strip().lower()
+    if text in SLICE_CHOICES:
+        return {"central": scribble_slices(nz, 1), "first": np.array([0]),
+                "all": np.arange(nz)}[text]
+    try:
+        values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise InputError(f"--seed-slices: expected {', '.join(SLICE_CHOICES)}, a number of "
+                         f"slices or z indices, got {spec!r}")
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise InputError(f"--seed-slices: expected at least 1 slice, got {values[0]}")
+        return scribble_slices(nz, values[0])
+    z = np.unique(np.asarray(values, int))
+    if z.min() < 0 or z.max() >= nz:
+        raise InputError(f"--seed-slices: z indices must lie in 0..{nz - 1}, got {spec!r}")
+    return z
+
+
+def regions_volume(shape: Sequence[int], regions: Sequence[Mapping[str, Any]], *,
+                   size: int) -> np.ndarray:
+    """The windows of :func:`uncertain_regions` painted with their rank (1 = label first).
+
+    Parameters
+    ----------
+    shape : 3 ints
+        Volume shape (z, y, x).
+    regions : sequence of dict
+        ``z, y, x`` window centres, highest priority first.
+    size : int
+        Window edge (voxels), clipped to the volume as in :func:`uncertain_regions`.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 volume: 0 outside every window, rank k inside the k-th.
+    """
+    out = np.zeros(tuple(shape), np.uint8)
+    win = [min(int(size), int(s)) for s in shape]
+    for rank, r in enumerate(regions, start=1):  # a handful of windows
+        lo = [min(max(0, int(r[a]) - w // 2), s - w)
+              for a, w, s in zip("zyx", win, shape, strict=True)]
+        box = tuple(slice(a, a + w) for a, w in zip(lo, win, strict=True))
+        out[box] = np.where(out[box] == 0, rank, out[box])
+    return out
