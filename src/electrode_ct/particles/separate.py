@@ -31,7 +31,8 @@ from electrode_ct.particles.cleanup import relabel_sequential, remove_small
 from electrode_ct.particles.hypotheses import choose_hypotheses
 from electrode_ct.particles.resplit import resplit_merged
 from electrode_ct.particles.seeding import (
-    distance_map,
+    ball_closing,
+    fill_mask_holes,
     seed_markers,
     smoothed_distance,
     watershed,
@@ -113,16 +114,12 @@ def heal_cracks(
     spacing : float or 3 floats
         Voxel size (z, y, x) in µm.
     """
-    from scipy import ndimage as ndi
-
     sp = as_spacing(spacing, name="spacing")
     healed = mask.astype(bool, copy=True)
     if width_um > 0:
-        radius = width_um / 2 + max(sp) / 2
-        dilated = distance_map(~healed, sp) <= radius
-        healed = distance_map(dilated, sp) > radius
+        healed = ball_closing(healed, width_um / 2 + max(sp) / 2, sp)
         healed |= mask
-    return ndi.binary_fill_holes(healed)
+    return fill_mask_holes(healed)
 
 
 def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
