@@ -137,3 +137,21 @@ def test_healed_separation_identical_with_every_reference_swapped_in(monkeypatch
     assert np.array_equal(fast.labels, ref.labels)
     assert np.array_equal(fast_scores, ref.scores)
     assert fast.summary() == ref.summary()
+
+
+def test_stored_watershed_reloads_the_same_arrays(tmp_path):
+    from electrode_ct.blocks import block_grid
+    from electrode_ct.particles.blockwise import ParticleSettings, stored_watershed
+    from electrode_ct.particles.separate import distance_watershed
+
+    mask = _electrode(32)
+    block = block_grid(mask.shape, (16, 32, 32), (8, 8, 8))[0]
+    settings = ParticleSettings(None, (0.5,) * 3, heal_cracks_um=1.0)
+    labels, score, markers = distance_watershed(mask, 1.25, spacing=(0.5,) * 3, h_um=0.5,
+                                                smooth=1.0, compactness=0.0)
+    first = stored_watershed(mask, block, settings, tmp_path)(1.25)  # computed, stored
+    assert len(list(tmp_path.iterdir())) == 1
+    again = stored_watershed(mask, block, settings, tmp_path)(1.25)  # loaded
+    for got in (first, again):
+        assert np.array_equal(got[0], labels) and got[0].dtype == labels.dtype
+        assert np.array_equal(got[1], score) and got[2] == int(markers.max())

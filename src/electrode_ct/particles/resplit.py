@@ -189,11 +189,12 @@ def resplit_merged(
         qs = np.array([q for _, q in joined])
         costs = np.array([m.sum() * shape.voxel * abs(np.log(q))
                           for m, q in zip(pieces, qs, strict=True)])
-        solid_enough = all(region_solidity(m, sp) >= min_piece_solidity * median_solidity
-                           for m in pieces)
-        if not (solid_enough and costs.sum() < shape.cost(region)
-                and np.abs(np.log(qs)).min() < np.log(typical_fill)
-                and min(int(m.sum()) for m in pieces) >= min_voxels):
+        # the convex hulls (the slowest test) only for a split that passes the others
+        if not (np.abs(np.log(qs)).min() < np.log(typical_fill)
+                and min(int(m.sum()) for m in pieces) >= min_voxels
+                and costs.sum() < shape.cost(region)
+                and all(region_solidity(m, sp) >= min_piece_solidity * median_solidity
+                        for m in pieces)):
             continue
         crop = out[box]
         for m in pieces[1:]:
