@@ -40,58 +40,34 @@ def smoothed_distance(mask: np.ndarray, spacing: tuple[float, float, float],
     return ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
 
 
-_NEIGHBOURS = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
-                        if (i, j, k) != (0, 0, 0)])
-
-
 def regional_maxima(image: np.ndarray) -> np.ndarray:
     """Regional maxima of a 3-D map (26-connected plateaus with no higher neighbour).
 
     The same set as ITK's ``RegionalMaxima(fullyConnected=True)`` (a flat map is one
-    maximum; outside the volume is no neighbour), found from the voxels that no neighbour
-    exceeds (one 3x3x3 maximum filter): their equal-valued 26-connected groups are
-    plateaus, and a plateau is a maximum unless one of its voxels has an equal-valued
-    neighbour that some other neighbour exceeds. Only those candidate voxels (a few %
-    of a distance map) are looked at one by one; ~10x faster than ITK's flooding.
+    maximum; outside the volume is no neighbour): the plateaus (equal-valued 26-connected
+    groups, one ``cc3d`` labelling of the values' bit patterns) none of whose voxels has a
+    higher neighbour (one 3x3x3 maximum filter). ~5x faster than ITK's flooding on a
+    128³ distance map.
 
     Parameters
     ----------
     image : numpy.ndarray
-        3-D map (z, y, x), no NaN.
+        3-D float32 map (z, y, x), no NaN.
 
     Returns
     -------
     numpy.ndarray
         Boolean, True on the regional maxima.
     """
+    import cc3d
     from scipy import ndimage as ndi
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
-    top = image >= ndi.maximum_filter(image, size=3, mode="nearest")
-    values = np.pad(image, 1, constant_values=-np.inf).ravel()
-    candidate = np.pad(top, 1).ravel()
-    idx = np.flatnonzero(candidate)  # flat indices into the padded volume, sorted
-    strides = np.array([(image.shape[1] + 2) * (image.shape[2] + 2), image.shape[2] + 2, 1])
-    own = values[idx]
-    spoiled = np.zeros(idx.size, dtype=bool)
-    rows, cols = [], []
-    for offset in _NEIGHBOURS @ strides:
-        other = idx + offset
-        equal = values[other] == own
-        spoiled |= equal & ~candidate[other]
-        if offset > 0:
-            link = np.flatnonzero(equal & candidate[other])
-            rows.append(link)
-            cols.append(np.searchsorted(idx, other[link]))
-    row, col = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(row.size, np.int8), (row, col)), shape=(idx.size,) * 2)
-    _, plateau = connected_components(graph, directed=False)
-    bad = np.bincount(plateau, weights=spoiled, minlength=1) > 0
-    keep = idx[~bad[plateau]]
-    out = np.zeros(image.shape, dtype=bool)
-    out[tuple(np.asarray(np.unravel_index(keep, [n + 2 for n in image.shape])) - 1)] = True
-    return out
+    values = np.ascontiguousarray(image, dtype=np.float32) + np.float32(0)  # -0 -> +0
+    top = values >= ndi.maximum_filter(values, size=3, mode="nearest")
+    key = values.view(np.uint32) + np.uint32(1)  # equal floats <-> equal bits, never 0
+    plateau = cc3d.connected_components(key, connectivity=26, out_dtype=np.uint32)
+    lower = np.bincount(plateau[~top], minlength=int(plateau.max()) + 1) > 0
+    return top & ~lower[plateau]
 
 
 def seed_markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
