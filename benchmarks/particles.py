@@ -222,7 +222,9 @@ def speed(n: int, *, heal_um: float = 1.0, blocks: int = 0) -> dict:
     ``separate_particles`` on one worker (one thread), without and with healing, against
     one ``edt`` pass over the particle mask in the same run; with ``blocks`` also the
     ownership engine run serially (blocks of that edge, estimated halo). Running this
-    function with another checkout's ``src`` on ``PYTHONPATH`` gives the "before"."""
+    function with another checkout's ``src`` on ``PYTHONPATH`` gives the "before".
+    ``cpu_s`` is the process's CPU time (``time.process_time``): on shared cores it moves
+    far less with the load than the wall time ``s``."""
     import tempfile
     from pathlib import Path
 
@@ -241,11 +243,12 @@ def speed(n: int, *, heal_um: float = 1.0, blocks: int = 0) -> dict:
         edt.edt(mask.astype(np.uint8), anisotropy=(0.5,) * 3, black_border=False, parallel=1)
         out["edt_s"] = time.perf_counter() - t
         for name, heal in (("no_heal", 0.0), ("heal", heal_um)):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             sep = separate_particles(phases, phase=2, spacing=0.5, heal_cracks_um=heal)
-            dt = time.perf_counter() - t
+            dt, cpu = time.perf_counter() - t, time.process_time() - cpu
             out[name] = {"s": dt, "mvoxel_per_s": mask.size / dt / 1e6,
-                         "x_edt": dt / out["edt_s"], "n_particles": sep.n_particles}
+                         "x_edt": dt / out["edt_s"], "n_particles": sep.n_particles,
+                         "cpu_s": cpu, "mvoxel_per_cpu_s": mask.size / cpu / 1e6}
         if blocks:
             from electrode_ct.particles.blockwise import ParticleSettings, separate_blockwise
 

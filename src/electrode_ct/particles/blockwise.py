@@ -18,7 +18,7 @@ and its neighbours' cuts lie inside the owner's read region and come out as in m
    (:class:`~electrode_ct.particles.separate.Decisions`), so no block decides on its own
    sample. Each decision is one more pass over the blocks; the first stores each block's
    watersheds at both widths (``work/watersheds``) and the later passes load them
-   (:func:`stored_watershed`), so the passes cost ~1.4 separations instead of ~2.5.
+   (:func:`stored_watershed`): seeding and flooding run once per width, not up to 3 times.
 3. Phase 1: each block separates its read region, checks that no owned particle reaches
    the read region's border (other than a face of the volume: an error naming the
    particle's voxel and the halo to use, never a silent cut) and stores its owned
@@ -336,7 +336,7 @@ def stored_watershed(mask: np.ndarray, block: Block, settings: ParticleSettings,
 
     With healing the blocks are separated in up to four passes (two decisions, then the
     separation); each pass needs the same watersheds of the same read region. The first
-    pass stores the watershed labels (compressed int32, ~0.2 bytes per voxel) and the seed
+    pass stores the watershed labels (compressed int32, ~0.1 byte per voxel) and the seed
     count; later passes load them and recompute only the healed mask's distance map (the
     same floats), so the seeding and the flooding run once per width instead of up to
     three times. The file name digests the settings, width and read region.
@@ -553,7 +553,7 @@ def separate_blockwise(src: Source, dst: ZarrRef | np.ndarray, *,
     work : pathlib.Path
         Folder for the blocks' owned particles (``work/owned``; on a file system every
         worker sees); kept for a resumed run, removable after. With healing also the
-        blocks' watersheds between the passes (``work/watersheds``, ~0.2 bytes per read
+        blocks' watersheds between the passes (``work/watersheds``, ~0.1 byte per read
         voxel and width; removed at the end, :func:`stored_watershed`).
     block_shape : sequence of int
         Block (interior) shape in voxels, at least the halo.
