@@ -64,9 +64,12 @@ def regional_maxima(image: np.ndarray) -> np.ndarray:
 
     values = np.ascontiguousarray(image, dtype=np.float32) + np.float32(0)  # -0 -> +0
     top = values >= ndi.maximum_filter(values, size=3, mode="nearest")
-    key = values.view(np.uint32) + np.uint32(1)  # equal floats <-> equal bits, never 0
+    key = values.view(np.uint32)  # equal floats <-> equal bits; +1: never 0 (in place)
+    key += np.uint32(1)
     plateau = cc3d.connected_components(key, connectivity=26, out_dtype=np.uint32)
-    lower = np.bincount(plateau[~top], minlength=int(plateau.max()) + 1) > 0
+    del key, values
+    lower = np.zeros(int(plateau.max()) + 1, dtype=bool)  # plateaus with a higher neighbour
+    lower[plateau[~top]] = True
     return top & ~lower[plateau]
 
 
