@@ -46,7 +46,7 @@ def regional_maxima(image: np.ndarray) -> np.ndarray:
     The same set as ITK's ``RegionalMaxima(fullyConnected=True)`` (a flat map is one
     maximum; outside the volume is no neighbour): the plateaus (equal-valued 26-connected
     groups, one ``cc3d`` labelling of the values' bit patterns) none of whose voxels has a
-    higher neighbour (one 3x3x3 maximum filter). ~5x faster than ITK's flooding on a
+    higher neighbour (one 3x3x3 maximum filter). ~4x faster than ITK's flooding on a
     128³ distance map.
 
     Parameters
@@ -141,7 +141,7 @@ def fill_mask_holes(mask: np.ndarray) -> np.ndarray:
     """``mask`` with its enclosed background filled, as ``scipy.ndimage.binary_fill_holes``.
 
     The same voxels (background 6-connected components that touch no face of the array
-    are holes), from one ``cc3d`` labelling instead of scipy's iterated dilation (~2.5x
+    are holes), from one ``cc3d`` labelling instead of scipy's iterated dilation (~4x
     faster on a 128³ electrode).
 
     Parameters
@@ -205,8 +205,9 @@ def ball_closing(mask: np.ndarray, radius: float,
     Dilation: the voxels within ``radius`` of the mask (``distance_map(~mask) <=
     radius``); erosion: those farther than ``radius`` from the dilation's background
     (``distance_map(dilated) > radius``). A small ball is applied as shifts of the mask
-    (the same voxels, ~3-9x faster), a large one (over :data:`BALL_SHIFTS` voxels) or one
-    with a voxel at the radius within float error by the two distance transforms.
+    (the same voxels, ~10x faster for healing 1 µm at 0.5 µm voxels), a large one (over
+    :data:`BALL_SHIFTS` voxels) or one with a voxel at the radius within float error by
+    the two distance transforms.
     """
     offsets = _ball(radius, spacing)
     if offsets is None or len(offsets) > BALL_SHIFTS or not mask.any():
