@@ -18,9 +18,10 @@
 
 - ``--speed N``: Mvoxel/s of the separation on one worker on an N³ phantom, against one
   ``edt`` pass (:func:`speed`); ``--speed-blocks B`` adds the ownership engine.
+- ``--primitives N``: the exact primitives against the ones they replaced (:func:`primitives`).
 
 Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/particles.py [--quick]
-[--phantom-only] [--speed N [--speed-blocks B]]``.
+[--phantom-only] [--speed N [--speed-blocks B]] [--primitives N]``.
 """
 
 from __future__ import annotations
@@ -222,7 +223,9 @@ def speed(n: int, *, heal_um: float = 1.0, blocks: int = 0) -> dict:
     ``separate_particles`` on one worker (one thread), without and with healing, against
     one ``edt`` pass over the particle mask in the same run; with ``blocks`` also the
     ownership engine run serially (blocks of that edge, estimated halo). Running this
-    function with another checkout's ``src`` on ``PYTHONPATH`` gives the "before"."""
+    function with another checkout's ``src`` on ``PYTHONPATH`` gives the "before".
+    ``cpu_s`` is the process's CPU time (``time.process_time``): on shared cores it moves
+    far less with the load than the wall time ``s``."""
     import tempfile
     from pathlib import Path
 
@@ -241,11 +244,12 @@ def speed(n: int, *, heal_um: float = 1.0, blocks: int = 0) -> dict:
         edt.edt(mask.astype(np.uint8), anisotropy=(0.5,) * 3, black_border=False, parallel=1)
         out["edt_s"] = time.perf_counter() - t
         for name, heal in (("no_heal", 0.0), ("heal", heal_um)):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             sep = separate_particles(phases, phase=2, spacing=0.5, heal_cracks_um=heal)
-            dt = time.perf_counter() - t
+            dt, cpu = time.perf_counter() - t, time.process_time() - cpu
             out[name] = {"s": dt, "mvoxel_per_s": mask.size / dt / 1e6,
-                         "x_edt": dt / out["edt_s"], "n_particles": sep.n_particles}
+                         "x_edt": dt / out["edt_s"], "n_particles": sep.n_particles,
+                         "cpu_s": cpu, "mvoxel_per_cpu_s": mask.size / cpu / 1e6}
         if blocks:
             from electrode_ct.particles.blockwise import ParticleSettings, separate_blockwise
 
@@ -263,18 +267,75 @@ def speed(n: int, *, heal_um: float = 1.0, blocks: int = 0) -> dict:
     return out
 
 
+def primitives(n: int) -> dict:
+    """The exact primitives of the separation against the ones they replaced, on the
+    ``--speed`` phantom's ``n``³ mask healed by 1 µm (best of 3, seconds, one thread), with
+    one ``edt`` pass: ITK's regional maxima, the closing by two distance transforms and
+    scipy's hole filling (same outputs, checked here too)."""
+    import edt
+    import SimpleITK as sitk
+    from scipy import ndimage as ndi
+    from threadpoolctl import threadpool_limits
+
+    from electrode_ct.particles.seeding import (
+        ball_closing,
+        distance_map,
+        fill_mask_holes,
+        regional_maxima,
+        smoothed_distance,
+    )
+    from electrode_ct.particles.separate import heal_cracks
+    from electrode_ct.synth import electrode
+
+    ph = electrode((n, n, n), seed=1, **{k: v for k, v in PHANTOM.items() if k != "modality"})
+    mask, sp, radius = ph.phases.numpy() == ph.phases.class_map["active"], (0.5,) * 3, 0.75
+    score = smoothed_distance(heal_cracks(mask, width_um=1.0, spacing=sp), sp, 1.0)
+    hmax = sitk.GetArrayFromImage(sitk.HMaxima(sitk.GetImageFromArray(score), 0.5))
+    pairs = {
+        "regional_maxima": (lambda: sitk.GetArrayFromImage(sitk.RegionalMaxima(
+            sitk.GetImageFromArray(hmax), fullyConnected=True)) > 0,
+            lambda: regional_maxima(hmax)),
+        "closing": (lambda: distance_map(distance_map(~mask, sp) <= radius, sp) > radius,
+                    lambda: ball_closing(mask, radius, sp)),
+        "fill_holes": (lambda: ndi.binary_fill_holes(mask), lambda: fill_mask_holes(mask)),
+    }
+    out: dict = {"shape": [n] * 3}
+    with threadpool_limits(1):
+        out["edt_s"] = _best(lambda: edt.edt(mask.astype(np.uint8), anisotropy=sp,
+                                             black_border=False, parallel=1))
+        for name, (old, new) in pairs.items():
+            out[name] = {"previous_s": _best(old), "now_s": _best(new),
+                         "identical": bool(np.array_equal(old(), new()))}
+    return out
+
+
+def _best(run, repeat: int = 3) -> float:
+    """Shortest of ``repeat`` wall times of ``run()`` (s)."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--speed", type=int, default=0, metavar="N",
                         help="Only the separation speed on an N³ phantom (Mvoxel/s).")
     parser.add_argument("--speed-blocks", type=int, default=0, metavar="B",
                         help="With --speed: also the ownership engine with blocks of B³.")
+    parser.add_argument("--primitives", type=int, default=0, metavar="N",
+                        help="Only the exact primitives against the ones they replaced, N³.")
     parser.add_argument("--quick", action="store_true", help="Small smoke run.")
     parser.add_argument("--no-marching-cubes", action="store_true",
                         help="Skip the per-particle marching-cubes reference (~3 min full).")
     parser.add_argument("--phantom-only", action="store_true",
                         help="Only the synthetic phantoms (no real packing, no timing).")
     args = parser.parse_args()
+    if args.primitives:
+        print(json.dumps(primitives(args.primitives), indent=1))
+        return
     if args.speed:
         print(json.dumps(speed(args.speed, blocks=args.speed_blocks), indent=1))
         return

@@ -32,7 +32,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from electrode_ct.labels import contact_pairs
-from electrode_ct.particles.seeding import seed_markers, smoothed_distance, watershed
+from electrode_ct.particles.seeding import (
+    fill_mask_holes,
+    seed_markers,
+    smoothed_distance,
+    watershed,
+)
 from electrode_ct.particles.shape import (
     PieceShape,
     fill_ratio,
@@ -44,25 +49,33 @@ from electrode_ct.volume import as_spacing
 
 def _fragments(region: np.ndarray, solid: np.ndarray, shape: PieceShape, h: float) -> np.ndarray:
     """Watershed of the un-healed (hole-filled) distance map over the healed region."""
-    from scipy import ndimage as ndi
-
-    inner = ndi.binary_fill_holes(solid & region)
+    inner = fill_mask_holes(solid & region)
     dist = smoothed_distance(inner, shape.sp, shape.smooth)
     return watershed(-dist, seed_markers(dist, h, inner), region, 0.0)
 
 
-def _join(frag: np.ndarray, shape: PieceShape, min_voxels: int) -> dict[int, np.ndarray]:
-    """Join adjacent fragments: tiny ones first, then while a join lowers the shape cost."""
+def _join(frag: np.ndarray, shape: PieceShape,
+          min_voxels: int) -> list[tuple[np.ndarray, float]]:
+    """Join adjacent fragments: tiny ones first, then while a join lowers the shape cost.
+
+    Returns each piece (boolean, crop shape) with its relative fill ratio
+    (:meth:`PieceShape.q`, remembered from the joining).
+    """
     ids = [int(i) for i in np.unique(frag) if i > 0]
     members = {i: (i,) for i in ids}  # group id -> its fragments
     pairs = [(int(a), int(b)) for a, b in contact_pairs(frag)]
-    cache: dict[tuple[int, ...], float] = {}
+    cache: dict[tuple[int, ...], tuple[float, float]] = {}  # fragments -> (q, cost)
 
-    def cost(parts: tuple[int, ...]) -> float:
+    def measure(parts: tuple[int, ...]) -> tuple[float, float]:
         key = tuple(sorted(parts))
         if key not in cache:
-            cache[key] = shape.cost(np.isin(frag, key))
+            piece = np.isin(frag, key)
+            q = shape.q(piece)
+            cache[key] = (q, float(piece.sum() * shape.voxel * abs(np.log(q))))
         return cache[key]
+
+    def cost(parts: tuple[int, ...]) -> float:
+        return measure(parts)[1]
 
     def neighbours() -> set[tuple[int, int]]:
         owner = {f: g for g, fs in members.items() for f in fs}
@@ -89,7 +102,7 @@ def _join(frag: np.ndarray, shape: PieceShape, min_voxels: int) -> dict[int, np.
             break
         _, a, b = min(gains)
         members[a] += members.pop(b)
-    return {g: np.isin(frag, fs) for g, fs in members.items()}
+    return [(np.isin(frag, fs), measure(fs)[0]) for fs in members.values()]
 
 
 def resplit_merged(
@@ -169,17 +182,19 @@ def resplit_merged(
         frag = _fragments(region, solid[box], shape, h)
         if int(frag.max()) < 2:
             continue
-        pieces = list(_join(frag, shape, max(min_voxels, int(0.05 * region.sum()))).values())
-        if len(pieces) < 2:
+        joined = _join(frag, shape, max(min_voxels, int(0.05 * region.sum())))
+        if len(joined) < 2:
             continue
-        qs = np.array([shape.q(m) for m in pieces])
+        pieces = [m for m, _ in joined]
+        qs = np.array([q for _, q in joined])
         costs = np.array([m.sum() * shape.voxel * abs(np.log(q))
                           for m, q in zip(pieces, qs, strict=True)])
-        solid_enough = all(region_solidity(m, sp) >= min_piece_solidity * median_solidity
-                           for m in pieces)
-        if not (solid_enough and costs.sum() < shape.cost(region)
-                and np.abs(np.log(qs)).min() < np.log(typical_fill)
-                and min(int(m.sum()) for m in pieces) >= min_voxels):
+        # the convex hulls (the slowest test) only for a split that passes the others
+        if not (np.abs(np.log(qs)).min() < np.log(typical_fill)
+                and min(int(m.sum()) for m in pieces) >= min_voxels
+                and costs.sum() < shape.cost(region)
+                and all(region_solidity(m, sp) >= min_piece_solidity * median_solidity
+                        for m in pieces)):
             continue
         crop = out[box]
         for m in pieces[1:]:

@@ -40,11 +40,45 @@ def smoothed_distance(mask: np.ndarray, spacing: tuple[float, float, float],
     return ndi.gaussian_filter(dist, smooth) if smooth > 0 else dist
 
 
+def regional_maxima(image: np.ndarray) -> np.ndarray:
+    """Regional maxima of a 3-D map (26-connected plateaus with no higher neighbour).
+
+    The same set as ITK's ``RegionalMaxima(fullyConnected=True)`` (a flat map is one
+    maximum; outside the volume is no neighbour): the plateaus (equal-valued 26-connected
+    groups, one ``cc3d`` labelling of the values' bit patterns) none of whose voxels has a
+    higher neighbour (one 3x3x3 maximum filter). ~4x faster than ITK's flooding on a
+    128³ distance map.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        3-D float32 map (z, y, x), no NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, True on the regional maxima.
+    """
+    import cc3d
+    from scipy import ndimage as ndi
+
+    values = np.ascontiguousarray(image, dtype=np.float32) + np.float32(0)  # -0 -> +0
+    top = values >= ndi.maximum_filter(values, size=3, mode="nearest")
+    key = values.view(np.uint32)  # equal floats <-> equal bits; +1: never 0 (in place)
+    key += np.uint32(1)
+    plateau = cc3d.connected_components(key, connectivity=26, out_dtype=np.uint32)
+    del key, values
+    lower = np.zeros(int(plateau.max()) + 1, dtype=bool)  # plateaus with a higher neighbour
+    lower[plateau[~top]] = True
+    return top & ~lower[plateau]
+
+
 def seed_markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
     """Label the regional maxima of ``score`` at least ``h`` high (h-maxima; h = 0: all).
 
     The h-maxima transform is ITK's (SimpleITK), ~40x faster than scikit-image's on
-    3-D float maps; the seeds are the regional maxima of the transformed map.
+    3-D float maps; the seeds are the regional maxima of the transformed map
+    (:func:`regional_maxima`).
 
     Parameters
     ----------
@@ -63,10 +97,10 @@ def seed_markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
     import cc3d
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(np.ascontiguousarray(score, dtype=np.float32))
+    top = np.ascontiguousarray(score, dtype=np.float32)
     if h > 0:
-        img = sitk.HMaxima(img, float(h))
-    peaks = sitk.GetArrayFromImage(sitk.RegionalMaxima(img, fullyConnected=True)) > 0
+        top = sitk.GetArrayFromImage(sitk.HMaxima(sitk.GetImageFromArray(top), float(h)))
+    peaks = regional_maxima(top)
     markers = cc3d.connected_components(peaks & mask, connectivity=26).astype(np.int32)
     # a component of the mask without any seed (a particle smaller than h) seeds itself
     parts = cc3d.connected_components(mask, connectivity=26)
@@ -101,3 +135,82 @@ def watershed(elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray,
     from skimage.segmentation import watershed as sk_watershed
 
     return sk_watershed(elevation, markers, mask=mask, compactness=compactness)
+
+
+def fill_mask_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its enclosed background filled, as ``scipy.ndimage.binary_fill_holes``.
+
+    The same voxels (background 6-connected components that touch no face of the array
+    are holes), from one ``cc3d`` labelling instead of scipy's iterated dilation (~4x
+    faster on a 128³ electrode).
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean 3-D mask (z, y, x).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, a superset of ``mask``.
+    """
+    import cc3d
+
+    from electrode_ct.labels import border_labels
+
+    background = cc3d.connected_components(~mask, connectivity=6)
+    outside = np.zeros(int(background.max()) + 1, dtype=bool)
+    outside[border_labels(background)] = True
+    outside[0] = True
+    return mask | ~outside[background]
+
+
+BALL_SHIFTS = 200
+"""Largest closing ball (in voxels) that :func:`ball_closing` applies by shifts of the mask;
+above it, two distance transforms are cheaper."""
+
+
+def _ball(radius: float, spacing: tuple[float, float, float]) -> np.ndarray | None:
+    """Offsets (k, 3) of the voxels whose :func:`distance_map` value from the centre is at
+    most ``radius`` µm; None when one lies within float error of the radius (ambiguous)."""
+    half = [int(np.ceil(radius / s)) + 1 for s in spacing]
+    grid = np.ones([2 * k + 1 for k in half], dtype=bool)
+    grid[tuple(half)] = False
+    dist = distance_map(grid, spacing)
+    if np.any(np.isclose(dist, radius, rtol=1e-5, atol=0.0)):
+        return None
+    return np.argwhere(dist <= np.float32(radius)) - np.array(half)
+
+
+def _shifted(mask: np.ndarray, offsets: np.ndarray, *, erode: bool) -> np.ndarray:
+    """Union (dilation) or intersection (erosion, outside = mask) of ``mask`` shifted by
+    each offset."""
+    pad = np.abs(offsets).max(axis=0)
+    padded = np.pad(mask, [(p, p) for p in pad], constant_values=erode)
+    out = np.full(mask.shape, erode, dtype=bool)
+    for off in offsets:
+        view = padded[tuple(slice(p + o, p + o + n)
+                            for p, o, n in zip(pad, off, mask.shape, strict=True))]
+        if erode:
+            out &= view
+        else:
+            out |= view
+    return out
+
+
+def ball_closing(mask: np.ndarray, radius: float,
+                 spacing: tuple[float, float, float]) -> np.ndarray:
+    """Closing of ``mask`` by the Euclidean ball of ``radius`` µm (outside counts as mask).
+
+    Dilation: the voxels within ``radius`` of the mask (``distance_map(~mask) <=
+    radius``); erosion: those farther than ``radius`` from the dilation's background
+    (``distance_map(dilated) > radius``). A small ball is applied as shifts of the mask
+    (the same voxels, ~10x faster for healing 1 µm at 0.5 µm voxels), a large one (over
+    :data:`BALL_SHIFTS` voxels) or one with a voxel at the radius within float error by
+    the two distance transforms.
+    """
+    offsets = _ball(radius, spacing)
+    if offsets is None or len(offsets) > BALL_SHIFTS or not mask.any():
+        dilated = distance_map(~mask, spacing) <= radius
+        return distance_map(dilated, spacing) > radius
+    return _shifted(_shifted(mask, offsets, erode=False), offsets, erode=True)

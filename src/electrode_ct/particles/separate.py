@@ -20,7 +20,7 @@ particles and repair the healing are in :mod:`electrode_ct.particles.shape`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,7 +31,8 @@ from electrode_ct.particles.cleanup import relabel_sequential, remove_small
 from electrode_ct.particles.hypotheses import choose_hypotheses
 from electrode_ct.particles.resplit import resplit_merged
 from electrode_ct.particles.seeding import (
-    distance_map,
+    ball_closing,
+    fill_mask_holes,
     seed_markers,
     smoothed_distance,
     watershed,
@@ -113,16 +114,12 @@ def heal_cracks(
     spacing : float or 3 floats
         Voxel size (z, y, x) in µm.
     """
-    from scipy import ndimage as ndi
-
     sp = as_spacing(spacing, name="spacing")
     healed = mask.astype(bool, copy=True)
     if width_um > 0:
-        radius = width_um / 2 + max(sp) / 2
-        dilated = distance_map(~healed, sp) <= radius
-        healed = distance_map(dilated, sp) > radius
+        healed = ball_closing(healed, width_um / 2 + max(sp) / 2, sp)
         healed |= mask
-    return ndi.binary_fill_holes(healed)
+    return fill_mask_holes(healed)
 
 
 def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -306,15 +303,14 @@ def _same_ids(whole: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return lut[whole]
 
 
-def _finish(mask: np.ndarray, whole: np.ndarray, score: np.ndarray, markers: np.ndarray,
+def _finish(mask: np.ndarray, whole: np.ndarray, score: np.ndarray, n_markers: int,
             n_resplit: int, *, spacing: tuple[float, float, float],
             min_volume_um3: float) -> _Run:
     """Cut the healed-region labels back to the mask, clean and renumber them."""
     labels = np.where(mask, whole, 0)
     labels, n_small = remove_small(labels, min_volume_um3=min_volume_um3, spacing=spacing)
     labels = relabel_sequential(labels)
-    return _Run(labels, _same_ids(whole, labels), score, n_small, int(markers.max()),
-                n_resplit)
+    return _Run(labels, _same_ids(whole, labels), score, n_small, n_markers, n_resplit)
 
 
 def _healed(mask: np.ndarray, width: float, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -333,24 +329,43 @@ def distance_watershed(mask: np.ndarray, width: float, *,
         Healed-region labels, the smoothed distance map they were seeded on (µm) and the
         seeds.
     """
-    healed = _healed(mask, width, spacing)
-    score = smoothed_distance(healed, spacing, smooth)
+    healed, score = healed_score(mask, width, spacing=spacing, smooth=smooth)
     markers = seed_markers(score, h_um, healed)
     return watershed(-score, markers, healed, compactness), score, markers
 
 
+def healed_score(mask: np.ndarray, width: float, *, spacing: tuple[float, float, float],
+                 smooth: float) -> tuple[np.ndarray, np.ndarray]:
+    """The mask healed with ``width`` µm and its smoothed distance map (µm), the map
+    :func:`distance_watershed` seeds and floods."""
+    healed = _healed(mask, width, spacing)
+    return healed, smoothed_distance(healed, spacing, smooth)
+
+
+Watershed = Callable[[float], tuple[np.ndarray, np.ndarray, int]]
+"""A healing width -> (healed-region labels, score, number of seeds) of
+:func:`distance_watershed` for a given mask: how a block of a larger volume hands over the
+watersheds it already computed in an earlier pass (:mod:`~electrode_ct.particles.blockwise`)."""
+
+
 def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float, float],
                   h_um: float, smooth: float, compactness: float, resplit: bool,
-                  min_volume_um3: float, medians: tuple[float, float] | None = None) -> _Run:
-    """Distance-transform watershed of the mask healed with ``width`` µm (one hypothesis)."""
-    labels, score, markers = distance_watershed(mask, width, spacing=spacing, h_um=h_um,
-                                                smooth=smooth, compactness=compactness)
+                  min_volume_um3: float, medians: tuple[float, float] | None = None,
+                  watershed: Watershed | None = None) -> _Run:
+    """Distance-transform watershed of the mask healed with ``width`` µm (one hypothesis);
+    ``watershed`` gives it instead of computing it."""
+    if watershed is None:
+        labels, score, markers = distance_watershed(mask, width, spacing=spacing, h_um=h_um,
+                                                    smooth=smooth, compactness=compactness)
+        n_markers = int(markers.max())
+    else:
+        labels, score, n_markers = watershed(width)
     n_resplit = 0
     if resplit and width > 0:
         labels, n_resplit = resplit_merged(labels, mask, score, spacing=spacing, h=h_um,
                                            smooth=smooth, min_volume_um3=min_volume_um3,
                                            medians=medians)
-    return _finish(mask, labels, score, markers, n_resplit, spacing=spacing,
+    return _finish(mask, labels, score, n_markers, n_resplit, spacing=spacing,
                    min_volume_um3=min_volume_um3)
 
 
@@ -363,7 +378,7 @@ def _boundary_run(mask: np.ndarray, region: np.ndarray, bnd: np.ndarray, *,
     markers = seed_markers(score, h_um, core)
     elevation = bnd - score / max(float(score.max()), 1e-6)
     labels = watershed(elevation, markers, region, compactness)
-    return _finish(mask, labels, score, markers, 0, spacing=spacing,
+    return _finish(mask, labels, score, int(markers.max()), 0, spacing=spacing,
                    min_volume_um3=min_volume_um3)
 
 
@@ -404,6 +419,21 @@ def _choose_width(mask: np.ndarray, first: _Run, second: _Run, *,
     solidity = np.concatenate([sol1, sol2[1:]])[present]
     score = np.where(labels > n1, second.score, first.score)
     return replace(out, labels=lut[labels], score=score, solidity=solidity, n_rehealed=n_taken)
+
+
+def distance_hypotheses(mask: np.ndarray, heal: float, *, heal_alternative: float,
+                        given: Decisions, spacing: tuple[float, float, float],
+                        watershed: Watershed | None = None, **settings: Any) -> _Run:
+    """The healing width ``heal``'s run and, with a wider alternative, the choice between
+    the two (:func:`separate_distance`'s result before it is wrapped); ``settings`` are
+    :func:`_distance_run`'s."""
+    run = _distance_run(mask, heal, medians=given.resplit, spacing=spacing,
+                        watershed=watershed, **settings)
+    if heal > 0 and heal_alternative > 1:
+        wider = _distance_run(mask, heal_alternative * heal, medians=given.resplit_wider,
+                              spacing=spacing, watershed=watershed, **settings)
+        run = _choose_width(mask, run, wider, spacing=spacing, given=given.choose)
+    return run
 
 
 def _inputs(phases: Any, *, phase: str | int | None, class_map: Mapping[str, int] | None,
@@ -475,12 +505,8 @@ def separate_distance(
                              heal_cracks_um=heal_cracks_um, h=h, min_volume_um3=min_volume_um3)
     settings = {"spacing": sp, "h_um": h_um, "smooth": smooth, "compactness": compactness,
                 "resplit": resplit, "min_volume_um3": min_volume_um3}
-    given = decisions or Decisions()
-    run = _distance_run(mask, heal_cracks_um, medians=given.resplit, **settings)
-    if heal_cracks_um > 0 and heal_alternative > 1:
-        wider = _distance_run(mask, heal_alternative * heal_cracks_um,
-                              medians=given.resplit_wider, **settings)
-        run = _choose_width(mask, run, wider, spacing=sp, given=given.choose)
+    run = distance_hypotheses(mask, heal_cracks_um, heal_alternative=heal_alternative,
+                              given=decisions or Decisions(), **settings)
     return _result(run, mask, method="distance", heal_cracks_um=heal_cracks_um, h_um=h_um,
                    spacing=sp)
 

@@ -63,7 +63,12 @@ def fill_ratio(
     if not n:
         return fill, peak
     inside = labels > 0
-    np.maximum.at(peak, labels[inside], score[inside])  # distances are >= 0
+    # distances are >= 0; the maximum taken in the map's own dtype is the same value and
+    # ~15x faster than into float64 (numpy's fast ufunc.at path needs matching dtypes)
+    values = score[inside]
+    top = np.zeros(n + 1, dtype=values.dtype)
+    np.maximum.at(top, labels[inside], values)
+    peak[:] = top
     voxel = float(np.prod(as_spacing(spacing, name="spacing")))
     volume = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel
     fill[1:] = volume / (4.0 / 3.0 * np.pi * np.maximum(peak[1:], 1e-6) ** 3)
@@ -88,20 +93,42 @@ def _row_ends(region: np.ndarray) -> np.ndarray:
     return ends[keep].astype(np.float64)
 
 
+def _line_ends(region: np.ndarray, axis: int) -> np.ndarray:
+    """Voxels of a region that are the first or the last of their line along ``axis``."""
+    n = region.shape[axis]
+    first = np.expand_dims(np.argmax(region, axis=axis), axis)
+    last = n - 1 - np.expand_dims(np.argmax(np.flip(region, axis), axis=axis), axis)
+    index = np.arange(n).reshape([-1 if a == axis else 1 for a in range(region.ndim)])
+    return region & ((index == first) | (index == last))
+
+
+def _hull_candidates(region: np.ndarray) -> np.ndarray:
+    """The voxels of a region that can be vertices of its convex hull, in raster order.
+
+    A voxel with region voxels on both sides along some axis lies inside a segment of
+    the region and is no extreme point, so only the ends of the lines along all three
+    axes are kept (a subset of :func:`_row_ends`, ~3x fewer points, the same extreme
+    points; float).
+    """
+    ends = _line_ends(region, 0) & _line_ends(region, 1) & _line_ends(region, 2)
+    return np.argwhere(ends).astype(np.float64)
+
+
 def region_solidity(region: np.ndarray, spacing: tuple[float, float, float]) -> float:
     """Volume / convex-hull volume of one binary region (hull of its voxels' corners).
 
     ``spacing`` is the voxel size (z, y, x) in µm. The hull of the corners is the hull of
     the voxel centres grown by one voxel box (a Minkowski sum), so only the vertices of
-    the centres' hull need their corners.
+    the centres' hull need their corners; those vertices are found among
+    :func:`_hull_candidates`.
     """
     from scipy.spatial import ConvexHull, QhullError
 
-    centres = _row_ends(region)
     try:
+        centres = _hull_candidates(region)
         vertices = centres[ConvexHull(centres).vertices]
     except (QhullError, ValueError):  # fewer than 4 voxels, or all in one plane or line
-        vertices = centres
+        vertices = _row_ends(region)
     corners = (vertices[:, None, :] + _CORNERS[None]).reshape(-1, 3) * np.asarray(spacing)
     hull = ConvexHull(corners).volume
     return float(region.sum() * np.prod(spacing) / hull)
@@ -292,10 +319,28 @@ class PieceShape:
         self.voxel = float(np.prod(spacing))
 
     def q(self, piece: np.ndarray) -> float:
-        """Fill ratio of the boolean ``piece`` divided by the typical one."""
-        dist = smoothed_distance(piece, self.sp, self.smooth)
+        """Fill ratio of the boolean ``piece`` divided by the typical one.
+
+        The distance map is computed on the piece's bounding box grown by the Gaussian's
+        radius (at least 1 voxel), clipped to the array: the nearest background voxel of
+        every piece voxel is in that box, and the smoothed map is 0 beyond the grown box
+        and the same inside it (the clipped sides are the array's own faces), so its
+        maximum is that of the whole array's map (same floats).
+        """
+        dist = smoothed_distance(piece[self._box(piece)], self.sp, self.smooth)
         ball = 4.0 / 3.0 * np.pi * max(float(dist.max()), 1e-6) ** 3
         return float(piece.sum() * self.voxel / ball / self.median_fill)
+
+    def _box(self, piece: np.ndarray) -> tuple[slice, ...]:
+        """Bounding box of ``piece`` grown by the smoothing radius (>= 1), in the array."""
+        from scipy import ndimage as ndi
+
+        boxes = ndi.find_objects(piece.view(np.uint8))
+        if not boxes:
+            return tuple(slice(0, n) for n in piece.shape)
+        grow = max(int(4.0 * self.smooth + 0.5) if self.smooth > 0 else 0, 1)
+        return tuple(slice(max(b.start - grow, 0), min(b.stop + grow, n))
+                     for b, n in zip(boxes[0], piece.shape, strict=True))
 
     def cost(self, piece: np.ndarray) -> float:
         """``V |log q|`` (µm³): 0 for a piece that fits its ball like a typical particle."""
