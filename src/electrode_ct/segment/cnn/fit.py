@@ -19,7 +19,7 @@ from electrode_ct.segment.cnn._torch import require_torch
 from electrode_ct.segment.cnn.averaging import WeightAverage, capped_decay
 from electrode_ct.segment.cnn.config import TrainConfig
 from electrode_ct.segment.cnn.data import PatchSampler, Planes, augment
-from electrode_ct.segment.cnn.evaluate import evaluate
+from electrode_ct.segment.cnn.evaluate import curve_point
 from electrode_ct.segment.cnn.loss import loss_fn
 
 torch = require_torch()
@@ -66,6 +66,19 @@ def _epoch(net: Any, sampler: PatchSampler, opt: Any, average: WeightAverage | N
     return total / steps
 
 
+def learning_curves(net: Any, planes: Planes, val_planes: Planes, k: int, device: Any,
+                    weight: Any) -> dict[str, float]:
+    """One epoch's learning-curve record: ``train_loss``, ``train_mean_iou`` (first 4
+    training planes, not augmented), ``val_loss``, ``val_mean_iou`` (all validation planes;
+    NaN without); losses are the class-weighted cross-entropy (nats)."""
+    w = weight.detach().cpu().numpy()
+    train_iou, train_loss = curve_point(net, planes[:4], k, device, w)
+    val_iou, val_loss = (curve_point(net, val_planes, k, device, w) if val_planes
+                         else (float("nan"), float("nan")))
+    return {"train_loss": train_loss, "train_mean_iou": train_iou, "val_loss": val_loss,
+            "val_mean_iou": val_iou}
+
+
 def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weight: Any,
         device: Any, callback: EpochCallback | None, member: int) -> dict[str, Any]:
     """Train one network in place; keep its final (``keep="last"``) or best-validation weights.
@@ -91,8 +104,9 @@ def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weigh
     Returns
     -------
     dict
-        ``history`` (per epoch: ``member``, ``epoch``, ``lr``, ``loss``, ``val_mean_iou``,
-        ``seconds``), ``best_epoch`` (the epoch whose weights were kept, 1-based), ``best``
+        ``history`` (per epoch: ``member``, ``epoch``, ``lr``, ``loss`` (the mean loss of
+        the epoch's augmented batches), ``train_loss``, ``train_mean_iou``, ``val_loss``,
+        ``val_mean_iou`` (:func:`learning_curves`), ``seconds``), ``best_epoch`` (the epoch whose weights were kept, 1-based), ``best``
         (its score), ``stopped`` (the time limit ended training).
     """
     t0 = time.perf_counter()
@@ -119,9 +133,9 @@ def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weigh
             average.decay = capped_decay(cfg.ema, int(planned * steps))
         loss = _epoch(net, sampler, opt, average, cfg, steps=steps, gen=gen, weight=weight,
                       device=device)
-        score = evaluate(judged, val_planes, k, device)[0] if val_planes else -loss
-        rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": loss,
-               "val_mean_iou": score if val_planes else float("nan"),
+        curves = learning_curves(judged, planes, val_planes, k, device, weight)
+        score = curves["val_mean_iou"] if val_planes else -loss
+        rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": loss, **curves,
                "seconds": time.perf_counter() - te}
         history.append(rec)
         if callback is not None:
