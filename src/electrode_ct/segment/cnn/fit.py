@@ -106,8 +106,9 @@ def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weigh
     dict
         ``history`` (per epoch: ``member``, ``epoch``, ``lr``, ``loss`` (the mean loss of
         the epoch's augmented batches), ``train_loss``, ``train_mean_iou``, ``val_loss``,
-        ``val_mean_iou`` (:func:`learning_curves`), ``seconds``), ``best_epoch`` (the epoch whose weights were kept, 1-based), ``best``
-        (its score), ``stopped`` (the time limit ended training).
+        ``val_mean_iou`` (:func:`learning_curves`), ``seconds``), ``best_epoch`` (the epoch
+        whose weights were kept, 1-based), ``best`` (its score), ``stopped`` (the time limit
+        ended training).
     """
     t0 = time.perf_counter()
     k = int(weight.shape[0])
