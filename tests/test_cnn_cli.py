@@ -182,6 +182,8 @@ def test_ensemble_predicts_a_volume_and_scores_test_slices(run_cli, files, tmp_p
     assert test["mean_iou"] == pytest.approx(np.mean(test["members"]["mean_iou"]))
     for name in ("predicted_segmentation.tif", "predicted_disagreement.tif"):
         assert tifffile.imread(out / name).shape == (2, 48, 48)
+    for name in ("predicted_interface_positions.png", "test_interface_positions.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "ensemble.json").read_text())["test"]["inputs"] == [
         str(files["vimg"]), str(files["img"])]
 

@@ -53,18 +53,29 @@ def predicted_outputs(models: list[Any], vol: Any, cmap: dict[str, int], out: Pa
     write(vol.with_data(disagreement), out / "predicted_disagreement.tif")
     res = volume_spread(preds, cmap, reference=vote, spacing=vol.spacing, two_d=two_d)
     res["members"] = _member_rows(res["members"])
+    _plot(res["interface_position"], out / "predicted_interface_positions.png",
+          "members' interfaces against their majority vote")
     return res
 
 
+def _plot(hists: dict[str, Any], path: Path, title: str) -> None:
+    from electrode_ct.report.segmentpy import interface_position_figure, save_png
+
+    save_png(interface_position_figure(hists, title=title), path)
+
+
 def scored_tests(models: list[Any], tests: list[tuple[Any, np.ndarray]], cmap: dict[str, int],
-                 *, spacing: Any) -> dict[str, Any]:
+                 out: Path, *, spacing: Any) -> dict[str, Any]:
     """Members scored on the labelled test images (``test`` key of the summary)."""
     from electrode_ct.segment.cnn.ensemble_spread import labelled_spread, member_predictions
 
     preds = [member_predictions(models, img) for img, _ in tests]  # [test][member]
     per_member = [[p[m] for p in preds] for m in range(len(models))]
     labels = [lab for _, lab in tests]
-    return labelled_spread(per_member, labels, cmap, spacing=spacing, two_d=True)
+    res = labelled_spread(per_member, labels, cmap, spacing=spacing, two_d=True)
+    _plot(res["interface_position"], out / "test_interface_positions.png",
+          "members' interfaces against the test labels")
+    return res
 
 
 def _member_rows(per: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:

@@ -265,6 +265,6 @@ def _applied(models: list[Any], cmap: dict[str, int], out: Path, *, target: Any,
         extra["predicted"] = {"input": inputs[0], **ep.predicted_outputs(
             models, target.compute(), cmap, out, two_d=two_d)}
     if tests:
-        extra["test"] = {"inputs": list(inputs[1]), **ep.scored_tests(models, tests, cmap,
+        extra["test"] = {"inputs": list(inputs[1]), **ep.scored_tests(models, tests, cmap, out,
                                                                       spacing=spacing)}
     return extra

@@ -85,6 +85,22 @@ class SegmentStep(_Strict):
     two_d: bool = Field(False, description="Independent 2-D slices: per-slice thresholds, "
                         "per-slice k-means, the model's per-slice prediction.")
     cleanup_min_island_um3: float = 0.0
+    ensemble: list[str] | None = Field(
+        None, description="Perturbed-label ensemble members (model files, or folders of "
+        "member_*.model from `ect segment ensemble`; at least 2): each segments the "
+        "reference state; mean ± std over members in the report.")
+
+    @field_validator("ensemble")
+    @classmethod
+    def _two_members(cls, v: list[str] | None) -> list[str] | None:
+        if v:
+            from electrode_ct.pipeline.segmentpy import member_files
+
+            try:
+                member_files(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("steps.segment.ensemble: ")) from None
+        return v
 
 
 class ParticlesStep(_Strict):

@@ -122,3 +122,61 @@ def spread_figure(block: Mapping[str, Any], key: str, *, ylabel: str, title: str
     """Bars of ``block[key]`` (mean over members) with the 95 % interval of
     ``block[key + '_ci95']``."""
     return bars(block[key], ylabel=ylabel, intervals=block.get(f"{key}_ci95"), title=title)
+
+
+def spread_table(block: Mapping[str, Any], keys: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """One row per (figure, phase or pair): mean ± std [95 % CI] over the members."""
+    from electrode_ct.uncertainty import interval_text
+
+    rows = []
+    for key, label in keys:
+        std, ci = block.get(f"{key}_std") or {}, block.get(f"{key}_ci95") or {}
+        for name, value in (block.get(key) or {}).items():
+            rows.append({"figure": label, "of": name, "mean ± std [95 % CI] over members":
+                         interval_text(value, std.get(name), ci.get(name))})
+    return pd.DataFrame(rows)
+
+
+def _ensemble_section(ens: Mapping[str, Any], sec: Any) -> None:
+    pred = ens["predicted"]
+    n = pred["n_members"]
+    sec.text(f"{n} members trained on perturbed labels (ect segment ensemble) segmented the "
+             "reference state; bars: mean over members with the 95 % t-interval.")
+    sec.figure(spread_figure(pred, "volume_fraction", ylabel="volume fraction",
+                             title=f"phase fractions, {n} members"), alt="ensemble fractions")
+    sec.figure(spread_figure(pred, "interface_voxel_percent", ylabel="% of voxels",
+                             title="interface voxels per phase pair"),
+               alt="ensemble interface percentages")
+    sec.table(spread_table(pred, (("volume_fraction", "volume fraction"),
+                                  ("surface_area_um2", "surface area (µm²)"),
+                                  ("interface_voxel_percent", "interface voxels (%)"))))
+    sec.figure(interface_position_figure(pred["interface_position"],
+                                         title="members' interfaces against their majority "
+                                         "vote"), alt="interface-position histogram")
+    ref = ens.get("reference")
+    if ref:
+        sec.table(spread_table(ref, (("iou", "IoU against the reference labels"),)))
+        sec.figure(interface_position_figure(ref["interface_position"],
+                                             title="members' interfaces against the "
+                                             "reference labels"),
+                   alt="interface positions against the reference")
+
+
+def segmentpy_sections(man: Mapping[str, Any]) -> list[Any]:
+    """Report sections from the segment step's ``learning_curves`` and ``ensemble``."""
+    from electrode_ct.report.html import Section
+
+    seg = man.get("steps", {}).get("segment", {}).get("summary", {})
+    secs = []
+    if seg.get("learning_curves"):
+        sec = Section("CNN learning curves")
+        sec.figure(learning_curves_figure(seg["learning_curves"]), alt="learning curves")
+        sec.text("Per epoch, from the model file: training (first labelled planes, not "
+                 "augmented) and validation loss (class-weighted cross-entropy) and mean IoU.",
+                 note=True)
+        secs.append(sec)
+    if seg.get("ensemble"):
+        sec = Section("Perturbed-label ensemble")
+        _ensemble_section(seg["ensemble"], sec)
+        secs.append(sec)
+    return secs

@@ -155,7 +155,7 @@ def volume_spread(preds: list[np.ndarray], cmap: dict[str, int], *, reference: n
 
 def labelled_spread(preds: list[list[np.ndarray]], labels: list[np.ndarray], cmap: dict[str, int],
                 *, spacing: Spacing = (1.0, 1.0, 1.0), two_d: bool = True,
-                bin_um: float | None = None) -> dict[str, Any]:
+                bin_um: float | None = None, ignore: int | None = 0) -> dict[str, Any]:
     """IoU per phase and mean IoU on labelled test slices, mean ± std over members.
 
     Parameters
@@ -163,11 +163,13 @@ def labelled_spread(preds: list[list[np.ndarray]], labels: list[np.ndarray], cma
     preds : list of list of numpy.ndarray
         ``preds[m][t]``: member m's class values for test image t.
     labels : list of numpy.ndarray
-        Expert labels of each test image (0 = unlabelled, not scored).
+        Expert labels of each test image.
     cmap : dict
         Phase name -> class value.
     spacing, two_d, bin_um
         As for :func:`volume_spread` (test slices: ``two_d`` True).
+    ignore : int, optional
+        Label value not scored (default 0 = unlabelled; None scores every voxel).
 
     Returns
     -------
@@ -186,7 +188,7 @@ def labelled_spread(preds: list[list[np.ndarray]], labels: list[np.ndarray], cma
     ious, means = [], []
     for member in preds:
         pred = np.concatenate([np.asarray(p).reshape(-1) for p in member])
-        res = compare(pred, ref, ignore=0, class_map=cmap)
+        res = compare(pred, ref, ignore=ignore, class_map=cmap)
         ious.append({k: float(res["iou"][k]) for k in cmap})
         means.append({"mean_iou": float(res["mean_iou"])})
     out: dict[str, Any] = {"n_members": len(preds), "n_images": len(labels),
