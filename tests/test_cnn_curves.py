@@ -120,3 +120,22 @@ def test_curves_cli_plots_the_stored_history(run_cli, pair_files, tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     code, _, err = run_cli("segment", "curves", tmp_path / "none.cnn")
     assert code == 2 and "no such model file" in err
+
+
+def test_curve_planes_cut_windows_around_the_labels_within_the_budget():
+    from electrode_ct.segment.cnn.data import IGNORE
+    from electrode_ct.segment.cnn.fit import CURVE_WINDOW, curve_planes
+
+    lab = np.full((1200, 700), IGNORE, np.int64)
+    lab[1100:1150, 20:60] = 1  # scribble near the bottom-left corner
+    img = np.arange(lab.size, dtype=np.float32).reshape(lab.shape)
+    empty = np.full((64, 64), IGNORE, np.int64)
+    small = np.zeros((40, 30), np.int64)
+    planes = [(img[:64, :64], empty), (img, lab), (img[:40, :30], small), (img, lab), (img, lab)]
+    got = curve_planes(planes)
+    assert len(got) == 3  # the unlabelled plane skipped; 512² + 40·30 + 512² reach the budget
+    win_img, win_lab = got[0]
+    assert win_lab.shape == (CURVE_WINDOW, CURVE_WINDOW)
+    assert (win_lab == 1).sum() == (lab == 1).sum()  # every labelled pixel inside the window
+    assert win_img[0, 0] == img[1200 - CURVE_WINDOW, 0]  # clipped at the image's edge
+    assert got[1][1].shape == (40, 30)

@@ -65,7 +65,10 @@ def _ensemble(run: Run, files: list[Path]) -> dict[str, Any]:
     cmap = dict(zip(models[0].class_names, (int(v) for v in models[0].class_values),
                     strict=True))
     vote, _ = _vote(preds, list(cmap.values()))
+    curves = [[{**rec, "member": i} for rec in (m.training or {}).get("history") or []]
+              for i, m in enumerate(models) if getattr(m, "kind", None) == "cnn"]
     res = {"members": [str(f) for f in files], "class_map": cmap,
+           "learning_curves": [rec for member in curves for rec in member],
            "predicted": volume_spread(preds, cmap, reference=vote, spacing=vol.spacing,
                                       two_d=two_d)}
     if run.cfg.input.reference:

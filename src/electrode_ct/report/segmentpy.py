@@ -153,6 +153,10 @@ def _ensemble_section(ens: Mapping[str, Any], sec: Any) -> None:
     sec.figure(interface_position_figure(pred["interface_position"],
                                          title="members' interfaces against their majority "
                                          "vote"), alt="interface-position histogram")
+    if ens.get("learning_curves"):
+        sec.figure(learning_curves_figure(ens["learning_curves"],
+                                          title="members' learning curves (member 1 solid)"),
+                   alt="ensemble learning curves")
     ref = ens.get("reference")
     if ref:
         sec.table(spread_table(ref, (("iou", "IoU against the reference labels"),)))
