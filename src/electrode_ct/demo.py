@@ -2,7 +2,7 @@
 
 Three runs, one report:
 1. the NREL NMC-1-cal micro-CT crop (real scan): random forest from its own ilastik
-   scribbles, particles, GREAT2 tables, microstructure metrics; a two-member CNN ensemble
+   scribbles, particles, GREAT2 tables, microstructure metrics; a three-member CNN ensemble
    trained on perturbed scribbles gives the labeller-uncertainty spread (SegmentPy);
 2. the real NMC-1-cal 3-phase packing (NREL MATBOX): particles, size distribution,
    surface areas, tortuosity;
@@ -77,7 +77,7 @@ def _members(inputs: Path) -> list[str] | None:
 
 
 def _train_members(inputs: Path, grey: Any, scribbles: Any, *, seed: int) -> None:
-    """Two small CNNs on perturbed copies of the micro-CT scribbles (SegmentPy's labeller
+    """Three small CNNs on perturbed copies of the micro-CT scribbles (SegmentPy's labeller
     uncertainty), saved once as ``inputs/cnn_ensemble/member_NN.model``; skipped without
     torch (the ``dl`` extra)."""
     try:
@@ -88,9 +88,9 @@ def _train_members(inputs: Path, grey: Any, scribbles: Any, *, seed: int) -> Non
     folder = inputs / "cnn_ensemble"
     if _members(inputs):
         return
-    cfg = TrainConfig(channels=8, depth=2, patch=48, patches_per_epoch=64, epochs=6,
+    cfg = TrainConfig(channels=8, depth=2, patch=48, patches_per_epoch=64, epochs=10,
                       members=1, seed=seed)
-    res = train_ensemble(grey.numpy(), scribbles.numpy(), n=2, config=cfg, seed=seed,
+    res = train_ensemble(grey.numpy(), scribbles.numpy(), n=3, config=cfg, seed=seed,
                          class_names=["active", "pore_cbd"], spacing=grey.spacing)
     folder.mkdir(parents=True, exist_ok=True)
     for i, model in enumerate(res.models):

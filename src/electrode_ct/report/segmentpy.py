@@ -63,10 +63,13 @@ def learning_curves_figure(history: Sequence[Mapping[str, Any]], *, title: str =
         epoch = part["epoch"].to_numpy()
         faint = {} if member == 0 else {"alpha": 0.35, "label": None}
         for i, (key, name) in enumerate(CURVES):
+            loss = _series(recs, key)
+            if np.isnan(loss).all():
+                continue  # e.g. no validation data
             style = {"color": PHASE_COLOURS[i], "marker": "o", "ms": 3,
                      "label": f"{name}" + (" (network 1)" if frame["member"].nunique() > 1
                                            else ""), **faint}
-            ax_loss.plot(epoch, _series(recs, key), **style)
+            ax_loss.plot(epoch, loss, **style)
             ax_iou.plot(epoch, _series(recs, key.replace("_loss", "_mean_iou")), **style)
     ax_loss.set(xlabel="epoch", ylabel="class-weighted cross-entropy", title="loss")
     ax_iou.set(xlabel="epoch", ylabel="mean IoU", title="mean IoU", ylim=(0, 1))
