@@ -62,6 +62,8 @@ COMMANDS: dict[str, tuple[str, list[str]]] = {
     "segment search-cnn": ("grey", ["segment", "search-cnn", "{in}", "{scribbles}", "--val",
                                     "{grey}", "{scribbles}", "--out", "{out}/search",
                                     "--space", "lr=1e-3", "--repeats", "1", "--epochs", "1"]),
+    "segment interface-positions": ("labels", ["segment", "interface-positions", "{in}",
+                                               "{labels}", "--plot", "{out}/ip.png"]),
     "segment predict": ("grey", ["segment", "predict", "{model}", "{in}", "{out}/p.tif"]),
     "cracks classify": ("grey", ["cracks", "classify", "{in}", "{labels}",
                                  "--out", "{out}/cracks"]),

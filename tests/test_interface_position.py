@@ -125,3 +125,32 @@ def test_pair_percentages_match_interface_percentage_and_keep_absent_phases():
     assert got["pore-active"] == 0.0 and got["cbd-active"] == 0.0
     per_slice = sum(interface_percentage(s[None], class_map=cmap)["any"] for s in lab) / 4
     assert pair_percentages(lab, cmap, two_d=True)["any"] == pytest.approx(per_slice)
+
+
+def test_interface_positions_cli_pools_segmentations(run_cli, tmp_path):
+    import json
+
+    import tifffile
+
+    ref = _columns(np.zeros(10, int))[1]
+    tifffile.imwrite(tmp_path / "ref.tif", ref)
+    for name, shift in (("a", -1), ("b", 1)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", _columns(np.full(10, shift))[0])
+    code, out, err = run_cli("segment", "interface-positions", tmp_path / "ref.tif",
+                             tmp_path / "a.tif", tmp_path / "b.tif", "--2d", "--voxel-size",
+                             "0.5", "--bin-um", "0.5", "--plot", tmp_path / "ip.png", "--json")
+    assert code == 0, err
+    h = json.loads(out)["interface_position"]["1-2"]
+    assert h["n_faces"] == 20 and h["mean_um"] == 0.0
+    assert h["std_um"] == pytest.approx(np.std(np.repeat([-0.5, 0.5], 10), ddof=1))
+    # two bins of 10 at ±0.5 µm with an empty one between: each peak is one bin wide, and
+    # the FWHM is measured around the first highest bin
+    assert h["fwhm_um"] == pytest.approx(0.5)
+    assert (tmp_path / "ip.png").read_bytes()[:4] == b"\x89PNG"
+    tifffile.imwrite(tmp_path / "small.tif", ref[:, :20])
+    for args, want in (([tmp_path / "small.tif"], "does not match the reference"),
+                       ([tmp_path / "a.tif", "--bin-um", "0"], "expected a bin width > 0")):
+        code, _, err = run_cli("segment", "interface-positions", tmp_path / "ref.tif", *args,
+                               "--plot", tmp_path / "bad.png")
+        assert code == 2 and want in err and err.count("\n") == 1, err
+        assert not (tmp_path / "bad.png").exists()

@@ -1,11 +1,13 @@
-"""CLI commands ``ect segment search-cnn`` (hyper-parameter search with repeats) and
-``ect segment curves`` (a trained CNN's learning curves); no science in here."""
+"""CLI commands ``ect segment search-cnn`` (hyper-parameter search with repeats),
+``ect segment curves`` (a trained CNN's learning curves) and ``ect segment
+interface-positions`` (histogram and FWHM of interface positions); no science in here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 
 from electrode_ct.cli._common import JSON_HELP, emit_json, info, say
@@ -150,3 +152,45 @@ def curves_cmd(
     say(f"{len(history)} epochs; last: training loss {last.get('train_loss')}, validation "
         f"loss {last.get('val_loss')}, validation mean IoU {last.get('val_mean_iou')}"
         + (f"; wrote {out}" if out else ""))
+
+
+@segment_app.command("interface-positions")
+def interface_positions_cmd(
+    reference: str = typer.Argument(..., help="Reference phase labels (e.g. expert labels)."),
+    segs: list[str] = typer.Argument(..., help="Segmentation(s) whose interfaces are placed "
+                                     "(pooled, e.g. ensemble members or users)."),
+    two_d: bool = typer.Option(False, "--2d", help="Independent z-slices."),
+    bin_um: float = typer.Option(None, "--bin-um", help="Bin width, µm [half the smallest "
+                                 "voxel edge]."),
+    range_um: float = typer.Option(None, "--range-um", help="Half-range of the histogram, µm "
+                                   "[10 voxels]."),
+    plot: Path = typer.Option(None, "--plot", help="Write the histograms (PNG)."),
+    voxel: str = typer.Option(None, "--voxel-size", help="Voxel size (µm): one value or Z Y X."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Interface-position histogram and FWHM of segmentations against a reference, per pair."""
+    from electrode_ct.cli._common import read_input
+    from electrode_ct.metrics.interface_position import pair_histograms
+
+    ref = read_input(reference, role="labels", voxel=voxel)
+    arrays = []
+    for path in segs:
+        seg = read_input(path, role="labels")
+        if seg.shape != ref.shape:
+            raise InputError(f"{path}: segmentation of shape {seg.shape} does not match the "
+                             f"reference {reference} of shape {ref.shape}")
+        arrays.append(seg.numpy())
+    cmap = ref.class_map or {str(int(v)): int(v) for v in np.unique(ref.numpy())}
+    hists = pair_histograms(arrays, ref.numpy(), cmap, spacing=ref.spacing, two_d=two_d,
+                            bin_um=bin_um, range_um=range_um)
+    if plot is not None:
+        from electrode_ct.report.segmentpy import interface_position_figure, save_png
+
+        save_png(interface_position_figure(hists, title=f"against {Path(reference).name}"),
+                 plot)
+    if as_json:
+        emit_json({"reference": reference, "segmentations": segs, "class_map": cmap,
+                   "interface_position": hists, "plot": str(plot) if plot else None})
+        return
+    for pair, h in hists.items():
+        say(f"{pair}: {h['n_faces']} faces, mean {h['mean_um']} µm, FWHM {h['fwhm_um']} µm")

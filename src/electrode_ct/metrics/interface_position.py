@@ -165,3 +165,48 @@ def position_histogram(positions: np.ndarray, *, bin_um: float,
             "mean_um": float(inner.mean()) if inner.size else None,
             "std_um": float(inner.std(ddof=1)) if inner.size > 1 else None,
             "fwhm_um": None if not np.isfinite(width) else float(width), "bin_um": float(bin_um)}
+
+
+def pair_histograms(segs: Sequence[np.ndarray], reference: np.ndarray,
+                    class_map: dict[str, int], *, spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                    two_d: bool = False, bin_um: float | None = None,
+                    range_um: float | None = None,
+                    references: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """Interface-position histogram per phase pair ``a-b`` (names of ``class_map``), the
+    faces of every segmentation pooled.
+
+    Parameters
+    ----------
+    segs : sequence of numpy.ndarray
+        Segmentations (z, y, x) whose a–b faces are placed.
+    reference : numpy.ndarray
+        The labels they are placed against (same shape).
+    class_map : dict
+        Phase name -> value; every pair of values (a < b) gets a histogram.
+    spacing, two_d
+        As for :func:`interface_positions`.
+    bin_um, range_um : float, optional
+        Bin width and half-range, µm (default :data:`DEFAULT_BIN_VOXELS` and
+        :data:`DEFAULT_RANGE_VOXELS` of the smallest voxel edge).
+    references : sequence of numpy.ndarray, optional
+        One reference per segmentation instead of ``reference`` (e.g. per test image).
+
+    Returns
+    -------
+    dict
+        pair -> :func:`position_histogram` result.
+    """
+    from itertools import combinations
+
+    edge = float(min(spacing))
+    step = DEFAULT_BIN_VOXELS * edge if bin_um is None else float(bin_um)
+    reach = max(DEFAULT_RANGE_VOXELS * edge, step) if range_um is None else float(range_um)
+    refs = list(references) if references is not None else [reference] * len(segs)
+    names = {int(v): k for k, v in class_map.items()}
+    out = {}
+    for a, b in combinations(sorted(names), 2):
+        pos = [interface_positions(s, r, (a, b), spacing=spacing, two_d=two_d)
+               for s, r in zip(segs, refs, strict=True)]
+        out[f"{names[a]}-{names[b]}"] = position_histogram(
+            np.concatenate(pos) if pos else np.empty(0), bin_um=step, range_um=reach)
+    return out

@@ -13,18 +13,12 @@ labels (test slices) (:mod:`electrode_ct.metrics.interface_position`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 
 from electrode_ct.errors import InputError
-from electrode_ct.metrics.interface_position import (
-    DEFAULT_BIN_VOXELS,
-    DEFAULT_RANGE_VOXELS,
-    interface_positions,
-    position_histogram,
-)
+from electrode_ct.metrics.interface_position import pair_histograms
 from electrode_ct.metrics.quality import interface_counts, interface_result
 from electrode_ct.uncertainty import t_interval
 from electrode_ct.volume import Spacing
@@ -74,24 +68,14 @@ def _with_suffixes(key: str, s: dict[str, Any]) -> dict[str, Any]:
     return {f"{key}{suffix}": s[suffix] for suffix in ("", "_std", "_ci95")}
 
 
-def _pairs(values: Sequence[int]) -> list[tuple[int, int]]:
-    return list(combinations(sorted(int(v) for v in values), 2))
-
-
 def _positions(items: list[tuple[list[np.ndarray], np.ndarray]], cmap: dict[str, int],
                spacing: Spacing, two_d: bool, bin_um: float | None) -> dict[str, Any]:
     """Interface-position histogram per phase pair (keys ``a-b`` by name), pooling the
     faces of every (member predictions, reference) item."""
-    names = {v: k for k, v in cmap.items()}
-    step = bin_um or DEFAULT_BIN_VOXELS * float(min(spacing))
-    reach = max(DEFAULT_RANGE_VOXELS * float(min(spacing)), step)
-    out = {}
-    for a, b in _pairs(cmap.values()):
-        pos = [interface_positions(p, ref, (a, b), spacing=spacing, two_d=two_d)
-               for preds, ref in items for p in preds]
-        out[f"{names[a]}-{names[b]}"] = position_histogram(np.concatenate(pos), bin_um=step,
-                                                           range_um=reach)
-    return out
+    segs = [p for preds, _ in items for p in preds]
+    refs = [ref for preds, ref in items for _ in preds]
+    return pair_histograms(segs, refs[0], cmap, spacing=spacing, two_d=two_d, bin_um=bin_um,
+                           references=refs)
 
 
 def pair_percentages(pred: np.ndarray, cmap: dict[str, int], *, two_d: bool = False
