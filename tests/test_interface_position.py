@@ -154,3 +154,10 @@ def test_interface_positions_cli_pools_segmentations(run_cli, tmp_path):
                                "--plot", tmp_path / "bad.png")
         assert code == 2 and want in err and err.count("\n") == 1, err
         assert not (tmp_path / "bad.png").exists()
+
+
+def test_spread_leaves_out_nan_members_like_t_interval():
+    s = spread([{"a": float("nan")}, {"a": 0.5}, {"a": 0.7}])
+    assert s[""]["a"] == pytest.approx(0.6)
+    assert s["_std"]["a"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert spread([{"a": float("nan")}, {"a": float("nan")}])["_std"]["a"] is None

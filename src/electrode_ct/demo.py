@@ -88,7 +88,7 @@ def _train_members(inputs: Path, grey: Any, scribbles: Any, *, seed: int) -> Non
     folder = inputs / "cnn_ensemble"
     if _members(inputs):
         return
-    cfg = TrainConfig(channels=8, depth=2, patch=48, patches_per_epoch=64, epochs=10,
+    cfg = TrainConfig(channels=8, depth=2, patch=48, patches_per_epoch=64, epochs=20,
                       members=1, seed=seed)
     res = train_ensemble(grey.numpy(), scribbles.numpy(), n=3, config=cfg, seed=seed,
                          class_names=["active", "pore_cbd"], spacing=grey.spacing)

@@ -47,16 +47,18 @@ def member_predictions(models: Sequence[Any], image: Any,
 def spread(per_member: list[dict[str, float]]) -> dict[str, Any]:
     """``<key>`` mean, ``<key>_std`` and ``<key>_ci95`` over members, per dict key.
 
-    ``per_member`` holds one ``{name: value}`` per member; the std is computed on the
-    differences from the first member (the same value, but exactly 0 for identical
-    members).
+    ``per_member`` holds one ``{name: value}`` per member; NaN/inf values (e.g. the IoU of
+    a class absent from a test slice) are left out, as in
+    :func:`electrode_ct.uncertainty.t_interval`. The std is computed on the differences
+    from the first finite value (the same std, but exactly 0 for identical members).
     """
     names = list(per_member[0])
     out: dict[str, dict[str, Any]] = {"": {}, "_std": {}, "_ci95": {}}
     for name in names:
         v = np.array([m[name] for m in per_member], dtype=np.float64)
-        t = t_interval(v - v[0])
-        mean = float(v.mean())
+        v = v[np.isfinite(v)]
+        t = t_interval(v - (v[0] if v.size else 0.0))
+        mean = float(v.mean()) if v.size else float("nan")
         out[""][name] = mean
         out["_std"][name] = t["std"]
         half = None if t["ci95"] is None else t["mean"] - t["ci95"][0]
