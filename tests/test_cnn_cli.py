@@ -153,3 +153,55 @@ def test_train_cnn_refuses_retired_options(run_cli, files, tmp_path, retired):
                            model, *TINY_ARGS, *retired)
     assert code == 2 and retired[0].lstrip("-") in err
     assert not model.exists()
+
+
+def test_ensemble_predicts_a_volume_and_scores_test_slices(run_cli, files, tmp_path):
+    out = tmp_path / "ens"
+    vol = tmp_path / "vol.tif"
+    tifffile.imwrite(vol, np.stack([tifffile.imread(files["vimg"])] * 2))
+    code, stdout, err = run_cli("segment", "ensemble", files["img"], files["lab"], "--n", "2",
+                                "--out", out, "--channels", "4", "--patch", "24",
+                                "--patches-per-epoch", "16", "--epochs", "1", "--2d",
+                                "--frequency-n", "1", "--predict", vol,
+                                "--test-image", files["vimg"], "--test-labels", files["vlab"],
+                                "--test-image", files["img"], "--test-labels", files["lab"],
+                                "--class-names", "pore,cbd,active", "--json")
+    assert code == 0, err
+    res = json.loads(stdout)
+    pred, test = res["predicted"], res["test"]
+    assert set(pred["volume_fraction"]) == {"pore", "cbd", "active"}
+    assert sum(pred["volume_fraction"].values()) == pytest.approx(1.0)
+    for key in ("volume_fraction", "surface_area_um2", "interface_voxel_percent"):
+        assert set(pred[f"{key}_std"]) == set(pred[key]) and set(pred[f"{key}_ci95"]) == set(
+            pred[key])
+    assert {"pore-cbd", "pore-active", "cbd-active", "any"} == set(pred["interface_voxel_percent"])
+    assert set(pred["interface_position"]) == {"pore-cbd", "pore-active", "cbd-active"}
+    assert test["n_images"] == 2 and test["n_members"] == 2
+    assert 0 <= test["mean_iou"] <= 1 and test["mean_iou_std"] >= 0
+    # the members' own IoUs in the JSON give the reported mean
+    assert test["mean_iou"] == pytest.approx(np.mean(test["members"]["mean_iou"]))
+    for name in ("predicted_segmentation.tif", "predicted_disagreement.tif"):
+        assert tifffile.imread(out / name).shape == (2, 48, 48)
+    for name in ("predicted_interface_positions.png", "test_interface_positions.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "ensemble.json").read_text())["test"]["inputs"] == [
+        str(files["vimg"]), str(files["img"])]
+
+
+@pytest.mark.parametrize("case", ["one", "unpaired", "shape"])
+def test_ensemble_bad_input_one_line(run_cli, files, tmp_path, case):
+    out = tmp_path / "ens"
+    args = ["segment", "ensemble", files["img"], files["lab"], "--out", out, "--epochs", "1"]
+    if case == "one":
+        args += ["--n", "1"]
+        want = "one member has no spread to report"
+    elif case == "unpaired":
+        args += ["--test-image", files["vimg"]]
+        want = "one labels file per test image"
+    else:
+        tifffile.imwrite(tmp_path / "small.tif", np.ones((40, 48), np.uint8))
+        args += ["--test-image", files["vimg"], "--test-labels", tmp_path / "small.tif"]
+        want = "do not match the test image"
+    code, _, err = run_cli(*args)
+    assert code == 2 and want in err and err.count("\n") == 1, err
+    assert not out.exists()

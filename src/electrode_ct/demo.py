@@ -2,9 +2,10 @@
 
 Three runs, one report:
 1. the NREL NMC-1-cal micro-CT crop (real scan): random forest from its own ilastik
-   scribbles, particles, GREAT2 tables, microstructure metrics, SNR / CNR per phase, and
+   scribbles, particles, GREAT2 tables, microstructure metrics, SNR / CNR per phase,
    Bailey et al.'s user variability (three simulated users of a threshold and of an
-   ML1 threshold-seeded forest);
+   ML1 threshold-seeded forest); a three-member CNN ensemble trained on perturbed
+   scribbles gives the labeller-uncertainty spread (SegmentPy);
 2. the real NMC-1-cal 3-phase packing (NREL MATBOX): particles, size distribution,
    surface areas, tortuosity;
 3. a generated operando phantom series (3 states of charge, 30 % cracked particles):
@@ -32,7 +33,8 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
             "output": str(out / "microct"),
             "steps": {
                 "segment": {"method": "forest", "scribbles": str(inputs / "nmc1cal_labels.tif"),
-                            "class_names": ["active", "pore_cbd"], "trees": 50},
+                            "class_names": ["active", "pore_cbd"], "trees": 50,
+                            "ensemble": _members(inputs)},
                 "particles": {"phase": "active", "min_volume_um3": 2.0},
                 "measure": {"exclude_layers": 2},
                 "metrics": {"phase": "pore_cbd", "tortuosity": ["z"]},
@@ -112,6 +114,31 @@ def _users(inputs: Path, grey: Any) -> None:
                           ("ml1", forest.predict(grey).labels)):
             write(grey.with_data(lab.astype(np.uint8)).with_class_map(cmap),
                   inputs / "users" / f"{name}_{k}.tif")
+def _members(inputs: Path) -> list[str] | None:
+    """The demo's perturbed-label CNN ensemble (a folder), when torch could train it."""
+    folder = inputs / "cnn_ensemble"
+    return [str(folder)] if len(list(folder.glob("member_*.model"))) >= 2 else None
+
+
+def _train_members(inputs: Path, grey: Any, scribbles: Any, *, seed: int) -> None:
+    """Three small CNNs on perturbed copies of the micro-CT scribbles (SegmentPy's labeller
+    uncertainty), saved once as ``inputs/cnn_ensemble/member_NN.model``; skipped without
+    torch (the ``dl`` extra)."""
+    try:
+        from electrode_ct.segment.cnn.config import TrainConfig
+        from electrode_ct.segment.cnn.ensemble import train_ensemble
+    except ImportError:
+        return
+    folder = inputs / "cnn_ensemble"
+    if _members(inputs):
+        return
+    cfg = TrainConfig(channels=8, depth=2, patch=48, patches_per_epoch=64, epochs=20,
+                      members=1, seed=seed)
+    res = train_ensemble(grey.numpy(), scribbles.numpy(), n=3, config=cfg, seed=seed,
+                         class_names=["active", "pore_cbd"], spacing=grey.spacing)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, model in enumerate(res.models):
+        model.save(folder / f"member_{i:02d}.model")
 
 
 def _inputs(out: Path, *, seed: int) -> None:
@@ -119,6 +146,7 @@ def _inputs(out: Path, *, seed: int) -> None:
     grey, scribbles = data.nmc_microct()
     write(grey, inputs / "nmc1cal.tif")
     write(scribbles, inputs / "nmc1cal_labels.tif")
+    _train_members(inputs, grey, scribbles, seed=seed)
     write(data.nmc_phases(), inputs / "nmc1cal_phases.tif")
     if not (inputs / "users" / f"threshold_{len(USERS) - 1}.tif").exists():
         _users(inputs, grey)

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "segment_classical",
     "segment_forest",
     "segment_cnn",
+    "segment_segpy",
     "segment_predict",
     "compare",
     "particles",

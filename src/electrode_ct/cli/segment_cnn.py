@@ -189,10 +189,19 @@ def ensemble_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     frequency_n: int = typer.Option(20, "--frequency-n", help="Perturbations for the "
                                     "interface-frequency map."),
+    predict: str = typer.Option(None, "--predict", help="A grey volume the members segment: "
+                                "mean ± std over members of its phase fractions, surface "
+                                "areas and interface voxel % per phase pair."),
+    test_image: list[str] = typer.Option(None, "--test-image", help="Labelled test image "
+                                         "(repeatable, paired with --test-labels in order): "
+                                         "IoU ± std over members."),
+    test_labels: list[str] = typer.Option(None, "--test-labels", help="Expert labels of "
+                                          "each --test-image."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train N models on perturbed labels; write the spread of their results to DIR."""
+    from electrode_ct.cli import _ensemble_predict as ep
     from electrode_ct.io import write, write_json, write_table
     from electrode_ct.provenance import record
     from electrode_ct.segment.cnn._torch import resolve_device
@@ -207,6 +216,8 @@ def ensemble_cmd(
                   channels=channels, device=device, seed=seed, members=1)
     vol, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
+    tests = ep.read_tests(ep.paired_tests(test_image, test_labels), voxel)
+    target = read_input(predict, voxel=voxel) if predict else None
     out.mkdir(parents=True, exist_ok=True)
     res = _train_with_warnings(
         train_ensemble, img, lab, n=n, config=cfg, fraction=fraction, iterations=iterations,
@@ -230,6 +241,8 @@ def ensemble_cmd(
     write_table(res.summary, out / "summary.parquet", metadata=prov, csv=True)
     summary = {"out": str(out), "n": n, "class_map": cmap,
                "summary": res.summary.to_dict(orient="records"), "provenance": prov}
+    summary.update(_applied(res.models, cmap, out, target=target, tests=tests, two_d=two_d,
+                            spacing=vol.spacing, inputs=(predict, test_image)))
     write_json(summary, out / "ensemble.json")
     if as_json:
         emit_json(summary)
@@ -237,4 +250,21 @@ def ensemble_cmd(
     for row in res.summary.itertuples():
         say(f"{row.class_name}: volume fraction {row.volume_fraction_mean:.4f} ± "
             f"{row.volume_fraction_std:.4f}, IoU {row.iou_mean:.3f} ± {row.iou_std:.3f}")
+    ep.say_spread(summary, say)
     say(f"wrote {out}")
+
+
+def _applied(models: list[Any], cmap: dict[str, int], out: Path, *, target: Any,
+             tests: list[Any], two_d: bool, spacing: Any, inputs: tuple[Any, Any]
+             ) -> dict[str, Any]:
+    """The ``predicted`` and ``test`` keys of ``ensemble.json`` (the members applied)."""
+    from electrode_ct.cli import _ensemble_predict as ep
+
+    extra: dict[str, Any] = {}
+    if target is not None:
+        extra["predicted"] = {"input": inputs[0], **ep.predicted_outputs(
+            models, target.compute(), cmap, out, two_d=two_d)}
+    if tests:
+        extra["test"] = {"inputs": list(inputs[1]), **ep.scored_tests(models, tests, cmap, out,
+                                                                      spacing=spacing)}
+    return extra

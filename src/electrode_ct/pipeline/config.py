@@ -99,6 +99,22 @@ class SegmentStep(_Strict):
     next_regions: int = Field(
         0, ge=0, description="method=forest: write the N most uncertain 32-voxel windows of "
         "the reference state to tables/next_regions.csv (0: none).")
+    ensemble: list[str] | None = Field(
+        None, description="Perturbed-label ensemble members (model files, or folders of "
+        "member_*.model from `ect segment ensemble`; at least 2): each segments the "
+        "reference state; mean ± std over members in the report.")
+
+    @field_validator("ensemble")
+    @classmethod
+    def _two_members(cls, v: list[str] | None) -> list[str] | None:
+        if v:
+            from electrode_ct.pipeline.segmentpy import member_files
+
+            try:
+                member_files(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("steps.segment.ensemble: ")) from None
+        return v
 
 
 class ParticlesStep(_Strict):

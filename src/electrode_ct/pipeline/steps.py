@@ -361,6 +361,9 @@ def step_segment(run: Run) -> StepResult:
                                          class_map=first.class_map)
         else:
             summary["quality_error"] = f"reference shape {ref.shape} != {seg.shape}"
+    from electrode_ct.pipeline.segmentpy import segmentpy_summary
+
+    summary.update(segmentpy_summary(run, model))  # CNN learning curves, ensemble spread
     return StepResult(outputs, summary)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from electrode_ct.io import read, read_table
 from electrode_ct.report.figures import bars, histogram, orthoslices, rve_curve
 from electrode_ct.report.html import Section, write_report
+from electrode_ct.report.segmentpy import segmentpy_sections
 
 
 def _vol(out: Path, rel: str | None) -> Any:
@@ -294,8 +295,8 @@ def report_sections(folder: str | Path, *, prefix: str = "") -> list[Section]:
     man = json.loads((out / "provenance.json").read_text())
     from electrode_ct.report import variability as bailey
 
-    sections = (_dataset(out, man) + _segmentation(man) + _metrics(man)
-                + bailey.report_sections(out, man) + _particles(out, man)
+    sections = (_dataset(out, man) + _segmentation(man) + segmentpy_sections(man)
+                + _metrics(man) + bailey.report_sections(out, man) + _particles(out, man)
                 + _radial(out, man) + _cracks(out, man) + _stats(out, man) + _provenance(man))
     for sec in sections:
         sec.title = prefix + sec.title

@@ -36,19 +36,68 @@ def evaluate(net: Any, planes: Planes, n_classes: int,
         Mean IoU over the classes (NaN classes skipped), then the K predicted and the K
         reference fractions of the labelled pixels.
     """
+    conf, _ = _confusion_loss(net, planes, n_classes, device)
+    total = max(conf.sum(), 1)
+    return _mean_iou(conf), conf.sum(0) / total, conf.sum(1) / total
+
+
+def _confusion_loss(net: Any, planes: Planes, n_classes: int, device: Any,
+                    weight: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Confusion matrix (rows = reference) over the labelled pixels of ``planes`` and,
+    with class ``weight``, the weighted mean cross-entropy of the predicted probabilities
+    (NaN without)."""
     for member in as_members(net):
         member.eval()
     conf = np.zeros((n_classes, n_classes), np.int64)
+    nll = wsum = 0.0
     for img, lab in planes:
-        pred = predict_plane(net, img, device=device, tile=512, overlap=32).argmax(axis=0)
+        prob = predict_plane(net, img, device=device, tile=512, overlap=32)
         keep = lab != IGNORE
-        conf += np.bincount(lab[keep] * n_classes + pred[keep],
+        truth = lab[keep].astype(np.int64)
+        conf += np.bincount(truth * n_classes + prob.argmax(axis=0)[keep],
                             minlength=n_classes ** 2).reshape(n_classes, n_classes)
+        if weight is not None:
+            p_true = prob[:, keep][truth, np.arange(truth.size)]
+            w = weight[truth]
+            nll -= float((w * np.log(np.clip(p_true, 1e-7, 1.0))).sum())
+            wsum += float(w.sum())
+    return conf, nll / wsum if wsum > 0 else float("nan")
+
+
+def curve_point(net: Any, planes: Planes, n_classes: int, device: Any,
+                weight: np.ndarray) -> tuple[float, float]:
+    """One learning-curve point: mean IoU and class-weighted cross-entropy (the training
+    loss without Dice and without augmentation) over the labelled pixels of ``planes``.
+
+    Parameters
+    ----------
+    net : torch.nn.Module or list of torch.nn.Module
+        The network(s) scored.
+    planes : list of (image, index) pairs
+        Normalised images and class indices.
+    n_classes : int
+        Number of classes K.
+    device : torch.device or str
+        Compute device.
+    weight : numpy.ndarray
+        (K,) class weights of the training loss.
+
+    Returns
+    -------
+    (float, float)
+        Mean IoU (NaN classes skipped; NaN without labelled pixels) and the loss (nats).
+    """
+    conf, loss = _confusion_loss(net, planes, n_classes, device, weight)
+    return _mean_iou(conf), loss
+
+
+def _mean_iou(conf: np.ndarray) -> float:
     tp = np.diag(conf).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = tp / (conf.sum(0) + conf.sum(1) - tp)
-    total = max(conf.sum(), 1)
-    return float(np.nanmean(iou)), conf.sum(0) / total, conf.sum(1) / total
+    if np.isnan(iou).all():
+        return float("nan")
+    return float(np.nanmean(iou))
 
 
 def choose_normalisation(nets: Any, image_planes: Planes, fixed_planes: Planes, k: int,

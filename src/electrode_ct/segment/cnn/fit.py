@@ -18,8 +18,8 @@ import numpy as np
 from electrode_ct.segment.cnn._torch import require_torch
 from electrode_ct.segment.cnn.averaging import WeightAverage, capped_decay
 from electrode_ct.segment.cnn.config import TrainConfig
-from electrode_ct.segment.cnn.data import PatchSampler, Planes, augment
-from electrode_ct.segment.cnn.evaluate import evaluate
+from electrode_ct.segment.cnn.data import IGNORE, PatchSampler, Planes, augment
+from electrode_ct.segment.cnn.evaluate import curve_point
 from electrode_ct.segment.cnn.loss import loss_fn
 
 torch = require_torch()
@@ -66,6 +66,47 @@ def _epoch(net: Any, sampler: PatchSampler, opt: Any, average: WeightAverage | N
     return total / steps
 
 
+CURVE_WINDOW = 512
+"""Edge (pixels) of the window of each training plane scored for the learning curves."""
+
+CURVE_BUDGET = 2 ** 19
+"""Training pixels scored per epoch for the learning curves (about two 512² windows)."""
+
+
+def curve_planes(planes: Planes) -> Planes:
+    """The training planes scored for the learning curves: the first ones, each cut to a
+    :data:`CURVE_WINDOW` window centred on its labelled pixels, until
+    :data:`CURVE_BUDGET` pixels (so the curves cost the same on large images)."""
+    out, total = [], 0
+    for img, lab in planes:
+        ys, xs = np.nonzero(lab != IGNORE)
+        if ys.size == 0:
+            continue
+        cut = []
+        for centre, n in ((int(np.median(ys)), lab.shape[0]), (int(np.median(xs)), lab.shape[1])):
+            lo = min(max(0, centre - CURVE_WINDOW // 2), max(0, n - CURVE_WINDOW))
+            cut.append(slice(lo, lo + CURVE_WINDOW))
+        out.append((img[tuple(cut)], lab[tuple(cut)]))
+        total += out[-1][1].size
+        if total >= CURVE_BUDGET:
+            break
+    return out
+
+
+def learning_curves(net: Any, planes: Planes, val_planes: Planes, k: int, device: Any,
+                    weight: Any) -> dict[str, float]:
+    """One epoch's learning-curve record: ``train_loss``, ``train_mean_iou``
+    (:func:`curve_planes` of the training planes, not augmented), ``val_loss``,
+    ``val_mean_iou`` (all validation planes; NaN without); losses are the class-weighted
+    cross-entropy (nats)."""
+    w = weight.detach().cpu().numpy()
+    train_iou, train_loss = curve_point(net, planes, k, device, w)
+    val_iou, val_loss = (curve_point(net, val_planes, k, device, w) if val_planes
+                         else (float("nan"), float("nan")))
+    return {"train_loss": train_loss, "train_mean_iou": train_iou, "val_loss": val_loss,
+            "val_mean_iou": val_iou}
+
+
 def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weight: Any,
         device: Any, callback: EpochCallback | None, member: int) -> dict[str, Any]:
     """Train one network in place; keep its final (``keep="last"``) or best-validation weights.
@@ -91,9 +132,11 @@ def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weigh
     Returns
     -------
     dict
-        ``history`` (per epoch: ``member``, ``epoch``, ``lr``, ``loss``, ``val_mean_iou``,
-        ``seconds``), ``best_epoch`` (the epoch whose weights were kept, 1-based), ``best``
-        (its score), ``stopped`` (the time limit ended training).
+        ``history`` (per epoch: ``member``, ``epoch``, ``lr``, ``loss`` (the mean loss of
+        the epoch's augmented batches), ``train_loss``, ``train_mean_iou``, ``val_loss``,
+        ``val_mean_iou`` (:func:`learning_curves`), ``seconds``), ``best_epoch`` (the epoch
+        whose weights were kept, 1-based), ``best`` (its score), ``stopped`` (the time limit
+        ended training).
     """
     t0 = time.perf_counter()
     k = int(weight.shape[0])
@@ -107,6 +150,7 @@ def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weigh
                else None)
     judged = net if average is None else average.net  # the weights validated and kept
     history: list[dict[str, float]] = []
+    scored = curve_planes(planes)
     best, best_state, best_epoch, stopped = -np.inf, None, 0, False
     for epoch in range(cfg.epochs):
         te = time.perf_counter()
@@ -119,9 +163,9 @@ def fit(net: Any, planes: Planes, val_planes: Planes, cfg: TrainConfig, *, weigh
             average.decay = capped_decay(cfg.ema, int(planned * steps))
         loss = _epoch(net, sampler, opt, average, cfg, steps=steps, gen=gen, weight=weight,
                       device=device)
-        score = evaluate(judged, val_planes, k, device)[0] if val_planes else -loss
-        rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": loss,
-               "val_mean_iou": score if val_planes else float("nan"),
+        curves = learning_curves(judged, scored, val_planes, k, device, weight)
+        score = curves["val_mean_iou"] if val_planes else -loss
+        rec = {"member": member, "epoch": epoch + 1, "lr": lr, "loss": loss, **curves,
                "seconds": time.perf_counter() - te}
         history.append(rec)
         if callback is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.errors import InputError
+from electrode_ct.io.tables import clean_json
 from electrode_ct.segment.cnn._torch import (
     default_threads,
     require_torch,
@@ -55,8 +56,11 @@ class TrainResult:
         The trained model (final averaged weights, or those of the best validation epoch
         with ``keep="best"``).
     history : list of dict
-        Per epoch: ``member`` (0-based), ``epoch``, ``lr``, ``loss``, ``val_mean_iou`` (NaN
-        without validation), ``seconds``.
+        Per epoch: ``member`` (0-based), ``epoch``, ``lr``, ``loss`` (mean loss of the
+        epoch's augmented batches), the learning curves ``train_loss``, ``train_mean_iou``,
+        ``val_loss``, ``val_mean_iou`` (NaN without validation;
+        :func:`~.fit.learning_curves`), ``seconds``. Also stored in the model's
+        ``training["history"]`` (NaN as null).
     best_epoch : int
         Epoch whose weights were kept (1-based; of the first member).
     stopped_early : bool
@@ -218,7 +222,9 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
                                  "transforms": int(cfg.transforms)})
     pairs = [*_listed(images), *_listed(labels)]
     model.training["training_data"] = {"images_labels_sha256": array_digest(*pairs)}
-    return TrainResult(model=model, history=[rec for r in runs for rec in r["history"]],
+    history = [rec for r in runs for rec in r["history"]]
+    model.training["history"] = clean_json(history)  # the learning curves (NaN -> null)
+    return TrainResult(model=model, history=history,
                        best_epoch=runs[0]["best_epoch"],
                        stopped_early=any(r["stopped"] for r in runs), wall_s=wall, cpu_s=cpu,
                        collapsed=message is not None)
