@@ -86,12 +86,14 @@ class RedBlackLaplacian:
         np.divide(xc, d, out=xc)
         np.negative(xc, out=xc)
 
-    def smooth(self, x: np.ndarray | None, b: np.ndarray, forward: bool) -> np.ndarray:
+    def smooth(self, x: np.ndarray | None, b: np.ndarray, forward: bool, *,
+               out: np.ndarray | None = None) -> np.ndarray:
         """One red-black Gauss-Seidel sweep (red then black; black then red backwards),
-        ``x`` updated in place (no temporaries)."""
+        ``x`` updated in place (no temporaries); from x = 0 into ``out`` (or a new vector)
+        when ``x`` is None."""
         nr = self.n_red
         if x is None:
-            x = np.empty_like(b)
+            x = np.empty_like(b) if out is None else out
             np.divide(b[:nr], self.d_r, out=x[:nr])
             self._relax(x, b, False)
             return x

@@ -235,16 +235,17 @@ class GeometricMG:
         """Number of levels, the finest included."""
         return len(self.levels)
 
-    def __call__(self, b: np.ndarray) -> np.ndarray:
-        """One V-cycle applied to ``b`` (zero initial guess), float32."""
-        return self._cycle(0, b)
+    def __call__(self, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One V-cycle applied to ``b`` (zero initial guess), float32, into ``out``
+        when given (any of its values are overwritten)."""
+        return self._cycle(0, b, out)
 
-    def _cycle(self, k: int, b: np.ndarray) -> np.ndarray:
+    def _cycle(self, k: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         lev = self.levels[k]
         if lev.agg is None:
             return self._lu.solve(b.astype(np.float64)).astype(F32)
         op = lev.op
-        x = op.smooth(None, b, True)
+        x = op.smooth(None, b, True, out=out)
         for _ in range(SWEEPS - 1):
             x = op.smooth(x, b, True)
         ec = self._coarse(k + 1, _restrict(op, lev, x, b))
@@ -302,7 +303,8 @@ def pcg(A: RedBlackLaplacian, r: np.ndarray, x: np.ndarray, M: Callable, *, targ
     """Preconditioned conjugate gradients in float32, dot products in float64.
 
     ``r`` is the initial residual b − A x (overwritten: no right-hand side is stored);
-    ``x`` (the initial guess) is updated in place. Stops when the recurrence residual
+    ``x`` (the initial guess) is updated in place; ``M(r, out)`` applies the
+    preconditioner into ``out``. Stops when the recurrence residual
     ‖r‖₂ < ``target``. Returns ``x`` and the iterations done.
     """
     z = M(r)
@@ -317,12 +319,11 @@ def pcg(A: RedBlackLaplacian, r: np.ndarray, x: np.ndarray, M: Callable, *, targ
         _axpy(x, alpha, p, buf)
         _axpy(r, -alpha, q, buf)
         it += 1
-        z = M(r)
+        z = M(r, q)  # q is free until the next product: z takes its place
         rho_new = dot64(r, z)
         p *= F32(rho_new / rho)
         p += z
         rho = rho_new
-        del z
     return x, it
 
 
