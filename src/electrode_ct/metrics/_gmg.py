@@ -346,8 +346,9 @@ def residual64(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float,
     np.negative(r, out=r)
     r[inlet] += np.float64(F32(g_b))
     r_black = r[nr:]
-    for s in range(0, nr, CHUNK):
-        e = min(s + CHUNK, nr)
+    rows_per = max(CHUNK // 8, 1)  # ≤ 6 links a row: temporaries of ~CHUNK entries
+    for s in range(0, nr, rows_per):
+        e = min(s + rows_per, nr)
         a, z = int(B.indptr[s]), int(B.indptr[e])
         cols = B.indices[a:z]
         g = B.data[a:z].astype(f64)
