@@ -20,8 +20,12 @@ faces), built and solved with float32 numbers and int32 indices only:
   product and norm accumulated in float64 (chunked, no BLAS: the result does not depend
   on the thread count).
 
-Memory (measured, docs/scale.md): 85–101 bytes per conducting voxel at the peak, set-up
-(int32 index volume, percolation labels) and float64 refinement included.
+Memory: every operator product, sweep and CG update works in place or a chunk at a time
+(scipy's accumulating CSR/CSC kernels, :func:`~electrode_ct.metrics._amg.add_product`);
+the preconditioner writes into the CG's product vector; the refinement holds the
+solution as two float32 vectors. Peak (measured, docs/scale.md): ~65 bytes per
+conducting voxel over the input (psutil RSS), set-up and refinement included; it was
+85–101 before these changes.
 """
 
 from __future__ import annotations
