@@ -218,6 +218,43 @@ def test_lean_solver_non_percolating_and_thread_count():
     assert runs[0] == runs[1]
 
 
+def test_lean_in_place_kernels_equal_the_csr_operator(monkeypatch):
+    """The in-place products, sweeps, restriction and chunked float64 residual of the lean
+    solver against the assembled CSR operator (odd sizes, anisotropic voxels, chunks
+    smaller than the vectors so that chunk borders are crossed)."""
+    from electrode_ct.metrics import _gmg
+
+    monkeypatch.setattr(_gmg, "CHUNK", 97)
+    cond = _gaussian_medium((17, 22, 25), 3, 0.45)
+    grid = _gmg.finest_grid(cond, (0.5, 1.0, 1.5), 1)
+    idx, n, nr = _gmg.number_cells(cond)
+    op = _gmg.operator(grid, idx, n, nr)
+    A = op.tocsr().astype(np.float64)
+    rng = np.random.default_rng(1)
+    x, b, lo = (rng.random(n).astype(np.float32) for _ in range(3))
+    lo *= np.float32(1e-4)
+    out = np.full(n, np.nan, np.float32)
+    assert op.matvec(x, out=out) is out
+    np.testing.assert_allclose(out, A @ x, rtol=1e-5, atol=1e-5)
+    # one forward sweep from x: red cells solved from black x, then black from new red
+    y = op.smooth(x.copy(), b, True)
+    red = (b[:nr] - A[:nr, nr:] @ x[nr:]) / A.diagonal()[:nr]
+    black = (b[nr:] - A[nr:, :nr] @ y[:nr]) / A.diagonal()[nr:]
+    np.testing.assert_allclose(y, np.concatenate([red, black]), rtol=1e-5, atol=1e-5)
+    # restriction: aggregate sums of the red residual
+    mg = _gmg.GeometricMG(grid, idx, op, coarse_size=50)
+    lev = mg.levels[0]
+    ref = np.bincount(lev.agg[:nr], weights=(b - A @ y)[:nr], minlength=lev.n_coarse)
+    np.testing.assert_allclose(_gmg._restrict(op, lev, y, b), ref, rtol=1e-4, atol=1e-4)
+    # float64 residual of x + lo, b = g_b on the inlet unknowns
+    inlet = np.flatnonzero(rng.random(n) < 0.1)
+    rhs = np.zeros(n)
+    rhs[inlet] = 0.75
+    ref = rhs - A @ (x.astype(np.float64) + lo)
+    np.testing.assert_allclose(_gmg.residual64(op, inlet, 0.75, x, lo), ref,
+                               rtol=1e-12, atol=1e-12)
+
+
 # TauFactor's own test suite (github.com/tldr-group/taufactor, tests/test_taufactor.py):
 # the same convention (fixed values half a voxel outside the first and last layers,
 # tau = eps * D / D_eff), so the same answers.

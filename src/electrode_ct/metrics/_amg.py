@@ -16,8 +16,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse._sparsetools import csc_matvec, csr_matvec
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
+
+
+def add_product(B: sp.csr_matrix, x: np.ndarray, y: np.ndarray, *,
+                transpose: bool = False) -> np.ndarray:
+    """y += B x (or y += Bᵀ x) in place: no temporary the size of ``y``.
+
+    ``x`` and ``y`` are contiguous vectors of B's value type (scipy's own kernels, which
+    accumulate into their output).
+    """
+    if not (y.flags.c_contiguous and y.dtype == B.dtype == x.dtype):
+        raise ValueError("add_product needs contiguous vectors of the matrix's type")
+    m, k = B.shape
+    if transpose:
+        csc_matvec(k, m, B.indptr, B.indices, B.data, x, y)
+    else:
+        csr_matvec(m, k, B.indptr, B.indices, B.data, x, y)
+    return y
 
 
 class RedBlackLaplacian:
@@ -42,12 +60,12 @@ class RedBlackLaplacian:
         self.d_r = diag[: self.n_red]
         self.d_b = diag[self.n_red:]
 
-    def matvec(self, x: np.ndarray) -> np.ndarray:
-        """y = A x."""
+    def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """y = A x (into ``out`` when given: no other temporary)."""
         nr = self.n_red
-        y = self.diag * x
-        y[:nr] += self.B @ x[nr:]
-        y[nr:] += self.Bt @ x[:nr]
+        y = np.multiply(self.diag, x, out=out)
+        add_product(self.B, x[nr:], y[:nr])
+        add_product(self.B, x[:nr], y[nr:], transpose=True)
         return y
 
     __matmul__ = matvec
@@ -57,20 +75,30 @@ class RedBlackLaplacian:
         return sp.bmat([[sp.diags(self.d_r), self.B], [self.B.T, sp.diags(self.d_b)]],
                        format="csr")
 
-    def smooth(self, x: np.ndarray | None, b: np.ndarray, forward: bool) -> np.ndarray:
-        """One red-black Gauss-Seidel sweep (red then black; black then red backwards)."""
+    def _relax(self, x: np.ndarray, b: np.ndarray, red: bool) -> None:
+        """Exact solve of one colour given the other, in place: x_c = (b_c − B x_o) / d_c."""
+        nr = self.n_red
+        own, other, d = ((slice(0, nr), slice(nr, None), self.d_r) if red
+                         else (slice(nr, None), slice(0, nr), self.d_b))
+        xc = x[own]
+        np.negative(b[own], out=xc)
+        add_product(self.B, x[other], xc, transpose=not red)
+        np.divide(xc, d, out=xc)
+        np.negative(xc, out=xc)
+
+    def smooth(self, x: np.ndarray | None, b: np.ndarray, forward: bool, *,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """One red-black Gauss-Seidel sweep (red then black; black then red backwards),
+        ``x`` updated in place (no temporaries); from x = 0 into ``out`` (or a new vector)
+        when ``x`` is None."""
         nr = self.n_red
         if x is None:
-            x = np.empty_like(b)
-            x[:nr] = b[:nr] / self.d_r
-            x[nr:] = (b[nr:] - self.Bt @ x[:nr]) / self.d_b
+            x = np.empty_like(b) if out is None else out
+            np.divide(b[:nr], self.d_r, out=x[:nr])
+            self._relax(x, b, False)
             return x
-        if forward:
-            x[:nr] = (b[:nr] - self.B @ x[nr:]) / self.d_r
-            x[nr:] = (b[nr:] - self.Bt @ x[:nr]) / self.d_b
-        else:
-            x[nr:] = (b[nr:] - self.Bt @ x[:nr]) / self.d_b
-            x[:nr] = (b[:nr] - self.B @ x[nr:]) / self.d_r
+        for red in ((True, False) if forward else (False, True)):
+            self._relax(x, b, red)
         return x
 
 

@@ -20,8 +20,12 @@ faces), built and solved with float32 numbers and int32 indices only:
   product and norm accumulated in float64 (chunked, no BLAS: the result does not depend
   on the thread count).
 
-Memory (measured, docs/scale.md): 85–101 bytes per conducting voxel at the peak, set-up
-(int32 index volume, percolation labels) and float64 refinement included.
+Memory: every operator product, sweep and CG update works in place or a chunk at a time
+(scipy's accumulating CSR/CSC kernels, :func:`~electrode_ct.metrics._amg.add_product`);
+the preconditioner writes into the CG's product vector; the refinement holds the
+solution as two float32 vectors. Peak (measured, docs/scale.md): ~65 bytes per
+conducting voxel over the input (psutil RSS), set-up and refinement included; it was
+85–101 before these changes.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from electrode_ct.metrics._amg import RedBlackLaplacian
+from electrode_ct.metrics._amg import RedBlackLaplacian, add_product
 
 F32 = np.float32
 CHUNK = 1 << 20
@@ -235,24 +239,24 @@ class GeometricMG:
         """Number of levels, the finest included."""
         return len(self.levels)
 
-    def __call__(self, b: np.ndarray) -> np.ndarray:
-        """One V-cycle applied to ``b`` (zero initial guess), float32."""
-        return self._cycle(0, b)
+    def __call__(self, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One V-cycle applied to ``b`` (zero initial guess), float32, into ``out``
+        when given (any of its values are overwritten)."""
+        return self._cycle(0, b, out)
 
-    def _cycle(self, k: int, b: np.ndarray) -> np.ndarray:
+    def _cycle(self, k: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         lev = self.levels[k]
         if lev.agg is None:
             return self._lu.solve(b.astype(np.float64)).astype(F32)
         op = lev.op
-        nr = op.n_red
-        x = op.smooth(None, b, True)
+        x = op.smooth(None, b, True, out=out)
         for _ in range(SWEEPS - 1):
             x = op.smooth(x, b, True)
-        # after a forward red-black sweep the black residual is exactly zero
-        r_red = b[:nr] - op.d_r * x[:nr] - op.B @ x[nr:]
-        rc = np.bincount(lev.agg[:nr], weights=r_red, minlength=lev.n_coarse).astype(F32)
-        del r_red
-        x += F32(CORRECTION) * self._coarse(k + 1, rc)[lev.agg]
+        ec = self._coarse(k + 1, _restrict(op, lev, x, b))
+        ec *= F32(CORRECTION)
+        for s in range(0, op.n, CHUNK):  # x += CORRECTION · ec[agg], chunk by chunk
+            x[s:s + CHUNK] += ec[lev.agg[s:s + CHUNK]]
+        del ec
         for _ in range(SWEEPS):
             x = op.smooth(x, b, False)
         return x
@@ -263,6 +267,29 @@ class GeometricMG:
         if self.levels[k].agg is None:
             return e
         return e + self._cycle(k, b - self.levels[k].op.matvec(e))
+
+
+def _restrict(op: RedBlackLaplacian, lev: _Level, x: np.ndarray, b: np.ndarray
+              ) -> np.ndarray:
+    """Aggregate sums of the red residual (after a forward red-black sweep the black
+    residual is exactly zero), accumulated in float64 chunk by chunk: one red-sized
+    float32 temporary."""
+    nr = op.n_red
+    neg = np.multiply(op.d_r, x[:nr])
+    neg -= b[:nr]
+    add_product(op.B, x[nr:], neg)  # neg = −(b − A x) on the red unknowns
+    rc = np.zeros(lev.n_coarse, np.float64)
+    for s in range(0, nr, CHUNK):
+        e = min(s + CHUNK, nr)
+        np.add.at(rc, lev.agg[s:e], neg[s:e])
+    del neg
+    return np.negative(rc).astype(F32)
+
+
+def _axpy(y: np.ndarray, a: float, x: np.ndarray, buf: np.ndarray) -> None:
+    """y += a·x in float32, a chunk at a time (``buf``: a scratch of ≥ one chunk)."""
+    for s in range(0, y.size, CHUNK):
+        y[s:s + CHUNK] += np.multiply(x[s:s + CHUNK], F32(a), out=buf[:y[s:s + CHUNK].size])
 
 
 def dot64(a: np.ndarray, b: np.ndarray) -> float:
@@ -280,61 +307,81 @@ def pcg(A: RedBlackLaplacian, r: np.ndarray, x: np.ndarray, M: Callable, *, targ
     """Preconditioned conjugate gradients in float32, dot products in float64.
 
     ``r`` is the initial residual b − A x (overwritten: no right-hand side is stored);
-    ``x`` (the initial guess) is updated in place. Stops when the recurrence residual
+    ``x`` (the initial guess) is updated in place; ``M(r, out)`` applies the
+    preconditioner into ``out``. Stops when the recurrence residual
     ‖r‖₂ < ``target``. Returns ``x`` and the iterations done.
     """
     z = M(r)
     rho = dot64(r, z)
     p = z
+    q = np.empty_like(r)
+    buf = np.empty(min(CHUNK, r.size), F32)
     it = 0
     while it < maxiter and np.sqrt(dot64(r, r)) >= target:
-        q = A.matvec(p)
+        A.matvec(p, out=q)
         alpha = rho / dot64(p, q)
-        x += F32(alpha) * p
-        r -= F32(alpha) * q
-        del q
+        _axpy(x, alpha, p, buf)
+        _axpy(r, -alpha, q, buf)
         it += 1
-        z = M(r)
+        z = M(r, q)  # q is free until the next product: z takes its place
         rho_new = dot64(r, z)
         p *= F32(rho_new / rho)
         p += z
         rho = rho_new
-        del z
     return x, it
 
 
+def _x64(x: np.ndarray, lo: np.ndarray, s: int, e: int) -> np.ndarray:
+    """x[s:e] + lo[s:e] in float64 (the solution is held as two float32 vectors)."""
+    out = x[s:e].astype(np.float64)
+    out += lo[s:e]
+    return out
+
+
 def residual64(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float,
-               x: np.ndarray) -> np.ndarray:
-    """b − A x in float64, b = ``g_b`` on the ``inlet`` unknowns and 0 elsewhere (``x``
-    float32 or float64; B converted a chunk of rows at a time)."""
-    nr, f64 = op.n_red, np.float64
+               x: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """b − A (x + lo) in float64, b = ``g_b`` on the ``inlet`` unknowns and 0 elsewhere
+    (``x``, ``lo`` float32); B's rows a chunk at a time: every temporary is chunk-sized."""
+    nr, f64, B = op.n_red, np.float64, op.B
     r = np.empty(op.n, f64)
     for s in range(0, op.n, CHUNK):
-        np.multiply(op.diag[s:s + CHUNK], x[s:s + CHUNK], out=r[s:s + CHUNK], dtype=f64)
+        e = min(s + CHUNK, op.n)
+        np.multiply(op.diag[s:e], _x64(x, lo, s, e), out=r[s:e])
     np.negative(r, out=r)
     r[inlet] += np.float64(F32(g_b))
-    xb = x[nr:].astype(f64)
-    for s in range(0, nr, CHUNK):
-        e = min(s + CHUNK, nr)
-        part = op.B[s:e].astype(f64)
-        r[s:e] -= part @ xb
-        r[nr:] -= part.T @ x[s:e].astype(f64)
+    r_black = r[nr:]
+    rows_per = max(CHUNK // 8, 1)  # ≤ 6 links a row: temporaries of ~CHUNK entries
+    for s in range(0, nr, rows_per):
+        e = min(s + rows_per, nr)
+        a, z = int(B.indptr[s]), int(B.indptr[e])
+        cols = B.indices[a:z]
+        g = B.data[a:z].astype(f64)
+        rows = np.repeat(np.arange(e - s, dtype=np.int32), np.diff(B.indptr[s:e + 1]))
+        xb = x[nr:][cols].astype(f64)
+        xb += lo[nr:][cols]
+        r[s:e] -= np.bincount(rows, weights=g * xb, minlength=e - s)
+        del xb
+        g *= _x64(x, lo, s, e)[rows]
+        np.subtract.at(r_black, cols, g)
     return r
 
 
 def refine(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float, x: np.ndarray,
            M: Callable, *, rtol: float, maxiter: int, done: int
            ) -> tuple[np.ndarray, int, float]:
-    """Corrections solved on the float64 residual of ``x`` (float64, updated in place)
-    until it is below ``rtol``: float32 recurrences drift from the true residual near 1e-6.
+    """Corrections solved on the float64 residual of x + lo until it is below ``rtol``:
+    float32 recurrences drift from the true residual near 1e-6. ``x`` (float32) is kept;
+    the corrections accumulate in the float32 vector lo (the conjugate gradients iterate
+    on it in place: no separate correction vector).
 
-    Returns the solution, the total iterations (``done`` included) and the true relative
-    residual ‖b − Ax‖₂/‖b‖₂.
+    Returns lo, the total iterations (``done`` included) and the true relative
+    residual ‖b − A(x + lo)‖₂/‖b‖₂.
     """
     norm_b = g_b * np.sqrt(inlet.size)
     it = done
+    lo = np.zeros_like(x)
     for k in range(REFINEMENTS + 1):
-        r = residual64(op, inlet, g_b, x)
+        r = residual64(op, inlet, g_b, x, lo)
         norm_r = float(np.sqrt(np.dot(r, r)))
         res = norm_r / norm_b
         if res < rtol or it >= maxiter or k == REFINEMENTS:
@@ -342,12 +389,10 @@ def refine(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float, x: np.ndarray,
         r32 = r.astype(F32)
         del r
         inner = max(0.5 * rtol / res, FLOAT32_FLOOR)
-        d, n_it = pcg(op, r32, np.zeros_like(r32), M, target=inner * norm_r,
-                      maxiter=maxiter - it)
+        lo, n_it = pcg(op, r32, lo, M, target=inner * norm_r, maxiter=maxiter - it)
         del r32
-        x += d
         it += n_it
-    return x, it, res
+    return lo, it, res
 
 
 @dataclass
@@ -432,9 +477,8 @@ def solve(cond: np.ndarray, spacing: tuple[float, float, float], flow: int, *,
     target = max(rtol, FLOAT32_FLOOR) * g_b * np.sqrt(inlet.size)
     x, it = pcg(op, r, x, mg, target=target, maxiter=maxiter)
     del r
-    x = x.astype(np.float64)  # corrections below float32's resolution of c
-    x, it, res = refine(op, inlet, g_b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
+    lo, it, res = refine(op, inlet, g_b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
     t2 = time.perf_counter()
-    f_in = scale * g_b * float(np.sum(1.0 - x[inlet]))
-    f_out = scale * g_b * float(np.sum(x[outlet]))
+    f_in = scale * g_b * float(np.sum(1.0 - (x[inlet].astype(np.float64) + lo[inlet])))
+    f_out = scale * g_b * float(np.sum(x[outlet].astype(np.float64) + lo[outlet]))
     return LeanSolve(f_in, f_out, it, res, mg.n_levels, t1 - t0, t2 - t1)

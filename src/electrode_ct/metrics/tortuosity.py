@@ -284,6 +284,8 @@ def tortuosity(
     cond = percolating_mask(mask, ax)
     n = int(np.count_nonzero(cond))
     perc = n / max(int(np.count_nonzero(mask)), 1)
+    shape = mask.shape
+    del mask  # a phase-mask copy of a label volume: not held through the solve
     name = axis_name(ax)
     if n == 0:
         return TortuosityResult(name, float("inf"), 0.0, eps, 0.0, rtol=rtol)
@@ -298,8 +300,8 @@ def tortuosity(
             fig = (*_solve_amg(cond, sp3, ax, rtol, maxiter), SOLVER_NAME)
     f_in, f_out, iterations, res, setup_s, solve_s, method = fig
     flux = 0.5 * (f_in + f_out)
-    length = mask.shape[ax] * sp3[ax]
-    area = float(np.prod([mask.shape[k] * sp3[k] for k in range(3) if k != ax]))
+    length = shape[ax] * sp3[ax]
+    area = float(np.prod([shape[k] * sp3[k] for k in range(3) if k != ax]))
     d_rel = flux * length / area
     tau = eps / d_rel if d_rel > 0 else float("inf")
     return TortuosityResult(
