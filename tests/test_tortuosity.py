@@ -286,3 +286,23 @@ def test_bad_solver_name():
     a[:, 1, 1] = 1
     with pytest.raises(InputError, match="solver"):
         tortuosity(a, 1, solver="fast")
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_add_product_without_scipys_private_kernels(monkeypatch, transpose):
+    """``add_product`` gives y + B x (y + Bᵀ x) with scipy's in-place kernels and through
+    a temporary where a scipy lacks them."""
+    import scipy.sparse as sp
+
+    from electrode_ct.metrics import _amg
+
+    B = sp.random(40, 30, density=0.2, format="csr", random_state=3, dtype=np.float32)
+    rng = np.random.default_rng(2)
+    x = rng.random(40 if transpose else 30).astype(np.float32)
+    y0 = rng.random(30 if transpose else 40).astype(np.float32)
+    ref = y0 + (B.T if transpose else B) @ x
+    fast = _amg.add_product(B, x, y0.copy(), transpose=transpose)
+    monkeypatch.setattr(_amg, "csr_matvec", None)
+    slow = _amg.add_product(B, x, y0.copy(), transpose=transpose)
+    np.testing.assert_allclose(fast, ref, rtol=1e-6)
+    np.testing.assert_allclose(slow, ref, rtol=1e-6)

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse._sparsetools import csc_matvec, csr_matvec
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
+
+try:  # scipy's compiled kernels accumulate into their output (private module)
+    from scipy.sparse._sparsetools import csc_matvec, csr_matvec
+except ImportError:  # a scipy without them: products through a temporary
+    csc_matvec = csr_matvec = None
 
 
 def add_product(B: sp.csr_matrix, x: np.ndarray, y: np.ndarray, *,
@@ -26,10 +30,14 @@ def add_product(B: sp.csr_matrix, x: np.ndarray, y: np.ndarray, *,
     """y += B x (or y += Bᵀ x) in place: no temporary the size of ``y``.
 
     ``x`` and ``y`` are contiguous vectors of B's value type (scipy's own kernels, which
-    accumulate into their output).
+    accumulate into their output). Where scipy no longer has those private kernels, the
+    same sum is formed through a temporary (more memory, same values).
     """
     if not (y.flags.c_contiguous and y.dtype == B.dtype == x.dtype):
         raise ValueError("add_product needs contiguous vectors of the matrix's type")
+    if csr_matvec is None:
+        y += (B.T if transpose else B) @ x
+        return y
     m, k = B.shape
     if transpose:
         csc_matvec(k, m, B.indptr, B.indices, B.data, x, y)
