@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -17,7 +18,7 @@ from electrode_ct.cli._common import (
     say,
 )
 from electrode_ct.cli.app import app, segment_app
-from electrode_ct.errors import InputError
+from electrode_ct.errors import ConfigError, InputError
 
 _FEATURES_HELP = ("Feature set: default | full | minimal, or filter:σ items, e.g. "
                   "'gaussian:0.7,ggm:1.6,hge:3.5' (filters: gaussian log ggm dog ste hge std).")
@@ -28,6 +29,9 @@ _TWO_D_HELP = "Compute features per 2-D z slice (required for single 2-D images)
 def train_forest_cmd(
     image: str = typer.Argument(..., help="Grey image or volume."),
     scribbles: str = typer.Argument(..., help="Labels of the same shape: 0 unlabelled, 1..K."),
+    more: list[str] = typer.Argument(None, help="Further labelled slices: IMAGE SCRIBBLES "
+                                     "pairs of the same (y, x) size (trained with 2-D "
+                                     "features on the stack)."),
     model: Path = typer.Option(..., "--model", help="Output model file (any name)."),
     features: str = typer.Option("default", "--features", help=_FEATURES_HELP),
     two_d: bool = typer.Option(False, "--2d", help=_TWO_D_HELP),
@@ -49,28 +53,31 @@ def train_forest_cmd(
 ) -> None:
     """Train a random forest (ilastik-style) from sparse scribbles."""
     from electrode_ct.segment.features import parse_features
+    from electrode_ct.segment.forest_select import candidate_configs
     from electrode_ct.segment.forest_train import train_forest
 
-    img = read_input(image, voxel=voxel)
-    lab = read_input(scribbles, role="labels")
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise InputError(f"--class-names: expected distinct non-empty names, got {class_names!r}")
+    img, lab, two_d = _training_inputs([image, scribbles, *(more or [])], voxel, two_d)
     mode = "2d" if (two_d or img.shape[0] == 1) else "3d"
-    cfg = parse_features(features, mode=mode, normalise=normalise)
-    info(f"training on {image} with {cfg.n_features} features ({mode})")
+    cfg = (candidate_configs(mode, normalise) if features.strip() == "auto"
+           else parse_features(features, mode=mode, normalise=normalise))
+    info(f"training on {image} ({mode}, features {features})")
     t0 = time.perf_counter()
-    m = train_forest(img.compute(), lab, features=cfg, class_names=names, n_trees=trees,
+    m = train_forest(img, lab, features=cfg, class_names=names, n_trees=trees,
                      balance=not no_balance,
                      max_depth=max_depth or None, augment=augment, seed=seed)
     m.report["train_time_s"] = time.perf_counter() - t0
-    m.report["inputs"] = {"image": image, "scribbles": scribbles}
+    m.report["inputs"] = {"image": image, "scribbles": scribbles, "more": list(more or [])}
     m.save(model)
     summary = {"model": str(model), "class_names": m.class_names,
-               "class_values": m.class_values, "feature_config": cfg.to_dict(),
+               "class_values": m.class_values, "feature_config": m.config.to_dict(),
                "oob_accuracy": m.report["oob_accuracy"], "n_samples": m.report["n_samples"],
                "feature_importance": m.report["feature_importance"],
                "train_time_s": m.report["train_time_s"]}
+    if "feature_selection" in m.report:
+        summary["feature_selection"] = m.report["feature_selection"]
     if as_json:
         emit_json(summary)
         return
@@ -78,6 +85,29 @@ def train_forest_cmd(
         f"out-of-bag accuracy {100 * m.report['oob_accuracy']:.2f} %")
     top = list(m.report["feature_importance"].items())[:5]
     say("  most important: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+
+
+def _training_inputs(paths: list[str], voxel: str | None,
+                     two_d: bool) -> tuple[Any, Any, bool]:
+    """The grey image and scribbles to train on: one pair, or several stacked along z.
+
+    Several IMAGE SCRIBBLES pairs must share one (y, x) size; they are trained with 2-D
+    features (a 3-D volume among them needs ``--2d``).
+    """
+    from electrode_ct.segment.forest_train import stack_slices
+
+    if len(paths) % 2:
+        raise InputError(f"train-forest: expected IMAGE SCRIBBLES pairs, got {len(paths)} "
+                         f"paths (the last, {paths[-1]!r}, has no partner)")
+    imgs = [read_input(p, voxel=voxel) for p in paths[0::2]]
+    labs = [read_input(p, role="labels") for p in paths[1::2]]
+    if len(imgs) == 1:
+        return imgs[0].compute(), labs[0], two_d
+    if not two_d and any(v.shape[0] > 1 for v in imgs):
+        raise ConfigError(f"{paths[0]}: several labelled volumes are stacked along z; "
+                          "expected 2-D images or --2d")
+    img, lab = stack_slices(imgs, labs)
+    return img, lab, True
 
 
 @app.command("scribbles")

@@ -322,6 +322,41 @@ def fit_estimator(x: np.ndarray, y: np.ndarray, config: ft.FeatureConfig, *, aug
     return _fit(est, xa, ya)
 
 
+def stack_slices(images: Sequence[Volume], labels: Sequence[Volume]) -> tuple[Volume, Volume]:
+    """Several labelled images of one size as one z stack (for 2-D features).
+
+    Parameters
+    ----------
+    images, labels : sequence of Volume
+        Grey images (2-D, or z stacks) and their scribbles, pairwise of the same shape;
+        every image of the same (y, x) size.
+
+    Returns
+    -------
+    image : Volume
+        The images stacked along z (the first one's voxel size, source and metadata).
+    labels : Volume
+        The scribbles stacked the same way (the first one's class map).
+
+    Raises
+    ------
+    ShapeError
+        Images of different (y, x) sizes, or scribbles of another shape than their image.
+    """
+    first = images[0]
+    for img, lab in zip(images, labels, strict=True):
+        if tuple(lab.shape) != tuple(img.shape):
+            raise ShapeError(f"{lab.source}: scribbles have shape {tuple(lab.shape)} but "
+                             f"{img.source} has shape {tuple(img.shape)}; expected the same")
+        if tuple(img.shape[1:]) != tuple(first.shape[1:]):
+            raise ShapeError(f"{img.source}: labelled slices of different sizes, "
+                             f"{tuple(img.shape[1:])} here but {tuple(first.shape[1:])} in "
+                             f"{first.source}; expected one (y, x) size (crop them alike)")
+    grey = np.concatenate([np.asarray(v.numpy()) for v in images])
+    lab = np.concatenate([np.asarray(v.numpy()) for v in labels])
+    return first.with_data(grey, ndim=3), labels[0].with_data(lab, ndim=3)
+
+
 def training_labels(image: Volume, labels: Volume | np.ndarray,
                     class_names: Sequence[str] | None) -> tuple[np.ndarray, list[int], list[str]]:
     """Checked scribbles (uint8), their class values and names (see :func:`train_forest`).
