@@ -187,7 +187,8 @@ def _cross_table(sv, style: str, quick: bool, seed: int) -> dict:
     return out
 
 
-def crossscan(quick: bool, seed: int = 0) -> dict:
+def crossscan(quick: bool, seed: int = 0, subvolumes: tuple[str, ...] = ("A", "C"),
+              tables: dict | None = None) -> dict:
     """Cross-scan protocol: defaults chosen on one sub-volume, scored on the other.
 
     ``ours_fixed``: the config of :data:`CROSS_CONFIGS` with the best test score on the
@@ -195,11 +196,22 @@ def crossscan(quick: bool, seed: int = 0) -> dict:
     ``ours_auto``: the feature set chosen by each run from its own held-out strokes (no
     validation slice); ``ours_val_slice``: the config with the best score on the scored
     sub-volume's validation slice (a user with one densely labelled validation slice);
-    ``plain``: the scikit-image forest on the same scribbles.
+    ``plain``: the scikit-image forest on the same scribbles. ``subvolumes`` limits the
+    tables computed (one process per sub-volume on a shared machine); ``tables`` adds
+    tables of earlier runs (``--tables``), the directions need both A and C.
     """
-    tables = {name: {st: _cross_table(load_subvolume(name), st, quick, seed)
-                     for st in ("perclass", "uniform")} for name in ("A", "C")}
+    if tables is None:
+        tables = {}
+    for name in subvolumes:
+        sv = load_subvolume(name)
+        tables[name] = {}
+        for st in ("perclass", "uniform"):
+            tables[name][st] = _cross_table(sv, st, quick, seed)
+            print(json.dumps({name: {st: tables[name][st]}}, default=float), file=sys.stderr,
+                  flush=True)  # a long run's tables survive an interruption
     out: dict = {"tables": tables, "trees": CROSS_TREES, "scribble_seed": seed}
+    if not {"A", "C"} <= set(tables):
+        return out
     for tune, score in (("A", "C"), ("C", "A")):
         fixed = max(CROSS_CONFIGS, key=lambda k, t=tables[tune]: np.mean(
             [t[st][k]["test"] for st in t]))
@@ -513,6 +525,8 @@ def main() -> None:
                     help="segmentpy: our normalisation (auto | percentile | offset | none)")
     ap.add_argument("--coverages", default=None,
                     help="segmentpy: scribble coverages, e.g. 0.1 (default 0.1,0.25)")
+    ap.add_argument("--subvolumes", default="A,C", help="crossscan: sub-volumes to run")
+    ap.add_argument("--tables", default="", help="crossscan: JSON outputs of earlier runs")
     ap.add_argument("--curve-style", default="perclass", help="curve: perclass | uniform")
     ap.add_argument("--curve-features", default="default", help="curve: feature set or auto")
     args = ap.parse_args()
@@ -525,7 +539,11 @@ def main() -> None:
                 if args.coverages else None)
         out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, covs)
     if "crossscan" in secs:
-        out["crossscan"] = crossscan(args.quick, seeds[0])
+        earlier = {}
+        for path in filter(None, args.tables.split(",")):
+            earlier.update(json.loads(Path(path).read_text())["crossscan"]["tables"])
+        subs = tuple(v for v in args.subvolumes.split(",") if v and v not in earlier)
+        out["crossscan"] = crossscan(args.quick, seeds[0], subs, earlier)
     if "curve" in secs:
         out["curve"] = slices_curve(args.quick, args.curve_style, seeds[0], args.curve_features)
     if "importance" in secs:
