@@ -12,6 +12,12 @@ Sections:
 - ``memory_512``: peak RSS of a 512³ prediction in a subprocess (full run only; wrap the
   whole benchmark in ``flock /tmp/ect-heavy.lock``).
 - ``variability``: 3 simulated users × methods on the NREL crop and on a phantom.
+- ``crossscan`` (on request, issue 23): defaults chosen on one sub-volume and scored on
+  the other (``chosen_on_A_scored_on_C``, ``chosen_on_C_scored_on_A``: ``ours_fixed``,
+  ``ours_auto`` (feature set from held-out strokes), ``ours_val_slice``, ``plain`` per
+  stroke style) with every configuration's ``tables``; ``--subvolumes A`` /
+  ``--tables a.json,c.json`` split the run into one process per sub-volume.
+- ``curve`` (on request): mean IoU against 1, 2, 3, 5 labelled slices on A and C.
 - ``ceiling`` (on request): our and the plain forest trained on the DENSE expert labels of
   the training slice, beside the protocol's target (plain at 10 % + 0.02).
 
@@ -165,7 +171,7 @@ def _cross_table(sv, style: str, quick: bool, seed: int) -> dict:
     Training slice: the central one (10 % scribbles of ``style``); validation slice: the
     first other slice; scored on the remaining slices (the same for every method).
     """
-    from electrode_ct.segment.forest_select import CANDIDATES
+    from electrode_ct.segment.forest_select import CANDIDATES, candidate_configs
 
     train, others = _split(sv, quick)
     val, tests = others[0], others[1:]
@@ -178,7 +184,7 @@ def _cross_table(sv, style: str, quick: bool, seed: int) -> dict:
         out[key] = {"val": _miou(sv, _predict(m, sv, [val]), [val]),
                     "test": _miou(sv, _predict(m, sv, tests), tests)}
     t0 = time.perf_counter()
-    m = train_forest(sv.images[train], scr, features="auto", **kw)
+    m = train_forest(sv.images[train], scr, features=candidate_configs("2d"), **kw)
     out["auto"] = {"test": _miou(sv, _predict(m, sv, tests), tests),
                    "selection": m.report["feature_selection"],
                    "train_time_s": time.perf_counter() - t0}
@@ -528,7 +534,7 @@ def main() -> None:
     ap.add_argument("--subvolumes", default="A,C", help="crossscan: sub-volumes to run")
     ap.add_argument("--tables", default="", help="crossscan: JSON outputs of earlier runs")
     ap.add_argument("--curve-style", default="perclass", help="curve: perclass | uniform")
-    ap.add_argument("--curve-features", default="default", help="curve: feature set or auto")
+    ap.add_argument("--curve-features", default="default", help="curve: feature set")
     args = ap.parse_args()
     seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")

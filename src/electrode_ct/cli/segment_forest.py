@@ -53,7 +53,6 @@ def train_forest_cmd(
 ) -> None:
     """Train a random forest (ilastik-style) from sparse scribbles."""
     from electrode_ct.segment.features import parse_features
-    from electrode_ct.segment.forest_select import candidate_configs
     from electrode_ct.segment.forest_train import train_forest
 
     names = [n.strip() for n in class_names.split(",")] if class_names else None
@@ -61,8 +60,7 @@ def train_forest_cmd(
         raise InputError(f"--class-names: expected distinct non-empty names, got {class_names!r}")
     img, lab, two_d = _training_inputs([image, scribbles, *(more or [])], voxel, two_d)
     mode = "2d" if (two_d or img.shape[0] == 1) else "3d"
-    cfg = (candidate_configs(mode, normalise) if features.strip() == "auto"
-           else parse_features(features, mode=mode, normalise=normalise))
+    cfg = parse_features(features, mode=mode, normalise=normalise)
     info(f"training on {image} ({mode}, features {features})")
     t0 = time.perf_counter()
     m = train_forest(img, lab, features=cfg, class_names=names, n_trees=trees,
@@ -76,8 +74,6 @@ def train_forest_cmd(
                "oob_accuracy": m.report["oob_accuracy"], "n_samples": m.report["n_samples"],
                "feature_importance": m.report["feature_importance"],
                "train_time_s": m.report["train_time_s"]}
-    if "feature_selection" in m.report:
-        summary["feature_selection"] = m.report["feature_selection"]
     if as_json:
         emit_json(summary)
         return

@@ -144,8 +144,9 @@ def train_forest(
         Same shape; 0 = unlabelled, 1..K = classes (any slices).
     features : FeatureConfig or str or dict, optional
         Feature set (``"default"``, ``"full"``, item list, see
-        :func:`features.parse_features`); ``"auto"`` or a dict name -> FeatureConfig
-        (or text) of candidates: the set is chosen from the scribbles themselves by
+        :func:`features.parse_features`); a dict name -> FeatureConfig (or text) of
+        candidates, e.g. :func:`forest_select.candidate_configs`: the set is chosen from
+        the scribbles themselves by
         cross-validation over held-out strokes (or labelled slices),
         :mod:`electrode_ct.segment.forest_select`, and recorded in the report's
         ``feature_selection``.
@@ -221,10 +222,6 @@ def train_forest(
 
 def _candidates(features: Any, mode: str | None, image: Volume) -> dict[str, ft.FeatureConfig]:
     """Name -> FeatureConfig of the feature sets to train on (one, or the candidates)."""
-    from electrode_ct.segment import forest_select as fs
-
-    if isinstance(features, str) and features.strip() == "auto":
-        features = fs.candidate_configs(mode or ("2d" if image.shape[0] == 1 else "3d"))
     if isinstance(features, dict):
         if not features:
             raise ConfigError("features: expected at least one candidate feature set")
