@@ -12,6 +12,12 @@ Sections:
 - ``memory_512``: peak RSS of a 512³ prediction in a subprocess (full run only; wrap the
   whole benchmark in ``flock /tmp/ect-heavy.lock``).
 - ``variability``: 3 simulated users × methods on the NREL crop and on a phantom.
+- ``crossscan`` (on request, issue 23): defaults chosen on one sub-volume and scored on
+  the other (``chosen_on_A_scored_on_C``, ``chosen_on_C_scored_on_A``: ``ours_fixed``,
+  ``ours_auto`` (feature set from held-out strokes), ``ours_val_slice``, ``plain`` per
+  stroke style) with every configuration's ``tables``; ``--subvolumes A`` /
+  ``--tables a.json,c.json`` split the run into one process per sub-volume.
+- ``curve`` (on request): mean IoU against 1, 2, 3, 5 labelled slices on A and C.
 - ``ceiling`` (on request): our and the plain forest trained on the DENSE expert labels of
   the training slice, beside the protocol's target (plain at 10 % + 0.02).
 
@@ -138,6 +144,125 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
         "time_ours_s": t_ours, "time_plain_s": t_plain,
         "top_features": dict(list(model.report["feature_importance"].items())[:8]),
     }
+
+
+CROSS_CONFIGS: dict[str, tuple[str, str]] = {
+    "default/auto": ("default", "auto"), "default_std/auto": ("default_std", "auto"),
+    "multiscale/auto": ("multiscale", "auto"), "default/none": ("default", "none")}
+"""Fixed defaults the cross-scan protocol chooses among (forest_select candidate, normalise)."""
+
+CROSS_TREES = 50
+"""Trees of every forest of our kind in ``crossscan`` and ``curve`` (n_jobs=1, no OOB)."""
+
+
+def _miou(sv, preds, slices) -> float:
+    r = [compare(phases(p), phases(sv.labels[n]), class_map=PHASE_MAP)["mean_iou"]
+         for p, n in zip(preds, slices, strict=True)]
+    return float(np.mean(r))
+
+
+def _predict(model, sv, slices) -> list:
+    return [model.predict(sv.images[n], n_jobs=1).labels[0] for n in slices]
+
+
+def _cross_table(sv, style: str, quick: bool, seed: int) -> dict:
+    """Every fixed config, the self-selecting forest and the plain one on one sub-volume.
+
+    Training slice: the central one (10 % scribbles of ``style``); validation slice: the
+    first other slice; scored on the remaining slices (the same for every method).
+    """
+    from electrode_ct.segment.forest_select import CANDIDATES, candidate_configs
+
+    train, others = _split(sv, quick)
+    val, tests = others[0], others[1:]
+    scr = _strokes(sv.labels[train], 0.1, style, seed)
+    kw = {"n_trees": CROSS_TREES, "n_jobs": 1, "oob": False, "seed": 0}
+    out: dict = {"train_slice": train, "val_slice": val, "test_slices": tests}
+    for key, (fset, norm) in CROSS_CONFIGS.items():
+        m = train_forest(sv.images[train], scr, **kw,
+                         features=parse_features(CANDIDATES[fset], mode="2d", normalise=norm))
+        out[key] = {"val": _miou(sv, _predict(m, sv, [val]), [val]),
+                    "test": _miou(sv, _predict(m, sv, tests), tests)}
+    t0 = time.perf_counter()
+    m = train_forest(sv.images[train], scr, features=candidate_configs("2d"), **kw)
+    out["auto"] = {"test": _miou(sv, _predict(m, sv, tests), tests),
+                   "selection": m.report["feature_selection"],
+                   "train_time_s": time.perf_counter() - t0}
+    plain = plain_forest(sv.images[train], scr, [sv.images[n] for n in tests], 0)
+    out["plain"] = {"test": _miou(sv, plain, tests)}
+    return out
+
+
+def crossscan(quick: bool, seed: int = 0, subvolumes: tuple[str, ...] = ("A", "C"),
+              tables: dict | None = None) -> dict:
+    """Cross-scan protocol: defaults chosen on one sub-volume, scored on the other.
+
+    ``ours_fixed``: the config of :data:`CROSS_CONFIGS` with the best test score on the
+    tuning sub-volume (mean over both stroke styles), scored on the other one;
+    ``ours_auto``: the feature set chosen by each run from its own held-out strokes (no
+    validation slice); ``ours_val_slice``: the config with the best score on the scored
+    sub-volume's validation slice (a user with one densely labelled validation slice);
+    ``plain``: the scikit-image forest on the same scribbles. ``subvolumes`` limits the
+    tables computed (one process per sub-volume on a shared machine); ``tables`` adds
+    tables of earlier runs (``--tables``), the directions need both A and C.
+    """
+    if tables is None:
+        tables = {}
+    for name in subvolumes:
+        sv = load_subvolume(name)
+        tables[name] = {}
+        for st in ("perclass", "uniform"):
+            tables[name][st] = _cross_table(sv, st, quick, seed)
+            print(json.dumps({name: {st: tables[name][st]}}, default=float), file=sys.stderr,
+                  flush=True)  # a long run's tables survive an interruption
+    out: dict = {"tables": tables, "trees": CROSS_TREES, "scribble_seed": seed}
+    if not {"A", "C"} <= set(tables):
+        return out
+    for tune, score in (("A", "C"), ("C", "A")):
+        fixed = max(CROSS_CONFIGS, key=lambda k, t=tables[tune]: np.mean(
+            [t[st][k]["test"] for st in t]))
+        d: dict = {"fixed_default": fixed}
+        for st, t in tables[score].items():
+            by_val = max(CROSS_CONFIGS, key=lambda k, t=t: t[k]["val"])
+            d[st] = {"ours_fixed": t[fixed]["test"], "ours_auto": t["auto"]["test"],
+                     "ours_val_slice": t[by_val]["test"], "val_slice_choice": by_val,
+                     "auto_choice": t["auto"]["selection"]["chosen"],
+                     "plain": t["plain"]["test"]}
+        out[f"chosen_on_{tune}_scored_on_{score}"] = d
+    return out
+
+
+def slices_curve(quick: bool, style: str = "perclass", seed: int = 0,
+                 features: str = "default") -> dict:
+    """Mean IoU against the number of labelled slices (1, 2, 3, 5) on A and on C.
+
+    The sub-volume's slices are stacked (2-D features), 10 % ``style`` scribbles on k
+    slices (the central one and equally spaced others, as ``ect scribbles --slices k``),
+    one forest, every slice predicted. ``all_slices``: mean IoU over every slice (what
+    the user gets); ``unlabelled_slices``: over the slices without scribbles (None when
+    every slice is labelled).
+    """
+    out: dict = {"style": style, "coverage": 0.1, "trees": CROSS_TREES, "features": features}
+    for name in ("A", "C"):
+        sv = load_subvolume(name)
+        grey = np.stack([sv.images[n] for n in sv.slices])
+        ref = np.stack([sv.labels[n] for n in sv.slices])
+        rows = {}
+        for k in (1, 2) if quick else (1, 2, 3, 5):
+            scr = simulate_scribbles(ref, coverage=0.1, n_slices=k, style=style, seed=seed)
+            m = train_forest(grey, scr, features=features, mode="2d", n_trees=CROSS_TREES,
+                             n_jobs=1, oob=False, seed=0)
+            pred = m.predict(grey, n_jobs=1).labels
+            iou = [compare(phases(pred[i]), phases(ref[i]), class_map=PHASE_MAP)["mean_iou"]
+                   for i in range(len(sv.slices))]
+            free = [i for i in range(len(sv.slices)) if not scr[i].any()]
+            rows[str(k)] = {"all_slices": float(np.mean(iou)),
+                            "unlabelled_slices": float(np.mean([iou[i] for i in free]))
+                            if free else None,
+                            "labelled": [sv.slices[i] for i in range(len(sv.slices))
+                                         if scr[i].any()]}
+        out[name] = rows
+    return out
 
 
 DENSE_SAMPLES = 60_000
@@ -406,6 +531,10 @@ def main() -> None:
                     help="segmentpy: our normalisation (auto | percentile | offset | none)")
     ap.add_argument("--coverages", default=None,
                     help="segmentpy: scribble coverages, e.g. 0.1 (default 0.1,0.25)")
+    ap.add_argument("--subvolumes", default="A,C", help="crossscan: sub-volumes to run")
+    ap.add_argument("--tables", default="", help="crossscan: JSON outputs of earlier runs")
+    ap.add_argument("--curve-style", default="perclass", help="curve: perclass | uniform")
+    ap.add_argument("--curve-features", default="default", help="curve: feature set")
     args = ap.parse_args()
     seeds = tuple(int(v) for v in args.seeds.split(","))
     secs = args.sections.split(",")
@@ -415,6 +544,14 @@ def main() -> None:
         covs = (tuple(float(v) for v in args.coverages.split(","))
                 if args.coverages else None)
         out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, covs)
+    if "crossscan" in secs:
+        earlier = {}
+        for path in filter(None, args.tables.split(",")):
+            earlier.update(json.loads(Path(path).read_text())["crossscan"]["tables"])
+        subs = tuple(v for v in args.subvolumes.split(",") if v and v not in earlier)
+        out["crossscan"] = crossscan(args.quick, seeds[0], subs, earlier)
+    if "curve" in secs:
+        out["curve"] = slices_curve(args.quick, args.curve_style, seeds[0], args.curve_features)
     if "importance" in secs:
         out["importance"] = importance()
     if "ceiling" in secs:

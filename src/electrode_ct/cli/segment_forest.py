@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -17,7 +18,7 @@ from electrode_ct.cli._common import (
     say,
 )
 from electrode_ct.cli.app import app, segment_app
-from electrode_ct.errors import InputError
+from electrode_ct.errors import ConfigError, InputError
 
 _FEATURES_HELP = ("Feature set: default | full | minimal, or filter:σ items, e.g. "
                   "'gaussian:0.7,ggm:1.6,hge:3.5' (filters: gaussian log ggm dog ste hge std).")
@@ -29,6 +30,9 @@ def train_forest_cmd(
     image: str = typer.Argument(..., help="Grey image or volume."),
     scribbles: str = typer.Argument(None, help="Labels of the same shape: 0 unlabelled, "
                                     "1..K (optional with --seeded)."),
+    more: list[str] = typer.Argument(None, help="Further labelled slices: IMAGE SCRIBBLES "
+                                     "pairs of the same (y, x) size (trained with 2-D "
+                                     "features on the stack; not with --seeded / --add)."),
     model: Path = typer.Option(..., "--model", help="Output model file (any name)."),
     add: list[str] = typer.Option(None, "--add", help="Further strokes (same shape) drawn "
                                   "over the scribbles: the correction loop; repeatable."),
@@ -73,25 +77,26 @@ def train_forest_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a random forest (ilastik-style) from sparse scribbles."""
-    from electrode_ct.cli._forest_labels import SeedOptions, next_regions_out, training_labels
+    from electrode_ct.cli._forest_labels import SeedOptions, next_regions_out
     from electrode_ct.segment.features import parse_features
     from electrode_ct.segment.forest_train import train_forest
 
-    img = read_input(image, voxel=voxel).compute()
     names = [n.strip() for n in class_names.split(",")] if class_names else None
     if names is not None and (not all(names) or len(set(names)) != len(names)):
         raise InputError(f"--class-names: expected distinct non-empty names, got {class_names!r}")
+    seeds = SeedOptions(seeded, seed_thresholds, seed_slices, seed_margin, names)
+    img, lab, labels_info, two_d = _labelled(image, scribbles, more or [], add or [], seeds,
+                                             voxel, two_d)
     mode = "2d" if (two_d or img.shape[0] == 1) else "3d"
     cfg = parse_features(features, mode=mode, normalise=normalise)
-    seeds = SeedOptions(seeded, seed_thresholds, seed_slices, seed_margin, names)
-    lab, labels_info = training_labels(img, scribbles, add or [], seeds)
     info(f"training on {image} with {cfg.n_features} features ({mode})")
     t0 = time.perf_counter()
     m = train_forest(img, lab, features=cfg, class_names=names, n_trees=trees,
                      balance=not no_balance,
                      max_depth=max_depth or None, augment=augment, seed=seed)
     m.report["train_time_s"] = time.perf_counter() - t0
-    m.report["inputs"] = {"image": image, "scribbles": scribbles, "add": list(add or [])}
+    m.report["inputs"] = {"image": image, "scribbles": scribbles, "add": list(add or []),
+                          "more": list(more or [])}
     m.report["training_labels"] = labels_info
     if labels_out is not None:
         from electrode_ct.io import write
@@ -102,7 +107,7 @@ def train_forest_cmd(
                if next_regions is not None else None)
     m.save(model)
     summary = {"model": str(model), "class_names": m.class_names,
-               "class_values": m.class_values, "feature_config": cfg.to_dict(),
+               "class_values": m.class_values, "feature_config": m.config.to_dict(),
                "oob_accuracy": m.report["oob_accuracy"], "n_samples": m.report["n_samples"],
                "feature_importance": m.report["feature_importance"],
                "train_time_s": m.report["train_time_s"], "training_labels": labels_info,
@@ -117,6 +122,50 @@ def train_forest_cmd(
     if regions is not None:
         say(f"  regions to label next: {regions['output']} (" + "; ".join(
             f"z {r['z']} y {r['y']} x {r['x']}" for r in regions["regions"]) + ")")
+
+
+def _labelled(image: str, scribbles: str | None, more: list[str], add: list[str],
+              seeds: Any, voxel: str | None, two_d: bool
+              ) -> tuple[Any, Any, dict[str, Any], bool]:
+    """Grey image, training labels, their description and the 2-D flag: several IMAGE
+    SCRIBBLES pairs stacked, or one image with seeds, scribbles and added strokes."""
+    from electrode_ct.cli._forest_labels import training_labels
+
+    if not more:
+        img = read_input(image, voxel=voxel).compute()
+        lab, labels_info = training_labels(img, scribbles, add, seeds)
+        return img, lab, labels_info, two_d
+    if seeds.variant is not None or add:
+        raise InputError("train-forest: several IMAGE SCRIBBLES pairs cannot be combined with "
+                         "--seeded or --add (one image only)")
+    if scribbles is None:
+        raise InputError("SCRIBBLES: expected a scribbles file before further IMAGE "
+                         "SCRIBBLES pairs")
+    img, lab, two_d = _training_inputs([image, scribbles, *more], voxel, two_d)
+    return img, lab.numpy(), {"sources": [scribbles, *more[1::2]]}, two_d
+
+
+def _training_inputs(paths: list[str], voxel: str | None,
+                     two_d: bool) -> tuple[Any, Any, bool]:
+    """The grey image and scribbles to train on: one pair, or several stacked along z.
+
+    Several IMAGE SCRIBBLES pairs must share one (y, x) size; they are trained with 2-D
+    features (a 3-D volume among them needs ``--2d``).
+    """
+    from electrode_ct.segment.forest_train import stack_slices
+
+    if len(paths) % 2:
+        raise InputError(f"train-forest: expected IMAGE SCRIBBLES pairs, got {len(paths)} "
+                         f"paths (the last, {paths[-1]!r}, has no partner)")
+    imgs = [read_input(p, voxel=voxel) for p in paths[0::2]]
+    labs = [read_input(p, role="labels") for p in paths[1::2]]
+    if len(imgs) == 1:
+        return imgs[0].compute(), labs[0], two_d
+    if not two_d and any(v.shape[0] > 1 for v in imgs):
+        raise ConfigError(f"{paths[0]}: several labelled volumes are stacked along z; "
+                          "expected 2-D images or --2d")
+    img, lab = stack_slices(imgs, labs)
+    return img, lab, True
 
 
 @app.command("scribbles")

@@ -68,16 +68,20 @@ def _check_training(image: Any, labels: Any, class_names: Sequence[str] | None,
 def _sample(lab: np.ndarray, values: Sequence[int], max_samples: int | None,
             seed: int) -> np.ndarray:
     """Sorted flat indices of the training voxels (at most ``max_samples``, per-class fair)."""
-    flat = lab.ravel()
-    idx = np.flatnonzero(flat)
-    if max_samples is None or idx.size <= max_samples:
-        return idx
+    idx = np.flatnonzero(lab.ravel())
+    return idx[sample_rows(lab.ravel()[idx], max_samples, seed)]
+
+
+def sample_rows(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``max_rows`` rows, drawn fairly per class of ``y`` (seeded)."""
+    if max_rows is None or y.size <= max_rows:
+        return np.arange(y.size)
     rng = np.random.default_rng(seed)
-    cls = flat[idx]
-    per = max(1, max_samples // len(values))
+    values = np.unique(y)
+    per = max(1, max_rows // len(values))
     keep = []
     for v in values:  # K classes, not per voxel
-        members = idx[cls == v]
+        members = np.flatnonzero(y == v)
         keep.append(members if members.size <= per else rng.choice(members, per, replace=False))
     return np.sort(np.concatenate(keep))
 
@@ -128,6 +132,7 @@ def train_forest(
     augment: float = AUGMENT,
     seed: int = 0,
     n_jobs: int = -1,
+    oob: bool = True,
 ) -> ForestModel:
     """Train a random forest from sparse labels (scribbles).
 
@@ -137,9 +142,14 @@ def train_forest(
         Grey image, 2-D or 3-D (z, y, x).
     labels : Volume or numpy.ndarray
         Same shape; 0 = unlabelled, 1..K = classes (any slices).
-    features : FeatureConfig or str, optional
+    features : FeatureConfig or str or dict, optional
         Feature set (``"default"``, ``"full"``, item list, see
-        :func:`features.parse_features`).
+        :func:`features.parse_features`); a dict name -> FeatureConfig (or text) of
+        candidates, e.g. :func:`forest_select.candidate_configs`: the set is chosen from
+        the scribbles themselves by
+        cross-validation over held-out strokes (or labelled slices),
+        :mod:`electrode_ct.segment.forest_select`, and recorded in the report's
+        ``feature_selection``.
     mode : {"3d", "2d"}, optional
         Feature mode; default ``2d`` for a single 2-D image, else ``3d`` (or the config's).
     spacing : float or 3 floats, optional
@@ -166,6 +176,8 @@ def train_forest(
         Random seed (sampling and forest).
     n_jobs : int
         Threads (-1 = all cores).
+    oob : bool
+        Compute the out-of-bag accuracy (about as long as the fit; NaN when off).
 
     Returns
     -------
@@ -183,23 +195,56 @@ def train_forest(
     """
     img_vol = image if isinstance(image, Volume) else Volume(np.asarray(image))
     lab, values, class_names = training_labels(img_vol, labels, class_names)
-    cfg = _feature_config(features, mode, img_vol)
+    cands = _candidates(features, mode, img_vol)
     if n_trees < 1:
         raise ConfigError(f"--trees: expected at least 1 tree, got {n_trees}")
     if augment < 0 or augment >= 1:
         raise ConfigError(f"--augment: expected a fraction in [0, 1), got {augment}")
     data = img_vol.data
     prange = ft.robust_range(data)  # one pass over the image's subsample
-    vrange = ft.normalisation_range(prange, cfg.normalise)
     idx = _sample(lab, values, max_samples, seed)
     y = lab.ravel()[idx]
-    model = ForestModel(config=cfg, class_values=list(values), class_names=list(class_names),
-                        spacing=as_spacing(spacing if spacing is not None else img_vol.spacing),
-                        stage1=None, reference_width=prange[1] - prange[0])
-    x = _training_rows(model, data, idx, block_shape, vrange)
+    sp = as_spacing(spacing if spacing is not None else img_vol.spacing)
+    rows = {}
+    for name, cfg in cands.items():  # a few candidate feature sets
+        model = ForestModel(config=cfg, class_values=list(values), class_names=list(class_names),
+                            spacing=sp, stage1=None, reference_width=prange[1] - prange[0])
+        vrange = ft.normalisation_range(prange, cfg.normalise)
+        rows[name] = (model, vrange, _training_rows(model, data, idx, block_shape, vrange))
+    chosen, selection = _select(rows, y, lab, idx, prange, augment=augment, seed=seed)
+    model, vrange, x = rows[chosen]
     fit_rows(model, x, y, lab, ranges=(prange, vrange), n_trees=n_trees, balance=balance,
-             max_depth=max_depth, augment=augment, seed=seed, n_jobs=n_jobs)
+             max_depth=max_depth, augment=augment, seed=seed, n_jobs=n_jobs, oob=oob)
+    if selection is not None:
+        model.report["feature_selection"] = selection
     return model
+
+
+def _candidates(features: Any, mode: str | None, image: Volume) -> dict[str, ft.FeatureConfig]:
+    """Name -> FeatureConfig of the feature sets to train on (one, or the candidates)."""
+    if isinstance(features, dict):
+        if not features:
+            raise ConfigError("features: expected at least one candidate feature set")
+        return {k: _feature_config(c, mode, image) for k, c in features.items()}
+    return {"given": _feature_config(features, mode, image)}
+
+
+def _select(rows: dict[str, tuple[ForestModel, tuple[float, float], np.ndarray]],
+            y: np.ndarray, lab: np.ndarray, idx: np.ndarray, prange: tuple[float, float], *,
+            augment: float, seed: int) -> tuple[str, dict[str, Any] | None]:
+    """The candidate with the best held-out-stroke score (:mod:`forest_select`)."""
+    from electrode_ct.segment import forest_select as fs
+
+    if len(rows) == 1:
+        return next(iter(rows)), None
+    first = next(iter(rows.values()))[0]
+    n_slices = int(np.count_nonzero(lab.reshape(lab.shape[0], -1).any(1)))
+    by_slice = first.config.mode == "2d" and n_slices >= 2
+    fold = fs.stroke_folds(lab, seed=seed, by_slice=by_slice).ravel()[idx]
+    name, scores = fs.select_features(
+        {k: (x, m.config, offset_unit(prange, vr)) for k, (m, vr, x) in rows.items()}, y,
+        fold, augment=augment, seed=seed)
+    return name, fs.describe(name, scores, by_slice)
 
 
 def fit_rows(model: ForestModel, x: np.ndarray, y: np.ndarray, lab: np.ndarray, *,
@@ -230,17 +275,11 @@ def fit_rows(model: ForestModel, x: np.ndarray, y: np.ndarray, lab: np.ndarray, 
     ForestModel
         ``model``, fitted.
     """
-    (prange, vrange), cfg, values = ranges, model.config, model.class_values
-    xa, ya = x, y
-    if augment > 0:
-        # offsets in units of the image's robust (percentile) range, whatever normalisation
-        unit = (prange[1] - prange[0]) / (vrange[1] - vrange[0])
-        xa, ya = augment_intensity(x, y, cfg, amount=augment, offset_unit=unit, seed=seed)
-    est = _make_forest(n_trees, balance=balance, max_depth=max_depth, seed=seed,
-                       n_jobs=n_jobs, oob=oob)
-    if bootstrap_fraction is not None:
-        est.set_params(max_samples=bootstrap_fraction)
-    model.stage1 = _fit(est, xa, ya)
+    cfg, values = model.config, model.class_values
+    model.stage1 = fit_estimator(x, y, cfg, augment=augment, offset_unit=offset_unit(*ranges),
+                                 n_trees=n_trees, balance=balance, max_depth=max_depth,
+                                 seed=seed, n_jobs=n_jobs, oob=oob,
+                                 bootstrap_fraction=bootstrap_fraction)
     imp = dict(zip(cfg.names, model.stage1.feature_importances_.tolist(), strict=True))
     model.report = {
         "n_samples": {n: int((y == v).sum())
@@ -253,6 +292,66 @@ def fit_rows(model: ForestModel, x: np.ndarray, y: np.ndarray, lab: np.ndarray, 
                           "training_rows_sha256": array_digest(x, y)},
     }
     return model
+
+
+def offset_unit(prange: tuple[float, float], vrange: tuple[float, float]) -> float:
+    """One robust (percentile) range of the image in normalised feature units."""
+    return (prange[1] - prange[0]) / (vrange[1] - vrange[0])
+
+
+def fit_estimator(x: np.ndarray, y: np.ndarray, config: ft.FeatureConfig, *, augment: float,
+                  offset_unit: float, n_trees: int, seed: int, n_jobs: int,
+                  balance: bool = True, max_depth: int | None = 14, oob: bool = False,
+                  bootstrap_fraction: float | None = None) -> Any:
+    """A fitted scikit-learn forest on the rows ``x``, ``y`` (plus augmented copies).
+
+    Parameters are those of :func:`fit_rows`; ``offset_unit`` scales the augmentation's
+    offsets (:func:`augment_intensity`).
+    """
+    xa, ya = x, y
+    if augment > 0:
+        xa, ya = augment_intensity(x, y, config, amount=augment, offset_unit=offset_unit,
+                                   seed=seed)
+    est = _make_forest(n_trees, balance=balance, max_depth=max_depth, seed=seed,
+                       n_jobs=n_jobs, oob=oob)
+    if bootstrap_fraction is not None:
+        est.set_params(max_samples=bootstrap_fraction)
+    return _fit(est, xa, ya)
+
+
+def stack_slices(images: Sequence[Volume], labels: Sequence[Volume]) -> tuple[Volume, Volume]:
+    """Several labelled images of one size as one z stack (for 2-D features).
+
+    Parameters
+    ----------
+    images, labels : sequence of Volume
+        Grey images (2-D, or z stacks) and their scribbles, pairwise of the same shape;
+        every image of the same (y, x) size.
+
+    Returns
+    -------
+    image : Volume
+        The images stacked along z (the first one's voxel size, source and metadata).
+    labels : Volume
+        The scribbles stacked the same way (the first one's class map).
+
+    Raises
+    ------
+    ShapeError
+        Images of different (y, x) sizes, or scribbles of another shape than their image.
+    """
+    first = images[0]
+    for img, lab in zip(images, labels, strict=True):
+        if tuple(lab.shape) != tuple(img.shape):
+            raise ShapeError(f"{lab.source}: scribbles have shape {tuple(lab.shape)} but "
+                             f"{img.source} has shape {tuple(img.shape)}; expected the same")
+        if tuple(img.shape[1:]) != tuple(first.shape[1:]):
+            raise ShapeError(f"{img.source}: labelled slices of different sizes, "
+                             f"{tuple(img.shape[1:])} here but {tuple(first.shape[1:])} in "
+                             f"{first.source}; expected one (y, x) size (crop them alike)")
+    grey = np.concatenate([np.asarray(v.numpy()) for v in images])
+    lab = np.concatenate([np.asarray(v.numpy()) for v in labels])
+    return first.with_data(grey, ndim=3), labels[0].with_data(lab, ndim=3)
 
 
 def training_labels(image: Volume, labels: Volume | np.ndarray,
