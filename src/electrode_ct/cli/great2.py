@@ -34,6 +34,10 @@ def track_cmd(
     metric: str = typer.Option("mi", "--metric", help="Registration metric: mi|correlation."),
     exclude_layers: int = typer.Option(5, "--exclude-layers", help="Outer layers not in roi_*."),
     keep_border: bool = typer.Option(False, "--keep-border", help="Keep border particles."),
+    calibrate: list[str] = typer.Option(
+        None, "--calibrate", help="Grey-level calibration region (repeat): a phase name or "
+        "value of --phases, or 'background' (below each state's Otsu threshold); the states' "
+        "grey is mapped onto the reference's by the regions' peaks before measuring."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
@@ -55,7 +59,8 @@ def track_cmd(
     value = _phase_value(phase, pvols, phases)
     info(f"tracking {lab.source} through {len(greys)} states")
     params = {"reference": reference, "metric": metric, "exclude_layers": exclude_layers,
-              "drop_border": not keep_border}
+              "drop_border": not keep_border,
+              "calibrate": _regions(calibrate or [], pvols, phases)}
     if co.use_engine(cfg, max(v.nbytes for v in gvols), explicit=explicit):
         from electrode_ct.cli._track_engine import track_engine
 
@@ -81,7 +86,9 @@ def track_cmd(
                "n_tracked": res.n_tracked,
                "n_inconsistent": int(res.cleaning["inconsistent"].sum()),
                "n_neighbours_dropped": int(res.cleaning["neighbour_of_inconsistent"].sum()),
-               "n_border": int(res.cleaning["border"].sum())}
+               "n_border": int(res.cleaning["border"].sum()),
+               "calibration": [r["calibration"] for r in res.registration
+                               if "calibration" in r]}
     write_json({**summary, "provenance": meta}, out / "registration.json")
     if as_json:
         emit_json({**summary, "out": str(out)})
@@ -102,6 +109,25 @@ def _read_states(ref_labels: str, greys: list[str], phases: list[str],
     check_states([v.shape for v in vols], [v.spacing for v in vols],
                  [ref_labels, *greys, *phases])
     return lab, gvols, pvols
+
+
+def _regions(names: list[str], pvols: list[Any], paths: list[str] | None
+             ) -> list[int | str] | None:
+    """``--calibrate`` regions as phase values of the first phase volume (or
+    ``"background"``); None when none is given."""
+    from electrode_ct.errors import InputError
+    from electrode_ct.volume import resolve_phase
+
+    out: list[int | str] = []
+    for name in names:
+        if name == "background":
+            out.append(name)
+        elif not pvols:
+            raise InputError(f"--calibrate {name}: a phase region needs --phases (or use "
+                             "'background')")
+        else:
+            out.append(resolve_phase(name, pvols[0].class_map, where=f"--calibrate ({paths[0]})"))
+    return out or None
 
 
 def _phase_value(phase: str, pvols: list[Any], names: list[str] | None) -> int | None:
@@ -127,7 +153,8 @@ def _track_memory(lab: Any, gvols: list[Any], pvols: list[Any], value: int | Non
     return track(arrays[0], arrays[1:1 + ng], spacing=lab.spacing,
                  phases=arrays[1 + ng:] or None, phase_value=value,
                  reference=params["reference"], metric=params["metric"],
-                 exclude_layers=params["exclude_layers"], drop_border=params["drop_border"])
+                 exclude_layers=params["exclude_layers"], drop_border=params["drop_border"],
+                 calibrate=params["calibrate"])
 
 
 def _write_tracked(res: Any, lab: Any, out: Path, meta: dict[str, Any]) -> None:
@@ -168,19 +195,26 @@ def stats_cmd(
         None, "--radial", help="Radial table of each state (repeat, in the tables' order; "
         "ect measure --radial): mean radial profile per state and subset."),
     out: Path = typer.Option(None, "--out", help="Also write the summary table (.parquet/.csv)."),
+    condition: list[str] = typer.Option(
+        None, "--condition", help="A pie category NAME=EXPRESSION over the particle table "
+        "(tracked states also have delta, sem_delta, z), repeat in order of precedence; "
+        "default for tracked tables: darker / brighter than ±2·SEM of the change."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Ī, ΔĪ, SE_tot, Z and p per state and subset (GREAT2 statistics).
+    """Ī, ΔĪ, SE_tot, Z and p per state and subset (GREAT2 statistics), and the share of
+    particles per condition (the condition pies, each state's shares summing to 100 %).
 
     Particles are paired by label (ΔĪ_prist, paired Z) only when every table carries the
     tracking stamp of one reference (``ect track``'s particles_<i>.parquet); otherwise the
     states are compared as independent populations, with a note saying why.
     """
+    from electrode_ct.conditions import parse_conditions, state_conditions
     from electrode_ct.errors import InputError
     from electrode_ct.io import write_table
     from electrode_ct.stats import parse_subsets, prepare_tables
     from electrode_ct.subsets import parse_size_subset, select_size, size_summary
 
+    conds = parse_conditions(condition)
     spec = parse_subsets(by, name="--by")
     pos = parse_subsets(position, name="--position", axis=True)
     size = parse_size_subset(size_subset)
@@ -197,6 +231,8 @@ def stats_cmd(
                               names=[str(t) for t in tables])
     summary = _summary(prep, col, reference, spec, pos, collector)
     profiles = _profiles(radial, prep, reference, spec, pos, collector)
+    shares = state_conditions(prep.tables, column=col, reference=reference,
+                              is_paired=prep.paired, conditions=conds)
     if out is not None:
         write_table(summary.astype({"subset": str}), out)
     if len(dfs) > 1:
@@ -209,6 +245,7 @@ def stats_cmd(
               **size_summary(size, prep.tables), "rows": summary.to_dict(orient="records")}
     if profiles is not None:
         result["radial_profiles"] = profiles.to_dict(orient="records")
+    result["conditions"] = shares.to_dict(orient="records")
     if as_json:
         emit_json(result)
         return
@@ -219,6 +256,9 @@ def stats_cmd(
             line += (f"  ΔĪ={r['dI']:.3f} ± {r['dI_SE_tot']:.3f}  Z={r['Z']:.2f} p={r['p']:.2g}"
                      + ("" if prep.paired else " (two-sample)"))
         say(line)
+    for st, part in shares.groupby("state", sort=False):
+        say(f"state {st} conditions: " + ", ".join(
+            f"{r.category} {r.percent:.1f} %" for r in part.itertuples()))
     if profiles is not None:
         say(f"radial profiles: {len(profiles)} rows (mean ± SE per layer, state and subset "
             "in --json)")
