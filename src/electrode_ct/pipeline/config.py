@@ -128,6 +128,10 @@ class TrackStep(_Strict):
         "phase volumes, or 'background' (below each state's Otsu threshold); each state's "
         "grey is mapped onto the reference's by the regions' histogram peaks before it is "
         "measured; [] for none.")
+    volume_tolerance: float = Field(
+        0.2, gt=0, description="A particle whose voxel count changes by more than this "
+        "fraction in any state is inconsistent and left out with its neighbours; cracks "
+        "that open take voxels out of a particle, so series that crack need more (0.4).")
 
 
 class CracksStep(_Strict):

@@ -413,7 +413,8 @@ def step_track(run: Run) -> StepResult:
         result = track(labels.numpy(), greys, spacing=labels.spacing, reference=ref,
                        phases=ph, phase_value=phase_value,
                        exclude_layers=run.cfg.steps.measure.exclude_layers,
-                       calibrate=_calibration_regions(run, cmap))
+                       calibrate=_calibration_regions(run, cmap),
+                       volume_tolerance=run.cfg.steps.track.volume_tolerance)
         n_ref, clean = int(labels.numpy().max()), None
     kept = list(set(int(v) for v in result.kept))
     outputs = {}
@@ -462,7 +463,8 @@ def _track_engine(run: Run, labels: Volume, phase_value: int | None, ref: int
     result = track_streamed(lab, greys, spacing=labels.spacing, phases=phs,
                             phase_value=phase_value, reference=ref, plan=plan,
                             exclude_layers=run.cfg.steps.measure.exclude_layers,
-                            calibrate=_calibration_regions(run, _phases_lazy(run, ref).class_map))
+                            calibrate=_calibration_regions(run, _phases_lazy(run, ref).class_map),
+                            volume_tolerance=run.cfg.steps.track.volume_tolerance)
 
     def clean() -> None:  # working copies of the inputs and the states' label stores
         for r in [lab, *greys, *phs]:
