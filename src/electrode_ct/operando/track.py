@@ -223,6 +223,7 @@ def track(
             raise ShapeError(f"grey {i}: shape {g.shape} differs from the reference labels "
                              f"{ref.shape}")
         gs.append(g)
+    cals = _calibrations(gs, phases, calibrate, reference)  # a bad region fails first
     labels: list[np.ndarray] = []
     transforms: list[Rigid] = []
     reports: list[dict[str, Any]] = []
@@ -241,7 +242,6 @@ def track(
     others = [lab for i, lab in enumerate(labels) if i != reference]
     cleaning = clean_tracks(ref, others, volume_tolerance=volume_tolerance,
                             drop_border=drop_border)
-    cals = _calibrations(gs, phases, calibrate, reference)
     for rep, cal in zip(reports, cals, strict=True):
         if cal is not None:
             rep["calibration"] = cal
