@@ -93,23 +93,26 @@ def test_stats_bad_condition_is_one_line(run_cli, tmp_path, bad):
 
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory):
-    """Two states, the second scanned with an offset of +8 grey levels."""
+    """Two states, the second scanned with an offset of +8 grey levels; half the particles
+    5 grey levels darker in it."""
     d = tmp_path_factory.mktemp("drift")
     s = shifted_series(shape=(32, 48, 48), radius=(6.0, 8.0), n_particles=16, noise=2.0,
-                       drop=0.0, seed=2)
+                       drop=5.0, cracked_fraction=0.5, seed=2)
     write(Volume(s.ref_labels), d / "ref.tif")
     write(Volume(s.greys[0].astype(np.float32)), d / "g0.tif")
     write(Volume(s.greys[1].astype(np.float32) + 8.0), d / "g1.tif")
-    return d
+    return d, s
 
 
 def test_track_calibrates_the_drift(run_cli, drifted):
-    d = drifted
+    d, s = drifted
+    cracked = int(s.cracked[0])
     args = ["track", d / "ref.tif", d / "g0.tif", d / "g1.tif", "--exclude-layers", "2",
             "--metric", "correlation", "--json"]
     code, out, err = run_cli(*args, "--out", d / "raw")
     assert code == 0, err
-    code, out2, err = run_cli(*args, "--out", d / "cal", "--calibrate", "background")
+    code, out2, err = run_cli(*args, "--out", d / "cal", "--calibrate", "background",
+                              "--change-map", str(cracked))
     assert code == 0, err
     res = json.loads(out2)
     cal = res["calibration"][1]
@@ -118,8 +121,14 @@ def test_track_calibrates_the_drift(run_cli, drifted):
     assert json.loads(out)["calibration"] == []
     raw = [read_table_(d / "raw" / f"particles_{i}.parquet") for i in (0, 1)]
     fix = [read_table_(d / "cal" / f"particles_{i}.parquet") for i in (0, 1)]
-    assert (raw[1] - raw[0]).mean() == pytest.approx(8.0, abs=0.5)  # the drift ...
-    assert (fix[1] - fix[0]).mean() == pytest.approx(0.0, abs=0.5)  # ... removed
+    intact = [lbl for lbl in raw[0].index if lbl not in s.cracked]
+    assert (raw[1] - raw[0])[intact].mean() == pytest.approx(8.0, abs=1.0)  # the drift ...
+    assert (fix[1] - fix[0])[intact].mean() == pytest.approx(0.0, abs=1.0)  # ... removed
+    (cm,) = res["change_maps"]  # the planted drop inside the cracked particle, drift removed
+    assert cm["label"] == cracked and cm["state"] == 1
+    assert cm["mean_change"] == pytest.approx(-5.0, abs=1.5)
+    diff = read(cm["file"]).compute().numpy()
+    assert np.nanmean(diff) == pytest.approx(cm["mean_change"], rel=1e-5)
     on_disk = json.loads((d / "cal" / "registration.json").read_text())
     assert on_disk["calibration"][1]["drift"] == cal["drift"]
 
@@ -131,8 +140,11 @@ def read_table_(path):
 
 
 def test_track_calibration_bad_input_is_one_line(run_cli, drifted):
-    d = drifted
+    d, _ = drifted
     base = ["track", d / "ref.tif", d / "g0.tif", d / "g1.tif", "--out", d / "bad"]
+    code, _, err = run_cli(*base, "--change-map", "9999")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: --change-map")
+    assert not (d / "bad").exists()
     code, _, err = run_cli(*base, "--calibrate", "pore")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error:") and "--phases" in err
     ph = np.zeros((32, 48, 48), np.uint8)

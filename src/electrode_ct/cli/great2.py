@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 
 from electrode_ct.cli import _compute as co
@@ -38,6 +39,9 @@ def track_cmd(
         None, "--calibrate", help="Grey-level calibration region (repeat): a phase name or "
         "value of --phases, or 'background' (below each state's Otsu threshold); the states' "
         "grey is mapped onto the reference's by the regions' peaks before measuring."),
+    change_map: list[int] = typer.Option(
+        None, "--change-map", help="Also write the intra-particle change map of this "
+        "reference particle in every other state, DIR/change_map_<label>_<i>.tif (repeat)."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
@@ -76,6 +80,11 @@ def track_cmd(
             f"{ref_labels}: no particles left after cleaning ({len(res.cleaning)} reference "
             "particles, all inconsistent, neighbours of inconsistent ones or at the border)"
         )
+    missing = sorted(set(change_map or []) - set(res.cleaning["label"].tolist()))
+    if missing:
+        if done is not None:
+            done()
+        raise InputError(f"--change-map: particle(s) {missing} not in {ref_labels}")
     meta = record(command="track", inputs={"ref_labels": ref_labels,
                                            **{f"grey_{i}": g for i, g in enumerate(greys)}},
                   parameters={**params, "spacing_um": list(lab.spacing)})
@@ -88,7 +97,8 @@ def track_cmd(
                "n_neighbours_dropped": int(res.cleaning["neighbour_of_inconsistent"].sum()),
                "n_border": int(res.cleaning["border"].sum()),
                "calibration": [r["calibration"] for r in res.registration
-                               if "calibration" in r]}
+                               if "calibration" in r],
+               "change_maps": _change_maps(res, lab, gvols, change_map or [], out)}
     write_json({**summary, "provenance": meta}, out / "registration.json")
     if as_json:
         emit_json({**summary, "out": str(out)})
@@ -109,6 +119,34 @@ def _read_states(ref_labels: str, greys: list[str], phases: list[str],
     check_states([v.shape for v in vols], [v.spacing for v in vols],
                  [ref_labels, *greys, *phases])
     return lab, gvols, pvols
+
+
+def _change_maps(res: Any, lab: Any, gvols: list[Any], labels: list[int], out: Path
+                 ) -> list[dict[str, Any]]:
+    """``change_map_<label>_<i>.tif`` per asked particle and non-reference state (the two
+    states' grey in memory, the state's calibrated when tracking calibrated it)."""
+    from electrode_ct.io import write
+    from electrode_ct.operando import apply_calibration, change_map
+
+    if not labels:
+        return []
+    ref = res.reference
+    ref_grey, ref_lab = gvols[ref].numpy(), lab.numpy()
+    rows = []
+    for i, vol in enumerate(gvols):
+        if i == ref:
+            continue
+        grey = apply_calibration(vol.numpy(), res.registration[i].get("calibration"))
+        for lbl in labels:
+            diff, start = change_map(ref_grey, grey, ref_lab, int(lbl), res.transforms[i],
+                                     spacing=lab.spacing)
+            path = out / f"change_map_{lbl}_{i}.tif"
+            write(lab.with_data(diff).with_class_map(None), path)
+            fin = diff[np.isfinite(diff)]
+            rows.append({"label": int(lbl), "state": i, "file": str(path),
+                         "start_zyx": [int(v) for v in start],
+                         "mean_change": float(fin.mean()) if fin.size else None})
+    return rows
 
 
 def _regions(names: list[str], pvols: list[Any], paths: list[str] | None
