@@ -57,14 +57,14 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-OPERANDO_SHAPE = (64, 128, 128)
+OPERANDO_SHAPE = (80, 160, 160)
 """Voxels (z, y, x) of each operando state (0.5 µm voxels)."""
 
 OPERANDO_SERIES = {"states": 3, "voxel_size": 0.5, "active_fraction": 0.35,
                    "cbd_fraction": 0.1, "radius_mean_um": 2.4, "radius_sd_um": 0.4,
-                   "cracked_fraction": 0.6, "crack_width_um": 0.5, "snr": 30.0}
+                   "cracked_fraction": 0.6, "crack_width_um": 0.5, "snr": 40.0}
 """The operando phantom: sparse enough that most particles are tracked, many enough (and
-quiet enough, SNR 30) that the cracking of 60 % of them gives a significant ΔĪ."""
+quiet enough, SNR 40) that the cracking of 60 % of them gives a significant ΔĪ."""
 
 OPERANDO_DRIFT = (0.0, 600.0, -400.0)
 """Scanner offset added to each state's grey (grey levels of 16 bits): the drift the track
@@ -83,7 +83,7 @@ def operando_config(out: Path) -> dict[str, Any]:
             "segment": {"method": "threshold", "threshold_method": "multiotsu", "classes": 3,
                         "cleanup_min_island_um3": 1.0},
             "particles": {"phase": "active", "heal_cracks_um": 0.6, "min_volume_um3": 5.0},
-            "track": {"calibrate": ["pore"], "volume_tolerance": 0.4},
+            "track": {"calibrate": ["pore"], "volume_tolerance": 0.5},
             "measure": {"exclude_layers": 1},
             "cracks": {"enabled": True},
             "metrics": {"enabled": False},

@@ -131,7 +131,7 @@ class TrackStep(_Strict):
     volume_tolerance: float = Field(
         0.2, gt=0, description="A particle whose voxel count changes by more than this "
         "fraction in any state is inconsistent and left out with its neighbours; cracks "
-        "that open take voxels out of a particle, so series that crack need more (0.4).")
+        "that open take voxels out of a particle, so series that crack need more (the demo: 0.5).")
 
 
 class CracksStep(_Strict):

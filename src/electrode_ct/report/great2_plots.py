@@ -140,7 +140,7 @@ def state_normals(summary: pd.DataFrame, *, title: str = "") -> Figure:
     for _, r in ok.sort_values("state").iterrows():
         m, s = float(r["I_mean"]), float(r["SE_tot"])
         y = np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
-        (line,) = ax.plot(x, y, label=f"state {r['state']}: Ī = {m:.4g} ± {s:.2g}")
+        (line,) = ax.plot(x, y, label=f"state {r['state']}: Ī = {m:.6g} ± {s:.2g}")
         ax.fill_between(x, y, color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlabel("Ī (grey levels)")
     ax.set_ylabel("probability density")
@@ -213,7 +213,9 @@ def change_map_figure(diff: np.ndarray, *, limit: float | None = None,
                                strict=True):
         im = ax.imshow(img, interpolation="nearest", **kw)
         ax.set_title(name)
-        ax.set_axis_off()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_facecolor("0.85")  # NaN (background) grey, apart from a change of 0
     fig.colorbar(im, ax=list(axes), label=label, shrink=0.8)
     fig.suptitle(title)
     return fig
