@@ -1,6 +1,11 @@
 """The demo's operando series shows what GREAT2 is for: hundreds of tracked particles, the
 cracking between states a significant ΔĪ (|Z| >= 5) and a darker core in the radial
-profile, the planted scanner drift measured by the calibration."""
+profile, the planted scanner drift measured by the calibration.
+
+The operando part of ``ect demo`` (one pipeline run on 80 × 160 × 160 voxels, tens of
+seconds on a quiet 2-core machine): marked slow, run with
+``pytest -m slow tests/test_demo_operando.py`` (``make demo`` runs the same series).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import pytest
 from electrode_ct.demo import OPERANDO_DRIFT, operando_config, operando_inputs
 from electrode_ct.io import read_table
 from electrode_ct.pipeline import parse_config, run_pipeline
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
