@@ -43,8 +43,8 @@ def measure_cmd(
         1000, "--bootstrap", help="Bootstrap resamples over particles for the size "
         "distribution's _std/_ci95 (>= 1)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
-    paint: tuple[str, str] = typer.Option(
-        (None, None), "--paint", metavar="COLUMN OUT", help="Also write COLUMN of the table "
+    paint: tuple[str, str] | None = typer.Option(
+        None, "--paint", metavar="COLUMN OUT", help="Also write COLUMN of the table "
         "painted into the particles as a float32 volume OUT (NaN outside particles)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = co.SCHEDULER,
@@ -86,7 +86,7 @@ def measure_cmd(
               "normalise": normalise, "spacing_um": list(spacing),
               "background_sigma": sigma, "layer_um": min(spacing[1:] if inputs.labels.is_2d
                                                          else spacing)}
-    if paint[0] is not None and (paint[0] not in table.columns or paint[0] == "label"
+    if paint is not None and (paint[0] not in table.columns or paint[0] == "label"
                                  or table[paint[0]].dtype.kind not in "biuf"):
         raise InputError(f"--paint: column {paint[0]!r} is not a numeric column of the "
                          "particle table; available: " + ", ".join(
@@ -99,7 +99,7 @@ def measure_cmd(
     write_table(table, out, metadata=meta, csv=csv)
     if radial is not None and radial_df is not None:
         write_table(radial_df, radial, metadata=meta, csv=csv)
-    if paint[0] is not None:
+    if paint is not None:
         _paint(inputs.labels, table, paint[0], paint[1])
     n_border = int(table["touches_border"].sum()) if "touches_border" in table else 0
     result = {
@@ -108,7 +108,7 @@ def measure_cmd(
         "radial_rows": len(radial_df) if radial_df is not None else 0,
         "background_sigma": sigma, "spacing_um": list(spacing), "timings_s": timings,
         "size_distribution": psd_summary(table, bootstrap, seed),
-        "painted": {"column": paint[0], "out": paint[1]} if paint[0] is not None else None,
+        "painted": {"column": paint[0], "out": paint[1]} if paint is not None else None,
     }
     if as_json:
         emit_json(result)
