@@ -2,7 +2,7 @@
 cracking between states a significant ΔĪ (|Z| >= 5) and a darker core in the radial
 profile, the planted scanner drift measured by the calibration.
 
-The operando part of ``ect demo`` (one pipeline run on 80 × 160 × 160 voxels, tens of
+The operando part of ``ect demo`` (one pipeline run on 72 × 144 × 144 voxels, tens of
 seconds on a quiet 2-core machine): marked slow, run with
 ``pytest -m slow tests/test_demo_operando.py`` (``make demo`` runs the same series).
 """

@@ -57,7 +57,7 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-OPERANDO_SHAPE = (80, 160, 160)
+OPERANDO_SHAPE = (72, 144, 144)
 """Voxels (z, y, x) of each operando state (0.5 µm voxels)."""
 
 OPERANDO_SERIES = {"states": 3, "voxel_size": 0.5, "active_fraction": 0.35,
