@@ -34,8 +34,13 @@ window.addEventListener('load', function () {
   });
   var pre = document.createElement('pre');
   pre.id = '__probe';
+  var wraps = Array.prototype.map.call(document.querySelectorAll('.tablewrap'), function (d) {
+    return {scroll: d.scrollWidth, client: d.clientWidth};
+  });
+  var layout = {viewport: document.documentElement.clientWidth,
+                page: document.documentElement.scrollWidth, tablewraps: wraps};
   pre.textContent = JSON.stringify({images: imgs, errors: window.__errors,
-                                    title: document.title});
+                                    title: document.title, layout: layout});
   document.body.appendChild(pre);
 });
 </script>"""
@@ -51,7 +56,9 @@ def chromium_binary() -> str:
 
 
 def render(path: Path, tmp: Path) -> dict:
-    """Load ``path`` in headless Chromium; return ``{images, errors, title, stderr_errors}``."""
+    """Load ``path`` in headless Chromium; return ``{images, errors, title, layout,
+    stderr_errors}`` (``layout``: viewport and page widths, and the scroll / client
+    widths of every ``.tablewrap`` box, CSS px)."""
     page = Path(path).read_text(encoding="utf-8")
     probed = tmp / "probed.html"
     probed.write_text(page.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")

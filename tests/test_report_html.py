@@ -23,3 +23,17 @@ def test_report_renders_in_chromium(tmp_path):
     assert len(result["images"]) == 3
     assert all(img["ok"] and img["w"] > 100 for img in result["images"]), result
     assert result["errors"] == [] and result["stderr_errors"] == []
+
+
+def test_wide_table_scrolls_inside_its_box(tmp_path):
+    """A table wider than the page scrolls in its own box; the page keeps the viewport's
+    width (before the .tablewrap box the page itself grew past the viewport)."""
+    wide = pd.DataFrame({f"a_rather_long_column_name_{i}": [1.0 + i, 2.0] for i in range(40)})
+    sec = Section("Wide").table(wide).table({"n": 3})
+    out = write_report(tmp_path / "report.html", [sec], title="wide")
+    lay = render(out, tmp_path)["layout"]
+    assert len(lay["tablewraps"]) == 2
+    big, small = lay["tablewraps"]
+    assert big["scroll"] > big["client"] > 0  # the wide table overflows its box ...
+    assert small["scroll"] <= small["client"]  # ... a narrow one does not
+    assert lay["page"] <= lay["viewport"]  # and the page is no wider than the viewport

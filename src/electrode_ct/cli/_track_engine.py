@@ -23,7 +23,8 @@ from electrode_ct.errors import InputError
 
 def track_engine(lab: Any, gvols: list[Any], pvols: list[Any], ref_name: str, out: Path,
                  cfg: ComputeConfig, *, value: int | None, reference: int, metric: str,
-                 exclude_layers: int, drop_border: bool) -> tuple[Any, Callable[[], None]]:
+                 exclude_layers: int, drop_border: bool,
+                 calibrate: list[int | str] | None = None) -> tuple[Any, Callable[[], None]]:
     """Run :func:`~electrode_ct.operando.stream.track_streamed` on the engine.
 
     Returns
@@ -59,7 +60,7 @@ def track_engine(lab: Any, gvols: list[Any], pvols: list[Any], ref_name: str, ou
             res = track_streamed(ref, greys, spacing=lab.spacing, phases=phases,
                                  phase_value=value, reference=reference, metric=metric,
                                  exclude_layers=exclude_layers, drop_border=drop_border,
-                                 plan=plan)
+                                 plan=plan, calibrate=calibrate)
         except InputError:  # a state that cannot be registered: nothing to resume
             shutil.rmtree(job.work, ignore_errors=True)
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 
 from electrode_ct.cli import _compute as co
@@ -34,6 +35,13 @@ def track_cmd(
     metric: str = typer.Option("mi", "--metric", help="Registration metric: mi|correlation."),
     exclude_layers: int = typer.Option(5, "--exclude-layers", help="Outer layers not in roi_*."),
     keep_border: bool = typer.Option(False, "--keep-border", help="Keep border particles."),
+    calibrate: list[str] = typer.Option(
+        None, "--calibrate", help="Grey-level calibration region (repeat): a phase name or "
+        "value of --phases, or 'background' (below each state's Otsu threshold); the states' "
+        "grey is mapped onto the reference's by the regions' peaks before measuring."),
+    change_map: list[int] = typer.Option(
+        None, "--change-map", help="Also write the intra-particle change map of this "
+        "reference particle in every other state, DIR/change_map_<label>_<i>.tif (repeat)."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     scheduler: str = co.SCHEDULER, n_workers: int = co.N_WORKERS,
@@ -55,7 +63,8 @@ def track_cmd(
     value = _phase_value(phase, pvols, phases)
     info(f"tracking {lab.source} through {len(greys)} states")
     params = {"reference": reference, "metric": metric, "exclude_layers": exclude_layers,
-              "drop_border": not keep_border}
+              "drop_border": not keep_border,
+              "calibrate": _regions(calibrate or [], pvols, phases)}
     if co.use_engine(cfg, max(v.nbytes for v in gvols), explicit=explicit):
         from electrode_ct.cli._track_engine import track_engine
 
@@ -71,6 +80,11 @@ def track_cmd(
             f"{ref_labels}: no particles left after cleaning ({len(res.cleaning)} reference "
             "particles, all inconsistent, neighbours of inconsistent ones or at the border)"
         )
+    missing = sorted(set(change_map or []) - set(res.cleaning["label"].tolist()))
+    if missing:
+        if done is not None:
+            done()
+        raise InputError(f"--change-map: particle(s) {missing} not in {ref_labels}")
     meta = record(command="track", inputs={"ref_labels": ref_labels,
                                            **{f"grey_{i}": g for i, g in enumerate(greys)}},
                   parameters={**params, "spacing_um": list(lab.spacing)})
@@ -81,7 +95,10 @@ def track_cmd(
                "n_tracked": res.n_tracked,
                "n_inconsistent": int(res.cleaning["inconsistent"].sum()),
                "n_neighbours_dropped": int(res.cleaning["neighbour_of_inconsistent"].sum()),
-               "n_border": int(res.cleaning["border"].sum())}
+               "n_border": int(res.cleaning["border"].sum()),
+               "calibration": [r["calibration"] for r in res.registration
+                               if "calibration" in r],
+               "change_maps": _change_maps(res, lab, gvols, change_map or [], out)}
     write_json({**summary, "provenance": meta}, out / "registration.json")
     if as_json:
         emit_json({**summary, "out": str(out)})
@@ -102,6 +119,53 @@ def _read_states(ref_labels: str, greys: list[str], phases: list[str],
     check_states([v.shape for v in vols], [v.spacing for v in vols],
                  [ref_labels, *greys, *phases])
     return lab, gvols, pvols
+
+
+def _change_maps(res: Any, lab: Any, gvols: list[Any], labels: list[int], out: Path
+                 ) -> list[dict[str, Any]]:
+    """``change_map_<label>_<i>.tif`` per asked particle and non-reference state (the two
+    states' grey in memory, the state's calibrated when tracking calibrated it)."""
+    from electrode_ct.io import write
+    from electrode_ct.operando import apply_calibration, change_map
+
+    if not labels:
+        return []
+    ref = res.reference
+    ref_grey, ref_lab = gvols[ref].numpy(), lab.numpy()
+    rows = []
+    for i, vol in enumerate(gvols):
+        if i == ref:
+            continue
+        grey = apply_calibration(vol.numpy(), res.registration[i].get("calibration"))
+        for lbl in labels:
+            diff, start = change_map(ref_grey, grey, ref_lab, int(lbl), res.transforms[i],
+                                     spacing=lab.spacing)
+            path = out / f"change_map_{lbl}_{i}.tif"
+            write(lab.with_data(diff).with_class_map(None), path)
+            fin = diff[np.isfinite(diff)]
+            rows.append({"label": int(lbl), "state": i, "file": str(path),
+                         "start_zyx": [int(v) for v in start],
+                         "mean_change": float(fin.mean()) if fin.size else None})
+    return rows
+
+
+def _regions(names: list[str], pvols: list[Any], paths: list[str] | None
+             ) -> list[int | str] | None:
+    """``--calibrate`` regions as phase values of the first phase volume (or
+    ``"background"``); None when none is given."""
+    from electrode_ct.errors import InputError
+    from electrode_ct.volume import resolve_phase
+
+    out: list[int | str] = []
+    for name in names:
+        if name == "background":
+            out.append(name)
+        elif not pvols:
+            raise InputError(f"--calibrate {name}: a phase region needs --phases (or use "
+                             "'background')")
+        else:
+            out.append(resolve_phase(name, pvols[0].class_map, where=f"--calibrate ({paths[0]})"))
+    return out or None
 
 
 def _phase_value(phase: str, pvols: list[Any], names: list[str] | None) -> int | None:
@@ -127,7 +191,8 @@ def _track_memory(lab: Any, gvols: list[Any], pvols: list[Any], value: int | Non
     return track(arrays[0], arrays[1:1 + ng], spacing=lab.spacing,
                  phases=arrays[1 + ng:] or None, phase_value=value,
                  reference=params["reference"], metric=params["metric"],
-                 exclude_layers=params["exclude_layers"], drop_border=params["drop_border"])
+                 exclude_layers=params["exclude_layers"], drop_border=params["drop_border"],
+                 calibrate=params["calibrate"])
 
 
 def _write_tracked(res: Any, lab: Any, out: Path, meta: dict[str, Any]) -> None:
@@ -168,19 +233,26 @@ def stats_cmd(
         None, "--radial", help="Radial table of each state (repeat, in the tables' order; "
         "ect measure --radial): mean radial profile per state and subset."),
     out: Path = typer.Option(None, "--out", help="Also write the summary table (.parquet/.csv)."),
+    condition: list[str] = typer.Option(
+        None, "--condition", help="A pie category NAME=EXPRESSION over the particle table "
+        "(tracked states also have delta, sem_delta, z), repeat in order of precedence; "
+        "default for tracked tables: darker / brighter than ±2·SEM of the change."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Ī, ΔĪ, SE_tot, Z and p per state and subset (GREAT2 statistics).
+    """Ī, ΔĪ, SE_tot, Z and p per state and subset (GREAT2 statistics), and the share of
+    particles per condition (the condition pies, each state's shares summing to 100 %).
 
     Particles are paired by label (ΔĪ_prist, paired Z) only when every table carries the
     tracking stamp of one reference (``ect track``'s particles_<i>.parquet); otherwise the
     states are compared as independent populations, with a note saying why.
     """
+    from electrode_ct.conditions import parse_conditions, state_conditions
     from electrode_ct.errors import InputError
     from electrode_ct.io import write_table
     from electrode_ct.stats import parse_subsets, prepare_tables
     from electrode_ct.subsets import parse_size_subset, select_size, size_summary
 
+    conds = parse_conditions(condition)
     spec = parse_subsets(by, name="--by")
     pos = parse_subsets(position, name="--position", axis=True)
     size = parse_size_subset(size_subset)
@@ -197,6 +269,8 @@ def stats_cmd(
                               names=[str(t) for t in tables])
     summary = _summary(prep, col, reference, spec, pos, collector)
     profiles = _profiles(radial, prep, reference, spec, pos, collector)
+    shares = state_conditions(prep.tables, column=col, reference=reference,
+                              is_paired=prep.paired, conditions=conds)
     if out is not None:
         write_table(summary.astype({"subset": str}), out)
     if len(dfs) > 1:
@@ -209,6 +283,7 @@ def stats_cmd(
               **size_summary(size, prep.tables), "rows": summary.to_dict(orient="records")}
     if profiles is not None:
         result["radial_profiles"] = profiles.to_dict(orient="records")
+    result["conditions"] = shares.to_dict(orient="records")
     if as_json:
         emit_json(result)
         return
@@ -219,6 +294,9 @@ def stats_cmd(
             line += (f"  ΔĪ={r['dI']:.3f} ± {r['dI_SE_tot']:.3f}  Z={r['Z']:.2f} p={r['p']:.2g}"
                      + ("" if prep.paired else " (two-sample)"))
         say(line)
+    for st, part in shares.groupby("state", sort=False):
+        say(f"state {st} conditions: " + ", ".join(
+            f"{r.category} {r.percent:.1f} %" for r in part.itertuples()))
     if profiles is not None:
         say(f"radial profiles: {len(profiles)} rows (mean ± SE per layer, state and subset "
             "in --json)")

@@ -82,6 +82,16 @@ class Rigid:
                 "correlation": self.correlation, "iterations": self.iterations}
 
     @classmethod
+    def from_report(cls, rep: dict[str, Any]) -> Rigid:
+        """The transform back from :meth:`report` (as written in registration.json and the
+        pipeline's track summary)."""
+        ax, ay, az = (float(np.radians(a)) for a in rep["angles_deg_xyz"])
+        tz, ty, tx = (float(v) for v in rep["shift_um_zyx"])
+        return cls([ax, ay, az, tx, ty, tz], [float(v) for v in rep["centre_um_xyz"]],
+                   float(rep.get("metric", np.nan)), float(rep.get("correlation", np.nan)),
+                   int(rep.get("iterations", 0)))
+
+    @classmethod
     def identity(cls, shape: tuple[int, ...], spacing: tuple[float, ...]) -> Rigid:
         """The identity transform centred on a volume of ``shape`` (z, y, x)."""
         centre = [(n - 1) * s / 2.0 for n, s in zip(shape[::-1], spacing[::-1], strict=True)]

@@ -34,6 +34,7 @@ import numpy as np
 from electrode_ct.blocks import Block
 from electrode_ct.compute.engine import Source, ZarrRef, run_blocks
 from electrode_ct.errors import InputError, ShapeError
+from electrode_ct.operando.calibrate import region_masks, region_peaks
 from electrode_ct.operando.register import Rigid, register_rigid, resample
 
 COARSE_VOXELS = 128**3
@@ -382,8 +383,10 @@ def track_streamed(ref_labels: Source, greys: Sequence[Source], *,
                    phases: Sequence[Source] | None = None, phase_value: int | None = None,
                    reference: int = 0, metric: str = "mi", exclude_layers: int = 5,
                    volume_tolerance: float = 0.2, drop_border: bool = True,
-                   min_correlation: float = 0.3, plan: StreamPlan | None = None) -> Any:
-    """:func:`~electrode_ct.operando.track.track`, one state in memory at a time.
+                   min_correlation: float = 0.3, plan: StreamPlan | None = None,
+                   calibrate: Sequence[int | str] | None = None) -> Any:
+    """:func:`~electrode_ct.operando.track.track`, one state in memory at a time
+    (``calibrate``: as there; the reference grey is read once more for its peaks).
 
     Parameters are those of :func:`~electrode_ct.operando.track.track`, with inputs as
     Zarr references or lazy arrays, and ``plan`` (:class:`StreamPlan`).
@@ -394,6 +397,7 @@ def track_streamed(ref_labels: Source, greys: Sequence[Source], *,
         ``labels`` is a :class:`StoredStates` (read back on access).
     """
     from electrode_ct.measure.intensity import measure_grey
+    from electrode_ct.operando.calibrate import apply_calibration, calibrate_state
     from electrode_ct.operando.clean import clean_tracks
     from electrode_ct.operando.track import TrackResult, labels_id
 
@@ -407,6 +411,7 @@ def track_streamed(ref_labels: Source, greys: Sequence[Source], *,
     factor = plan.factor or coarse_factor(shape)
     ref_grey = _open(greys[reference])
     ref_small = downsample_mean(ref_grey, factor) if factor > 1 else None
+    ref_peaks = _reference_peaks(ref_grey, phases, calibrate, reference)
     labels, transforms, reports, tables = [], [], [], []
     for i, src in enumerate(greys):
         grey = np.asarray(_open(src))  # the one state in memory
@@ -430,7 +435,12 @@ def track_streamed(ref_labels: Source, greys: Sequence[Source], *,
             reports.append({"state": i, "reference": False, **rigid.report(), **how})
         labels.append(out)
         lab = StoredStates([out])[0]
-        tables.append(measure_grey(lab, grey, spacing=spacing,
+        cal = None if ref_peaks is None else calibrate_state(
+            ref_peaks, grey, None if phases is None else np.asarray(_open(phases[i])),
+            calibrate, state=i)
+        if cal is not None:
+            reports[-1]["calibration"] = cal
+        tables.append(measure_grey(lab, apply_calibration(grey, cal), spacing=spacing,
                                    exclude_layers=exclude_layers)[0])
         del grey, lab
     states = StoredStates(labels)
@@ -440,6 +450,16 @@ def track_streamed(ref_labels: Source, greys: Sequence[Source], *,
                             drop_border=drop_border)
     return TrackResult(states, transforms, reports, cleaning, tables, reference,
                        tuple(spacing), labels_id(ref_ids))
+
+
+def _reference_peaks(ref_grey: Any, phases: Sequence[Source] | None,
+                     regions: Sequence[int | str] | None, reference: int) -> Any:
+    """The reference state's calibration peaks (None without ``regions``)."""
+    if not regions:
+        return None
+    grey = np.asarray(ref_grey)
+    ph = None if phases is None else np.asarray(_open(phases[reference]))
+    return region_peaks(grey, region_masks(grey, ph, regions, state=reference))
 
 
 def _register(i: int, ref_small: np.ndarray | None, ref_grey: Any, grey: np.ndarray,

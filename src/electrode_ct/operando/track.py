@@ -13,6 +13,12 @@ import pandas as pd
 from electrode_ct.errors import InputError, ShapeError
 from electrode_ct.labels import check_labels
 from electrode_ct.measure.intensity import measure_grey
+from electrode_ct.operando.calibrate import (
+    apply_calibration,
+    calibrate_state,
+    region_masks,
+    region_peaks,
+)
 from electrode_ct.operando.clean import clean_tracks
 from electrode_ct.operando.propagate import otsu_foreground, propagate_labels
 from electrode_ct.operando.register import Rigid, register_rigid
@@ -153,6 +159,7 @@ def track(
     volume_tolerance: float = 0.2,
     drop_border: bool = True,
     min_correlation: float = 0.3,
+    calibrate: Sequence[int | str] | None = None,
 ) -> TrackResult:
     """Track reference particles through a series of states.
 
@@ -183,6 +190,12 @@ def track(
         Drop particles touching the volume faces in any state.
     min_correlation : float
         A state whose registered correlation is lower is reported as not registered.
+    calibrate : sequence of int or "background", optional
+        Reference regions of the grey-level calibration
+        (:func:`electrode_ct.operando.calibrate.region_masks`: phase values of ``phases``,
+        or ``"background"``). Each state's grey is mapped onto the reference's scale by
+        its region peaks before it is measured; the drift is in ``registration[i]
+        ["calibration"]``.
 
     Returns
     -------
@@ -210,6 +223,7 @@ def track(
             raise ShapeError(f"grey {i}: shape {g.shape} differs from the reference labels "
                              f"{ref.shape}")
         gs.append(g)
+    cals = _calibrations(gs, phases, calibrate, reference)  # a bad region fails first
     labels: list[np.ndarray] = []
     transforms: list[Rigid] = []
     reports: list[dict[str, Any]] = []
@@ -228,7 +242,26 @@ def track(
     others = [lab for i, lab in enumerate(labels) if i != reference]
     cleaning = clean_tracks(ref, others, volume_tolerance=volume_tolerance,
                             drop_border=drop_border)
-    tables = [measure_grey(lab, g, spacing=spacing, exclude_layers=exclude_layers)[0]
-              for lab, g in zip(labels, gs, strict=True)]
+    for rep, cal in zip(reports, cals, strict=True):
+        if cal is not None:
+            rep["calibration"] = cal
+    tables = [measure_grey(lab, apply_calibration(g, cal), spacing=spacing,
+                           exclude_layers=exclude_layers)[0]
+              for lab, g, cal in zip(labels, gs, cals, strict=True)]
     return TrackResult(labels, transforms, reports, cleaning, tables, reference, spacing,
                        labels_id(ref))
+
+
+def _calibrations(greys: Sequence[np.ndarray], phases: Sequence[Any] | None,
+                  regions: Sequence[int | str] | None, reference: int) -> list[dict | None]:
+    """Per state: its calibration against the reference (None without ``regions``)."""
+    if not regions:
+        return [None] * len(greys)
+
+    def phase(i: int) -> np.ndarray | None:
+        return None if phases is None else np.asarray(getattr(phases[i], "data", phases[i]))
+
+    ref_peaks = region_peaks(greys[reference], region_masks(
+        greys[reference], phase(reference), regions, state=reference))
+    return [calibrate_state(ref_peaks, g, phase(i), regions, state=i)
+            for i, g in enumerate(greys)]

@@ -153,6 +153,15 @@ class TrackStep(_Strict):
     """Operando: register states to ``input.reference_state`` and propagate particle ids."""
 
     enabled: bool = True
+    calibrate: list[str] = Field(
+        [], description="Grey-level calibration regions: phase names (or values) of the "
+        "phase volumes, or 'background' (below each state's Otsu threshold); each state's "
+        "grey is mapped onto the reference's by the regions' histogram peaks before it is "
+        "measured; [] for none.")
+    volume_tolerance: float = Field(
+        0.2, gt=0, description="A particle whose voxel count changes by more than this "
+        "fraction in any state is inconsistent and left out with its neighbours; cracks "
+        "that open take voxels out of a particle, so series that crack need more (the demo: 0.5).")
 
 
 class CracksStep(_Strict):
@@ -204,6 +213,15 @@ class StatsStep(_Strict):
     roi: bool = True
     keep_border: bool = Field(False, description="Keep the particles touching a face of the "
                               "volume (GREAT2 leaves them out).")
+    conditions: dict[str, str] = Field(
+        {}, description="Condition pies: category -> DataFrame.eval expression over the "
+        "particle table (tracked states add delta, sem_delta, z), first match wins; default "
+        "for tracked runs: darker / brighter than 2 SEM of the change.")
+    paint: list[str] = Field(
+        [], description="Particle columns painted into image space, one float32 volume per "
+        "state (volumes/paint_<column>_<state>); delta, sem_delta, z for tracked states.")
+    change_map: bool = Field(True, description="Tracked runs: the intra-particle change map "
+                             "of the most darkened particle (volumes/change_map.tif).")
 
     @field_validator("by", "position")
     @classmethod
@@ -211,6 +229,17 @@ class StatsStep(_Strict):
         try:
             parse_subsets(v, name=f"steps.stats.{info.field_name}",
                           axis=info.field_name == "position")
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, v: dict[str, str]) -> dict[str, str]:
+        from electrode_ct.conditions import parse_conditions
+
+        try:
+            parse_conditions([f"{k}={e}" for k, e in v.items()], name="steps.stats.conditions")
         except InputError as exc:
             raise ValueError(str(exc)) from None
         return v

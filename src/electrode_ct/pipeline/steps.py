@@ -424,7 +424,9 @@ def step_track(run: Run) -> StepResult:
         ph = [phases(run, i).numpy() for i in range(n_states(run))]
         result = track(labels.numpy(), greys, spacing=labels.spacing, reference=ref,
                        phases=ph, phase_value=phase_value,
-                       exclude_layers=run.cfg.steps.measure.exclude_layers)
+                       exclude_layers=run.cfg.steps.measure.exclude_layers,
+                       calibrate=_calibration_regions(run, cmap),
+                       volume_tolerance=run.cfg.steps.track.volume_tolerance)
         n_ref, clean = int(labels.numpy().max()), None
     kept = list(set(int(v) for v in result.kept))
     outputs = {}
@@ -440,6 +442,12 @@ def step_track(run: Run) -> StepResult:
     return StepResult(outputs, {"registration": result.registration, "n_reference": n_ref,
                                 "n_tracked": int(result.n_tracked),
                                 "stamp": result.stamp()})
+
+
+def _calibration_regions(run: Run, cmap: dict[str, int] | None) -> list[int | str]:
+    """``steps.track.calibrate`` as phase values (or ``"background"``)."""
+    return [r if r == "background" else resolve_phase(r, cmap, where="steps.track.calibrate")
+            for r in run.cfg.steps.track.calibrate]
 
 
 def _track_engine(run: Run, labels: Volume, phase_value: int | None, ref: int
@@ -466,7 +474,9 @@ def _track_engine(run: Run, labels: Volume, phase_value: int | None, ref: int
     plan = StreamPlan(block_shape=blocks, halo=(ext,) * 3, client=eng.client(), work=work)
     result = track_streamed(lab, greys, spacing=labels.spacing, phases=phs,
                             phase_value=phase_value, reference=ref, plan=plan,
-                            exclude_layers=run.cfg.steps.measure.exclude_layers)
+                            exclude_layers=run.cfg.steps.measure.exclude_layers,
+                            calibrate=_calibration_regions(run, _phases_lazy(run, ref).class_map),
+                            volume_tolerance=run.cfg.steps.track.volume_tolerance)
 
     def clean() -> None:  # working copies of the inputs and the states' label stores
         for r in [lab, *greys, *phs]:
@@ -495,9 +505,12 @@ def step_measure(run: Run) -> StepResult:
         if engine(run).use_engine(2 * lazy.nbytes, IN_MEMORY_FACTOR):
             table, radial = _measure_engine(run, i, lazy)
         else:
+            from electrode_ct.operando import apply_calibration
+
             lab = particle_labels(run, i)
             table, radial = particle_table(
-                lab.numpy(), grey_input(run, i).numpy() if has_grey(run) else None,
+                lab.numpy(), apply_calibration(grey_input(run, i).numpy(), _calibration(run, i))
+                if has_grey(run) else None,
                 spacing=lab.spacing, properties=p.properties, exclude_layers=p.exclude_layers)
         meta = {TRACKING_KEY: {**stamp, "state": i}} if stamp else None
         outputs[f"particles_{i}"] = str(write_table(
@@ -513,6 +526,12 @@ def step_measure(run: Run) -> StepResult:
     return StepResult(outputs, summary)
 
 
+def _calibration(run: Run, i: int) -> dict[str, Any] | None:
+    """The track step's grey-level calibration of state ``i`` (None without one)."""
+    reg = run.summary("track").get("registration") or []
+    return reg[i].get("calibration") if i < len(reg) else None
+
+
 def _labels_path(run: Run, i: int) -> Path:
     """The particle label volume of state ``i`` (tracked labels for operando runs)."""
     if "track" in run.results and f"labels_{i}" in run.results["track"].outputs:
@@ -526,6 +545,9 @@ def _measure_engine(run: Run, i: int, labels: Volume) -> tuple[Any, Any]:
     from electrode_ct.pipeline.compute import engine
 
     p, eng = run.cfg.steps.measure, engine(run)
+    if _calibration(run, i) is not None:
+        raise ConfigError("steps.track.calibrate: the calibrated grey is measured in memory "
+                          "only; set it to [] for inputs this large (or measure in memory)")
     grey = None
     if has_grey(run):
         inp = run.cfg.input
@@ -672,9 +694,13 @@ def step_stats(run: Run) -> StepResult:
     stats["subset"] = stats["subset"].astype(str)  # "all" beside bin numbers
     rel = str(write_table(stats, run.path("tables/stats.parquet"), csv=True).relative_to(run.out))
     outputs = {"stats": rel, **_stats_profiles(run, prep, states, ref, by, pos)}
-    return StepResult(outputs, {"column": col, "rows": len(stats),
-                                "reference_state": reference_state(run),
-                                **prep.summary(), **size_summary(size, prep.tables)})
+    from electrode_ct.pipeline.great2 import great2_outputs  # conditions, paint, change map
+
+    more, extra = great2_outputs(run, prep, states, ref, col)
+    return StepResult({**outputs, **more}, {"column": col, "rows": len(stats),
+                                            "reference_state": reference_state(run),
+                                            **prep.summary(), **size_summary(size, prep.tables),
+                                            **extra})
 
 
 def _stats_profiles(run: Run, prep: Any, states: list[int], ref: int, by: Any,

@@ -98,6 +98,58 @@ def condition_chart(percentages: Mapping[str, float] | pd.Series,
     return fig
 
 
+def condition_pies(shares: pd.DataFrame, *, title: str = "particles per condition"
+                   ) -> Figure:
+    """One pie per state of :func:`electrode_ct.conditions.state_conditions` output.
+
+    Each particle is in exactly one category, so each pie's wedges sum to 100 %; the
+    wedge labels give the percentage and the particle count.
+    """
+    states = list(dict.fromkeys(shares["state"]))
+    cats = list(dict.fromkeys(shares["category"]))
+    colours = dict(zip(cats, plt.get_cmap("tab10").colors, strict=False))
+    fig, axes = plt.subplots(1, len(states), figsize=(3.4 * len(states) + 1.2, 3.6),
+                             squeeze=False)
+    for ax, st in zip(axes[0], states, strict=True):
+        part = shares[shares["state"] == st]
+        ax.pie(part["n"], colors=[colours[c] for c in part["category"]], startangle=90,
+               counterclock=False, wedgeprops={"linewidth": 0.8, "edgecolor": "white"},
+               autopct=lambda v: f"{v:.0f} %" if v >= 4 else "")
+        ax.set_title(f"state {st} (n = {int(part['n_total'].iloc[0])})", fontsize=10)
+    fig.legend([plt.Rectangle((0, 0), 1, 1, color=colours[c]) for c in cats], cats,
+               loc="lower center", ncol=min(len(cats), 3), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+def state_normals(summary: pd.DataFrame, *, title: str = "") -> Figure:
+    """The modelled normal distribution N(Ī, SE_tot²) of each state's mean grey level.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`electrode_ct.stats.summarise` rows (``state``, ``I_mean``, ``SE_tot``) of
+        one subset; rows without a finite positive SE_tot are left out.
+    """
+    ok = summary[np.isfinite(summary["SE_tot"]) & (summary["SE_tot"] > 0)]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    lo = float((ok["I_mean"] - 4 * ok["SE_tot"]).min())
+    hi = float((ok["I_mean"] + 4 * ok["SE_tot"]).max())
+    x = np.linspace(lo, hi, 400)
+    for _, r in ok.sort_values("state").iterrows():
+        m, s = float(r["I_mean"]), float(r["SE_tot"])
+        y = np.exp(-0.5 * ((x - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+        (line,) = ax.plot(x, y, label=f"state {r['state']}: Ī = {m:.6g} ± {s:.2g}")
+        ax.fill_between(x, y, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_xlabel("Ī (grey levels)")
+    ax.set_ylabel("probability density")
+    ax.set_title(title or "modelled normal distributions of Ī per state (σ = SE_tot)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def paint_property(labels: np.ndarray, table: pd.DataFrame, column: str, *,
                    fill: float = np.nan) -> np.ndarray:
     """A per-particle property painted back into image space (float32).
@@ -140,19 +192,30 @@ def painted_figure(labels: np.ndarray, table: pd.DataFrame, column: str, *,
 
 
 def change_map_figure(diff: np.ndarray, *, limit: float | None = None,
-                      title: str = "grey-level change (state − reference)") -> Figure:
-    """Orthogonal centre slices of an intra-particle change map (diverging colours)."""
+                      title: str = "grey-level change (state − reference)",
+                      label: str = "Δ grey level", diverging: bool = True) -> Figure:
+    """Orthogonal centre slices of a volume: an intra-particle change map (diverging
+    colours, symmetric about 0) or, ``diverging=False``, a painted particle property
+    (sequential colours over its 2–98 % range). NaN (background) stays blank."""
     d = np.asarray(diff, dtype=np.float32)
     if d.ndim == 2:
         d = d[None]
-    lim = limit or float(np.nanpercentile(np.abs(d), 98)) if np.isfinite(d).any() else 1.0
+    fin = np.isfinite(d).any()
+    if diverging:
+        lim = limit or (float(np.nanpercentile(np.abs(d), 98)) if fin else 1.0)
+        kw = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}
+    else:
+        lo, hi = np.nanpercentile(d, [2, 98]) if fin else (0.0, 1.0)
+        kw = {"cmap": "viridis", "vmin": float(lo), "vmax": float(hi)}
     z, y, x = (s // 2 for s in d.shape)
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.4))
     for ax, (name, img) in zip(axes, [("XY", d[z]), ("XZ", d[:, y]), ("YZ", d[:, :, x])],
                                strict=True):
-        im = ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        im = ax.imshow(img, interpolation="nearest", **kw)
         ax.set_title(name)
-        ax.set_axis_off()
-    fig.colorbar(im, ax=list(axes), label="Δ grey level", shrink=0.8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_facecolor("0.85")  # NaN (background) grey, apart from a change of 0
+    fig.colorbar(im, ax=list(axes), label=label, shrink=0.8)
     fig.suptitle(title)
     return fig

@@ -21,9 +21,12 @@ header{background:#1f3b73;color:#fff;padding:18px 32px}header h1{margin:0;font-s
 main{max-width:1200px;margin:0 auto;padding:16px 32px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 20px;margin:16px 0}
 h2{color:#1f3b73;font-size:19px;margin-top:4px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}
+main,section{min-width:0}
+.tablewrap{max-width:100%;overflow-x:auto;margin:8px 0}
+table{border-collapse:collapse;font-size:13px;margin:0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eef}
 img{max-width:100%;height:auto;display:block;margin:8px 0}
+pre{overflow-x:auto}
 .note{color:#666;font-size:13px}code{background:#f0f0f0;padding:1px 4px}
 nav a{margin-right:12px;color:#1f3b73}
 """
@@ -61,8 +64,10 @@ class Section:
             df = pd.DataFrame({"quantity": list(df), "value": [_fmt(v, float_format)
                                                                for v in df.values()]})
         shown = df.head(max_rows)
-        self.parts.append(shown.to_html(index=False, float_format=lambda v: float_format.format(v),
-                                        border=0, escape=True))
+        # wide tables scroll inside their own box instead of widening the page
+        self.parts.append('<div class="tablewrap">' + shown.to_html(
+            index=False, float_format=lambda v: float_format.format(v), border=0, escape=True)
+            + "</div>")
         if len(df) > max_rows:
             self.parts.append(f'<p class="note">{max_rows} of {len(df)} rows shown.</p>')
         return self
