@@ -65,6 +65,7 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
                 "particles": {"phase": "active", "heal_cracks_um": 0.6, "min_volume_um3": 5.0},
                 "measure": {"exclude_layers": 2},
                 "cracks": {"enabled": True,  # the phantom's truth: ROC, precision-recall
+                           "method": "cnn",  # the shipped CNN: training curves, m-sweep
                            "truth": [str(inputs / f"operando/state_{i}/truth.parquet")
                                      for i in range(3)],
                            "truth_labels": [str(inputs / f"operando/state_{i}/particles.tif")
