@@ -93,6 +93,7 @@ def operando_config(out: Path) -> dict[str, Any]:
             "track": {"calibrate": ["pore"], "volume_tolerance": 0.5},
             "measure": {"exclude_layers": 1},
             "cracks": {"enabled": True,  # the phantom's truth: ROC, precision-recall
+                       "method": "cnn",  # the shipped CNN: training curves, m-sweep
                        "truth": [str(inputs / f"operando/state_{i}/truth.parquet")
                                  for i in range(3)],
                        "truth_labels": [str(inputs / f"operando/state_{i}/particles.tif")

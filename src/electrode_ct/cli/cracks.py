@@ -63,7 +63,7 @@ def classify_cmd(
     labels: str = typer.Argument(..., help="Particle labels (uint, 0 = background)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     model: str = typer.Option(None, "--model", help="Cracks model (default: the shipped "
-                              "features classifier)."),
+                              "features classifier; the shipped CNN with --method cnn)."),
     method: str = typer.Option(None, "--method", help="features | cnn (checked against the "
                                "model)."),
     slices: int = typer.Option(None, "--slices", help="CNN: slices per axis (default: the "

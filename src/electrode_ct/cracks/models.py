@@ -17,6 +17,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "data" / \
     "cracks_features_default.ectmodel"
 """The shipped features classifier (trained on phantoms by
 ``scripts/train_default_cracks_model.py``)."""
+DEFAULT_CNN_MODEL = DEFAULT_MODEL.with_name("cracks_cnn_default.ectmodel")
+"""The shipped CNN classifier (trained on phantoms by ``scripts/train_default_cracks_cnn.py``;
+used for ``method="cnn"`` without a model file)."""
 
 
 def check_method(method: str | None) -> None:
@@ -26,7 +29,8 @@ def check_method(method: str | None) -> None:
 
 
 def load_cracks_model(path: str | Path | None, *, method: str | None = None) -> Any:
-    """Load a cracks model (default: the shipped features model); check its method.
+    """Load a cracks model (default: the shipped features model, or the shipped CNN for
+    ``method="cnn"``); check its method.
 
     Raises
     ------
@@ -36,7 +40,8 @@ def load_cracks_model(path: str | Path | None, *, method: str | None = None) -> 
     from electrode_ct.cracks import cnn_model, features_model  # noqa: F401 (kinds)
     from electrode_ct.segment.models import load_model, read_header
 
-    p = Path(path) if path is not None else DEFAULT_MODEL
+    p = Path(path) if path is not None else \
+        (DEFAULT_CNN_MODEL if method == "cnn" else DEFAULT_MODEL)
     head = read_header(p)
     kind = head.get("kind")
     if kind not in (features_model.KIND, cnn_model.KIND):
@@ -49,20 +54,18 @@ def load_cracks_model(path: str | Path | None, *, method: str | None = None) -> 
 
 
 def resolve_model(model: Any, *, method: str | None = None) -> Any:
-    """A loaded cracks model from a model object, a model file or None (the shipped one).
+    """A loaded cracks model from a model object, a model file or None (the shipped one
+    of ``method``: the features model by default, the CNN for ``method="cnn"``).
 
     Raises
     ------
     InputError
         Unknown ``method``.
     ModelError
-        No CNN model given for ``method="cnn"``, or a model of another method.
+        A model of another method.
     """
     check_method(method)
     if model is None or isinstance(model, (str, Path)):
-        if model is None and method == "cnn":
-            raise ModelError("--method cnn needs --model (train one with 'ect cracks train "
-                             "--method cnn'); no CNN model is shipped")
         return load_cracks_model(model, method=method)
     if method is not None and model.method != method:
         raise ModelError(f"model is a {model.method!r} cracks model, but method {method!r} "

@@ -148,11 +148,13 @@ def render_figure(labels: np.ndarray, spacing: Any, flawed_ids: np.ndarray, *,
 
 
 def _model_training(man: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The ``training`` record of the run's cracks model file (None for the shipped
-    model or a missing file)."""
+    """The ``training`` record of the run's cracks model file (the shipped CNN for
+    ``method: cnn`` without one; None for the shipped features model or a missing file)."""
+    from electrode_ct.cracks.models import DEFAULT_CNN_MODEL
     from electrode_ct.segment.models import read_header
 
-    path = man.get("config", {}).get("steps", {}).get("cracks", {}).get("model")
+    step = man.get("config", {}).get("steps", {}).get("cracks", {})
+    path = step.get("model") or (DEFAULT_CNN_MODEL if step.get("method") == "cnn" else None)
     if not path or not Path(path).exists():
         return None
     return read_header(Path(path)).get("training")
