@@ -4,6 +4,8 @@
   ``--voxel-size 1 0.5 0.5``) have their following numeric tokens joined with commas,
   so each command sees one string (parsed with :func:`parse_floats`).
 - ``--quiet`` / ``-q`` may appear anywhere; it is removed and recorded globally.
+- ``particles train`` becomes the command ``particles-train`` (``ect particles`` itself
+  takes positional files, so it cannot be a command group).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def normalise(argv: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     STATE["quiet"] = False
+    if argv[:2] == ["particles", "train"]:
+        argv = ["particles-train", *argv[2:]]
     while i < len(argv):
         tok = argv[i]
         if tok in ("--quiet", "-q"):

@@ -92,20 +92,13 @@ class ParticlesStep(_Strict):
 
     enabled: bool = True
     phase: str = "active"
-    method: Literal["distance", "triplanar", "boundary"] = "distance"
+    method: Literal["distance", "triplanar", "boundary", "learned"] = "distance"
+    model: str | None = Field(None, description="particles-cnn model of the learned, boundary "
+                              "and triplanar methods (default: the shipped model).")
     heal_cracks_um: float = 0.0
     h: float | None = None
     min_volume_um3: float = 0.0
     remove_border: bool = False
-
-    @field_validator("method")
-    @classmethod
-    def _method_wired(cls, v: str) -> str:
-        if v != "distance":
-            raise ValueError(f"method {v!r} needs learned probabilities (boundary or "
-                             "per-plane predictions) that the pipeline does not provide yet; "
-                             "use 'distance' here or `ect particles --method " + v + "`")
-        return v
 
 
 class MeasureStep(_Strict):
