@@ -16,11 +16,14 @@
 - Healed results also with one healing width only (``heal_alternative=1``,
   ``single_width``: before the wider-healing hypothesis), same run.
 
+- ``--learned [--model M] [--shape N]``: the learned instance model beside the classical
+  route on the same phantoms (micro and nano, the harder family), the real packing and the
+  prediction speed (:mod:`_particles_learned`).
 - ``--speed N``: Mvoxel/s of the separation on one worker on an N³ phantom, against one
   ``edt`` pass (:func:`speed`); ``--speed-blocks B`` adds the ownership engine.
 
 Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/particles.py [--quick]
-[--phantom-only] [--speed N [--speed-blocks B]]``.
+[--phantom-only] [--speed N [--speed-blocks B]] [--learned [--model M] [--shape N]]``.
 """
 
 from __future__ import annotations
@@ -237,6 +240,13 @@ def main() -> None:
     parser.add_argument("--speed-blocks", type=int, default=0, metavar="B",
                         help="With --speed: also the ownership engine with blocks of B³.")
     parser.add_argument("--quick", action="store_true", help="Small smoke run.")
+    parser.add_argument("--learned", action="store_true",
+                        help="The learned instance model beside the classical route only "
+                        "(benchmarks/_particles_learned.py).")
+    parser.add_argument("--model", default=None, help="With --learned: a particles-cnn "
+                        "model (default: the shipped one).")
+    parser.add_argument("--shape", type=int, default=0, help="With --learned: phantom edge "
+                        "(default 128, 64 with --quick).")
     parser.add_argument("--no-marching-cubes", action="store_true",
                         help="Skip the per-particle marching-cubes reference (~3 min full).")
     parser.add_argument("--phantom-only", action="store_true",
@@ -244,6 +254,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.speed:
         print(json.dumps(speed(args.speed, blocks=args.speed_blocks), indent=1))
+        return
+    if args.learned:
+        from _particles_learned import learned_figures
+
+        classical = {"heal_cracks_um": HEAL_UM, "h": H_UM, "smooth": SMOOTH_VOXELS,
+                     "min_volume_um3": MIN_VOLUME_UM3}
+        print(json.dumps(learned_figures(
+            args.model, shape=args.shape or (64 if args.quick else 128),
+            seeds=SEEDS[:2] if args.quick else SEEDS, phantom=PHANTOM | {"modality": "micro"},
+            classical=classical, quick=args.quick), indent=1))
         return
 
     from skimage.measure import regionprops_table

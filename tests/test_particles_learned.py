@@ -160,6 +160,16 @@ def test_cli_train_predict_boundary_and_errors(run_cli, tmp_path):
     res = json.loads(out)
     lab = tifffile.imread(tmp_path / "p.tif")
     assert res["method"] == "learned" and res["n_particles"] == int(lab.max())
+    code, out, err = run_cli("compare-instances", tmp_path / "p.tif", tmp_path / "l.tif",
+                             "--slices", "5", "--plot", tmp_path / "pr.png", "--overlay",
+                             tmp_path / "ov.png", "--grey", tmp_path / "g.tif", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["plot"] == str(tmp_path / "pr.png") and len(res["slices"]["slices"]) == 5
+    from PIL import Image
+
+    assert Image.open(tmp_path / "pr.png").size[0] > 100
+    assert Image.open(tmp_path / "ov.png").size[0] > 100
     code, _, err = run_cli("segment", "predict", tmp_path / "m.ectmodel", tmp_path / "g.tif",
                            tmp_path / "c.tif", "--boundary", tmp_path / "b.tif")
     assert code == 0, err

@@ -348,6 +348,22 @@ def coco_cmd(
         f"{res['n_train_annotations'] + res['n_val_annotations']} annotations")
 
 
+def _figures(res: dict[str, Any], pred: np.ndarray, truth: np.ndarray, grey: Any, *,
+             plot: Path | None, overlay: Path | None, axis: int) -> None:
+    """``--plot`` / ``--overlay`` of ``compare-instances``."""
+    from electrode_ct.metrics.instance_figures import overlay_figure, pr_figure
+
+    if plot is not None:
+        curves = {"3-D": res}
+        if "slices" in res:
+            curves[f"{len(res['slices']['slices'])} slices"] = res["slices"]
+        pr_figure(curves, path=plot)
+        res["plot"] = str(plot)
+    if overlay is not None and pred.ndim == 3:
+        overlay_figure(pred, truth, grey=grey, axis=axis, path=overlay)
+        res["overlay"] = str(overlay)
+
+
 @app.command("compare-instances")
 def compare_instances_cmd(
     labels: str = typer.Argument(..., help="Predicted particle labels."),
@@ -357,6 +373,11 @@ def compare_instances_cmd(
     ),
     axis: str = typer.Option("z", "--axis", help="Slicing axis of --slices."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the slice choice."),
+    plot: Path = typer.Option(None, "--plot", help="Write the precision-recall curves at "
+                              "IoU 0.5 (3-D, and the --slices pool) (.png/.svg)."),
+    overlay: Path = typer.Option(None, "--overlay", help="Write a reference (green) vs "
+                                 "prediction (magenta) outline overlay of the middle slice."),
+    grey: str = typer.Option(None, "--grey", help="Grey volume under the --overlay."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Instance metrics: precision, recall, F1 and AP at IoU 0.5, AP@[.5:.95], splits, merges."""
@@ -368,9 +389,15 @@ def compare_instances_cmd(
     truth = check_labels(read(ref).numpy(), name=ref)
     if pred.shape != truth.shape:
         raise ShapeError(f"{labels}: shape {pred.shape} differs from {ref} {truth.shape}")
+    under = None
+    if grey is not None:
+        under = read_input(grey).numpy()
+        if under.shape != truth.shape:
+            raise ShapeError(f"{grey}: shape {under.shape} differs from {ref} {truth.shape}")
     res = match_instances(pred, truth)
     if slices > 0:
         res["slices"] = slice_instances(pred, truth, n_slices=slices, axis=_axis(axis), seed=seed)
+    _figures(res, pred, truth, under, plot=plot, overlay=overlay, axis=_axis(axis))
     if as_json:
         emit_json(res)
         return
