@@ -44,7 +44,7 @@ def phantoms(shape: tuple[int, int, int], seeds: Sequence[int]) -> tuple[list, l
     from electrode_ct.synth import electrode
 
     greys, labels = [], []
-    for name, fam in FAMILIES.items():
+    for fam in FAMILIES.values():
         for seed in seeds:
             settings = {**COMMON, **fam}
             settings["radius_sd_um"] = 0.25 * settings["radius_mean_um"]
