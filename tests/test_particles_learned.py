@@ -222,8 +222,15 @@ def test_pipeline_model_methods(tiny, tmp_path, method, least_ap50):
                                    "model": str(tmp_path / "m.ectmodel")},
                      "measure": {"enabled": False}, "metrics": {"enabled": False},
                      "cracks": {"enabled": False}, "stats": {"enabled": False},
-                     "report": {"enabled": False}}}
+                     "report": {"enabled": method == "learned"}}}
+    tifffile.imwrite(tmp_path / "truth.tif", truth.astype(np.uint32))
+    cfg["input"]["reference_particles"] = str(tmp_path / "truth.tif")
     run_pipeline(parse_config(yaml.safe_load(yaml.safe_dump(cfg))), quiet=True)
     lab = tifffile.imread(next((tmp_path / "out" / "volumes").glob("particles.*")))
     m = match_instances(*away_from_border(lab.astype(np.uint32), truth.astype(np.uint32)))
     assert lab.max() > 10 and m["ap50"] >= least_ap50
+    if method == "learned":  # the report's instance evaluation of the same labels
+        html = (tmp_path / "out" / "report.html").read_text()
+        assert "Particle instances vs reference" in html and "precision-recall" in html
+        whole = match_instances(lab.astype(np.uint32), truth.astype(np.uint32))
+        assert f"{whole['ap50']:.4g}"[:4] in html

@@ -39,6 +39,9 @@ class InputConfig(_Strict):
     reference: str | None = Field(
         None, description="Reference phase labels for segmentation quality.")
     reference_ignore: int | None = Field(None, description="Reference value to ignore.")
+    reference_particles: str | None = Field(
+        None, description="Reference particle ids (ground truth) of the reference state: "
+        "the report's instance evaluation (PR curves, mAP@0.5, overlay).")
     reference_state: int = Field(
         0, ge=0, description="Index of the reference (pristine) state: particles are "
         "separated on it, tracking propagates its ids, measure (untracked), metrics, "
@@ -293,6 +296,8 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     if cfg.input.phases:
         cfg.input.phases = [fix(g) for g in cfg.input.phases]  # type: ignore[misc]
     cfg.input.reference = fix(cfg.input.reference)
+    cfg.input.reference_particles = fix(cfg.input.reference_particles)
+    cfg.steps.particles.model = fix(cfg.steps.particles.model)
     cfg.steps.segment.scribbles = fix(cfg.steps.segment.scribbles)
     cfg.steps.segment.model = fix(cfg.steps.segment.model)
     cfg.steps.cracks.model = fix(cfg.steps.cracks.model)
