@@ -297,7 +297,8 @@ def report_sections(folder: str | Path, *, prefix: str = "") -> list[Section]:
     from electrode_ct.report.instances import instance_sections
 
     sections = (_dataset(out, man) + _segmentation(man) + _metrics(man) + _particles(out, man)
-                + instance_sections(out, man) + _radial(out, man) + _cracks(out, man) + _stats(out, man) + _provenance(man))
+                + instance_sections(out, man) + _radial(out, man) + _cracks(out, man)
+                + _stats(out, man) + _provenance(man))
     for sec in sections:
         sec.title = prefix + sec.title
     return sections
