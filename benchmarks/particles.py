@@ -247,6 +247,10 @@ def main() -> None:
                         "model (default: the shipped one).")
     parser.add_argument("--shape", type=int, default=0, help="With --learned: phantom edge "
                         "(default 128, 64 with --quick).")
+    parser.add_argument("--parts", default="micro,nano,hard,real,speed",
+                        help="With --learned: which parts (comma-separated).")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="With --learned: the first N of the six seeds.")
     parser.add_argument("--no-marching-cubes", action="store_true",
                         help="Skip the per-particle marching-cubes reference (~3 min full).")
     parser.add_argument("--phantom-only", action="store_true",
@@ -262,8 +266,9 @@ def main() -> None:
                      "min_volume_um3": MIN_VOLUME_UM3}
         print(json.dumps(learned_figures(
             args.model, shape=args.shape or (64 if args.quick else 128),
-            seeds=SEEDS[:2] if args.quick else SEEDS, phantom=PHANTOM | {"modality": "micro"},
-            classical=classical, quick=args.quick), indent=1))
+            seeds=SEEDS[:args.seeds or (2 if args.quick else len(SEEDS))],
+            phantom=PHANTOM | {"modality": "micro"}, classical=classical, quick=args.quick,
+            parts=tuple(args.parts.split(","))), indent=1))
         return
 
     from skimage.measure import regionprops_table
