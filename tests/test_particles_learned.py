@@ -1,7 +1,6 @@
 """The learned particle instance model: training, tri-planar assembly, CLI, pipeline, errors."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,8 +111,6 @@ def test_perfect_plane_predictions_reproduce_the_truth():
     assert tri.n_particles == 3 and match_instances(tri.labels, truth)["ap50"] == 1.0
 
 
-@pytest.mark.skipif(not (Path(__file__).parents[1] / "src/electrode_ct/data/"
-                          "particles_default.ectmodel").exists(), reason="not trained yet")
 def test_shipped_model_separates_touching_spheres():
     model = default_model()
     assert model.kind == "particles-cnn" and model.training.get("phantoms")
