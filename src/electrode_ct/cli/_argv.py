@@ -33,8 +33,6 @@ def normalise(argv: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     STATE["quiet"] = False
-    if argv[:2] == ["particles", "train"]:
-        argv = ["particles-train", *argv[2:]]
     while i < len(argv):
         tok = argv[i]
         if tok in ("--quiet", "-q"):
@@ -61,6 +59,8 @@ def normalise(argv: list[str]) -> list[str]:
             continue
         out.append(tok)
         i += 1
+    if out[:2] == ["particles", "train"]:
+        out = ["particles-train", *out[2:]]
     return out
 
 
