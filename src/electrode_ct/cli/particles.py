@@ -114,6 +114,9 @@ def particles_cmd(
 ) -> None:
     """Split the particle phase into particles, keeping cracked particles whole.
 
+    --method learned takes the grey volume and a particle instance model (trained with
+    'ect particles train GREY LABELS --model M'; default: the shipped one).
+
     Large volumes (or any compute option) run block by block on Dask: each block keeps the
     particles whose first voxel it holds; the labels equal the in-memory ones.
     """
