@@ -26,6 +26,7 @@ from electrode_ct.segment.cnn.instances import (  # noqa: E402
     train_instances,
 )
 from electrode_ct.synth import electrode  # noqa: E402
+from test_particles import spheres as _spheres  # noqa: E402
 
 EASY = {"voxel_size": 1.0, "radius_mean_um": 5.0, "radius_sd_um": 1.0, "cbd_fraction": 0.0,
         "active_fraction": 0.4, "cracked_fraction": 0.3, "crack_width_um": 1.5,
@@ -49,11 +50,8 @@ def tiny():
 
 
 def spheres(shape, centres, r):
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    out = np.zeros(shape, np.uint32)
-    for i, (cz, cy, cx) in enumerate(centres, start=1):
-        out[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= r * r] = i
-    return out
+    """``test_particles.spheres`` as uint32 instance labels."""
+    return _spheres(shape, centres, r).astype(np.uint32)
 
 
 def touching_grey(truth, seed=0):
