@@ -16,12 +16,16 @@
 - Healed results also with one healing width only (``heal_alternative=1``,
   ``single_width``: before the wider-healing hypothesis), same run.
 
+- ``--learned [--model M] [--shape N]``: the learned instance model beside the classical
+  route on the same phantoms (micro and nano, the harder family), the real packing and the
+  prediction speed (:mod:`_particles_learned`).
 - ``--speed N``: Mvoxel/s of the separation on one worker on an N³ phantom, against one
   ``edt`` pass (:func:`speed`); ``--speed-blocks B`` adds the ownership engine.
 - ``--primitives N``: the exact primitives against the ones they replaced (:func:`primitives`).
 
 Run: ``flock /tmp/ect-heavy.lock .venv/bin/python benchmarks/particles.py [--quick]
-[--phantom-only] [--speed N [--speed-blocks B]] [--primitives N]``.
+[--phantom-only] [--speed N [--speed-blocks B]] [--primitives N]
+[--learned [--model M] [--shape N]]``.
 """
 
 from __future__ import annotations
@@ -61,39 +65,6 @@ def _segment_active(grey: np.ndarray) -> np.ndarray:
     return smooth > threshold_otsu(smooth)
 
 
-def _interior(pred: np.ndarray, truth: np.ndarray, *,
-              rule: str = "zone") -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate away from the volume border: truth particles touching a face are dropped.
-
-    ``rule="zone"``: a prediction with most (> 50 %) of its voxels on the dropped truth
-    particles taken together (the border zone, one COCO-style ignore region) is ignored,
-    not counted. ``rule="single"`` (the previous rule, reported alongside): only when one
-    dropped particle holds the majority, so a prediction straddling two truncated border
-    particles, and no interior particle, counts as a false positive.
-    Interior truth particles are never ignored: one swallowed by a border prediction is
-    a false negative under both rules.
-    """
-    from electrode_ct.labels import border_labels
-    from electrode_ct.metrics.instances import contingency
-    from electrode_ct.particles.cleanup import remove_labels
-
-    on_border_ids = border_labels(truth)
-    n = int(pred.max()) + 1
-    if rule == "zone":
-        zone = np.isin(truth, on_border_ids)
-        on = np.bincount(pred[zone].ravel(), minlength=n)
-    else:
-        table = contingency(pred, truth)
-        on_border = np.zeros(table["ref_size"].size, dtype=bool)
-        on_border[on_border_ids] = True
-        on = np.zeros(n, dtype=np.int64)
-        inter = np.where(on_border[table["ref_ids"]], table["intersection"], 0)
-        np.maximum.at(on, table["pred_ids"], inter)
-    size = np.bincount(pred.ravel(), minlength=n)
-    ignored = np.flatnonzero((2 * on > size) & (np.arange(n) > 0))
-    return remove_labels(pred, ignored), remove_labels(truth, on_border_ids)
-
-
 def _fill_only(info: Separation) -> np.ndarray:
     """The confidence of a ``Separation`` without its solidity factor (fill ratio and peak
     only)."""
@@ -107,7 +78,7 @@ def _fill_only(info: Separation) -> np.ndarray:
 
 def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float = H_UM,
              min_volume: float = MIN_VOLUME_UM3, heal: float = HEAL_UM) -> dict:
-    from electrode_ct.metrics.instances import match_instances
+    from electrode_ct.metrics.instances import away_from_border, match_instances
     from electrode_ct.particles import separate_particles
     from electrode_ct.synth import electrode
 
@@ -130,13 +101,13 @@ def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float =
         lab = info.labels
         scores = info.scores  # computed on first use: timed with the separation
         dt = time.perf_counter() - t0
-        pred_in, truth_in = _interior(lab, truth)
+        pred_in, truth_in = away_from_border(lab, truth)
         m = match_instances(pred_in, truth_in, scores=scores)
         # the same particles ranked by the bare distance peak (the first confidence) and
         # by the fill ratio alone, without the solidity factor (the previous confidence)
         m_peak = match_instances(pred_in, truth_in, scores=info.peak_um)
         m_fill = match_instances(pred_in, truth_in, scores=_fill_only(info))
-        single = match_instances(*_interior(lab, truth, rule="single"), scores=scores)
+        single = match_instances(*away_from_border(lab, truth, rule="single"), scores=scores)
         whole = match_instances(lab, truth, scores=scores)
         n_true = m["n_ref"]
         reference = {}
@@ -146,14 +117,14 @@ def _phantom(shape: int, seed: int, *, cracked_fraction: float = 0.3, h: float =
                                        spacing=ph.grey.spacing, heal_cracks_um=width,
                                        h=h, smooth=SMOOTH_VOXELS,
                                        min_volume_um3=min_volume, resplit=False)
-            m0 = match_instances(*_interior(info0.labels, truth), scores=info0.scores)
+            m0 = match_instances(*away_from_border(info0.labels, truth), scores=info0.scores)
             # one healing width only (before the wider-healing hypothesis, the previous
             # result)
             info1 = separate_particles(active.astype(np.uint8), phase=1,
                                        spacing=ph.grey.spacing, heal_cracks_um=width,
                                        h=h, smooth=SMOOTH_VOXELS,
                                        min_volume_um3=min_volume, heal_alternative=1.0)
-            m1 = match_instances(*_interior(info1.labels, truth), scores=info1.scores)
+            m1 = match_instances(*away_from_border(info1.labels, truth), scores=info1.scores)
             reference = {name: {
                 "n_particles": r["n_pred"], "ap50": r["ap50"], "ap": r["ap"],
                 "count_error": abs(r["n_pred"] - n_true) / max(n_true, 1),
@@ -328,6 +299,17 @@ def main() -> None:
     parser.add_argument("--primitives", type=int, default=0, metavar="N",
                         help="Only the exact primitives against the ones they replaced, N³.")
     parser.add_argument("--quick", action="store_true", help="Small smoke run.")
+    parser.add_argument("--learned", action="store_true",
+                        help="The learned instance model beside the classical route only "
+                        "(benchmarks/_particles_learned.py).")
+    parser.add_argument("--model", default=None, help="With --learned: a particles-cnn "
+                        "model (default: the shipped one).")
+    parser.add_argument("--shape", type=int, default=0, help="With --learned: phantom edge "
+                        "(default 128, 64 with --quick).")
+    parser.add_argument("--parts", default="micro,nano,hard,real,speed",
+                        help="With --learned: which parts (comma-separated).")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="With --learned: the first N of the six seeds.")
     parser.add_argument("--no-marching-cubes", action="store_true",
                         help="Skip the per-particle marching-cubes reference (~3 min full).")
     parser.add_argument("--phantom-only", action="store_true",
@@ -338,6 +320,17 @@ def main() -> None:
         return
     if args.speed:
         print(json.dumps(speed(args.speed, blocks=args.speed_blocks), indent=1))
+        return
+    if args.learned:
+        from _particles_learned import learned_figures
+
+        classical = {"heal_cracks_um": HEAL_UM, "h": H_UM, "smooth": SMOOTH_VOXELS,
+                     "min_volume_um3": MIN_VOLUME_UM3}
+        print(json.dumps(learned_figures(
+            args.model, shape=args.shape or (64 if args.quick else 128),
+            seeds=SEEDS[:args.seeds or (2 if args.quick else len(SEEDS))],
+            phantom=PHANTOM | {"modality": "micro"}, classical=classical, quick=args.quick,
+            parts=tuple(args.parts.split(","))), indent=1))
         return
 
     from skimage.measure import regionprops_table

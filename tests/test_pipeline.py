@@ -211,8 +211,6 @@ def test_config_values_refused_at_load(run_cli, tmp_path):
         ({"stats": {"position": "w:2"}}, "steps.stats.position: expected AXIS:N"),
         ({"stats": {"by": "sphericity:3"}, "measure": {"properties": "basic"}},
          "column 'sphericity' is not written by steps.measure"),
-        ({"particles": {"method": "boundary"}}, "method 'boundary' needs learned"),
-        ({"particles": {"method": "triplanar"}}, "method 'triplanar' needs learned"),
     ]
     for steps, message in cases:
         with pytest.raises(ConfigError, match=message):

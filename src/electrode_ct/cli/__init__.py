@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "segment_predict",
     "compare",
     "particles",
+    "particles_learned",
     "measure",
     "great2",
     "cracks",

@@ -4,6 +4,8 @@
   ``--voxel-size 1 0.5 0.5``) have their following numeric tokens joined with commas,
   so each command sees one string (parsed with :func:`parse_floats`).
 - ``--quiet`` / ``-q`` may appear anywhere; it is removed and recorded globally.
+- ``particles train`` becomes the command ``particles-train`` (``ect particles`` itself
+  takes positional files, so it cannot be a command group).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def normalise(argv: list[str]) -> list[str]:
             continue
         out.append(tok)
         i += 1
+    if out[:2] == ["particles", "train"]:
+        out = ["particles-train", *out[2:]]
     return out
 
 

@@ -56,7 +56,8 @@ def _read_planes(
 
 @app.command("particles")
 def particles_cmd(
-    phases: str = typer.Argument(..., help="Phase label volume (or particle probability map)."),
+    phases: str = typer.Argument(..., help="Phase label volume (or particle probability map); "
+                                 "with --method learned the grey volume."),
     out: Path = typer.Argument(..., help="Output particle labels (uint32, 0 = background)."),
     phase: str = typer.Option(
         None, "--phase",
@@ -74,7 +75,14 @@ def particles_cmd(
     h: float = typer.Option(
         None, "--h", help="h-maxima height of seeds, µm of distance (default: one voxel)."
     ),
-    method: str = typer.Option("distance", "--method", help="distance | triplanar | boundary"),
+    method: str = typer.Option("distance", "--method",
+                               help="distance | triplanar | boundary | learned"),
+    model: Path = typer.Option(
+        None, "--model", help="Method learned: a particles-cnn model ('ect particles train "
+        "GREY LABELS --model M'); default: the shipped model."),
+    cut_phases: str = typer.Option(
+        None, "--phases", help="Method learned: phase volume to cut the particles back to "
+        "(default: the model's particle region)."),
     boundary: str = typer.Option(
         None, "--boundary", help="Boundary-probability volume (method boundary)."
     ),
@@ -106,21 +114,31 @@ def particles_cmd(
 ) -> None:
     """Split the particle phase into particles, keeping cracked particles whole.
 
+    --method learned takes the grey volume and a particle instance model (trained with
+    'ect particles train GREY LABELS --model M'; default: the shipped one).
+
     Large volumes (or any compute option) run block by block on Dask: each block keeps the
     particles whose first voxel it holds; the labels equal the in-memory ones.
     """
     from electrode_ct.io import read, write
-    from electrode_ct.particles import border_labels, relabel_sequential, separate_particles
-    from electrode_ct.particles.cleanup import remove_border as drop_border
+    from electrode_ct.particles import border_labels, separate_particles
 
     if remove_border not in ("none", "touch", "truncated"):
         raise InputError(
             f"--remove-border: expected none, touch or truncated, got {remove_border!r}"
         )
+    if (model is not None or cut_phases is not None) and method != "learned":
+        raise InputError(f"--model/--phases: only used with --method learned, got --method "
+                         f"{method}")
     cfg, explicit = co.compute_config(scheduler, n_workers, threads_per_worker, memory_limit,
                                       block_shape)
-    vol = read_input(phases, role="probability", voxel=voxel, lazy=True)
+    vol = read_input(phases, role="grey" if method == "learned" else "probability",
+                     voxel=voxel, lazy=True)
     cmap = vol.class_map
+    if method == "learned":
+        return _learned(phases, out, model=model, cut=cut_phases, phase=phase, voxel=voxel,
+                        h=h, min_volume=min_volume, compactness=compactness,
+                        remove_border=remove_border, as_json=as_json, explicit=explicit)
     if phase is None and cmap and "active" in cmap:
         phase = "active"
     if phase is None and np.issubdtype(vol.dtype, np.integer):
@@ -146,7 +164,9 @@ def particles_cmd(
     vol = read_input(phases, role="probability", voxel=voxel)
     bnd = None
     if boundary is not None:
-        bnd = read(boundary).numpy()
+        from electrode_ct.particles.separate import check_boundary
+
+        bnd = check_boundary(read(boundary).numpy(), name=boundary)
         if bnd.shape != vol.shape:
             raise ShapeError(f"{boundary}: shape {bnd.shape} differs from {phases} {vol.shape}")
     plane_arrays = _read_planes(planes, method=method, shape=vol.shape)
@@ -156,13 +176,8 @@ def particles_cmd(
         h=h, method=method, boundary=bnd, planes=plane_arrays, min_volume_um3=min_volume,
         compactness=compactness, resplit=resplit,
     )
-    labels = relabel_sequential(sep.labels)  # ids in raster order of first voxels
-    n_border = int(border_labels(labels).size)
-    n_removed_border = 0
-    if remove_border != "none":
-        before = int(labels.max())
-        labels = relabel_sequential(drop_border(labels, rule=remove_border))
-        n_removed_border = before - int(labels.max())
+    labels, n_border_after, n_removed_border = _border_rule(sep.labels, remove_border)
+    n_border = int(border_labels(sep.labels).size)
     meta = {"particles": {"method": method, "phase": phase, "heal_cracks_um": heal,
                           "resplit": resplit,
                           "planes": list(planes) if plane_arrays is not None else None,
@@ -172,7 +187,7 @@ def particles_cmd(
     write(out_vol, out)
     summary = {
         "n_particles": int(labels.max()),
-        "n_border": n_border if remove_border == "none" else int(border_labels(labels).size),
+        "n_border": n_border if remove_border == "none" else n_border_after,
         "n_removed": sep.n_removed_small + n_removed_border,
         "n_removed_small": sep.n_removed_small,
         "n_removed_border": n_removed_border,
@@ -184,6 +199,43 @@ def particles_cmd(
         "h_um": sep.h_um,
     }
     _report(summary, out, as_json)
+
+
+def _learned(grey: str, out: Path, *, model: Path | None, cut: str | None, phase: str | None,
+             voxel: str | None, h: float | None, min_volume: float, compactness: float,
+             remove_border: str, as_json: bool, explicit: bool) -> None:
+    """``--method learned`` (in memory): the grey volume through the instance model."""
+    from electrode_ct.cli.particles_learned import separate_learned_cli
+    from electrode_ct.io import write
+
+    if explicit:
+        raise InputError("--method learned: runs in memory only; give no compute options")
+    sep, vol, meta = separate_learned_cli(grey, out, model=model, phases=cut, phase=phase,
+                                          voxel=voxel, h=h, min_volume=min_volume,
+                                          compactness=compactness)
+    labels, n_border, n_removed_border = _border_rule(sep.labels, remove_border)
+    meta = {"particles": {"method": "learned", **meta, "h_um": sep.h_um,
+                          "min_volume_um3": min_volume, "remove_border": remove_border}}
+    write(vol.with_data(labels.astype(np.uint32), **meta).with_class_map(None), out)
+    _report({"n_particles": int(labels.max()), "n_border": n_border,
+             "n_removed": sep.n_removed_small + n_removed_border,
+             "n_removed_small": sep.n_removed_small, "n_removed_border": n_removed_border,
+             "n_markers": sep.n_markers, "n_resplit": 0, "n_rehealed": 0,
+             "method": "learned", "heal_cracks_um": 0.0, "h_um": sep.h_um,
+             "model": meta["particles"]["model"]}, out, as_json)
+
+
+def _border_rule(labels: np.ndarray, rule: str) -> tuple[np.ndarray, int, int]:
+    """Sequential labels after ``--remove-border``; border count and particles removed."""
+    from electrode_ct.particles import border_labels, relabel_sequential
+    from electrode_ct.particles.cleanup import remove_border as drop_border
+
+    labels = relabel_sequential(labels)  # ids in raster order of first voxels
+    if rule == "none":
+        return labels, int(border_labels(labels).size), 0
+    before = int(labels.max())
+    labels = relabel_sequential(drop_border(labels, rule=rule))
+    return labels, int(border_labels(labels).size), before - int(labels.max())
 
 
 def _refuse_on_engine(method: str, boundary: str | None, planes: Any,
@@ -299,6 +351,22 @@ def coco_cmd(
         f"{res['n_train_annotations'] + res['n_val_annotations']} annotations")
 
 
+def _figures(res: dict[str, Any], pred: np.ndarray, truth: np.ndarray, grey: Any, *,
+             plot: Path | None, overlay: Path | None, axis: int) -> None:
+    """``--plot`` / ``--overlay`` of ``compare-instances``."""
+    from electrode_ct.metrics.instance_figures import overlay_figure, pr_figure
+
+    if plot is not None:
+        curves = {"3-D": res}
+        if "slices" in res:
+            curves[f"{len(res['slices']['slices'])} slices"] = res["slices"]
+        pr_figure(curves, path=plot)
+        res["plot"] = str(plot)
+    if overlay is not None and pred.ndim == 3:
+        overlay_figure(pred, truth, grey=grey, axis=axis, path=overlay)
+        res["overlay"] = str(overlay)
+
+
 @app.command("compare-instances")
 def compare_instances_cmd(
     labels: str = typer.Argument(..., help="Predicted particle labels."),
@@ -308,6 +376,11 @@ def compare_instances_cmd(
     ),
     axis: str = typer.Option("z", "--axis", help="Slicing axis of --slices."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the slice choice."),
+    plot: Path = typer.Option(None, "--plot", help="Write the precision-recall curves at "
+                              "IoU 0.5 (3-D, and the --slices pool) (.png/.svg)."),
+    overlay: Path = typer.Option(None, "--overlay", help="Write a reference (green) vs "
+                                 "prediction (magenta) outline overlay of the middle slice."),
+    grey: str = typer.Option(None, "--grey", help="Grey volume under the --overlay."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Instance metrics: precision, recall, F1 and AP at IoU 0.5, AP@[.5:.95], splits, merges."""
@@ -319,9 +392,15 @@ def compare_instances_cmd(
     truth = check_labels(read(ref).numpy(), name=ref)
     if pred.shape != truth.shape:
         raise ShapeError(f"{labels}: shape {pred.shape} differs from {ref} {truth.shape}")
+    under = None
+    if grey is not None:
+        under = read_input(grey).numpy()
+        if under.shape != truth.shape:
+            raise ShapeError(f"{grey}: shape {under.shape} differs from {ref} {truth.shape}")
     res = match_instances(pred, truth)
     if slices > 0:
         res["slices"] = slice_instances(pred, truth, n_slices=slices, axis=_axis(axis), seed=seed)
+    _figures(res, pred, truth, under, plot=plot, overlay=overlay, axis=_axis(axis))
     if as_json:
         emit_json(res)
         return

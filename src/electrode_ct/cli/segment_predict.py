@@ -19,6 +19,7 @@ from electrode_ct.cli._common import (
 )
 from electrode_ct.cli._compute import BLOCKS, MEMORY, N_WORKERS, SCHEDULER, THREADS
 from electrode_ct.cli.app import segment_app
+from electrode_ct.errors import InputError
 
 
 @segment_app.command("predict")
@@ -30,6 +31,10 @@ def predict_cmd(
                                        help="Also write per-class probabilities (K,z,y,x)."),
     uncertainty: Path = typer.Option(None, "--uncertainty",
                                      help="Also write the entropy uncertainty map (0..1)."),
+    boundary: Path = typer.Option(None, "--boundary",
+                                  help="A particles-cnn model: also write the tri-planar "
+                                  "boundary probability (0..1) for 'ect particles --method "
+                                  "boundary --boundary'."),
     two_d: bool = typer.Option(False, "--2d",
                                help="Segment every z slice on its own (a forest must have "
                                     "been trained with --2d)."),
@@ -49,18 +54,25 @@ def predict_cmd(
                                    block_shape)
     cmap = dict(zip(m.class_names, m.class_values, strict=True))
     paths = {"labels": out, "probabilities": probabilities, "uncertainty": uncertainty}
+    if boundary is not None and m.kind != "particles-cnn":
+        raise InputError(f"--boundary: {model} is a {m.kind!r} model; the boundary map comes "
+                         "from a particles-cnn model ('ect particles train')")
     t0 = time.perf_counter()
     if use_engine(cfg, vol.nbytes, explicit=explicit):
+        if boundary is not None:
+            raise InputError("--boundary: written in memory only; give no compute options")
         summary = _predict_on_engine(m, vol, image, paths, cmap, cfg, two_d, model)
     else:
         from electrode_ct.cli._engine import in_memory
 
         vol = in_memory(vol)
         check_input(vol, image, "grey")
-        pred = m.predict(vol, probabilities=probabilities is not None,
+        pred = m.predict(vol, probabilities=probabilities is not None or boundary is not None,
                          uncertainty=uncertainty is not None, two_d=two_d,
                          progress=lambda it: progress(it, desc="predict"))
         written = _write_outputs(vol, pred, cmap, m.class_names, paths)
+        if boundary is not None:
+            written["boundary"] = _write_boundary(vol, pred, m, boundary)
         counts = np.bincount(pred.labels.ravel(), minlength=max(m.class_values) + 1)
         summary = {"outputs": written,
                    "volume_fraction": {n: float(counts[v]) / pred.labels.size
@@ -135,6 +147,15 @@ def _file_identity(path: Path) -> list[Any]:
     """A model file's identity for the work folder's key (path, size, modification time)."""
     st = path.stat()
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _write_boundary(vol: Any, pred: Any, m: Any, path: Path) -> str:
+    """Write an instance model's boundary probability (float32, 0..1)."""
+    from electrode_ct.io import write
+
+    bnd = pred.probabilities[m.class_index("boundary")]
+    write(vol.with_data(bnd[0] if vol.is_2d else bnd).with_class_map(None), path)
+    return str(path)
 
 
 def _write_outputs(vol: Any, pred: Any, cmap: dict[str, int], class_names: list[str],

@@ -245,3 +245,43 @@ def slice_instances(
     out["slices"] = idx.tolist()
     out["axis"] = int(axis)
     return out
+
+
+def away_from_border(pred: np.ndarray, truth: np.ndarray, *,
+                     rule: str = "zone") -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and truth for an evaluation away from the volume border.
+
+    Truth particles touching a face are dropped (a block cut from a larger electrode
+    truncates them).
+
+    ``rule="zone"``: a prediction with most (> 50 %) of its voxels on the dropped truth
+    particles taken together (the border zone, one COCO-style ignore region) is ignored,
+    not counted. ``rule="single"`` (the previous rule, reported alongside): only when one
+    dropped particle holds the majority, so a prediction straddling two truncated border
+    particles, and no interior particle, counts as a false positive.
+    Interior truth particles are never ignored: one swallowed by a border prediction is
+    a false negative under both rules.
+
+    Returns
+    -------
+    pred, truth : numpy.ndarray
+        The labels with the ignored predictions and the border truth particles set to 0.
+    """
+    from electrode_ct.labels import border_labels
+    from electrode_ct.particles.cleanup import remove_labels
+
+    on_border_ids = border_labels(truth)
+    n = int(pred.max()) + 1
+    if rule == "zone":
+        zone = np.isin(truth, on_border_ids)
+        on = np.bincount(pred[zone].ravel(), minlength=n)
+    else:
+        table = contingency(pred, truth)
+        on_border = np.zeros(table["ref_size"].size, dtype=bool)
+        on_border[on_border_ids] = True
+        on = np.zeros(n, dtype=np.int64)
+        inter = np.where(on_border[table["ref_ids"]], table["intersection"], 0)
+        np.maximum.at(on, table["pred_ids"], inter)
+    size = np.bincount(pred.ravel(), minlength=n)
+    ignored = np.flatnonzero((2 * on > size) & (np.arange(n) > 0))
+    return remove_labels(pred, ignored), remove_labels(truth, on_border_ids)

@@ -3,6 +3,8 @@
 - :mod:`.separate` — :func:`separate_particles` and the three methods it dispatches to
   (:func:`separate_distance`, :func:`separate_boundary`, :func:`separate_triplanar`), each
   returning a :class:`Separation`; crack healing.
+- :mod:`.learned` — :func:`separate_learned`: a learned instance model's tri-planar
+  interior/boundary probabilities, markers and 3-D watershed (the shipped default model).
 - :mod:`.shape` — shape scores: fill ratio, solidity, particle confidence, shape penalty.
 - :mod:`.resplit` — re-split of particles that healing bridged to a neighbour.
 - :mod:`.hypotheses` — region-by-region choice between two healing widths.
@@ -23,6 +25,7 @@ from electrode_ct.particles.cleanup import (
     truncated_labels,
 )
 from electrode_ct.particles.hypotheses import choose_hypotheses
+from electrode_ct.particles.learned import separate_learned
 from electrode_ct.particles.resplit import resplit_merged
 from electrode_ct.particles.separate import (
     Separation,
@@ -56,6 +59,7 @@ __all__ = [
     "resplit_merged",
     "separate_boundary",
     "separate_distance",
+    "separate_learned",
     "separate_particles",
     "separate_triplanar",
     "shape_penalty",

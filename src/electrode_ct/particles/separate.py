@@ -168,6 +168,22 @@ def boundary_from_planes(planes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
     return votes >= 2, boundary / 3.0
 
 
+def check_boundary(bnd: np.ndarray, *, name: str = "boundary") -> np.ndarray:
+    """``bnd`` as float32, refusing values outside [0, 1] (NaN included).
+
+    Raises
+    ------
+    InputError
+        A map that is not a probability.
+    """
+    arr = np.asarray(bnd, dtype=np.float32)
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    if np.isnan(arr).any() or lo < 0 or hi > 1:
+        raise InputError(f"{name}: a boundary probability map must lie in [0, 1], got values "
+                         f"{lo:g}..{hi:g}{' and NaN' if np.isnan(arr).any() else ''}")
+    return arr
+
+
 @dataclass(frozen=True)
 class Decisions:
     """The volume-wide medians behind the healing decisions, given from outside.
@@ -371,9 +387,10 @@ def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float
 
 def _boundary_run(mask: np.ndarray, region: np.ndarray, bnd: np.ndarray, *,
                   spacing: tuple[float, float, float], h_um: float, smooth: float,
-                  compactness: float, min_volume_um3: float) -> _Run:
-    """Watershed of ``region`` on a boundary map, seeded by the cores (``bnd`` < 0.5)."""
-    core = region & (bnd < 0.5)
+                  compactness: float, min_volume_um3: float, core_below: float = 0.5) -> _Run:
+    """Watershed of ``region`` on a boundary map, seeded by the cores (``bnd`` <
+    ``core_below``)."""
+    core = region & (bnd < core_below)
     score = smoothed_distance(core, spacing, smooth)
     markers = seed_markers(score, h_um, core)
     elevation = bnd - score / max(float(score.max()), 1e-6)
@@ -554,7 +571,7 @@ def separate_boundary(
         raise InputError("boundary: method 'boundary' needs a boundary-probability map")
     mask, sp, h_um = _inputs(phases, phase=phase, class_map=class_map, spacing=spacing,
                              heal_cracks_um=heal_cracks_um, h=h, min_volume_um3=min_volume_um3)
-    bnd = np.asarray(getattr(boundary, "data", boundary), dtype=np.float32)
+    bnd = check_boundary(np.asarray(getattr(boundary, "data", boundary)))
     if bnd.shape != mask.shape:
         raise ShapeError(f"boundary: shape {bnd.shape} differs from phases {mask.shape}")
     run = _boundary_run(mask, _healed(mask, heal_cracks_um, sp), bnd, spacing=sp, h_um=h_um,

@@ -39,6 +39,9 @@ class InputConfig(_Strict):
     reference: str | None = Field(
         None, description="Reference phase labels for segmentation quality.")
     reference_ignore: int | None = Field(None, description="Reference value to ignore.")
+    reference_particles: str | None = Field(
+        None, description="Reference particle ids (ground truth) of the reference state: "
+        "the report's instance evaluation (PR curves, mAP@0.5, overlay).")
     reference_state: int = Field(
         0, ge=0, description="Index of the reference (pristine) state: particles are "
         "separated on it, tracking propagates its ids, measure (untracked), metrics, "
@@ -122,20 +125,13 @@ class ParticlesStep(_Strict):
 
     enabled: bool = True
     phase: str = "active"
-    method: Literal["distance", "triplanar", "boundary"] = "distance"
+    method: Literal["distance", "triplanar", "boundary", "learned"] = "distance"
+    model: str | None = Field(None, description="particles-cnn model of the learned, boundary "
+                              "and triplanar methods (default: the shipped model).")
     heal_cracks_um: float = 0.0
     h: float | None = None
     min_volume_um3: float = 0.0
     remove_border: bool = False
-
-    @field_validator("method")
-    @classmethod
-    def _method_wired(cls, v: str) -> str:
-        if v != "distance":
-            raise ValueError(f"method {v!r} needs learned probabilities (boundary or "
-                             "per-plane predictions) that the pipeline does not provide yet; "
-                             "use 'distance' here or `ect particles --method " + v + "`")
-        return v
 
 
 class MeasureStep(_Strict):
@@ -394,6 +390,8 @@ def _resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     if cfg.input.phases:
         cfg.input.phases = [fix(g) for g in cfg.input.phases]  # type: ignore[misc]
     cfg.input.reference = fix(cfg.input.reference)
+    cfg.input.reference_particles = fix(cfg.input.reference_particles)
+    cfg.steps.particles.model = fix(cfg.steps.particles.model)
     cfg.steps.segment.scribbles = fix(cfg.steps.segment.scribbles)
     cfg.steps.segment.add = [fix(a) for a in cfg.steps.segment.add]  # type: ignore[misc]
     cfg.steps.variability.segmentations = {

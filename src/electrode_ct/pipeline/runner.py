@@ -229,7 +229,8 @@ class Run:
         inp = self.cfg.input
         paths = list(inp.grey) + list(inp.phases or [])
         extra = [inp.reference, self.cfg.steps.segment.scribbles, self.cfg.steps.segment.model,
-                 self.cfg.steps.cracks.model]
+                 self.cfg.steps.cracks.model, inp.reference_particles,
+                 self.cfg.steps.particles.model]
         paths += [p for p in extra if p] + list(self.cfg.steps.segment.add)
         paths += [p for v in self.cfg.steps.variability.segmentations.values() for p in v]
         out = {}

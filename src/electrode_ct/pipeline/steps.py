@@ -373,16 +373,19 @@ def step_particles(run: Run) -> StepResult:
     from electrode_ct.pipeline.particles_engine import particles_on_engine
 
     rel = f"volumes/particles{_ext(run)}"
-    on_engine = particles_on_engine(run, reference_state(run), rel)
+    p = run.cfg.steps.particles
+    on_engine = None  # the model-driven methods run in memory
+    if p.method == "distance":
+        on_engine = particles_on_engine(run, reference_state(run), rel)
     if on_engine is not None:  # the compute section sends it to the block engine
         return StepResult({"particles": rel}, on_engine)
-    p = run.cfg.steps.particles
     ph = phases(run, reference_state(run))
-    sep = separate_particles(
-        ph, phase=resolve_phase(p.phase, ph.class_map, where="steps.particles.phase"),
-        heal_cracks_um=p.heal_cracks_um, h=p.h, method=p.method,
-        min_volume_um3=p.min_volume_um3,
-    )
+    value = resolve_phase(p.phase, ph.class_map, where="steps.particles.phase")
+    if p.method == "distance":
+        sep = separate_particles(ph, phase=value, heal_cracks_um=p.heal_cracks_um, h=p.h,
+                                 method=p.method, min_volume_um3=p.min_volume_um3)
+    else:
+        sep = _particles_with_model(run, ph, value, p)
     labels = sep.labels
     if p.remove_border:
         from electrode_ct.particles.cleanup import relabel_sequential, remove_border
@@ -393,6 +396,19 @@ def step_particles(run: Run) -> StepResult:
     summary = sep.summary()
     summary["n_particles"] = int(labels.max())
     return StepResult({"particles": rel}, summary)
+
+
+def _particles_with_model(run: Run, ph: Volume, value: int, p: Any) -> Any:
+    """``learned`` / ``boundary`` / ``triplanar``: the instance model on the grey state."""
+    from electrode_ct.particles.learned import separate_with_model
+
+    if not has_grey(run):
+        raise ConfigError(f"steps.particles.method {p.method!r}: needs the grey volume "
+                          "(input.grey); the instance model predicts from grey values")
+    return separate_with_model(grey_input(run, reference_state(run)).numpy(), ph, method=p.method,
+                               model=p.model, phase=value, spacing=ph.spacing,
+                               heal_cracks_um=p.heal_cracks_um, h=p.h,
+                               min_volume_um3=p.min_volume_um3)
 
 
 def particle_labels(run: Run, i: int) -> Volume:

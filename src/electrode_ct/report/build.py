@@ -295,11 +295,12 @@ def report_sections(folder: str | Path, *, prefix: str = "") -> list[Section]:
     man = json.loads((out / "provenance.json").read_text())
     from electrode_ct.report import variability as bailey
     from electrode_ct.report.great2_report import great2_sections
+    from electrode_ct.report.instances import instance_sections
 
     sections = (_dataset(out, man) + _segmentation(man) + segmentpy_sections(man)
                 + _metrics(man) + bailey.report_sections(out, man) + _particles(out, man)
-                + _radial(out, man) + _cracks(out, man) + _stats(out, man)
-                + great2_sections(out, man) + _provenance(man))
+                + instance_sections(out, man) + _radial(out, man) + _cracks(out, man)
+                + _stats(out, man) + great2_sections(out, man) + _provenance(man))
     for sec in sections:
         sec.title = prefix + sec.title
     return sections

@@ -15,6 +15,9 @@ Importing this package does not import torch; the modules below do:
 - :mod:`.bioimageio` — export as a bioimage.io model package, and loading such packages.
 - :mod:`.perturb`, :mod:`.ensemble` — perturbed ground truth and ensemble uncertainty.
 - :mod:`.boundary` — foreground/boundary/background targets from particle labels.
+- :mod:`.instances` — the ``particles-cnn`` kind: a learned particle instance model
+  (background / interior / boundary between touching particles), trained from instance
+  label volumes, predicted tri-planar.
 """
 
 from __future__ import annotations
@@ -36,4 +39,16 @@ def _lazy_loader(header: dict[str, Any], archive: zipfile.ZipFile, path: Path) -
     return model._loader(header, archive, path)
 
 
+def _lazy_instance_loader(header: dict[str, Any], archive: zipfile.ZipFile,
+                          path: Path) -> Any:
+    """Load a ``particles-cnn`` model, importing torch only now."""
+    from electrode_ct.segment.cnn._torch import require_torch
+
+    require_torch()
+    from electrode_ct.segment.cnn import instances
+
+    return instances._instance_loader(header, archive, path)
+
+
 register_kind("cnn", _lazy_loader)
+register_kind("particles-cnn", _lazy_instance_loader)
