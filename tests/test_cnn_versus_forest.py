@@ -95,3 +95,45 @@ def test_compare_forest_bad_input(run_cli, files, tmp_path, case):  # noqa: F811
     assert err.startswith("error: ") and want in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.cnn").exists()
+
+
+def test_pipeline_reports_the_stored_comparison(run_cli, files, tmp_path):  # noqa: F811
+    """steps.segment.compare_forest: the model's comparison goes to the segment summary and
+    the report shows both scores and the flag; a model without one is a config error."""
+    from electrode_ct.errors import ConfigError
+    from electrode_ct.pipeline import parse_config, run_pipeline
+    from electrode_ct.segment.models import load_model
+
+    model, plain = tmp_path / "m.cnn", tmp_path / "plain.cnn"
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", model,
+                           "--val", files["vimg"], files["vlab"], *WEAK, "--compare-forest",
+                           "--2d")
+    assert code == 0, err
+    code, _, err = run_cli("segment", "train-cnn", files["img"], files["lab"], "--model", plain,
+                           *WEAK, "--2d")
+    assert code == 0, err
+    grey = np.stack([phantom_slice(s, size=48)[0] for s in (5, 6)])
+    tifffile.imwrite(tmp_path / "g.tif", grey)
+    off = {"enabled": False}
+
+    def run(path, out):
+        cfg = parse_config({"input": {"grey": str(tmp_path / "g.tif"), "voxel_size": 1.0},
+                            "output": str(tmp_path / out),
+                            "steps": {"segment": {"method": "cnn", "model": str(path),
+                                                  "compare_forest": True, "two_d": True},
+                                      "particles": off, "measure": off, "metrics": off,
+                                      "stats": off}})
+        run_pipeline(cfg, quiet=True)
+        return tmp_path / out
+
+    out = run(model, "run")
+    man = json.loads((out / "provenance.json").read_text())
+    got = man["steps"]["segment"]["summary"]["forest_comparison"]
+    stored = load_model(model).training["forest_comparison"]
+    assert got["forest_val_mean_iou"] == pytest.approx(stored["forest_val_mean_iou"])
+    assert got["cnn_val_mean_iou"] == pytest.approx(stored["cnn_val_mean_iou"])
+    html = (out / "report.html").read_text()
+    assert "CNN against a forest" in html and "does not beat a forest" in html
+    assert f"{stored['forest_val_mean_iou']:.3g}"[:4] in html
+    with pytest.raises(ConfigError, match="carries no forest comparison"):
+        run(plain, "run2")

@@ -315,6 +315,10 @@ def step_segment(run: Run) -> StepResult:
     model = _trained_model(run)
     outputs: dict[str, str] = {}
     summary: dict[str, Any] = {}
+    if run.cfg.steps.segment.compare_forest:
+        from electrode_ct.segment.cnn.versus_forest import stored_comparison
+
+        summary["forest_comparison"] = stored_comparison(model, run.cfg.steps.segment.model)
     first: Volume | None = None  # the reference state's phases
     for i in range(n_states(run)):
         vol = grey(run, i)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from electrode_ct.errors import InputError
+from electrode_ct.errors import ConfigError, InputError
 
 
 def check_validation_classes(train_labels: np.ndarray, val_labels: np.ndarray, *,
@@ -95,3 +95,27 @@ def compare_with_forest(cnn: Any, image: np.ndarray, labels: np.ndarray,
     return {"cnn_val_mean_iou": c["mean_iou"], "forest_val_mean_iou": f["mean_iou"],
             "margin": margin, "cnn_beats_forest": beats, "cnn_val_iou": c["iou"],
             "forest_val_iou": f["iou"], "forest_train_s": took, "warning": warning}
+
+
+def stored_comparison(model: Any, source: str | None) -> dict[str, Any]:
+    """The forest comparison a CNN model file carries (``train-cnn --compare-forest``).
+
+    Parameters
+    ----------
+    model : CNNModel
+        A loaded model.
+    source : str, optional
+        Its file (named in the error).
+
+    Raises
+    ------
+    ConfigError
+        The model is not a CNN or was trained without ``--compare-forest``.
+    """
+    cmp = (getattr(model, "training", None) or {}).get("forest_comparison")
+    if getattr(model, "kind", "cnn") != "cnn" or not cmp:
+        raise ConfigError(f"steps.segment.compare_forest: the model {source} carries no forest "
+                          "comparison; train it with ect segment train-cnn ... --val IMAGE "
+                          "LABELS --compare-forest")
+    return {k: cmp[k] for k in ("cnn_val_mean_iou", "forest_val_mean_iou", "margin",
+                                "cnn_beats_forest", "warning")}
