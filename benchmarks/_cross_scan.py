@@ -180,3 +180,15 @@ def cross_scan(names: list[str], candidates: dict[str, Any], *, load, log,
             "candidates": {c: asdict(cfg) for c, cfg in candidates.items()},
             "per_subvolume": results, "forest_same_split": forests,
             "cross_scan": select(results, forests), "target": TARGET}
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``--cross-scan`` outputs (other sub-volumes or candidates) as one, selected."""
+    out = copy.deepcopy(parts[0])
+    for part in parts[1:]:
+        out["candidates"].update(part["candidates"])
+        out["forest_same_split"].update(part["forest_same_split"])
+        for name, cands in part["per_subvolume"].items():
+            out["per_subvolume"].setdefault(name, {}).update(cands)
+    out["cross_scan"] = select(out["per_subvolume"], out["forest_same_split"])
+    return out

@@ -32,6 +32,8 @@ reports the score on the other (``cross_scan`` in the JSON)::
 
     nice .venv/bin/python benchmarks/cnn.py --cross-scan --threads 1 --parallel \
         --time-limit 600 --candidate default
+
+(``--merge A.json C.json ...`` combines runs of other sub-volumes or candidates.)
 """
 
 from __future__ import annotations
@@ -210,12 +212,7 @@ def _cross_scan_main(args: argparse.Namespace, cfg) -> dict:
     parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     if any(p.returncode for p in procs):
         raise SystemExit("cross-scan: a sub-volume process failed")
-    out = parts[0]
-    for part in parts[1:]:
-        out["per_subvolume"].update(part["per_subvolume"])
-        out["forest_same_split"].update(part["forest_same_split"])
-    out["cross_scan"] = cs.select(out["per_subvolume"], out["forest_same_split"])
-    return out
+    return cs.merge(parts)
 
 
 def main() -> None:
@@ -241,6 +238,8 @@ def main() -> None:
                     help="the cross-scan protocol of issue #23 (benchmarks/_cross_scan.py)")
     ap.add_argument("--candidate", action="append", default=None,
                     metavar="NAME=KEY:VALUE,...", help="a --cross-scan candidate (repeatable)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="merge saved --cross-scan outputs and select again")
     args = ap.parse_args()
 
     from dataclasses import asdict, fields
@@ -263,6 +262,12 @@ def main() -> None:
                 else kind(val) if kind in (int, float) else val)
     if args.quick:
         cfg.epochs, cfg.patches_per_epoch = 2, 32
+    if args.merge:  # saved --cross-scan outputs (sub-volumes or candidates run apart)
+        import _cross_scan as cs
+
+        print(json.dumps(cs.merge([json.loads(Path(f).read_text()) for f in args.merge]),
+                         default=float))
+        return
     if args.cross_scan:
         t0 = time.perf_counter()
         res = _cross_scan_main(args, cfg)
