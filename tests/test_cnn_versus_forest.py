@@ -137,3 +137,18 @@ def test_pipeline_reports_the_stored_comparison(run_cli, files, tmp_path):  # no
     assert f"{stored['forest_val_mean_iou']:.3g}"[:4] in html
     with pytest.raises(ConfigError, match="carries no forest comparison"):
         run(plain, "run2")
+
+
+def test_compare_forest_volume_labels_2d_validation(run_cli, files, tmp_path):  # noqa: F811
+    """Labels on one slice of a volume, a 2-D validation slice: the forest uses 2-D
+    features, so it can segment the validation image."""
+    img, lab = tifffile.imread(files["img"]), tifffile.imread(files["lab"])
+    vol = np.stack([phantom_slice(7, size=48)[0], img, phantom_slice(8, size=48)[0]])
+    sparse = np.stack([np.zeros_like(lab), lab, np.zeros_like(lab)])
+    tifffile.imwrite(tmp_path / "vol.tif", vol)
+    tifffile.imwrite(tmp_path / "vlab3.tif", sparse)
+    code, out, err = run_cli("segment", "train-cnn", tmp_path / "vol.tif", tmp_path / "vlab3.tif",
+                             "--model", tmp_path / "v.cnn", "--val", files["vimg"], files["vlab"],
+                             *WEAK, "--2d", "--compare-forest", "--json")
+    assert code == 0, err
+    assert json.loads(out)["forest_comparison"]["forest_val_mean_iou"] > 0.85

@@ -89,12 +89,13 @@ def _check_val(val_arg: tuple[str, str] | None, val_labels: str | None,
 
 
 def _forest_comparison(res: Any, img: np.ndarray, lab: np.ndarray,
-                       valpair: tuple[np.ndarray, np.ndarray], seed: int) -> dict[str, Any]:
+                       valpair: tuple[np.ndarray, np.ndarray], seed: int,
+                       two_d: bool) -> dict[str, Any]:
     """``--compare-forest``: a forest on the same labels, both scored on ``--val``; stored
     in the model's training record and printed (a warning when the CNN does not win)."""
     from electrode_ct.segment.cnn.versus_forest import compare_with_forest
 
-    cmp = compare_with_forest(res.model, img, lab, valpair, seed=seed,
+    cmp = compare_with_forest(res.model, img, lab, valpair, seed=seed, two_d=two_d,
                               class_names=res.model.class_names)
     res.model.training["forest_comparison"] = cmp
     info(f"validation mean IoU: CNN {cmp['cnn_val_mean_iou']:.4f}, forest on the same labels "
@@ -191,7 +192,7 @@ def train_cnn_cmd(
                                class_names=_names(class_names), slices_2d=two_d,
                                callback=_report_epoch)
     res.model.training["inputs"] = {"image": image, "labels": labels}
-    cmp = _forest_comparison(res, img, lab, valpair, seed) if compare_forest else None
+    cmp = _forest_comparison(res, img, lab, valpair, seed, two_d) if compare_forest else None
     res.model.save(model)
     if as_json:
         emit_json({**_train_summary(res, model),

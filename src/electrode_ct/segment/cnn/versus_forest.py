@@ -51,7 +51,7 @@ def _val_mean_iou(model: Any, image: np.ndarray, labels: np.ndarray) -> dict[str
 def compare_with_forest(cnn: Any, image: np.ndarray, labels: np.ndarray,
                         val: tuple[np.ndarray, np.ndarray], *,
                         class_names: Sequence[str] | None = None, seed: int = 0,
-                        n_jobs: int = 2) -> dict[str, Any]:
+                        two_d: bool = False, n_jobs: int = 2) -> dict[str, Any]:
     """Train a forest on ``labels`` and score it and ``cnn`` on the validation pair.
 
     Parameters
@@ -66,6 +66,9 @@ def compare_with_forest(cnn: Any, image: np.ndarray, labels: np.ndarray,
         Names of classes 1..K.
     seed : int
         Forest seed.
+    two_d : bool
+        2-D forest features on every z slice (as the CNN's ``--2d``); also used when the
+        validation image is 2-D, so a forest trained on a volume can segment it.
     n_jobs : int
         Forest threads.
 
@@ -82,8 +85,9 @@ def compare_with_forest(cnn: Any, image: np.ndarray, labels: np.ndarray,
     vimg, vlab = (np.asarray(a) for a in val)
     check_validation_classes(labels, vlab)
     t0 = time.perf_counter()
+    mode = "2d" if two_d or vimg.ndim == 2 else None
     forest = train_forest(np.asarray(image), np.asarray(labels), class_names=class_names,
-                          seed=seed, n_jobs=n_jobs)
+                          mode=mode, seed=seed, n_jobs=n_jobs)
     took = time.perf_counter() - t0
     c, f = _val_mean_iou(cnn, vimg, vlab), _val_mean_iou(forest, vimg, vlab)
     margin = c["mean_iou"] - f["mean_iou"]
