@@ -152,3 +152,13 @@ def test_compare_forest_volume_labels_2d_validation(run_cli, files, tmp_path):  
                              *WEAK, "--2d", "--compare-forest", "--json")
     assert code == 0, err
     assert json.loads(out)["forest_comparison"]["forest_val_mean_iou"] > 0.85
+
+
+def test_pipeline_compare_forest_needs_cnn(tmp_path):
+    from electrode_ct.errors import ConfigError
+    from electrode_ct.pipeline import parse_config
+
+    with pytest.raises(ConfigError, match="compare_forest needs method 'cnn'"):
+        parse_config({"input": {"grey": str(tmp_path / "g.tif"), "voxel_size": 1.0},
+                      "output": str(tmp_path / "o"),
+                      "steps": {"segment": {"method": "threshold", "compare_forest": True}}})
