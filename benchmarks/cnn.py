@@ -24,12 +24,23 @@ Prints one JSON object. Run (the default model: 3 members, 20 epochs; docs/cnn.m
         --time-limit 600
 
 (``--quick`` for a smoke run; ``--subvolumes C`` for one sub-volume).
+
+Cross-scan protocol (issue #23; ``benchmarks/_cross_scan.py``): ``--cross-scan`` trains every
+``--candidate NAME=key:value,...`` (default: the shipped defaults only) on one slice of A and
+of C, scores each with no validation slice and with one, chooses on one sub-volume and
+reports the score on the other (``cross_scan`` in the JSON)::
+
+    nice .venv/bin/python benchmarks/cnn.py --cross-scan --threads 1 --parallel \
+        --time-limit 600 --candidate default
+
+(``--merge A.json C.json ...`` combines runs of other sub-volumes or candidates.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -183,6 +194,27 @@ def _in_subprocesses(names: list[str]) -> dict:
     return results
 
 
+def _cross_scan_main(args: argparse.Namespace, cfg) -> dict:
+    """``--cross-scan``: every candidate on every sub-volume, then the cross-scan choice."""
+    import subprocess
+
+    import _cross_scan as cs
+
+    cands = dict(cs.parse_candidate(c) for c in (args.candidate or ["default"]))
+    configs = {n: cs.candidate_config(cfg, o) for n, o in cands.items()}
+    names = args.subvolumes.split(",")
+    if not (args.parallel and len(names) > 1):
+        return cs.cross_scan(names, configs, load=load_subvolume, forest=not args.no_forest,
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
+    argv = [a for a in sys.argv[1:] if a != "--parallel"]
+    procs = [subprocess.Popen([sys.executable, __file__, *argv, "--subvolumes", n],
+                              stdout=subprocess.PIPE, text=True) for n in names]
+    parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit("cross-scan: a sub-volume process failed")
+    return cs.merge(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
@@ -202,6 +234,12 @@ def main() -> None:
                     help="train the sub-volumes at the same time, one process each (use with "
                          "--threads 1 on a 2-core machine)")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+    ap.add_argument("--cross-scan", action="store_true",
+                    help="the cross-scan protocol of issue #23 (benchmarks/_cross_scan.py)")
+    ap.add_argument("--candidate", action="append", default=None,
+                    metavar="NAME=KEY:VALUE,...", help="a --cross-scan candidate (repeatable)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="merge saved --cross-scan outputs and select again")
     args = ap.parse_args()
 
     from dataclasses import asdict, fields
@@ -224,6 +262,19 @@ def main() -> None:
                 else kind(val) if kind in (int, float) else val)
     if args.quick:
         cfg.epochs, cfg.patches_per_epoch = 2, 32
+    if args.merge:  # saved --cross-scan outputs (sub-volumes or candidates run apart)
+        import _cross_scan as cs
+
+        print(json.dumps(cs.merge([json.loads(Path(f).read_text()) for f in args.merge]),
+                         default=float))
+        return
+    if args.cross_scan:
+        t0 = time.perf_counter()
+        res = _cross_scan_main(args, cfg)
+        res.update(benchmark="cnn_cross_scan_segmentpy", quick=args.quick, load=os.getloadavg(),
+                   total_wall_s=time.perf_counter() - t0)
+        print(json.dumps(res, default=float))
+        return
     t0, c0 = time.perf_counter(), time.process_time()
     out: dict = {"benchmark": "cnn_one_slice_segmentpy", "quick": args.quick,
                  "config": asdict(cfg), "arch": cfg.arch_record(),

@@ -73,6 +73,38 @@ def _train_with_warnings(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return result
 
 
+def _check_val(val_arg: tuple[str, str] | None, val_labels: str | None,
+               valpair: tuple[np.ndarray, np.ndarray] | None, lab: np.ndarray,
+               compare_forest: bool) -> None:
+    """Bad input of ``--val`` / ``--compare-forest``, before anything is trained."""
+    from electrode_ct.segment.cnn.versus_forest import check_validation_classes
+
+    if valpair is None:
+        if compare_forest:
+            raise InputError("--compare-forest: needs validation labels to score the CNN and "
+                             "the forest on; give --val IMAGE LABELS")
+        return
+    name = val_arg[1] if val_arg and val_arg[0] is not None else val_labels
+    check_validation_classes(lab, valpair[1], name=str(name))
+
+
+def _forest_comparison(res: Any, img: np.ndarray, lab: np.ndarray,
+                       valpair: tuple[np.ndarray, np.ndarray], seed: int,
+                       two_d: bool) -> dict[str, Any]:
+    """``--compare-forest``: a forest on the same labels, both scored on ``--val``; stored
+    in the model's training record and printed (a warning when the CNN does not win)."""
+    from electrode_ct.segment.cnn.versus_forest import compare_with_forest
+
+    cmp = compare_with_forest(res.model, img, lab, valpair, seed=seed, two_d=two_d,
+                              class_names=res.model.class_names)
+    res.model.training["forest_comparison"] = cmp
+    info(f"validation mean IoU: CNN {cmp['cnn_val_mean_iou']:.4f}, forest on the same labels "
+         f"{cmp['forest_val_mean_iou']:.4f}")
+    if cmp["warning"]:
+        info(f"warning: {cmp['warning']}")
+    return cmp
+
+
 def _report_epoch(rec: dict[str, float]) -> None:
     """One progress line per epoch (stderr)."""
     val_iou = rec.get("val_mean_iou", float("nan"))
@@ -137,6 +169,9 @@ def train_cnn_cmd(
     time_limit: float = typer.Option(None, "--time-limit", help="Stop training after this "
                                      "many seconds."),
     voxel: str = typer.Option(None, "--voxel-size", help=VOXEL_SIZE_HELP),
+    compare_forest: bool = typer.Option(False, "--compare-forest", help="Also train a "
+                                        "forest on the same labels and score both on --val "
+                                        "(needs --val); flags a CNN that does not beat it."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a CNN (LRCS-Net or U-Net) from labelled slices and save it as MODEL."""
@@ -151,14 +186,17 @@ def train_cnn_cmd(
                   keep=keep, normalisation=normalisation)
     _, img, lab = _read_pair(image, labels, voxel)
     valpair = _val_pair(val, val_image, val_labels)
+    _check_val(val, val_labels, valpair, lab, compare_forest)
     res = _train_with_warnings(train, img, lab, config=cfg, val=valpair,
                                init=str(init) if init else None,
                                class_names=_names(class_names), slices_2d=two_d,
                                callback=_report_epoch)
     res.model.training["inputs"] = {"image": image, "labels": labels}
+    cmp = _forest_comparison(res, img, lab, valpair, seed, two_d) if compare_forest else None
     res.model.save(model)
     if as_json:
-        emit_json(_train_summary(res, model))
+        emit_json({**_train_summary(res, model),
+                   **({"forest_comparison": cmp} if cmp else {})})
         return
     say(f"wrote {model}: {res.model.arch['name']}, {len(res.history)} epochs (best "
         f"{res.best_epoch}), {res.wall_s:.0f} s")

@@ -85,6 +85,9 @@ class SegmentStep(_Strict):
     class_names: list[str] | None = None
     trees: int = 100
     model: str | None = Field(None, description="A trained model file (forest or cnn).")
+    compare_forest: bool = Field(False, description="method=cnn: report the CNN's and a "
+                                 "forest's validation mean IoU stored in the model by "
+                                 "train-cnn --compare-forest (flagged when the CNN loses).")
     two_d: bool = Field(False, description="Independent 2-D slices: per-slice thresholds, "
                         "per-slice k-means, the model's per-slice prediction.")
     cleanup_min_island_um3: float = 0.0
@@ -439,6 +442,8 @@ def check_prerequisites(cfg: PipelineConfig, *, source: str = "config") -> None:
                           "(training labels), steps.segment.seeded or steps.segment.model")
     if s.segment.enabled and s.segment.method == "cnn" and not s.segment.model:
         raise ConfigError(f"{source}: steps.segment.method 'cnn' needs steps.segment.model")
+    if s.segment.compare_forest and s.segment.method != "cnn":
+        raise ConfigError(f"{source}: steps.segment.compare_forest needs method 'cnn'")
     if s.segment.enabled and s.segment.method == "watershed" and (
         s.segment.low is None or s.segment.high is None
     ):

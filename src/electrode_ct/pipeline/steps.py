@@ -324,6 +324,10 @@ def step_segment(run: Run) -> StepResult:
             summary[key] = trained[key]
     if "next_regions" in summary:
         outputs["next_regions"] = summary["next_regions"]["output"]
+    if run.cfg.steps.segment.compare_forest:
+        from electrode_ct.segment.cnn.versus_forest import stored_comparison
+
+        summary["forest_comparison"] = stored_comparison(model, run.cfg.steps.segment.model)
     first: Volume | None = None  # the reference state's phases
     for i in range(n_states(run)):
         vol = grey(run, i)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from electrode_ct.io import read, read_table
+from electrode_ct.report.cnn_forest import cnn_forest_sections
 from electrode_ct.report.figures import bars, histogram, orthoslices, rve_curve
 from electrode_ct.report.html import Section, write_report
 from electrode_ct.report.segmentpy import segmentpy_sections
@@ -113,7 +114,7 @@ def _segmentation(man: dict[str, Any]) -> list[Section]:
                                                          for c in q["classes"]]}))
         sec.table({"accuracy": q["accuracy"], "mean IoU": q["mean_iou"],
                    "% voxels different": q["percent_different"]})
-    return [sec]
+    return [sec, *cnn_forest_sections(man)]
 
 
 def _metrics(man: dict[str, Any]) -> list[Section]:

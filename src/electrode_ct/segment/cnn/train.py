@@ -87,6 +87,14 @@ def _initial_model(init: CNNModel | str | None) -> CNNModel | None:
     return load_cnn(init)
 
 
+def _check_base(base: CNNModel, k: int) -> None:
+    """A base model (``init``) must have the training labels' number of classes."""
+    if len(base.class_values) != k:
+        raise InputError(f"--init: the base model has {len(base.class_values)} classes "
+                         f"({', '.join(base.class_names)}), the training labels {k}; "
+                         "fine-tune a base model of the same class count")
+
+
 def _class_names(class_names: Sequence[str] | None, values: np.ndarray) -> list[str]:
     names = list(class_names) if class_names else [f"class{int(v)}" for v in values]
     if len(names) != values.size:
@@ -162,8 +170,8 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
         Validation image and labels: reported per epoch, choose the ``auto`` normalisation
         and, with ``keep="best"``, the kept weights.
     init : CNNModel or path, optional
-        Transfer learning: start from this model's weights (its architecture is used; the
-        output layer is re-initialised when the number of classes differs).
+        Transfer learning: start from this model's weights (its architecture is used); it
+        must have the same number of classes as ``labels`` (else :class:`InputError`).
     class_names : sequence of str, optional
         Names of classes 1..K (default ``class1``...).
     slices_2d : bool
@@ -195,6 +203,7 @@ def train(images: Any, labels: Any, *, config: TrainConfig | None = None,
     arch = cfg.arch_record()
     base = _initial_model(init)
     if base is not None:
+        _check_base(base, k)
         arch = dict(base.arch)
     weight = torch.from_numpy(class_weights(planes, k, cfg.class_weighting)).to(device)
     nets, runs = _train_members(arch, base, planes, val_planes, cfg, weight=weight,
