@@ -105,3 +105,21 @@ def test_report_shows_great2_figures(run, tmp_path):
     assert result["errors"] == [] and result["stderr_errors"] == []
     assert "http://" not in html and "https://" not in html  # self-contained
     assert result["layout"]["page"] <= result["layout"]["viewport"]
+
+
+def test_the_engine_measures_the_calibrated_grey_as_in_memory(run, tmp_path):
+    """The measure step on the block engine (compute.in_memory_below_mb 0) reads each
+    state's grey through the track step's calibration, lazily per block: the tables equal
+    the in-memory run's."""
+    s, out, man = run
+    cfg = json.loads(json.dumps(man["config"]))
+    cfg["output"] = str(tmp_path / "eng")
+    cfg["compute"] = {**(cfg.get("compute") or {}), "in_memory_below_mb": 0,
+                      "block_shape": [32, 28, 28]}
+    run_pipeline(parse_config(cfg), quiet=True)
+    for i in (0, 1):
+        mem = read_table(out / f"tables/particles_{i}.parquet").set_index("label")
+        eng = read_table(tmp_path / f"eng/tables/particles_{i}.parquet").set_index("label")
+        assert list(eng.index) == list(mem.index)
+        np.testing.assert_allclose(eng["grey_mean"], mem["grey_mean"], rtol=1e-9)
+        np.testing.assert_allclose(eng["grey_std"], mem["grey_std"], rtol=1e-6, atol=1e-9)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -154,10 +155,11 @@ def calibrate_state(ref_peaks: Sequence[float], grey: np.ndarray, phases: np.nda
             **drift_from_peaks(ref_peaks, ps)}
 
 
-def apply_calibration(state: np.ndarray, calibration: dict | None) -> np.ndarray:
+def apply_calibration(state: Any, calibration: dict | None) -> Any:
     """Linearly corrected state grey (float32): gain · state + offset (``state`` itself
-    when ``calibration`` is None)."""
+    when ``calibration`` is None). A dask array stays lazy (the same float32 operations
+    per block, so the values equal the in-memory ones)."""
     if calibration is None:
         return state
-    return (np.asarray(state, np.float32) * np.float32(calibration["gain"])
-            + np.float32(calibration["offset"]))
+    data = state.astype(np.float32) if hasattr(state, "dask") else np.asarray(state, np.float32)
+    return data * np.float32(calibration["gain"]) + np.float32(calibration["offset"])

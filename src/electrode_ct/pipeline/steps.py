@@ -562,17 +562,16 @@ def _labels_path(run: Run, i: int) -> Path:
 def _measure_engine(run: Run, i: int, labels: Volume) -> tuple[Any, Any]:
     """The tables of state ``i`` from blocks on the run's client (inputs read lazily)."""
     from electrode_ct.measure.blockwise import MEASURE_BYTES_PER_VOXEL, measure_blockwise
+    from electrode_ct.operando import apply_calibration
     from electrode_ct.pipeline.compute import engine
 
     p, eng = run.cfg.steps.measure, engine(run)
-    if _calibration(run, i) is not None:
-        raise ConfigError("steps.track.calibrate: the calibrated grey is measured in memory "
-                          "only; set it to [] for inputs this large (or measure in memory)")
     grey = None
     if has_grey(run):
         inp = run.cfg.input
-        grey = eng.zarr_input(_crop(run, read(inp.grey[i], lazy=True,
-                                              voxel_size=inp.voxel_size)), f"grey_measure_{i}")
+        g = _crop(run, read(inp.grey[i], lazy=True, voxel_size=inp.voxel_size))
+        g = g.with_data(apply_calibration(g.data, _calibration(run, i)))  # lazy, per block
+        grey = eng.zarr_input(g, f"grey_measure_{i}")
     blocks = eng.block_shape(labels.shape, bytes_per_voxel=MEASURE_BYTES_PER_VOXEL)
     refs = [eng.zarr_input(labels, f"labels_measure_{i}"), grey]
     try:
