@@ -35,7 +35,7 @@ def models(tmp_path_factory):
     return d, paths
 
 
-def _run(tmp_path, model, ensemble, name):
+def _run(tmp_path, model, ensemble, name, search=None):
     greys, truth = zip(*(phantom_slice(s, size=48) for s in (2, 3, 4)), strict=True)
     tifffile.imwrite(tmp_path / "grey.tif", np.stack(greys))
     tifffile.imwrite(tmp_path / "truth.tif", np.stack(truth))
@@ -44,7 +44,7 @@ def _run(tmp_path, model, ensemble, name):
                                   "reference": str(tmp_path / "truth.tif")},
                         "output": str(tmp_path / name),
                         "steps": {"segment": {"method": "cnn", "model": str(model), "two_d": True,
-                                              "ensemble": ensemble},
+                                              "ensemble": ensemble, "search": search},
                                   "particles": off, "measure": off, "metrics": off,
                                   "stats": off}}, source=name)
     run_pipeline(cfg, quiet=True)
@@ -90,4 +90,36 @@ def test_one_member_ensemble_is_one_config_error(run_cli, tmp_path, models):
                    f"[{paths[0]}]}}}}\n")
     code, _, err = run_cli("run", cfg)
     assert code == 2 and "an ensemble of one member has no spread" in err
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()
+
+
+def test_pipeline_report_shows_the_search_ranking(run_cli, tmp_path, models):
+    """``steps.segment.search``: the ranking of an ``ect segment search-cnn`` folder in the
+    summary (as the search wrote it) and as a report figure and table; a folder without
+    search.json is one config error."""
+    _, paths = models
+    img, lab = phantom_slice(0, size=48)
+    vimg, vlab = phantom_slice(1, size=48)
+    for name, arr in (("i", img), ("l", lab), ("vi", vimg), ("vl", vlab)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", arr)
+    found = tmp_path / "search"
+    code, _, err = run_cli("segment", "search-cnn", tmp_path / "i.tif", tmp_path / "l.tif",
+                           "--val", tmp_path / "vi.tif", tmp_path / "vl.tif", "--out", found,
+                           "--space", "lr=1e-7,5e-3", "--repeats", "2", "--channels", "4",
+                           "--patch", "24", "--patches-per-epoch", "16", "--epochs", "1")
+    assert code == 0, err
+    written = json.loads((found / "search.json").read_text())
+    summ, out = _run(tmp_path, paths[0], None, "search", search=str(found))
+    assert summ["search"]["ranked"] == written["ranked"]
+    assert summ["search"]["parameters"] == ["lr"] and len(summ["search"]["trials"]) == 4
+    result = render(out / "report.html", tmp_path)
+    assert "hyper-parameter search" in {img["alt"] for img in result["images"]}
+    assert all(img["ok"] for img in result["images"]) and result["errors"] == []
+    assert "CNN hyper-parameter search" in (out / "report.html").read_text()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"input: {{grey: {tmp_path / 'i.tif'}}}\noutput: {tmp_path / 'o'}\n"
+                   f"steps: {{segment: {{method: cnn, model: {paths[0]}, search: "
+                   f"{tmp_path / 'nowhere'}}}}}\n")
+    code, _, err = run_cli("run", cfg)
+    assert code == 2 and "expected a folder written by `ect segment search-cnn" in err
     assert err.count("\n") == 1 and not (tmp_path / "o").exists()

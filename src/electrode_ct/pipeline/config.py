@@ -105,10 +105,26 @@ class SegmentStep(_Strict):
     next_regions: int = Field(
         0, ge=0, description="method=forest: write the N most uncertain 32-voxel windows of "
         "the reference state to tables/next_regions.csv (0: none).")
+    search: str | None = Field(
+        None, description="A folder written by `ect segment search-cnn --out DIR` (its "
+        "search.json): the ranked hyper-parameter table (mean ± std [95 % CI] over "
+        "repeats) in the summary and the report.")
     ensemble: list[str] | None = Field(
         None, description="Perturbed-label ensemble members (model files, or folders of "
         "member_*.model from `ect segment ensemble`; at least 2): each segments the "
         "reference state; mean ± std over members in the report.")
+
+    @field_validator("search")
+    @classmethod
+    def _search_folder(cls, v: str | None) -> str | None:
+        if v:
+            from electrode_ct.pipeline.segmentpy import search_results
+
+            try:
+                search_results(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("steps.segment.search: ")) from None
+        return v
 
     @field_validator("ensemble")
     @classmethod

@@ -1,8 +1,9 @@
-"""The segment step's SegmentPy extras: the CNN's learning curves and, with
-``steps.segment.ensemble``, the perturbed-label ensemble's spread on the reference state.
+"""The segment step's SegmentPy extras: the CNN's learning curves, with
+``steps.segment.ensemble`` the perturbed-label ensemble's spread on the reference state, and
+with ``steps.segment.search`` the ranking of an ``ect segment search-cnn`` run.
 
-Both go into the segment step's summary (``learning_curves``, ``ensemble``), which the
-report draws (:mod:`electrode_ct.report.segmentpy`).
+They go into the segment step's summary (``learning_curves``, ``ensemble``, ``search``),
+which the report draws (:mod:`electrode_ct.report.segmentpy`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,30 @@ def segmentpy_summary(run: Run, model: Any) -> dict[str, Any]:
     entries = run.cfg.steps.segment.ensemble
     if entries:
         out["ensemble"] = _ensemble(run, member_files(entries))
+    if run.cfg.steps.segment.search:
+        out["search"] = search_results(run.cfg.steps.segment.search)
     return out
+
+
+def search_results(folder: str | Path) -> dict[str, Any]:
+    """The ranked table, the trials (without their histories) and the searched parameter
+    names of an ``ect segment search-cnn`` output folder (its ``search.json``)."""
+    import json
+
+    path = Path(folder) / "search.json"
+    try:
+        found = json.loads(path.read_text())
+        res = {"folder": str(folder), "parameters": list(found["parameters"]),
+               "ranked": list(found["ranked"]),
+               "trials": [{k: v for k, v in t.items() if k != "history"}
+                          for t in found["trials"]]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"steps.segment.search: expected a folder written by `ect segment "
+                          f"search-cnn --out DIR` (with search.json), could not read {path}: "
+                          f"{exc.__class__.__name__}") from None
+    if not res["ranked"]:
+        raise ConfigError(f"steps.segment.search: {path} holds no ranked combination")
+    return res
 
 
 def _ensemble(run: Run, files: list[Path]) -> dict[str, Any]:

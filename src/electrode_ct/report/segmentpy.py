@@ -170,7 +170,8 @@ def _ensemble_section(ens: Mapping[str, Any], sec: Any) -> None:
 
 
 def segmentpy_sections(man: Mapping[str, Any]) -> list[Any]:
-    """Report sections from the segment step's ``learning_curves`` and ``ensemble``."""
+    """Report sections from the segment step's ``learning_curves``, ``ensemble`` and
+    ``search``."""
     from electrode_ct.report.html import Section
 
     seg = man.get("steps", {}).get("segment", {}).get("summary", {})
@@ -186,4 +187,23 @@ def segmentpy_sections(man: Mapping[str, Any]) -> list[Any]:
         sec = Section("Perturbed-label ensemble")
         _ensemble_section(seg["ensemble"], sec)
         secs.append(sec)
+    if seg.get("search"):
+        secs.append(_search_section(seg["search"]))
     return secs
+
+
+def _search_section(found: Mapping[str, Any]) -> Any:
+    """The ranked hyper-parameter table of ``ect segment search-cnn`` and its plot."""
+    from electrode_ct.report.html import Section
+
+    keys = list(found["parameters"])
+    table, trials = pd.DataFrame(found["ranked"]), pd.DataFrame(found["trials"])
+    sec = Section("CNN hyper-parameter search")
+    sec.text(f"{len(table)} combinations of {', '.join(keys)} (ect segment search-cnn, "
+             f"{found['folder']}), ranked by validation mean IoU: mean over the repeats "
+             "with its 95 % t-interval, each repeat a dot.")
+    sec.figure(search_figure(table, trials, keys), alt="hyper-parameter search")
+    cols = ["rank", *keys, "val_mean_iou", "val_mean_iou_std", "val_mean_iou_ci95_lo",
+            "val_mean_iou_ci95_hi", "repeats", "best_epoch", "train_s"]
+    sec.table(table[[c for c in cols if c in table.columns]])
+    return sec
