@@ -5,7 +5,8 @@ Three runs, one report:
    scribbles, particles, GREAT2 tables, microstructure metrics, SNR / CNR per phase,
    Bailey et al.'s user variability (three simulated users of a threshold and of an
    ML1 threshold-seeded forest); a three-member CNN ensemble trained on perturbed
-   scribbles gives the labeller-uncertainty spread (SegmentPy);
+   scribbles gives the labeller-uncertainty spread and a small learning-rate search its
+   ranking (SegmentPy);
 2. the real NMC-1-cal 3-phase packing (NREL MATBOX): particles, size distribution,
    surface areas, tortuosity;
 3. a generated operando phantom series (3 states of charge, hundreds of particles, 60 %
@@ -37,7 +38,8 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
             "steps": {
                 "segment": {"method": "forest", "scribbles": str(inputs / "nmc1cal_labels.tif"),
                             "class_names": ["active", "pore_cbd"], "trees": 50,
-                            "ensemble": _members(inputs)},
+                            "ensemble": _members(inputs),
+                            "search": _searched(inputs)},
                 "particles": {"phase": "active", "min_volume_um3": 2.0},
                 "measure": {"exclude_layers": 2},
                 "metrics": {"phase": "pore_cbd", "tortuosity": ["z"]},
@@ -140,6 +142,12 @@ def _users(inputs: Path, grey: Any) -> None:
                           ("ml1", forest.predict(grey).labels)):
             write(grey.with_data(lab.astype(np.uint8)).with_class_map(cmap),
                   inputs / "users" / f"{name}_{k}.tif")
+def _searched(inputs: Path) -> str | None:
+    """The demo's CNN search folder, when torch could run it."""
+    folder = inputs / "cnn_search"
+    return str(folder) if (folder / "search.json").exists() else None
+
+
 def _members(inputs: Path) -> list[str] | None:
     """The demo's perturbed-label CNN ensemble (a folder), when torch could train it."""
     folder = inputs / "cnn_ensemble"
@@ -165,6 +173,36 @@ def _train_members(inputs: Path, grey: Any, scribbles: Any, *, seed: int) -> Non
     folder.mkdir(parents=True, exist_ok=True)
     for i, model in enumerate(res.models):
         model.save(folder / f"member_{i:02d}.model")
+
+
+def _search(inputs: Path, grey: Any, scribbles: Any, *, seed: int) -> str | None:
+    """A small learning-rate search (2 values × 2 repeats of a small CNN) on the micro-CT
+    crop: trained on the scribbles of the central labelled slice, ranked on those of the
+    first and last; written once to ``inputs/cnn_search`` (None without torch)."""
+    folder = inputs / "cnn_search"
+    if (folder / "search.json").exists():
+        return str(folder)
+    try:
+        from electrode_ct.cli.segment_segpy import write_search
+        from electrode_ct.segment.cnn.config import TrainConfig
+        from electrode_ct.segment.cnn.search import search
+    except ImportError:
+        return None
+    g, s = grey.numpy(), scribbles.numpy()
+    z = np.flatnonzero(s.reshape(len(s), -1).any(axis=1))
+    train_lab, val_lab = s.copy(), s.copy()
+    train_lab[[z[0], z[-1]]] = 0
+    val_lab[z[1:-1]] = 0
+    cfg = TrainConfig(channels=8, depth=2, patch=48, patches_per_epoch=48, epochs=4,
+                      members=1, seed=seed)
+    rows: list[dict[str, Any]] = []
+    table = search(g, train_lab, val=(g, val_lab), space={"lr": [1e-3, 3e-3]}, config=cfg,
+                   repeats=2, seed=seed, trials=rows)
+    write_search(table, rows, ["lr"], folder,
+                 inputs={"image": "nmc1cal.tif", "labels": "nmc1cal_labels.tif"},
+                 params={"space": {"lr": [1e-3, 3e-3]}, "repeats": 2, "strategy": "grid",
+                         "seed": seed})
+    return str(folder)
 
 
 def operando_inputs(out: Path, *, seed: int = 0) -> None:
@@ -197,6 +235,7 @@ def _inputs(out: Path, *, seed: int) -> None:
     write(grey, inputs / "nmc1cal.tif")
     write(scribbles, inputs / "nmc1cal_labels.tif")
     _train_members(inputs, grey, scribbles, seed=seed)
+    _search(inputs, grey, scribbles, seed=seed)
     write(data.nmc_phases(), inputs / "nmc1cal_phases.tif")
     if not (inputs / "users" / f"threshold_{len(USERS) - 1}.tif").exists():
         _users(inputs, grey)

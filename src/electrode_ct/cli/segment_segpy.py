@@ -87,7 +87,7 @@ def search_cnn_cmd(
         callback=lambda r: info(f"trial {len(rows)}: " + ", ".join(
             f"{k}={r[k]}" for k in grid) + f", seed {r['seed']}: val mIoU "
             f"{r['val_mean_iou']:.4f}"))
-    summary = _write_search(table, rows, list(grid), out, inputs={"image": image,
+    summary = write_search(table, rows, list(grid), out, inputs={"image": image,
                                                                  "labels": labels},
                             params={"space": grid, "repeats": repeats, "strategy": strategy,
                                     "seed": seed})
@@ -100,9 +100,10 @@ def search_cnn_cmd(
         f"({best['repeats']} repeats); wrote {out}")
 
 
-def _write_search(table: Any, rows: list[dict[str, Any]], keys: list[str], out: Path, *,
+def write_search(table: Any, rows: list[dict[str, Any]], keys: list[str], out: Path, *,
                   inputs: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
-    """search.parquet/.csv, trials.parquet/.csv, search.png, search.json in ``out``."""
+    """Write a search's results to ``out``: search.parquet/.csv (ranked), trials.parquet/.csv,
+    search.png and search.json (what ``steps.segment.search`` reads); returns the JSON."""
     import pandas as pd
 
     from electrode_ct.io import write_json, write_table
