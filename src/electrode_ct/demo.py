@@ -38,6 +38,7 @@ def _configs(out: Path) -> dict[str, dict[str, Any]]:
             "steps": {
                 "segment": {"method": "forest", "scribbles": str(inputs / "nmc1cal_labels.tif"),
                             "class_names": ["active", "pore_cbd"], "trees": 50,
+                            "next_regions": 3,  # the correction loop: where to label next
                             "ensemble": _members(inputs),
                             "search": _searched(inputs)},
                 "particles": {"phase": "active", "min_volume_um3": 2.0},
