@@ -18,16 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import time
 
 import numpy as np
-
-
-def _timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+from _timing import peak_rss_mb, timed
 
 
 def main() -> None:
@@ -57,13 +50,13 @@ def main() -> None:
                                               key="percent_flawed"),
                            "percent_flawed_subvolumes": percent_flawed_subvolumes(
                                flawed, cents, lab.shape, sp)}}
-    _, t_gauss = _timed(ndimage.gaussian_filter, lab.astype(np.float32), 1.0)
-    _, t_bars = _timed(lambda: to_png_base64(bars({"state_0": 1.0}, ylabel="%")))
-    (fig, info), t_mesh = _timed(cf.render_figure, lab, sp, truth.loc[y, "label"].to_numpy())
-    _, t_png = _timed(to_png_base64, fig)
-    _, t_roc = _timed(lambda: to_png_base64(cf.classifier_figure(
+    _, t_gauss = timed(ndimage.gaussian_filter, lab.astype(np.float32), 1.0)
+    _, t_bars = timed(lambda: to_png_base64(bars({"state_0": 1.0}, ylabel="%")))
+    (fig, info), t_mesh = timed(cf.render_figure, lab, sp, truth.loc[y, "label"].to_numpy())
+    _, t_png = timed(to_png_base64, fig)
+    _, t_roc = timed(lambda: to_png_base64(cf.classifier_figure(
         {"state_0": curves(y, score, flawed)}, title="t")))
-    _, t_int = _timed(lambda: to_png_base64(cf.interval_figure(summary)))
+    _, t_int = timed(lambda: to_png_base64(cf.interval_figure(summary)))
     print(json.dumps({
         "shape": list(shape), "spacing_um": list(sp), "n_particles": int(len(truth)),
         "load_avg_1min": os.getloadavg()[0],
@@ -71,7 +64,7 @@ def main() -> None:
         "render_meshes_s": round(t_mesh, 3), "render_png_s": round(t_png, 3),
         "roc_pr_confusion_png_s": round(t_roc, 3), "interval_png_s": round(t_int, 3),
         "drawn": info,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 

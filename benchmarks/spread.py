@@ -18,16 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import time
 
 import numpy as np
-
-
-def _timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+from _timing import peak_rss_mb, timed
 
 
 def main() -> None:
@@ -39,14 +32,14 @@ def main() -> None:
     from electrode_ct.metrics.microstructure import microstructure_metrics
 
     shape = (64, 96, 96) if args.quick else (128, 192, 192)
-    vol, t_read = _timed(lambda: data.nmc_phases().compute())
+    vol, t_read = timed(lambda: data.nmc_phases().compute())
     vol = vol.with_data(np.ascontiguousarray(vol.numpy()[tuple(slice(0, n) for n in shape)]))
-    res, t_all = _timed(microstructure_metrics, vol, phase="pore")
+    res, t_all = timed(microstructure_metrics, vol, phase="pore")
     size, grid = spread.subvolume_grid(vol.shape, vol.spacing)
     labels = vol.numpy()
-    _, t_frac = _timed(spread.metrics_spread, res, labels, grid, spacing=vol.spacing,
+    _, t_frac = timed(spread.metrics_spread, res, labels, grid, spacing=vol.spacing,
                        class_map=vol.class_map, surface_method=res["surface_method"])
-    _, t_tau = _timed(spread.tortuosity_spread, labels == 0, grid, ["x", "y", "z"],
+    _, t_tau = timed(spread.tortuosity_spread, labels == 0, grid, ["x", "y", "z"],
                       spacing=vol.spacing, rtol=res["solver_tolerance"])
     print(json.dumps({
         "shape": list(shape), "spacing_um": list(vol.spacing), "grid": res["subvolumes"],
@@ -54,7 +47,7 @@ def main() -> None:
         "read_s": round(t_read, 2), "metrics_with_spread_s": round(t_all, 2),
         "spread_fractions_surfaces_s": round(t_frac, 2), "spread_tortuosity_s": round(t_tau, 2),
         "spread_share": round((t_frac + t_tau) / t_all, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "tortuosity": res["tortuosity"], "tortuosity_ci95": res["tortuosity_ci95"],
         "volume_fraction_ci95": res["volume_fraction_ci95"],
     }))

@@ -132,12 +132,22 @@ def precision_recall(y_true: Any, score: Any) -> tuple[np.ndarray, np.ndarray, n
         (a particle is called flawed when ``score >= threshold``); recall is 0 and
         precision 1 for no flawed particle in the reference.
     """
-    fpr, tpr, thr = roc_curve(y_true, score)
     y, _ = _pair(y_true, score)
-    tp = tpr[1:] * int(y.sum())
-    called = tp + fpr[1:] * int((~y).sum())
+    return _pr_from_roc(*roc_curve(y_true, score), int(y.sum()), int((~y).sum()))
+
+
+def _pr_from_roc(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray, n_pos: int, n_neg: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and thresholds from the ROC points (the origin dropped)."""
+    tp = tpr[1:] * n_pos
+    called = tp + fpr[1:] * n_neg
     precision = np.where(called > 0, tp / np.maximum(called, 1), 1.0)
     return precision, tpr[1:], thr[1:]
+
+
+def _step_area(precision: np.ndarray, recall: np.ndarray) -> float:
+    """Σ (R_i − R_{i−1}) P_i."""
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def average_precision(y_true: Any, score: Any) -> float:
@@ -147,17 +157,18 @@ def average_precision(y_true: Any, score: Any) -> float:
     y, _ = _pair(y_true, score)
     if not y.any():
         return float("nan")
-    precision, recall, _ = precision_recall(y_true, score)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return _step_area(*precision_recall(y_true, score)[:2])
 
 
 def curves(y_true: Any, score: Any, flawed: Any) -> dict[str, Any]:
     """The ROC and precision–recall curves, their areas and the confusion counts at the
     calls ``flawed`` as JSON-ready lists (the ``roc``, ``pr``, ``auc``,
     ``average_precision`` and ``confusion`` keys of the CLI and the pipeline)."""
-    fpr, tpr, thr = roc_curve(y_true, score)
-    prec, rec, thr_pr = precision_recall(y_true, score)
-    return {"auc": roc_auc(y_true, score), "average_precision": average_precision(y_true, score),
+    y, _ = _pair(y_true, score)
+    fpr, tpr, thr = roc_curve(y_true, score)  # one ROC pass gives both curves
+    prec, rec, thr_pr = _pr_from_roc(fpr, tpr, thr, int(y.sum()), int((~y).sum()))
+    ap = _step_area(prec, rec) if y.any() else float("nan")
+    return {"auc": roc_auc(y_true, score), "average_precision": ap,
             "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
                     "thresholds": [None, *thr[1:].tolist()]},
             "pr": {"precision": prec.tolist(), "recall": rec.tolist(),
