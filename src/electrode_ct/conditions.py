@@ -84,11 +84,12 @@ def condition_shares(table: pd.DataFrame, conditions: Mapping[str, str], *,
     rows = []
     for cat, expr in conditions.items():
         try:
-            hit = np.asarray(table.eval(expr), dtype=object)
+            hit = np.asarray(table.eval(expr))
         except Exception as exc:  # pandas raises many types for a bad expression
             raise InputError(f"{name} {cat}={expr!r} cannot be evaluated: {exc}; columns: "
                              f"{', '.join(map(str, table.columns))}") from None
-        if hit.shape != (len(table),) or not all(isinstance(v, bool | np.bool_) for v in hit):
+        if hit.shape != (len(table),) or pd.api.types.infer_dtype(hit, skipna=False) not in (
+                "boolean", "empty"):
             raise InputError(f"{name} {cat}={expr!r}: expected a true/false test per particle")
         hit = hit.astype(bool) & free
         free &= ~hit
