@@ -62,7 +62,9 @@ def write_config(work: Path, scan: Path, *, heal_um: float, cracks: bool, worker
             raise SystemExit(f"error: the micro template no longer contains {old!r}")
         text = text.replace(old, new)
     text += (f"compute:\n  scheduler: local\n  n_workers: {workers}\n"
-             f"  threads_per_worker: 1\n  memory_limit: {memory_limit}\n")
+             f"  threads_per_worker: 1\n")
+    if memory_limit != "auto":
+        text += f"  memory_limit: {memory_limit}\n"
     if engine:
         text += "  in_memory_below_mb: 0\n"
     path = work / "micro.yaml"
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--memory-limit", default="3GB", help="per worker")
+    parser.add_argument("--memory-limit", default="auto",
+                        help="per worker, e.g. 3GB; auto: the engine's default (80 %% of the "
+                        "machine shared by the workers)")
     parser.add_argument("--heal-um", type=float, default=1.0,
                         help="particles.heal_cracks_um (µm; voxels are 0.5 µm)")
     parser.add_argument("--engine", action="store_true",
