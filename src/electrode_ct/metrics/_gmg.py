@@ -39,9 +39,10 @@ from scipy.sparse.linalg import splu
 
 from electrode_ct.metrics._amg import RedBlackLaplacian, add_product
 from electrode_ct.metrics._stencil import (
+    BLACK,
+    RED,
     Layout,
     MaskLaplacian,
-    neighbour_sum,
     pair_sum,
     prolong_add,
     restrict,
@@ -352,12 +353,12 @@ def residual64(op: MaskLaplacian, x: np.ndarray, lo: np.ndarray) -> tuple[np.nda
     r = np.empty(op.n, F32)
     total = 0.0
     for z0, z1 in lay.slabs():
-        hr, hb = lay.halo_ranges(z0, z1)
-        d = lay.dense(z0, z1, _x64(x, lo, hr), _x64(x, lo, hb), halo=1, dtype=np.float64)
-        s = op.add_faces(neighbour_sum(d, op.g), z0, op.g_b, outlet=False)
-        del d
-        for m, part in zip(lay.masks(z0, z1), lay.ranges(z0, z1), strict=True):
-            v = s[m]
+        s, pos = op.sums(lambda part: _x64(x, lo, part), z0, z1, dtype=np.float64)
+        op.add_faces(s[1:-1], z0, op.g_b, outlet=False)
+        flat = s.reshape(-1)
+        for c, p in zip((RED, BLACK), lay.inner(pos, z0, z1), strict=True):
+            part = lay.range(z0, z1, c)
+            v = flat[p]
             v -= op.diag[part] * _x64(x, lo, part)
             total += float(np.dot(v, v))
             r[part] = v
