@@ -4,9 +4,11 @@ The same finite-volume system as :mod:`electrode_ct.metrics.tortuosity` (7-point
 between face-neighbouring conducting voxels, conductance A/d per link, 2·A/d to the fixed
 faces), built and solved with float32 numbers and int32 indices only:
 
-- Operator: the red-black coupling block B (n_red × n_black, float32 CSR, each link
-  stored once) and the float32 diagonal (:class:`~electrode_ct.metrics._amg.RedBlackLaplacian`);
-  B is filled directly from the voxel index volume (no COO triplets, no int64 copies).
+- Operator: on the voxels, matrix-free (:class:`~electrode_ct.metrics._stencil.MaskLaplacian`:
+  applied from the conducting mask a slab of planes at a time, only the float32
+  diagonal stored); on the coarse levels, the red-black coupling block B (n_red ×
+  n_black, float32 CSR, each link stored once, filled directly from the cell index
+  volume) and the float32 diagonal (:class:`~electrode_ct.metrics._amg.RedBlackLaplacian`).
 - Preconditioner: one symmetric V-cycle of a geometric multigrid. A coarse cell is a
   2 × 2 × 2 block of the finer grid; it is an unknown when any of its fine cells is; the
   conductance of a coarse link is the sum of the fine link conductances crossing the
@@ -20,12 +22,15 @@ faces), built and solved with float32 numbers and int32 indices only:
   product and norm accumulated in float64 (chunked, no BLAS: the result does not depend
   on the thread count).
 
-Memory: every operator product, sweep and CG update works in place or a chunk at a time
-(scipy's accumulating CSR/CSC kernels, :func:`~electrode_ct.metrics._amg.add_product`);
-the preconditioner writes into the CG's product vector; the refinement holds the
-solution as two float32 vectors. Peak (measured, docs/scale.md): ~65 bytes per
-conducting voxel over the input (psutil RSS), set-up and refinement included; it was
-85–101 before these changes.
+Memory: no per-link or per-voxel table at the finest level (the mask, the diagonal and
+the CG vectors); the finest-to-coarse transfers sum and copy dense 2 × 2 × 2 blocks of a
+slab (no aggregate table); every other product, sweep and CG update works in place or
+a chunk at a time (scipy's accumulating CSR/CSC kernels,
+:func:`~electrode_ct.metrics._amg.add_product`); the preconditioner writes into the CG's
+product vector; the refinement holds the solution as two float32 vectors and forms the
+float64 residual a slab at a time. Peak (measured, docs/scale.md): ~36 bytes per
+conducting voxel over the input (psutil RSS), set-up and refinement included (65 with a
+CSR finest level, 85–101 before the in-place kernels).
 """
 
 from __future__ import annotations
