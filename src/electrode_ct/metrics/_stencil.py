@@ -47,17 +47,19 @@ class Layout:
         self.cond = cond
         nz, ny, nx = cond.shape
         self.plane = ny * nx
-        even = ((np.arange(ny)[:, None] + np.arange(nx)[None, :]) & 1) == 0
-        self._red_yx = np.stack([even, ~even])  # red cells of an even / an odd plane
-        red = np.array([np.count_nonzero(cond[z] & self._red_yx[z & 1]) for z in range(nz)],
+        planes = max(2, min(nz // 32, SLAB_VOXELS // self.plane))
+        self.planes = planes - planes % 2  # even: a slab starts on a coarse plane
+        red_yx = ((np.arange(ny)[:, None] + np.arange(nx)[None, :]) & 1) == 0
+        # red cells of planes 0, 1, 2, ... and of planes 1, 2, 3, ... (a slab and halo)
+        self._red = [np.stack([red_yx ^ bool((z + s) & 1) for z in range(self.planes + 2)])
+                     for s in (0, 1)]
+        red = np.array([np.count_nonzero(cond[z] & self._red[z & 1][0]) for z in range(nz)],
                        np.int64)
         every = np.count_nonzero(cond.reshape(nz, -1), axis=1).astype(np.int64)
         self.offsets = (np.concatenate([[0], np.cumsum(red)]),
                         np.concatenate([[0], np.cumsum(every - red)]))
         self.n_red = int(self.offsets[RED][-1])
         self.n = self.n_red + int(self.offsets[BLACK][-1])
-        planes = max(2, min(nz // 32, SLAB_VOXELS // self.plane))
-        self.planes = planes - planes % 2  # even: a slab starts on a coarse plane
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -81,8 +83,7 @@ class Layout:
         """Flat positions of one colour's unknowns of planes z0 − halo..z1 + halo (clipped
         to the volume) in a dense slab whose first plane is z0 − halo."""
         a, b = max(z0 - halo, 0), min(z1 + halo, self.shape[0])
-        pick = (np.arange(a, b) + colour) & 1
-        pos = np.flatnonzero(self.cond[a:b] & self._red_yx[pick])
+        pos = np.flatnonzero(self.cond[a:b] & self._red[(a + colour) & 1][: b - a])
         if a > z0 - halo:
             pos += (a - (z0 - halo)) * self.plane
         return pos
