@@ -241,6 +241,8 @@ def test_lean_matrix_free_level_equals_the_csr_operator():
             r = lay.range(z0, z1, c)
             ids[z0:z1].reshape(-1)[lay.positions(z0, z1, c)] = np.arange(r.start, r.stop)
     np.testing.assert_array_equal(ids, idx)
+    np.testing.assert_array_equal(lay.positions(0, 17, _stencil.RED),  # many planes at once
+                                  np.flatnonzero((idx >= 0) & (idx < nr)))
     for ax, k in ((0, 16), (1, 0), (2, 24)):
         ref = np.take(idx, k, axis=ax)
         np.testing.assert_array_equal(np.sort(lay.layer(ax, k)), np.sort(ref[ref >= 0]))

@@ -83,7 +83,10 @@ class Layout:
         """Flat positions of one colour's unknowns of planes z0 − halo..z1 + halo (clipped
         to the volume) in a dense slab whose first plane is z0 − halo."""
         a, b = max(z0 - halo, 0), min(z1 + halo, self.shape[0])
-        pos = np.flatnonzero(self.cond[a:b] & self._red[(a + colour) & 1][: b - a])
+        red = self._red[(a + colour) & 1]
+        if b - a > red.shape[0]:  # more planes than a slab and its halo: repeat the pair
+            red = np.resize(red[:2], (b - a, *red.shape[1:]))
+        pos = np.flatnonzero(self.cond[a:b] & red[: b - a])
         if a > z0 - halo:
             pos += (a - (z0 - halo)) * self.plane
         return pos
