@@ -258,6 +258,10 @@ def test_lean_matrix_free_level_equals_the_csr_operator():
     red = (b[:nr] - A[:nr, nr:] @ x[nr:]) / A.diagonal()[:nr]
     black = (b[nr:] - A[nr:, :nr] @ y[:nr]) / A.diagonal()[nr:]
     np.testing.assert_allclose(y, np.concatenate([red, black]), rtol=1e-5, atol=1e-5)
+    back = op.smooth(x.copy(), b, False)  # backwards: black from x, then red
+    black = (b[nr:] - A[nr:, :nr] @ x[:nr]) / A.diagonal()[nr:]
+    red = (b[:nr] - A[:nr, nr:] @ back[nr:]) / A.diagonal()[:nr]
+    np.testing.assert_allclose(back, np.concatenate([red, black]), rtol=1e-5, atol=1e-5)
     # block transfers: sums of the red residual, and the 0/1 prolongation
     coarse = _gmg.coarsen(grid).cond
     cidx, n_c, _ = _gmg.number_cells(coarse)

@@ -229,14 +229,42 @@ class MaskLaplacian(RedBlackLaplacian):
 
     def _relax(self, x: np.ndarray, b: np.ndarray, red: bool) -> None:
         """x_c = (b_c + Σ g·x_other) / d_c on one colour, slab by slab, in place."""
-        c = RED if red else BLACK
+        for z0, z1 in self.layout.slabs():
+            self._relax_slab(x, b, RED if red else BLACK, z0, z1, self._positions(z0, z1))
+
+    def smooth(self, x: np.ndarray | None, b: np.ndarray, forward: bool, *,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """One red-black Gauss-Seidel sweep (:meth:`RedBlackLaplacian.smooth`); from a
+        given ``x`` the two half-sweeps run together, the second one a slab behind the
+        first (the same arithmetic; each slab's positions are found once)."""
+        if x is None:
+            return super().smooth(None, b, forward, out=out)
+        first = RED if forward else BLACK
+        behind = None
+        for z0, z1 in self.layout.slabs():
+            pos = self._positions(z0, z1)
+            self._relax_slab(x, b, first, z0, z1, pos)
+            if behind is not None:  # its other-colour halo plane is now up to date
+                self._relax_slab(x, b, 1 - first, *behind)
+            behind = (z0, z1, pos)
+        self._relax_slab(x, b, 1 - first, *behind)
+        return x
+
+    def _positions(self, z0: int, z1: int) -> list[np.ndarray]:
+        return [self.layout.positions(z0, z1, c, halo=1) for c in (RED, BLACK)]
+
+    def _relax_slab(self, x: np.ndarray, b: np.ndarray, c: int, z0: int, z1: int,
+                    pos: list[np.ndarray]) -> None:
+        """The colour-``c`` update on planes z0..z1 (``pos``: both colours'
+        :meth:`Layout.positions` with halo 1)."""
         lay = self.layout
-        for z0, z1 in lay.slabs():
-            s, _ = self.sums(lambda r: x[r], z0, z1, (1 - c,))
-            r = lay.range(z0, z1, c)
-            xc = x[r]
-            np.add(b[r], s[1:-1].reshape(-1)[lay.positions(z0, z1, c)], out=xc)
-            xc /= self.diag[r]
+        d = np.zeros((z1 - z0 + 2, *lay.shape[1:]), F32)
+        d.reshape(-1)[pos[1 - c]] = x[lay.range(z0 - 1, z1 + 1, 1 - c)]
+        s = neighbour_sum(d, self.g).reshape(-1)
+        r = lay.range(z0, z1, c)
+        xc = x[r]
+        np.add(b[r], s[lay.inner(pos, z0, z1)[c]], out=xc)
+        xc /= self.diag[r]
 
     def residual(self, x: np.ndarray, b: np.ndarray, z0: int, z1: int) -> np.ndarray:
         """(b − A x) at the red unknowns of planes z0..z1 as a dense slab, zero elsewhere
