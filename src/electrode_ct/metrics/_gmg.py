@@ -226,9 +226,9 @@ class GeometricMG:
             grid = coarsen(grid)
             cidx, n_c, n_red_c = number_cells(grid.cond)
             lev = self.levels[-1]
-            if idx is None:  # below the finest level: block sums of the index volumes
+            if idx is None:  # from the voxels: dense block transfers, no aggregate table
                 lev.coarse = Layout(grid.cond)
-            else:
+            else:  # between coarse levels: aggregates from the two index volumes
                 lev.agg = aggregates(idx, cidx, op.n)
             lev.n_coarse = n_c
             idx = cidx
