@@ -26,8 +26,8 @@ from scale import tiled_phases
 
 from electrode_ct.metrics import _gmg
 
-PHASES = {"percolating_mask": "percolation labels", "number_cells": "set-up",
-          "operator": "set-up", "GeometricMG": "set-up", "pcg": "first CG",
+PHASES = {"percolating_mask": "percolation labels", "Layout": "set-up",
+          "MaskLaplacian": "set-up", "GeometricMG": "set-up", "pcg": "first CG",
           "refine": "refinement"}
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     ref_s = time.perf_counter() - t0
     state, peaks, proc = {"phase": "other"}, {}, psutil.Process(os.getpid())
     _tag(tmod, "percolating_mask", state)
-    for name in ("number_cells", "operator", "GeometricMG", "pcg", "refine"):
+    for name in ("Layout", "MaskLaplacian", "GeometricMG", "pcg", "refine"):
         _tag(_gmg, name, state)
     stop = threading.Event()
 

@@ -218,18 +218,35 @@ def test_lean_solver_non_percolating_and_thread_count():
     assert runs[0] == runs[1]
 
 
-def test_lean_in_place_kernels_equal_the_csr_operator(monkeypatch):
-    """The in-place products, sweeps, restriction and chunked float64 residual of the lean
-    solver against the assembled CSR operator (odd sizes, anisotropic voxels, chunks
-    smaller than the vectors so that chunk borders are crossed)."""
-    from electrode_ct.metrics import _gmg
+def test_lean_matrix_free_level_equals_the_csr_operator():
+    """The matrix-free finest level of the lean solver (numbering, diagonal, product,
+    sweep, block transfers, float64 residual) against the assembled CSR operator: odd
+    sizes, anisotropic voxels, flow along y, slabs of 2 planes so slab borders are
+    crossed."""
+    from electrode_ct.metrics import _gmg, _stencil
 
-    monkeypatch.setattr(_gmg, "CHUNK", 97)
     cond = _gaussian_medium((17, 22, 25), 3, 0.45)
-    grid = _gmg.finest_grid(cond, (0.5, 1.0, 1.5), 1)
+    spacing, flow = (0.5, 1.0, 1.5), 1
+    g, _ = _gmg.conductances(spacing)
+    lay = _stencil.Layout(cond)
+    assert lay.planes == 2
+    op = _stencil.MaskLaplacian(lay, tuple(g), 2.0 * g[flow], flow)
+    grid = _gmg.finest_grid(cond, spacing, flow)
     idx, n, nr = _gmg.number_cells(cond)
-    op = _gmg.operator(grid, idx, n, nr)
-    A = op.tocsr().astype(np.float64)
+    A = _gmg.operator(grid, idx, n, nr).tocsr().astype(np.float64)
+    assert (lay.n, lay.n_red) == (n, nr)
+    ids = np.full(cond.shape, -1)  # the same numbering
+    for z0, z1 in lay.slabs():
+        for c in (_stencil.RED, _stencil.BLACK):
+            r = lay.range(z0, z1, c)
+            ids[z0:z1].reshape(-1)[lay.positions(z0, z1, c)] = np.arange(r.start, r.stop)
+    np.testing.assert_array_equal(ids, idx)
+    np.testing.assert_array_equal(lay.positions(0, 17, _stencil.RED),  # many planes at once
+                                  np.flatnonzero((idx >= 0) & (idx < nr)))
+    for ax, k in ((0, 16), (1, 0), (2, 24)):
+        ref = np.take(idx, k, axis=ax)
+        np.testing.assert_array_equal(np.sort(lay.layer(ax, k)), np.sort(ref[ref >= 0]))
+    np.testing.assert_array_equal(op.diag, A.diagonal())  # exact in float32
     rng = np.random.default_rng(1)
     x, b, lo = (rng.random(n).astype(np.float32) for _ in range(3))
     lo *= np.float32(1e-4)
@@ -241,18 +258,29 @@ def test_lean_in_place_kernels_equal_the_csr_operator(monkeypatch):
     red = (b[:nr] - A[:nr, nr:] @ x[nr:]) / A.diagonal()[:nr]
     black = (b[nr:] - A[nr:, :nr] @ y[:nr]) / A.diagonal()[nr:]
     np.testing.assert_allclose(y, np.concatenate([red, black]), rtol=1e-5, atol=1e-5)
-    # restriction: aggregate sums of the red residual
-    mg = _gmg.GeometricMG(grid, idx, op, coarse_size=50)
-    lev = mg.levels[0]
-    ref = np.bincount(lev.agg[:nr], weights=(b - A @ y)[:nr], minlength=lev.n_coarse)
-    np.testing.assert_allclose(_gmg._restrict(op, lev, y, b), ref, rtol=1e-4, atol=1e-4)
-    # float64 residual of x + lo, b = g_b on the inlet unknowns
-    inlet = np.flatnonzero(rng.random(n) < 0.1)
+    back = op.smooth(x.copy(), b, False)  # backwards: black from x, then red
+    black = (b[nr:] - A[nr:, :nr] @ x[:nr]) / A.diagonal()[nr:]
+    red = (b[:nr] - A[:nr, nr:] @ back[nr:]) / A.diagonal()[:nr]
+    np.testing.assert_allclose(back, np.concatenate([red, black]), rtol=1e-5, atol=1e-5)
+    # block transfers: sums of the red residual, and the 0/1 prolongation
+    coarse = _gmg.coarsen(grid).cond
+    cidx, n_c, _ = _gmg.number_cells(coarse)
+    agg = _gmg.aggregates(idx, cidx, n)
+    ref = np.bincount(agg[:nr], weights=(b - A @ y)[:nr], minlength=n_c)
+    np.testing.assert_allclose(_stencil.restrict(op, y, b, _stencil.Layout(coarse)), ref,
+                               rtol=1e-4, atol=1e-4)
+    ec = rng.random(n_c).astype(np.float32)
+    z = x.copy()
+    _stencil.prolong_add(op, _stencil.Layout(coarse), ec, z)
+    np.testing.assert_array_equal(z, x + ec[agg])
+    # float64 residual of x + lo, b = g_b on the inlet layer
+    inlet = lay.layer(flow, 0)
     rhs = np.zeros(n)
-    rhs[inlet] = 0.75
+    rhs[inlet] = 2.0 * g[flow]
     ref = rhs - A @ (x.astype(np.float64) + lo)
-    np.testing.assert_allclose(_gmg.residual64(op, inlet, 0.75, x, lo), ref,
-                               rtol=1e-12, atol=1e-12)
+    r32, norm = _gmg.residual64(op, x, lo)
+    np.testing.assert_array_equal(r32, ref.astype(np.float32))
+    assert norm == pytest.approx(np.linalg.norm(ref), rel=1e-12)
 
 
 # TauFactor's own test suite (github.com/tldr-group/taufactor, tests/test_taufactor.py):

@@ -4,9 +4,11 @@ The same finite-volume system as :mod:`electrode_ct.metrics.tortuosity` (7-point
 between face-neighbouring conducting voxels, conductance A/d per link, 2·A/d to the fixed
 faces), built and solved with float32 numbers and int32 indices only:
 
-- Operator: the red-black coupling block B (n_red × n_black, float32 CSR, each link
-  stored once) and the float32 diagonal (:class:`~electrode_ct.metrics._amg.RedBlackLaplacian`);
-  B is filled directly from the voxel index volume (no COO triplets, no int64 copies).
+- Operator: on the voxels, matrix-free (:class:`~electrode_ct.metrics._stencil.MaskLaplacian`:
+  applied from the conducting mask a slab of planes at a time, only the float32
+  diagonal stored); on the coarse levels, the red-black coupling block B (n_red ×
+  n_black, float32 CSR, each link stored once, filled directly from the cell index
+  volume) and the float32 diagonal (:class:`~electrode_ct.metrics._amg.RedBlackLaplacian`).
 - Preconditioner: one symmetric V-cycle of a geometric multigrid. A coarse cell is a
   2 × 2 × 2 block of the finer grid; it is an unknown when any of its fine cells is; the
   conductance of a coarse link is the sum of the fine link conductances crossing the
@@ -20,12 +22,15 @@ faces), built and solved with float32 numbers and int32 indices only:
   product and norm accumulated in float64 (chunked, no BLAS: the result does not depend
   on the thread count).
 
-Memory: every operator product, sweep and CG update works in place or a chunk at a time
-(scipy's accumulating CSR/CSC kernels, :func:`~electrode_ct.metrics._amg.add_product`);
-the preconditioner writes into the CG's product vector; the refinement holds the
-solution as two float32 vectors. Peak (measured, docs/scale.md): ~65 bytes per
-conducting voxel over the input (psutil RSS), set-up and refinement included; it was
-85–101 before these changes.
+Memory: no per-link or per-voxel table at the finest level (the mask, the diagonal and
+the CG vectors); the finest-to-coarse transfers sum and copy dense 2 × 2 × 2 blocks of a
+slab (no aggregate table); every other product, sweep and CG update works in place or
+a chunk at a time (scipy's accumulating CSR/CSC kernels,
+:func:`~electrode_ct.metrics._amg.add_product`); the preconditioner writes into the CG's
+product vector; the refinement holds the solution as two float32 vectors and forms the
+float64 residual a slab at a time. Peak (measured, docs/scale.md): ~36 bytes per
+conducting voxel over the input (psutil RSS), set-up and refinement included (65 with a
+CSR finest level, 85–101 before the in-place kernels).
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from electrode_ct.metrics._amg import RedBlackLaplacian, add_product
+from electrode_ct.metrics._stencil import (
+    BLACK,
+    RED,
+    Layout,
+    MaskLaplacian,
+    pair_sum,
+    prolong_add,
+    restrict,
+)
 
 F32 = np.float32
 CHUNK = 1 << 20
@@ -77,6 +91,7 @@ class _Level:
     op: RedBlackLaplacian
     agg: np.ndarray | None = None  # fine unknown -> coarse unknown (int32)
     n_coarse: int = 0
+    coarse: Layout | None = None  # the next level's cells (matrix-free transfers)
 
 
 def _itype(n: int) -> type:
@@ -161,25 +176,10 @@ def operator(grid: _Grid, idx: np.ndarray, n: int, n_red: int) -> RedBlackLaplac
     return op
 
 
-def _pair_sum(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Sum of neighbouring pairs along ``axes`` (odd lengths padded with zeros)."""
-    for ax in axes:
-        if a.shape[ax] % 2:
-            pad = [(0, 0)] * a.ndim
-            pad[ax] = (0, 1)
-            a = np.pad(a, pad)
-        even = [slice(None)] * a.ndim
-        odd = [slice(None)] * a.ndim
-        even[ax] = slice(0, None, 2)
-        odd[ax] = slice(1, None, 2)
-        a = a[tuple(even)] + a[tuple(odd)]
-    return a
-
-
 def coarsen(grid: _Grid) -> _Grid:
     """The 2 × 2 × 2-block coarse grid of ``grid`` (Galerkin conductances, float32)."""
     c = grid.cond
-    cond = _pair_sum(c.astype(np.uint8), (0, 1, 2)) > 0
+    cond = pair_sum(c.astype(np.uint8), (0, 1, 2)) > 0
     faces = []
     for ax in range(3):
         f, scale = grid.face(ax)
@@ -187,10 +187,10 @@ def coarsen(grid: _Grid) -> _Grid:
         odd[ax] = slice(1, None, 2)  # fine links 2C+1 -> 2C+2 cross coarse faces
         crossing = f[tuple(odd)].astype(F32)
         del f
-        faces.append(_pair_sum(crossing, tuple(a for a in range(3) if a != ax)) * F32(scale))
+        faces.append(pair_sum(crossing, tuple(a for a in range(3) if a != ax)) * F32(scale))
     other = tuple(range(2))
     return _Grid(cond=cond, face=lambda ax: (faces[ax], 1.0),
-                 inlet=_pair_sum(grid.inlet, other), outlet=_pair_sum(grid.outlet, other),
+                 inlet=pair_sum(grid.inlet, other), outlet=pair_sum(grid.outlet, other),
                  flow=grid.flow)
 
 
@@ -213,25 +213,29 @@ class GeometricMG:
     ----------
     grid : _Grid
         The finest level.
-    idx : numpy.ndarray
-        Its index volume (from :func:`number_cells`).
-    op : RedBlackLaplacian
-        Its operator.
+    op : MaskLaplacian
+        Its matrix-free operator.
     coarse_size : int
         Unknowns at or below which a level is solved by sparse LU.
     """
 
-    def __init__(self, grid: _Grid, idx: np.ndarray, op: RedBlackLaplacian, *,
-                 coarse_size: int = 4000) -> None:
+    def __init__(self, grid: _Grid, op: MaskLaplacian, *, coarse_size: int = 4000) -> None:
         self.levels: list[_Level] = [_Level(op)]
-        while op.n > coarse_size and max(idx.shape) > 2:
+        idx = None
+        while op.n > coarse_size and max(grid.cond.shape) > 2:
             grid = coarsen(grid)
             cidx, n_c, n_red_c = number_cells(grid.cond)
-            self.levels[-1].agg = aggregates(idx, cidx, op.n)
-            self.levels[-1].n_coarse = n_c
+            lev = self.levels[-1]
+            if idx is None:  # from the voxels: dense block transfers, no aggregate table
+                lev.coarse = Layout(grid.cond)
+            else:  # between coarse levels: aggregates from the two index volumes
+                lev.agg = aggregates(idx, cidx, op.n)
+            lev.n_coarse = n_c
             idx = cidx
             op = operator(grid, idx, n_c, n_red_c)
             self.levels.append(_Level(op))
+        if idx is None:  # the finest level is the coarsest: its matrix for the LU
+            op = operator(grid, *number_cells(grid.cond))
         self._lu = splu(op.tocsr().astype(np.float64).tocsc())
 
     @property
@@ -245,17 +249,22 @@ class GeometricMG:
         return self._cycle(0, b, out)
 
     def _cycle(self, k: int, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        lev = self.levels[k]
-        if lev.agg is None:
+        if k == len(self.levels) - 1:
             return self._lu.solve(b.astype(np.float64)).astype(F32)
+        lev = self.levels[k]
         op = lev.op
         x = op.smooth(None, b, True, out=out)
         for _ in range(SWEEPS - 1):
             x = op.smooth(x, b, True)
-        ec = self._coarse(k + 1, _restrict(op, lev, x, b))
-        ec *= F32(CORRECTION)
-        for s in range(0, op.n, CHUNK):  # x += CORRECTION · ec[agg], chunk by chunk
-            x[s:s + CHUNK] += ec[lev.agg[s:s + CHUNK]]
+        if lev.coarse is not None:
+            ec = self._coarse(k + 1, restrict(op, x, b, lev.coarse))
+            ec *= F32(CORRECTION)
+            prolong_add(op, lev.coarse, ec, x)
+        else:
+            ec = self._coarse(k + 1, _restrict(op, lev, x, b))
+            ec *= F32(CORRECTION)
+            for s in range(0, op.n, CHUNK):  # x += CORRECTION · ec[agg], chunk by chunk
+                x[s:s + CHUNK] += ec[lev.agg[s:s + CHUNK]]
         del ec
         for _ in range(SWEEPS):
             x = op.smooth(x, b, False)
@@ -264,9 +273,12 @@ class GeometricMG:
     def _coarse(self, k: int, b: np.ndarray) -> np.ndarray:
         """Two symmetric cycles at level ``k`` (one at the coarsest)."""
         e = self._cycle(k, b)
-        if self.levels[k].agg is None:
+        if k == len(self.levels) - 1:
             return e
-        return e + self._cycle(k, b - self.levels[k].op.matvec(e))
+        r = self.levels[k].op.matvec(e)
+        np.subtract(b, r, out=r)
+        e += self._cycle(k, r)
+        return e
 
 
 def _restrict(op: RedBlackLaplacian, lev: _Level, x: np.ndarray, b: np.ndarray
@@ -331,66 +343,53 @@ def pcg(A: RedBlackLaplacian, r: np.ndarray, x: np.ndarray, M: Callable, *, targ
     return x, it
 
 
-def _x64(x: np.ndarray, lo: np.ndarray, s: int, e: int) -> np.ndarray:
-    """x[s:e] + lo[s:e] in float64 (the solution is held as two float32 vectors)."""
-    out = x[s:e].astype(np.float64)
-    out += lo[s:e]
+def _x64(x: np.ndarray, lo: np.ndarray, r: slice) -> np.ndarray:
+    """x[r] + lo[r] in float64 (the solution is held as two float32 vectors)."""
+    out = x[r].astype(np.float64)
+    out += lo[r]
     return out
 
 
-def residual64(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float,
-               x: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """b − A (x + lo) in float64, b = ``g_b`` on the ``inlet`` unknowns and 0 elsewhere
-    (``x``, ``lo`` float32); B's rows a chunk at a time: every temporary is chunk-sized."""
-    nr, f64, B = op.n_red, np.float64, op.B
-    r = np.empty(op.n, f64)
-    for s in range(0, op.n, CHUNK):
-        e = min(s + CHUNK, op.n)
-        np.multiply(op.diag[s:e], _x64(x, lo, s, e), out=r[s:e])
-    np.negative(r, out=r)
-    r[inlet] += np.float64(F32(g_b))
-    r_black = r[nr:]
-    rows_per = max(CHUNK // 8, 1)  # ≤ 6 links a row: temporaries of ~CHUNK entries
-    for s in range(0, nr, rows_per):
-        e = min(s + rows_per, nr)
-        a, z = int(B.indptr[s]), int(B.indptr[e])
-        cols = B.indices[a:z]
-        g = B.data[a:z].astype(f64)
-        rows = np.repeat(np.arange(e - s, dtype=np.int32), np.diff(B.indptr[s:e + 1]))
-        xb = x[nr:][cols].astype(f64)
-        xb += lo[nr:][cols]
-        r[s:e] -= np.bincount(rows, weights=g * xb, minlength=e - s)
-        del xb
-        g *= _x64(x, lo, s, e)[rows]
-        np.subtract.at(r_black, cols, g)
-    return r
+def residual64(op: MaskLaplacian, x: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, float]:
+    """b − A (x + lo) formed in float64 a slab at a time (b = ``op.g_b`` on the inlet
+    layer, 0 elsewhere; ``x``, ``lo`` float32). Returns it rounded to float32 and its
+    float64 2-norm."""
+    lay = op.layout
+    r = np.empty(op.n, F32)
+    total = 0.0
+    for z0, z1 in lay.slabs():
+        s, pos = op.sums(lambda part: _x64(x, lo, part), z0, z1, dtype=np.float64)
+        op.add_faces(s[1:-1], z0, op.g_b, outlet=False)
+        flat = s.reshape(-1)
+        for c, p in zip((RED, BLACK), lay.inner(pos, z0, z1), strict=True):
+            part = lay.range(z0, z1, c)
+            v = flat[p]
+            v -= op.diag[part] * _x64(x, lo, part)
+            total += float(np.dot(v, v))
+            r[part] = v
+    return r, float(np.sqrt(total))
 
 
-def refine(op: RedBlackLaplacian, inlet: np.ndarray, g_b: float, x: np.ndarray,
-           M: Callable, *, rtol: float, maxiter: int, done: int
-           ) -> tuple[np.ndarray, int, float]:
-    """Corrections solved on the float64 residual of x + lo until it is below ``rtol``:
-    float32 recurrences drift from the true residual near 1e-6. ``x`` (float32) is kept;
-    the corrections accumulate in the float32 vector lo (the conjugate gradients iterate
-    on it in place: no separate correction vector).
+def refine(op: MaskLaplacian, norm_b: float, x: np.ndarray, M: Callable, *, rtol: float,
+           maxiter: int, done: int) -> tuple[np.ndarray, int, float]:
+    """Corrections solved on the float64 residual of x + lo until it is below ``rtol``
+    (relative to ``norm_b`` = ‖b‖₂): float32 recurrences drift from the true residual
+    near 1e-6. ``x`` (float32) is kept; the corrections accumulate in the float32 vector
+    lo (the conjugate gradients iterate on it in place: no separate correction vector).
 
     Returns lo, the total iterations (``done`` included) and the true relative
     residual ‖b − A(x + lo)‖₂/‖b‖₂.
     """
-    norm_b = g_b * np.sqrt(inlet.size)
     it = done
     lo = np.zeros_like(x)
     for k in range(REFINEMENTS + 1):
-        r = residual64(op, inlet, g_b, x, lo)
-        norm_r = float(np.sqrt(np.dot(r, r)))
+        r, norm_r = residual64(op, x, lo)
         res = norm_r / norm_b
         if res < rtol or it >= maxiter or k == REFINEMENTS:
             break
-        r32 = r.astype(F32)
-        del r
         inner = max(0.5 * rtol / res, FLOAT32_FLOOR)
-        lo, n_it = pcg(op, r32, lo, M, target=inner * norm_r, maxiter=maxiter - it)
-        del r32
+        lo, n_it = pcg(op, r, lo, M, target=inner * norm_r, maxiter=maxiter - it)
+        del r
         it += n_it
     return lo, it, res
 
@@ -438,13 +437,16 @@ def finest_grid(cond: np.ndarray, spacing: tuple[float, float, float], flow: int
                  outlet=_layer(cond, flow, cond.shape[flow] - 1) * F32(g_b), flow=flow)
 
 
-def _initial_guess(idx: np.ndarray, n: int, flow: int) -> np.ndarray:
+def _initial_guess(layout: Layout, flow: int) -> np.ndarray:
     """Linear profile 1 − (k + ½)/N along ``flow`` at every unknown."""
-    x = np.empty(n, F32)
-    size = idx.shape[flow]
-    for k in range(size):
-        layer = _layer(idx, flow, k)
-        x[layer[layer >= 0]] = 1.0 - (k + 0.5) / size
+    x = np.empty(layout.n, F32)
+    size = layout.shape[flow]
+    shape = [1, 1, 1]
+    shape[flow] = size
+    profile = (1.0 - (np.arange(size) + 0.5) / size).astype(F32).reshape(shape)
+    for z0, z1 in layout.slabs():
+        p = profile[z0:z1] if flow == 0 else profile
+        layout.gather(np.broadcast_to(p, (z1 - z0, *layout.shape[1:])), z0, z1, x)
     return x
 
 
@@ -452,32 +454,27 @@ def solve(cond: np.ndarray, spacing: tuple[float, float, float], flow: int, *,
           rtol: float, maxiter: int) -> LeanSolve:
     """Solve the fixed-value problem on the percolating mask ``cond`` (see the module doc).
 
-    ``cond`` is consumed (kept only as long as the setup needs it by the caller's
-    reference).
+    ``cond`` is used in place (the finest level's operator reads it): not modified.
     """
     import time
 
     t0 = time.perf_counter()
-    grid = finest_grid(cond, spacing, flow)
-    idx, n, n_red = number_cells(cond)
-    op = operator(grid, idx, n, n_red)
-    inlet = _layer(idx, flow, 0)
-    inlet = inlet[inlet >= 0]
-    outlet = _layer(idx, flow, idx.shape[flow] - 1)
-    outlet = outlet[outlet >= 0]
-    x = _initial_guess(idx, n, flow)
-    mg = GeometricMG(grid, idx, op)
-    del idx, grid
     g, scale = conductances(spacing)
     g_b = 2.0 * g[flow]
+    layout = Layout(cond)
+    op = MaskLaplacian(layout, (g[0], g[1], g[2]), g_b, flow)
+    inlet = layout.layer(flow, 0)
+    outlet = layout.layer(flow, cond.shape[flow] - 1)
+    x = _initial_guess(layout, flow)
+    mg = GeometricMG(finest_grid(cond, spacing, flow), op)
     t1 = time.perf_counter()
     r = op.matvec(x)
     np.negative(r, out=r)
     r[inlet] += F32(g_b)
-    target = max(rtol, FLOAT32_FLOOR) * g_b * np.sqrt(inlet.size)
-    x, it = pcg(op, r, x, mg, target=target, maxiter=maxiter)
+    norm_b = g_b * np.sqrt(inlet.size)
+    x, it = pcg(op, r, x, mg, target=max(rtol, FLOAT32_FLOOR) * norm_b, maxiter=maxiter)
     del r
-    lo, it, res = refine(op, inlet, g_b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
+    lo, it, res = refine(op, norm_b, x, mg, rtol=rtol, maxiter=maxiter, done=it)
     t2 = time.perf_counter()
     f_in = scale * g_b * float(np.sum(1.0 - (x[inlet].astype(np.float64) + lo[inlet])))
     f_out = scale * g_b * float(np.sum(x[outlet].astype(np.float64) + lo[outlet]))

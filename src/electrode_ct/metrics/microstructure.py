@@ -21,10 +21,11 @@ TORTUOSITY_BYTES_PER_VOXEL = 190.0
 """Peak memory of the in-memory tortuosity solve per voxel of the phase (AMG-preconditioned
 CG, measured at 512³, docs/metrics.md)."""
 
-LEAN_TORTUOSITY_BYTES_PER_VOXEL = 80.0
+LEAN_TORTUOSITY_BYTES_PER_VOXEL = 42.0
 """Peak memory of the lean (float32, geometric multigrid) solve per phase voxel, used from
-:data:`~electrode_ct.metrics.tortuosity.LEAN_ABOVE` voxels (measured 65 at 256³ and 69 at
-192³, set-up included, docs/scale.md; 85–101 before the in-place kernels)."""
+:data:`~electrode_ct.metrics.tortuosity.LEAN_ABOVE` voxels (measured 36.0 at 512³, 36.7 at
+256³ and 39.2 at 192³ with the matrix-free finest level, set-up included, docs/scale.md;
+65 with a CSR finest level)."""
 
 TAU_CONVENTION = (
     "tau = eps * D / D_eff; eps = volume fraction of the whole phase; D_eff/D = F*L/(A*dc) "
