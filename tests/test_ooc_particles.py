@@ -235,3 +235,22 @@ def test_solidity_from_row_ends_equals_the_hull_of_every_voxel_corner():
         assert sol[i] == pytest.approx(ref, rel=1e-12)
     assert np.array_equal(particle_solidity(labels, spacing=sp), sol)  # remembered: same
     assert not np.array_equal(particle_solidity(labels, spacing=(1.0, 1.0, 1.0))[1:], sol[1:])
+
+
+def test_particle_blocks_take_half_a_workers_memory_and_no_more():
+    from electrode_ct.compute import ComputeConfig
+    from electrode_ct.particles.blockwise import (
+        BLOCK_SHARE,
+        BYTES_PER_VOXEL,
+        plan_particle_blocks,
+    )
+
+    cfg = ComputeConfig(n_workers=2, threads_per_worker=1, memory_limit="8GB")
+    halo = (53, 53, 53)
+    blocks = plan_particle_blocks(cfg, (1024, 1024, 1024), halo)
+    def need(edges):
+        return np.prod(np.asarray(edges) + 2 * np.asarray(halo)) * BYTES_PER_VOXEL
+
+    assert need(blocks) <= BLOCK_SHARE * 8e9
+    assert need(np.asarray(blocks) + 32) > BLOCK_SHARE * 8e9  # the next multiple of 32
+    assert blocks == (224, 224, 224)

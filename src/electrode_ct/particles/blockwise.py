@@ -84,6 +84,13 @@ BYTES_PER_VOXEL = 100.0
 by ``tracemalloc`` on an 80³ region of the synthetic electrode (47 with healing), doubled
 for the buffers ITK and ``edt`` allocate outside it (docs/particles.md)."""
 
+BLOCK_SHARE = 0.5
+"""Share of a worker's memory one block's read region may take at :data:`BYTES_PER_VOXEL`
+(a quarter for the other operators): one task runs per worker thread, the measured peak is
+68 bytes per voxel (psutil RSS, a healed 200³ region), so half the memory at 100 bytes
+leaves a 3× margin, and halving the halo's redundant work matters here most (the halo is
+a particle diameter wide; docs/particles.md)."""
+
 ESTIMATE_HALO = 32
 """Halo (voxels) of the size estimate: it sees particle radii up to this many voxels."""
 
@@ -244,8 +251,9 @@ def plan_particle_blocks(cfg: Any, shape: Sequence[int], halo: Sequence[int]
     if cfg.block_shape is not None:
         return plan_blocks(cfg, shape, halo, BYTES_PER_VOXEL)
     limit = cfg.worker_memory()
+    # default_block_shape budgets a quarter of the memory it is given: half the worker's
     base = default_block_shape(shape, halo=halo, bytes_per_voxel=BYTES_PER_VOXEL,
-                               memory_limit=limit)
+                               memory_limit=int(limit * 4 * BLOCK_SHARE))
     blocks = tuple(min(int(n), max(int(b), -(-int(h) // 32) * 32))
                    for b, h, n in zip(base, halo, shape, strict=True))
     check_blocks(shape, blocks, halo, bytes_per_voxel=BYTES_PER_VOXEL, memory_limit=limit)
