@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from electrode_ct.particles.separate import (
     Decisions,
     Watershed,
     _distance_run,
+    _Run,
     distance_hypotheses,
     distance_watershed,
     healed_score,
@@ -153,16 +154,18 @@ class ParticleSettings:
                 "min_volume_um3": self.min_volume_um3}
 
     def separate(self, mask: np.ndarray, decisions: Decisions | None,
-                 watershed: Watershed | None = None) -> np.ndarray:
+                 watershed: Watershed | None = None,
+                 first: Callable[[], _Run] | None = None) -> np.ndarray:
         """uint32 labels of a region's mask (all zero when it has no phase voxel);
-        ``watershed`` hands over the watersheds an earlier pass stored."""
+        ``watershed`` and ``first`` hand over the watersheds and the given width's run an
+        earlier pass stored."""
         if not mask.any():
             return np.zeros(mask.shape, np.uint32)
         if watershed is not None:
             return distance_hypotheses(mask, self.heal_cracks_um,
                                        heal_alternative=self.heal_alternative,
                                        given=decisions or Decisions(), watershed=watershed,
-                                       **self.run_settings()).labels
+                                       first=first, **self.run_settings()).labels
         return separate_particles(
             mask, spacing=self.spacing, heal_cracks_um=self.heal_cracks_um, h=self.h,
             min_volume_um3=self.min_volume_um3, compactness=self.compactness,
@@ -374,6 +377,42 @@ def stored_watershed(mask: np.ndarray, block: Block, settings: ParticleSettings,
     return at
 
 
+def stored_first(mask: np.ndarray, block: Block, settings: ParticleSettings,
+                 folder: Path | None, given: Decisions) -> Callable[[], _Run]:
+    """The block's run at the given healing width (watershed, re-split with the medians
+    ``given.resplit``, cut back), computed once and stored in ``folder``.
+
+    The choice pass computes it for the medians of the choice, and phase 1 needs the same
+    run (the same mask, watershed and medians): it loads the labels and the healed-region
+    labels (compressed, ~0.1 byte per voxel each) and takes the distance map from
+    :func:`stored_watershed`, so the re-split, the slowest per-particle step, runs once
+    per block instead of twice. The file name digests the settings, medians and region.
+    """
+    import hashlib
+
+    width = settings.heal_cracks_um
+    watershed = stored_watershed(mask, block, settings, folder)
+
+    def get() -> _Run:
+        if folder is None:
+            return _distance_run(mask, width, medians=given.resplit, watershed=watershed,
+                                 **settings.run_settings())
+        key = hashlib.blake2b(repr((settings, given.resplit, block.read)).encode(),
+                              digest_size=8).hexdigest()
+        path = folder / f"first_{_name(block)[:-4]}_{key}.npz"
+        if path.exists():
+            f = np.load(path)
+            counts = [int(c) for c in f["counts"]]
+            return _Run(f["labels"], f["whole"], watershed(width)[1], *counts)
+        run = stored_first(mask, block, settings, None, given)()
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, labels=run.labels, whole=run.whole, counts=np.array(
+            [run.n_small, run.n_markers, run.n_resplit, run.n_rehealed], np.int64))
+        os.replace(tmp, path)
+        return run
+    return get
+
+
 def _resplit_part(settings: ParticleSettings, width: float, shape: Sequence[int],
                   halo: Sequence[int], folder: Path | None) -> Any:
     def part(region: np.ndarray, block: Block) -> np.ndarray:
@@ -391,9 +430,7 @@ def _choose_part(settings: ParticleSettings, given: Decisions, shape: Sequence[i
         mask = settings.mask(region)
         if not mask.any():
             return np.zeros((0, 2))
-        first = _distance_run(mask, settings.heal_cracks_um, medians=given.resplit,
-                              watershed=stored_watershed(mask, block, settings, folder),
-                              **settings.run_settings())
+        first = stored_first(mask, block, settings, folder, given)()
         return _owned_values(first.labels, first.whole, first.score, block, shape, halo,
                              settings)
     return part
@@ -458,8 +495,10 @@ def _phase1(settings: ParticleSettings, decisions: Decisions, shape: Sequence[in
             return {k: np.asarray(v) if k in ("first", "border") else v
                     for k, v in json.loads(done.read_text()).items()}
         mask = settings.mask(region)
-        labels = settings.separate(mask, decisions, None if stored is None else
-                                   stored_watershed(mask, block, settings, stored))
+        labels = settings.separate(
+            mask, decisions, None if stored is None else
+            stored_watershed(mask, block, settings, stored), None if stored is None else
+            stored_first(mask, block, settings, stored, decisions))
         ids, first, border, boxes = owned(labels, block, shape, halo, settings)
         origin, size = _store(path, labels, block, ids, boxes)
         out = {"first": first, "border": border, "origin": list(origin), "shape": list(size),

@@ -440,12 +440,15 @@ def _choose_width(mask: np.ndarray, first: _Run, second: _Run, *,
 
 def distance_hypotheses(mask: np.ndarray, heal: float, *, heal_alternative: float,
                         given: Decisions, spacing: tuple[float, float, float],
-                        watershed: Watershed | None = None, **settings: Any) -> _Run:
+                        watershed: Watershed | None = None,
+                        first: Callable[[], _Run] | None = None, **settings: Any) -> _Run:
     """The healing width ``heal``'s run and, with a wider alternative, the choice between
     the two (:func:`separate_distance`'s result before it is wrapped); ``settings`` are
-    :func:`_distance_run`'s."""
-    run = _distance_run(mask, heal, medians=given.resplit, spacing=spacing,
-                        watershed=watershed, **settings)
+    :func:`_distance_run`'s. ``first`` gives the ``heal`` run (with the medians
+    ``given.resplit``) instead of computing it: a block of a volume stores it in an earlier
+    pass (:mod:`~electrode_ct.particles.blockwise`)."""
+    run = first() if first is not None else _distance_run(
+        mask, heal, medians=given.resplit, spacing=spacing, watershed=watershed, **settings)
     if heal > 0 and heal_alternative > 1:
         wider = _distance_run(mask, heal_alternative * heal, medians=given.resplit_wider,
                               spacing=spacing, watershed=watershed, **settings)
