@@ -155,3 +155,16 @@ def test_stored_watershed_reloads_the_same_arrays(tmp_path):
     for got in (first, again):
         assert np.array_equal(got[0], labels) and got[0].dtype == labels.dtype
         assert np.array_equal(got[1], score) and got[2] == int(markers.max())
+
+
+def test_a_phase_without_background_is_one_particle_without_warnings():
+    import warnings
+
+    full = np.ones((12, 14, 16), bool)
+    d = seeding.distance_map(full, (0.5, 1.0, 1.0))
+    assert np.isfinite(d).all() and np.unique(d).size == 1
+    assert d[0, 0, 0] == pytest.approx(np.linalg.norm([6.0, 14.0, 16.0]), rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sep = separate_particles(full, spacing=(0.5, 1.0, 1.0), heal_cracks_um=1.0)
+    assert sep.n_particles == 1 and (sep.labels == 1).all()

@@ -20,10 +20,14 @@ def distance_map(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
     Returns
     -------
     numpy.ndarray
-        float32 distances in µm (0 on background).
+        float32 distances in µm (0 on background). A mask without background (every
+        distance infinite) gets the volume's diagonal everywhere: one flat plateau.
     """
     import edt
 
+    if mask.size and mask.all():
+        diagonal = float(np.linalg.norm(np.asarray(mask.shape) * np.asarray(spacing)))
+        return np.full(mask.shape, diagonal, dtype=np.float32)
     return edt.edt(np.ascontiguousarray(mask, dtype=np.uint8), anisotropy=spacing,
                    black_border=False, parallel=1).astype(np.float32, copy=False)
 
