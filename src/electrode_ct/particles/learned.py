@@ -79,9 +79,10 @@ def learned_maps(model: Any, grey: np.ndarray, *, device: str = "cpu",
 
     Both from the tri-planar mean of ``model``'s plane predictions.
     """
-    from electrode_ct.segment.cnn.instances import plane_probabilities
+    from electrode_ct.segment.cnn.instances import grey_volume
 
-    prob = tri_planar(plane_probabilities(model, grey, device=device, threads=threads))
+    arr = grey_volume(grey)
+    prob = model.predict_proba(arr, mode="triplanar", device=device, threads=threads)
     region = prob[model.class_index("background")] < 0.5
     return region, np.clip(prob[model.class_index("boundary")], 0.0, 1.0)
 

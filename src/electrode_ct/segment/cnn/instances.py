@@ -175,16 +175,22 @@ def train_instances(greys: Any, labels: Any, *, config: TrainConfig | None = Non
     return replace(res, model=model)
 
 
+def grey_volume(grey: Any) -> np.ndarray:
+    """``grey`` as an array, checked to be a (z, y, x) volume with >= 2 voxels per axis."""
+    arr = np.asarray(grey)
+    if arr.ndim != 3 or min(arr.shape) < 2:
+        raise ShapeError(f"grey: expected a (z, y, x) volume with >= 2 voxels per axis, got "
+                         f"shape {arr.shape}")
+    return arr
+
+
 def plane_probabilities(model: InstanceModel, grey: np.ndarray, *, device: str = "cpu",
                         threads: int | None = None) -> list[np.ndarray]:
     """Class probabilities (3, z, y, x) of slice-wise prediction along z, y and x.
 
     Their mean is the tri-planar prediction; each alone is one plane direction's view.
     """
-    arr = np.asarray(grey)
-    if arr.ndim != 3 or min(arr.shape) < 2:
-        raise ShapeError(f"grey: expected a (z, y, x) volume with >= 2 voxels per axis, got "
-                         f"shape {arr.shape}")
+    arr = grey_volume(grey)
     return [model.predict_proba(arr, mode="slice", axis=ax, device=device, threads=threads)
             for ax in (0, 1, 2)]
 
