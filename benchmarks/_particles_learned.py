@@ -6,7 +6,7 @@ confidence), in the same run:
 - ``classical``: Gaussian + Otsu active phase, distance watershed with crack healing
   (the settings of ``particles.py``);
 - ``learned``: the instance model (default: the shipped one) on the grey volume,
-  tri-planar, cut back to the same Otsu phase.
+  tri-planar, its default (relative) seeds, cut back to the same Otsu phase.
 
 Families: the benchmark phantom (30 % cracked, 1-2 voxel cracks) with the micro and the
 nano preset on unseen seeds; a harder family (elongated and irregular particles, aspect
@@ -56,7 +56,7 @@ def compare(shape: int, seed: int, settings: dict, model: Any, *, classical: dic
                                                time.perf_counter() - t0)}
     t0 = time.perf_counter()
     le = separate_learned(grey, model, phases=active, spacing=ph.grey.spacing,
-                          h=classical["h"], min_volume_um3=classical["min_volume_um3"])
+                          min_volume_um3=classical["min_volume_um3"])
     out["learned"] = _figures(le.labels, le.scores, truth, time.perf_counter() - t0)
     return out
 
