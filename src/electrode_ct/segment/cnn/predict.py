@@ -1,7 +1,11 @@
 """Tiled network inference with smooth blending; slice-wise or tri-planar for volumes.
 
-Memory is bounded by one batch of tiles plus the output accumulator (K float32 per
-voxel): inputs are processed plane by plane and tile by tile.
+Memory is bounded by one batch of tiles (or one stack of whole planes per thread,
+:data:`PIXELS_PER_PASS` pixels) plus the output accumulator (K float32 per voxel): planes
+larger than a tile are processed plane by plane and tile by tile; planes that fit one
+tile are stacked several per forward pass, the stacks shared by a thread pool.
+Prediction runs on eval copies of the networks with batch-norm folded into the
+convolutions (:func:`folded_for_inference`).
 """
 
 from __future__ import annotations
