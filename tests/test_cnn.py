@@ -91,6 +91,35 @@ def test_tiled_prediction_equals_untiled(trained):
     assert (whole.argmax(0) == tiled.argmax(0)).mean() > 0.99
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stacked_volume_prediction_equals_plane_by_plane(trained, monkeypatch, threads):
+    """Several whole planes per forward pass (tri-planar, a non-cubic volume, transforms,
+    a last partial stack; stacks on 1 or 2 threads) give the numbers of predicting one
+    plane at a time."""
+    from electrode_ct.segment.cnn import predict as pred_mod
+
+    monkeypatch.setattr(pred_mod, "PIXELS_PER_PASS", 3 * 40 * 40)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(6)
+    vol = trained.model.normalise(np.stack([phantom_slice(s, size=40)[0][:, :36]
+                                            for s in range(7)]) + rng.normal(0, 1, (7, 40, 36)))
+    net = trained.model.net
+    try:
+        stacked = pred_mod.predict_volume(net, vol, mode="triplanar", transforms=2)
+    finally:
+        torch.set_num_threads(before)
+    one = np.zeros_like(stacked)
+    for ax in range(3):
+        for i in range(vol.shape[ax]):
+            sl = [slice(None)] * 3
+            sl[ax] = i
+            one[(slice(None), *sl)] += pred_mod.predict_plane(net, vol[tuple(sl)],
+                                                              transforms=2)
+    np.testing.assert_allclose(stacked, one / 3, atol=1e-5)
+    assert np.ptp(stacked) > 0.5  # a real prediction, not a constant
+
+
 def test_any_image_size_keeps_borders(trained):
     img, lab = phantom_slice(5, size=77)
     pred = trained.model.predict(img, probabilities=True, uncertainty=True)

@@ -229,3 +229,26 @@ def test_pipeline_model_methods(tiny, tmp_path, method, least_ap50):
         assert "Particle instances vs reference" in html and "precision-recall" in html
         whole = match_instances(lab.astype(np.uint32), truth.astype(np.uint32))
         assert f"{whole['ap50']:.4g}"[:4] in html
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_relative_seeds_follow_shape_not_size(scale):
+    """A peanut (centres r apart: saddle 0.87 of the peaks) is one seed and two spheres
+    with a thin neck (centres 1.8 r apart: 0.44) are two, at any size; an absolute h of
+    1 voxel splits the large peanut."""
+    from electrode_ct.particles.seeding import (
+        distance_map,
+        relative_seed_markers,
+        seed_markers,
+    )
+
+    r = 6 * scale
+    n = 8 * r
+    for gap, seeds in ((1.0, 1), (1.8, 2)):
+        c = n // 2
+        body = spheres((2 * r + 4, 2 * r + 4, n), [(r + 2, r + 2, c - gap * r / 2),
+                                                   (r + 2, r + 2, c + gap * r / 2)], r) > 0
+        dist = distance_map(body, (1.0, 1.0, 1.0))
+        assert relative_seed_markers(dist, 0.4, body, voxel_um=1.0).max() == seeds
+        if gap == 1.0:
+            assert seed_markers(dist, 1.0, body).max() == scale  # absolute h: size-dependent

@@ -9,8 +9,8 @@ boundary between touching particles; their mean over the three plane directions 
 - the boundary map: the boundary probability, in [0, 1].
 
 The particles are then the watershed of the boundary map over the region, seeded by the
-cores (region minus the likely boundaries, :data:`CORE_BELOW`; h-maxima of their distance
-map), cut back to a
+cores (region minus the likely boundaries; relative h-maxima of their distance map; both
+thresholds from the model's record, :func:`marker_settings`), cut back to a
 phase mask when one is given, cleaned of small pieces and renumbered — the steps of
 :func:`~electrode_ct.particles.separate.separate_boundary`.
 
@@ -37,10 +37,30 @@ from electrode_ct.particles.separate import (
 from electrode_ct.volume import as_spacing
 
 CORE_BELOW = 0.2
-"""Cores (seeds) are the region where the tri-planar boundary probability is below this.
-The averaged boundary probability of a thin contact stays low (it is seen by two of the
-three plane directions and is 2 voxels wide): on a held-out phantom (the test phantom,
-seed 2) 0.2 gave AP@0.5 0.93 against 0.71 at 0.5 and 0.67 at 0.125 (docs/particles.md)."""
+"""Cores are the region where the tri-planar boundary probability is below this, for a
+model without its own ``prediction["core_below"]`` (:func:`marker_settings`). The averaged
+boundary probability of a thin contact stays low (it is seen by two of the three plane
+directions and is 2 voxels wide): on a held-out phantom (the test phantom, seed 2) 0.2
+gave AP@0.5 0.93 against 0.71 at 0.5 and 0.67 at 0.125 with a tiny model. How confident
+a model's boundaries are depends on its training: the shipped model records 0.35, chosen
+on phantoms of seeds 21 and 22 (docs/particles.md)."""
+
+SEED_DEPTH = 0.4
+"""Default seeds (model without ``prediction["seed_depth"]``): relative h-maxima of the
+cores' distance map (:func:`~electrode_ct.particles.seeding.relative_seed_markers`): two
+peaks stay two particles when the saddle between them is below exp(-0.4) ≈ 0.67 of the
+lower peak. With the shipped model an absolute h of 0.2 µm split elongated particles at
+every dimple of their distance ridge (harder family AP@0.5 0.05 on the tuning seeds,
+0.58 with this rule)."""
+
+
+def marker_settings(model: Any) -> tuple[float, float]:
+    """``(core_below, seed_depth)`` of a model: its ``prediction`` record's, else
+    :data:`CORE_BELOW` and :data:`SEED_DEPTH`."""
+    pred = getattr(model, "prediction", {}) or {}
+    return (float(pred.get("core_below", CORE_BELOW)),
+            float(pred.get("seed_depth", SEED_DEPTH)))
+
 
 DEFAULT_MODEL = "particles_default.ectmodel"
 """The shipped instance model (in :mod:`electrode_ct.data`), trained on phantoms by
@@ -79,9 +99,10 @@ def learned_maps(model: Any, grey: np.ndarray, *, device: str = "cpu",
 
     Both from the tri-planar mean of ``model``'s plane predictions.
     """
-    from electrode_ct.segment.cnn.instances import plane_probabilities
+    from electrode_ct.segment.cnn.instances import grey_volume
 
-    prob = tri_planar(plane_probabilities(model, grey, device=device, threads=threads))
+    arr = grey_volume(grey)
+    prob = model.predict_proba(arr, mode="triplanar", device=device, threads=threads)
     region = prob[model.class_index("background")] < 0.5
     return region, np.clip(prob[model.class_index("boundary")], 0.0, 1.0)
 
@@ -143,7 +164,8 @@ def separate_learned(
     spacing : float or 3 floats, optional
         Voxel size (z, y, x) in µm (default: the Volume's, else 1).
     h : float, optional
-        Seed height (µm of core distance; default the largest voxel size).
+        Absolute seed height (µm of core distance); default: relative seeds
+        (:func:`marker_settings`).
     min_volume_um3, compactness, smooth : float
         As :func:`~electrode_ct.particles.separate.separate_particles`.
     device, threads
@@ -175,19 +197,23 @@ def separate_learned(
                              f"{arr.shape}")
         mask = cut & region
     return _learned_result(mask, region, bnd, spacing=sp, h=h, min_volume_um3=min_volume_um3,
-                           compactness=compactness, smooth=smooth)
+                           compactness=compactness, smooth=smooth,
+                           markers=marker_settings(net))
 
 
 def _learned_result(mask: np.ndarray, region: np.ndarray, bnd: np.ndarray, *,
                     spacing: tuple[float, float, float], h: float | None,
-                    min_volume_um3: float, compactness: float, smooth: float) -> Separation:
-    """Markers, watershed of ``bnd`` over ``region``, cut back to ``mask``, cleaned."""
-    h_um = float(max(spacing) if h is None else h)
-    run = _boundary_run(mask, region, bnd, spacing=spacing, h_um=h_um, smooth=smooth,
-                        compactness=compactness, min_volume_um3=min_volume_um3,
-                        core_below=CORE_BELOW)
-    return _result(run, mask, method="learned", heal_cracks_um=0.0, h_um=h_um,
-                   spacing=spacing)
+                    min_volume_um3: float, compactness: float, smooth: float,
+                    markers: tuple[float, float] = (CORE_BELOW, SEED_DEPTH)) -> Separation:
+    """Markers (cores below ``markers[0]``; relative h-maxima of depth ``markers[1]``
+    unless ``h`` µm is given), watershed of ``bnd`` over ``region``, cut back to ``mask``,
+    cleaned."""
+    run = _boundary_run(mask, region, bnd, spacing=spacing, h_um=float(h or 0.0),
+                        smooth=smooth, compactness=compactness,
+                        min_volume_um3=min_volume_um3, core_below=markers[0],
+                        relative_depth=markers[1] if h is None else None)
+    return _result(run, mask, method="learned", heal_cracks_um=0.0,
+                   h_um=None if h is None else float(h), spacing=spacing)
 
 
 def separate_with_model(grey: np.ndarray, phases: Any, *, method: str, model: Any = None,
@@ -234,4 +260,4 @@ def separate_with_model(grey: np.ndarray, phases: Any, *, method: str, model: An
     region = prob[net.class_index("background")] < 0.5
     mask = particle_mask(phases, phase=phase) & region
     return _learned_result(mask, region, bnd, spacing=sp, h=h, min_volume_um3=min_volume_um3,
-                           compactness=0.0, smooth=1.0)
+                           compactness=0.0, smooth=1.0, markers=marker_settings(net))

@@ -116,6 +116,30 @@ def seed_markers(score: np.ndarray, h: float, mask: np.ndarray) -> np.ndarray:
     return np.where(markers > 0, markers, lut[parts]).astype(np.int32)
 
 
+def relative_seed_markers(score: np.ndarray, depth: float, mask: np.ndarray, *,
+                          voxel_um: float) -> np.ndarray:
+    """Seeds that are relative h-maxima of a distance map: :func:`seed_markers` of its log.
+
+    A peak seeds its own particle when the saddle joining it to a higher peak lies below
+    ``exp(-depth)`` of its height, whatever the particle's size: a thick body's shallow
+    dimple (an elongated particle's distance ridge) stays one seed, a thin neck between two
+    small bodies still separates them.
+
+    Parameters
+    ----------
+    score : numpy.ndarray
+        Distance map (z, y, x), µm.
+    depth : float
+        Minimum relative depth (natural log of the peak / saddle ratio).
+    mask : numpy.ndarray
+        Boolean region to seed (a connected piece without a peak seeds itself).
+    voxel_um : float
+        Smallest voxel size (µm): distances are floored at 1/1000 of it before the log.
+    """
+    top = np.log(np.maximum(score, 1e-3 * voxel_um) / voxel_um)
+    return seed_markers(np.where(mask, top, top.min()), depth, mask)
+
+
 def watershed(elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray,
                compactness: float) -> np.ndarray:
     """Marker-controlled watershed of ``elevation`` inside ``mask`` (scikit-image).

@@ -33,6 +33,7 @@ from electrode_ct.particles.resplit import resplit_merged
 from electrode_ct.particles.seeding import (
     ball_closing,
     fill_mask_holes,
+    relative_seed_markers,
     seed_markers,
     smoothed_distance,
     watershed,
@@ -237,9 +238,10 @@ class Separation:
         uint32 particle labels (z, y, x), 0 = background, sequential; possibly all zero
         after cleanup.
     method : str
-        ``distance``, ``boundary`` or ``triplanar``.
+        ``distance``, ``boundary``, ``triplanar`` or ``learned``.
     heal_cracks_um, h_um : float
-        Healing width and seed height used (µm).
+        Healing width and seed height used (µm); ``h_um`` None: relative seeds
+        (``learned``, :data:`~electrode_ct.particles.learned.SEED_DEPTH`).
     n_phase_voxels, n_markers, n_removed_small : int
         Voxels of the particle phase, watershed seeds, particles removed as too small.
     n_resplit : int
@@ -251,7 +253,7 @@ class Separation:
     labels: np.ndarray
     method: str
     heal_cracks_um: float
-    h_um: float
+    h_um: float | None
     n_phase_voxels: int
     n_markers: int
     n_removed_small: int
@@ -387,12 +389,17 @@ def _distance_run(mask: np.ndarray, width: float, *, spacing: tuple[float, float
 
 def _boundary_run(mask: np.ndarray, region: np.ndarray, bnd: np.ndarray, *,
                   spacing: tuple[float, float, float], h_um: float, smooth: float,
-                  compactness: float, min_volume_um3: float, core_below: float = 0.5) -> _Run:
+                  compactness: float, min_volume_um3: float, core_below: float = 0.5,
+                  relative_depth: float | None = None) -> _Run:
     """Watershed of ``region`` on a boundary map, seeded by the cores (``bnd`` <
-    ``core_below``)."""
+    ``core_below``): h-maxima of their distance map (``h_um``), or its relative h-maxima
+    (``relative_depth``, :func:`~.seeding.relative_seed_markers`) when given."""
     core = region & (bnd < core_below)
     score = smoothed_distance(core, spacing, smooth)
-    markers = seed_markers(score, h_um, core)
+    if relative_depth is None:
+        markers = seed_markers(score, h_um, core)
+    else:
+        markers = relative_seed_markers(score, relative_depth, core, voxel_um=min(spacing))
     elevation = bnd - score / max(float(score.max()), 1e-6)
     labels = watershed(elevation, markers, region, compactness)
     return _finish(mask, labels, score, int(markers.max()), 0, spacing=spacing,
@@ -471,7 +478,8 @@ def _inputs(phases: Any, *, phase: str | int | None, class_map: Mapping[str, int
     return mask, sp, float(max(sp) if h is None else h)
 
 
-def _result(run: _Run, mask: np.ndarray, *, method: str, heal_cracks_um: float, h_um: float,
+def _result(run: _Run, mask: np.ndarray, *, method: str, heal_cracks_um: float,
+            h_um: float | None,
             spacing: tuple[float, float, float]) -> Separation:
     """The :class:`Separation` of a run (scored on first use)."""
     return Separation(labels=run.labels, method=method, heal_cracks_um=float(heal_cracks_um),

@@ -125,7 +125,8 @@ def _pairs(greys: Any, labels: Any) -> tuple[list[np.ndarray], list[np.ndarray]]
 
 
 def train_instances(greys: Any, labels: Any, *, config: TrainConfig | None = None,
-                    val: tuple[Any, Any] | None = None, callback: Any = None) -> Any:
+                    val: tuple[Any, Any] | None = None, callback: Any = None,
+                    init: Any = None) -> Any:
     """Train a particle instance model from grey volumes and their instance labels.
 
     Parameters
@@ -142,6 +143,8 @@ def train_instances(greys: Any, labels: Any, *, config: TrainConfig | None = Non
         A validation pair (instance labels), scored every epoch (mean IoU of the classes).
     callback : callable, optional
         Called with each epoch's history record.
+    init : InstanceModel, optional
+        Continue training from this model's weights (its architecture is used).
 
     Returns
     -------
@@ -166,7 +169,7 @@ def train_instances(greys: Any, labels: Any, *, config: TrainConfig | None = Non
     cfg = config or INSTANCE_CONFIG
     edge = min(min(a.shape[-2:]) if a.ndim == 2 else min(a.shape) for a in g)
     cfg = replace(cfg, patch=max(8, min(cfg.patch, edge - edge % 4)))
-    res = train(g, t, config=cfg, val=v,
+    res = train(g, t, config=cfg, val=v, init=init,
                 class_names=list(INSTANCE_CLASSES), callback=callback)
     m = res.model
     model = InstanceModel(m.nets, arch=m.arch, class_values=m.class_values,
@@ -175,16 +178,22 @@ def train_instances(greys: Any, labels: Any, *, config: TrainConfig | None = Non
     return replace(res, model=model)
 
 
+def grey_volume(grey: Any) -> np.ndarray:
+    """``grey`` as an array, checked to be a (z, y, x) volume with >= 2 voxels per axis."""
+    arr = np.asarray(grey)
+    if arr.ndim != 3 or min(arr.shape) < 2:
+        raise ShapeError(f"grey: expected a (z, y, x) volume with >= 2 voxels per axis, got "
+                         f"shape {arr.shape}")
+    return arr
+
+
 def plane_probabilities(model: InstanceModel, grey: np.ndarray, *, device: str = "cpu",
                         threads: int | None = None) -> list[np.ndarray]:
     """Class probabilities (3, z, y, x) of slice-wise prediction along z, y and x.
 
     Their mean is the tri-planar prediction; each alone is one plane direction's view.
     """
-    arr = np.asarray(grey)
-    if arr.ndim != 3 or min(arr.shape) < 2:
-        raise ShapeError(f"grey: expected a (z, y, x) volume with >= 2 voxels per axis, got "
-                         f"shape {arr.shape}")
+    arr = grey_volume(grey)
     return [model.predict_proba(arr, mode="slice", axis=ax, device=device, threads=threads)
             for ax in (0, 1, 2)]
 

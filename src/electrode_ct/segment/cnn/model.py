@@ -27,7 +27,7 @@ from electrode_ct.segment.cnn._torch import (
 )
 from electrode_ct.segment.cnn.nets import build_net
 from electrode_ct.segment.cnn.normalise import normalise
-from electrode_ct.segment.cnn.predict import as_members, predict_volume
+from electrode_ct.segment.cnn.predict import as_members, folded_for_inference, predict_volume
 from electrode_ct.segment.models import (
     Prediction,
     check_options,
@@ -142,9 +142,10 @@ class CNNModel:
         if transforms is None:
             transforms = int(self.prediction.get("transforms", 1))
         dev = resolve_device(device)
-        for member in self.nets:  # channels-last: ~1.4x faster convolutions on CPU (oneDNN)
-            member.to(dev, memory_format=torch.channels_last).eval()
-        return predict_volume(self.nets, self.normalise(arr), mode=mode, axis=axis,
+        # channels-last: ~1.4x faster convolutions on CPU (oneDNN); batch-norm folded
+        nets = [folded_for_inference(m).to(dev, memory_format=torch.channels_last)
+                for m in self.nets]
+        return predict_volume(nets, self.normalise(arr), mode=mode, axis=axis,
                               tile=tile, overlap=overlap, batch_size=batch_size, device=dev,
                               transforms=transforms, progress=progress)
 
