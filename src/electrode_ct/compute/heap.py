@@ -12,9 +12,10 @@ same for arrays above glibc's largest dynamic threshold (32 MiB: the activations
 
 :func:`kept_heap` lets glibc serve every allocation from its heap and keep freed memory
 there while the block runs, then restores the thresholds the process had (the worker's
-``MALLOC_TRIM_THRESHOLD_``, else glibc's defaults) and hands the free memory back
-(``malloc_trim``). The peak is the block's own working memory, as before; only the page
-faults go. Results do not change: the same arithmetic runs on other addresses.
+``MALLOC_TRIM_THRESHOLD_``, else glibc's default trim threshold, which glibc then keeps
+fixed instead of adapting it) and hands the free memory back (``malloc_trim``). The
+peak is the block's own working memory, as before; only the page faults go. Results do
+not change: the same arithmetic runs on other addresses.
 """
 
 from __future__ import annotations
