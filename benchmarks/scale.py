@@ -164,6 +164,13 @@ def train_model(kind: str, *, seed: int = 0) -> Any:
     return train(grey[TILE // 2], truth[TILE // 2], config=cfg, class_names=names).model
 
 
+def _workers_cpu(client: Any) -> float:
+    """CPU seconds (user + system) used so far by the workers (this process without one)."""
+    if client is None:
+        return time.process_time()
+    return float(sum(client.run(time.process_time).values()))
+
+
 def segment(kind: str, smooth: Any, like: Any, work: Path, block_shape: tuple[int, ...],
             client: Any, times: dict[str, Any], results: dict[str, Any]) -> Any:
     """Labels of ``smooth`` by multi-Otsu or a model's prediction; the labels' ZarrRef and
@@ -189,9 +196,12 @@ def segment(kind: str, smooth: Any, like: Any, work: Path, block_shape: tuple[in
     chunks = slab_shape(like.shape, block_shape, axis) if axis is not None else block_shape
     labels = create_ome_zarr(work / "phases.ome.zarr", like, dtype=np.uint8, chunks=chunks,
                              class_map=cmap)
+    cpu0 = _workers_cpu(client)
     with timed(times, f"{kind}_predict_s"):
         results[f"{kind}_info"] = predict_blockwise(model, smooth, labels,
                                                     block_shape=block_shape, client=client)
+    # CPU seconds of the workers: robust to other jobs sharing the cores, unlike wall time
+    times[f"{kind}_predict_workers_cpu_s"] = round(_workers_cpu(client) - cpu0, 2)
     results[f"{kind}_predict_mvoxel_per_s"] = round(
         float(np.prod(like.shape)) / 1e6 / times[f"{kind}_predict_s"], 3)
     return labels, cmap

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from electrode_ct.blocks import Block, block_grid, expand
+from electrode_ct.compute.heap import kept_heap
 from electrode_ct.errors import ConfigError, InputError, ModelError
 from electrode_ct.segment import features as ft
 from electrode_ct.segment.convert import register_legacy
@@ -221,7 +222,8 @@ class ForestModel:
                                      value_range=value_range)
 
         def run(region: np.ndarray, block: Block) -> np.ndarray:
-            return _proba(self.stage1, features(region, block))
+            with kept_heap():  # no page fault per freed feature/tree array (compute.heap)
+                return _proba(self.stage1, features(region, block))
 
         return run
 

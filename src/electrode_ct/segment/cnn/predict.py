@@ -5,7 +5,7 @@ Memory is bounded by one batch of tiles (or one stack of whole planes per thread
 larger than a tile are processed plane by plane and tile by tile; planes that fit one
 tile are stacked several per forward pass, the stacks shared by a thread pool.
 Prediction runs on eval copies of the networks with batch-norm folded into the
-convolutions (:func:`folded_for_inference`).
+convolutions (:func:`~electrode_ct.segment.cnn.nets.fold_batch_norm`).
 """
 
 from __future__ import annotations
@@ -52,28 +52,6 @@ def _dihedral(x: Any, k: int, inverse: bool = False) -> Any:
         return torch.rot90(x, rot, dims=(-2, -1))
     x = torch.rot90(x, -rot, dims=(-2, -1))
     return torch.flip(x, dims=(-1,)) if flip else x
-
-def folded_for_inference(net: Any) -> Any:
-    """An eval-mode copy of ``net`` with every convolution followed by a batch-norm (in a
-    ``Sequential``) folded into one convolution with bias: the same function in eval
-    mode, one pass over the feature maps fewer (batch-norm took ~18 % of the CPU time of
-    the instance U-Net's forward pass)."""
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    out = copy.deepcopy(net).eval()
-    for mod in out.modules():
-        if not isinstance(mod, torch.nn.Sequential):
-            continue
-        names = list(mod._modules)
-        for a, b in zip(names, names[1:], strict=False):
-            conv, bn = mod._modules[a], mod._modules[b]
-            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                mod._modules[a] = fuse_conv_bn_eval(conv, bn)
-                mod._modules[b] = torch.nn.Identity()
-    return out
-
 
 def as_members(net: Any) -> list[Any]:
     """The member networks of ``net``: a list/tuple of networks, or one network."""
