@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from electrode_ct.blocks import Block, BlockFunction, as_halo, block_grid
+from electrode_ct.compute.heap import kept_heap
 from electrode_ct.errors import ConfigError, ElectrodeCTError, InputError, ShapeError
 
 DONE_FOLDER = ".ect_done"
@@ -171,7 +172,8 @@ def run_block(func: BlockFunction, src: Source, dst: ZarrRef | np.ndarray, block
     the references travel to it.
     """
     region = np.asarray(_open_source(src)[block.read])
-    interior = func(region, block)
+    with kept_heap():  # a worker would hand freed arrays back to the kernel (compute.heap)
+        interior = func(region, block)
     out = dst.open("r+") if isinstance(dst, ZarrRef) else dst
     out[(..., *block.write)] = interior
     if done is not None:
@@ -282,7 +284,9 @@ def reduce_blocks(func: BlockFunction, src: Source, *, block_shape: Sequence[int
 
 
 def _reduce_one(func: BlockFunction, src: ZarrRef, block: Block) -> Any:
-    return func(np.asarray(src.open("r")[block.read]), block)
+    region = np.asarray(src.open("r")[block.read])
+    with kept_heap():
+        return func(region, block)
 
 
 def _key(kind: str, block: Block) -> str:
