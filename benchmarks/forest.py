@@ -148,8 +148,7 @@ def _segmentpy_case(sv, cov: float, style: str, seed: int, quick: bool,
 
 CROSS_CONFIGS: dict[str, tuple[str, str]] = {
     "default/auto": ("default", "auto"), "default_std/auto": ("default_std", "auto"),
-    "multiscale/auto": ("multiscale", "auto"), "default/none": ("default", "none"),
-    "multiscale/none": ("multiscale", "none")}
+    "multiscale/auto": ("multiscale", "auto"), "default/none": ("default", "none")}
 """Fixed defaults the cross-scan protocol chooses among (forest_select candidate, normalise)."""
 
 CROSS_TREES = 50
@@ -208,12 +207,12 @@ def crossscan(quick: bool, seeds: tuple[int, ...] = (0,),
     scribbles; each as mean, standard deviation and per-seed values, with the paired
     differences ours − plain per seed. ``subvolumes`` limits the tables computed (one
     process per sub-volume on a shared machine); ``tables`` adds tables of earlier runs
-    (``--tables``; a table without a seed level counts as seed 0).
+    (``--tables``, merged per seed; a table without a seed level counts as seed 0).
     """
-    tables = {k: (v if "perclass" not in v else {"0": v}) for k, v in (tables or {}).items()}
+    tables = tables or {}
     for name in subvolumes:
         sv = load_subvolume(name)
-        tables[name] = {}
+        tables.setdefault(name, {})
         for seed in seeds:
             tables[name][str(seed)] = {}
             for st in ("perclass", "uniform"):
@@ -579,10 +578,12 @@ def main() -> None:
                 if args.coverages else None)
         out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, covs)
     if "crossscan" in secs:
-        earlier = {}
+        earlier: dict = {}
         for path in filter(None, args.tables.split(",")):
-            earlier.update(json.loads(Path(path).read_text())["crossscan"]["tables"])
-        subs = tuple(v for v in args.subvolumes.split(",") if v and v not in earlier)
+            for sub, t in json.loads(Path(path).read_text())["crossscan"]["tables"].items():
+                earlier.setdefault(sub, {}).update({"0": t} if "perclass" in t else t)
+        subs = tuple(v for v in args.subvolumes.split(",")
+                     if v and not all(str(s) in earlier.get(v, {}) for s in seeds))
         out["crossscan"] = crossscan(args.quick, seeds, subs, earlier)
     if "curve" in secs:
         out["curve"] = slices_curve(args.quick, args.curve_style, seeds[0], args.curve_features)
