@@ -34,6 +34,13 @@ reports the score on the other (``cross_scan`` in the JSON)::
         --time-limit 600 --candidate default
 
 (``--merge A.json C.json ...`` combines runs of other sub-volumes or candidates.)
+
+Labelled-slices curve (issue #23; ``benchmarks/_cnn_curve.py``): ``--curve`` trains on the
+dense labels of 1, 2, 3, 5 slices of each sub-volume and scores every slice; the budget is
+the usual options (stated in the output's ``budget``), e.g. a reduced one::
+
+    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python benchmarks/cnn.py --curve --threads 1 \
+        --epochs 6 --set members=1
 """
 
 from __future__ import annotations
@@ -238,6 +245,10 @@ def main() -> None:
                     help="the cross-scan protocol of issue #23 (benchmarks/_cross_scan.py)")
     ap.add_argument("--candidate", action="append", default=None,
                     metavar="NAME=KEY:VALUE,...", help="a --cross-scan candidate (repeatable)")
+    ap.add_argument("--curve", action="store_true",
+                    help="the labelled-slices curve of issue #23 (benchmarks/_cnn_curve.py)")
+    ap.add_argument("--curve-counts", default="1,2,3,5",
+                    help="--curve: numbers of labelled slices")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="merge saved --cross-scan outputs and select again")
     args = ap.parse_args()
@@ -267,6 +278,17 @@ def main() -> None:
 
         print(json.dumps(cs.merge([json.loads(Path(f).read_text()) for f in args.merge]),
                          default=float))
+        return
+    if args.curve:
+        from _cnn_curve import labelled_curve
+
+        t0 = time.perf_counter()
+        res = labelled_curve(args.subvolumes.split(","), cfg, load=load_subvolume,
+                             counts=tuple(int(k) for k in args.curve_counts.split(",")),
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
+        res.update(benchmark="cnn_labelled_slices_segmentpy", quick=args.quick,
+                   load=os.getloadavg(), total_wall_s=time.perf_counter() - t0)
+        print(json.dumps(res, default=float))
         return
     if args.cross_scan:
         t0 = time.perf_counter()

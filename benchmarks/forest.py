@@ -193,43 +193,76 @@ def _cross_table(sv, style: str, quick: bool, seed: int) -> dict:
     return out
 
 
-def crossscan(quick: bool, seed: int = 0, subvolumes: tuple[str, ...] = ("A", "C"),
-              tables: dict | None = None) -> dict:
+def crossscan(quick: bool, seeds: tuple[int, ...] = (0,),
+              subvolumes: tuple[str, ...] = ("A", "C"), tables: dict | None = None) -> dict:
     """Cross-scan protocol: defaults chosen on one sub-volume, scored on the other.
 
-    ``ours_fixed``: the config of :data:`CROSS_CONFIGS` with the best test score on the
-    tuning sub-volume (mean over both stroke styles), scored on the other one;
-    ``ours_auto``: the feature set chosen by each run from its own held-out strokes (no
-    validation slice); ``ours_val_slice``: the config with the best score on the scored
-    sub-volume's validation slice (a user with one densely labelled validation slice);
-    ``plain``: the scikit-image forest on the same scribbles. ``subvolumes`` limits the
-    tables computed (one process per sub-volume on a shared machine); ``tables`` adds
-    tables of earlier runs (``--tables``), the directions need both A and C.
+    Every table is computed once per scribble seed (one simulated user each):
+    ``tables[sub-volume][seed][style]``. Per direction and stroke style (see
+    :func:`_direction`): ``ours_fixed``, the config of :data:`CROSS_CONFIGS` with the best
+    mean test score on the tuning sub-volume (over both styles and every seed), scored on
+    the other one; ``ours_auto``, the feature set chosen by each run from its own held-out
+    strokes (no validation slice); ``ours_val_slice``, the config with the best score on the
+    scored sub-volume's validation slice; ``plain``, the scikit-image forest on the same
+    scribbles; each as mean, standard deviation and per-seed values, with the paired
+    differences ours − plain per seed. ``subvolumes`` limits the tables computed (one
+    process per sub-volume on a shared machine); ``tables`` adds tables of earlier runs
+    (``--tables``, merged per seed; a table without a seed level counts as seed 0).
     """
-    if tables is None:
-        tables = {}
+    tables = tables or {}
     for name in subvolumes:
         sv = load_subvolume(name)
-        tables[name] = {}
-        for st in ("perclass", "uniform"):
-            tables[name][st] = _cross_table(sv, st, quick, seed)
-            print(json.dumps({name: {st: tables[name][st]}}, default=float), file=sys.stderr,
-                  flush=True)  # a long run's tables survive an interruption
-    out: dict = {"tables": tables, "trees": CROSS_TREES, "scribble_seed": seed}
-    if not {"A", "C"} <= set(tables):
-        return out
-    for tune, score in (("A", "C"), ("C", "A")):
-        fixed = max(CROSS_CONFIGS, key=lambda k, t=tables[tune]: np.mean(
-            [t[st][k]["test"] for st in t]))
-        d: dict = {"fixed_default": fixed}
-        for st, t in tables[score].items():
-            by_val = max(CROSS_CONFIGS, key=lambda k, t=t: t[k]["val"])
-            d[st] = {"ours_fixed": t[fixed]["test"], "ours_auto": t["auto"]["test"],
-                     "ours_val_slice": t[by_val]["test"], "val_slice_choice": by_val,
-                     "auto_choice": t["auto"]["selection"]["chosen"],
-                     "plain": t["plain"]["test"]}
-        out[f"chosen_on_{tune}_scored_on_{score}"] = d
+        tables.setdefault(name, {})
+        for seed in seeds:
+            tables[name][str(seed)] = {}
+            for st in ("perclass", "uniform"):
+                tables[name][str(seed)][st] = t = _cross_table(sv, st, quick, seed)
+                print(json.dumps({name: {str(seed): {st: t}}}, default=float), file=sys.stderr,
+                      flush=True)  # a long run's tables survive an interruption
+    out: dict = {"tables": tables, "trees": CROSS_TREES, "scribble_seeds": list(seeds)}
+    if {"A", "C"} <= set(tables):
+        for tune, score in (("A", "C"), ("C", "A")):
+            out[f"chosen_on_{tune}_scored_on_{score}"] = _direction(tables[tune], tables[score])
     return out
+
+
+def _seed_stats(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one seed) and the per-seed values."""
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "per_seed": v.tolist()}
+
+
+def _direction(tune: dict, score: dict) -> dict:
+    """One direction of the cross-scan protocol from per-seed tables (see :func:`crossscan`).
+
+    ``*_minus_plain``: paired differences per scribble seed (both forests saw the same
+    scribbles); ``ours_ge_plain``: the mean paired difference of the fixed default ≥ 0.
+    """
+    def tune_score(k: str) -> float:
+        return float(np.mean([t[k]["test"] for by_st in tune.values() for t in by_st.values()]))
+
+    every = [t for side in (tune, score) for by_st in side.values() for t in by_st.values()]
+    configs = [k for k in CROSS_CONFIGS if all(k in t for t in every)]  # older tables: fewer
+    fixed = max(configs, key=tune_score)
+    d: dict = {"fixed_default": fixed, "tuning_scores": {k: tune_score(k) for k in configs}}
+    for st in ("perclass", "uniform"):
+        runs = [by_st[st] for by_st in score.values()]
+        by_val = [max(configs, key=lambda k, t=t: t[k]["val"]) for t in runs]
+        vals = {"ours_fixed": [t[fixed]["test"] for t in runs],
+                "ours_auto": [t["auto"]["test"] for t in runs],
+                "ours_val_slice": [t[k]["test"] for t, k in zip(runs, by_val, strict=True)],
+                "plain": [t["plain"]["test"] for t in runs]}
+        e = {k: _seed_stats(v) for k, v in vals.items()}
+        for k in ("ours_fixed", "ours_auto", "ours_val_slice"):
+            e[f"{k}_minus_plain"] = _seed_stats(
+                [a - b for a, b in zip(vals[k], vals["plain"], strict=True)])
+        e["ours_ge_plain"] = e["ours_fixed_minus_plain"]["mean"] >= 0
+        e["val_slice_choice"] = by_val
+        e["auto_choice"] = [t["auto"]["selection"]["chosen"] for t in runs]
+        e["scribble_seeds"] = list(score)
+        d[st] = e
+    return d
 
 
 def slices_curve(quick: bool, style: str = "perclass", seed: int = 0,
@@ -526,7 +559,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sections", default="segmentpy,nrel,speed,memory,variability")
     ap.add_argument("--seeds", default="0",
-                    help="segmentpy: scribble seeds (simulated users), e.g. 0,1,2")
+                    help="segmentpy, crossscan: scribble seeds (simulated users), e.g. 0,1,2")
     ap.add_argument("--normalise", default="auto",
                     help="segmentpy: our normalisation (auto | percentile | offset | none)")
     ap.add_argument("--coverages", default=None,
@@ -545,11 +578,13 @@ def main() -> None:
                 if args.coverages else None)
         out["segmentpy"] = segmentpy(args.quick, seeds, args.normalise, covs)
     if "crossscan" in secs:
-        earlier = {}
+        earlier: dict = {}
         for path in filter(None, args.tables.split(",")):
-            earlier.update(json.loads(Path(path).read_text())["crossscan"]["tables"])
-        subs = tuple(v for v in args.subvolumes.split(",") if v and v not in earlier)
-        out["crossscan"] = crossscan(args.quick, seeds[0], subs, earlier)
+            for sub, t in json.loads(Path(path).read_text())["crossscan"]["tables"].items():
+                earlier.setdefault(sub, {}).update({"0": t} if "perclass" in t else t)
+        subs = tuple(v for v in args.subvolumes.split(",")
+                     if v and not all(str(s) in earlier.get(v, {}) for s in seeds))
+        out["crossscan"] = crossscan(args.quick, seeds, subs, earlier)
     if "curve" in secs:
         out["curve"] = slices_curve(args.quick, args.curve_style, seeds[0], args.curve_features)
     if "importance" in secs:
