@@ -340,6 +340,22 @@ def _owned_values(labels: np.ndarray, whole: np.ndarray, score: np.ndarray, bloc
     return np.stack([sol[ids], fill[ids]], axis=1) if ids.size else np.zeros((0, 2))
 
 
+def _store_path(folder: Path, kind: str, block: Block, what: Any) -> Path:
+    """The file of a block's stored ``kind`` of result: its name digests ``what`` (the
+    inputs besides the mask) and the block's read region."""
+    import hashlib
+
+    key = hashlib.blake2b(repr((*what, block.read)).encode(), digest_size=8).hexdigest()
+    return folder / f"{kind}_{_name(block)[:-4]}_{key}.npz"
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write compressed arrays to ``path`` atomically (a temporary file, then a rename)."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def stored_watershed(mask: np.ndarray, block: Block, settings: ParticleSettings,
                      folder: Path | None) -> Watershed:
     """The block's :func:`~electrode_ct.particles.separate.distance_watershed` at a healing
@@ -352,8 +368,6 @@ def stored_watershed(mask: np.ndarray, block: Block, settings: ParticleSettings,
     same floats), so the seeding and the flooding run once per width instead of up to
     three times. The file name digests the settings, width and read region.
     """
-    import hashlib
-
     sp, smooth = settings.spacing, settings.smooth
 
     def at(width: float) -> tuple[np.ndarray, np.ndarray, int]:
@@ -362,17 +376,13 @@ def stored_watershed(mask: np.ndarray, block: Block, settings: ParticleSettings,
                 mask, width, spacing=sp, h_um=settings.h_um, smooth=smooth,
                 compactness=settings.compactness)
             return labels, score, int(markers.max())
-        key = hashlib.blake2b(repr((settings, width, block.read)).encode(),
-                              digest_size=8).hexdigest()
-        path = folder / f"ws_{_name(block)[:-4]}_{key}.npz"
+        path = _store_path(folder, "ws", block, (settings, width))
         if path.exists():
             stored = np.load(path)
             score = healed_score(mask, width, spacing=sp, smooth=smooth)[1]
             return stored["labels"], score, int(stored["n_markers"])
         labels, score, n_markers = stored_watershed(mask, block, settings, None)(width)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, labels=labels, n_markers=np.int64(n_markers))
-        os.replace(tmp, path)
+        _save_npz(path, labels=labels, n_markers=np.int64(n_markers))
         return labels, score, n_markers
     return at
 
@@ -388,8 +398,6 @@ def stored_first(mask: np.ndarray, block: Block, settings: ParticleSettings,
     :func:`stored_watershed`, so the re-split, the slowest per-particle step, runs once
     per block instead of twice. The file name digests the settings, medians and region.
     """
-    import hashlib
-
     width = settings.heal_cracks_um
     watershed = stored_watershed(mask, block, settings, folder)
 
@@ -397,18 +405,14 @@ def stored_first(mask: np.ndarray, block: Block, settings: ParticleSettings,
         if folder is None:
             return _distance_run(mask, width, medians=given.resplit, watershed=watershed,
                                  **settings.run_settings())
-        key = hashlib.blake2b(repr((settings, given.resplit, block.read)).encode(),
-                              digest_size=8).hexdigest()
-        path = folder / f"first_{_name(block)[:-4]}_{key}.npz"
+        path = _store_path(folder, "first", block, (settings, given.resplit))
         if path.exists():
             f = np.load(path)
             counts = [int(c) for c in f["counts"]]
             return _Run(f["labels"], f["whole"], watershed(width)[1], *counts)
         run = stored_first(mask, block, settings, None, given)()
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, labels=run.labels, whole=run.whole, counts=np.array(
+        _save_npz(path, labels=run.labels, whole=run.whole, counts=np.array(
             [run.n_small, run.n_markers, run.n_resplit, run.n_rehealed], np.int64))
-        os.replace(tmp, path)
         return run
     return get
 
@@ -478,9 +482,7 @@ def _store(path: Path, labels: np.ndarray, block: Block, ids: np.ndarray,
         lut[ids] = np.arange(1, ids.size + 1, dtype=np.uint32)
         crop = lut[labels[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]]
         origin = tuple(o + a for o, a in zip(block.offset, lo, strict=True))
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, crop=crop, origin=np.array(origin, np.int64))
-    os.replace(tmp, path)
+    _save_npz(path, crop=crop, origin=np.array(origin, np.int64))
     return origin, crop.shape
 
 
